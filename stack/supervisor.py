@@ -1,0 +1,179 @@
+"""Start, watch and stop the child processes of the embedded stack.
+
+Each service is a plain child process in a session of its own, so that it outlives the
+`fraudstream up` command that started it and `fraudstream down` can stop it (and anything it
+spawned) by process group. Health is observed from outside, the way a user would: a TCP connect or
+an HTTP request, never by reading the child's logs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+logger = logging.getLogger(__name__)
+
+
+class StackError(RuntimeError):
+    """A service could not be started or stopped; the message is one line meant for the user."""
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """How to run one service: its command, environment, the ports it binds and how to see it is healthy."""
+
+    name: str
+    argv: Sequence[str]
+    ports: Sequence[int]
+    health_url: str  # tcp://host:port or http://host:port/path
+    address: str  # what clients are told to connect to
+    env: Mapping[str, str] = field(default_factory=dict)
+    cwd: Path | None = None
+    start_timeout: float = 60.0
+    stop_timeout: float = 40.0
+
+
+@dataclass
+class RunningService:
+    """A started service, as recorded in the stack's state file."""
+
+    name: str
+    pid: int
+    address: str
+    health_url: str
+    log: str
+    stop_timeout: float
+
+    def alive(self) -> bool:
+        return pid_alive(self.pid)
+
+    def healthy(self) -> bool:
+        return self.alive() and probe(self.health_url)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port that nothing listens on right now (the OS picks it)."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+        return False
+
+
+def probe(health_url: str, timeout: float = 1.0) -> bool:
+    """True when the service answers: a TCP connection for tcp://, a 2xx for http://."""
+    parts = urlsplit(health_url)
+    if parts.scheme == "tcp":
+        try:
+            with socket.create_connection((parts.hostname, parts.port), timeout=timeout):
+                return True
+        except OSError:
+            return False
+    try:
+        with urllib.request.urlopen(health_url, timeout=timeout) as response:
+            return 200 <= response.status < 300
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie (exited, not yet reaped by its parent) counts as gone.
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            return stat.read().split(") ", 1)[1][0] != "Z"
+    except OSError:
+        return False
+
+
+def start(spec: ServiceSpec, log_dir: Path) -> RunningService:
+    """Start `spec` and wait until it is healthy; a busy port, a missing binary or an early exit is a StackError."""
+    for port in spec.ports:
+        if port_in_use(port):
+            raise StackError(f"{spec.name}: port {port} on 127.0.0.1 is already in use")
+    binary = spec.argv[0]
+    if not (os.path.isfile(binary) and os.access(binary, os.X_OK)):
+        raise StackError(f"{spec.name}: executable not found: {binary}")
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"{spec.name}.log"
+    with open(log_path, "ab") as log:
+        log.write(f"\n--- starting {spec.name}: {' '.join(spec.argv)}\n".encode())
+        log.flush()
+        process = subprocess.Popen(
+            list(spec.argv),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **spec.env},
+            cwd=spec.cwd,
+            start_new_session=True,
+        )
+    service = RunningService(spec.name, process.pid, spec.address, spec.health_url, str(log_path), spec.stop_timeout)
+    deadline = time.monotonic() + spec.start_timeout
+    while not probe(spec.health_url):
+        if process.poll() is not None:
+            raise StackError(f"{spec.name} exited with status {process.returncode} during start-up; see {log_path}")
+        if time.monotonic() > deadline:
+            stop(service)
+            raise StackError(f"{spec.name} not healthy after {spec.start_timeout:.0f} s; see {log_path}")
+        time.sleep(0.1)
+    logger.info("%s healthy at %s (pid %d)", spec.name, spec.address, process.pid)
+    return service
+
+
+def stop(service: RunningService, kill: bool = False) -> None:
+    """Stop a service and everything it spawned: SIGTERM (or SIGKILL when `kill`), bounded, then SIGKILL."""
+    if not service.alive():
+        return
+    _signal_group(service.pid, signal.SIGKILL if kill else signal.SIGTERM)
+    deadline = time.monotonic() + service.stop_timeout
+    while service.alive() and time.monotonic() < deadline:
+        _reap(service.pid)
+        time.sleep(0.1)
+    if service.alive():
+        logger.warning("%s (pid %d) did not stop within %.0f s: killing it", service.name, service.pid, service.stop_timeout)
+        _signal_group(service.pid, signal.SIGKILL)
+        while service.alive():
+            _reap(service.pid)
+            time.sleep(0.05)
+    _reap(service.pid)
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pid, sig)
+    except ProcessLookupError:
+        pass
+    except PermissionError:
+        os.kill(pid, sig)
+
+
+def _reap(pid: int) -> None:
+    """Collect the exit status of our own child so that it does not linger as a zombie."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
