@@ -13,6 +13,7 @@ import csv
 from collections.abc import Iterator
 from typing import TextIO
 
+import click
 import numpy as np
 import pandas as pd
 
@@ -25,6 +26,7 @@ from stack.payments import (
     Payment,
     parse_timestamp,
 )
+from stack.produce import kafka_options, run_with_progress
 
 DEFAULT_FRAUD_RATE = 0.0017
 
@@ -137,3 +139,38 @@ def write_csv(frame: pd.DataFrame, out: TextIO, layout: Layout = Layout.EXTENDED
     for row in frame[list(layout.columns)].itertuples(index=False, name=None):
         *values, label = row
         writer.writerow([*values, str(label)])
+
+
+@click.command("generate")
+@click.option("-n", "--count", type=click.IntRange(min=0), default=1000, show_default=True, help="Payments to generate.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same payments.")
+@click.option("--fraud-rate", type=click.FloatRange(0.0, 1.0), default=DEFAULT_FRAUD_RATE, show_default=True,
+              help="Share of frauds (Class 1).")  # fmt: skip
+@click.option("--layout", type=click.Choice([layout.value for layout in Layout]), default=Layout.EXTENDED.value,
+              show_default=True, help="CSV layout of the output file.")  # fmt: skip
+@click.option("-o", "--output", type=click.File("w", lazy=True), default="-", show_default=True,
+              help="File to write (`-` for stdout).")  # fmt: skip
+@click.option("--to-topic", is_flag=True, help="Produce straight to the topic instead of writing a file.")
+@kafka_options
+def generate_command(
+    count: int,
+    seed: int,
+    fraud_rate: float,
+    layout: str,
+    output: TextIO,
+    to_topic: bool,
+    **kafka: object,
+) -> None:
+    """Generate realistic synthetic card payments (seeded; frauds a model can learn) to a file or a topic."""
+    context = click.get_current_context()
+    if to_topic and {"output", "layout"} & {
+        name for name in ("output", "layout")
+        if context.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
+    }:  # fmt: skip
+        raise click.UsageError("--to-topic writes records, not a file: drop -o/--output and --layout")
+    frame = generate_payments(count, seed=seed, fraud_rate=fraud_rate)
+    if to_topic:
+        quiet = bool(kafka.pop("quiet"))
+        run_with_progress(frame_payments(frame), total=count, quiet=quiet, **kafka)
+    else:
+        write_csv(frame, output, Layout(layout))
