@@ -1,0 +1,261 @@
+"""The dense Keras autoencoder, trained on legitimate payments only; its score is the reconstruction error.
+
+A payment unlike the legitimate ones the network learnt to compress reconstructs badly, so a high error
+means "suspicious". The estimator follows scikit-learn's conventions (``fit``, ``score_samples``,
+``get_params``) so that evaluation, calibration and the registry treat it like the baseline.
+
+Saved form (a directory, so that a registry can store it as plain files in S3; no pickles):
+``model.keras`` (loaded with ``safe_mode=True``) and ``model.json`` (kind, feature names, scaler, parameters,
+training summary).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+# Quiet TensorFlow's C++ start-up chatter, and keep oneDNN's reordered float sums off so that results
+# are reproducible and match the NumPy scorer. Both must be set before TensorFlow is imported.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from models.features import FEATURE_COLUMNS, LABEL_COLUMN, Batch, feature_matrix, labels  # noqa: E402
+from models.scaling import Standardiser  # noqa: E402
+from models.scorer import DenseLayer, NumpyScorer  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+KIND = "autoencoder"
+MODEL_FILE = "model.keras"
+META_FILE = "model.json"
+
+_tf_configured = False
+
+
+def configure_tensorflow(threads: int | None = None) -> None:
+    """Limit TensorFlow's thread pools (the machines are shared) and make its ops deterministic.
+
+    ``threads`` defaults to ``FRAUDSTREAM_TF_THREADS`` or 2. Thread pools can only be sized before
+    TensorFlow runs its first op, so this is applied once, on the first fit.
+    """
+    global _tf_configured
+    if _tf_configured:
+        return
+    import tensorflow as tf
+
+    n = threads or int(os.environ.get("FRAUDSTREAM_TF_THREADS", "2"))
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(n)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:  # TensorFlow already initialised by someone else: keep its pools
+        log.debug("TensorFlow already initialised; thread limits not applied")
+    tf.config.experimental.enable_op_determinism()
+    _tf_configured = True
+
+
+class EpochLogger(keras.callbacks.Callback):
+    """Logs one line per epoch and forwards the numbers to ``on_epoch`` (the CLI draws progress from it)."""
+
+    def __init__(self, epochs: int, on_epoch: Callable[[int, int, dict[str, float]], None] | None = None) -> None:
+        super().__init__()
+        self.epochs = epochs
+        self.on_epoch = on_epoch
+        self._started = 0.0
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self._started = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        numbers = {k: float(v) for k, v in (logs or {}).items()}
+        numbers["seconds"] = time.perf_counter() - self._started
+        log.info("epoch %d/%d %s", epoch + 1, self.epochs,
+                 " ".join(f"{k}={v:.4g}" for k, v in numbers.items()))
+        if self.on_epoch is not None:
+            self.on_epoch(epoch + 1, self.epochs, numbers)
+
+
+def build_network(n_features: int, hidden: Sequence[int], activations: Sequence[str], l1: float,
+                  learning_rate: float) -> keras.Model:
+    """Dense encoder/decoder; the output layer is linear so it can reproduce any standardised value."""
+    if len(hidden) != len(activations):
+        raise ValueError(f"hidden {list(hidden)} and activations {list(activations)} differ in length")
+    inputs = keras.Input(shape=(n_features,), name="features")
+    x = inputs
+    for i, (units, activation) in enumerate(zip(hidden, activations)):
+        regulariser = keras.regularizers.L1(l1) if i == 0 and l1 > 0 else None
+        x = keras.layers.Dense(units, activation=activation, activity_regularizer=regulariser,
+                               name=f"dense_{i}")(x)
+    outputs = keras.layers.Dense(n_features, activation="linear", name="reconstruction")(x)
+    model = keras.Model(inputs, outputs, name="fraud_autoencoder")
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss="mse")
+    return model
+
+
+class Autoencoder:
+    """Reconstruction-error anomaly detector over :data:`models.features.FEATURE_COLUMNS`.
+
+    ``score_samples`` returns the per-row mean squared reconstruction error: higher is more suspicious
+    (the opposite sign of scikit-learn's outlier detectors, and the same direction as the baseline's
+    fraud probability, so one threshold rule serves both).
+    """
+
+    kind = KIND
+
+    def __init__(self, hidden: Sequence[int] = (14, 7, 7), activations: Sequence[str] = ("tanh", "relu", "tanh"),
+                 l1: float = 1e-5, epochs: int = 20, batch_size: int = 256, learning_rate: float = 1e-3,
+                 validation_fraction: float = 0.1, seed: int = 0,
+                 feature_names: Sequence[str] = FEATURE_COLUMNS) -> None:
+        self.hidden = tuple(hidden)
+        self.activations = tuple(activations)
+        self.l1 = l1
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.validation_fraction = validation_fraction
+        self.seed = seed
+        self.feature_names = tuple(feature_names)
+        self.model_: keras.Model | None = None
+        self.scaler_: Standardiser | None = None
+        self.history_: list[dict[str, float]] = []
+        self.training_seconds_: float | None = None
+        self.training_rows_: int | None = None
+        self._scorer: NumpyScorer | None = None
+
+    # scikit-learn conventions -------------------------------------------------------------------------
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        return {"hidden": list(self.hidden), "activations": list(self.activations), "l1": self.l1,
+                "epochs": self.epochs, "batch_size": self.batch_size, "learning_rate": self.learning_rate,
+                "validation_fraction": self.validation_fraction, "seed": self.seed,
+                "feature_names": list(self.feature_names)}
+
+    def set_params(self, **params: Any) -> "Autoencoder":
+        unknown = set(params) - set(self.get_params())
+        if unknown:
+            raise ValueError(f"unknown parameters {sorted(unknown)}; valid: {sorted(self.get_params())}")
+        for name, value in params.items():
+            setattr(self, name, tuple(value) if name in ("hidden", "activations", "feature_names") else value)
+        return self
+
+    def fit(self, X: Batch, y: Sequence[int] | np.ndarray | None = None, *,
+            on_epoch: Callable[[int, int, dict[str, float]], None] | None = None,
+            verbose: int = 0) -> "Autoencoder":
+        """Train on the legitimate rows of ``X``.
+
+        Labels come from ``y`` or, for a table, from its ``Class`` column; without labels every row is
+        taken as legitimate. Same data + same ``seed`` -> same weights (seeded, deterministic ops).
+        """
+        configure_tensorflow()
+        x = feature_matrix(X, self.feature_names, np.float64)
+        if y is None and isinstance(X, pd.DataFrame) and any(str(c).lower() == LABEL_COLUMN.lower() for c in X.columns):
+            y = labels(X)
+        if y is not None:
+            y_arr = np.asarray(y)
+            if y_arr.shape != (len(x),):
+                raise ValueError(f"y has shape {y_arr.shape}, expected ({len(x)},)")
+            x = x[y_arr == 0]
+        if len(x) < 2:
+            raise ValueError(f"need at least 2 legitimate rows to train, got {len(x)}")
+        keras.utils.set_random_seed(self.seed)
+        self.scaler_ = Standardiser.fit(x, self.feature_names)
+        scaled = self.scaler_.transform(x, np.float32)
+        self.model_ = build_network(len(self.feature_names), self.hidden, self.activations, self.l1,
+                                    self.learning_rate)
+        started = time.perf_counter()
+        history = self.model_.fit(
+            scaled, scaled, epochs=self.epochs, batch_size=self.batch_size, shuffle=True,
+            validation_split=self.validation_fraction if len(scaled) * self.validation_fraction >= 1 else 0.0,
+            callbacks=[EpochLogger(self.epochs, on_epoch)], verbose=verbose,
+        )
+        self.training_seconds_ = time.perf_counter() - started
+        self.training_rows_ = int(len(scaled))
+        self.history_ = [
+            {name: float(values[i]) for name, values in history.history.items()}
+            for i in range(len(history.epoch))
+        ]
+        self._scorer = None
+        return self
+
+    def _check_fitted(self) -> None:
+        if self.model_ is None or self.scaler_ is None:
+            raise RuntimeError("the autoencoder is not trained yet: call fit() or Autoencoder.load()")
+
+    def reconstruct(self, X: Batch) -> np.ndarray:
+        """Keras' reconstruction of the scaled input (the reference the NumPy scorer is tested against)."""
+        self._check_fitted()
+        scaled = self.scaler_.transform(feature_matrix(X, self.feature_names, np.float64), np.float32)
+        return np.asarray(self.model_(scaled, training=False))
+
+    def keras_scores(self, X: Batch) -> np.ndarray:
+        """Reconstruction MSE through Keras itself (slow; for checks, not for serving)."""
+        self._check_fitted()
+        scaled = self.scaler_.transform(feature_matrix(X, self.feature_names, np.float64), np.float32)
+        recon = np.asarray(self.model_.predict(scaled, batch_size=4096, verbose=0), dtype=np.float64)
+        return np.mean(np.square(recon - scaled.astype(np.float64)), axis=1)
+
+    def scorer(self, dtype: type = np.float32) -> NumpyScorer:
+        """The fast NumPy scorer built from the current weights."""
+        self._check_fitted()
+        if self._scorer is None or self._scorer.dtype != np.dtype(dtype):
+            layers = []
+            for layer in self.model_.layers:
+                if isinstance(layer, keras.layers.Dense):
+                    kernel, bias = layer.get_weights()
+                    layers.append(DenseLayer(kernel, bias, keras.activations.serialize(layer.activation)))
+            self._scorer = NumpyScorer(layers, self.scaler_, self.feature_names, dtype)
+        return self._scorer
+
+    def score_samples(self, X: Batch) -> np.ndarray:
+        """Per-row reconstruction MSE (higher = more suspicious)."""
+        return self.scorer()(X)
+
+    # persistence ---------------------------------------------------------------------------------------
+    def metadata(self) -> dict[str, Any]:
+        self._check_fitted()
+        return {
+            "kind": KIND,
+            "format": 1,
+            "feature_names": list(self.feature_names),
+            "scaler": self.scaler_.to_dict(),
+            "params": self.get_params(),
+            "training": {"seconds": self.training_seconds_, "rows": self.training_rows_,
+                         "history": self.history_},
+            "keras_version": keras.__version__,
+        }
+
+    def save(self, directory: str | Path) -> Path:
+        """Write ``model.keras`` and ``model.json`` into ``directory`` (created if needed)."""
+        self._check_fitted()
+        path = Path(directory)
+        path.mkdir(parents=True, exist_ok=True)
+        self.model_.save(path / MODEL_FILE)
+        (path / META_FILE).write_text(json.dumps(self.metadata(), indent=2) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "Autoencoder":
+        path = Path(directory)
+        meta = json.loads((path / META_FILE).read_text())
+        if meta.get("kind") != KIND:
+            raise ValueError(f"{path} holds a {meta.get('kind')!r} model, not an {KIND!r}")
+        params = meta["params"]
+        self = cls(**{k: v for k, v in params.items() if k != "feature_names"},
+                   feature_names=meta["feature_names"])
+        self.model_ = keras.saving.load_model(path / MODEL_FILE, safe_mode=True)
+        self.scaler_ = Standardiser.from_dict(meta["scaler"], self.feature_names)
+        training = meta.get("training", {})
+        self.training_seconds_ = training.get("seconds")
+        self.training_rows_ = training.get("rows")
+        self.history_ = training.get("history", [])
+        n_in = self.model_.inputs[0].shape[-1]
+        if n_in != len(self.feature_names):
+            raise ValueError(f"{path}: network takes {n_in} inputs but model.json names {len(self.feature_names)}")
+        return self
