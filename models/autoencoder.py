@@ -44,15 +44,16 @@ _tf_configured = False
 def configure_tensorflow(threads: int | None = None) -> None:
     """Limit TensorFlow's thread pools (the machines are shared) and make its ops deterministic.
 
-    ``threads`` defaults to ``FRAUDSTREAM_TF_THREADS`` or 2. Thread pools can only be sized before
-    TensorFlow runs its first op, so this is applied once, on the first fit.
+    ``threads`` defaults to ``FRAUDSTREAM_TF_THREADS`` or 1: the network is so small that a second thread
+    gains little (~10% here), while spinning thread pools slow to a crawl on an oversubscribed machine.
+    Thread pools can only be sized before TensorFlow runs its first op, so this is applied once.
     """
     global _tf_configured
     if _tf_configured:
         return
     import tensorflow as tf
 
-    n = threads or int(os.environ.get("FRAUDSTREAM_TF_THREADS", "2"))
+    n = threads or int(os.environ.get("FRAUDSTREAM_TF_THREADS", "1"))
     try:
         tf.config.threading.set_intra_op_parallelism_threads(n)
         tf.config.threading.set_inter_op_parallelism_threads(1)
@@ -242,6 +243,7 @@ class Autoencoder:
 
     @classmethod
     def load(cls, directory: str | Path) -> "Autoencoder":
+        configure_tensorflow()
         path = Path(directory)
         meta = json.loads((path / META_FILE).read_text())
         if meta.get("kind") != KIND:
