@@ -10,7 +10,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from stack.config import DEFAULT_DATA_DIR
+from stack.config import DEFAULT_DATA_DIR, Addresses
 from stack.embedded import EmbeddedStack
 from stack.supervisor import StackError
 
@@ -36,17 +36,11 @@ def main(verbose: bool) -> None:
 @data_dir_option
 @click.option("--ephemeral", is_flag=True, help="Keep the broker's data in memory (throwaway runs).")
 def up(data_dir: Path, ephemeral: bool) -> None:
-    """Start the embedded stack on 127.0.0.1 and wait until every service is healthy."""
-    started = time.monotonic()
-    stack = _attach_or_new(data_dir, ephemeral)
-    try:
-        stack.start()
-    except StackError as error:
-        raise click.ClickException(str(error)) from None
-    _print_status(stack)
-    console.print(f"healthy in {time.monotonic() - started:.1f} s; addresses for clients:")
-    for name, value in stack.addresses.to_env().items():
-        console.print(f"  export {name}={value}")
+    """Start the embedded stack on 127.0.0.1 and wait until every service is healthy.
+
+    Ports follow KAFKA_BOOTSTRAP_SERVERS, SCHEMA_REGISTRY_URL, S3_ENDPOINT_URL, ... when set.
+    """
+    start_stack(data_dir, ephemeral)
 
 
 @main.command()
@@ -74,12 +68,27 @@ def status(data_dir: Path) -> None:
         raise SystemExit(1)
 
 
+def start_stack(data_dir: Path, ephemeral: bool) -> EmbeddedStack:
+    """Start (or find running) the stack in `data_dir`, print its status and the addresses clients need."""
+    started = time.monotonic()
+    stack = _attach_or_new(data_dir, ephemeral)
+    try:
+        stack.start()
+    except StackError as error:
+        raise click.ClickException(str(error)) from None
+    _print_status(stack)
+    console.print(f"healthy in {time.monotonic() - started:.1f} s; addresses for clients:")
+    for name, value in stack.addresses.to_env().items():
+        console.print(f"  export {name}={value}")
+    return stack
+
+
 def _attach_or_new(data_dir: Path, ephemeral: bool) -> EmbeddedStack:
     """The stack already recorded in `data_dir` (so `up` twice is harmless), else a new one."""
     try:
         return EmbeddedStack.attach(data_dir)
     except StackError:
-        return EmbeddedStack(data_dir, ephemeral=ephemeral)
+        return EmbeddedStack.from_addresses(data_dir, Addresses.from_env(), ephemeral=ephemeral)
 
 
 def _print_status(stack: EmbeddedStack) -> bool:
@@ -90,3 +99,20 @@ def _print_status(stack: EmbeddedStack) -> bool:
         table.add_row(row.name, row.address or "-", str(row.pid or "-"), health, row.log or "-")
     console.print(table)
     return all(row.healthy for row in rows)
+
+
+def _add_commands() -> None:
+    """Commands that live beside what they drive; imported here so `fraudstream --help` lists them all."""
+    from stack.demo import demo_command
+    from stack.generate import generate_command
+    from stack.produce import produce_command
+
+    for command in (demo_command, produce_command, generate_command):
+        main.add_command(command)
+
+
+_add_commands()
+
+
+if __name__ == "__main__":
+    main()

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
+from urllib.parse import urlsplit
 
 from stack import supervisor
 from stack.broker import tansu_spec
@@ -74,6 +75,19 @@ class EmbeddedStack:
         return cls(data_dir, ports=ports, **kwargs)  # type: ignore[arg-type]
 
     @classmethod
+    def from_addresses(cls, data_dir: Path | str, addresses: Addresses, **kwargs: object) -> EmbeddedStack:
+        """A stack listening where `addresses` point (the environment's KAFKA_BOOTSTRAP_SERVERS and friends)."""
+        urls = {
+            "broker": f"tcp://{addresses.bootstrap_servers.split(',')[0]}",
+            "schema-registry": addresses.schema_registry_url,
+            "ksqldb": addresses.ksqldb_url,
+            "connect": addresses.connect_url,
+            "objectstore": addresses.s3_endpoint_url,
+        }
+        ports = {name: urlsplit(url).port or DEFAULT_PORTS[name] for name, url in urls.items()}
+        return cls(data_dir, ports=ports, bucket=addresses.bucket, **kwargs)  # type: ignore[arg-type]
+
+    @classmethod
     def attach(cls, data_dir: Path | str = DEFAULT_DATA_DIR) -> EmbeddedStack:
         """The stack that `fraudstream up` started in `data_dir`, as recorded in its state file."""
         path = Path(data_dir).resolve() / STATE_FILE
@@ -103,12 +117,13 @@ class EmbeddedStack:
 
     def start(self) -> EmbeddedStack:
         """Start every service that is not already running and healthy; on failure stop what this call started."""
+        missing = [name for name in self.services if name not in self.running or not self.running[name].healthy()]
+        for name in missing:  # fail before starting anything rather than half-way through
+            if supervisor.port_in_use(self.ports[name], self.host):
+                raise StackError(f"{name}: port {self.ports[name]} on {self.host} is already in use")
         started: list[str] = []
         try:
-            for name in self.services:
-                current = self.running.get(name)
-                if current is not None and current.healthy():
-                    continue
+            for name in missing:
                 self.start_service(name)
                 started.append(name)
         except BaseException:

@@ -1,0 +1,119 @@
+"""`fraudstream up`, `status` and `down` as a user runs them, on free ports and a private data directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import NewTopic
+from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+
+from stack.config import Addresses
+from stack.kafka import admin_client, consumer_config, end_offsets, producer_config
+from stack.supervisor import ServiceSpec, StackError, free_port, pid_alive, start
+
+
+def fraudstream(*args: str, env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "stack.cli", *args], env={**os.environ, **env}, capture_output=True, text=True, timeout=300
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"fraudstream {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+@pytest.fixture
+def cli_env() -> dict[str, str]:
+    """Addresses on free ports, passed the way a user would: environment variables."""
+    host = "127.0.0.1"
+    addresses = Addresses(
+        bootstrap_servers=f"{host}:{free_port()}",
+        schema_registry_url=f"http://{host}:{free_port()}",
+        ksqldb_url=f"http://{host}:{free_port()}",
+        connect_url=f"http://{host}:{free_port()}",
+        s3_endpoint_url=f"http://{host}:{free_port()}",
+    )
+    return addresses.to_env()
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, cli_env: dict[str, str]) -> Iterator[Path]:
+    yield tmp_path / "data"
+    if (tmp_path / "data" / "stack.json").exists():  # never leave a stack running behind a failed test
+        fraudstream("down", "--data-dir", str(tmp_path / "data"), env=cli_env, check=False)
+
+
+def recorded_pids(data_dir: Path) -> list[int]:
+    state = json.loads((data_dir / "stack.json").read_text())
+    return [service["pid"] for service in state["running"]]
+
+
+def test_up_down_up_keeps_topics_records_offsets_and_schema_ids(data_dir: Path, cli_env: dict[str, str]) -> None:
+    fraudstream("up", "--data-dir", str(data_dir), env=cli_env)
+    bootstrap = cli_env["KAFKA_BOOTSTRAP_SERVERS"]
+    topic, group = "payments-durable", "durable-group"
+
+    admin = admin_client(bootstrap)
+    admin.create_topics([NewTopic(topic, 2, 1)])[topic].result(timeout=30)
+    producer = Producer(producer_config(bootstrap))
+    for i in range(300):
+        producer.produce(topic, key=str(i), value=f"payment-{i}")
+    assert producer.flush(30) == 0
+    consumer = Consumer(consumer_config(bootstrap, group, enable_auto_commit=False))
+    consumer.assign([TopicPartition(topic, 0, 0)])
+    consumer.commit(offsets=[TopicPartition(topic, 0, 42)], asynchronous=False)
+    consumer.close()
+    registry = SchemaRegistryClient({"url": cli_env["SCHEMA_REGISTRY_URL"]})
+    schema = Schema(json.dumps({"type": "record", "name": "Payment", "fields": [{"name": "id", "type": "string"}]}), "AVRO")
+    schema_id = registry.register_schema(f"{topic}-value", schema)
+
+    status = fraudstream("status", "--data-dir", str(data_dir), env=cli_env)
+    assert status.stdout.count("healthy") >= 3
+    pids = recorded_pids(data_dir)
+    fraudstream("down", "--data-dir", str(data_dir), env=cli_env)
+    assert not any(pid_alive(pid) for pid in pids), "down left a service running"
+
+    fraudstream("up", "--data-dir", str(data_dir), env=cli_env)
+    assert topic in admin_client(bootstrap).list_topics(timeout=10).topics
+    assert sum(end_offsets(bootstrap, topic).values()) == 300
+    reader = Consumer(consumer_config(bootstrap, group))
+    assert reader.committed([TopicPartition(topic, 0)], timeout=10)[0].offset == 42
+    reader.close()
+    fresh = SchemaRegistryClient({"url": cli_env["SCHEMA_REGISTRY_URL"]})
+    assert json.loads(fresh.get_schema(schema_id).schema_str) == json.loads(schema.schema_str)
+    assert fresh.lookup_schema(f"{topic}-value", schema).schema_id == schema_id
+    fraudstream("down", "--data-dir", str(data_dir), env=cli_env)
+
+
+def test_a_busy_port_is_a_one_line_error_naming_it(data_dir: Path, cli_env: dict[str, str]) -> None:
+    port = int(cli_env["KAFKA_BOOTSTRAP_SERVERS"].rsplit(":", 1)[1])
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", port))
+        squatter.listen()
+        result = fraudstream("up", "--data-dir", str(data_dir), "--ephemeral", env=cli_env, check=False)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert f"port {port}" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (data_dir / "stack.json").exists() or recorded_pids(data_dir) == []
+
+
+def test_status_and_down_without_a_stack_say_so_in_one_line(data_dir: Path, cli_env: dict[str, str]) -> None:
+    for command in ("status", "down"):
+        result = fraudstream(command, "--data-dir", str(data_dir), env=cli_env, check=False)
+        assert result.returncode == 1
+        assert "fraudstream up" in result.stderr
+        assert "Traceback" not in result.stderr
+
+
+def test_a_missing_binary_is_an_error_naming_it(tmp_path: Path) -> None:
+    spec = ServiceSpec(name="broker", argv=[str(tmp_path / "no-such-tansu")], ports=[], health_url="tcp://127.0.0.1:1", address="")
+    with pytest.raises(StackError, match="no-such-tansu"):
+        start(spec, tmp_path)
