@@ -1,0 +1,47 @@
+-- Raw card payments as producers write them (fraudstream produce): the extended layout, DELIMITED.
+-- The Kafka key is the payment id; the value repeats it, so that any CSV tool can produce records.
+-- The event time is the payment's own Timestamp, so windows and lag follow it rather than arrival.
+CREATE STREAM IF NOT EXISTS creditcardfraud_source (
+  PAYMENT_ID STRING KEY,
+  ID STRING,
+  `TIMESTAMP` STRING,
+  `USER` STRING,
+  TIME DOUBLE,
+  V1 DOUBLE,
+  V2 DOUBLE,
+  V3 DOUBLE,
+  V4 DOUBLE,
+  V5 DOUBLE,
+  V6 DOUBLE,
+  V7 DOUBLE,
+  V8 DOUBLE,
+  V9 DOUBLE,
+  V10 DOUBLE,
+  V11 DOUBLE,
+  V12 DOUBLE,
+  V13 DOUBLE,
+  V14 DOUBLE,
+  V15 DOUBLE,
+  V16 DOUBLE,
+  V17 DOUBLE,
+  V18 DOUBLE,
+  V19 DOUBLE,
+  V20 DOUBLE,
+  V21 DOUBLE,
+  V22 DOUBLE,
+  V23 DOUBLE,
+  V24 DOUBLE,
+  V25 DOUBLE,
+  V26 DOUBLE,
+  V27 DOUBLE,
+  V28 DOUBLE,
+  AMOUNT DOUBLE,
+  CLASS INT
+) WITH (
+  KAFKA_TOPIC = 'creditcardfraud_source',
+  KEY_FORMAT = 'KAFKA',
+  VALUE_FORMAT = 'DELIMITED',
+  PARTITIONS = 4,
+  TIMESTAMP = 'TIMESTAMP',
+  TIMESTAMP_FORMAT = 'yyyy-MM-dd''T''HH:mm:ssX'
+);
