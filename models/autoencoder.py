@@ -70,6 +70,7 @@ class EpochLogger(keras.callbacks.Callback):
         super().__init__()
         self.epochs = epochs
         self.on_epoch = on_epoch
+        self.history: list[dict[str, float]] = []
         self._started = 0.0
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
@@ -78,6 +79,7 @@ class EpochLogger(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         numbers = {k: float(v) for k, v in (logs or {}).items()}
         numbers["seconds"] = time.perf_counter() - self._started
+        self.history.append(numbers)
         log.info("epoch %d/%d %s", epoch + 1, self.epochs,
                  " ".join(f"{k}={v:.4g}" for k, v in numbers.items()))
         if self.on_epoch is not None:
@@ -170,18 +172,16 @@ class Autoencoder:
         scaled = self.scaler_.transform(x, np.float32)
         self.model_ = build_network(len(self.feature_names), self.hidden, self.activations, self.l1,
                                     self.learning_rate)
+        progress = EpochLogger(self.epochs, on_epoch)
         started = time.perf_counter()
-        history = self.model_.fit(
+        self.model_.fit(
             scaled, scaled, epochs=self.epochs, batch_size=self.batch_size, shuffle=True,
             validation_split=self.validation_fraction if len(scaled) * self.validation_fraction >= 1 else 0.0,
-            callbacks=[EpochLogger(self.epochs, on_epoch)], verbose=verbose,
+            callbacks=[progress], verbose=verbose,
         )
         self.training_seconds_ = time.perf_counter() - started
         self.training_rows_ = int(len(scaled))
-        self.history_ = [
-            {name: float(values[i]) for name, values in history.history.items()}
-            for i in range(len(history.epoch))
-        ]
+        self.history_ = progress.history
         self._scorer = None
         return self
 

@@ -92,15 +92,30 @@ class NumpyScorer:
 
     score_samples = __call__
 
+    @classmethod
+    def random(cls, hidden: Sequence[int] = (14, 7, 7), activations: Sequence[str] = ("tanh", "relu", "tanh"),
+               seed: int = 0, dtype: type = np.float32) -> "NumpyScorer":
+        """A scorer of the default shape with random weights: as fast as a trained one, for benchmarks
+        that should not need TensorFlow or a registry."""
+        rng = np.random.default_rng(seed)
+        widths = [len(FEATURE_COLUMNS), *hidden, len(FEATURE_COLUMNS)]
+        layers = [DenseLayer(rng.normal(scale=0.3, size=(a, b)), rng.normal(scale=0.1, size=b), act)
+                  for a, b, act in zip(widths, widths[1:], [*activations, "linear"])]
+        scaler = Standardiser(FEATURE_COLUMNS, (0.0,) * len(FEATURE_COLUMNS), (1.0,) * len(FEATURE_COLUMNS))
+        return cls(layers, scaler, FEATURE_COLUMNS, dtype)
 
-def benchmark(scorer: NumpyScorer, rows: int = 1_000_000, batch_size: int = 1_000, kind: str = "numpy",
+
+def benchmark(scorer: NumpyScorer | None = None, rows: int = 1_000_000, batch_size: int = 1_000, kind: str = "numpy",
               seed: int = 0) -> dict[str, float | str]:
     """Rows per second of ``scorer`` on batches of ``batch_size`` (for ``fraudstream bench``, not for tests).
 
     ``kind`` is the batch type handed in: "numpy", "pandas" or "arrow" (conversion time included).
+    Without a scorer, a random one of the default shape is measured.
     """
     import pandas as pd
     import pyarrow as pa
+
+    scorer = scorer or NumpyScorer.random()
 
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(batch_size, len(scorer.feature_names))).astype(scorer.dtype)

@@ -46,7 +46,7 @@ def test_separates_fraud_on_held_out_generated_data(trained, held_out):
 
 def test_trains_on_legitimate_rows_only(trained):
     assert trained.training_rows_ == 50_000 - 500
-    assert [set(epoch) for epoch in trained.history_] == [{"loss", "val_loss"}] * 4
+    assert [set(epoch) for epoch in trained.history_] == [{"loss", "val_loss", "seconds"}] * 4
 
 
 def test_scaler_fitted_on_training_rows_and_only_time_and_amount(trained):
@@ -123,3 +123,10 @@ def test_benchmark_reports_rows_per_second(trained):
     for kind in ("numpy", "pandas", "arrow"):
         result = benchmark(trained.scorer(), rows=2_000, batch_size=1_000, kind=kind)
         assert result["rows"] == 2_000 and result["rows_per_second"] > 0
+
+
+def test_random_scorer_for_benchmarks_has_the_default_shape():
+    scorer = NumpyScorer.random(seed=1)
+    scores = scorer(np.zeros((5, 30)))
+    assert scores.shape == (5,) and (scores > 0).all()
+    assert benchmark(rows=1_000, kind="numpy")["rows"] == 1_000
