@@ -152,48 +152,56 @@ class CsvSource:
 
     def _parse(self, texts: list[str], lines: np.ndarray, layout: Layout,
                rejected: list[Rejected] | None) -> pd.DataFrame:
-        """A block of lines as a typed frame: pandas' C parser first, row by row only if that fails."""
+        """A block of lines as a typed frame.
+
+        Pandas' C parser converts the numbers when every line is well formed (the common case); when a
+        line is not, the block is read as text (or, if a line has too many fields, split line by line)
+        and each bad line is reported with the reason the producers would give.
+        """
         columns = list(layout.columns)
-        try:
-            raw = pd.read_csv(io.StringIO("".join(texts)), header=None, names=columns, dtype=str,
-                              keep_default_na=False, skip_blank_lines=False)
-            ragged = len(raw) != len(texts) or bool(raw.isna().to_numpy().any())
-        except pd.errors.ParserError:
-            ragged = True
-        if ragged:  # some line has the wrong number of fields: find it, report it, keep the rest
+        found: list[Rejected] = []
+        frame = _read_block(texts, columns, numeric=True)
+        if frame is None:
+            frame = _read_block(texts, columns, numeric=False)
+        if frame is None:  # a line with too many fields: split lines ourselves and set the misfits aside
             rows, kept = [], []
-            for text, line in zip(texts, lines):
+            for i, text in enumerate(texts):
                 row = next(csv.reader((text.rstrip("\r\n"),)))
                 if len(row) == len(columns):
                     rows.append(row)
-                    kept.append(line)
-                elif rejected is not None:
-                    rejected.append(Rejected(self.path, int(line), text.rstrip("\r\n"),
-                                             f"expected {len(columns)} columns ({layout.value} layout), got {len(row)}"))
-            raw = pd.DataFrame(rows, columns=columns, dtype=str)
-            lines = np.asarray(kept, dtype=np.int64)
-        return self._convert(raw, lines, layout, rejected)
+                    kept.append(i)
+                else:
+                    self._reject(found, text, int(lines[i]), layout)
+            frame = pd.DataFrame(rows, columns=columns, dtype=str)
+            texts = [texts[i] for i in kept]
+            lines = lines[kept]
+        typed = self._convert(frame, texts, lines, layout, found)
+        if rejected is not None:
+            rejected.extend(sorted(found, key=lambda r: r.line))
+        return typed
 
-    def _convert(self, raw: pd.DataFrame, lines: np.ndarray, layout: Layout,
-                 rejected: list[Rejected] | None) -> pd.DataFrame:
-        """Strings to typed columns; rows that do not convert are reported with the producers' reasons."""
-        frame = raw.copy()
+    def _reject(self, rejected: list[Rejected], text: str, line: int, layout: Layout) -> None:
+        text = text.rstrip("\r\n")
+        try:
+            parse_row(next(csv.reader((text,))), layout, self.path, line)
+            reason = "Class is empty: unlabelled rows cannot be trained or evaluated on"
+        except MalformedRow as error:
+            reason = str(error)
+        rejected.append(Rejected(self.path, line, text, reason))
+
+    def _convert(self, frame: pd.DataFrame, texts: list[str], lines: np.ndarray, layout: Layout,
+                 rejected: list[Rejected]) -> pd.DataFrame:
+        """Typed columns in the extended layout; rows that are not labelled payments are set aside."""
         for column in NUMERIC_COLUMNS:
-            frame[column] = pd.to_numeric(raw[column].str.strip(), errors="coerce")
+            if frame[column].dtype != np.float64:
+                frame[column] = pd.to_numeric(frame[column].str.strip(), errors="coerce")
         values = frame[list(NUMERIC_COLUMNS)].to_numpy(dtype=np.float64)
-        bad = (~np.isfinite(values).all(axis=1) | ~np.isin(frame["Class"].to_numpy(), (0, 1)))
+        bad = ~np.isfinite(values).all(axis=1) | ~np.isin(frame["Class"].to_numpy(), (0, 1))
         if layout is Layout.EXTENDED:
-            stamps = pd.to_datetime(raw["Timestamp"].str.strip(), utc=True, format="ISO8601", errors="coerce")
-            bad |= (stamps.isna().to_numpy() | (raw["Id"].str.strip() == "").to_numpy())
+            stamps = pd.to_datetime(frame["Timestamp"].str.strip(), utc=True, format="ISO8601", errors="coerce")
+            bad |= stamps.isna().to_numpy() | (frame["Id"].fillna("").str.strip() == "").to_numpy()
         for i in np.flatnonzero(bad):
-            row = raw.iloc[i].tolist()
-            try:
-                parse_row(row, layout, self.path, int(lines[i]))
-                reason = "Class is empty: unlabelled rows cannot be trained or evaluated on"
-            except MalformedRow as error:
-                reason = str(error)
-            if rejected is not None:
-                rejected.append(Rejected(self.path, int(lines[i]), ",".join(row), reason))
+            self._reject(rejected, texts[i], int(lines[i]), layout)
         keep = ~bad
         frame = frame[keep]
         if layout is Layout.KAGGLE:
@@ -208,6 +216,19 @@ class CsvSource:
         frame["Class"] = frame["Class"].astype(np.int8)
         frame["Time"] = frame["Time"].astype(np.float64)
         return frame[list(EXTENDED_COLUMNS)].reset_index(drop=True)
+
+
+def _read_block(texts: list[str], columns: list[str], numeric: bool) -> pd.DataFrame | None:
+    """The block parsed by pandas, or None when some line does not fit (wrong width, or not a number)."""
+    dtype = {c: (np.float64 if numeric and c in NUMERIC_COLUMNS else str) for c in columns}
+    try:
+        frame = pd.read_csv(io.StringIO("".join(texts)), header=None, names=columns, dtype=dtype,
+                            keep_default_na=False, na_values=[""], skip_blank_lines=False)
+    except (ValueError, pd.errors.ParserError):
+        return None
+    if len(frame) != len(texts):
+        return None
+    return frame
 
 
 @register_source("generated")

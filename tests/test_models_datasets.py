@@ -51,15 +51,21 @@ def test_bad_rows_are_reported_not_lost(tmp_path, shared_data):
     fields[3] = "abc"                         # line 8: V3 not a number
     lines[7] = ",".join(fields)
     lines[12] = lines[12].rsplit(",", 1)[0] + ',"7"'  # line 13: bad label
+    lines[14] = lines[14].rsplit(",", 1)[0]   # line 15: a field short
+    fields = lines[16].split(",")
+    fields[29] = "nan"                        # line 17: Amount not a number
+    lines[16] = ",".join(fields)
     lines.insert(20, "")                      # a blank line carries no record
     path = tmp_path / "bad.csv"
     path.write_text("\n".join(lines) + "\n")
     dataset = load_dataset(CsvSource(str(path)), batch_rows=100, progress=True)
-    assert dataset.description["rows"] == 996 and dataset.description["rejected_rows"] == 3
+    assert dataset.description["rows"] == 994 and dataset.description["rejected_rows"] == 5
     assert [(r.line, r.reason) for r in dataset.rejected] == [
         (6, "expected 31 columns (kaggle layout), got 32"),
         (8, "V3 'abc' is not a number"),
         (13, "Class '7' is not 0 or 1"),
+        (15, "expected 31 columns (kaggle layout), got 30"),
+        (17, "Amount 'nan' is not a number"),
     ]
     assert dataset.description["rejected_examples"][0].endswith("bad.csv:6: expected 31 columns (kaggle layout), got 32")
 
