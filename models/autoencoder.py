@@ -26,9 +26,8 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
 
-from models.features import FEATURE_COLUMNS, LABEL_COLUMN, Batch, feature_matrix, labels  # noqa: E402
+from models.features import FEATURE_COLUMNS, Batch, feature_matrix, has_label, labels  # noqa: E402
 from models.scaling import Standardiser  # noqa: E402
 from models.scorer import DenseLayer, NumpyScorer  # noqa: E402
 
@@ -158,7 +157,7 @@ class Autoencoder:
         """
         configure_tensorflow()
         x = feature_matrix(X, self.feature_names, np.float64)
-        if y is None and isinstance(X, pd.DataFrame) and any(str(c).lower() == LABEL_COLUMN.lower() for c in X.columns):
+        if y is None and has_label(X):
             y = labels(X)
         if y is not None:
             y_arr = np.asarray(y)
@@ -189,14 +188,8 @@ class Autoencoder:
         if self.model_ is None or self.scaler_ is None:
             raise RuntimeError("the autoencoder is not trained yet: call fit() or Autoencoder.load()")
 
-    def reconstruct(self, X: Batch) -> np.ndarray:
-        """Keras' reconstruction of the scaled input (the reference the NumPy scorer is tested against)."""
-        self._check_fitted()
-        scaled = self.scaler_.transform(feature_matrix(X, self.feature_names, np.float64), np.float32)
-        return np.asarray(self.model_(scaled, training=False))
-
     def keras_scores(self, X: Batch) -> np.ndarray:
-        """Reconstruction MSE through Keras itself (slow; for checks, not for serving)."""
+        """Reconstruction MSE through Keras itself: the reference the NumPy scorer is tested against."""
         self._check_fitted()
         scaled = self.scaler_.transform(feature_matrix(X, self.feature_names, np.float64), np.float32)
         recon = np.asarray(self.model_.predict(scaled, batch_size=4096, verbose=0), dtype=np.float64)

@@ -14,14 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import skops.io
 import sklearn
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from models.features import FEATURE_COLUMNS, LABEL_COLUMN, Batch, feature_matrix, labels
+from models.features import FEATURE_COLUMNS, LABEL_COLUMN, Batch, feature_matrix, has_label, labels
 
 KIND = "logistic-baseline"
 MODEL_FILE = "model.skops"
@@ -67,7 +66,7 @@ class LogisticBaseline:
         """Supervised: labels come from ``y`` or from the table's ``Class`` column; both classes must occur."""
         x = feature_matrix(X, self.feature_names, np.float64)
         if y is None:
-            if not isinstance(X, pd.DataFrame):
+            if not has_label(X):
                 raise ValueError(f"the baseline is supervised: pass y or a table with a {LABEL_COLUMN!r} column")
             y = labels(X)
         y_arr = np.asarray(y)

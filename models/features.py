@@ -102,10 +102,21 @@ def feature_matrix(batch: Batch | Any, feature_names: Sequence[str] = FEATURE_CO
     raise TypeError(f"expected a NumPy array, pandas DataFrame or pyarrow Table/RecordBatch, got {type(batch).__name__}")
 
 
+def has_label(batch: Batch | Any) -> bool:
+    """Whether a table carries the label column (arrays never do)."""
+    if isinstance(batch, pd.DataFrame):
+        names = batch.columns
+    elif isinstance(batch, (pa.Table, pa.RecordBatch)):
+        names = batch.schema.names
+    else:
+        return False
+    return any(str(c).lower() == LABEL_COLUMN.lower() for c in names)
+
+
 def labels(batch: pd.DataFrame | pa.Table | pa.RecordBatch) -> np.ndarray:
     """The label column as an int8 array (1 = fraud); the CSV sample quotes it as a string."""
     if isinstance(batch, (pa.Table, pa.RecordBatch)):
-        batch = batch.to_pandas()
+        batch = batch.select([c for c in batch.schema.names if c.lower() == LABEL_COLUMN.lower()]).to_pandas()
     matches = [c for c in batch.columns if str(c).lower() == LABEL_COLUMN.lower()]
     if not matches:
         raise FeatureMismatchError(f"batch has no label column {LABEL_COLUMN!r}; columns are {list(batch.columns)}")

@@ -58,3 +58,13 @@ def test_unknown_kind_is_a_clear_error(tmp_path):
         load_model(tmp_path)
     with pytest.raises(FileNotFoundError, match="not a saved model"):
         load_model(tmp_path / "nowhere")
+
+
+def test_labels_taken_from_an_arrow_table(data):
+    import pyarrow as pa
+
+    train, test = data
+    from_arrow = LogisticBaseline().fit(pa.Table.from_pandas(train))
+    np.testing.assert_allclose(from_arrow.score_samples(test), LogisticBaseline().fit(train).score_samples(test))
+    with pytest.raises(ValueError, match="supervised"):
+        LogisticBaseline().fit(train.drop(columns=["Class"]))

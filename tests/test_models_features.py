@@ -11,6 +11,7 @@ from models.features import (
     FeatureMismatchError,
     check_columns,
     feature_matrix,
+    has_label,
     labels,
 )
 
@@ -80,3 +81,11 @@ def test_labels_accept_quoted_strings_and_reject_others():
         labels(pd.DataFrame({"Class": [0, 2]}))
     with pytest.raises(FeatureMismatchError, match="no label column"):
         labels(pd.DataFrame({"V1": [0.0]}))
+
+
+def test_labels_from_arrow_and_has_label():
+    df = frame()
+    table = pa.Table.from_pandas(df)
+    assert labels(table).tolist() == [0, 1, 0]
+    assert has_label(df) and has_label(table) and not has_label(df.drop(columns=["Class"]))
+    assert not has_label(np.zeros((1, 30)))
