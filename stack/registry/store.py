@@ -1,0 +1,103 @@
+"""The `_schemas` topic: a compacted, single-partition log that is the registry's only durable state.
+
+One registry process is the only writer. It reads the topic to its true end on start (found with
+`stack.kafka.end_offsets`, as the embedded broker's "latest" offset is wrong), and afterwards applies a
+change to memory only once the broker has acknowledged it with acks=all, so memory never runs ahead
+of the log. Calls here block; the HTTP layer runs them in a thread.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+
+from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition, Consumer
+from confluent_kafka.admin import NewTopic
+
+from stack.kafka import admin_client, consumer_config, end_offsets, producer_config
+from stack.registry.state import Record
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TOPIC = "_schemas"
+
+
+class StoreError(Exception):
+    """The broker did not take or give back the records."""
+
+
+class KafkaLog:
+    """Append to and replay the `_schemas` topic."""
+
+    def __init__(self, bootstrap_servers: str, topic: str = DEFAULT_TOPIC, timeout: float = 30.0) -> None:
+        self.bootstrap_servers = bootstrap_servers
+        self.topic = topic
+        self.timeout = timeout
+        self._producer: Producer | None = None
+
+    def ensure_topic(self) -> None:
+        """Create the topic (compacted, one partition so that order is total) unless it exists."""
+        topic = NewTopic(self.topic, num_partitions=1, replication_factor=1, config={"cleanup.policy": "compact"})
+        admin = admin_client(self.bootstrap_servers)  # must outlive the future, or librdkafka cancels it
+        future = admin.create_topics([topic], operation_timeout=self.timeout)[self.topic]
+        try:
+            future.result(timeout=self.timeout)
+            logger.info("created topic %s (cleanup.policy=compact, 1 partition)", self.topic)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise StoreError(f"cannot create topic {self.topic}: {exc.args[0].str()}") from exc
+
+    def replay(self) -> Iterator[Record]:
+        """Every record from the start of the topic to its true end, in offset order."""
+        end = end_offsets(self.bootstrap_servers, self.topic, timeout=self.timeout).get(0, 0)
+        if end == 0:
+            return
+        consumer = Consumer(
+            consumer_config(
+                self.bootstrap_servers,
+                f"fraudstream-schema-registry-{self.topic}",
+                enable_auto_commit=False,
+                enable_partition_eof=True,
+            )
+        )
+        try:
+            consumer.assign([TopicPartition(self.topic, 0, 0)])
+            position = 0
+            while position < end:
+                message = consumer.poll(self.timeout)
+                if message is None:
+                    raise StoreError(f"no records from {self.topic} within {self.timeout} s (at {position} of {end})")
+                if message.error() is not None:
+                    if message.error().code() == KafkaError._PARTITION_EOF:
+                        position = max(position, message.offset())
+                        if position < end:
+                            raise StoreError(f"{self.topic} ended at offset {position}, before its end {end}")
+                        continue
+                    raise StoreError(f"reading {self.topic}: {message.error().str()}")
+                position = message.offset() + 1
+                yield message.key(), message.value()
+        finally:
+            consumer.close()
+
+    def append(self, records: Sequence[Record]) -> None:
+        """Produce records with acks=all and return once the broker acknowledged every one of them."""
+        if self._producer is None:
+            self._producer = Producer(producer_config(self.bootstrap_servers))
+        failures: list[str] = []
+
+        def delivered(error: KafkaError | None, _message: object) -> None:
+            if error is not None:
+                failures.append(error.str())
+
+        for key, value in records:
+            self._producer.produce(self.topic, key=key, value=value, on_delivery=delivered)
+        remaining = self._producer.flush(self.timeout)
+        if remaining:
+            raise StoreError(f"{remaining} record(s) not acknowledged by the broker within {self.timeout} s")
+        if failures:
+            raise StoreError(f"the broker refused a write: {failures[0]}")
+
+    def close(self) -> None:
+        if self._producer is not None:
+            self._producer.flush(self.timeout)
+            self._producer = None
