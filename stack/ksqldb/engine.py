@@ -1,0 +1,509 @@
+"""The engine: executes statements against the metastore and a runtime (in-memory or Kafka-backed).
+
+`Engine.execute(sql)` parses and runs each statement in order and returns one `Result` per statement.
+Errors are KsqlError subclasses carrying ksqlDB's messages; constructs the engine does not implement
+raise UnsupportedError rather than doing something different from ksqlDB.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import ast
+from .errors import KsqlError, KsqlStatementError, UnsupportedError
+from .executor import InMemoryRuntime, PersistentQuery, ProcessingLog, Record
+from .expressions import Compiler, Scope, convert
+from .formats import FormatInfo, SchemaRegistry, check_format_name, make_serde, validate
+from .formats.delimited import parse_delimiter
+from .metastore import RESERVED, Column, DataSource, LogicalSchema, MetaStore
+from .parser import parse
+from .planner import plan_select
+from .types import NullType
+from . import values as V
+
+DEFAULT_CONFIG: dict[str, Any] = {
+    "ksql.persistence.default.format.key": "KAFKA",
+    "ksql.persistence.default.format.value": None,
+    "ksql.output.topic.name.prefix": "",
+    "auto.offset.reset": "latest",
+    "ksql.new.query.planner.enabled": False,
+}
+
+_KNOWN_PROPS = {
+    "KAFKA_TOPIC", "VALUE_FORMAT", "KEY_FORMAT", "FORMAT", "PARTITIONS", "REPLICAS", "TIMESTAMP",
+    "TIMESTAMP_FORMAT", "VALUE_DELIMITER", "KEY_DELIMITER", "WRAP_SINGLE_VALUE", "VALUE_AVRO_SCHEMA_FULL_NAME",
+    "KEY_AVRO_SCHEMA_FULL_NAME", "VALUE_SCHEMA_ID", "KEY_SCHEMA_ID", "RETENTION_MS", "CLEANUP_POLICY",
+}
+
+
+@dataclass
+class Result:
+    """Outcome of one statement: `kind` names the ksqlDB response type; `data` carries its payload."""
+
+    kind: str
+    statement: str
+    message: str = ""
+    data: Any = None
+    query_id: str | None = None
+
+
+@dataclass
+class TransientQuery:
+    """A push query: the plan plus serdes to read its source; the caller drives it."""
+
+    id: str
+    plan: Any
+    key_in: Any
+    value_in: Any
+    limit: int | None
+    columns: list[tuple[str, Any]] = field(default_factory=list)
+
+
+def _bool_prop(v: Any) -> bool:
+    if isinstance(v, bool):
+        return v
+    return str(v).strip().lower() == "true"
+
+
+class Engine:
+    def __init__(self, registry: SchemaRegistry, runtime: InMemoryRuntime | None = None,
+                 config: dict[str, Any] | None = None) -> None:
+        self.registry = registry
+        self.runtime = runtime if runtime is not None else InMemoryRuntime()
+        self.config = dict(DEFAULT_CONFIG)
+        self.config.update(config or {})
+        self.metastore = MetaStore()
+        self.queries: dict[str, PersistentQuery] = {}
+        self.processing_log = ProcessingLog()
+        self._query_counter = itertools.count()
+
+    # ------------------------------------------------------------------ entry points
+    def execute(self, sql: str, properties: dict[str, Any] | None = None) -> list[Result]:
+        results = []
+        for stmt in parse(sql):
+            results.append(self.execute_statement(stmt, properties or {}))
+        return results
+
+    def execute_statement(self, stmt: ast.Statement, properties: dict[str, Any] | None = None) -> Result:
+        props = dict(self.config)
+        props.update(properties or {})
+        handler = getattr(self, "_" + type(stmt).__name__, None)
+        if handler is None:
+            raise UnsupportedError(f"statement {type(stmt).__name__}")
+        return handler(stmt, props)
+
+    # ------------------------------------------------------------------ helpers
+    def _formats(self, stmt_props: dict[str, Any], props: dict[str, Any], inherit_key: FormatInfo | None,
+                 inherit_value: FormatInfo | None) -> tuple[FormatInfo, FormatInfo]:
+        fmt = stmt_props.get("FORMAT")
+        key_fmt = stmt_props.get("KEY_FORMAT")
+        value_fmt = stmt_props.get("VALUE_FORMAT")
+        if fmt is not None and key_fmt is not None:
+            raise KsqlStatementError(
+                "Cannot supply both 'KEY_FORMAT' and 'FORMAT' properties, as 'FORMAT' sets both key and value "
+                "formats. Either use just 'FORMAT', or use 'KEY_FORMAT' and 'VALUE_FORMAT'.")
+        if fmt is not None and value_fmt is not None:
+            raise KsqlStatementError(
+                "Cannot supply both 'VALUE_FORMAT' and 'FORMAT' properties, as 'FORMAT' sets both key and value "
+                "formats. Either use just 'FORMAT', or use 'KEY_FORMAT' and 'VALUE_FORMAT'.")
+        if fmt is not None:
+            key_fmt = value_fmt = fmt
+        if value_fmt is None:
+            if inherit_value is not None:
+                value_name = inherit_value.name
+            elif props.get("ksql.persistence.default.format.value"):
+                value_name = str(props["ksql.persistence.default.format.value"])
+            else:
+                raise KsqlStatementError(
+                    "Statement is missing the 'VALUE_FORMAT' property from the WITH clause. Either provide one or "
+                    "set a default via the 'ksql.persistence.default.format.value' config.")
+        else:
+            value_name = str(value_fmt)
+        if key_fmt is None:
+            key_name = inherit_key.name if inherit_key is not None else str(
+                props.get("ksql.persistence.default.format.key") or "KAFKA")
+        else:
+            key_name = str(key_fmt)
+        key_name = check_format_name(key_name)
+        value_name = check_format_name(value_name)
+        delimiter = stmt_props.get("VALUE_DELIMITER")
+        if delimiter is not None and value_name != "DELIMITED":
+            raise KsqlStatementError("VALUE_DELIMITER can only be used with VALUE_FORMAT='DELIMITED'")
+        wrap = stmt_props.get("WRAP_SINGLE_VALUE")
+        full_name = stmt_props.get("VALUE_AVRO_SCHEMA_FULL_NAME")
+        if full_name is not None and not str(full_name).strip():
+            raise KsqlStatementError("fullSchemaName cannot be empty. Format configuration: {fullSchemaName=}")
+        schema_id = stmt_props.get("VALUE_SCHEMA_ID")
+        if schema_id is not None:
+            raise UnsupportedError("VALUE_SCHEMA_ID")
+        value = FormatInfo(
+            value_name,
+            delimiter=parse_delimiter(str(delimiter)) if delimiter is not None else None,
+            wrap_single=_bool_prop(wrap) if wrap is not None else None,
+            full_schema_name=str(full_name).strip() if full_name is not None else None,
+        )
+        key_delim = stmt_props.get("KEY_DELIMITER")
+        key = FormatInfo(key_name, delimiter=parse_delimiter(str(key_delim)) if key_delim is not None else None)
+        return key, value
+
+    def _check_props(self, stmt_props: dict[str, Any]) -> None:
+        for k in stmt_props:
+            if k not in _KNOWN_PROPS:
+                raise KsqlStatementError(f"Invalid config variable(s) in the WITH clause: {k}")
+
+    def _next_query_id(self, prefix: str, name: str) -> str:
+        return f"{prefix}_{name}_{next(self._query_counter)}"
+
+    def _serdes(self, source: DataSource) -> tuple[Any, Any]:
+        key_cols = [(c.name, c.type) for c in source.schema.key]
+        value_cols = [(c.name, c.type) for c in source.schema.value]
+        key = make_serde(source.key_format, key_cols, is_key=True, topic=source.topic, registry=self.registry)
+        value = make_serde(source.value_format, value_cols, is_key=False, topic=source.topic, registry=self.registry)
+        return key, value
+
+    def _infer_columns(self, topic: str, key_fmt: FormatInfo, value_fmt: FormatInfo,
+                       elements: tuple[ast.TableElement, ...]) -> tuple[ast.TableElement, ...]:
+        """Schema inference from the registry for AVRO sources created without (some) columns."""
+        from .formats.avro import sql_type_of
+
+        out = list(elements)
+        have_key = any(e.constraint in ("KEY", "PRIMARY KEY") for e in elements)
+        have_value = any(e.constraint is None for e in elements)
+        if key_fmt.name == "AVRO" and not have_key:
+            latest = self.registry.latest(f"{topic}-key")
+            if latest is not None:
+                t = sql_type_of(latest[1])
+                if isinstance(latest[1], dict) and latest[1].get("type") == "record":
+                    out = [ast.TableElement(n, ft, "KEY") for n, ft in t.fields] + out
+                else:
+                    out = [ast.TableElement("ROWKEY", t, "KEY")] + out
+        if value_fmt.name == "AVRO" and not have_value:
+            latest = self.registry.latest(f"{topic}-value")
+            if latest is not None:
+                raw = latest[1]
+                if isinstance(raw, dict) and raw.get("type") == "record" and value_fmt.wrap_single is not False:
+                    t = sql_type_of(raw)
+                    out += [ast.TableElement(n, ft) for n, ft in t.fields]
+                else:
+                    out.append(ast.TableElement("ROWVAL", sql_type_of(raw)))
+        return tuple(out)
+
+    # ------------------------------------------------------------------ DDL
+    def _CreateSource(self, stmt: ast.CreateSource, props: dict[str, Any]) -> Result:
+        if stmt.kind == "TABLE":
+            raise UnsupportedError("tables")
+        if stmt.query is not None:
+            return self._create_as_select(stmt, props)
+        stmt_props = dict(stmt.properties)
+        self._check_props(stmt_props)
+        existing = self.metastore.get(stmt.name)
+        if stmt.or_replace and (stmt.is_source or (existing is not None and existing.is_source)):
+            raise KsqlError(
+                f"Cannot add {stmt.kind.lower()} '{stmt.name}': CREATE OR REPLACE is not supported on source "
+                f"{stmt.kind.lower()}s.")
+        if existing is not None and stmt.if_not_exists:
+            return Result("currentStatus", stmt.text, f"{stmt.kind.title()} {stmt.name} already exists")
+        topic = stmt_props.get("KAFKA_TOPIC")
+        if topic is None:
+            raise KsqlStatementError("Missing required property \"KAFKA_TOPIC\" for the stream or table.")
+        topic = str(topic)
+        key_fmt, value_fmt = self._formats(stmt_props, props, None, None)
+        elements = stmt.elements or ()
+        elements = self._infer_columns(topic, key_fmt, value_fmt, elements)
+        if not elements:
+            raise KsqlStatementError("The statement does not define any columns.")
+        key_cols, value_cols = [], []
+        seen: set[str] = set()
+        for el in elements:
+            if el.name in RESERVED:
+                raise KsqlStatementError(f"'{el.name}' is a reserved column name.")
+            if el.name in seen:
+                raise KsqlStatementError(f"Duplicate column names: {el.name}")
+            seen.add(el.name)
+            if el.constraint == "PRIMARY KEY":
+                raise KsqlStatementError(
+                    f"Column `{el.name}` is a 'PRIMARY KEY' column: please use 'KEY' for streams.\n"
+                    "Tables have PRIMARY KEYs, which are unique and NON NULL.\n"
+                    "Streams have KEYs, which have no uniqueness or NON NULL constraints.")
+            if el.constraint in ("HEADERS", "HEADER"):
+                raise UnsupportedError("HEADER columns")
+            (key_cols if el.constraint == "KEY" else value_cols).append(Column(el.name, el.type, el.constraint == "KEY"))
+        if not key_cols:
+            key_fmt = FormatInfo("NONE") if stmt_props.get("KEY_FORMAT") is None and stmt_props.get("FORMAT") is None else key_fmt
+        validate(key_fmt, [(c.name, c.type) for c in key_cols], is_key=True)
+        validate(value_fmt, [(c.name, c.type) for c in value_cols], is_key=False)
+        schema = LogicalSchema(tuple(key_cols), tuple(value_cols))
+        ts_col = stmt_props.get("TIMESTAMP")
+        if ts_col is not None:
+            ts_col = str(ts_col).upper()
+            if schema.find(ts_col) is None:
+                raise KsqlStatementError(f"The TIMESTAMP column set in the WITH clause does not exist in the schema: '{ts_col}'")
+        source = DataSource(
+            name=stmt.name, kind=stmt.kind, schema=schema, topic=topic, key_format=key_fmt, value_format=value_fmt,
+            sql=stmt.text, is_source=stmt.is_source, timestamp_column=ts_col,
+            timestamp_format=stmt_props.get("TIMESTAMP_FORMAT"),
+            partitions=int(stmt_props.get("PARTITIONS", 1) or 1),
+        )
+        self.metastore.add(source, replace=stmt.or_replace)
+        self.runtime.create_topic(topic, source.partitions)
+        return Result("currentStatus", stmt.text, f"{stmt.kind.title()} created")
+
+    def _create_as_select(self, stmt: ast.CreateSource, props: dict[str, Any]) -> Result:
+        assert stmt.query is not None
+        stmt_props = dict(stmt.properties)
+        self._check_props(stmt_props)
+        existing = self.metastore.get(stmt.name)
+        if existing is not None and not stmt.or_replace:
+            if stmt.if_not_exists:
+                return Result("currentStatus", stmt.text, f"{stmt.kind.title()} {stmt.name} already exists")
+            raise KsqlStatementError(
+                f"Cannot add {stmt.kind.lower()} '{stmt.name}': A {existing.kind.lower()} with the same name already exists")
+        if existing is not None and existing.is_source:
+            raise KsqlError(f"Cannot add {stmt.kind.lower()} '{stmt.name}': CREATE OR REPLACE is not supported on source {stmt.kind.lower()}s.")
+        if stmt.or_replace and existing is not None:
+            raise UnsupportedError("CREATE OR REPLACE ... AS SELECT on an existing source")
+        new_planner = _bool_prop(props.get("ksql.new.query.planner.enabled", False))
+        if new_planner:
+            raise UnsupportedError("ksql.new.query.planner.enabled=true")
+        plan = plan_select(stmt.query, self.metastore, stmt.name, new_planner)
+        source = plan.source
+        key_fmt, value_fmt = self._formats(stmt_props, props, source.key_format, source.value_format)
+        if not plan.schema.key:
+            key_fmt = FormatInfo("NONE")
+        elif key_fmt.name == "NONE":
+            key_fmt = FormatInfo(str(props.get("ksql.persistence.default.format.key") or "KAFKA"))
+        if value_fmt.delimiter is None and value_fmt.name == "DELIMITED" and source.value_format.name == "DELIMITED" \
+                and stmt_props.get("VALUE_FORMAT") is None and stmt_props.get("FORMAT") is None:
+            value_fmt = FormatInfo("DELIMITED", delimiter=source.value_format.delimiter,
+                                   wrap_single=value_fmt.wrap_single)
+        validate(key_fmt, [(c.name, c.type) for c in plan.schema.key], is_key=True)
+        validate(value_fmt, [(c.name, c.type) for c in plan.schema.value], is_key=False)
+        topic = stmt_props.get("KAFKA_TOPIC")
+        topic = str(topic) if topic is not None else f"{props.get('ksql.output.topic.name.prefix') or ''}{stmt.name}"
+        ts_col = stmt_props.get("TIMESTAMP")
+        if ts_col is not None:
+            ts_col = str(ts_col).upper()
+            if plan.schema.find(ts_col) is None:
+                raise KsqlStatementError(
+                    f"The TIMESTAMP column set in the WITH clause does not exist in the schema: '{ts_col}'")
+        partitions = int(stmt_props.get("PARTITIONS", source.partitions) or 1)
+        sink = DataSource(
+            name=stmt.name, kind=stmt.kind, schema=plan.schema, topic=topic, key_format=key_fmt,
+            value_format=value_fmt, sql=stmt.text, timestamp_column=ts_col,
+            timestamp_format=stmt_props.get("TIMESTAMP_FORMAT"), partitions=partitions,
+        )
+        query_id = self._next_query_id("CSAS", stmt.name)
+        query = self._build_query(query_id, plan, sink, stmt.text)
+        self.metastore.add(sink)
+        self.runtime.create_topic(topic, partitions)
+        sink.writers.append(query_id)
+        source.readers.append(query_id)
+        self._start(query)
+        return Result("currentStatus", stmt.text, f"Created query with ID {query_id}", query_id=query_id)
+
+    def _build_query(self, query_id: str, plan: Any, sink: DataSource, sql: str) -> PersistentQuery:
+        key_in, value_in = self._serdes(plan.source)
+        key_out, value_out = self._serdes(sink)
+        return PersistentQuery(query_id, plan, sink, key_in, value_in, key_out, value_out, self.processing_log, sql)
+
+    def _start(self, query: PersistentQuery) -> None:
+        self.queries[query.id] = query
+        replay = str(self.config.get("auto.offset.reset", "latest")).lower() == "earliest"
+        self.runtime.add_query(query, replay=replay)
+
+    def _InsertInto(self, stmt: ast.InsertInto, props: dict[str, Any]) -> Result:
+        target = self.metastore.require(stmt.target)
+        if target.is_source:
+            raise KsqlError(f"Cannot insert into read-only {target.kind.lower()}: {target.name}")
+        if target.kind != "STREAM":
+            raise UnsupportedError("INSERT INTO tables")
+        plan = plan_select(stmt.query, self.metastore, target.name)
+        if [(c.name, c.type) for c in plan.schema.key] != [(c.name, c.type) for c in target.schema.key] or \
+                [(c.name, c.type) for c in plan.schema.value] != [(c.name, c.type) for c in target.schema.value]:
+            raise KsqlStatementError(
+                "Incompatible schema between results and sink.\n"
+                f"Result schema is {plan.schema}\nSink schema is {target.schema}")
+        query_id = self._next_query_id("INSERTQUERY", "").replace("__", "_")
+        query = self._build_query(query_id, plan, target, stmt.text)
+        target.writers.append(query_id)
+        plan.source.readers.append(query_id)
+        self._start(query)
+        return Result("currentStatus", stmt.text, f"Created query with ID {query_id}", query_id=query_id)
+
+    def _InsertValues(self, stmt: ast.InsertValues, props: dict[str, Any]) -> Result:
+        target = self.metastore.require(stmt.target)
+        if target.is_source:
+            raise KsqlError(f"Cannot insert values into read-only {target.kind.lower()}: {target.name}")
+        schema = target.schema
+        all_cols = [c.name for c in schema.key + schema.value]
+        columns = list(stmt.columns) if stmt.columns else all_cols
+        if len(columns) != len(stmt.values):
+            raise KsqlStatementError(
+                f"Expected a value for each column. Expected Columns: {columns}. Got {list(stmt.values)}")
+        compiler = Compiler(Scope([]), "INSERT VALUES")
+        provided: dict[str, Any] = {}
+        rowtime = None
+        for name, expr in zip(columns, stmt.values):
+            c = compiler.compile(expr)
+            if name == "ROWTIME":
+                rowtime = c.fn(())
+                continue
+            col = schema.find(name)
+            if col is None:
+                raise KsqlStatementError(f"Column name {name} does not exist.")
+            if not isinstance(c.type, NullType) and c.type != col.type:
+                try:
+                    c = convert(c, col.type)
+                except KsqlError:
+                    raise
+            try:
+                provided[name] = c.fn(())
+            except Exception as e:  # noqa: BLE001 - report any conversion failure to the user
+                raise KsqlStatementError(f"Failed to insert values into '{target.name}'. {e}") from None
+        key_serde, value_serde = self._serdes(target)
+        keys = [provided.get(c.name) for c in schema.key]
+        values = [provided.get(c.name) for c in schema.value]
+        rec = Record(
+            target.topic,
+            key_serde.serialize(keys) if schema.key else None,
+            value_serde.serialize(values),
+            int(rowtime) if rowtime is not None else int(time.time() * 1000),
+        )
+        self.runtime.produce(rec)
+        return Result("currentStatus", stmt.text, "")
+
+    def _DropSource(self, stmt: ast.DropSource, props: dict[str, Any]) -> Result:
+        source = self.metastore.get(stmt.name)
+        if source is None:
+            if stmt.if_exists:
+                return Result("currentStatus", stmt.text, f"Source `{stmt.name}` does not exist.")
+            raise KsqlStatementError(f"Source {stmt.name} does not exist.")
+        if stmt.delete_topic and source.is_source:
+            raise KsqlError(f"Cannot delete topic for read-only source: {source.name}")
+        readers = [q for q in source.readers if q in self.queries]
+        writers = [q for q in source.writers if q in self.queries]
+        if readers or writers:
+            raise KsqlStatementError(
+                f"Cannot drop {source.name}.\nThe following queries read from this source: [{', '.join(readers)}].\n"
+                f"The following queries write into this source: [{', '.join(writers)}].\n"
+                "You need to terminate them before dropping {source.name}.".replace("{source.name}", source.name))
+        self.metastore.remove(source.name)
+        if stmt.delete_topic:
+            self.runtime.delete_topic(source.topic)
+        return Result("currentStatus", stmt.text, f"Source `{source.name}` (topic: {source.topic}) was dropped.")
+
+    def _AlterSource(self, stmt: ast.AlterSource, props: dict[str, Any]) -> Result:
+        source = self.metastore.require(stmt.name)
+        if source.is_source:
+            raise KsqlError(
+                f"Cannot alter {source.kind.lower()} '{source.name}': ALTER operations are not supported on "
+                f"source {source.kind.lower()}s.")
+        if source.writers:
+            raise KsqlStatementError("ALTER command is not supported for CREATE ... AS statements.")
+        new_cols = list(source.schema.value)
+        for el in stmt.columns:
+            if source.schema.find(el.name) is not None:
+                raise KsqlStatementError(f"Cannot add column `{el.name}` to schema. A column with the same name already exists.")
+            new_cols.append(Column(el.name, el.type))
+        source.schema = LogicalSchema(source.schema.key, tuple(new_cols))
+        return Result("currentStatus", stmt.text, f"{source.kind.title()} {source.name} altered")
+
+    # ------------------------------------------------------------------ queries and admin
+    def _PushQuery(self, stmt: ast.PushQuery, props: dict[str, Any]) -> Result:
+        if stmt.query.emit != "CHANGES":
+            raise UnsupportedError("pull queries")
+        plan = plan_select(stmt.query, self.metastore, None)
+        key_in, value_in = self._serdes(plan.source)
+        qid = f"transient_{plan.source.name}_{next(self._query_counter)}"
+        cols = [(c.name, c.type) for c in plan.schema.key + plan.schema.value]
+        tq = TransientQuery(qid, plan, key_in, value_in, stmt.query.limit, cols)
+        return Result("streamedQuery", stmt.text, "", data=tq, query_id=qid)
+
+    def _Terminate(self, stmt: ast.Terminate, props: dict[str, Any]) -> Result:
+        ids = list(self.queries) if stmt.query_id is None else [stmt.query_id]
+        for qid in ids:
+            if qid not in self.queries:
+                raise KsqlStatementError(f"Unknown queryId: {qid}")
+            q = self.queries.pop(qid)
+            q.state = "TERMINATED"
+            self.runtime.remove_query(qid)
+        return Result("currentStatus", stmt.text, "Query terminated.")
+
+    def _SetProperty(self, stmt: ast.SetProperty, props: dict[str, Any]) -> Result:
+        self.config[stmt.name] = stmt.value
+        return Result("currentStatus", stmt.text, f"Successfully set property '{stmt.name}' to '{stmt.value}'.")
+
+    def _UnsetProperty(self, stmt: ast.UnsetProperty, props: dict[str, Any]) -> Result:
+        self.config[stmt.name] = DEFAULT_CONFIG.get(stmt.name)
+        return Result("currentStatus", stmt.text, f"Successfully unset property '{stmt.name}'.")
+
+    def _ShowList(self, stmt: ast.ShowList, props: dict[str, Any]) -> Result:
+        what = stmt.what
+        if what == "STREAMS":
+            data = [{"type": "STREAM", "name": s.name, "topic": s.topic, "keyFormat": s.key_format.name,
+                     "valueFormat": s.value_format.name, "isWindowed": False}
+                    for s in self.metastore.sources.values() if s.kind == "STREAM"]
+            return Result("streams", stmt.text, data=data)
+        if what == "TABLES":
+            return Result("tables", stmt.text, data=[])
+        if what == "TOPICS":
+            data = [{"name": t, "replicaInfo": [1] * self.runtime.partitions.get(t, 1)}
+                    for t in sorted(self.runtime.topics) if not t.startswith("_")]
+            return Result("kafka_topics", stmt.text, data=data)
+        if what == "QUERIES":
+            data = [{"queryString": q.sql, "sinks": [q.sink.name], "sinkKafkaTopics": [q.sink.topic],
+                     "id": q.id, "queryType": "PERSISTENT", "state": q.state}
+                    for q in self.queries.values()]
+            return Result("queries", stmt.text, data=data)
+        if what == "PROPERTIES":
+            data = {k: v for k, v in self.config.items()}
+            return Result("properties", stmt.text, data=data)
+        if what == "FUNCTIONS":
+            from .functions import REGISTRY
+
+            return Result("function_names", stmt.text, data=sorted(REGISTRY))
+        raise UnsupportedError(f"SHOW {what}")
+
+    def _Describe(self, stmt: ast.Describe, props: dict[str, Any]) -> Result:
+        if stmt.name in ("STREAMS", "TABLES"):
+            return self._ShowList(ast.ShowList(stmt.name, True, stmt.text), props)
+        source = self.metastore.get(stmt.name)
+        if source is None:
+            raise KsqlStatementError(f"Could not find STREAM/TABLE '{stmt.name}' in the Metastore")
+        return Result("sourceDescription", stmt.text, data=describe(source, self, stmt.extended))
+
+
+def describe(source: DataSource, engine: Engine, extended: bool) -> dict[str, Any]:
+    fields = [{"name": "ROWTIME", "schema": {"type": "BIGINT", "fields": None, "memberSchema": None}}] if False else []
+    for c in source.schema.key:
+        fields.append({"name": c.name, "schema": _schema_json(c.type), "type": "KEY"})
+    for c in source.schema.value:
+        fields.append({"name": c.name, "schema": _schema_json(c.type)})
+    return {
+        "name": source.name, "type": source.kind, "topic": source.topic,
+        "keyFormat": source.key_format.name, "valueFormat": source.value_format.name,
+        "fields": fields, "statement": source.sql, "extended": extended,
+        "readQueries": [{"id": q} for q in source.readers if q in engine.queries],
+        "writeQueries": [{"id": q} for q in source.writers if q in engine.queries],
+        "timestamp": source.timestamp_column or "", "partitions": source.partitions, "replication": 1,
+        "windowType": None, "sourceConstraints": [],
+    }
+
+
+def _schema_json(t: Any) -> dict[str, Any]:
+    from .types import ArrayType, MapType, StructType
+
+    if isinstance(t, ArrayType):
+        return {"type": "ARRAY", "fields": None, "memberSchema": _schema_json(t.item)}
+    if isinstance(t, MapType):
+        return {"type": "MAP", "fields": None, "memberSchema": _schema_json(t.value)}
+    if isinstance(t, StructType):
+        return {"type": "STRUCT", "fields": [{"name": n, "schema": _schema_json(ft)} for n, ft in t.fields],
+                "memberSchema": None}
+    return {"type": t.name if t.name != "DECIMAL" else str(t), "fields": None, "memberSchema": None}
+
+
+_ = V

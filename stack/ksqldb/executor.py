@@ -1,0 +1,237 @@
+"""Run persistent queries over batches of records.
+
+A `PersistentQuery` is source -> deserialize -> filter -> project -> serialize -> sink over a list of
+`Record`s; it knows nothing about where records come from, so the same object is fed by the in-memory
+runtime here (conformance runs, unit tests) and by a Kafka consumer in the server.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .errors import EvalError, SerdeError
+from .expressions import Compiled
+from .formats import Serde
+from .metastore import DataSource
+from .planner import ProjectionPlan
+from . import values as V
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Record:
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    timestamp: int = 0
+    partition: int = 0
+    offset: int = 0
+    headers: list[tuple[str, bytes | None]] = field(default_factory=list)
+
+
+class ProcessingLog:
+    """ksqlDB's processing log: records that failed, with the reason. In-memory list for now."""
+
+    def __init__(self) -> None:
+        self.entries: list[dict[str, Any]] = []
+
+    def deserialization_error(self, query_id: str, record: Record, target: str, error: str) -> None:
+        raw = record.key if target == "key" else record.value
+        self.entries.append({
+            "type": 0, "query": query_id, "topic": record.topic, "partition": record.partition,
+            "offset": record.offset, "target": target, "errorMessage": error,
+            "recordB64": base64.b64encode(raw).decode() if raw is not None else None,
+            "time": int(time.time() * 1000),
+        })
+        log.warning("query %s: cannot deserialise %s of %s@%s: %s", query_id, target, record.topic,
+                    record.offset, error)
+
+    def expression_error(self, query_id: str, record: Record, expression: str, error: str) -> None:
+        self.entries.append({
+            "type": 2, "query": query_id, "topic": record.topic, "offset": record.offset,
+            "errorMessage": f"Error computing expression {expression}: {error}", "time": int(time.time() * 1000),
+        })
+
+    def serialization_error(self, query_id: str, topic: str, error: str) -> None:
+        self.entries.append({"type": 3, "query": query_id, "topic": topic, "errorMessage": error,
+                             "time": int(time.time() * 1000)})
+
+
+def _safe(c: Compiled, text: str, on_error: Callable[[str, str], None]) -> Callable:
+    fn = c.fn
+
+    def run(row):
+        try:
+            return fn(row)
+        except (EvalError, ArithmeticError, ValueError, TypeError, OverflowError) as e:
+            on_error(text, str(e))
+            return None
+    return run
+
+
+class PersistentQuery:
+    def __init__(self, query_id: str, plan: ProjectionPlan, sink: DataSource, key_in: Serde, value_in: Serde,
+                 key_out: Serde, value_out: Serde, plog: ProcessingLog, sql: str = "") -> None:
+        self.id = query_id
+        self.plan = plan
+        self.source = plan.source
+        self.sink = sink
+        self.key_in, self.value_in = key_in, value_in
+        self.key_out, self.value_out = key_out, value_out
+        self.plog = plog
+        self.sql = sql
+        self.state = "RUNNING"
+        self._current: Record | None = None
+        self._where = plan.where.fn if plan.where is not None else None
+        self._key_fns = [c.fn for c in plan.key_exprs]
+        self._value_fns = [_safe(c, t, self._expr_error) for c, t in zip(plan.value_exprs, plan.value_texts)]
+        self._ts_extract = _timestamp_extractor(plan.source)
+        sink_ts = sink.timestamp_column
+        names = [c.name for c in sink.schema.value]
+        self._sink_ts_index = names.index(sink_ts) if sink_ts in names else None
+        self.processed = 0
+
+    def _expr_error(self, text: str, error: str) -> None:
+        if self._current is not None:
+            self.plog.expression_error(self.id, self._current, text, error)
+
+    def process(self, records: list[Record]) -> list[Record]:
+        """Transform one batch of source records into sink records (failures go to the processing log)."""
+        out: list[Record] = []
+        n_keys = len(self.source.schema.key)
+        for rec in records:
+            self._current = rec
+            try:
+                keys = self.key_in.deserialize(rec.key) if n_keys else []
+            except SerdeError as e:
+                self.plog.deserialization_error(self.id, rec, "key", str(e))
+                continue
+            if keys is None:
+                keys = [None] * n_keys
+            try:
+                values = self.value_in.deserialize(rec.value)
+            except SerdeError as e:
+                self.plog.deserialization_error(self.id, rec, "value", str(e))
+                continue
+            self.processed += 1
+            if values is None:
+                if self._where is not None:
+                    continue
+                row = (rec.timestamp, rec.partition, rec.offset, *keys, *([None] * len(self.source.schema.value)))
+                key_vals = [f(row) for f in self._key_fns]
+                out.append(self._emit(rec, key_vals, None, rec.timestamp))
+                continue
+            ts = rec.timestamp
+            if self._ts_extract is not None:
+                try:
+                    ts = self._ts_extract(keys, values)
+                except (EvalError, ValueError, TypeError) as e:
+                    self.plog.deserialization_error(self.id, rec, "timestamp", str(e))
+                    continue
+                if ts is None or ts < 0:
+                    continue
+            row = (ts, rec.partition, rec.offset, *keys, *values)
+            if self._where is not None:
+                try:
+                    if self._where(row) is not True:
+                        continue
+                except (EvalError, ArithmeticError, ValueError, TypeError) as e:
+                    self.plog.expression_error(self.id, rec, "WHERE", str(e))
+                    continue
+            key_vals = [f(row) for f in self._key_fns]
+            value_vals = [f(row) for f in self._value_fns]
+            out_ts = ts
+            if self._sink_ts_index is not None:
+                v = value_vals[self._sink_ts_index]
+                if v is None:
+                    continue
+                out_ts = V.timestamp_to_millis(v) if not isinstance(v, int) else v
+            rec_out = self._emit(rec, key_vals, value_vals, out_ts)
+            if rec_out is not None:
+                out.append(rec_out)
+        self._current = None
+        return out
+
+    def _emit(self, rec: Record, key_vals: list, value_vals: list | None, ts: int) -> Record | None:
+        try:
+            key = self.key_out.serialize(key_vals) if key_vals else None
+            value = self.value_out.serialize(value_vals)
+        except SerdeError as e:
+            self.plog.serialization_error(self.id, self.sink.topic, str(e))
+            return None
+        return Record(self.sink.topic, key, value, ts, rec.partition)
+
+
+def _timestamp_extractor(source: DataSource) -> Callable | None:
+    col = source.timestamp_column
+    if col is None:
+        return None
+    schema = source.schema
+    key_names = [c.name for c in schema.key]
+    value_names = [c.name for c in schema.value]
+    fmt = source.timestamp_format
+    c = schema.find(col)
+    assert c is not None
+    in_key = col in key_names
+    idx = key_names.index(col) if in_key else value_names.index(col)
+    from .functions.datetime import parse_java
+    from .types import BIGINT, STRING, TIMESTAMP
+
+    def extract(keys, values):
+        v = keys[idx] if in_key else values[idx]
+        if v is None:
+            return None
+        if c.type == BIGINT:
+            return v
+        if c.type == TIMESTAMP:
+            return V.timestamp_to_millis(v)
+        if c.type == STRING:
+            if fmt is None:
+                return V.timestamp_to_millis(V.parse_timestamp(v))
+            return V.timestamp_to_millis(parse_java(v, fmt))
+        raise EvalError(f"Unsupported timestamp column type {c.type}")
+    return extract
+
+
+class InMemoryRuntime:
+    """Topics as lists of records, with queries run synchronously as records arrive (like a topology
+    test driver): producing to a topic runs every query reading it, depth first, in creation order."""
+
+    def __init__(self) -> None:
+        self.topics: dict[str, list[Record]] = {}
+        self.partitions: dict[str, int] = {}
+        self.queries: list[PersistentQuery] = []
+
+    def create_topic(self, name: str, partitions: int = 1) -> None:
+        self.topics.setdefault(name, [])
+        self.partitions.setdefault(name, partitions)
+
+    def delete_topic(self, name: str) -> None:
+        self.topics.pop(name, None)
+        self.partitions.pop(name, None)
+
+    def add_query(self, q: PersistentQuery, replay: bool = True) -> None:
+        self.queries.append(q)
+        if replay:
+            for rec in list(self.topics.get(q.source.topic, [])):
+                self._run(q, rec)
+
+    def remove_query(self, query_id: str) -> None:
+        self.queries = [q for q in self.queries if q.id != query_id]
+
+    def produce(self, rec: Record) -> None:
+        records = self.topics.setdefault(rec.topic, [])
+        rec.offset = len(records)
+        records.append(rec)
+        for q in list(self.queries):
+            if q.source.topic == rec.topic and q.state == "RUNNING":
+                self._run(q, rec)
+
+    def _run(self, q: PersistentQuery, rec: Record) -> None:
+        for out in q.process([rec]):
+            self.produce(out)

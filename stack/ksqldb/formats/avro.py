@@ -1,0 +1,230 @@
+"""The AVRO format: Confluent wire format (magic byte 0, 4-byte schema id) over fastavro.
+
+Schemas are generated the way ksqlDB names them (record `KsqlDataSourceSchema` in namespace
+`io.confluent.ksql.avro_schemas`, nested records suffixed with the field path, every field an optional
+union with null) and registered under `<topic>-value` / `<topic>-key`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import re
+import struct
+from typing import Any
+
+import fastavro
+
+from ..errors import KsqlStatementError, SerdeError
+from ..types import (
+    BIGINT, BOOLEAN, BYTES, DATE, DOUBLE, INTEGER, STRING, TIME, TIMESTAMP,
+    ArrayType, DecimalType, MapType, SqlType, StructType,
+)
+from .. import values as V
+from .base import Serde
+from .coerce import coerce, lookup_field
+from .registry import SchemaRegistry
+
+DEFAULT_NAME = "KsqlDataSourceSchema"
+DEFAULT_NAMESPACE = "io.confluent.ksql.avro_schemas"
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def validate(columns: list[tuple[str, SqlType]]) -> None:
+    def check(t: SqlType) -> None:
+        if isinstance(t, MapType):
+            if t.key != STRING:
+                raise KsqlStatementError("Avro only supports MAPs with STRING keys")
+            check(t.value)
+        elif isinstance(t, ArrayType):
+            check(t.item)
+        elif isinstance(t, StructType):
+            for n, ft in t.fields:
+                _check_name(n)
+                check(ft)
+
+    for name, t in columns:
+        _check_name(name)
+        check(t)
+
+
+def _check_name(name: str) -> None:
+    if not _NAME.match(name):
+        bad = name[:1] if name and not (name[0].isalpha() or name[0] == "_") else name
+        reason = f"Illegal initial character: {name}" if bad == name[:1] else f"Illegal character in: {name}"
+        raise KsqlStatementError(f"Schema is not compatible with Avro: {reason}")
+
+
+def avro_type(t: SqlType, name: str) -> Any:
+    if t == BOOLEAN:
+        return "boolean"
+    if t == INTEGER:
+        return "int"
+    if t == BIGINT:
+        return "long"
+    if t == DOUBLE:
+        return "double"
+    if t == STRING:
+        return "string"
+    if t == BYTES:
+        return "bytes"
+    if isinstance(t, DecimalType):
+        return {"type": "bytes", "logicalType": "decimal", "precision": t.precision, "scale": t.scale,
+                "connect.version": 1, "connect.name": "org.apache.kafka.connect.data.Decimal",
+                "connect.parameters": {"scale": str(t.scale), "connect.decimal.precision": str(t.precision)}}
+    if t == DATE:
+        return {"type": "int", "logicalType": "date"}
+    if t == TIME:
+        return {"type": "int", "logicalType": "time-millis"}
+    if t == TIMESTAMP:
+        return {"type": "long", "logicalType": "timestamp-millis"}
+    if isinstance(t, ArrayType):
+        return {"type": "array", "items": ["null", avro_type(t.item, name)]}
+    if isinstance(t, MapType):
+        return {"type": "map", "values": ["null", avro_type(t.value, name)]}
+    if isinstance(t, StructType):
+        return _record(t.fields, name)
+    raise SerdeError(f"No Avro type for {t}")
+
+
+def _record(fields: tuple[tuple[str, SqlType], ...] | list, full_name: str) -> dict:
+    ns, _, short = full_name.rpartition(".")
+    rec: dict[str, Any] = {"type": "record", "name": short}
+    if ns:
+        rec["namespace"] = ns
+    rec["fields"] = [
+        {"name": n, "type": ["null", avro_type(ft, f"{full_name}_{n}")], "default": None} for n, ft in fields
+    ]
+    return rec
+
+
+def schema_for(columns: list[tuple[str, SqlType]], unwrapped: bool, full_name: str | None) -> Any:
+    name = full_name or f"{DEFAULT_NAMESPACE}.{DEFAULT_NAME}"
+    if unwrapped:
+        return ["null", avro_type(columns[0][1], name)]
+    return _record(columns, name)
+
+
+def _to_avro(value: Any, t: SqlType) -> Any:
+    if value is None:
+        return None
+    if isinstance(t, ArrayType):
+        return [_to_avro(v, t.item) for v in value]
+    if isinstance(t, MapType):
+        return {k: _to_avro(v, t.value) for k, v in value.items()}
+    if isinstance(t, StructType):
+        return {n: _to_avro(value.get(n), ft) for n, ft in t.fields}
+    if t == TIMESTAMP:
+        return value.replace(tzinfo=dt.timezone.utc)
+    return value
+
+
+def encode(schema_id: int, parsed: Any, datum: Any) -> bytes:
+    buf = io.BytesIO()
+    buf.write(b"\x00" + struct.pack(">I", schema_id))
+    fastavro.schemaless_writer(buf, parsed, datum)
+    return buf.getvalue()
+
+
+def decode(data: bytes, registry: SchemaRegistry, cache: dict) -> Any:
+    if len(data) < 5 or data[0] != 0:
+        raise SerdeError("Unknown magic byte!")
+    schema_id = struct.unpack(">I", data[1:5])[0]
+    parsed = cache.get(schema_id)
+    if parsed is None:
+        try:
+            raw = registry.schema_by_id(schema_id)
+        except KeyError:
+            raise SerdeError(f"Schema not found; error code: 40403 (id {schema_id})") from None
+        parsed = fastavro.parse_schema(raw)
+        cache[schema_id] = parsed
+    try:
+        return fastavro.schemaless_reader(io.BytesIO(data[5:]), parsed, None)
+    except Exception as e:  # fastavro raises assorted errors on corrupt input
+        raise SerdeError(f"Error deserializing Avro message for id {schema_id}: {e}") from None
+
+
+class AvroSerde(Serde):
+    def __init__(self, columns: list[tuple[str, SqlType]], *, unwrapped: bool, registry: SchemaRegistry,
+                 subject: str, is_key: bool, full_name: str | None = None, schema_id: int | None = None) -> None:
+        super().__init__(columns)
+        self.unwrapped = unwrapped
+        self.registry = registry
+        self.subject = subject
+        self.struct = StructType(tuple(columns))
+        self.schema = schema_for(columns, unwrapped, full_name)
+        self._parsed = fastavro.parse_schema(self.schema)
+        self._fixed_id = schema_id
+        self._id: int | None = None
+        self._cache: dict = {}
+
+    def deserialize(self, data: bytes | None) -> list[Any] | None:
+        if data is None:
+            return None
+        datum = decode(data, self.registry, self._cache)
+        if datum is None and not self.unwrapped:
+            return None
+        if self.unwrapped:
+            return [coerce(datum, self.columns[0][1])]
+        if not isinstance(datum, dict):
+            if len(self.columns) == 1:
+                return [coerce(datum, self.columns[0][1])]
+            raise SerdeError(f"Expected an Avro record, got {type(datum).__name__}")
+        return [coerce(lookup_field(datum, n), t) for n, t in self.columns]
+
+    def serialize(self, values: list[Any] | None) -> bytes | None:
+        if values is None:
+            return None
+        if self._id is None:
+            if self._fixed_id is not None:
+                self._id = self._fixed_id
+                self._parsed = fastavro.parse_schema(self.registry.schema_by_id(self._fixed_id))
+            else:
+                self._id = self.registry.register(self.subject, self.schema)
+        if self.unwrapped:
+            if values[0] is None:
+                return None
+            datum = _to_avro(values[0], self.columns[0][1])
+        else:
+            datum = {n: _to_avro(v, t) for (n, t), v in zip(self.columns, values)}
+        try:
+            return encode(self._id, self._parsed, datum)
+        except Exception as e:
+            raise SerdeError(f"Error serializing Avro message: {e}") from None
+
+
+def sql_type_of(avro: Any) -> SqlType:
+    """Infer a SQL type from an Avro schema (used for schema inference on CREATE without columns)."""
+    if isinstance(avro, list):
+        non_null = [a for a in avro if a != "null"]
+        if len(non_null) != 1:
+            raise KsqlStatementError(f"Unsupported Avro union: {avro}")
+        return sql_type_of(non_null[0])
+    if isinstance(avro, str):
+        simple = {"boolean": BOOLEAN, "int": INTEGER, "long": BIGINT, "double": DOUBLE, "float": DOUBLE,
+                  "string": STRING, "bytes": BYTES}
+        if avro in simple:
+            return simple[avro]
+        raise KsqlStatementError(f"Unsupported Avro type: {avro}")
+    logical = avro.get("logicalType")
+    if logical == "decimal":
+        return DecimalType(int(avro["precision"]), int(avro.get("scale", 0)))
+    if logical == "date":
+        return DATE
+    if logical == "time-millis":
+        return TIME
+    if logical == "timestamp-millis":
+        return TIMESTAMP
+    kind = avro.get("type")
+    if kind == "array":
+        return ArrayType(sql_type_of(avro["items"]))
+    if kind == "map":
+        return MapType(STRING, sql_type_of(avro["values"]))
+    if kind == "record":
+        return StructType(tuple((f["name"], sql_type_of(f["type"])) for f in avro["fields"]))
+    if kind == "enum":
+        return STRING
+    return sql_type_of(kind)
+
+
+_ = (V, lookup_field)

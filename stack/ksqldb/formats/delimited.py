@@ -1,0 +1,118 @@
+"""The DELIMITED format: one CSV record per message (RFC 4180 quoting, configurable delimiter)."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from ..errors import EvalError, KsqlStatementError, SerdeError
+from ..types import (
+    BIGINT, BOOLEAN, BYTES, DATE, DOUBLE, INTEGER, STRING, TIME, TIMESTAMP, DecimalType, SqlType,
+)
+from .. import values as V
+from .base import Serde
+
+NAMED_DELIMITERS = {"TAB": "\t", "SPACE": " "}
+
+
+def validate(columns: list[tuple[str, SqlType]]) -> None:
+    for _, t in columns:
+        if t.name in ("ARRAY", "MAP", "STRUCT"):
+            raise KsqlStatementError(f"The 'DELIMITED' format does not support type '{t.name}'")
+
+
+def parse_delimiter(text: str) -> str:
+    if text.upper() in NAMED_DELIMITERS:
+        return NAMED_DELIMITERS[text.upper()]
+    if len(text) != 1:
+        raise KsqlStatementError(
+            f"Invalid delimiter value: '{text}'. Delimiter must be a single character or TAB or SPACE")
+    return text
+
+
+def _parse(field: str, t: SqlType) -> Any:
+    if t == STRING:
+        return field
+    try:
+        if t == BOOLEAN:
+            return field.strip().lower() == "true"
+        if t in (INTEGER, BIGINT):
+            v = int(field.strip())
+            if (t == INTEGER and not V.INT_MIN <= v <= V.INT_MAX) or not V.LONG_MIN <= v <= V.LONG_MAX:
+                raise ValueError(f"out of range: {field}")
+            return v
+        if t == DOUBLE:
+            return float(field.strip())
+        if isinstance(t, DecimalType):
+            return V.fit_decimal(Decimal(field.strip()), t)
+        if t == BYTES:
+            return base64.b64decode(field)
+        if t == DATE:
+            return V.days_to_date(int(field))
+        if t == TIME:
+            return V.millis_to_time(int(field))
+        if t == TIMESTAMP:
+            return V.millis_to_timestamp(int(field))
+    except (ValueError, InvalidOperation, EvalError) as e:
+        raise SerdeError(f"Failed to deserialise DELIMITED field '{field}' as {t}: {e}") from None
+    raise SerdeError(f"DELIMITED does not support {t}")
+
+
+def _text(value: Any, t: SqlType) -> str:
+    if value is None:
+        return ""
+    if t == DATE:
+        return str(V.date_to_days(value))
+    if t == TIME:
+        return str(V.time_to_millis(value))
+    if t == TIMESTAMP:
+        return str(V.timestamp_to_millis(value))
+    return V.to_text(value, t)
+
+
+def _quote(field: str, delimiter: str, first: bool) -> str:
+    if field == "":
+        return '""' if first else field
+    needs = (
+        field[0] <= "#"
+        or field[-1] <= " "
+        or any(c in field for c in (delimiter, '"', "\n", "\r"))
+    )
+    return '"' + field.replace('"', '""') + '"' if needs else field
+
+
+class DelimitedSerde(Serde):
+    def __init__(self, columns: list[tuple[str, SqlType]], delimiter: str) -> None:
+        super().__init__(columns)
+        self.delimiter = delimiter
+
+    def deserialize(self, data: bytes | None) -> list[Any] | None:
+        if data is None:
+            return None
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise SerdeError(f"Invalid UTF-8 in DELIMITED record: {e}") from None
+        try:
+            rows = list(csv.reader(io.StringIO(text), delimiter=self.delimiter, quotechar='"', strict=True))
+        except csv.Error as e:
+            raise SerdeError(f"Failed to parse DELIMITED record: {e}") from None
+        fields = rows[0] if rows else ([""] if len(self.columns) == 1 else [])
+        if len(rows) > 1:
+            raise SerdeError("Failed to parse DELIMITED record: more than one record")
+        if len(fields) != len(self.columns):
+            raise SerdeError(
+                f"Unexpected field count, csvFields:{len(fields)} schemaFields:{len(self.columns)}")
+        return [None if f == "" else _parse(f, t) for f, (_, t) in zip(fields, self.columns)]
+
+    def serialize(self, values: list[Any] | None) -> bytes | None:
+        if values is None:
+            return None
+        if len(self.columns) == 1 and values[0] is None:
+            return None
+        parts = [_quote(_text(v, t), self.delimiter, i == 0) if v is not None else ""
+                 for i, (v, (_, t)) in enumerate(zip(values, self.columns))]
+        return self.delimiter.join(parts).encode("utf-8")

@@ -1,0 +1,96 @@
+"""The JSON format: an object keyed by column name, or a bare value when unwrapped."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import math
+from decimal import Decimal
+from typing import Any
+
+from ..errors import SerdeError
+from ..types import BYTES, DATE, DOUBLE, TIME, TIMESTAMP, ArrayType, MapType, SqlType, StructType
+from .. import values as V
+from .base import Serde
+from .coerce import coerce, lookup_field
+
+
+def dumps(value: Any, t: SqlType) -> str:
+    """JSON text as ksqlDB's serializer writes it (Java number formats, NaN as a string)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if t == DOUBLE or isinstance(value, float):
+        f = float(value)
+        if math.isnan(f) or math.isinf(f):
+            return json.dumps(V.java_double_str(f))
+        return V.java_double_str(f)
+    if isinstance(value, Decimal):
+        return V.decimal_str(value)
+    if isinstance(value, int):
+        return str(value)
+    if t == BYTES:
+        return json.dumps(base64.b64encode(value).decode())
+    if t == DATE:
+        return str(V.date_to_days(value))
+    if t == TIME:
+        return str(V.time_to_millis(value))
+    if t == TIMESTAMP:
+        return str(V.timestamp_to_millis(value))
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(t, ArrayType):
+        return "[" + ",".join(dumps(v, t.item) for v in value) + "]"
+    if isinstance(t, MapType):
+        return "{" + ",".join(
+            f"{json.dumps(V.to_text(k, t.key), ensure_ascii=False)}:{dumps(v, t.value)}" for k, v in value.items()
+        ) + "}"
+    if isinstance(t, StructType):
+        return "{" + ",".join(
+            f"{json.dumps(n, ensure_ascii=False)}:{dumps(value.get(n), ft)}" for n, ft in t.fields
+        ) + "}"
+    raise SerdeError(f"Cannot serialise {value!r} as {t}")
+
+
+def loads(data: bytes) -> Any:
+    try:
+        return json.loads(data.decode("utf-8"), parse_float=Decimal)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise SerdeError(f"Failed to deserialize JSON: {e}") from None
+
+
+class JsonSerde(Serde):
+    def __init__(self, columns: list[tuple[str, SqlType]], unwrapped: bool) -> None:
+        super().__init__(columns)
+        self.unwrapped = unwrapped
+        self.struct = StructType(tuple(columns))
+
+    def deserialize(self, data: bytes | None) -> list[Any] | None:
+        if data is None:
+            return None
+        if data[:1] == b"\x00" and len(data) > 5:
+            data = data[5:]  # JSON_SR framing tolerated
+        node = loads(data)
+        if node is None:
+            return None
+        if self.unwrapped:
+            return [coerce(node, self.columns[0][1])]
+        if not isinstance(node, dict):
+            if len(self.columns) == 1:
+                return [coerce(node, self.columns[0][1])]
+            raise SerdeError(f"Can't convert type. sourceType: {type(node).__name__}, requiredType: {self.struct}")
+        return [coerce(lookup_field(node, n), t) for n, t in self.columns]
+
+    def serialize(self, values: list[Any] | None) -> bytes | None:
+        if values is None:
+            return None
+        if self.unwrapped:
+            if values[0] is None:
+                return None
+            return dumps(values[0], self.columns[0][1]).encode("utf-8")
+        return dumps(dict(zip((n for n, _ in self.columns), values)), self.struct).encode("utf-8")
+
+
+_ = dt

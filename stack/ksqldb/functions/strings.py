@@ -1,0 +1,454 @@
+"""String and bytes functions, after ksqlDB's documented semantics (1-based positions, nulls -> null)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from functools import lru_cache
+
+from ..errors import EvalError
+from ..types import BIGINT, BOOLEAN, BYTES, INTEGER, STRING, ArrayType, MapType
+from .registry import register
+
+
+def _java_trim(s: str) -> str:
+    return s.strip("".join(chr(c) for c in range(0x21)))
+
+
+@register("LCASE", [STRING], STRING)
+def lcase(s):
+    return s.lower()
+
+
+@register("UCASE", [STRING], STRING)
+def ucase(s):
+    return s.upper()
+
+
+@register("TRIM", [STRING], STRING)
+def trim(s):
+    return _java_trim(s)
+
+
+@register("LTRIM", [STRING], STRING)
+def ltrim(s):
+    return s.lstrip("".join(chr(c) for c in range(0x21)))
+
+
+@register("RTRIM", [STRING], STRING)
+def rtrim(s):
+    return s.rstrip("".join(chr(c) for c in range(0x21)))
+
+
+@register("LEN", [STRING], INTEGER)
+@register("LEN", [BYTES], INTEGER)
+@register("LENGTH", [STRING], INTEGER)
+def length(s):
+    return len(s)
+
+
+@register("CONCAT", [STRING], STRING, variadic=True, null_safe=False)
+def concat(*parts):
+    return "".join(p for p in parts if p is not None)
+
+
+@register("CONCAT", [BYTES], BYTES, variadic=True, null_safe=False)
+def concat_bytes(*parts):
+    return b"".join(p for p in parts if p is not None)
+
+
+@register("CONCAT_WS", [STRING, STRING], STRING, variadic=True, null_safe=False)
+def concat_ws(sep, *parts):
+    if sep is None:
+        return None
+    return sep.join(p for p in parts if p is not None)
+
+
+@register("CONCAT_WS", [BYTES, BYTES], BYTES, variadic=True, null_safe=False)
+def concat_ws_bytes(sep, *parts):
+    if sep is None:
+        return None
+    return sep.join(p for p in parts if p is not None)
+
+
+def _start(length: int, pos: int) -> int:
+    if pos > 0:
+        return min(pos - 1, length)
+    if pos < 0:
+        return max(length + pos, 0)
+    return 0
+
+
+@register("SUBSTRING", [STRING, INTEGER], STRING)
+@register("SUBSTRING", [BYTES, INTEGER], BYTES)
+def substring(s, pos):
+    return s[_start(len(s), pos):]
+
+
+@register("SUBSTRING", [STRING, INTEGER, INTEGER], STRING)
+@register("SUBSTRING", [BYTES, INTEGER, INTEGER], BYTES)
+def substring_len(s, pos, length):
+    start = _start(len(s), pos)
+    if length < 0:
+        return s[0:0]
+    return s[start:min(start + length, len(s))]
+
+
+@register("INSTR", [STRING, STRING], INTEGER)
+def instr(s, sub):
+    return s.find(sub) + 1
+
+
+@register("INSTR", [STRING, STRING, INTEGER], INTEGER)
+def instr_pos(s, sub, pos):
+    return instr_occ(s, sub, pos, 1)
+
+
+@register("INSTR", [STRING, STRING, INTEGER, INTEGER], INTEGER)
+def instr_occ(s, sub, pos, occurrence):
+    """Oracle-style INSTR: a negative position searches backwards from that many chars from the end."""
+    if occurrence <= 0 or pos == 0:
+        return 0
+    if pos > 0:
+        idx = pos - 2
+        for _ in range(occurrence):
+            idx = s.find(sub, idx + 1)
+            if idx < 0:
+                return 0
+        return idx + 1
+    last_start = len(s) + pos  # 0-based latest position a match may start at
+    found = -1
+    for _ in range(occurrence):
+        if last_start < 0:
+            return 0
+        found = s.rfind(sub, 0, last_start + len(sub))
+        if found < 0:
+            return 0
+        last_start = found - 1
+    return found + 1
+
+
+def _pad(s, length, padding, left: bool):
+    if length < 0 or not padding:
+        return None
+    if length <= len(s):
+        return s[:length]
+    need = length - len(s)
+    fill = (padding * (need // len(padding) + 1))[:need]
+    return fill + s if left else s + fill
+
+
+@register("LPAD", [STRING, INTEGER, STRING], STRING)
+@register("LPAD", [BYTES, INTEGER, BYTES], BYTES)
+def lpad(s, length, padding):
+    return _pad(s, length, padding, True)
+
+
+@register("RPAD", [STRING, INTEGER, STRING], STRING)
+@register("RPAD", [BYTES, INTEGER, BYTES], BYTES)
+def rpad(s, length, padding):
+    return _pad(s, length, padding, False)
+
+
+@register("REPLACE", [STRING, STRING, STRING], STRING)
+def replace(s, old, new):
+    return s.replace(old, new)
+
+
+@register("REVERSE", [STRING], STRING)
+def reverse(s):
+    return s[::-1]
+
+
+@register("INITCAP", [STRING], STRING)
+def initcap(s):
+    return re.sub(r"\S+", lambda m: m.group(0)[0].upper() + m.group(0)[1:].lower(), s)
+
+
+@register("CHR", [INTEGER], STRING)
+def chr_(code):
+    return chr(code) if 0 <= code <= 0x10FFFF else None
+
+
+@register("CHR", [STRING], STRING)
+def chr_str(text):
+    m = re.fullmatch(r"\\u([0-9a-fA-F]{4})", text)
+    return chr(int(m.group(1), 16)) if m else None
+
+
+@register("SPLIT", [STRING, STRING], ArrayType(STRING))
+def split(s, delim):
+    if delim == "":
+        return list(s)
+    return s.split(delim)
+
+
+@register("SPLIT", [BYTES, BYTES], ArrayType(BYTES))
+def split_bytes(s, delim):
+    if delim == b"":
+        return [bytes([b]) for b in s]
+    return s.split(delim)
+
+
+@lru_cache(maxsize=256)
+def _regex(pattern: str) -> re.Pattern:
+    try:
+        return re.compile(pattern)
+    except re.error as e:
+        raise EvalError(f"Invalid regular expression pattern: {pattern}: {e}") from None
+
+
+def _java_replacement(rep: str) -> str:
+    out, i = [], 0
+    while i < len(rep):
+        c = rep[i]
+        if c == "\\" and i + 1 < len(rep):
+            out.append(rep[i + 1].replace("\\", "\\\\"))
+            i += 2
+            continue
+        if c == "$" and i + 1 < len(rep) and rep[i + 1].isdigit():
+            j = i + 1
+            while j < len(rep) and rep[j].isdigit():
+                j += 1
+            out.append(f"\\g<{rep[i + 1:j]}>")
+            i = j
+            continue
+        out.append("\\\\" if c == "\\" else c)
+        i += 1
+    return "".join(out)
+
+
+@register("REGEXP_REPLACE", [STRING, STRING, STRING], STRING)
+def regexp_replace(s, pattern, rep):
+    return _regex(pattern).sub(_java_replacement(rep), s)
+
+
+@register("REGEXP_EXTRACT", [STRING, STRING], STRING)
+def regexp_extract(pattern, s):
+    m = _regex(pattern).search(s)
+    return m.group(0) if m else None
+
+
+@register("REGEXP_EXTRACT", [STRING, STRING, INTEGER], STRING)
+def regexp_extract_group(pattern, s, group):
+    m = _regex(pattern).search(s)
+    if not m or group > (m.re.groups):
+        return None
+    return m.group(group)
+
+
+@register("REGEXP_EXTRACT_ALL", [STRING, STRING], ArrayType(STRING))
+def regexp_extract_all(pattern, s):
+    return [m.group(0) for m in _regex(pattern).finditer(s)]
+
+
+@register("REGEXP_EXTRACT_ALL", [STRING, STRING, INTEGER], ArrayType(STRING))
+def regexp_extract_all_group(pattern, s, group):
+    rx = _regex(pattern)
+    if group > rx.groups:
+        return None
+    return [m.group(group) for m in rx.finditer(s)]
+
+
+@register("REGEXP_SPLIT_TO_ARRAY", [STRING, STRING], ArrayType(STRING))
+def regexp_split(s, pattern):
+    return _regex(pattern).split(s) if pattern else list(s)
+
+
+# ------------------------------------------------------------------ masking
+def _mask_char(c: str, upper, lower, digit, other) -> str:
+    if "A" <= c <= "Z" or (c.isupper() and c.isalpha()):
+        return c if upper is None else upper
+    if "a" <= c <= "z" or (c.islower() and c.isalpha()):
+        return c if lower is None else lower
+    if c.isdigit():
+        return c if digit is None else digit
+    return c if other is None else other
+
+
+def _mask_chars(args: tuple) -> tuple:
+    defaults = ["X", "x", "n", "-"]
+    given = list(args) + [None] * (4 - len(args)) if args else defaults
+    if not args:
+        return tuple(defaults)
+    return tuple((g[0] if g else None) if g is not None else None for g in given)
+
+
+def _mask(s: str, chars: tuple) -> str:
+    return "".join(_mask_char(c, *chars) for c in s)
+
+
+def _mask_fn(kind: str):
+    def fn(s, *rest):
+        if s is None:
+            return None
+        if kind in ("left", "right", "keep_left", "keep_right"):
+            n, masks = rest[0], rest[1:]
+            if n is None:
+                return None
+            if n < 0:
+                raise EvalError(f"function mask_{kind} requires a non-negative number")
+        else:
+            n, masks = 0, rest
+        chars = _mask_chars(masks)
+        n = min(n, len(s))
+        if kind == "all":
+            return _mask(s, chars)
+        if kind == "left":
+            return _mask(s[:n], chars) + s[n:]
+        if kind == "right":
+            return s[:len(s) - n] + _mask(s[len(s) - n:], chars)
+        if kind == "keep_left":
+            return s[:n] + _mask(s[n:], chars)
+        return _mask(s[:len(s) - n], chars) + s[len(s) - n:]
+
+    return fn
+
+
+for _suffix, _kind in (("", "all"), ("_LEFT", "left"), ("_RIGHT", "right"),
+                       ("_KEEP_LEFT", "keep_left"), ("_KEEP_RIGHT", "keep_right")):
+    _impl = _mask_fn(_kind)
+    _base = [STRING] if _kind == "all" else [STRING, INTEGER]
+    for _n in range(5):
+        register("MASK" + _suffix, _base + [STRING] * _n, STRING, null_safe=False)(_impl)
+
+
+# ------------------------------------------------------------------ encodings
+def _decode_input(s: str, enc: str) -> bytes | None:
+    if enc == "hex":
+        t = s
+        if t[:2].lower() == "0x":
+            t = t[2:]
+        elif t[:2] in ("X'", "x'") and t.endswith("'"):
+            t = t[2:-1]
+        if len(t) % 2:
+            t = "0" + t
+        try:
+            return bytes.fromhex(t)
+        except ValueError:
+            raise EvalError(f"Invalid hex string: {s}") from None
+    if enc == "utf8":
+        return s.encode("utf-8")
+    if enc == "ascii":
+        return s.encode("ascii", errors="replace")
+    if enc == "base64":
+        try:
+            return base64.b64decode(s, validate=True)
+        except binascii.Error:
+            raise EvalError(f"Invalid base64 string: {s}") from None
+    return None
+
+
+def _encode_output(b: bytes, enc: str) -> str | None:
+    if enc == "hex":
+        return b.hex()
+    if enc == "utf8":
+        return b.decode("utf-8", errors="replace")
+    if enc == "ascii":
+        return "".join(chr(x) if x < 128 else "\ufffd" for x in b)
+    if enc == "base64":
+        return base64.b64encode(b).decode()
+    return None
+
+
+_ENCODINGS = ("hex", "utf8", "ascii", "base64")
+
+
+@register("ENCODE", [STRING, STRING, STRING], STRING)
+def encode(s, in_enc, out_enc):
+    i, o = in_enc.lower(), out_enc.lower()
+    if i not in _ENCODINGS or o not in _ENCODINGS:
+        raise EvalError(f"Supported input and output encodings are: hex, utf8, ascii and base64")
+    data = _decode_input(s, i)
+    return _encode_output(data, o)
+
+
+@register("TO_BYTES", [STRING, STRING], BYTES)
+def to_bytes(s, enc):
+    e = enc.lower()
+    if e not in _ENCODINGS:
+        raise EvalError(f"Supported encoding types are: hex, utf8, ascii and base64")
+    return _decode_input(s, e)
+
+
+@register("FROM_BYTES", [BYTES, STRING], STRING)
+def from_bytes(b, enc):
+    e = enc.lower()
+    if e not in _ENCODINGS:
+        raise EvalError(f"Supported encoding types are: hex, utf8, ascii and base64")
+    return _encode_output(b, e)
+
+
+# ------------------------------------------------------------------ json
+def _json_path(path: str) -> list:
+    if not path.startswith("$"):
+        raise EvalError(f"Invalid JSON path: {path}")
+    tokens = re.findall(r"\.([^.\[]+)|\[(\d+)\]|\[['\"]([^'\"]+)['\"]\]", path[1:])
+    out: list = []
+    for name, idx, quoted in tokens:
+        out.append(int(idx) if idx else (name or quoted))
+    return out
+
+
+@register("EXTRACTJSONFIELD", [STRING, STRING], STRING)
+def extract_json_field(text, path):
+    try:
+        node = json.loads(text)
+    except ValueError:
+        return None
+    for step in _json_path(path):
+        if isinstance(step, int) and isinstance(node, list) and step < len(node):
+            node = node[step]
+        elif isinstance(step, str) and isinstance(node, dict) and step in node:
+            node = node[step]
+        else:
+            return None
+    if node is None:
+        return None
+    if isinstance(node, str):
+        return node
+    return json.dumps(node, separators=(",", ":"))
+
+
+@register("IS_JSON_STRING", [STRING], BOOLEAN, null_safe=False)
+def is_json_string(text):
+    if text is None:
+        return False
+    try:
+        json.loads(text)
+        return True
+    except ValueError:
+        return False
+
+
+@register("JSON_ARRAY_LENGTH", [STRING], INTEGER)
+def json_array_length(text):
+    try:
+        node = json.loads(text)
+    except ValueError:
+        return None
+    return len(node) if isinstance(node, list) else None
+
+
+@register("UUID", [], STRING)
+def uuid_():
+    import uuid
+
+    return str(uuid.uuid4())
+
+
+@register("SPLIT_TO_MAP", [STRING, STRING, STRING], MapType(STRING, STRING))
+def split_to_map(s, entry_delim, kv_delim):
+    if not entry_delim or not kv_delim or entry_delim == kv_delim:
+        return None
+    out = {}
+    for entry in s.split(entry_delim):
+        if kv_delim in entry:
+            k, v = entry.split(kv_delim, 1)
+            out[k] = v
+    return out
+
+
+_ = BIGINT

@@ -1,0 +1,86 @@
+"""The metastore: registered sources (streams; tables later) and their schemas and formats."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .errors import KsqlStatementError
+from .formats import FormatInfo
+from .formatter import quote_ident
+from .types import BIGINT, INTEGER, SqlType
+
+PSEUDO_COLUMNS: tuple[tuple[str, SqlType], ...] = (("ROWTIME", BIGINT), ("ROWPARTITION", INTEGER), ("ROWOFFSET", BIGINT))
+RESERVED = {name for name, _ in PSEUDO_COLUMNS}
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: SqlType
+    key: bool = False
+
+
+@dataclass(frozen=True)
+class LogicalSchema:
+    key: tuple[Column, ...]
+    value: tuple[Column, ...]
+
+    def row_columns(self) -> list[tuple[str, SqlType]]:
+        """The row layout the executor builds: pseudo columns, then key, then value columns."""
+        return list(PSEUDO_COLUMNS) + [(c.name, c.type) for c in self.key] + [(c.name, c.type) for c in self.value]
+
+    def find(self, name: str) -> Column | None:
+        return next((c for c in self.key + self.value if c.name == name), None)
+
+    def __str__(self) -> str:
+        parts = [f"{quote_ident(c.name)} {c.type} KEY" for c in self.key]
+        parts += [f"{quote_ident(c.name)} {c.type}" for c in self.value]
+        return ", ".join(parts)
+
+
+@dataclass
+class DataSource:
+    name: str
+    kind: str  # STREAM / TABLE
+    schema: LogicalSchema
+    topic: str
+    key_format: FormatInfo
+    value_format: FormatInfo
+    sql: str = ""
+    is_source: bool = False
+    timestamp_column: str | None = None
+    timestamp_format: str | None = None
+    partitions: int = 1
+    writers: list[str] = field(default_factory=list)  # ids of queries writing into it
+    readers: list[str] = field(default_factory=list)
+
+
+class MetaStore:
+    def __init__(self) -> None:
+        self.sources: dict[str, DataSource] = {}
+
+    def get(self, name: str) -> DataSource | None:
+        return self.sources.get(name)
+
+    def require(self, name: str) -> DataSource:
+        src = self.sources.get(name)
+        if src is None:
+            raise KsqlStatementError(f"{name} does not exist.")
+        return src
+
+    def add(self, source: DataSource, replace: bool = False) -> None:
+        existing = self.sources.get(source.name)
+        if existing is not None and not replace:
+            kind = existing.kind.lower()
+            raise KsqlStatementError(
+                f"Cannot add {source.kind.lower()} '{source.name}': A {kind} with the same name already exists")
+        if existing is not None:
+            source.writers = existing.writers
+            source.readers = existing.readers
+        self.sources[source.name] = source
+
+    def remove(self, name: str) -> DataSource:
+        return self.sources.pop(name)
+
+    def by_topic(self, topic: str) -> list[DataSource]:
+        return [s for s in self.sources.values() if s.topic == topic]

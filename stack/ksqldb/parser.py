@@ -1,0 +1,435 @@
+"""ksqlDB SQL parser: the Lark grammar in ksql.lark plus a transformer into the typed AST of ast.py.
+
+Lark was chosen over sqlglot because ksqlDB's dialect (KEY columns, WITH properties, EMIT CHANGES,
+`->` dereference, `:=` constructors, backtick identifiers) is far from the dialects sqlglot ships, and a
+grammar file is the clearest statement of what the engine accepts. LALR keeps parsing deterministic.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from functools import lru_cache
+from pathlib import Path
+
+from lark import Lark, Token, Transformer, Tree
+from lark.exceptions import LarkError, UnexpectedInput, VisitError
+
+from . import ast
+from .errors import KsqlError, ParseError
+from .types import ArrayType, DecimalType, MapType, StructType, SqlType, primitive, INT_MAX, INT_MIN
+
+_GRAMMAR = Path(__file__).with_name("ksql.lark")
+
+
+@lru_cache(maxsize=1)
+def _lark() -> Lark:
+    return Lark(
+        _GRAMMAR.read_text(),
+        parser="lalr",
+        lexer="contextual",
+        propagate_positions=True,
+        maybe_placeholders=False,
+    )
+
+
+def _tokens(children: list, *types: str) -> list[Token]:
+    return [c for c in children if isinstance(c, Token) and c.type in types]
+
+
+def _has(children: list, type_: str) -> bool:
+    return any(isinstance(c, Token) and c.type == type_ for c in children)
+
+
+def _trees(children: list, cls: type) -> list:
+    return [c for c in children if isinstance(c, cls)]
+
+
+def unquote_string(text: str) -> str:
+    return text[1:-1].replace("''", "'")
+
+
+class _Identifier(str):
+    """An identifier after ksqlDB's normalisation (unquoted names upper-cased)."""
+
+
+class _Alias(str):
+    pass
+
+
+class _ToAst(Transformer):
+    # ---------------------------------------------------------- atoms
+    def identifier(self, children):
+        tok: Token = children[0]
+        if tok.type == "QUOTED_IDENTIFIER":
+            return _Identifier(tok.value[1:-1].replace("``", "`"))
+        return _Identifier(tok.value.upper())
+
+    def alias(self, children):
+        return _Alias(children[-1])
+
+    def null_lit(self, _):
+        return ast.Literal(None, "NULL")
+
+    def true_lit(self, _):
+        return ast.Literal(True, "BOOLEAN")
+
+    def false_lit(self, _):
+        return ast.Literal(False, "BOOLEAN")
+
+    @staticmethod
+    def _int(value: int) -> ast.Literal:
+        return ast.Literal(value, "INTEGER" if INT_MIN <= value <= INT_MAX else "BIGINT")
+
+    def int_lit(self, children):
+        return self._int(int(children[0]))
+
+    def decimal_lit(self, children):
+        return ast.Literal(Decimal(children[0].value), "DECIMAL")
+
+    def double_lit(self, children):
+        return ast.Literal(float(children[0].value), "DOUBLE")
+
+    def string_lit(self, children):
+        return ast.Literal(unquote_string(children[0].value), "STRING")
+
+    def signed_int_lit(self, children):
+        return self._int(int(children[0].value + children[1].value))
+
+    def signed_decimal_lit(self, children):
+        return ast.Literal(Decimal(children[0].value + children[1].value), "DECIMAL")
+
+    # ---------------------------------------------------------- types
+    def simple_type(self, children):
+        name = str(children[0])
+        args = [int(t) for t in _tokens(children, "INTEGER_LIT")]
+        if name in ("DECIMAL", "NUMERIC"):
+            if len(args) != 2:
+                raise ParseError("Syntax Error: DECIMAL requires precision and scale")
+            precision, scale = args
+            if precision < 1:
+                raise KsqlError("DECIMAL precision must be >= 1")
+            if scale < 0 or scale > precision:
+                raise KsqlError(
+                    f"DECIMAL scale must be between 0 and precision: DECIMAL({precision}, {scale})"
+                )
+            return DecimalType(precision, scale)
+        t = primitive(name)
+        if t is None or args:
+            if name == "NULL":
+                raise ParseError("Syntax Error: NULL is not a type")
+            raise KsqlError(f"Unknown type: {name}")
+        return t
+
+    def array_type(self, children):
+        return ArrayType(_trees(children, SqlType)[0])
+
+    def map_type(self, children):
+        k, v = _trees(children, SqlType)
+        return MapType(k, v)
+
+    def struct_type_field(self, children):
+        return (str(children[0]), children[1])
+
+    def struct_type(self, children):
+        return StructType(tuple(c for c in children if isinstance(c, tuple)))
+
+    # ---------------------------------------------------------- expressions
+    def column(self, children):
+        return ast.ColumnRef(str(children[0]))
+
+    def qualified_column(self, children):
+        return ast.ColumnRef(str(children[1]), str(children[0]))
+
+    def call_star(self, children):
+        return ast.FunctionCall(str(children[0]), (), star=True)
+
+    def call(self, children):
+        return ast.FunctionCall(str(children[0]), tuple(children[1:]))
+
+    def or_op(self, c):
+        return ast.Logical("OR", c[0], c[2])
+
+    def and_op(self, c):
+        return ast.Logical("AND", c[0], c[2])
+
+    def not_op(self, c):
+        return ast.Not(c[1])
+
+    def comparison(self, c):
+        op = c[1].value
+        return ast.Comparison("<>" if op == "!=" else op, c[0], c[2])
+
+    def equals(self, c):
+        return ast.Comparison("=", c[0], c[1])
+
+    def between(self, c):
+        exprs = _trees(c, ast.Expr)
+        return ast.Between(exprs[0], exprs[1], exprs[2], negated=_has(c[:2], "NOT"))
+
+    def in_list(self, c):
+        exprs = _trees(c, ast.Expr)
+        return ast.InList(exprs[0], tuple(exprs[1:]), negated=_has(c[:2], "NOT"))
+
+    def like(self, c):
+        exprs = _trees(c, ast.Expr)
+        esc = _tokens(c, "STRING")
+        escape = unquote_string(esc[0].value) if esc else None
+        return ast.Like(exprs[0], exprs[1], escape, negated=_has(c[:2], "NOT"))
+
+    def is_null(self, c):
+        return ast.IsNull(c[0], negated=_has(c, "NOT"))
+
+    def is_distinct(self, c):
+        exprs = _trees(c, ast.Expr)
+        return ast.IsDistinct(exprs[0], exprs[1], negated=_has(c, "NOT"))
+
+    def arithmetic(self, c):
+        return ast.Arithmetic(c[1].value, c[0], c[2])
+
+    def multiply(self, c):
+        return ast.Arithmetic("*", c[0], c[1])
+
+    def unary_op(self, c):
+        operand = c[1]
+        if c[0].value == "+":
+            return operand
+        if isinstance(operand, ast.Literal) and operand.kind in ("INTEGER", "BIGINT"):
+            return self._int(-operand.value)
+        if isinstance(operand, ast.Literal) and operand.kind in ("DECIMAL", "DOUBLE"):
+            return ast.Literal(-operand.value, operand.kind)
+        return ast.Negate(operand)
+
+    def when_clause(self, c):
+        exprs = _trees(c, ast.Expr)
+        return ast.WhenClause(exprs[0], exprs[1])
+
+    def case(self, c):
+        whens = tuple(_trees(c, ast.WhenClause))
+        operand = None
+        default = None
+        seen_when = False
+        after_else = False
+        for child in c:
+            if isinstance(child, ast.WhenClause):
+                seen_when = True
+            elif isinstance(child, Token) and child.type == "ELSE":
+                after_else = True
+            elif isinstance(child, ast.Expr):
+                if after_else:
+                    default = child
+                elif not seen_when:
+                    operand = child
+        return ast.Case(operand, whens, default)
+
+    def cast(self, c):
+        return ast.Cast(_trees(c, ast.Expr)[0], _trees(c, SqlType)[0])
+
+    def array_ctor(self, c):
+        return ast.ArrayCtor(tuple(_trees(c, ast.Expr)))
+
+    def map_entry(self, c):
+        return (c[0], c[1])
+
+    def map_ctor(self, c):
+        return ast.MapCtor(tuple(x for x in c if isinstance(x, tuple)))
+
+    def struct_entry(self, c):
+        return (str(c[0]), c[1])
+
+    def struct_ctor(self, c):
+        return ast.StructCtor(tuple(x for x in c if isinstance(x, tuple)))
+
+    def subscript(self, c):
+        return ast.Subscript(c[0], c[1])
+
+    def dereference(self, c):
+        return ast.Dereference(c[0], str(c[2]))
+
+    # ---------------------------------------------------------- queries
+    def select_all(self, _):
+        return ast.SelectItem(None)
+
+    def select_source_all(self, c):
+        return ast.SelectItem(None, star_source=str(c[0]))
+
+    def select_expr(self, c):
+        alias = next((str(x) for x in c if isinstance(x, _Alias)), None)
+        return ast.SelectItem(c[0], alias)
+
+    def relation(self, c):
+        alias = next((str(x) for x in c if isinstance(x, _Alias)), None)
+        return ast.Relation(str(c[0]), alias)
+
+    def window_tokens(self, c):
+        return " ".join(str(x) for x in c)
+
+    def within(self, c):
+        return ("within", ", ".join(x for x in c if isinstance(x, str) and not isinstance(x, Token)))
+
+    def join_type(self, c):
+        return ("join_type", " ".join(t.value.upper() for t in c))
+
+    def join_clause(self, c):
+        opts = dict(x for x in c if isinstance(x, tuple))
+        rel = _trees(c, ast.Relation)[0]
+        on = _trees(c, ast.Expr)[0]
+        return ast.Join(opts.get("join_type", "INNER"), rel, on, opts.get("within"))
+
+    def window_clause(self, c):
+        return ("window", " ".join(str(x) for x in c[1:]))
+
+    def where_clause(self, c):
+        return ("where", c[1])
+
+    def group_by(self, c):
+        return ("group_by", tuple(_trees(c, ast.Expr)))
+
+    def partition_by(self, c):
+        return ("partition_by", tuple(_trees(c, ast.Expr)))
+
+    def having(self, c):
+        return ("having", c[1])
+
+    def emit(self, c):
+        return ("emit", str(c[1]))
+
+    def limit(self, c):
+        return ("limit", int(c[1]))
+
+    def query(self, c):
+        clauses = dict(x for x in c if isinstance(x, tuple))
+        return ast.Query(
+            select=tuple(_trees(c, ast.SelectItem)),
+            source=_trees(c, ast.Relation)[0],
+            joins=tuple(_trees(c, ast.Join)),
+            where=clauses.get("where"),
+            window=clauses.get("window"),
+            group_by=clauses.get("group_by", ()),
+            partition_by=clauses.get("partition_by", ()),
+            having=clauses.get("having"),
+            emit=clauses.get("emit"),
+            limit=clauses.get("limit"),
+        )
+
+    # ---------------------------------------------------------- statements
+    def source_kind(self, c):
+        return c[0].value.upper()
+
+    def column_constraint(self, c):
+        if _has(c, "PRIMARY"):
+            return "PRIMARY KEY"
+        if _has(c, "HEADER"):
+            return "HEADER"
+        return c[0].value.upper()
+
+    def table_element(self, c):
+        constraint = c[2] if len(c) > 2 else None
+        return ast.TableElement(str(c[0]), c[1], constraint)
+
+    def table_elements(self, c):
+        return tuple(c)
+
+    def property(self, c):
+        lit = c[1]
+        return (str(c[0]).upper(), lit.value)
+
+    def with_clause(self, c):
+        return ("with", tuple(x for x in c if isinstance(x, tuple)))
+
+    def create_source(self, c):
+        kind = next(x for x in c if isinstance(x, str) and x in ("STREAM", "TABLE") and not isinstance(x, Token))
+        name = next(x for x in c if isinstance(x, _Identifier))
+        elements = next((x for x in c if isinstance(x, tuple) and (not x or isinstance(x[0], ast.TableElement))), None)
+        props = next((x[1] for x in c if isinstance(x, tuple) and len(x) == 2 and x[0] == "with"), ())
+        query = next((x for x in c if isinstance(x, ast.Query)), None)
+        return ast.CreateSource(
+            kind=kind,
+            name=str(name),
+            elements=elements,
+            properties=props,
+            query=query,
+            or_replace=_has(c, "REPLACE"),
+            is_source=_has(c, "SOURCE"),
+            if_not_exists=_has(c, "EXISTS"),
+        )
+
+    def insert_query(self, c):
+        props = next((x[1] for x in c if isinstance(x, tuple) and x and x[0] == "with"), ())
+        return ast.InsertInto(str(c[2]), _trees(c, ast.Query)[0], props)
+
+    def column_list(self, c):
+        return ("columns", tuple(str(x) for x in c))
+
+    def insert_values(self, c):
+        cols = next((x[1] for x in c if isinstance(x, tuple) and x and x[0] == "columns"), None)
+        return ast.InsertValues(str(c[2]), cols, tuple(_trees(c, ast.Expr)))
+
+    def drop_source(self, c):
+        return ast.DropSource(
+            kind=c[1], name=str(next(x for x in c if isinstance(x, _Identifier))),
+            if_exists=_has(c, "EXISTS"), delete_topic=_has(c, "TOPIC"),
+        )
+
+    def show(self, c):
+        return ast.ShowList(str(c[1]), extended=_has(c, "EXTENDED"))
+
+    def describe(self, c):
+        return ast.Describe(str(next(x for x in c if isinstance(x, _Identifier))), extended=_has(c, "EXTENDED"))
+
+    def terminate(self, c):
+        qid = str(c[1])
+        return ast.Terminate(None if qid == "ALL" else qid)
+
+    def set_prop(self, c):
+        strings = _tokens(c, "STRING")
+        return ast.SetProperty(unquote_string(strings[0].value), unquote_string(strings[1].value))
+
+    def unset_prop(self, c):
+        return ast.UnsetProperty(unquote_string(_tokens(c, "STRING")[0].value))
+
+    def alter_op(self, c):
+        idents = [x for x in c if isinstance(x, _Identifier)]
+        return ast.TableElement(str(idents[0]), _trees(c, SqlType)[0])
+
+    def alter_source(self, c):
+        return ast.AlterSource(c[1], str(c[2]), tuple(_trees(c, ast.TableElement)))
+
+    def push_query(self, c):
+        return ast.PushQuery(c[0])
+
+    def start(self, c):
+        return list(c)
+
+
+def _with_text(stmt: ast.Statement, text: str) -> ast.Statement:
+    import dataclasses
+
+    return dataclasses.replace(stmt, text=text) if hasattr(stmt, "text") else stmt
+
+
+def parse(sql: str) -> list[ast.Statement]:
+    """Parse one or more `;`-separated statements; raises ParseError ('Syntax Error ...') on bad input."""
+    try:
+        tree = _lark().parse(sql)
+    except UnexpectedInput as e:
+        raise ParseError(f"line {e.line}:{e.column}: Syntax Error\n{e.get_context(sql).rstrip()}") from None
+    except LarkError as e:
+        raise ParseError(f"Syntax Error: {e}") from None
+    statements: list[ast.Statement] = []
+    for child in tree.children:
+        try:
+            stmt = _ToAst().transform(child)
+        except VisitError as e:
+            if isinstance(e.orig_exc, KsqlError):
+                raise e.orig_exc from None
+            raise
+        text = sql[child.meta.start_pos:child.meta.end_pos] if not child.meta.empty else sql
+        statements.append(_with_text(stmt, text.strip() + ";"))
+    return statements
+
+
+def parse_expression(text: str) -> ast.Expr:
+    """Parse a bare expression (used by tests and the REST layer)."""
+    stmts = parse(f"SELECT {text} FROM __X;")
+    item = stmts[0].query.select[0]  # type: ignore[attr-defined]
+    return item.expr
