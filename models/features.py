@@ -9,7 +9,6 @@ so a batch whose columns do not match the model's fails here, with the columns n
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -73,7 +72,7 @@ def check_columns(columns: Sequence[str], feature_names: Sequence[str] = FEATURE
     return found
 
 
-def feature_matrix(batch: Batch | Any, feature_names: Sequence[str] = FEATURE_COLUMNS,
+def feature_matrix(batch: Batch, feature_names: Sequence[str] = FEATURE_COLUMNS,
                    dtype: type = np.float32) -> np.ndarray:
     """The batch's features as a C-contiguous 2-D array in model column order.
 
@@ -102,7 +101,7 @@ def feature_matrix(batch: Batch | Any, feature_names: Sequence[str] = FEATURE_CO
     raise TypeError(f"expected a NumPy array, pandas DataFrame or pyarrow Table/RecordBatch, got {type(batch).__name__}")
 
 
-def has_label(batch: Batch | Any) -> bool:
+def has_label(batch: Batch) -> bool:
     """Whether a table carries the label column (arrays never do)."""
     if isinstance(batch, pd.DataFrame):
         names = batch.columns
