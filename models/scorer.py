@@ -106,11 +106,13 @@ class NumpyScorer:
 
 
 def benchmark(scorer: NumpyScorer | None = None, rows: int = 1_000_000, batch_size: int = 1_000, kind: str = "numpy",
-              seed: int = 0) -> dict[str, float | str]:
+              seed: int = 0, reference: Callable[[np.ndarray], object] | None = None) -> dict[str, float | str]:
     """Rows per second of ``scorer`` on batches of ``batch_size`` (for ``fraudstream bench``, not for tests).
 
     ``kind`` is the batch type handed in: "numpy", "pandas" or "arrow" (conversion time included).
-    Without a scorer, a random one of the default shape is measured.
+    Without a scorer, a random one of the default shape is measured. ``reference`` (for example
+    ``lambda x: autoencoder.model_(x, training=False)``) is timed on the same NumPy batches, and the
+    result then includes its rows/s and the speed-up over it: a ratio, which a shared machine keeps honest.
     """
     import pandas as pd
     import pyarrow as pa
@@ -135,5 +137,14 @@ def benchmark(scorer: NumpyScorer | None = None, rows: int = 1_000_000, batch_si
     for _ in range(batches):
         scorer(batch)
     seconds = time.perf_counter() - start
-    return {"kind": kind, "rows": batches * batch_size, "batch_size": batch_size, "seconds": seconds,
-            "rows_per_second": batches * batch_size / seconds}
+    result: dict[str, float | str] = {"kind": kind, "rows": batches * batch_size, "batch_size": batch_size,
+                                      "seconds": seconds, "rows_per_second": batches * batch_size / seconds}
+    if reference is not None:
+        reference(x)  # warm up (graph tracing)
+        start = time.perf_counter()
+        for _ in range(batches):
+            reference(x)
+        reference_rate = batches * batch_size / (time.perf_counter() - start)
+        result["reference_rows_per_second"] = reference_rate
+        result["speedup"] = result["rows_per_second"] / reference_rate
+    return result

@@ -123,6 +123,10 @@ def test_benchmark_reports_rows_per_second(trained):
     for kind in ("numpy", "pandas", "arrow"):
         result = benchmark(trained.scorer(), rows=2_000, batch_size=1_000, kind=kind)
         assert result["rows"] == 2_000 and result["rows_per_second"] > 0
+    calls = []
+    result = benchmark(trained.scorer(), rows=2_000, reference=lambda x: calls.append(x.shape))
+    assert calls == [(1_000, 30)] * 3  # warm-up + two batches
+    assert result["speedup"] == result["rows_per_second"] / result["reference_rows_per_second"]
 
 
 def test_random_scorer_for_benchmarks_has_the_default_shape():
