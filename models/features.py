@@ -23,8 +23,8 @@ LABEL_COLUMN = "Class"
 STANDARDISED_COLUMNS: tuple[str, ...] = ("Time", "Amount")
 """Columns the model standardises (V1..V28 are PCA components, already centred and scaled)."""
 
-NON_FEATURE_COLUMNS: tuple[str, ...] = ("Id", "Timestamp", "User", LABEL_COLUMN)
-"""Columns a batch may carry besides the features (identity, event time, label); they are ignored."""
+NON_FEATURE_COLUMNS: tuple[str, ...] = ("PAYMENT_ID", "Id", "Timestamp", "User", LABEL_COLUMN)
+"""Columns a batch may carry besides the features (the stream's key, identity, event time, label); ignored."""
 
 Batch = np.ndarray | pd.DataFrame | pa.Table | pa.RecordBatch
 
