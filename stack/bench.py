@@ -1,0 +1,147 @@
+"""`fraudstream bench`: throughput as a ratio to a raw confluent-kafka passthrough on the same broker.
+
+These machines are shared and noisy, so an absolute events/s figure says little; the same broker's
+raw consume -> produce rate, measured in the same run, is the practical limit every stage is held to.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import click
+from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import NewTopic
+from rich.console import Console
+from rich.table import Table
+
+from stack.embedded import EmbeddedStack
+from stack.kafka import admin_client, consumer_config, producer_config
+
+console = Console()
+
+#: The shape DESIGN.md's reference numbers were measured with: ~60-byte JSON records, 4 partitions.
+PARTITIONS = 4
+
+
+@dataclass(frozen=True)
+class Rate:
+    name: str
+    events: int
+    seconds: float
+
+    @property
+    def per_second(self) -> float:
+        return self.events / self.seconds if self.seconds > 0 else float("inf")
+
+
+def create_topics(bootstrap: str, *names: str, partitions: int = PARTITIONS) -> None:
+    admin = admin_client(bootstrap)
+    for future in admin.create_topics([NewTopic(name, partitions, 1) for name in names]).values():
+        future.result(timeout=30)
+
+
+def sample_value(i: int) -> bytes:
+    """A ~60-byte JSON payment-like record."""
+    return json.dumps({"id": f"p-{i:09d}", "amount": round(i % 997 * 1.37, 2), "v1": -1.359807}).encode()
+
+
+def produce_records(bootstrap: str, topic: str, count: int) -> Rate:
+    """Produce `count` records with fraudstream's producer defaults (acks=all, idempotent); all acknowledged."""
+    producer = Producer(producer_config(bootstrap, linger_ms=20, batch_num_messages=10_000))
+    records = [(str(i).encode(), sample_value(i)) for i in range(count)]  # made before the clock starts
+    started = time.perf_counter()
+    for key, value in records:
+        while True:
+            try:
+                producer.produce(topic, key=key, value=value)
+                break
+            except BufferError:
+                producer.poll(0.05)
+        producer.poll(0)
+    if producer.flush(120) != 0:
+        raise click.ClickException(f"not every record to {topic} was acknowledged")
+    return Rate("produce", count, time.perf_counter() - started)
+
+
+def consume_records(bootstrap: str, topic: str, count: int, on_batch: Callable[[list], None] | None = None) -> Rate:
+    """Consume `count` records from the start of `topic` in a fresh group, timing from the first record."""
+    consumer = Consumer(consumer_config(bootstrap, f"bench-{uuid.uuid4().hex[:8]}", enable_auto_commit=False))
+    consumer.subscribe([topic])
+    seen, started = 0, None
+    deadline = time.monotonic() + 300
+    try:
+        while seen < count:
+            if time.monotonic() > deadline:
+                raise click.ClickException(f"only {seen:,} of {count:,} records arrived from {topic}")
+            batch = [m for m in consumer.consume(10_000, timeout=0.5) if m.error() is None]
+            if batch and started is None:
+                started = time.perf_counter()
+            if on_batch is not None and batch:
+                on_batch(batch)
+            seen += len(batch)
+    finally:
+        consumer.close()
+    return Rate("consume", seen, time.perf_counter() - (started or time.perf_counter()))
+
+
+def passthrough(bootstrap: str, source: str, sink: str, count: int) -> Rate:
+    """The baseline: raw confluent-kafka consume -> produce of `count` records, all acknowledged."""
+    producer = Producer(producer_config(bootstrap, linger_ms=20, batch_num_messages=10_000))
+
+    def forward(batch: list) -> None:
+        for message in batch:
+            while True:
+                try:
+                    producer.produce(sink, key=message.key(), value=message.value())
+                    break
+                except BufferError:
+                    producer.poll(0.05)
+        producer.poll(0)
+
+    rate = consume_records(bootstrap, source, count, on_batch=forward)
+    started = time.perf_counter()
+    if producer.flush(120) != 0:
+        raise click.ClickException(f"not every record to {sink} was acknowledged")
+    return Rate("passthrough", count, rate.seconds + time.perf_counter() - started)
+
+
+def broker_rates(bootstrap: str, count: int) -> list[Rate]:
+    """Raw produce, consume and consume -> produce rates of one broker, on fresh topics."""
+    source, sink = (f"bench-{uuid.uuid4().hex[:8]}-{kind}" for kind in ("in", "out"))
+    create_topics(bootstrap, source, sink)
+    return [produce_records(bootstrap, source, count), consume_records(bootstrap, source, count), passthrough(bootstrap, source, sink, count)]
+
+
+@click.group("bench")
+def bench_command() -> None:
+    """Throughput benchmarks, each printed as a ratio to a raw passthrough on the same broker."""
+
+
+@bench_command.command("broker")
+@click.option("-n", "--records", type=click.IntRange(min=1), default=200_000, show_default=True)
+@click.option("--bootstrap-servers", help="Measure this broker instead of starting embedded ones (durable and in memory).")
+def bench_broker(records: int, bootstrap_servers: str | None) -> None:
+    """Raw produce, consume and passthrough rates of the broker, durable (S3 storage) and in memory.
+
+    The ratios are each rate over the passthrough's, the baseline every other benchmark uses.
+    """
+    table = Table("broker", "produce/s", "consume/s", "passthrough/s", "produce ratio", "consume ratio")
+    if bootstrap_servers:
+        targets = [(bootstrap_servers, None)]
+    else:
+        targets = [("durable (s3://)", False), ("ephemeral (memory://)", True)]
+    for label, ephemeral in targets:
+        if ephemeral is None:
+            rates = broker_rates(label, records)
+        else:
+            with tempfile.TemporaryDirectory(prefix="fraudstream-bench-") as data_dir:
+                with EmbeddedStack.on_free_ports(data_dir, ephemeral=ephemeral, services=("objectstore", "broker")) as stack:
+                    rates = broker_rates(stack.addresses.bootstrap_servers, records)
+        produce, consume, through = (rate.per_second for rate in rates)
+        table.add_row(label, f"{produce:,.0f}", f"{consume:,.0f}", f"{through:,.0f}", f"{produce / through:.2f}", f"{consume / through:.2f}")
+    console.print(table)

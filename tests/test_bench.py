@@ -1,0 +1,22 @@
+"""Smoke runs of `fraudstream bench` with tiny sizes: the benchmarks work, their numbers are not judged here."""
+
+from __future__ import annotations
+
+from click.testing import CliRunner
+
+from stack.bench import broker_rates
+from stack.cli import main
+from stack.embedded import EmbeddedStack
+
+
+def test_broker_rates_move_every_record(stack: EmbeddedStack) -> None:
+    rates = broker_rates(stack.addresses.bootstrap_servers, 500)
+    assert [(rate.name, rate.events) for rate in rates] == [("produce", 500), ("consume", 500), ("passthrough", 500)]
+    assert all(rate.per_second > 0 for rate in rates)
+
+
+def test_bench_broker_prints_ratios(stack: EmbeddedStack) -> None:
+    result = CliRunner().invoke(main, ["bench", "broker", "-n", "300", "--bootstrap-servers", stack.addresses.bootstrap_servers])
+    assert result.exit_code == 0, result.output
+    assert "passthrough" in result.output
+    assert stack.addresses.bootstrap_servers in result.output
