@@ -11,7 +11,7 @@ from fastavro.schema import parse_schema
 from stack.registry import errors
 from stack.registry.compatibility import check_level, check_read
 from stack.registry.schemas import Reference, Schema, parse_avro
-from stack.registry.state import RegistryState, Version, config_record, schema_record, schema_tombstone
+from stack.registry.state import RegistryState, Version, config_record, max_id_record, schema_record, schema_tombstone
 
 
 def record(name: str, *fields: dict[str, Any], **extra: Any) -> dict[str, Any]:
@@ -307,3 +307,10 @@ def test_replay_of_soft_and_permanent_deletes() -> None:
     state.apply(*config_record(None, "NONE"))
     state.apply(*config_record(None, None))
     assert state.global_level == "BACKWARD"
+
+
+def test_ids_are_not_reused_after_compaction_drops_a_deleted_schema() -> None:
+    # What compaction can leave of: id 9 registered, soft-deleted, then permanently deleted.
+    state = replay(schema_tombstone("a", 1), max_id_record(9))
+    assert state.subject_names(include_deleted=True) == []
+    assert state.max_id == 9

@@ -8,7 +8,6 @@ health check).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
@@ -256,7 +255,6 @@ def create_app(registry: Registry) -> web.Application:
 
 async def _store_lifecycle(app: web.Application) -> Any:
     registry = app[REGISTRY_KEY]
-    loading = asyncio.get_running_loop().create_task(registry.start())
+    registry.begin_loading()
     yield
-    loading.cancel()
-    await asyncio.to_thread(registry.log.close)
+    await registry.close()

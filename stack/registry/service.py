@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
-from typing import Any
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from stack.registry import compatibility, errors
 from stack.registry.schemas import Reference, Schema, parse_avro
@@ -19,6 +20,7 @@ from stack.registry.state import (
     RegistryState,
     Version,
     config_record,
+    max_id_record,
     schema_record,
     schema_tombstone,
     soft_deleted,
@@ -27,12 +29,15 @@ from stack.registry.store import KafkaLog
 
 logger = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 MAX_VERSION = 2**31 - 1
 RETRY_SECONDS = 2.0
+PARSED_CACHE_SIZE = 4096
 
 
 class Registry:
-    """Schema Registry operations over a `KafkaLog`; `start()` must have finished before any other call."""
+    """Schema Registry operations over a `KafkaLog`; until `begin_loading()` has finished, calls answer 503."""
 
     def __init__(self, log: KafkaLog) -> None:
         self.log = log
@@ -40,14 +45,25 @@ class Registry:
         self.ready = False
         self._lock = asyncio.Lock()
         self._parsed: dict[Schema, Any] = {}
+        self._loading: asyncio.Task[None] | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Create the topic if needed and rebuild state from it, retrying until the broker answers."""
+    def begin_loading(self) -> None:
+        """Rebuild state from the topic in the background; requests get 503 until it is done."""
+        self.ready = False
+        self._loading = asyncio.get_running_loop().create_task(self._load_until_ready())
+
+    async def close(self) -> None:
+        if self._loading is not None:
+            self._loading.cancel()
+        await asyncio.to_thread(self.log.close)
+
+    async def _load_until_ready(self) -> None:
+        """Create the topic if needed and read it to its end, retrying until the broker answers."""
         while True:
             try:
-                self.state = await asyncio.to_thread(self._load)
+                self.state = await _in_daemon_thread(self._load)
                 break
             except Exception as exc:  # the broker may not be up yet; keep trying, and say why
                 logger.warning("cannot load schemas from %s yet (%s); retrying", self.log.topic, exc)
@@ -80,8 +96,7 @@ class Registry:
             await asyncio.to_thread(self.log.append, records)
         except Exception as exc:
             logger.error("write to %s failed (%s); reloading state from the topic", self.log.topic, exc)
-            self.ready = False
-            asyncio.get_running_loop().create_task(self.start())
+            self.begin_loading()
             raise errors.store_error(str(exc)) from exc
         for key, value in records:
             self.state.apply(key, value)
@@ -99,6 +114,8 @@ class Registry:
         if schema.schema_type != "AVRO":
             return None
         if schema not in self._parsed:
+            if len(self._parsed) >= PARSED_CACHE_SIZE:
+                self._parsed.clear()  # lookups of arbitrary schemas must not grow memory without bound
             self._parsed[schema] = parse_avro(schema, self._resolve)
         return self._parsed[schema]
 
@@ -205,6 +222,7 @@ class Registry:
     async def delete_subject(self, subject: str, permanent: bool) -> list[int]:
         self._require_ready()
         async with self._lock:
+            self._require_ready()  # a failed write may have started a reload meanwhile
             every = self.state.versions(subject, include_deleted=True)
             if not every:
                 raise errors.subject_not_found(subject)
@@ -212,7 +230,7 @@ class Registry:
             if permanent:
                 if live:
                     raise errors.subject_not_soft_deleted(subject)
-                await self._write([schema_tombstone(subject, v.version) for v in every])
+                await self._write([*(schema_tombstone(subject, v.version) for v in every), max_id_record(self.state.max_id)])
                 return [v.version for v in every]
             if not live:
                 raise errors.subject_soft_deleted(subject)
@@ -225,6 +243,7 @@ class Registry:
         self._require_ready()
         number = parse_version(version)
         async with self._lock:
+            self._require_ready()  # a failed write may have started a reload meanwhile
             every = self.state.versions(subject, include_deleted=True)
             if not every:
                 raise errors.subject_not_found(subject)
@@ -239,7 +258,7 @@ class Registry:
             if permanent:
                 if not target.deleted:
                     raise errors.version_not_soft_deleted(subject, number)
-                await self._write([schema_tombstone(subject, number)])
+                await self._write([schema_tombstone(subject, number), max_id_record(self.state.max_id)])
             else:
                 if target.deleted:
                     raise errors.version_soft_deleted(subject, number)
@@ -272,6 +291,7 @@ class Registry:
         if not isinstance(level, str) or level.upper() not in compatibility.LEVELS:
             raise errors.invalid_compatibility_level(level)
         async with self._lock:
+            self._require_ready()  # a failed write may have started a reload meanwhile
             await self._write([config_record(subject, level.upper())])
         return level.upper()
 
@@ -279,8 +299,37 @@ class Registry:
         """Forget a subject's level (it follows the global one again), or reset the global level."""
         previous = self.level(subject)
         async with self._lock:
+            self._require_ready()  # a failed write may have started a reload meanwhile
             await self._write([config_record(subject, None)])
         return previous
+
+
+async def _in_daemon_thread(function: Callable[[], T]) -> T:
+    """Run a blocking call in a daemon thread: unlike `asyncio.to_thread`, shutdown (SIGTERM) does not
+    wait for it, so a registry still waiting for an absent broker stops at once."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(result: T | None, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)  # type: ignore[arg-type]
+
+    def run() -> None:
+        try:
+            result, error = function(), None
+        except Exception as exc:
+            result, error = None, exc
+        try:
+            loop.call_soon_threadsafe(settle, result, error)
+        except RuntimeError:  # the loop closed meanwhile: nobody is waiting any more
+            pass
+
+    threading.Thread(target=run, name="schemas-loader", daemon=True).start()
+    return await future
 
 
 def parse_version(text: str) -> int | None:

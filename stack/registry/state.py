@@ -4,7 +4,8 @@ Every change is one record keyed so that the newest record per key says everythi
 (a subject version, or a compatibility setting): compaction may then drop older records, and replaying
 what is left in offset order rebuilds the same state. Keys and values are JSON in the spirit of
 Confluent's (keytype SCHEMA / CONFIG); a soft delete rewrites the version's SCHEMA record with
-``deleted: true`` and a permanent delete writes a tombstone for it.
+``deleted: true`` and a permanent delete writes a tombstone for it, plus a MAX_ID record so that an id
+whose every record was compacted away is still never handed out again.
 """
 
 from __future__ import annotations
@@ -61,6 +62,10 @@ def schema_tombstone(subject: str, version: int) -> Record:
     return encode({"keytype": "SCHEMA", "subject": subject, "version": version, "magic": 1}), None  # type: ignore[return-value]
 
 
+def max_id_record(max_id: int) -> Record:
+    return encode({"keytype": "MAX_ID", "magic": 0}), encode({"id": max_id})  # type: ignore[return-value]
+
+
 def config_record(subject: str | None, level: str | None) -> Record:
     """A compatibility level for a subject (None: the global one); level None removes the setting."""
     key = encode({"keytype": "CONFIG", "subject": subject, "magic": 0})
@@ -91,6 +96,8 @@ class RegistryState:
                 self._remove_version(key["subject"], key["version"])
             else:
                 self._put_version(_version_from_json(value))
+        elif keytype == "MAX_ID":
+            self.max_id = max(self.max_id, value["id"])
         elif keytype == "CONFIG":
             level = None if value is None else value["compatibilityLevel"]
             self._set_level(key.get("subject"), level)

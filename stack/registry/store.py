@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 
-from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition, Consumer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import NewTopic
 
 from stack.kafka import admin_client, consumer_config, end_offsets, producer_config
@@ -92,6 +92,12 @@ class KafkaLog:
         for key, value in records:
             self._producer.produce(self.topic, key=key, value=value, on_delivery=delivered)
         remaining = self._producer.flush(self.timeout)
+        if remaining or failures:
+            # Start over with a new producer, so that nothing of this write is delivered later behind
+            # the back of the state the caller is about to rebuild from the topic.
+            self._producer.purge()
+            self._producer.flush(0)
+            self._producer = None
         if remaining:
             raise StoreError(f"{remaining} record(s) not acknowledged by the broker within {self.timeout} s")
         if failures:
