@@ -16,13 +16,13 @@ from dataclasses import dataclass
 import click
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import NewTopic
-from rich.console import Console
+from stack.terminal import make_console
 from rich.table import Table
 
 from stack.embedded import EmbeddedStack
 from stack.kafka import admin_client, consumer_config, producer_config
 
-console = Console()
+console = make_console()
 
 #: The shape DESIGN.md's reference numbers were measured with: ~60-byte JSON records, 4 partitions.
 PARTITIONS = 4

@@ -7,14 +7,14 @@ import time
 from pathlib import Path
 
 import click
-from rich.console import Console
+from stack.terminal import make_console
 from rich.table import Table
 
 from stack.config import DEFAULT_DATA_DIR, Addresses
 from stack.embedded import EmbeddedStack
 from stack.supervisor import StackError
 
-console = Console()
+console = make_console()
 
 data_dir_option = click.option(
     "--data-dir",

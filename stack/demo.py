@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 from confluent_kafka import Consumer, TopicPartition
-from rich.console import Console
+from stack.terminal import make_console
 
 from stack.embedded import EmbeddedStack
 from stack.generate import frame_payments, generate_payments
@@ -19,7 +19,7 @@ from stack.payments import SOURCE_TOPIC
 from stack.produce import run_with_progress
 from stack.supervisor import StackError
 
-console = Console()
+console = make_console()
 
 
 @click.command("demo")
