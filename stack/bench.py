@@ -16,11 +16,11 @@ from dataclasses import dataclass
 import click
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import NewTopic
-from stack.terminal import make_console
 from rich.table import Table
 
 from stack.embedded import EmbeddedStack
 from stack.kafka import admin_client, consumer_config, producer_config
+from stack.terminal import make_console
 
 console = make_console()
 

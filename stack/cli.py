@@ -7,12 +7,12 @@ import time
 from pathlib import Path
 
 import click
-from stack.terminal import make_console
 from rich.table import Table
 
 from stack.config import DEFAULT_DATA_DIR, Addresses
 from stack.embedded import EmbeddedStack
 from stack.supervisor import StackError
+from stack.terminal import make_console
 
 console = make_console()
 

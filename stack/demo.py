@@ -10,7 +10,6 @@ from pathlib import Path
 
 import click
 from confluent_kafka import Consumer, TopicPartition
-from stack.terminal import make_console
 
 from stack.embedded import EmbeddedStack
 from stack.generate import frame_payments, generate_payments
@@ -18,6 +17,7 @@ from stack.kafka import consumer_config, end_offsets
 from stack.payments import SOURCE_TOPIC
 from stack.produce import run_with_progress
 from stack.supervisor import StackError
+from stack.terminal import make_console
 
 console = make_console()
 
