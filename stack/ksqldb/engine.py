@@ -131,7 +131,7 @@ class Engine:
         value_name = check_format_name(value_name)
         delimiter = stmt_props.get("VALUE_DELIMITER")
         if delimiter is not None and value_name != "DELIMITED":
-            raise KsqlStatementError("VALUE_DELIMITER can only be used with VALUE_FORMAT='DELIMITED'")
+            raise KsqlStatementError(f"{value_name} does not support the following configs: [delimiter]")
         wrap = stmt_props.get("WRAP_SINGLE_VALUE")
         full_name = stmt_props.get("VALUE_AVRO_SCHEMA_FULL_NAME")
         if full_name is not None and not str(full_name).strip():
@@ -175,18 +175,14 @@ class Engine:
         if key_fmt.name == "AVRO" and not have_key:
             latest = self.registry.latest(f"{topic}-key")
             if latest is not None:
-                t = sql_type_of(latest[1])
-                if isinstance(latest[1], dict) and latest[1].get("type") == "record":
-                    out = [ast.TableElement(n, ft, "KEY") for n, ft in t.fields] + out
-                else:
-                    out = [ast.TableElement("ROWKEY", t, "KEY")] + out
+                out = [ast.TableElement("ROWKEY", sql_type_of(latest[1]), "KEY")] + out
         if value_fmt.name == "AVRO" and not have_value:
             latest = self.registry.latest(f"{topic}-value")
             if latest is not None:
                 raw = latest[1]
                 if isinstance(raw, dict) and raw.get("type") == "record" and value_fmt.wrap_single is not False:
                     t = sql_type_of(raw)
-                    out += [ast.TableElement(n, ft) for n, ft in t.fields]
+                    out += [ast.TableElement(n, ft) for n, ft in t.fields]  # names upper-cased by sql_type_of
                 else:
                     out.append(ast.TableElement("ROWVAL", sql_type_of(raw)))
         return tuple(out)

@@ -87,6 +87,8 @@ class PersistentQuery:
         self.sql = sql
         self.state = "RUNNING"
         self._current: Record | None = None
+        if plan.errors is not None:
+            plan.errors.handler = self._expr_error
         self._where = plan.where.fn if plan.where is not None else None
         self._key_fns = [c.fn for c in plan.key_exprs]
         self._value_fns = [_safe(c, t, self._expr_error) for c, t in zip(plan.value_exprs, plan.value_texts)]
@@ -159,7 +161,7 @@ class PersistentQuery:
 
     def _emit(self, rec: Record, key_vals: list, value_vals: list | None, ts: int) -> Record | None:
         try:
-            key = self.key_out.serialize(key_vals) if key_vals else None
+            key = self.key_out.serialize(key_vals) if key_vals and any(v is not None for v in key_vals) else None
             value = self.value_out.serialize(value_vals)
         except SerdeError as e:
             self.plog.serialization_error(self.id, self.sink.topic, str(e))

@@ -156,12 +156,25 @@ _CMP = {"=": operator.eq, "<>": operator.ne, "<": operator.lt, "<=": operator.le
         ">": operator.gt, ">=": operator.ge}
 
 
+class ErrorSink:
+    """Where a failing function call reports (ksqlDB logs it and the call yields null); the executor
+    points `handler` at its processing log."""
+
+    def __init__(self) -> None:
+        self.handler: Callable[[str, str], None] | None = None
+
+    def report(self, where: str, message: str) -> None:
+        if self.handler is not None:
+            self.handler(where, message)
+
+
 class Compiler:
     """Compiles expressions against one scope. `clause` names the clause in error messages."""
 
-    def __init__(self, scope: Scope, clause: str = "SELECT") -> None:
+    def __init__(self, scope: Scope, clause: str = "SELECT", errors: ErrorSink | None = None) -> None:
         self.scope = scope
         self.clause = clause
+        self.errors = errors or ErrorSink()
 
     # ------------------------------------------------------------------ entry
     def compile(self, e: ast.Expr) -> Compiled:
@@ -275,11 +288,14 @@ class Compiler:
                     try:
                         return _const(DecimalType(38, 0), Decimal(e.value.strip()))
                     except InvalidOperation:
-                        raise EvalError(f"invalid input syntax for type {target}: \"{e.value}\"") from None
+                        raise EvalError(
+                            f"invalid input syntax for type {target.name}: \"{e.value}\"") from None
                 if target == BOOLEAN or is_temporal(target):
                     return _const(target, V.parse_text(e.value, target))
                 raise _Mismatch()
             c = self.compile(e)
+            if target == STRING and c.type != STRING and not isinstance(c.type, NullType):
+                return _const(STRING, V.to_text(e.value, c.type))
             if not _comparable(c.type, target):
                 raise _Mismatch()
             return c
@@ -292,10 +308,13 @@ class Compiler:
                      for k, v in e.entries]
             return Compiled(target, lambda row: {k(row): v(row) for k, v in pairs})
         if isinstance(e, ast.StructCtor) and isinstance(target, StructType):
+            given = dict(e.fields)
             fields = []
+            for name, ft in target.fields:
+                fields.append((name, self._coerce_item(given[name], ft).fn if name in given else (lambda row: None)))
             for name, fe in e.fields:
-                ft = target.field(name)
-                fields.append((name, self._coerce_item(fe, ft).fn if ft is not None else self.compile(fe).fn))
+                if target.field(name) is None:
+                    fields.append((name, self.compile(fe).fn))
             return Compiled(target, lambda row: {n: f(row) for n, f in fields})
         c = self.compile(e)
         if not _comparable(c.type, target):
@@ -341,16 +360,17 @@ class Compiler:
             isinstance(lt, (ArrayType, MapType, StructType)) or lt == BOOLEAN
         ) and lt != BOOLEAN:
             raise KsqlStatementError(f"Cannot compare {lt} with {op}: {format_expr(e)}")
-        lf, rf = _comparison_value(left), _comparison_value(right)
+        dbl = _any_double(left, right)
+        lf, rf = _comparison_value(left, dbl), _comparison_value(right, dbl)
         cmp = _CMP[op]
 
         def fn(row):
             a = lf(row)
             if a is None:
-                return None
+                return False
             b = rf(row)
             if b is None:
-                return None
+                return False
             return cmp(a, b)
         return Compiled(BOOLEAN, fn)
 
@@ -370,31 +390,43 @@ class Compiler:
         v = self.compile(e.value)
         lo = self._compare_operand(e.low, v.type, "BETWEEN", e)
         hi = self._compare_operand(e.high, v.type, "BETWEEN", e)
-        vf, lf, hf = _comparison_value(v), _comparison_value(lo), _comparison_value(hi)
+        dbl = _any_double(v, lo, hi)
+        vf, lf, hf = _comparison_value(v, dbl), _comparison_value(lo, dbl), _comparison_value(hi, dbl)
         neg = e.negated
 
         def fn(row):
-            x = vf(row)
-            if x is None:
-                return None
-            a, b = lf(row), hf(row)
-            ge = None if a is None else x >= a
-            le = None if b is None else x <= b
-            r = _and3(ge, le)
-            return r if r is None or not neg else not r
+            x, a, b = vf(row), lf(row), hf(row)
+            if x is None or a is None or b is None:
+                return False
+            r = a <= x <= b
+            return not r if neg else r
         return Compiled(BOOLEAN, fn)
 
     def _InList(self, e: ast.InList) -> Compiled:
         v = self.compile(e.value)
-        items = [self._operand_for(i, v.type, "=", v.type, "Invalid Predicate: ") for i in e.items]
-        vf = _comparison_value(v)
-        fns = [_comparison_value(i) for i in items]
+        shown = v.type
+        if is_numeric(v.type):
+            naturals = []
+            for i in e.items:
+                if isinstance(i, ast.Literal) and i.kind == "STRING":
+                    continue
+                try:
+                    t = self.compile(i).type
+                except KsqlStatementError:
+                    continue
+                if is_numeric(t):
+                    naturals.append(t)
+            shown = common_type([v.type] + naturals) or v.type
+        items = [self._operand_for(i, v.type, "=", shown, "Invalid Predicate: ") for i in e.items]
+        dbl = _any_double(v, *items)
+        vf = _comparison_value(v, dbl)
+        fns = [_comparison_value(i, dbl) for i in items]
         neg = e.negated
 
         def fn(row):
             x = vf(row)
             if x is None:
-                return None
+                return neg
             for f in fns:
                 y = f(row)
                 if y is not None and x == y:
@@ -485,7 +517,7 @@ class Compiler:
                 + ", ".join(str(r.type) for r in all_results)
             )
         if isinstance(t, NullType):
-            raise KsqlStatementError("Invalid Case expression. All case branches have a NULL type")
+            raise KsqlStatementError("Invalid Case expression. All case branches have NULL type")
         rfs = [convert(r, t).fn for r in results]
         df = convert(default, t).fn if default else (lambda row: None)
         pairs = list(zip(conds, rfs))
@@ -586,7 +618,7 @@ class Compiler:
         args = [self.compile(a) for a in e.args]
         literals = [isinstance(a, ast.Literal) for a in e.args]
         resolved = resolve(e.name, [a.type for a in args], literals)
-        impl = resolved.impl
+        impl = _guarded(resolved.impl, e.name.upper(), self.errors)
         fns = [a.fn for a in args]
         null_safe = resolved.null_safe
 
@@ -609,15 +641,35 @@ class Compiler:
         raise UnsupportedError("lambda functions")
 
 
+def _guarded(impl: Callable, name: str, errors: ErrorSink) -> Callable:
+    """A function call that fails on one record yields null and is reported, as in ksqlDB."""
+
+    def call(*args):
+        try:
+            return impl(*args)
+        except (EvalError, ArithmeticError, ValueError, OverflowError, IndexError) as e:
+            errors.report(name, str(e))
+            return None
+    return call
+
+
 def _as_decimal(t: SqlType) -> SqlType:
     from .types import to_decimal_type
 
     return to_decimal_type(t) if not isinstance(t, DecimalType) else t
 
 
-def _comparison_value(c: Compiled) -> Callable[[Row], Any]:
-    """Values in a form Python compares the way ksqlDB does (BYTES compare as unsigned bytes already)."""
-    return c.fn
+def _comparison_value(c: Compiled, as_double: bool = False) -> Callable[[Row], Any]:
+    """Values in a form Python compares the way ksqlDB does: a DECIMAL compared with a DOUBLE is
+    compared as a double (Python would compare the exact binary value of the float)."""
+    fn = c.fn
+    if as_double and isinstance(c.type, DecimalType):
+        return lambda row: None if (v := fn(row)) is None else float(v)
+    return fn
+
+
+def _any_double(*cs: Compiled) -> bool:
+    return any(c.type == DOUBLE for c in cs)
 
 
 def _and3(a, b):

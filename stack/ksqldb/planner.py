@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from . import ast
 from .errors import KsqlStatementError, UnsupportedError
-from .expressions import Compiled, Compiler, Scope
+from .expressions import Compiled, Compiler, ErrorSink, Scope
 from .formatter import quote_ident
 from .metastore import Column, DataSource, LogicalSchema, MetaStore
 from .types import NullType
@@ -22,6 +22,7 @@ class ProjectionPlan:
     value_exprs: list[Compiled]
     value_texts: list[str]
     limit: int | None = None
+    errors: ErrorSink | None = None
 
 
 def _check_supported(q: ast.Query) -> None:
@@ -66,9 +67,10 @@ def plan_select(q: ast.Query, metastore: MetaStore, sink_name: str | None, new_p
         if item.expr is not None and _contains_aggregate(item.expr):
             raise UnsupportedError("aggregate functions")
 
-    where = Compiler(scope, "WHERE").compile_predicate(q.where) if q.where is not None else None
+    errors = ErrorSink()
+    where = Compiler(scope, "WHERE", errors).compile_predicate(q.where) if q.where is not None else None
 
-    compiler = Compiler(scope, "SELECT")
+    compiler = Compiler(scope, "SELECT", errors)
     items: list[tuple[str, ast.Expr | None, Compiled]] = []
     used_names: set[str] = set()
     generated = 0
@@ -129,13 +131,14 @@ def plan_select(q: ast.Query, metastore: MetaStore, sink_name: str | None, new_p
                 key_positions.append(refs[0])
         if missing and not new_planner:
             sink = f"`{sink_name}`" if sink_name else "the sink"
-            if len(missing) == 1:
+            keys = [kc.name for kc in schema.key]
+            if len(keys) == 1:
                 raise KsqlStatementError(
-                    f"The query used to build {sink} must include the key column {missing[0]} in its projection "
-                    f"(eg, SELECT {missing[0]}...).")
+                    f"The query used to build {sink} must include the key column {keys[0]} in its projection "
+                    f"(eg, SELECT {keys[0]}...).")
             raise KsqlStatementError(
-                f"The query used to build {sink} must include the key columns {', '.join(missing[:-1])} and "
-                f"{missing[-1]} in its projection (eg, SELECT {', '.join(missing)}...).")
+                f"The query used to build {sink} must include the key columns {', '.join(keys[:-1])} and "
+                f"{keys[-1]} in its projection (eg, SELECT {', '.join(keys)}...).")
         if missing:
             raise UnsupportedError("ksql.new.query.planner.enabled=true (key columns missing from projection)")
 
@@ -144,7 +147,7 @@ def plan_select(q: ast.Query, metastore: MetaStore, sink_name: str | None, new_p
     value_cols: list[Column] = []
     value_exprs: list[Compiled] = []
     value_texts: list[str] = []
-    for i in sorted(key_positions):
+    for i in key_positions:
         name, _, c = items[i]
         key_cols.append(Column(name, c.type, key=True))
         key_exprs.append(c)
@@ -164,4 +167,4 @@ def plan_select(q: ast.Query, metastore: MetaStore, sink_name: str | None, new_p
             raise KsqlStatementError(f"The projection contains the column `{col.name}` more than once.")
         seen.add(col.name)
     out = LogicalSchema(tuple(key_cols), tuple(value_cols))
-    return ProjectionPlan(source, out, where, key_exprs, value_exprs, value_texts, q.limit)
+    return ProjectionPlan(source, out, where, key_exprs, value_exprs, value_texts, q.limit, errors)

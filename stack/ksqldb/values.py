@@ -18,6 +18,18 @@ EPOCH = dt.datetime(1970, 1, 1)
 EPOCH_DATE = dt.date(1970, 1, 1)
 
 
+def wide_decimals(fn):
+    """Run `fn` with a decimal context wide enough for any DECIMAL (Python's default is 28 digits)."""
+    import functools
+
+    @functools.wraps(fn)
+    def run(*args):
+        with localcontext() as ctx:
+            ctx.prec = 1000
+            return fn(*args)
+    return run
+
+
 def wrap_int(v: int) -> int:
     """Java int overflow."""
     if INT_MIN <= v <= INT_MAX:

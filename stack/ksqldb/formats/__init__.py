@@ -58,14 +58,24 @@ def validate(fmt: FormatInfo, columns: list[tuple[str, SqlType]], is_key: bool) 
                 f"The 'NONE' format can only be used when no columns are defined. Got: "
                 f"[{', '.join(f'`{n}` {t}' for n, t in columns)}]")
         return
-    if fmt.name == "KAFKA":
-        kafka.validate(columns)
-    elif fmt.name == "DELIMITED":
-        delimited.validate(columns)
-    elif fmt.name == "AVRO":
-        avro.validate(columns)
     if fmt.full_schema_name is not None and fmt.name != "AVRO":
         raise KsqlStatementError(f"{fmt.name} does not support the following configs: [fullSchemaName]")
+    if fmt.delimiter is not None and fmt.name != "DELIMITED":
+        raise KsqlStatementError(f"{fmt.name} does not support the following configs: [delimiter]")
+    if not is_key and fmt.wrap_single is True and fmt.name in ("KAFKA", "DELIMITED"):
+        raise KsqlStatementError(f"Format '{fmt.name}' does not support 'WRAP_SINGLE_VALUE' set to 'true'.")
+    try:
+        if fmt.name == "KAFKA":
+            kafka.validate(columns)
+        elif fmt.name == "DELIMITED":
+            delimited.validate(columns)
+        elif fmt.name == "AVRO":
+            avro.validate(columns)
+    except KsqlStatementError as e:
+        cols = ", ".join(f"`{n}` {t}{' KEY' if is_key else ''}" for n, t in columns)
+        raise KsqlStatementError(
+            f"{'Key' if is_key else 'Value'} format does not support schema.\nformat: {fmt.name}\n"
+            f"schema: Persistence{{columns=[{cols}], features=[]}}\nreason: {e.message}") from None
     if fmt.wrap_single is False and len(columns) != 1 and not is_key:
         raise KsqlStatementError(
             "'WRAP_SINGLE_VALUE' is only valid for single-field value schemas")

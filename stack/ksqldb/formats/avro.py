@@ -221,9 +221,11 @@ def sql_type_of(avro: Any) -> SqlType:
     if kind == "map":
         return MapType(STRING, sql_type_of(avro["values"]))
     if kind == "record":
-        return StructType(tuple((f["name"], sql_type_of(f["type"])) for f in avro["fields"]))
+        return StructType(tuple((f["name"].upper(), sql_type_of(f["type"])) for f in avro["fields"]))
     if kind == "enum":
         return STRING
+    if kind == "fixed":
+        return BYTES
     return sql_type_of(kind)
 
 

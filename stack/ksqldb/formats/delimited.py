@@ -19,17 +19,25 @@ NAMED_DELIMITERS = {"TAB": "\t", "SPACE": " "}
 
 
 def validate(columns: list[tuple[str, SqlType]]) -> None:
-    for _, t in columns:
+    for name, t in columns:
         if t.name in ("ARRAY", "MAP", "STRUCT"):
-            raise KsqlStatementError(f"The 'DELIMITED' format does not support type '{t.name}'")
+            raise KsqlStatementError(f"The 'DELIMITED' format does not support type '{t.name}', column: `{name}`")
+
+
+_BAD_DELIMITER = "Failed to prepare statement: Configuration VALUE_DELIMITER is invalid: "
 
 
 def parse_delimiter(text: str) -> str:
     if text.upper() in NAMED_DELIMITERS:
         return NAMED_DELIMITERS[text.upper()]
+    if not text.strip():
+        raise KsqlStatementError(
+            _BAD_DELIMITER + "Delimiter cannot be empty, if you meant to have a tab or space for delimiter, please "
+            "use the special values 'TAB' or 'SPACE'\nExample valid value: ';'")
     if len(text) != 1:
         raise KsqlStatementError(
-            f"Invalid delimiter value: '{text}'. Delimiter must be a single character or TAB or SPACE")
+            _BAD_DELIMITER + f"Invalid delimiter value: '{text}'. Delimiter must be a single character or TAB,SPACE"
+            "\nExample valid value: ';'")
     return text
 
 
@@ -74,12 +82,15 @@ def _text(value: Any, t: SqlType) -> str:
 
 
 def _quote(field: str, delimiter: str, first: bool) -> str:
+    """Apache Commons CSV's MINIMAL quoting, which ksqlDB's DELIMITED serializer uses."""
     if field == "":
         return '""' if first else field
+    c = field[0]
     needs = (
-        field[0] <= "#"
+        (first and not c.isascii() or first and not c.isalnum())
+        or c <= "#"
         or field[-1] <= " "
-        or any(c in field for c in (delimiter, '"', "\n", "\r"))
+        or any(ch in field for ch in (delimiter, '"', "\n", "\r"))
     )
     return '"' + field.replace('"', '""') + '"' if needs else field
 

@@ -16,9 +16,9 @@ def validate(columns: list[tuple[str, SqlType]]) -> None:
     if len(columns) > 1:
         cols = ", ".join(f"`{n}` {t}" for n, t in columns)
         raise KsqlStatementError(f"The 'KAFKA' format only supports a single field. Got: [{cols}]")
-    for _, t in columns:
+    for name, t in columns:
         if t not in SUPPORTED:
-            raise KsqlStatementError(f"The 'KAFKA' format does not support type '{t.name}'")
+            raise KsqlStatementError(f"The 'KAFKA' format does not support type '{t.name}', column: `{name}`")
 
 
 def encode_scalar(value: Any, t: SqlType) -> bytes:

@@ -134,7 +134,7 @@ def _parser(pattern: str) -> re.Pattern:
 
 def parse_java(text: str, pattern: str, tz: str | None = None) -> dt.datetime:
     """Parse with a Java pattern; the result is naive UTC (converted from `tz` or a parsed offset)."""
-    m = _parser(pattern).fullmatch(text)
+    m = _parser(pattern).match(text)  # like ksqlDB, trailing text after the pattern is ignored
     if not m:
         raise EvalError(f"Failed to parse date/time '{text}' with pattern '{pattern}'")
     g = m.groupdict()

@@ -6,8 +6,10 @@ import math
 import random
 from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 
+from ..values import wide_decimals
+
 from ..errors import EvalError
-from ..types import BIGINT, DOUBLE, INTEGER, STRING, DecimalType, SqlType, common_type
+from ..types import BIGINT, BYTES, DATE, DOUBLE, INTEGER, STRING, TIME, TIMESTAMP, DecimalType, SqlType, common_type
 from .registry import DECIMAL, register
 
 INF = float("inf")
@@ -74,6 +76,7 @@ def ceil_d(x):
 
 
 @register("CEIL", [DECIMAL], _same)
+@wide_decimals
 def ceil_dec(x):
     return _dec_integral(x, ROUND_CEILING)
 
@@ -84,6 +87,7 @@ def floor_d(x):
 
 
 @register("FLOOR", [DECIMAL], _same)
+@wide_decimals
 def floor_dec(x):
     return _dec_integral(x, ROUND_FLOOR)
 
@@ -103,6 +107,7 @@ def round_d(x):
 
 
 @register("ROUND", [DOUBLE, INTEGER], DOUBLE)
+@wide_decimals
 def round_d_places(x, places):
     if not math.isfinite(x):
         return x
@@ -111,15 +116,17 @@ def round_d_places(x, places):
 
 def _integral_dec_type(types):
     t = types[0]
-    return DecimalType(max(t.precision - t.scale + 1, 1), 0)
+    return DecimalType(max(t.precision - t.scale, 1), 0)
 
 
 @register("ROUND", [DECIMAL], _integral_dec_type)
+@wide_decimals
 def round_dec(x):
     return x.quantize(Decimal(1), rounding=ROUND_HALF_UP)
 
 
 @register("ROUND", [DECIMAL, INTEGER], _same)
+@wide_decimals
 def round_dec_places(x, places):
     scale = _scale(x)
     rounded = x.scaleb(places).quantize(Decimal(1), rounding=ROUND_HALF_UP).scaleb(-places)
@@ -132,6 +139,7 @@ def trunc_d(x):
 
 
 @register("TRUNC", [DOUBLE, INTEGER], DOUBLE)
+@wide_decimals
 def trunc_d_places(x, places):
     if not math.isfinite(x):
         return x
@@ -139,11 +147,13 @@ def trunc_d_places(x, places):
 
 
 @register("TRUNC", [DECIMAL], _integral_dec_type)
+@wide_decimals
 def trunc_dec(x):
     return x.quantize(Decimal(1), rounding=ROUND_DOWN)
 
 
 @register("TRUNC", [DECIMAL, INTEGER], _same)
+@wide_decimals
 def trunc_dec_places(x, places):
     d = x.scaleb(places).to_integral_value(rounding=ROUND_DOWN).scaleb(-places)
     return d.quantize(Decimal(1).scaleb(-_scale(x)))
@@ -197,21 +207,20 @@ def cbrt(x):
     return math.copysign(r, x)
 
 
-@register("LOG", [DOUBLE], DOUBLE)
-def log10(x):
-    v = ln(x)
-    return v if not math.isfinite(v) else math.log10(x)
+register("LOG", [DOUBLE], DOUBLE)(ln)  # ksqlDB's one-argument LOG is the natural logarithm
 
 
 @register("LOG", [DOUBLE, DOUBLE], DOUBLE)
 def log_base(base, x):
-    if base <= 0 or x < 0 or math.isnan(base) or math.isnan(x):
+    if base <= 0 or base == 1 or x < 0 or math.isnan(base) or math.isnan(x):
         return NAN
     return jdiv(ln(x), ln(base))
 
 
 @register("POWER", [DOUBLE, DOUBLE], DOUBLE)
 def power(b, e):
+    if b == 0 and e < 0:
+        return INF
     try:
         return math.pow(b, e)
     except (ZeroDivisionError, OverflowError):
@@ -259,7 +268,7 @@ def _least(*xs):
     return min((x for x in xs if x is not None), default=None)
 
 
-for _t in (INTEGER, BIGINT, DOUBLE, DECIMAL, STRING):
+for _t in (INTEGER, BIGINT, DOUBLE, DECIMAL, STRING, BYTES, DATE, TIME, TIMESTAMP):
     _ret = _widest if _t == DECIMAL else _t
     register("GREATEST", [_t, _t], _ret, variadic=True, null_safe=False, display="greatest")(_greatest)
     register("LEAST", [_t, _t], _ret, variadic=True, null_safe=False, display="least")(_least)
@@ -275,9 +284,12 @@ def geo_distance(lat1, lon1, lat2, lon2):
     return geo_distance_unit(lat1, lon1, lat2, lon2, "KM")
 
 
-@register("GEO_DISTANCE", [DOUBLE, DOUBLE, DOUBLE, DOUBLE, STRING], DOUBLE)
+@register("GEO_DISTANCE", [DOUBLE, DOUBLE, DOUBLE, DOUBLE, STRING], DOUBLE, null_safe=False)
 def geo_distance_unit(lat1, lon1, lat2, lon2, unit):
-    radius = _RADIUS.get(unit.strip().lower())
+    """Great-circle distance; a null unit means kilometres."""
+    if None in (lat1, lon1, lat2, lon2):
+        return None
+    radius = _RADIUS.get((unit or "KM").strip().lower())
     if radius is None:
         raise EvalError("GeoDistance function units parameter must be one of MI, MILES, KM or KILOMETERS")
     if not (-90 <= lat1 <= 90 and -90 <= lat2 <= 90):
@@ -286,6 +298,6 @@ def geo_distance_unit(lat1, lon1, lat2, lon2, unit):
         raise EvalError("valid longitude values for GeoDistance function are in the range of -180 to +180 degrees.")
     dlat = math.radians(lat2 - lat1)
     dlon = math.radians(lon2 - lon1)
-    a = (math.sin(dlat / 2) ** 2
-         + math.cos(math.radians(lat1)) * math.cos(math.radians(lat2)) * math.sin(dlon / 2) ** 2)
-    return 2 * radius * math.asin(math.sqrt(a))
+    a = (math.pow(math.sin(dlat / 2), 2)
+         + math.cos(math.radians(lat1)) * math.cos(math.radians(lat2)) * math.pow(math.sin(dlon / 2), 2))
+    return 2 * math.atan2(math.sqrt(a), math.sqrt(1 - a)) * radius

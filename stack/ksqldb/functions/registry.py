@@ -167,7 +167,8 @@ def resolve(name: str, args: list[SqlType], literals: list[bool]) -> Resolved:
     ret = o.returns(concrete) if callable(o.returns) else o.returns
     impl = o.impl
     converters = [
-        None if (a == p or isinstance(a, NullType) or isinstance(p, str)) else (a, p)
+        None if (a == p or isinstance(a, NullType) or isinstance(p, str)
+                 or (isinstance(a, DecimalType) and isinstance(p, DecimalType))) else (a, p)
         for a, p in zip(args, concrete)
     ]
     if any(converters):

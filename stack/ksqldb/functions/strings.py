@@ -321,14 +321,20 @@ def _decode_input(s: str, enc: str) -> bytes | None:
         t = s
         if t[:2].lower() == "0x":
             t = t[2:]
-        elif t[:2] in ("X'", "x'") and t.endswith("'"):
+            if len(t) % 2:
+                t = "0" + t
+        elif t[:2] in ("X'", "x'"):
+            if len(t) < 3 or not t.endswith("'"):
+                return None
             t = t[2:-1]
-        if len(t) % 2:
-            t = "0" + t
+            if len(t) % 2:
+                return None
+        elif len(t) % 2:
+            return None
         try:
             return bytes.fromhex(t)
         except ValueError:
-            raise EvalError(f"Invalid hex string: {s}") from None
+            return None
     if enc == "utf8":
         return s.encode("utf-8")
     if enc == "ascii":
@@ -362,7 +368,7 @@ def encode(s, in_enc, out_enc):
     if i not in _ENCODINGS or o not in _ENCODINGS:
         raise EvalError(f"Supported input and output encodings are: hex, utf8, ascii and base64")
     data = _decode_input(s, i)
-    return _encode_output(data, o)
+    return None if data is None else _encode_output(data, o)
 
 
 @register("TO_BYTES", [STRING, STRING], BYTES)

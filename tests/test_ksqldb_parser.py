@@ -1,0 +1,109 @@
+"""Unit tests of the ksqlDB grammar and AST (no server)."""
+
+from decimal import Decimal
+
+import pytest
+
+from stack.ksqldb import ast
+from stack.ksqldb.errors import KsqlError, ParseError
+from stack.ksqldb.parser import parse, parse_expression
+from stack.ksqldb.types import BIGINT, INTEGER, STRING, ArrayType, DecimalType, MapType, StructType
+
+
+def test_create_stream_with_key_columns_and_properties():
+    (stmt,) = parse(
+        "create stream Payments (`id` varchar key, Amount decimal(10, 2), tags array<string>, "
+        "m MAP<STRING, BIGINT>, s STRUCT<a INT, `b` STRING>) "
+        "with (kafka_topic='payments', value_format='delimited', partitions=4, wrap_single_value=false);")
+    assert isinstance(stmt, ast.CreateSource)
+    assert stmt.name == "PAYMENTS" and stmt.kind == "STREAM" and stmt.query is None
+    assert [(e.name, e.type, e.constraint) for e in stmt.elements] == [
+        ("id", STRING, "KEY"),
+        ("AMOUNT", DecimalType(10, 2), None),
+        ("TAGS", ArrayType(STRING), None),
+        ("M", MapType(STRING, BIGINT), None),
+        ("S", StructType((("A", INTEGER), ("b", STRING))), None),
+    ]
+    assert stmt.prop("KAFKA_TOPIC") == "payments"
+    assert stmt.prop("PARTITIONS") == 4
+    assert stmt.prop("WRAP_SINGLE_VALUE") is False
+
+
+def test_keywords_are_usable_as_column_names_where_unambiguous():
+    (stmt,) = parse("CREATE STREAM S AS SELECT source, value, start FROM t WHERE source = 'x';")
+    names = [item.expr.name for item in stmt.query.select]
+    assert names == ["SOURCE", "VALUE", "START"]
+
+
+def test_csas_insert_drop_show_describe_terminate_set():
+    stmts = parse(
+        "CREATE STREAM out WITH (kafka_topic='o') AS SELECT * FROM src WHERE x > 1 EMIT CHANGES;"
+        "INSERT INTO out SELECT * FROM other;"
+        "INSERT INTO out (a, b) VALUES (1, 'x');"
+        "DROP STREAM IF EXISTS out DELETE TOPIC;"
+        "SHOW STREAMS; LIST TOPICS; SHOW QUERIES; SHOW PROPERTIES;"
+        "DESCRIBE EXTENDED out; TERMINATE CSAS_OUT_0;"
+        "SET 'auto.offset.reset' = 'earliest'; UNSET 'auto.offset.reset';"
+        "SELECT a FROM src EMIT CHANGES LIMIT 5;")
+    kinds = [type(s).__name__ for s in stmts]
+    assert kinds == ["CreateSource", "InsertInto", "InsertValues", "DropSource", "ShowList", "ShowList",
+                     "ShowList", "ShowList", "Describe", "Terminate", "SetProperty", "UnsetProperty", "PushQuery"]
+    assert stmts[0].query.emit == "CHANGES"
+    assert stmts[2].columns == ("A", "B")
+    assert stmts[3].if_exists and stmts[3].delete_topic
+    assert stmts[8].extended and stmts[8].name == "OUT"
+    assert stmts[10].name == "auto.offset.reset" and stmts[10].value == "earliest"
+    assert stmts[12].query.limit == 5
+
+
+def test_operator_precedence():
+    e = parse_expression("1 + 2 * 3 > 4 AND NOT a OR b")
+    assert isinstance(e, ast.Logical) and e.op == "OR"
+    left = e.left
+    assert isinstance(left, ast.Logical) and left.op == "AND"
+    cmp = left.left
+    assert isinstance(cmp, ast.Comparison) and cmp.op == ">"
+    assert cmp.left == ast.Arithmetic("+", ast.Literal(1, "INTEGER"),
+                                      ast.Arithmetic("*", ast.Literal(2, "INTEGER"), ast.Literal(3, "INTEGER")))
+    assert isinstance(left.right, ast.Not)
+
+
+def test_literals():
+    assert parse_expression("1.50") == ast.Literal(Decimal("1.50"), "DECIMAL")
+    assert parse_expression("1.5E3") == ast.Literal(1500.0, "DOUBLE")
+    assert parse_expression("2147483648") == ast.Literal(2147483648, "BIGINT")
+    assert parse_expression("-3") == ast.Literal(-3, "INTEGER")
+    assert parse_expression("'it''s'") == ast.Literal("it's", "STRING")
+
+
+def test_predicates_and_accessors():
+    e = parse_expression("s->`end` LIKE 'a!%%' ESCAPE '!'")
+    assert e == ast.Like(ast.Dereference(ast.ColumnRef("S"), "end"), ast.Literal("a!%%", "STRING"), "!")
+    e = parse_expression("arr[1][2] NOT IN (1, 2)")
+    assert isinstance(e, ast.InList) and e.negated
+    assert e.value == ast.Subscript(ast.Subscript(ast.ColumnRef("ARR"), ast.Literal(1, "INTEGER")),
+                                    ast.Literal(2, "INTEGER"))
+    e = parse_expression("x IS NOT DISTINCT FROM y")
+    assert e == ast.IsDistinct(ast.ColumnRef("X"), ast.ColumnRef("Y"), negated=True)
+    e = parse_expression("CASE WHEN a < 2 THEN 'small' ELSE 'big' END")
+    assert isinstance(e, ast.Case) and e.operand is None and len(e.whens) == 1
+
+
+def test_aliases_including_digit_identifiers():
+    (stmt,) = parse("CREATE STREAM o AS SELECT ROUND(v, -1) AS 1R, v x FROM t;")
+    assert [i.alias for i in stmt.query.select] == ["1R", "X"]
+
+
+@pytest.mark.parametrize("sql", [
+    "CREATE STREAM s (a NULL) WITH (kafka_topic='t', value_format='JSON');",
+    "SELECT * FROM s WHERE x IN ();",
+    "CREATE STREAM s (a INT WITH (kafka_topic='t');",
+])
+def test_syntax_errors(sql):
+    with pytest.raises(ParseError, match="Syntax Error"):
+        parse(sql)
+
+
+def test_unknown_type_is_a_clear_error():
+    with pytest.raises(KsqlError, match="Unknown type: FOO"):
+        parse("CREATE STREAM s (a FOO) WITH (kafka_topic='t', value_format='JSON');")
