@@ -1,0 +1,84 @@
+"""`fraudstream connect apply [DIR]`: make a Connect cluster run the connectors in DIR/*.json, idempotently.
+
+Each file is `{"name": ..., "config": {...}}`, as Connect's POST /connectors takes it. A connector
+that does not exist is created, one whose stored config differs is updated (PUT replaces it whole),
+and one that matches is left alone, so applying twice changes nothing. Works against the embedded
+worker and a real Kafka Connect alike (the comparison is on the raw config, placeholders included).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+import httpx
+
+from connectors.client import ConnectAPIError, ConnectClient
+
+DEFAULT_DIR = Path(__file__).resolve().parent
+
+
+class ConnectorFileError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class ConnectorFile:
+    path: Path
+    name: str
+    config: dict[str, str]
+
+
+def load(path: Path) -> ConnectorFile:
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ConnectorFileError(f"{path}: not a readable JSON file: {exc}") from None
+    if not isinstance(document, dict) or not isinstance(document.get("name"), str) or not isinstance(document.get("config"), dict):
+        raise ConnectorFileError(f'{path}: expected {{"name": ..., "config": {{...}}}}')
+    config = {str(key): value if isinstance(value, str) else json.dumps(value) for key, value in document["config"].items()}
+    return ConnectorFile(path, document["name"], config)
+
+
+def apply_one(client: ConnectClient, connector: ConnectorFile) -> str:
+    """'created', 'updated' or 'unchanged'."""
+    desired = {**connector.config, "name": connector.name}
+    current = client.config(connector.name)
+    if current == desired:
+        return "unchanged"
+    client.put_config(connector.name, desired)
+    return "created" if current is None else "updated"
+
+
+def apply_dir(url: str, directory: Path) -> list[tuple[str, str]]:
+    files = sorted(directory.glob("*.json"))
+    if not files:
+        raise ConnectorFileError(f"no connector files (*.json) in {directory}")
+    connectors = [load(path) for path in files]  # every file is checked before anything is sent
+    client = ConnectClient(url)
+    try:
+        return [(connector.name, apply_one(client, connector)) for connector in connectors]
+    finally:
+        client.close()
+
+
+@click.command("apply")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path), default=DEFAULT_DIR, required=False)
+@click.option("--url", default=lambda: os.environ.get("CONNECT_URL", "http://127.0.0.1:8083"), show_default="$CONNECT_URL or http://127.0.0.1:8083",
+              help="The Kafka Connect REST endpoint.")
+def connect_apply_command(directory: Path, url: str) -> None:
+    """Create or update the connectors in DIRECTORY/*.json on a Connect cluster (default: connectors/)."""
+    try:
+        results = apply_dir(url, directory)
+    except ConnectorFileError as exc:
+        raise click.ClickException(str(exc)) from None
+    except ConnectAPIError as exc:
+        message = exc.message.split("\nYou can also find")[0].replace("\n", " ")
+        raise click.ClickException(f"Connect at {url} refused a connector: {message}") from None
+    except httpx.HTTPError as exc:
+        raise click.ClickException(f"cannot reach Connect at {url}: {exc}") from None
+    for name, outcome in results:
+        click.echo(f"{name}: {outcome}")

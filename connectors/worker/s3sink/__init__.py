@@ -1,0 +1,1 @@
+"""The S3 sink: record formats, partitioners, object names and the per-partition file writer."""
