@@ -382,3 +382,41 @@ def _wait_for_port(process: subprocess.Popen[bytes], port: int) -> bool:
             return False
         time.sleep(0.05)
     return True
+
+
+def test_a_write_the_broker_did_not_acknowledge_is_not_applied(tmp_path: Any) -> None:
+    """With the broker gone a registration fails with 50001 and is not half-applied; the registry reloads
+    from the topic once the broker is back, and nothing acknowledged before was lost."""
+    own = EmbeddedStack.on_free_ports(tmp_path / "stack", ephemeral=False, services=("objectstore", "broker"))
+    with own:
+        port = supervisor.free_port()
+        url = f"http://127.0.0.1:{port}"
+        spec = supervisor.ServiceSpec(
+            name="schema-registry",
+            argv=[sys.executable, "-m", "stack.registry", "--port", str(port), "--store-timeout", "3",
+                  "--bootstrap-servers", own.addresses.bootstrap_servers],
+            ports=[port], health_url=f"{url}/subjects", address=url,
+        )
+        registry = supervisor.start(spec, tmp_path / "logs")
+        try:
+            with httpx.Client(base_url=url, timeout=30) as http:
+                kept = register(http, "kept-value", PAYMENT_V1)["id"]
+                own.stop_service("broker")
+                assert_error(post(http, "/subjects/lost-value/versions", {"schema": PAYMENT_V2}), 500, 50001)
+                assert_error(http.get("/subjects"), 503, 503)  # rebuilding from a topic it cannot reach
+
+                own.start_service("broker")
+                _wait_until_ready(http, registry)
+                assert http.get("/subjects").json() == ["kept-value"]
+                assert http.get("/subjects/kept-value/versions/1").json()["id"] == kept
+                assert register(http, "lost-value", PAYMENT_V2)["id"] == kept + 1
+        finally:
+            supervisor.stop(registry)
+
+
+def _wait_until_ready(http: httpx.Client, registry: supervisor.RunningService) -> None:
+    deadline = time.monotonic() + 120  # a guard against hanging the suite, not a measurement
+    while http.get("/subjects").status_code == 503:
+        assert registry.alive(), f"the registry exited; see {registry.log}"
+        assert time.monotonic() < deadline, f"the registry did not reload; see {registry.log}"
+        time.sleep(0.2)

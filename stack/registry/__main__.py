@@ -21,10 +21,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=DEFAULT_PORTS["schema-registry"], help="default %(default)s")
     parser.add_argument("--bootstrap-servers", required=True, help="Kafka bootstrap servers, HOST:PORT")
     parser.add_argument("--topic", default=DEFAULT_TOPIC, help="the compacted topic holding schemas")
+    parser.add_argument("--store-timeout", type=float, default=30.0, help="seconds to wait for the broker per call")
     parser.add_argument("--log-level", default="INFO", help="logging level (default %(default)s)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = create_app(Registry(KafkaLog(args.bootstrap_servers, args.topic)))
+    app = create_app(Registry(KafkaLog(args.bootstrap_servers, args.topic, timeout=args.store_timeout)))
     logger.info("schema registry on http://%s:%d, schemas in %s at %s", args.host, args.port, args.topic, args.bootstrap_servers)
     # run_app stops gracefully on SIGTERM and SIGINT: it closes the listener and runs the cleanup hooks.
     try:
