@@ -14,7 +14,7 @@ from typing import Any
 
 from . import ast
 from .errors import KsqlError, KsqlStatementError, UnsupportedError
-from .executor import InMemoryRuntime, PersistentQuery, ProcessingLog, Record
+from .executor import InMemoryRuntime, PersistentQuery, ProcessingLog, Record, TransientQuery
 from .expressions import Compiler, Scope, convert
 from .formats import FormatInfo, SchemaRegistry, check_format_name, make_serde, validate
 from .formats.delimited import parse_delimiter
@@ -48,18 +48,6 @@ class Result:
     message: str = ""
     data: Any = None
     query_id: str | None = None
-
-
-@dataclass
-class TransientQuery:
-    """A push query: the plan plus serdes to read its source; the caller drives it."""
-
-    id: str
-    plan: Any
-    key_in: Any
-    value_in: Any
-    limit: int | None
-    columns: list[tuple[str, Any]] = field(default_factory=list)
 
 
 def _bool_prop(v: Any) -> bool:
@@ -262,8 +250,6 @@ class Engine:
         if stmt.or_replace and existing is not None:
             raise UnsupportedError("CREATE OR REPLACE ... AS SELECT on an existing source")
         new_planner = _bool_prop(props.get("ksql.new.query.planner.enabled", False))
-        if new_planner:
-            raise UnsupportedError("ksql.new.query.planner.enabled=true")
         plan = plan_select(stmt.query, self.metastore, stmt.name, new_planner)
         source = plan.source
         key_fmt, value_fmt = self._formats(stmt_props, props, source.key_format, source.value_format)
@@ -414,8 +400,7 @@ class Engine:
         plan = plan_select(stmt.query, self.metastore, None)
         key_in, value_in = self._serdes(plan.source)
         qid = f"transient_{plan.source.name}_{next(self._query_counter)}"
-        cols = [(c.name, c.type) for c in plan.schema.key + plan.schema.value]
-        tq = TransientQuery(qid, plan, key_in, value_in, stmt.query.limit, cols)
+        tq = TransientQuery(qid, plan, key_in, value_in, self.processing_log)
         return Result("streamedQuery", stmt.text, "", data=tq, query_id=qid)
 
     def _Terminate(self, stmt: ast.Terminate, props: dict[str, Any]) -> Result:

@@ -74,18 +74,18 @@ def _safe(c: Compiled, text: str, on_error: Callable[[str, str], None]) -> Calla
     return run
 
 
-class PersistentQuery:
-    def __init__(self, query_id: str, plan: ProjectionPlan, sink: DataSource, key_in: Serde, value_in: Serde,
-                 key_out: Serde, value_out: Serde, plog: ProcessingLog, sql: str = "") -> None:
+class Pipeline:
+    """deserialize -> (timestamp) -> filter -> project, over a batch; shared by persistent and push queries."""
+
+    def __init__(self, query_id: str, plan: ProjectionPlan, key_in: Serde, value_in: Serde,
+                 plog: ProcessingLog) -> None:
         self.id = query_id
         self.plan = plan
         self.source = plan.source
-        self.sink = sink
         self.key_in, self.value_in = key_in, value_in
-        self.key_out, self.value_out = key_out, value_out
         self.plog = plog
-        self.sql = sql
         self.state = "RUNNING"
+        self.processed = 0
         self._current: Record | None = None
         if plan.errors is not None:
             plan.errors.handler = self._expr_error
@@ -93,19 +93,16 @@ class PersistentQuery:
         self._key_fns = [c.fn for c in plan.key_exprs]
         self._value_fns = [_safe(c, t, self._expr_error) for c, t in zip(plan.value_exprs, plan.value_texts)]
         self._ts_extract = _timestamp_extractor(plan.source)
-        sink_ts = sink.timestamp_column
-        names = [c.name for c in sink.schema.value]
-        self._sink_ts_index = names.index(sink_ts) if sink_ts in names else None
-        self.processed = 0
 
     def _expr_error(self, text: str, error: str) -> None:
         if self._current is not None:
             self.plog.expression_error(self.id, self._current, text, error)
 
-    def process(self, records: list[Record]) -> list[Record]:
-        """Transform one batch of source records into sink records (failures go to the processing log)."""
-        out: list[Record] = []
+    def transform(self, records: list[Record]) -> list[tuple[Record, list, list | None, int]]:
+        """(source record, key values, value values or None for a tombstone, timestamp) per surviving row."""
+        out: list[tuple[Record, list, list | None, int]] = []
         n_keys = len(self.source.schema.key)
+        n_values = len(self.source.schema.value)
         for rec in records:
             self._current = rec
             try:
@@ -122,11 +119,9 @@ class PersistentQuery:
                 continue
             self.processed += 1
             if values is None:
-                if self._where is not None:
-                    continue
-                row = (rec.timestamp, rec.partition, rec.offset, *keys, *([None] * len(self.source.schema.value)))
-                key_vals = [f(row) for f in self._key_fns]
-                out.append(self._emit(rec, key_vals, None, rec.timestamp))
+                if self._where is None:
+                    row = (rec.timestamp, rec.partition, rec.offset, *keys, *([None] * n_values))
+                    out.append((rec, [f(row) for f in self._key_fns], None, rec.timestamp))
                 continue
             ts = rec.timestamp
             if self._ts_extract is not None:
@@ -145,28 +140,67 @@ class PersistentQuery:
                 except (EvalError, ArithmeticError, ValueError, TypeError) as e:
                     self.plog.expression_error(self.id, rec, "WHERE", str(e))
                     continue
-            key_vals = [f(row) for f in self._key_fns]
-            value_vals = [f(row) for f in self._value_fns]
-            out_ts = ts
-            if self._sink_ts_index is not None:
-                v = value_vals[self._sink_ts_index]
-                if v is None:
-                    continue
-                out_ts = V.timestamp_to_millis(v) if not isinstance(v, int) else v
-            rec_out = self._emit(rec, key_vals, value_vals, out_ts)
-            if rec_out is not None:
-                out.append(rec_out)
+            out.append((rec, [f(row) for f in self._key_fns], [f(row) for f in self._value_fns], ts))
         self._current = None
         return out
 
-    def _emit(self, rec: Record, key_vals: list, value_vals: list | None, ts: int) -> Record | None:
-        try:
-            key = self.key_out.serialize(key_vals) if key_vals and any(v is not None for v in key_vals) else None
-            value = self.value_out.serialize(value_vals)
-        except SerdeError as e:
-            self.plog.serialization_error(self.id, self.sink.topic, str(e))
-            return None
-        return Record(self.sink.topic, key, value, ts, rec.partition)
+
+class PersistentQuery(Pipeline):
+    """A pipeline whose rows are serialised into a sink source's topic."""
+
+    def __init__(self, query_id: str, plan: ProjectionPlan, sink: DataSource, key_in: Serde, value_in: Serde,
+                 key_out: Serde, value_out: Serde, plog: ProcessingLog, sql: str = "") -> None:
+        super().__init__(query_id, plan, key_in, value_in, plog)
+        self.sink = sink
+        self.key_out, self.value_out = key_out, value_out
+        self.sql = sql
+        names = [c.name for c in sink.schema.value]
+        self._sink_ts_index = names.index(sink.timestamp_column) if sink.timestamp_column in names else None
+
+    def process(self, records: list[Record]) -> list[Record]:
+        """Transform one batch of source records into sink records (failures go to the processing log)."""
+        out: list[Record] = []
+        for rec, key_vals, value_vals, ts in self.transform(records):
+            if value_vals is not None and self._sink_ts_index is not None:
+                v = value_vals[self._sink_ts_index]
+                if v is None:
+                    continue
+                ts = v if isinstance(v, int) else V.timestamp_to_millis(v)
+            try:
+                key = self.key_out.serialize(key_vals) if any(v is not None for v in key_vals) else None
+                value = self.value_out.serialize(value_vals)
+            except SerdeError as e:
+                self.plog.serialization_error(self.id, self.sink.topic, str(e))
+                continue
+            out.append(Record(self.sink.topic, key, value, ts, rec.partition))
+        return out
+
+
+class TransientQuery(Pipeline):
+    """A push query (SELECT ... EMIT CHANGES): rows are handed to the caller, up to LIMIT."""
+
+    def __init__(self, query_id: str, plan: ProjectionPlan, key_in: Serde, value_in: Serde,
+                 plog: ProcessingLog) -> None:
+        super().__init__(query_id, plan, key_in, value_in, plog)
+        self.limit = plan.limit
+        self.emitted = 0
+        self.columns = [(c.name, c.type) for c in plan.schema.key + plan.schema.value]
+
+    @property
+    def done(self) -> bool:
+        return self.limit is not None and self.emitted >= self.limit
+
+    def rows(self, records: list[Record]) -> list[list[Any]]:
+        """Result rows (key columns then value columns) for a batch, honouring LIMIT."""
+        out = []
+        for _, key_vals, value_vals, _ in self.transform(records):
+            if self.done:
+                break
+            if value_vals is None:
+                continue
+            out.append(list(key_vals) + list(value_vals))
+            self.emitted += 1
+        return out
 
 
 def _timestamp_extractor(source: DataSource) -> Callable | None:

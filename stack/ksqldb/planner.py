@@ -139,8 +139,12 @@ def plan_select(q: ast.Query, metastore: MetaStore, sink_name: str | None, new_p
             raise KsqlStatementError(
                 f"The query used to build {sink} must include the key columns {', '.join(keys[:-1])} and "
                 f"{keys[-1]} in its projection (eg, SELECT {', '.join(keys)}...).")
+        if missing and len(missing) != len(schema.key):
+            raise UnsupportedError("new query planner with only some key columns projected")
         if missing:
-            raise UnsupportedError("ksql.new.query.planner.enabled=true (key columns missing from projection)")
+            key_positions = []  # the new planner makes the result keyless
+        elif new_planner:
+            key_positions.sort()  # the new planner keeps the projection's order of key columns
 
     key_cols: list[Column] = []
     key_exprs: list[Compiled] = []

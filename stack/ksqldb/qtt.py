@@ -378,8 +378,11 @@ def _check_post(case: dict[str, Any], engine: Engine) -> str | None:
             if want != have:
                 return f"post: {src.name} schema {src.schema} != {exp['schema']}"
         for part, fmt in (("keyFormat", src.key_format), ("valueFormat", src.value_format)):
-            if part in exp and "format" in exp[part] and exp[part]["format"].upper() != fmt.name:
-                return f"post: {src.name} {part} {fmt.name} != {exp[part]['format']}"
+            want_fmt = exp.get(part)
+            if isinstance(want_fmt, str):
+                want_fmt = {"format": want_fmt}
+            if want_fmt and "format" in want_fmt and want_fmt["format"].upper() != fmt.name:
+                return f"post: {src.name} {part} {fmt.name} != {want_fmt['format']}"
             if part in exp and any(k in exp[part] for k in ("windowType", "windowSize")):
                 return f"post: {src.name} windowed key expected"
     topics_post = post.get("topics") or {}

@@ -1,0 +1,143 @@
+"""Engine-level tests over in-memory topics: statements, persistent queries, processing log, push queries."""
+
+import io
+import struct
+
+import fastavro
+import pytest
+
+from stack.ksqldb.engine import Engine
+from stack.ksqldb.errors import KsqlStatementError, UnsupportedError
+from stack.ksqldb.executor import InMemoryRuntime, Record
+from stack.ksqldb.formats import InMemorySchemaRegistry
+
+SOURCE = (
+    "CREATE STREAM payments (payment_id STRING KEY, amount DOUBLE, user_name STRING, class INT) "
+    "WITH (kafka_topic='payments_src', value_format='DELIMITED');"
+)
+
+
+@pytest.fixture()
+def engine():
+    return Engine(InMemorySchemaRegistry(), InMemoryRuntime(), {"auto.offset.reset": "earliest"})
+
+
+def produce(engine, topic, key, value, ts=0):
+    engine.runtime.produce(Record(topic, key, value, ts))
+
+
+def avro_values(engine, topic):
+    out = []
+    for rec in engine.runtime.topics[topic]:
+        assert rec.value[0] == 0
+        schema_id = struct.unpack(">I", rec.value[1:5])[0]
+        schema = fastavro.parse_schema(engine.registry.schema_by_id(schema_id))
+        out.append((rec.key, fastavro.schemaless_reader(io.BytesIO(rec.value[5:]), schema, None)))
+    return out
+
+
+def test_delimited_to_avro_with_filter_mask_and_ifnull(engine):
+    engine.execute(SOURCE)
+    engine.execute(
+        "CREATE STREAM clean WITH (kafka_topic='clean_avro', value_format='AVRO') AS "
+        "SELECT payment_id, amount, MASK_LEFT(user_name, 2) AS user_masked, IFNULL(class, -1) AS label "
+        "FROM payments WHERE class IS NOT NULL;")
+    produce(engine, "payments_src", b"p1", b"12.5,alice,0")
+    produce(engine, "payments_src", b"p2", b"3.0,bob,")          # class null: filtered out
+    produce(engine, "payments_src", b"p3", b"99.0,carol,1")
+    rows = avro_values(engine, "clean_avro")
+    assert rows == [
+        (b"p1", {"AMOUNT": 12.5, "USER_MASKED": "xxice", "LABEL": 0}),
+        (b"p3", {"AMOUNT": 99.0, "USER_MASKED": "xxrol", "LABEL": 1}),
+    ]
+    subject = engine.registry.latest("clean_avro-value")
+    assert subject is not None
+    schema = subject[1]
+    assert (schema["name"], schema["namespace"]) == ("KsqlDataSourceSchema", "io.confluent.ksql.avro_schemas")
+
+
+def test_bad_record_goes_to_processing_log_and_query_goes_on(engine):
+    engine.execute(SOURCE)
+    engine.execute("CREATE STREAM out AS SELECT payment_id, amount FROM payments;")
+    produce(engine, "payments_src", b"p1", b"not-a-number,alice,0")
+    produce(engine, "payments_src", b"p2", b"1.0,bob,1,extra")
+    produce(engine, "payments_src", b"p3", b"2.0,carol,1")
+    assert [r.value for r in engine.runtime.topics["OUT"]] == [b"2.0"]
+    errors = engine.processing_log.entries
+    assert len(errors) == 2
+    assert "Unexpected field count" in errors[1]["errorMessage"]
+    assert errors[0]["topic"] == "payments_src" and errors[0]["target"] == "value"
+
+
+def test_expression_error_yields_null_and_is_logged(engine):
+    engine.execute("CREATE STREAM s (k STRING KEY, a INT, b INT) WITH (kafka_topic='s', value_format='JSON');")
+    engine.execute("CREATE STREAM q AS SELECT k, a / b AS r FROM s;")
+    produce(engine, "s", b"x", b'{"A": 1, "B": 0}')
+    assert [r.value for r in engine.runtime.topics["Q"]] == [b'{"R":null}']
+    assert "by zero" in engine.processing_log.entries[0]["errorMessage"]
+
+
+def test_insert_values_and_offset_reset(engine):
+    engine.execute(SOURCE)
+    engine.execute("INSERT INTO payments (payment_id, amount, user_name, class) VALUES ('p9', 5.5, 'zoe', 1);")
+    engine.execute("SET 'auto.offset.reset'='latest';")
+    engine.execute("CREATE STREAM late AS SELECT * FROM payments;")
+    assert engine.runtime.topics["LATE"] == []  # existing record not replayed with 'latest'
+    engine.execute("SET 'auto.offset.reset'='earliest';")
+    engine.execute("CREATE STREAM early AS SELECT * FROM payments;")
+    assert [(r.key, r.value) for r in engine.runtime.topics["EARLY"]] == [(b"p9", b"5.5,zoe,1")]
+
+
+def test_drop_terminate_and_show(engine):
+    engine.execute(SOURCE)
+    (res,) = engine.execute("CREATE STREAM out AS SELECT * FROM payments;")
+    qid = res.query_id
+    with pytest.raises(KsqlStatementError, match="Cannot drop PAYMENTS"):
+        engine.execute("DROP STREAM payments;")
+    streams = engine.execute("SHOW STREAMS;")[0].data
+    assert {s["name"] for s in streams} == {"PAYMENTS", "OUT"}
+    queries = engine.execute("SHOW QUERIES;")[0].data
+    assert [q["id"] for q in queries] == [qid]
+    desc = engine.execute("DESCRIBE out;")[0].data
+    assert [f["name"] for f in desc["fields"]] == ["PAYMENT_ID", "AMOUNT", "USER_NAME", "CLASS"]
+    engine.execute(f"TERMINATE {qid};")
+    engine.execute("DROP STREAM out DELETE TOPIC;")
+    assert "OUT" not in engine.runtime.topics
+    engine.execute("DROP STREAM payments;")
+    engine.execute("DROP STREAM IF EXISTS payments;")
+    with pytest.raises(KsqlStatementError, match="does not exist"):
+        engine.execute("DROP STREAM payments;")
+
+
+def test_push_query_rows_with_limit(engine):
+    engine.execute(SOURCE)
+    for i in range(5):
+        produce(engine, "payments_src", f"p{i}".encode(), f"{i}.0,u{i},{i % 2}".encode())
+    (res,) = engine.execute("SELECT payment_id, amount * 2 AS twice FROM payments WHERE class = 1 EMIT CHANGES LIMIT 1;")
+    tq = res.data
+    assert tq.columns[0][0] == "PAYMENT_ID"
+    rows = tq.rows(engine.runtime.topics["payments_src"])
+    assert rows == [["p1", 2.0]]
+    assert tq.done
+
+
+def test_errors_for_common_mistakes(engine):
+    engine.execute(SOURCE)
+    with pytest.raises(KsqlStatementError, match="NOPE does not exist"):
+        engine.execute("CREATE STREAM x AS SELECT * FROM nope;")
+    with pytest.raises(KsqlStatementError, match="SELECT column 'NOPE' cannot be resolved"):
+        engine.execute("CREATE STREAM x AS SELECT payment_id, nope FROM payments;")
+    with pytest.raises(KsqlStatementError, match="already exists"):
+        engine.execute(SOURCE)
+    with pytest.raises(KsqlStatementError, match="Unknown format: FOO"):
+        engine.execute("CREATE STREAM y (a INT) WITH (kafka_topic='y', value_format='foo');")
+
+
+def test_unsupported_constructs_fail_loudly(engine):
+    engine.execute(SOURCE)
+    with pytest.raises(UnsupportedError):
+        engine.execute("CREATE TABLE t (k STRING PRIMARY KEY, v INT) WITH (kafka_topic='t', value_format='JSON');")
+    with pytest.raises(UnsupportedError):
+        engine.execute("CREATE STREAM j AS SELECT * FROM payments p JOIN payments q WITHIN 1 SECOND ON p.payment_id = q.payment_id;")
+    with pytest.raises(UnsupportedError):
+        engine.execute("CREATE STREAM r AS SELECT * FROM payments PARTITION BY user_name;")
