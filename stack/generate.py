@@ -10,7 +10,6 @@ reconstructs them worse, as it does on the real data. The same seed always gives
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator
 from typing import TextIO
 
 import click
@@ -23,8 +22,7 @@ from stack.payments import (
     KAGGLE_COLUMNS,
     KAGGLE_EPOCH,
     Layout,
-    Payment,
-    parse_timestamp,
+    frame_payments,  # noqa: F401  (re-exported: stack.demo imports it from here)
 )
 from stack.produce import kafka_options, run_with_progress
 
@@ -114,21 +112,6 @@ def generate_payments(n: int, seed: int = 0, fraud_rate: float = DEFAULT_FRAUD_R
     return frame[list(EXTENDED_COLUMNS)]
 
 
-def frame_payments(frame: pd.DataFrame) -> Iterator[Payment]:
-    """The rows of a `generate_payments` frame as Payments (to produce them without a file)."""
-    for row in frame.itertuples(index=False, name=None):
-        payment_id, timestamp, user, time, *features, amount, label = row
-        yield Payment(
-            id=payment_id,
-            timestamp=parse_timestamp(timestamp),
-            user=user,
-            time=float(time),
-            features=tuple(float(value) for value in features),
-            amount=float(amount),
-            label=int(label),
-        )
-
-
 def write_csv(frame: pd.DataFrame, out: TextIO, layout: Layout = Layout.EXTENDED) -> None:
     """Write payments in the style of the samples: the Kaggle layout with its quoted header, the extended
     layout without a header; strings and Class quoted, numbers bare."""
@@ -142,7 +125,9 @@ def write_csv(frame: pd.DataFrame, out: TextIO, layout: Layout = Layout.EXTENDED
 
 
 @click.command("generate")
-@click.option("-n", "--count", type=click.IntRange(min=0), default=1000, show_default=True, help="Payments to generate.")
+@click.option(
+    "-n", "--count", type=click.IntRange(min=0), default=1000, show_default=True, help="Payments to generate."
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same payments.")
 @click.option("--fraud-rate", type=click.FloatRange(0.0, 1.0), default=DEFAULT_FRAUD_RATE, show_default=True,
               help="Share of frauds (Class 1).")  # fmt: skip
@@ -171,6 +156,6 @@ def generate_command(
     frame = generate_payments(count, seed=seed, fraud_rate=fraud_rate)
     if to_topic:
         quiet = bool(kafka.pop("quiet"))
-        run_with_progress(frame_payments(frame), total=count, quiet=quiet, **kafka)
+        run_with_progress(frame, total=count, quiet=quiet, **kafka)
     else:
         write_csv(frame, output, Layout(layout))

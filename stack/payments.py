@@ -17,8 +17,10 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
+
+import pandas as pd
 
 SOURCE_TOPIC = "creditcardfraud_source"
 #: Lines that cannot be parsed go here, with the reason, line number and file in headers.
@@ -37,9 +39,11 @@ KAGGLE_EPOCH = datetime(2013, 9, 1, tzinfo=UTC)
 DLQ_REASON_HEADER = "error.reason"
 DLQ_LINE_HEADER = "error.line"
 DLQ_FILE_HEADER = "error.file"
+#: Present when a dead letter holds only the start of a very long line: the line's full length in bytes.
+DLQ_TRUNCATED_HEADER = "error.truncated"
 
 
-class Layout(str, Enum):
+class Layout(StrEnum):
     EXTENDED = "extended"
     KAGGLE = "kaggle"
 
@@ -48,7 +52,7 @@ class Layout(str, Enum):
         return EXTENDED_COLUMNS if self is Layout.EXTENDED else KAGGLE_COLUMNS
 
 
-class ValueFormat(str, Enum):
+class ValueFormat(StrEnum):
     DELIMITED = "delimited"
     JSON = "json"
 
@@ -85,7 +89,7 @@ class Payment:
 
     def encode(self, value_format: ValueFormat = ValueFormat.DELIMITED) -> bytes:
         if ValueFormat(value_format) is ValueFormat.JSON:
-            return json.dumps(dict(zip(JSON_FIELDS, self.values())), separators=(",", ":")).encode()
+            return json.dumps(dict(zip(JSON_FIELDS, self.values(), strict=True)), separators=(",", ":")).encode()
         return encode_delimited(self.values()).encode()
 
 
@@ -173,7 +177,7 @@ def parse_row(row: Sequence[str], layout: Layout, source: str, line: int) -> Pay
         rest = list(row)
         payment_id, user = f"{source_stem(source)}-{line}", None
     time = _float("Time", rest[0])
-    features = tuple(_float(name, text) for name, text in zip(FEATURES, rest[1:29]))
+    features = tuple(_float(name, text) for name, text in zip(FEATURES, rest[1:29], strict=True))
     amount = _float("Amount", rest[29])
     if layout is Layout.KAGGLE:
         timestamp = kaggle_timestamp(time)
@@ -211,6 +215,21 @@ def read_payments(lines: Iterable[str], source: str) -> Iterator[Payment | Rejec
             yield parse_row(row, layout, source, number)
         except MalformedRow as error:
             yield Rejected(source, number, text, str(error))
+
+
+def frame_payments(frame: pd.DataFrame) -> Iterator[Payment]:
+    """The rows of a frame with the extended layout's columns (as `generate_payments` returns) as Payments."""
+    for row in frame[list(EXTENDED_COLUMNS)].itertuples(index=False, name=None):
+        payment_id, timestamp, user, time, *features, amount, label = row
+        yield Payment(
+            id=str(payment_id),
+            timestamp=parse_timestamp(str(timestamp)),
+            user=None if pd.isna(user) or user == "" else str(user),
+            time=float(time),
+            features=tuple(float(value) for value in features),
+            amount=float(amount),
+            label=None if pd.isna(label) else int(label),
+        )
 
 
 def source_stem(source: str) -> str:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TextIO
 
 import click
+import pandas as pd
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import NewTopic
 from rich.console import Console
@@ -31,11 +32,13 @@ from stack.payments import (
     DLQ_LINE_HEADER,
     DLQ_REASON_HEADER,
     DLQ_SUFFIX,
+    DLQ_TRUNCATED_HEADER,
     SOURCE_TOPIC,
     Payment,
     PaymentFileError,
     Rejected,
     ValueFormat,
+    frame_payments,
     read_payments,
 )
 
@@ -44,8 +47,16 @@ logger = logging.getLogger(__name__)
 DEFAULT_PARTITIONS = 4
 #: How many rejected lines a summary keeps (all of them are logged and dead-lettered).
 KEPT_REJECTIONS = 100
+#: Dead letters keep at most this much of a rejected line (records are limited to ~1 MB).
+DEAD_LETTER_MAX_BYTES = 256 * 1024
+#: Progress is reported every this many lines (and at every rejected line).
+PROGRESS_EVERY = 200
 #: How long to wait for the broker to answer before calling it unreachable.
-CONNECT_TIMEOUT = 10.0
+CONNECT_TIMEOUT = 5.0
+
+
+#: What replay() reads: a CSV path (`-` for stdin), payments (or rejected lines), or an extended-layout frame.
+ReplaySource = str | Path | Iterable[Payment | Rejected] | pd.DataFrame
 
 
 class BrokerUnavailable(ConnectionError):
@@ -54,7 +65,11 @@ class BrokerUnavailable(ConnectionError):
 
 @dataclass
 class ReplaySummary:
-    """What happened to every line: read = sent + rejected (+ lines left when interrupted)."""
+    """What happened to every line read: sent, rejected as malformed, or refused by the producer (in `failed`).
+
+    Of those sent, each is acknowledged by the broker or failed. After the first failure the replay
+    stops reading: a broker that refuses or is gone would only make it lose more.
+    """
 
     read: int = 0
     sent: int = 0
@@ -99,34 +114,47 @@ class TokenBucket:
             now = self._clock()
             self.tokens = min(self.capacity, self.tokens + (now - self._last) * self.rate)
             self._last = now
-            if self.tokens >= 1.0:
-                self.tokens -= 1.0
+            if self.tokens >= 1.0 - 1e-9:  # tolerate rounding: a clock that adds up tenths never reaches 1.0 exactly
+                self.tokens = max(0.0, self.tokens - 1.0)
                 return
             self._wait((1.0 - self.tokens) / self.rate)
 
 
-def ensure_topic(bootstrap_servers: str, topic: str, partitions: int = DEFAULT_PARTITIONS) -> bool:
-    """Create `topic` unless it exists; True if it was created. Raises BrokerUnavailable if nobody answers."""
-    admin = admin_client(bootstrap_servers)
+class _DebugLog(logging.LoggerAdapter):
+    """librdkafka's own log, demoted to DEBUG: it repeats a connection failure many times a second,
+    and every failure that matters already reaches the user as BrokerUnavailable or a delivery error."""
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: object) -> None:
+        super().log(logging.DEBUG, msg, *args, **kwargs)  # type: ignore[arg-type]
+
+
+_RDKAFKA_LOG = _DebugLog(logging.getLogger(f"{__name__}.rdkafka"), {})
+
+
+def existing_topics(producer: Producer, bootstrap_servers: str) -> set[str]:
+    """The broker's topics; raises BrokerUnavailable (naming the address) if it does not answer."""
     try:
-        existing = admin.list_topics(timeout=CONNECT_TIMEOUT).topics
+        metadata = producer.list_topics(timeout=CONNECT_TIMEOUT)
     except KafkaException as error:
         raise BrokerUnavailable(f"cannot reach Kafka at {bootstrap_servers}: {error.args[0].str()}") from None
-    if topic in existing and existing[topic].error is None:
-        return False
+    return {name for name, topic in metadata.topics.items() if topic.error is None}
+
+
+def create_topic(bootstrap_servers: str, topic: str, partitions: int = DEFAULT_PARTITIONS) -> None:
+    """Create `topic`; one that already exists (say, created meanwhile by another producer) is fine."""
+    admin = admin_client(bootstrap_servers)  # held until the future resolves: a collected client cancels it
     future = admin.create_topics([NewTopic(topic, num_partitions=partitions)], operation_timeout=CONNECT_TIMEOUT)[topic]
     try:
         future.result(timeout=CONNECT_TIMEOUT)
     except KafkaException as error:
         if error.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
             raise
-        return False
+        return
     logger.info("created topic %s with %d partitions", topic, partitions)
-    return True
 
 
 def replay(
-    source: str | Path | Iterable[Payment | Rejected],
+    source: ReplaySource,
     *,
     bootstrap_servers: str | None = None,
     topic: str = SOURCE_TOPIC,
@@ -139,7 +167,8 @@ def replay(
 ) -> ReplaySummary:
     """Send payments to `topic`, keyed by Id; return what happened to each line.
 
-    `source` is a file path (`-` for stdin) in either CSV layout, or payments already parsed.
+    `source` is a file path (`-` for stdin) in either CSV layout, payments already parsed, or a frame
+    with the extended layout's columns (such as `generate_payments` returns).
     `limit` caps the payments sent; `rate` paces them (events per second). Rejected lines are
     logged with their line numbers and, with `dead_letters`, written to `<topic>-dlq` with the
     raw line as value and reason, line and file in headers. Ctrl-C stops reading and still waits
@@ -149,30 +178,32 @@ def replay(
     value_format = ValueFormat(value_format)
     dlq_topic = topic + DLQ_SUFFIX
     summary = ReplaySummary()
-    ensure_topic(bootstrap_servers, topic, partitions)
-    producer = Producer(producer_config(bootstrap_servers))
+    producer = Producer(producer_config(bootstrap_servers, logger=_RDKAFKA_LOG))
+    topics = existing_topics(producer, bootstrap_servers)
+    if topic not in topics:
+        create_topic(bootstrap_servers, topic, partitions)
     bucket = TokenBucket(rate, wait=producer.poll) if rate else None
-    dlq_ready = False
 
     def delivered(error: KafkaError | None, message: Message) -> None:
         if error is None:
             summary.acknowledged += 1
         else:
-            summary.failed += 1
-            summary.errors[error.str()] = summary.errors.get(error.str(), 0) + 1
-            logger.error("payment %r not delivered: %s", (message.key() or b"").decode(), error.str())
+            _failed(summary, error, f"payment {(message.key() or b'').decode()!r}")
 
     def dead_lettered(error: KafkaError | None, message: Message) -> None:
         if error is None:
             summary.dead_lettered += 1
         else:
-            logger.error("dead letter not delivered: %s", error.str())
+            _failed(summary, error, f"dead letter of line {dict(message.headers() or [])[DLQ_LINE_HEADER].decode()}")
 
-    with ExitStack() as stack:
-        items = _items(source, stack, summary)
+    with ExitStack() as files:
+        items = _items(source, files, summary)
         try:
             for item in items:
                 if limit is not None and summary.sent >= limit:
+                    break
+                if summary.failed:  # the broker refuses or is gone: sending more would only lose more
+                    logger.error("stopping after a delivery failure: %s", "; ".join(summary.errors))
                     break
                 summary.read += 1
                 if isinstance(item, Rejected):
@@ -181,17 +212,21 @@ def replay(
                         summary.rejections.append(item)
                     logger.info("rejected %s", item)
                     if dead_letters:
-                        if not dlq_ready:
-                            ensure_topic(bootstrap_servers, dlq_topic, partitions=1)
-                            dlq_ready = True
-                        _produce(producer, dlq_topic, None, item.text.encode(), dead_lettered, _dlq_headers(item))
+                        if dlq_topic not in topics:
+                            create_topic(bootstrap_servers, dlq_topic, partitions=1)
+                            topics.add(dlq_topic)
+                        _produce(producer, dlq_topic, None, *_dead_letter(item), dead_lettered)
                 else:
                     if bucket is not None:
                         bucket.take()
-                    _produce(producer, topic, item.key(), item.encode(value_format), delivered)
+                    try:
+                        _produce(producer, topic, item.key(), item.encode(value_format), None, delivered)
+                    except KafkaException as error:  # refused before sending, e.g. larger than message.max.bytes
+                        _failed(summary, error.args[0], f"payment {item.id!r}")
+                        continue
                     summary.sent += 1
                 producer.poll(0)
-                if on_progress is not None:
+                if on_progress is not None and (summary.read % PROGRESS_EVERY == 0 or isinstance(item, Rejected)):
                     on_progress(summary)
         except KeyboardInterrupt:
             summary.interrupted = True
@@ -208,13 +243,19 @@ def replay(
     return summary
 
 
-def _items(
-    source: str | Path | Iterable[Payment | Rejected], stack: ExitStack, summary: ReplaySummary
-) -> Iterator[Payment | Rejected]:
+def _failed(summary: ReplaySummary, error: KafkaError, what: str) -> None:
+    summary.failed += 1
+    summary.errors[error.str()] = summary.errors.get(error.str(), 0) + 1
+    logger.error("%s not delivered: %s", what, error.str())
+
+
+def _items(source: ReplaySource, files: ExitStack, summary: ReplaySummary) -> Iterator[Payment | Rejected]:
+    if isinstance(source, pd.DataFrame):
+        return frame_payments(source)
     if not isinstance(source, (str, Path)):
         return iter(source)
     name = str(source)
-    stream: TextIO = sys.stdin if name == "-" else stack.enter_context(open(name, encoding="utf-8", newline=""))
+    stream: TextIO = sys.stdin if name == "-" else files.enter_context(open(name, encoding="utf-8", newline=""))
     return read_payments(_counting(stream, summary), "-" if name == "-" else name)
 
 
@@ -229,8 +270,8 @@ def _produce(
     topic: str,
     key: bytes | None,
     value: bytes,
+    headers: list[tuple[str, bytes]] | None,
     on_delivery: Callable[[KafkaError | None, Message], None],
-    headers: list[tuple[str, bytes]] | None = None,
 ) -> None:
     """Produce, waiting for room when the local queue is full rather than failing."""
     while True:
@@ -241,20 +282,24 @@ def _produce(
             producer.poll(0.1)
 
 
-def _dlq_headers(rejected: Rejected) -> list[tuple[str, bytes]]:
-    return [
+def _dead_letter(rejected: Rejected) -> tuple[bytes, list[tuple[str, bytes]]]:
+    """The raw line as value (cut to fit a record; then a header gives its full length) and why, in headers."""
+    value = rejected.text.encode()
+    headers = [
         (DLQ_REASON_HEADER, rejected.reason.encode()),
         (DLQ_LINE_HEADER, str(rejected.line).encode()),
         (DLQ_FILE_HEADER, rejected.source.encode()),
     ]
+    if len(value) > DEAD_LETTER_MAX_BYTES:
+        headers.append((DLQ_TRUNCATED_HEADER, str(len(value)).encode()))
+        value = value[:DEAD_LETTER_MAX_BYTES]
+    return value, headers
 
 
 # --- CLI -------------------------------------------------------------------------------------------
 
 
-def run_with_progress(
-    source: str | Path | Iterable[Payment | Rejected], *, total: int | None, quiet: bool, **options: object
-) -> ReplaySummary:
+def run_with_progress(source: ReplaySource, *, total: int | None, quiet: bool, **options: object) -> ReplaySummary:
     """replay() behind a rich progress bar (when on a terminal), then the summary; shared by produce and generate."""
     console = Console(stderr=True)
     columns = [TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[counts]}"),
@@ -293,7 +338,7 @@ def run_with_progress(
         f"{topic}: read {summary.read:,}, sent {summary.sent:,}, acknowledged {summary.acknowledged:,}, "
         f"rejected {summary.rejected:,}"
         + (f" (dead-lettered {summary.dead_lettered:,} to {topic}{DLQ_SUFFIX})" if summary.rejected else "")
-        + (f", failed {summary.failed:,}: {'; '.join(summary.errors)}" if summary.failed else "")
+        + (f", failed {summary.failed:,} ({'; '.join(summary.errors)}; stopped there)" if summary.failed else "")
         + (" (interrupted)" if summary.interrupted else "")
     )
     if not summary.ok:
@@ -303,21 +348,36 @@ def run_with_progress(
 
 def kafka_options(function: Callable) -> Callable:
     """The options produce and generate share for writing to a topic."""
-    for option in reversed(
-        [
-            click.option("--topic", default=SOURCE_TOPIC, show_default=True, help="Topic to write payments to."),
-            click.option(
-                "--format", "value_format", type=click.Choice([f.value for f in ValueFormat], case_sensitive=False),
-                default=ValueFormat.DELIMITED.value, show_default=True, help="Record value format.",
-            ),
-            click.option("--rate", type=click.FloatRange(min=0, min_open=True), help="Events per second (default: as fast as possible)."),
-            click.option("--partitions", type=click.IntRange(min=1), default=DEFAULT_PARTITIONS, show_default=True,
-                         help="Partitions of the topic if it has to be created."),
-            click.option("--bootstrap-servers", envvar="KAFKA_BOOTSTRAP_SERVERS", default=None,
-                         help="Kafka address [default: $KAFKA_BOOTSTRAP_SERVERS or the embedded stack's]."),
-            click.option("--quiet", "-q", is_flag=True, help="No progress bar."),
-        ]
-    ):  # fmt: skip
+    options = [
+        click.option("--topic", default=SOURCE_TOPIC, show_default=True, help="Topic to write payments to."),
+        click.option(
+            "--format",
+            "value_format",
+            type=click.Choice([f.value for f in ValueFormat], case_sensitive=False),
+            default=ValueFormat.DELIMITED.value,
+            show_default=True,
+            help="Record value format.",
+        ),
+        click.option(
+            "--rate",
+            type=click.FloatRange(min=0, min_open=True),
+            help="Events per second [default: as fast as possible].",
+        ),
+        click.option(
+            "--partitions",
+            type=click.IntRange(min=1),
+            default=DEFAULT_PARTITIONS,
+            show_default=True,
+            help="Partitions of the topic if it has to be created.",
+        ),
+        click.option(
+            "--bootstrap-servers",
+            envvar="KAFKA_BOOTSTRAP_SERVERS",
+            help="Kafka address [default: $KAFKA_BOOTSTRAP_SERVERS or the embedded stack's].",
+        ),
+        click.option("--quiet", "-q", is_flag=True, help="No progress bar."),
+    ]
+    for option in reversed(options):
         function = option(function)
     return function
 

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from stack.generate import USERS, frame_payments, generate_command, generate_payments, write_csv
-from stack.payments import EXTENDED_COLUMNS, FEATURES, Layout, Payment, read_payments
+from stack.generate import USERS, generate_command, generate_payments, write_csv
+from stack.payments import EXTENDED_COLUMNS, FEATURES, Layout, Payment, frame_payments, read_payments
 
 
 def test_columns_and_types_are_the_extended_layout():
@@ -32,7 +32,9 @@ def test_same_seed_same_payments_other_seed_other_payments():
     assert set(generate_payments(10, seed=7)["Id"]).isdisjoint(generate_payments(10, seed=8)["Id"])
 
 
-@pytest.mark.parametrize(("n", "rate", "frauds"), [(100_000, 0.0017, 170), (1000, 0.0017, 2), (200, 0.25, 50), (10, 0.0, 0)])
+@pytest.mark.parametrize(
+    ("n", "rate", "frauds"), [(100_000, 0.0017, 170), (1000, 0.0017, 2), (200, 0.25, 50), (10, 0.0, 0)]
+)
 def test_fraud_count_follows_the_rate(n, rate, frauds):
     assert generate_payments(n, seed=0, fraud_rate=rate)["Class"].sum() == frauds
 

@@ -30,7 +30,9 @@ def kaggle_row(time: str = "0", amount: str = "9.99", label: str = '"0"', featur
     return ",".join([time, *[feature] * 28, amount, label])
 
 
-def extended_row(payment_id: str = "7", timestamp: str = '"2018-12-18T12:00:00Z"', user: str = '"Kai"', **kaggle: str) -> str:
+def extended_row(
+    payment_id: str = "7", timestamp: str = '"2018-12-18T12:00:00Z"', user: str = '"Kai"', **kaggle: str
+) -> str:
     return ",".join([payment_id, timestamp, user, kaggle_row(**kaggle)])
 
 
@@ -121,7 +123,9 @@ def test_empty_class_is_an_unlabelled_payment_and_blank_lines_are_not_records():
 
 
 def test_timestamps_without_offset_are_utc_and_others_are_converted():
-    items = parse(extended_row(timestamp="2018-12-18T12:00:00") + "\n" + extended_row(timestamp="2018-12-18T13:00:00+01:00"))
+    items = parse(
+        extended_row(timestamp="2018-12-18T12:00:00") + "\n" + extended_row(timestamp="2018-12-18T13:00:00+01:00")
+    )
     assert items[0].timestamp == items[1].timestamp == datetime(2018, 12, 18, 12, tzinfo=UTC)
 
 
@@ -146,7 +150,11 @@ def test_delimited_round_trips_through_a_csv_reader(shared_data):
 def test_json_value_has_exactly_the_upper_case_columns():
     payment = parse(extended_row(label="") + "\n")[0]
     value = json.loads(payment.encode(ValueFormat.JSON))
-    assert list(value) == list(JSON_FIELDS) == ["ID", "TIMESTAMP", "USER", "TIME", *[f"V{i}" for i in range(1, 29)], "AMOUNT", "CLASS"]
+    assert (
+        list(value)
+        == list(JSON_FIELDS)
+        == ["ID", "TIMESTAMP", "USER", "TIME", *[f"V{i}" for i in range(1, 29)], "AMOUNT", "CLASS"]
+    )
     assert value["ID"] == "7" and value["USER"] == "Kai" and value["TIMESTAMP"] == "2018-12-18T12:00:00Z"
     assert value["TIME"] == 0 and value["V1"] == 0.5 and value["AMOUNT"] == 9.99 and value["CLASS"] is None
 
