@@ -11,6 +11,7 @@ import pytest
 
 from stack.payments import (
     EXTENDED_COLUMNS,
+    FEATURES,
     JSON_FIELDS,
     KAGGLE_EPOCH,
     Layout,
@@ -20,6 +21,7 @@ from stack.payments import (
     ValueFormat,
     detect_layout,
     encode_delimited,
+    format_timestamp,
     read_payments,
 )
 
@@ -163,3 +165,19 @@ def test_fractional_time_keeps_its_fraction():
     payment = parse(KAGGLE_HEADER + "\n" + kaggle_row(time="1.5") + "\n")[0]
     value = json.loads(payment.encode("json"))
     assert value["TIME"] == 1.5 and value["TIMESTAMP"] == "2013-09-01T00:00:01.500Z"
+
+
+def test_the_engines_delimited_reader_reads_what_producers_write(shared_data):
+    """The contract with ksql/010-source.sql: our DELIMITED values parse into its columns unchanged."""
+    from stack.ksqldb.formats.delimited import DelimitedSerde
+    from stack.ksqldb.types import DOUBLE, INTEGER, STRING
+
+    columns = [("ID", STRING), ("TIMESTAMP", STRING), ("USER", STRING), ("TIME", DOUBLE)]
+    columns += [(name, DOUBLE) for name in FEATURES] + [("AMOUNT", DOUBLE), ("CLASS", INTEGER)]
+    serde = DelimitedSerde(columns, ",")
+    for name in ("creditcard_small.csv", "creditcard_extended.csv"):
+        with open(shared_data / name, newline="") as lines:
+            for payment in read_payments(lines, name):
+                row = serde.deserialize(payment.encode(ValueFormat.DELIMITED))
+                assert row == [payment.id, format_timestamp(payment.timestamp), payment.user, payment.time,
+                               *payment.features, payment.amount, payment.label]  # fmt: skip
