@@ -254,6 +254,8 @@ class Engine:
         source = plan.source
         key_fmt, value_fmt = self._formats(stmt_props, props, source.key_format, source.value_format)
         if not plan.schema.key:
+            if stmt_props.get("KEY_FORMAT") is not None and plan.partitioned:
+                raise KsqlStatementError("Key format specified for stream without key columns.")
             key_fmt = FormatInfo("NONE")
         elif key_fmt.name == "NONE":
             key_fmt = FormatInfo(str(props.get("ksql.persistence.default.format.key") or "KAFKA"))

@@ -121,7 +121,9 @@ class Pipeline:
             if values is None:
                 if self._where is None:
                     row = (rec.timestamp, rec.partition, rec.offset, *keys, *([None] * n_values))
-                    out.append((rec, [f(row) for f in self._key_fns], None, rec.timestamp))
+                    key_vals = [None if uses_value else f(row)
+                                for f, uses_value in zip(self._key_fns, self.plan.key_uses_value)]
+                    out.append((rec, key_vals, None, rec.timestamp))
                 continue
             ts = rec.timestamp
             if self._ts_extract is not None:
@@ -167,7 +169,9 @@ class PersistentQuery(Pipeline):
                     continue
                 ts = v if isinstance(v, int) else V.timestamp_to_millis(v)
             try:
-                key = self.key_out.serialize(key_vals) if any(v is not None for v in key_vals) else None
+                null_key = not key_vals or (not self.plan.partitioned and rec.key is None) or (
+                    self.plan.partitioned and all(v is None for v in key_vals) and len(key_vals) == 1)
+                key = None if null_key else self.key_out.serialize(key_vals)
                 value = self.value_out.serialize(value_vals)
             except SerdeError as e:
                 self.plog.serialization_error(self.id, self.sink.topic, str(e))

@@ -205,6 +205,10 @@ class Compiler:
         found = self.scope.lookup(e)
         if found is None:
             name = f"{e.source}.{e.name}" if e.source else e.name
+            if self.clause == "PARTITION BY":
+                raise KsqlStatementError(
+                    f"PARTITION BY column '{name}' cannot be resolved. '{name}' must be a column in the source "
+                    "schema since PARTITION BY is applied on the input.")
             raise KsqlStatementError(f"{self.clause} column '{name}' cannot be resolved.")
         idx, t = found
         return Compiled(t, operator.itemgetter(idx))
@@ -615,6 +619,12 @@ class Compiler:
         return Compiled(ft, lambda row: None if (s := bf(row)) is None else s.get(name))
 
     def _FunctionCall(self, e: ast.FunctionCall) -> Compiled:
+        from .functions.datetime import TIME_UNITS, UNIT_FUNCTIONS
+
+        if e.name.upper() in UNIT_FUNCTIONS and e.args and isinstance(e.args[0], ast.ColumnRef) \
+                and e.args[0].source is None and e.args[0].name.upper() in TIME_UNITS:
+            # `TIMESTAMPADD(SECONDS, 5, ts)`: the first argument is a time unit keyword, not a column
+            e = ast.FunctionCall(e.name, (ast.Literal(e.args[0].name.upper(), "STRING"),) + e.args[1:])
         args = [self.compile(a) for a in e.args]
         literals = [isinstance(a, ast.Literal) for a in e.args]
         resolved = resolve(e.name, [a.type for a in args], literals)

@@ -3,13 +3,13 @@ output schema (key columns must be projected, as ksqlDB requires for streams).""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from . import ast
 from .errors import KsqlStatementError, UnsupportedError
 from .expressions import Compiled, Compiler, ErrorSink, Scope
 from .formatter import quote_ident
-from .metastore import Column, DataSource, LogicalSchema, MetaStore
+from .metastore import RESERVED, Column, DataSource, LogicalSchema, MetaStore
 from .types import NullType
 
 
@@ -23,6 +23,8 @@ class ProjectionPlan:
     value_texts: list[str]
     limit: int | None = None
     errors: ErrorSink | None = None
+    partitioned: bool = False
+    key_uses_value: list[bool] = field(default_factory=list)  # key expression reads value columns
 
 
 def _check_supported(q: ast.Query) -> None:
@@ -32,8 +34,6 @@ def _check_supported(q: ast.Query) -> None:
         raise UnsupportedError("windowed aggregations")
     if q.group_by:
         raise UnsupportedError("GROUP BY")
-    if q.partition_by:
-        raise UnsupportedError("PARTITION BY")
     if q.having is not None:
         raise UnsupportedError("HAVING")
 
@@ -55,6 +55,48 @@ def _contains_aggregate(e: ast.Expr) -> bool:
     return False
 
 
+def _unqualified(e: ast.Expr) -> ast.Expr:
+    """The expression with column qualifiers dropped (`I.ID` and `ID` name the same column here)."""
+    import dataclasses
+
+    if isinstance(e, ast.ColumnRef):
+        return ast.ColumnRef(e.name)
+    if dataclasses.is_dataclass(e):
+        changes = {}
+        for f in dataclasses.fields(e):
+            v = getattr(e, f.name)
+            if isinstance(v, ast.Expr):
+                changes[f.name] = _unqualified(v)
+            elif isinstance(v, tuple) and v and all(isinstance(x, ast.Expr) for x in v):
+                changes[f.name] = tuple(_unqualified(x) for x in v)
+        return dataclasses.replace(e, **changes) if changes else e
+    return e
+
+
+def _qualify(e: ast.Expr, source: str) -> ast.Expr:
+    """Column references qualified with the source name, as ksqlDB prints partitioning expressions."""
+    import dataclasses
+
+    if isinstance(e, ast.ColumnRef):
+        return ast.ColumnRef(e.name, source)
+    if dataclasses.is_dataclass(e):
+        changes = {}
+        for f in dataclasses.fields(e):
+            v = getattr(e, f.name)
+            if isinstance(v, ast.Expr):
+                changes[f.name] = _qualify(v, source)
+            elif isinstance(v, tuple) and v and all(isinstance(x, ast.Expr) for x in v):
+                changes[f.name] = tuple(_qualify(x, source) for x in v)
+        return dataclasses.replace(e, **changes) if changes else e
+    return e
+
+
+@dataclass
+class _KeySpec:
+    name: str
+    expr: ast.Expr  # what a select item must be to project this key
+
+
 def plan_select(q: ast.Query, metastore: MetaStore, sink_name: str | None, new_planner: bool = False) -> ProjectionPlan:
     _check_supported(q)
     source = metastore.require(q.source.name)
@@ -69,31 +111,62 @@ def plan_select(q: ast.Query, metastore: MetaStore, sink_name: str | None, new_p
 
     errors = ErrorSink()
     where = Compiler(scope, "WHERE", errors).compile_predicate(q.where) if q.where is not None else None
-
     compiler = Compiler(scope, "SELECT", errors)
-    items: list[tuple[str, ast.Expr | None, Compiled]] = []
-    used_names: set[str] = set()
+
+    aliases = {i.alias for i in q.select if i.alias}
     generated = 0
 
     def next_generated() -> str:
         nonlocal generated
-        while f"KSQL_COL_{generated}" in used_names or any(
-            i.alias == f"KSQL_COL_{generated}" for i in q.select
-        ):
+        while f"KSQL_COL_{generated}" in aliases:
             generated += 1
         name = f"KSQL_COL_{generated}"
         generated += 1
         return name
 
-    row_columns = schema.row_columns()
+    def natural_name(expr: ast.Expr) -> str:
+        if isinstance(expr, ast.ColumnRef):
+            return expr.name
+        if isinstance(expr, ast.Dereference):
+            return expr.field
+        return next_generated()
+
+    # ---- which columns form the result's key
+    partitioned = bool(q.partition_by)
+    keyless_partition = partitioned and len(q.partition_by) == 1 and isinstance(q.partition_by[0], ast.Literal) \
+        and q.partition_by[0].kind == "NULL"
+    key_specs: list[_KeySpec] = []
+    if partitioned and not keyless_partition:
+        if any(isinstance(p, ast.Literal) and p.kind == "NULL" for p in q.partition_by):
+            raise KsqlStatementError("Cannot PARTITION BY multiple columns including NULL")
+        for p in q.partition_by:
+            c = Compiler(scope, "PARTITION BY", errors).compile(p)
+            if isinstance(c.type, NullType):
+                raise KsqlStatementError("Can't infer a type of null in PARTITION BY.")
+            key_specs.append(_KeySpec(natural_name(p), _unqualified(p)))
+    elif not partitioned:
+        key_specs = [_KeySpec(kc.name, ast.ColumnRef(kc.name)) for kc in schema.key]
+    partition_refs = {spec.expr.name for spec in key_specs if isinstance(spec.expr, ast.ColumnRef)} \
+        if partitioned else set()
+
+    # ---- expand the projection: (name, expr, compiled, key spec index or None)
+    items: list[tuple[str, ast.Expr, Compiled, int | None]] = []
     for item in q.select:
         if item.is_star:
             if item.star_source is not None and item.star_source not in (source.name, q.source.alias):
                 raise KsqlStatementError(f"'{item.star_source}.*' cannot be resolved: unknown source")
-            for i, col in enumerate(list(schema.key) + list(schema.value)):
-                ref = ast.ColumnRef(col.name)
-                items.append((col.name, ref, compiler.compile(ref)))
-                used_names.add(col.name)
+            if partitioned:
+                star_exprs: list[tuple[str, ast.Expr, int | None]] = [
+                    (spec.name, spec.expr, i) for i, spec in enumerate(key_specs)]
+                star_exprs += [(c.name, ast.ColumnRef(c.name), None) for c in schema.value
+                               if c.name not in partition_refs]
+                star_exprs += [(c.name, ast.ColumnRef(c.name), None) for c in schema.key
+                               if c.name not in partition_refs]
+            else:
+                star_exprs = [(c.name, ast.ColumnRef(c.name), i if i < len(schema.key) else None)
+                              for i, c in enumerate(schema.key + schema.value)]
+            for name, expr, key_index in star_exprs:
+                items.append((name, expr, compiler.compile(expr), key_index))
             continue
         expr = item.expr
         assert expr is not None
@@ -101,74 +174,108 @@ def plan_select(q: ast.Query, metastore: MetaStore, sink_name: str | None, new_p
         if isinstance(compiled.type, NullType):
             raise KsqlStatementError(
                 "Can't infer a type of null. Please explicitly cast it to a required type, e.g. CAST(null AS VARCHAR).")
+        plain = _unqualified(expr)
+        if isinstance(plain, ast.ColumnRef) and not partitioned:
+            key_index = next((i for i, spec in enumerate(key_specs) if spec.expr == plain), None)
+        else:
+            key_index = next((i for i, spec in enumerate(key_specs) if spec.expr == plain), None)
         if item.alias:
             name = item.alias
-        elif isinstance(expr, ast.ColumnRef):
-            name = expr.name
-        elif isinstance(expr, ast.Dereference):
-            name = expr.field
+        elif key_index is not None:
+            name = key_specs[key_index].name
         else:
-            name = next_generated()
-        items.append((name, expr, compiled))
-        used_names.add(name)
-    _ = row_columns
+            name = natural_name(expr)
+        items.append((name, expr, compiled, key_index))
 
-    # ---- key columns: streams without PARTITION BY keep the source key, which must be projected.
+    # ---- every key must be projected exactly once
     key_positions: list[int] = []
-    if schema.key:
-        missing = []
-        for kc in schema.key:
-            refs = [i for i, (_, e, _) in enumerate(items)
-                    if isinstance(e, ast.ColumnRef) and e.name == kc.name]
-            if not refs:
-                missing.append(kc.name)
-            elif len(refs) > 1:
-                names = [items[i][0] for i in refs]
-                raise KsqlStatementError(
-                    f"The projection contains a key column (`{kc.name}`) "
-                    f"more than once, aliased as: {' and '.join(names)}.")
-            else:
-                key_positions.append(refs[0])
-        if missing and not new_planner:
-            sink = f"`{sink_name}`" if sink_name else "the sink"
-            keys = [kc.name for kc in schema.key]
-            if len(keys) == 1:
-                raise KsqlStatementError(
-                    f"The query used to build {sink} must include the key column {keys[0]} in its projection "
-                    f"(eg, SELECT {keys[0]}...).")
+    missing: list[str] = []
+    for ki, spec in enumerate(key_specs):
+        refs = [i for i, it in enumerate(items) if it[3] == ki]
+        if not refs:
+            missing.append(spec.name)
+        elif len(refs) > 1:
+            names = [items[i][0] for i in refs]
             raise KsqlStatementError(
-                f"The query used to build {sink} must include the key columns {', '.join(keys[:-1])} and "
-                f"{keys[-1]} in its projection (eg, SELECT {', '.join(keys)}...).")
-        if missing and len(missing) != len(schema.key):
-            raise UnsupportedError("new query planner with only some key columns projected")
-        if missing:
-            key_positions = []  # the new planner makes the result keyless
-        elif new_planner:
-            key_positions.sort()  # the new planner keeps the projection's order of key columns
+                f"The projection contains a key column (`{spec.name}`) more than once, aliased as: "
+                f"{' and '.join(names)}.")
+        else:
+            key_positions.append(refs[0])
+    sink = f"`{sink_name}`" if sink_name else "the sink"
+    if missing and partitioned:
+        from .formatter import format_expr as fmt
+
+        texts = [fmt(_qualify(spec.expr, source.name)) for spec in key_specs]
+        raise KsqlStatementError(
+            f"The query used to build {sink} must include the partitioning expression{'s' if len(texts) > 1 else ''} "
+            f"{' and '.join(texts)} in its projection (eg, SELECT {', '.join(texts)}...).")
+    if missing and not new_planner:
+        keys = [spec.name for spec in key_specs]
+        if len(keys) == 1:
+            raise KsqlStatementError(
+                f"The query used to build {sink} must include the key column {keys[0]} in its projection "
+                f"(eg, SELECT {keys[0]}...).")
+        raise KsqlStatementError(
+            f"The query used to build {sink} must include the key columns {', '.join(keys[:-1])} and "
+            f"{keys[-1]} in its projection (eg, SELECT {', '.join(keys)}...).")
+    if missing and len(missing) != len(key_specs):
+        raise UnsupportedError("new query planner with only some key columns projected")
+    if missing:
+        key_positions = []  # the new planner makes the result keyless
+    elif new_planner:
+        key_positions.sort()  # the new planner keeps the projection's order of key columns
+
+    from .formatter import format_expr
 
     key_cols: list[Column] = []
     key_exprs: list[Compiled] = []
+    for i in key_positions:
+        name, _, c, _ = items[i]
+        key_cols.append(Column(name, c.type, key=True))
+        key_exprs.append(c)
     value_cols: list[Column] = []
     value_exprs: list[Compiled] = []
     value_texts: list[str] = []
-    for i in key_positions:
-        name, _, c = items[i]
-        key_cols.append(Column(name, c.type, key=True))
-        key_exprs.append(c)
-    from .formatter import format_expr
-
-    for i, (name, expr, c) in enumerate(items):
+    for i, (name, expr, c, _) in enumerate(items):
         if i in key_positions:
             continue
         value_cols.append(Column(name, c.type))
         value_exprs.append(c)
-        value_texts.append(format_expr(expr) if expr is not None else name)
-    if not value_cols and sink_name is not None:
-        raise KsqlStatementError("The projection contains no value columns.")
+        value_texts.append(format_expr(expr))
+    if sink_name is not None:
+        if not value_cols:
+            raise KsqlStatementError("The projection contains no value columns.")
+        for col in value_cols:
+            if col.name in RESERVED:
+                raise KsqlStatementError(
+                    f"Reserved column name in select: `{col.name}`. Please remove or alias the column.")
     seen: set[str] = set()
     for col in key_cols + value_cols:
         if col.name in seen:
             raise KsqlStatementError(f"The projection contains the column `{col.name}` more than once.")
         seen.add(col.name)
     out = LogicalSchema(tuple(key_cols), tuple(value_cols))
-    return ProjectionPlan(source, out, where, key_exprs, value_exprs, value_texts, q.limit, errors)
+    value_names = {c.name for c in schema.value}
+    uses_value = [bool(_column_names(items[i][1]) & value_names) for i in key_positions]
+    return ProjectionPlan(source, out, where, key_exprs, value_exprs, value_texts, q.limit, errors, partitioned,
+                          uses_value)
+
+
+def _column_names(e: ast.Expr) -> set[str]:
+    import dataclasses
+
+    if isinstance(e, ast.ColumnRef):
+        return {e.name}
+    names: set[str] = set()
+    if dataclasses.is_dataclass(e):
+        for f in dataclasses.fields(e):
+            v = getattr(e, f.name)
+            vals = v if isinstance(v, tuple) else (v,)
+            for x in vals:
+                if isinstance(x, ast.Expr):
+                    names |= _column_names(x)
+                elif isinstance(x, (tuple, ast.WhenClause)):
+                    for y in (x if isinstance(x, tuple) else (x.condition, x.result)):
+                        if isinstance(y, ast.Expr):
+                            names |= _column_names(y)
+    return names

@@ -66,7 +66,7 @@ def validate(fmt: FormatInfo, columns: list[tuple[str, SqlType]], is_key: bool) 
         raise KsqlStatementError(f"Format '{fmt.name}' does not support 'WRAP_SINGLE_VALUE' set to 'true'.")
     try:
         if fmt.name == "KAFKA":
-            kafka.validate(columns)
+            kafka.validate(columns, is_key)
         elif fmt.name == "DELIMITED":
             delimited.validate(columns)
         elif fmt.name == "AVRO":

@@ -12,9 +12,9 @@ from .base import Serde
 SUPPORTED = (INTEGER, BIGINT, DOUBLE, STRING, BYTES)
 
 
-def validate(columns: list[tuple[str, SqlType]]) -> None:
+def validate(columns: list[tuple[str, SqlType]], is_key: bool = False) -> None:
     if len(columns) > 1:
-        cols = ", ".join(f"`{n}` {t}" for n, t in columns)
+        cols = ", ".join(f"`{n}` {t}{' KEY' if is_key else ''}" for n, t in columns)
         raise KsqlStatementError(f"The 'KAFKA' format only supports a single field. Got: [{cols}]")
     for name, t in columns:
         if t not in SUPPORTED:

@@ -266,3 +266,49 @@ def from_days(days):
 def convert_tz(ts, from_tz, to_tz):
     aware = ts.replace(tzinfo=_zone(from_tz)).astimezone(_zone(to_tz))
     return aware.replace(tzinfo=None)
+
+
+# ------------------------------------------------------------------ interval arithmetic
+TIME_UNITS = {
+    "MILLISECOND": 1, "MILLISECONDS": 1, "SECOND": 1000, "SECONDS": 1000, "MINUTE": 60_000, "MINUTES": 60_000,
+    "HOUR": 3_600_000, "HOURS": 3_600_000, "DAY": 86_400_000, "DAYS": 86_400_000,
+}
+UNIT_FUNCTIONS = {"DATEADD", "DATESUB", "TIMEADD", "TIMESUB", "TIMESTAMPADD", "TIMESTAMPSUB"}
+
+
+def _unit_ms(unit: str) -> int:
+    ms = TIME_UNITS.get(unit.upper())
+    if ms is None:
+        raise EvalError(f"Unknown time unit: {unit}")
+    return ms
+
+
+def _add_timestamp(unit, n, ts, sign):
+    return ts + dt.timedelta(milliseconds=sign * n * _unit_ms(unit))
+
+
+register("TIMESTAMPADD", [STRING, BIGINT, TIMESTAMP], TIMESTAMP)(lambda u, n, ts: _add_timestamp(u, n, ts, 1))
+register("TIMESTAMPSUB", [STRING, BIGINT, TIMESTAMP], TIMESTAMP)(lambda u, n, ts: _add_timestamp(u, n, ts, -1))
+
+
+def _add_date(unit, n, d, sign):
+    ms = _unit_ms(unit)
+    if ms < 86_400_000:
+        raise EvalError(f"Cannot add {unit} to a DATE: only DAYS is supported")
+    return d + dt.timedelta(days=sign * n * (ms // 86_400_000))
+
+
+register("DATEADD", [STRING, INTEGER, DATE], DATE)(lambda u, n, d: _add_date(u, n, d, 1))
+register("DATESUB", [STRING, INTEGER, DATE], DATE)(lambda u, n, d: _add_date(u, n, d, -1))
+
+
+def _add_time(unit, n, t, sign):
+    ms = _unit_ms(unit)
+    if ms >= 86_400_000:
+        raise EvalError(f"Cannot add {unit} to a TIME")
+    total = (V.time_to_millis(t) + sign * n * ms) % 86_400_000
+    return V.millis_to_time(total)
+
+
+register("TIMEADD", [STRING, INTEGER, TIME], TIME)(lambda u, n, t: _add_time(u, n, t, 1))
+register("TIMESUB", [STRING, INTEGER, TIME], TIME)(lambda u, n, t: _add_time(u, n, t, -1))

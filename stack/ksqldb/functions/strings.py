@@ -458,3 +458,80 @@ def split_to_map(s, entry_delim, kv_delim):
 
 
 _ = BIGINT
+
+
+@register("ELT", [INTEGER, STRING], STRING, variadic=True, null_safe=False)
+def elt(n, *values):
+    if n is None or n < 1 or n > len(values):
+        return None
+    return values[n - 1]
+
+
+@register("FIELD", [STRING, STRING], INTEGER, variadic=True, null_safe=False)
+def field(s, *values):
+    if s is None:
+        return 0
+    for i, v in enumerate(values):
+        if v == s:
+            return i + 1
+    return 0
+
+
+def _to_json_value(v):
+    import base64 as b64
+    import datetime as dt
+    from decimal import Decimal
+
+    from .. import values as V
+
+    if isinstance(v, dict):
+        return {str(k): _to_json_value(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_to_json_value(x) for x in v]
+    if isinstance(v, bytes):
+        return b64.b64encode(v).decode()
+    if isinstance(v, dt.datetime):
+        return V.format_timestamp(v)
+    if isinstance(v, dt.date):
+        return v.isoformat()
+    if isinstance(v, dt.time):
+        return V.format_time(v)
+    if isinstance(v, Decimal):
+        return float(v)
+    return v
+
+
+@register("TO_JSON_STRING", ["ANY"], STRING, null_safe=False)
+def to_json_string(v):
+    return json.dumps(_to_json_value(v), separators=(",", ":"), ensure_ascii=False)
+
+
+@register("JSON_KEYS", [STRING], ArrayType(STRING))
+def json_keys(text):
+    try:
+        node = json.loads(text)
+    except ValueError:
+        return None
+    return list(node.keys()) if isinstance(node, dict) else None
+
+
+@register("JSON_RECORDS", [STRING], MapType(STRING, STRING))
+def json_records(text):
+    try:
+        node = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(node, dict):
+        return None
+    return {k: json.dumps(v, separators=(",", ":")) for k, v in node.items()}
+
+
+@register("JSON_ITEMS", [STRING], ArrayType(STRING))
+def json_items(text):
+    try:
+        node = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(node, list):
+        return None
+    return [json.dumps(v, separators=(",", ":")) for v in node]
