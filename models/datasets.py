@@ -5,11 +5,13 @@ A source is a small frozen dataclass whose ``describe()`` is a JSON-able dict fr
 source yields pandas DataFrames in batches with the extended layout's columns (Id, Timestamp, User, Time,
 V1..V28, Amount, Class), so training never cares where rows came from.
 
-Sources implemented here: ``csv`` (either payment file layout) and ``generated`` (``stack.generate``).
-Extension points for the next ones: add a dataclass with ``kind = "kafka"`` (a topic and an offset range
-per partition, read through ``stack.kafka`` consumers; end offsets via ``stack.kafka.end_offsets``) or
-``kind = "s3"`` (the S3 sink layout ``topics/<topic>/partition=<p>/...``, Avro or Parquet, listed files
-pinned by key and ETag), implement ``describe``/``batches``, and register it with :func:`register_source`.
+Sources: ``csv`` (either payment file layout), ``generated`` (``stack.generate``), ``kafka`` (a topic
+and an offset range per partition, Avro values through a Schema Registry or JSON) and ``lake`` (the objects
+Confluent's S3 sink writes, ``<topics.dir>/<topic>/partition=<p>/<topic>+<p>+<offset>.<avro|parquet>``).
+A source whose description needs resolving first (a file's hash, "to the end" of a topic, which objects
+exist) has ``pinned()``, which :func:`load_dataset` calls so the stored description loads the same rows.
+New kinds: a dataclass with ``describe``/``batches``/``from_description``, registered with
+:func:`register_source`.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import json
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -263,6 +266,378 @@ class GeneratedSource:
             yield frame.iloc[start:start + batch_rows].reset_index(drop=True)
 
 
+# records from the pipeline (Kafka topics and the lake) ------------------------------------------------
+
+def _payments_frame(raw: pd.DataFrame, fallback_ids: Sequence[str], where: str, positions: Sequence[int],
+                    rejected: list[Rejected] | None) -> pd.DataFrame:
+    """Records of the pipeline's topics (fields in any case: ksqlDB upper-cases them) as payment rows.
+
+    Id is the record's own ID/PAYMENT_ID field, else ``fallback_ids`` (the Kafka key, or the record's
+    ``topic+partition+offset`` in the lake, where the S3 sink keeps no keys); Timestamp is the record's
+    TIMESTAMP field, else KAGGLE_EPOCH + Time as the producers define it. Records without a label or a
+    number are set aside with the reason (``line`` is the offset); a value schema that lacks a column is
+    an error, because then no record could ever be a payment.
+    """
+    by_lower = {str(c).lower(): c for c in raw.columns}
+    missing = [c for c in NUMERIC_COLUMNS if c.lower() not in by_lower]
+    if missing:
+        raise ValueError(f"{where}: records have no {missing} fields (they have {list(raw.columns)}): "
+                         "not the payments of the preprocessed stream")
+    frame = pd.DataFrame({c: pd.to_numeric(raw[by_lower[c.lower()]], errors="coerce").astype(np.float64)
+                          for c in NUMERIC_COLUMNS})
+    values = frame.to_numpy(dtype=np.float64)
+    finite = np.isfinite(values)
+    bad = ~finite.all(axis=1) | ~np.isin(frame["Class"].to_numpy(), (0, 1))
+    if bad.any() and rejected is not None:
+        records = raw.to_dict("records")
+        for i in np.flatnonzero(bad):
+            broken = [c for c, ok in zip(NUMERIC_COLUMNS[:-1], finite[i]) if not ok]
+            if broken:
+                reason = f"{broken} missing or not a number"
+            elif np.isnan(values[i, -1]):
+                reason = "Class is empty: unlabelled rows cannot be trained or evaluated on"
+            else:
+                reason = f"Class must be 0 or 1, got {values[i, -1]:g}"
+            rejected.append(Rejected(where, int(positions[i]), json.dumps(records[i], default=str), reason))
+    keep = ~bad
+    frame = frame[keep].reset_index(drop=True)
+    raw = raw[keep].reset_index(drop=True)
+    ids = pd.Series(np.asarray(fallback_ids, dtype=object)[keep], dtype=object)
+    for name in ("id", "payment_id"):
+        if name in by_lower:
+            ids = raw[by_lower[name]].astype(object).where(raw[by_lower[name]].notna(), ids)
+            break
+    if "timestamp" in by_lower:
+        stamps = raw[by_lower["timestamp"]].astype(object)
+    else:
+        stamps = (pd.Timestamp(KAGGLE_EPOCH) + pd.to_timedelta(frame["Time"], unit="s")).dt.strftime(
+            "%Y-%m-%dT%H:%M:%S.%fZ").str.replace(".000000Z", "Z")
+    frame.insert(0, "Id", ids.astype(str).to_numpy())
+    frame.insert(1, "Timestamp", stamps.to_numpy())
+    frame.insert(2, "User", raw[by_lower["user"]].to_numpy() if "user" in by_lower else None)
+    frame["Class"] = frame["Class"].astype(np.int8)
+    return frame[list(EXTENDED_COLUMNS)]
+
+
+class _Rows:
+    """Accumulates decoded records and hands out frames of at most ``batch_rows`` rows (bounded memory)."""
+
+    def __init__(self, batch_rows: int, rejected: list[Rejected] | None) -> None:
+        self.batch_rows = batch_rows
+        self.rejected = rejected
+        self.records: list[dict[str, Any]] = []
+        self.ids: list[str] = []
+        self.where: list[str] = []
+        self.positions: list[int] = []
+
+    def add(self, record: dict[str, Any], fallback_id: str, where: str, position: int) -> pd.DataFrame | None:
+        self.records.append(record)
+        self.ids.append(fallback_id)
+        self.where.append(where)
+        self.positions.append(position)
+        return self.flush() if len(self.records) >= self.batch_rows else None
+
+    def flush(self) -> pd.DataFrame | None:
+        if not self.records:
+            return None
+        raw = pd.DataFrame.from_records(self.records)
+        parts = []
+        # one frame per origin, so that a rejected record names its own partition
+        for where in dict.fromkeys(self.where):
+            rows = [i for i, w in enumerate(self.where) if w == where]
+            part = raw.iloc[rows].reset_index(drop=True) if len(rows) < len(raw) else raw
+            parts.append(_payments_frame(part, [self.ids[i] for i in rows], where,
+                                         [self.positions[i] for i in rows], self.rejected))
+        self.records, self.ids, self.where, self.positions = [], [], [], []
+        return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+
+
+def _progress(total: float, description: str) -> Any:
+    """A rich progress bar (or nothing); returns (context manager, advance callback)."""
+    import rich.progress
+
+    bar = rich.progress.Progress(*rich.progress.Progress.get_default_columns(),
+                                 rich.progress.MofNCompleteColumn(), transient=False)
+    task = bar.add_task(description, total=total)
+    return bar, lambda n: bar.advance(task, n)
+
+
+@register_source("kafka")
+@dataclass(frozen=True)
+class KafkaSource:
+    """Records of ``topic`` between offsets, per partition: ``ranges`` holds (partition, start, end), end exclusive.
+
+    Without ``ranges`` it means "every partition, from the earliest offset to the end as it is now";
+    :meth:`pinned` turns that into numbers (the end from ``stack.kafka.end_offsets``, because the embedded
+    broker's "latest" undercounts), and the description keeps them so the same records load again.
+    Values are Avro through the Schema Registry (``AvroDeserializer``) or JSON.
+    """
+
+    topic: str
+    ranges: tuple[tuple[int, int, int], ...] | None = None
+    bootstrap_servers: str | None = None
+    schema_registry_url: str | None = None
+    value_format: str = "avro"
+    timeout: float = 30.0
+    kind: str = field(default="kafka", init=False)
+
+    def __post_init__(self) -> None:
+        if self.value_format not in ("avro", "json"):
+            raise ValueError(f"value_format must be 'avro' or 'json', got {self.value_format!r}")
+        for partition, start, end in self.ranges or ():
+            if not 0 <= start <= end:
+                raise ValueError(f"{self.topic}[{partition}]: offsets must satisfy 0 <= start <= end, "
+                                 f"got {start}..{end}")
+
+    @classmethod
+    def from_description(cls, description: dict[str, Any]) -> "KafkaSource":
+        ranges = tuple((int(p), int(r["start"]), int(r["end"]))
+                       for p, r in sorted(description["partitions"].items(), key=lambda item: int(item[0])))
+        return cls(description["topic"], ranges, description.get("bootstrap_servers"),
+                   description.get("schema_registry_url"), description.get("value_format", "avro"))
+
+    def _addresses(self) -> tuple[str, str]:
+        from stack.config import Addresses
+
+        env = Addresses.from_env()
+        return self.bootstrap_servers or env.bootstrap_servers, self.schema_registry_url or env.schema_registry_url
+
+    def pinned(self) -> "KafkaSource":
+        """This source with addresses and every partition's start and end offsets filled in."""
+        from confluent_kafka import Consumer, TopicPartition
+
+        from stack.kafka import consumer_config, end_offsets
+
+        bootstrap, registry = self._addresses()
+        if self.ranges is not None:
+            return KafkaSource(self.topic, self.ranges, bootstrap, registry, self.value_format, self.timeout)
+        ends = end_offsets(bootstrap, self.topic)
+        consumer = Consumer(consumer_config(bootstrap, f"fraudstream-dataset-{self.topic}"))
+        try:  # the earliest offset is reported correctly; only "latest" is not
+            starts = {p: consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=self.timeout)[0]
+                      for p in ends}
+        finally:
+            consumer.close()
+        ranges = tuple((p, starts[p], ends[p]) for p in sorted(ends))
+        return KafkaSource(self.topic, ranges, bootstrap, registry, self.value_format, self.timeout)
+
+    def describe(self) -> dict[str, Any]:
+        pinned = self if self.ranges is not None and self.bootstrap_servers else self.pinned()
+        return {"kind": self.kind, "topic": self.topic, "value_format": self.value_format,
+                "bootstrap_servers": pinned.bootstrap_servers, "schema_registry_url": pinned.schema_registry_url,
+                "partitions": {str(p): {"start": s, "end": e} for p, s, e in pinned.ranges or ()},
+                "end": "exclusive"}
+
+    def batches(self, batch_rows: int = DEFAULT_BATCH_ROWS, progress: bool = False,
+                rejected: list[Rejected] | None = None) -> Iterator[pd.DataFrame]:
+        import time
+
+        from confluent_kafka import Consumer, KafkaError, TopicPartition
+
+        from stack.kafka import consumer_config
+
+        source = self if self.ranges is not None and self.bootstrap_servers else self.pinned()
+        bootstrap, registry = source._addresses()
+        wanted = {p: (s, e) for p, s, e in source.ranges or () if e > s}
+        decode = self._decoder(registry)
+        consumer = Consumer(consumer_config(bootstrap, f"fraudstream-dataset-{self.topic}",
+                                            enable_auto_commit=False, enable_partition_eof=True))
+        rows = _Rows(batch_rows, rejected)
+        with ExitStack() as stack:
+            stack.callback(consumer.close)
+            advance = None
+            if progress:
+                bar, advance = _progress(sum(e - s for s, e in wanted.values()), f"{self.topic} records")
+                stack.enter_context(bar)
+            consumer.assign([TopicPartition(self.topic, p, s) for p, (s, _) in wanted.items()])
+            pending = set(wanted)
+            last_progress = time.monotonic()
+            while pending:
+                messages = consumer.consume(num_messages=min(batch_rows, 5_000), timeout=1.0)
+                if not messages and time.monotonic() - last_progress > self.timeout:
+                    raise TimeoutError(f"no records from {self.topic} partitions {sorted(pending)} for "
+                                       f"{self.timeout:.0f} s; wanted offsets {wanted}")
+                taken = 0
+                for message in messages:
+                    partition, offset = message.partition(), message.offset()
+                    if partition not in pending:
+                        continue
+                    end = wanted[partition][1]
+                    error = message.error()
+                    if error is not None:
+                        if error.code() == KafkaError._PARTITION_EOF:
+                            if offset < end:
+                                raise ValueError(f"{self.topic}[{partition}] ends at offset {offset}, before "
+                                                 f"the described end {end}: not the same dataset")
+                            pending.discard(partition)
+                            continue
+                        raise RuntimeError(f"reading {self.topic}[{partition}]: {error.str()}")
+                    if offset >= end:
+                        pending.discard(partition)
+                        continue
+                    taken += 1
+                    where = f"{self.topic}[{partition}]"
+                    key = message.key()
+                    fallback = key.decode("utf-8", "replace") if key else f"{self.topic}+{partition}+{offset}"
+                    try:
+                        record = decode(message)
+                    except Exception as error:  # noqa: BLE001 - any undecodable value is set aside with why
+                        if rejected is not None:
+                            rejected.append(Rejected(where, offset, repr(message.value()[:200]),
+                                                     f"value is not {self.value_format}: {error}"))
+                        record = None
+                    if record is not None:
+                        frame = rows.add(record, fallback, where, offset)
+                        if frame is not None:
+                            yield frame
+                    if offset >= end - 1:
+                        pending.discard(partition)
+                if taken:
+                    last_progress = time.monotonic()
+                    if advance is not None:
+                        advance(taken)
+            frame = rows.flush()
+            if frame is not None:
+                yield frame
+
+    def _decoder(self, registry_url: str) -> Callable[[Any], dict[str, Any] | None]:
+        if self.value_format == "json":
+            return lambda message: json.loads(message.value()) if message.value() is not None else None
+        from confluent_kafka.schema_registry import SchemaRegistryClient
+        from confluent_kafka.schema_registry.avro import AvroDeserializer
+        from confluent_kafka.serialization import MessageField, SerializationContext
+
+        deserializer = AvroDeserializer(SchemaRegistryClient({"url": registry_url}))
+        context = SerializationContext(self.topic, MessageField.VALUE)
+        return lambda message: deserializer(message.value(), context)
+
+
+@dataclass(frozen=True)
+class LakeObject:
+    """One object the S3 sink wrote, pinned by ETag and size."""
+
+    key: str
+    etag: str
+    size: int
+    partition: int
+    start_offset: int
+    format: str
+
+
+@register_source("lake")
+@dataclass(frozen=True)
+class LakeSource:
+    """A topic as Confluent's S3 sink lands it: ``<topics_dir>/<topic>/partition=<p>/<topic>+<p>+<offset>.<ext>``.
+
+    :meth:`pinned` lists the objects (key, ETag, size) once; loading the description later reads exactly
+    those and fails if one has changed. The offsets each object covers are its start offset (from the
+    name) through start + records - 1 (the sink writes consecutive offsets of one partition per object);
+    they appear in the description once the objects have been read. Avro via fastavro, Parquet via pyarrow.
+    """
+
+    topic: str
+    bucket: str | None = None
+    topics_dir: str = "topics"
+    endpoint_url: str | None = None
+    partitions: tuple[int, ...] | None = None
+    objects: tuple[LakeObject, ...] | None = None
+    kind: str = field(default="lake", init=False)
+    _records: dict[str, int] = field(default_factory=dict, init=False, compare=False, repr=False)
+
+    @classmethod
+    def from_description(cls, description: dict[str, Any]) -> "LakeSource":
+        objects = tuple(LakeObject(o["key"], o["etag"], int(o["size"]), int(o["partition"]),
+                                   int(o["start_offset"]), o["format"]) for o in description["objects"])
+        partitions = description.get("partitions")
+        return cls(description["topic"], description["bucket"], description.get("topics_dir", "topics"),
+                   description.get("endpoint_url"), tuple(partitions) if partitions is not None else None, objects)
+
+    def _where(self) -> tuple[str, str]:
+        from stack.config import Addresses
+
+        env = Addresses.from_env()
+        return self.bucket or env.bucket, self.endpoint_url or env.s3_endpoint_url
+
+    def pinned(self) -> "LakeSource":
+        """This source with its bucket, endpoint and the list of objects filled in."""
+        bucket, endpoint = self._where()
+        if self.objects is not None:
+            return LakeSource(self.topic, bucket, self.topics_dir, endpoint, self.partitions, self.objects)
+        from connectors.lake import parse_key
+        from stack.objectstore import s3_client
+
+        prefix = f"{self.topics_dir.strip('/')}/{self.topic}/"
+        found = []
+        for page in s3_client(endpoint).get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for entry in page.get("Contents", []):
+                parsed = parse_key(entry["Key"])
+                if parsed is None or parsed.topic != self.topic or parsed.extension not in ("avro", "parquet"):
+                    continue
+                if self.partitions is not None and parsed.partition not in self.partitions:
+                    continue
+                found.append(LakeObject(entry["Key"], entry["ETag"].strip('"'), int(entry["Size"]),
+                                        parsed.partition, parsed.start_offset, parsed.extension))
+        found.sort(key=lambda o: (o.partition, o.start_offset))
+        if not found:
+            raise ValueError(f"no Avro or Parquet objects of topic {self.topic!r} under s3://{bucket}/{prefix}")
+        return LakeSource(self.topic, bucket, self.topics_dir, endpoint, self.partitions, tuple(found))
+
+    def describe(self) -> dict[str, Any]:
+        pinned = self if self.objects is not None and self.bucket else self.pinned()
+        objects = []
+        for o in pinned.objects or ():
+            entry: dict[str, Any] = {"key": o.key, "etag": o.etag, "size": o.size, "partition": o.partition,
+                                     "start_offset": o.start_offset, "format": o.format}
+            records = self._records.get(o.key)
+            if records is not None:
+                entry["records"] = records
+                entry["end_offset"] = o.start_offset + records - 1
+            objects.append(entry)
+        return {"kind": self.kind, "topic": self.topic, "bucket": pinned.bucket, "topics_dir": self.topics_dir,
+                "endpoint_url": pinned.endpoint_url,
+                "partitions": list(self.partitions) if self.partitions is not None else None, "objects": objects}
+
+    def batches(self, batch_rows: int = DEFAULT_BATCH_ROWS, progress: bool = False,
+                rejected: list[Rejected] | None = None) -> Iterator[pd.DataFrame]:
+        import fastavro
+        import pyarrow.parquet as pq
+
+        from stack.objectstore import s3_client
+
+        source = self if self.objects is not None and self.bucket else self.pinned()
+        client = s3_client(source.endpoint_url)
+        rows = _Rows(batch_rows, rejected)
+        with ExitStack() as stack:
+            advance = None
+            if progress:
+                bar, advance = _progress(sum(o.size for o in source.objects or ()), f"{self.topic} objects (bytes)")
+                stack.enter_context(bar)
+            for obj in source.objects or ():
+                response = client.get_object(Bucket=source.bucket, Key=obj.key)
+                if response["ETag"].strip('"') != obj.etag:
+                    raise ValueError(f"s3://{source.bucket}/{obj.key} has changed since it was described "
+                                     f"(ETag {response['ETag']} != {obj.etag}): not the same dataset")
+                body = io.BytesIO(response["Body"].read())  # one object at a time: flush.size records
+                where = f"{obj.key}"
+                if obj.format == "avro":
+                    records: Iterator[dict[str, Any]] = iter(fastavro.reader(body))
+                else:
+                    records = (r for b in pq.ParquetFile(body).iter_batches(batch_size=batch_rows)
+                               for r in b.to_pylist())
+                count = 0
+                for count, record in enumerate(records, start=1):
+                    offset = obj.start_offset + count - 1
+                    frame = rows.add(record, f"{self.topic}+{obj.partition}+{offset}", where, offset)
+                    if frame is not None:
+                        yield frame
+                self._records[obj.key] = source._records[obj.key] = count
+                if advance is not None:
+                    advance(obj.size)
+            frame = rows.flush()
+            if frame is not None:
+                yield frame
+
+
 @dataclass
 class Dataset:
     frame: pd.DataFrame
@@ -276,8 +651,9 @@ def load_dataset(source: DatasetSource, batch_rows: int = DEFAULT_BATCH_ROWS, pr
     Rows that are not payments are kept aside (``Dataset.rejected``), counted in the description and
     logged; they never silently disappear.
     """
-    if isinstance(source, CsvSource):
-        source = source.pinned()
+    pin = getattr(source, "pinned", None)
+    if pin is not None:
+        source = pin()
     rejected: list[Rejected] = []
     parts = list(source.batches(batch_rows, progress=progress, rejected=rejected))
     frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=list(EXTENDED_COLUMNS))

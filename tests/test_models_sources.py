@@ -1,0 +1,189 @@
+"""Dataset sources over the pipeline itself: a Kafka topic by offsets, and the lake the S3 sink writes.
+
+Both run against the session's real stack: records produced with confluent-kafka's AvroSerializer
+through the Schema Registry, and objects written with fastavro / pyarrow into SeaweedFS in the S3 sink's
+documented layout.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+
+import fastavro
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from confluent_kafka import Producer
+from confluent_kafka.admin import NewTopic
+from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry.avro import AvroSerializer
+from confluent_kafka.serialization import MessageField, SerializationContext
+
+from models.datasets import KafkaSource, LakeSource, load_dataset, source_from_description
+from stack.generate import generate_payments
+from stack.kafka import admin_client, producer_config
+from stack.objectstore import s3_client
+
+FIELDS = ["TIME", *(f"V{i}" for i in range(1, 29)), "AMOUNT"]
+#: The value schema ksqlDB gives creditcardfraud_preprocessed_avro (nullable fields, upper-case names).
+PREPROCESSED_SCHEMA = {
+    "type": "record", "name": "KsqlDataSourceSchema", "namespace": "io.confluent.ksql.avro_schemas",
+    "fields": [*({"name": f, "type": ["null", "double"], "default": None} for f in FIELDS),
+               {"name": "CLASS", "type": ["null", "int"], "default": None}],
+}
+
+
+def value_of(row: pd.Series) -> dict:
+    value = {f: float(row[f.capitalize() if f in ("TIME", "AMOUNT") else f]) for f in FIELDS}
+    value["CLASS"] = int(row["Class"])
+    return value
+
+
+def create_topic(addresses, topic: str, partitions: int) -> None:
+    admin = admin_client(addresses.bootstrap_servers)  # kept alive until the result arrives
+    admin.create_topics([NewTopic(topic, partitions, 1)])[topic].result(30)
+
+
+def produce_payments(addresses, topic: str, frame: pd.DataFrame, partitions: int) -> None:
+    create_topic(addresses, topic, partitions)
+    serializer = AvroSerializer(SchemaRegistryClient({"url": addresses.schema_registry_url}),
+                                json.dumps(PREPROCESSED_SCHEMA))
+    context = SerializationContext(topic, MessageField.VALUE)
+    producer = Producer(producer_config(addresses.bootstrap_servers))
+    for i, (_, row) in enumerate(frame.iterrows()):
+        producer.produce(topic, key=row["Id"].encode(), value=serializer(value_of(row), context),
+                         partition=i % partitions)
+    assert producer.flush(30) == 0
+
+
+def test_kafka_topic_by_offsets_is_pinned_and_reproducible(stack, topic_name):
+    addresses = stack.addresses
+    frame = generate_payments(600, seed=3, fraud_rate=0.02)
+    produce_payments(addresses, topic_name, frame, partitions=2)
+
+    source = KafkaSource(topic_name, bootstrap_servers=addresses.bootstrap_servers,
+                         schema_registry_url=addresses.schema_registry_url)
+    dataset = load_dataset(source, batch_rows=128)
+    d = dataset.description
+    # "to the end" resolved to the true end offsets (the broker's own "latest" would say far fewer)
+    assert d["source"]["partitions"] == {"0": {"start": 0, "end": 300}, "1": {"start": 0, "end": 300}}
+    assert (d["rows"], d["frauds"]) == (600, int(frame["Class"].sum()))
+    loaded = dataset.frame.set_index("Id").loc[frame["Id"]]
+    assert loaded["V7"].tolist() == frame["V7"].tolist()
+    assert loaded["Timestamp"].tolist() == frame["Timestamp"].tolist()
+
+    # more records arrive: the stored description still loads exactly the same rows
+    late = generate_payments(50, seed=9)
+    producer = Producer(producer_config(addresses.bootstrap_servers))
+    serializer = AvroSerializer(SchemaRegistryClient({"url": addresses.schema_registry_url}),
+                                json.dumps(PREPROCESSED_SCHEMA))
+    context = SerializationContext(topic_name, MessageField.VALUE)
+    for _, row in late.iterrows():
+        producer.produce(topic_name, key=b"late", value=serializer(value_of(row), context), partition=0)
+    assert producer.flush(30) == 0
+    again = load_dataset(source_from_description(d["source"]), batch_rows=1000)
+    assert again.description["rows"] == 600
+    pd.testing.assert_frame_equal(again.frame.sort_values("Id").reset_index(drop=True),
+                                  dataset.frame.sort_values("Id").reset_index(drop=True))
+
+    # an explicit range per partition
+    part = load_dataset(KafkaSource(topic_name, ((0, 100, 110), (1, 0, 0)), addresses.bootstrap_servers,
+                                    addresses.schema_registry_url))
+    assert part.frame["Id"].tolist() == frame["Id"].iloc[200:220:2].tolist()
+
+
+def test_kafka_records_that_are_not_payments_are_set_aside(stack, topic_name):
+    addresses = stack.addresses
+    create_topic(addresses, topic_name, 1)
+    serializer = AvroSerializer(SchemaRegistryClient({"url": addresses.schema_registry_url}),
+                                json.dumps(PREPROCESSED_SCHEMA))
+    context = SerializationContext(topic_name, MessageField.VALUE)
+    good = value_of(generate_payments(1, seed=1).iloc[0])
+    producer = Producer(producer_config(addresses.bootstrap_servers))
+    producer.produce(topic_name, key=b"a", value=serializer(good, context))
+    producer.produce(topic_name, key=b"b", value=serializer({**good, "CLASS": None}, context))
+    producer.produce(topic_name, key=b"c", value=b"not avro")
+    producer.produce(topic_name, key=b"d", value=serializer({**good, "V3": None}, context))
+    assert producer.flush(30) == 0
+    dataset = load_dataset(KafkaSource(topic_name, bootstrap_servers=addresses.bootstrap_servers,
+                                       schema_registry_url=addresses.schema_registry_url))
+    assert dataset.frame["Id"].tolist() == ["a"]
+    reasons = {r.line: r.reason for r in dataset.rejected}
+    assert reasons[1].startswith("Class is empty")
+    assert reasons[2].startswith("value is not avro")
+    assert reasons[3] == "['V3'] missing or not a number"
+    assert dataset.description["rejected_rows"] == 3
+
+
+def put(client, bucket: str, key: str, body: bytes) -> None:
+    client.put_object(Bucket=bucket, Key=key, Body=body)
+
+
+def avro_object(frame: pd.DataFrame) -> bytes:
+    out = io.BytesIO()
+    fastavro.writer(out, fastavro.parse_schema(PREPROCESSED_SCHEMA), [value_of(r) for _, r in frame.iterrows()])
+    return out.getvalue()
+
+
+def parquet_object(frame: pd.DataFrame) -> bytes:
+    table = pa.Table.from_pylist([value_of(r) for _, r in frame.iterrows()])
+    out = io.BytesIO()
+    pq.write_table(table, out)
+    return out.getvalue()
+
+
+def test_lake_objects_in_the_s3_sink_layout(stack, topic_name):
+    addresses = stack.addresses
+    client = s3_client(addresses.s3_endpoint_url)
+    bucket, topic = addresses.bucket, topic_name
+    frame = generate_payments(500, seed=5, fraud_rate=0.02)
+    base = f"lake-test/{topic}"
+    put(client, bucket, f"{base}/partition=0/{topic}+0+0000000000.avro", avro_object(frame.iloc[0:200]))
+    put(client, bucket, f"{base}/partition=0/{topic}+0+0000000200.avro", avro_object(frame.iloc[200:300]))
+    put(client, bucket, f"{base}/partition=1/{topic}+1+0000000000.parquet", parquet_object(frame.iloc[300:500]))
+    put(client, bucket, f"{base}/partition=1/not-a-sink-object.txt", b"ignored")
+
+    source = LakeSource(topic, bucket, "lake-test", addresses.s3_endpoint_url)
+    sizes = [len(b) for b in source.pinned().batches(batch_rows=150)]
+    assert sum(sizes) == 500 and max(sizes) <= 150
+    dataset = load_dataset(source, batch_rows=150)
+    d = dataset.description
+    objects = [(o["key"].rsplit("/", 1)[1], o["partition"], o["start_offset"], o["end_offset"])
+               for o in d["source"]["objects"]]
+    assert objects == [(f"{topic}+0+0000000000.avro", 0, 0, 199), (f"{topic}+0+0000000200.avro", 0, 200, 299),
+                       (f"{topic}+1+0000000000.parquet", 1, 0, 199)]
+    assert all(len(o["etag"]) >= 32 and o["size"] > 0 for o in d["source"]["objects"])
+    assert (d["rows"], d["frauds"]) == (500, int(frame["Class"].sum()))
+    assert dataset.frame["V12"].tolist() == frame["V12"].tolist()
+    assert dataset.frame["Timestamp"].tolist() == frame["Timestamp"].tolist()  # KAGGLE_EPOCH + Time
+    assert dataset.frame["Id"].iloc[250] == f"{topic}+0+250"
+
+    # a new object after describing is not part of the dataset; a changed one is an error
+    put(client, bucket, f"{base}/partition=0/{topic}+0+0000000300.avro", avro_object(frame.iloc[0:10]))
+    assert load_dataset(source_from_description(d["source"])).description["rows"] == 500
+    put(client, bucket, f"{base}/partition=0/{topic}+0+0000000200.avro", avro_object(frame.iloc[200:299]))
+    with pytest.raises(ValueError, match="has changed since it was described"):
+        load_dataset(source_from_description(d["source"]))
+
+
+def test_lake_without_objects_is_a_clear_error(stack, topic_name):
+    with pytest.raises(ValueError, match="no Avro or Parquet objects"):
+        load_dataset(LakeSource(topic_name, stack.addresses.bucket, "topics", stack.addresses.s3_endpoint_url))
+
+
+def test_lake_record_without_label_is_rejected(stack, topic_name):
+    addresses = stack.addresses
+    client = s3_client(addresses.s3_endpoint_url)
+    frame = generate_payments(3, seed=2)
+    records = [value_of(r) for _, r in frame.iterrows()]
+    records[1]["CLASS"] = None
+    out = io.BytesIO()
+    fastavro.writer(out, fastavro.parse_schema(PREPROCESSED_SCHEMA), records)
+    key = f"topics/{topic_name}/partition=0/{topic_name}+0+0000000040.avro"
+    put(client, addresses.bucket, key, out.getvalue())
+    dataset = load_dataset(LakeSource(topic_name, addresses.bucket, endpoint_url=addresses.s3_endpoint_url))
+    assert len(dataset.frame) == 2 and not math.isnan(dataset.frame["V1"].iloc[1])
+    assert [(r.source, r.line) for r in dataset.rejected] == [(key, 41)]
