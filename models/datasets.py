@@ -391,8 +391,9 @@ class KafkaSource:
 
     @classmethod
     def from_description(cls, description: dict[str, Any]) -> "KafkaSource":
-        ranges = tuple((int(p), int(r["start"]), int(r["end"]))
-                       for p, r in sorted(description["partitions"].items(), key=lambda item: int(item[0])))
+        given = description.get("partitions")  # absent: every partition, up to the end when loaded
+        ranges = None if given is None else tuple(
+            (int(p), int(r["start"]), int(r["end"])) for p, r in sorted(given.items(), key=lambda item: int(item[0])))
         return cls(description["topic"], ranges, description.get("bootstrap_servers"),
                    description.get("schema_registry_url"), description.get("value_format", "avro"))
 

@@ -92,5 +92,5 @@ def test_generated_source_is_reproducible():
 
 
 def test_unknown_source_kind():
-    with pytest.raises(ValueError, match="unknown dataset source kind 'kafka'"):
-        source_from_description({"kind": "kafka", "topic": "x"})
+    with pytest.raises(ValueError, match="unknown dataset source kind 'ftp'"):
+        source_from_description({"kind": "ftp", "path": "x"})
