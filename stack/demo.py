@@ -12,7 +12,7 @@ import click
 from confluent_kafka import Consumer, TopicPartition
 
 from stack.embedded import EmbeddedStack
-from stack.generate import frame_payments, generate_payments
+from stack.generate import generate_payments
 from stack.kafka import consumer_config, end_offsets
 from stack.payments import SOURCE_TOPIC
 from stack.produce import run_with_progress
@@ -35,7 +35,7 @@ def demo_command(data_dir: Path, payments_file: Path | None, count: int, ephemer
     stack: EmbeddedStack = start_stack(data_dir, ephemeral)
     bootstrap = stack.addresses.bootstrap_servers
     before = _topic_size(bootstrap)
-    source = payments_file if payments_file is not None else frame_payments(generate_payments(count, seed=0))
+    source = payments_file if payments_file is not None else generate_payments(count, seed=0)
     summary = run_with_progress(source, total=None if payments_file else count, quiet=False, bootstrap_servers=bootstrap)
     after = _topic_size(bootstrap)
     console.print(f"[bold]{SOURCE_TOPIC}[/] now holds {after:,} records ({after - before:,} new; {summary.acknowledged:,} acknowledged)")

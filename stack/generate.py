@@ -22,7 +22,6 @@ from stack.payments import (
     KAGGLE_COLUMNS,
     KAGGLE_EPOCH,
     Layout,
-    frame_payments,  # noqa: F401  (re-exported: stack.demo imports it from here)
 )
 from stack.produce import kafka_options, run_with_progress
 
