@@ -1,7 +1,9 @@
 """Engine-level tests over in-memory topics: statements, persistent queries, processing log, push queries."""
 
 import io
+import json
 import struct
+from pathlib import Path
 
 import fastavro
 import pytest
@@ -141,3 +143,51 @@ def test_unsupported_constructs_fail_loudly(engine):
         engine.execute("CREATE STREAM j AS SELECT * FROM payments p JOIN payments q WITHIN 1 SECOND ON p.payment_id = q.payment_id;")
     with pytest.raises(UnsupportedError):
         engine.execute("CREATE TABLE r AS SELECT user_name, COUNT(*) FROM payments GROUP BY user_name;")
+
+
+KSQL_DIR = Path(__file__).resolve().parents[1] / "ksql"
+
+
+@pytest.mark.skipif(not KSQL_DIR.is_dir(), reason="no ksql/ statement files")
+def test_fraud_statement_files_run_and_reapply_idempotently(engine):
+    for path in sorted(KSQL_DIR.glob("*.sql")):
+        engine.execute(path.read_text())
+    features = ",".join(str(i / 10) for i in range(28))
+    produce(engine, "creditcardfraud_source", b"p1", f"p1,2013-09-01T00:00:05Z,alice,5.0,{features},12.5,0".encode())
+    produce(engine, "creditcardfraud_source", b"p2", f"p2,2013-09-01T00:00:06Z,,6.0,{features},,".encode())
+    produce(engine, "creditcardfraud_source", b"p3", b"not,a,payment")
+    ((key, value),) = avro_values(engine, "creditcardfraud_preprocessed_avro")
+    assert key == b"p1" and value["AMOUNT"] == 12.5 and value["CLASS"] == 0 and "USER" not in value
+    assert engine.runtime.topics["creditcardfraud_preprocessed_avro"][0].timestamp == 1377993605000
+    enriched = [json.loads(r.value) for r in engine.runtime.topics["creditcardfraud_enriched"]]
+    assert [(e["USER"], e["CLASS"], e["AMOUNT"]) for e in enriched] == [("alice", 0, 12.5), ("unknown", -1, 0.0)]
+    anonymised = [json.loads(r.value)["USER"] for r in engine.runtime.topics["creditcardfraud_anonymised"]]
+    assert anonymised == ["xxice", None]
+    assert len(engine.processing_log.entries) == 3  # the bad line, once per query
+    queries_before = list(engine.queries)
+    for path in sorted(KSQL_DIR.glob("*.sql")):
+        engine.execute(path.read_text())
+    assert list(engine.queries) == queries_before
+
+
+def test_avro_sink_readable_with_confluent_deserializer(stack, topic_name):
+    """Against the embedded Schema Registry over HTTP: ksqlDB's subject naming and wire format."""
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+    from confluent_kafka.schema_registry.avro import AvroDeserializer
+    from confluent_kafka.serialization import MessageField, SerializationContext
+
+    from stack.ksqldb.formats import HttpSchemaRegistry
+
+    url = stack.addresses.schema_registry_url
+    engine = Engine(HttpSchemaRegistry(url), InMemoryRuntime(), {"auto.offset.reset": "earliest"})
+    engine.execute(f"CREATE STREAM src (id STRING KEY, amount DOUBLE, label INT) "
+                   f"WITH (kafka_topic='{topic_name}-src', value_format='DELIMITED');")
+    engine.execute(f"CREATE STREAM out WITH (kafka_topic='{topic_name}', value_format='AVRO') AS "
+                   f"SELECT id, amount, label FROM src;")
+    produce(engine, f"{topic_name}-src", b"a", b"1.5,1")
+    (rec,) = engine.runtime.topics[topic_name]
+    deserializer = AvroDeserializer(SchemaRegistryClient({"url": url}))
+    value = deserializer(rec.value, SerializationContext(topic_name, MessageField.VALUE))
+    assert value == {"AMOUNT": 1.5, "LABEL": 1}
+    latest = SchemaRegistryClient({"url": url}).get_latest_version(f"{topic_name}-value")
+    assert json.loads(latest.schema.schema_str)["name"] == "KsqlDataSourceSchema"

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from ..errors import KsqlStatementError, UnsupportedError
 from ..types import SqlType, contains_map
 from .base import Serde
-from .registry import SchemaRegistry, InMemorySchemaRegistry
+from .registry import HttpSchemaRegistry, InMemorySchemaRegistry, SchemaRegistry
 
 KNOWN_FORMATS = {"KAFKA", "DELIMITED", "JSON", "AVRO", "JSON_SR", "PROTOBUF", "PROTOBUF_NOSR", "NONE"}
 IMPLEMENTED = {"KAFKA", "DELIMITED", "JSON", "AVRO", "NONE"}
@@ -103,5 +103,5 @@ def make_serde(fmt: FormatInfo, columns: list[tuple[str, SqlType]], *, is_key: b
     raise UnsupportedError(f"format {fmt.name}")
 
 
-__all__ = ["FormatInfo", "InMemorySchemaRegistry", "SchemaRegistry", "Serde", "check_format_name",
+__all__ = ["FormatInfo", "HttpSchemaRegistry", "InMemorySchemaRegistry", "SchemaRegistry", "Serde", "check_format_name",
            "make_serde", "validate"]

@@ -57,3 +57,42 @@ class InMemorySchemaRegistry:
 
     def subjects(self) -> list[str]:
         return sorted(self._subjects)
+
+
+class HttpSchemaRegistry:
+    """The same interface over a Confluent-compatible Schema Registry (REST), via confluent-kafka's client.
+
+    Lookups by id are cached: a registered schema never changes, so the cache is always right.
+    """
+
+    def __init__(self, url: str) -> None:
+        from confluent_kafka.schema_registry import SchemaRegistryClient
+
+        self._client = SchemaRegistryClient({"url": url})
+        self._by_id: dict[int, Any] = {}
+
+    def register(self, subject: str, schema: Any) -> int:
+        from confluent_kafka.schema_registry import Schema
+
+        schema_id = self._client.register_schema(subject, Schema(json.dumps(schema), "AVRO"))
+        self._by_id[schema_id] = schema
+        return schema_id
+
+    def schema_by_id(self, schema_id: int) -> Any:
+        if schema_id not in self._by_id:
+            from confluent_kafka.schema_registry.error import SchemaRegistryError
+
+            try:
+                self._by_id[schema_id] = json.loads(self._client.get_schema(schema_id).schema_str)
+            except SchemaRegistryError as e:
+                raise KeyError(f"Schema {schema_id} not found: {e}") from None
+        return self._by_id[schema_id]
+
+    def latest(self, subject: str) -> tuple[int, Any] | None:
+        from confluent_kafka.schema_registry.error import SchemaRegistryError
+
+        try:
+            registered = self._client.get_latest_version(subject)
+        except SchemaRegistryError:
+            return None
+        return registered.schema_id, json.loads(registered.schema.schema_str)
