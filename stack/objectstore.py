@@ -48,7 +48,10 @@ def weed_binary() -> str:
     return str(beside) if beside.exists() else (shutil.which("weed") or "weed")
 
 
-_INTERNAL_PORT_FLAGS = ("master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port", "filer.port.grpc", "s3.port.grpc")
+_INTERNAL_PORT_FLAGS = (
+    "master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port", "filer.port.grpc", "s3.port.grpc",
+    "metricsPort",  # Prometheus metrics of every SeaweedFS server, on 127.0.0.1
+)
 
 
 def _internal_ports(store: Path, host: str) -> dict[str, int]:
