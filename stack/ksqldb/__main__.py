@@ -1,0 +1,60 @@
+"""Run the embedded ksqlDB-compatible server:
+`python -m stack.ksqldb --bootstrap-servers HOST:PORT --schema-registry-url URL [--host H --port P]`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+
+from aiohttp import web
+
+from stack.config import DEFAULT_HOST, DEFAULT_PORTS
+from stack.ksqldb.server import create_app
+from stack.ksqldb.server.h2c import protocol_factory
+from stack.ksqldb.server.service import KsqlService
+
+logger = logging.getLogger("stack.ksqldb")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m stack.ksqldb", description=__doc__)
+    parser.add_argument("--host", default=DEFAULT_HOST, help="address to bind (default %(default)s)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORTS["ksqldb"], help="default %(default)s")
+    parser.add_argument("--bootstrap-servers", required=True, help="Kafka bootstrap servers, HOST:PORT")
+    parser.add_argument("--schema-registry-url", default=None, help="Schema Registry URL (needed for AVRO)")
+    parser.add_argument("--log-level", default="INFO", help="logging level (default %(default)s)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    service = KsqlService(args.bootstrap_servers, args.schema_registry_url)
+    logger.info("ksqlDB-compatible server on http://%s:%d, Kafka at %s", args.host, args.port, args.bootstrap_servers)
+    try:
+        asyncio.run(serve(service, args.host, args.port))
+    except OSError as exc:  # a busy port: one line, not a traceback
+        logger.error("cannot serve on %s:%d: %s", args.host, args.port, exc.strerror or exc)
+        raise SystemExit(1) from None
+
+
+async def serve(service: KsqlService, host: str, port: int) -> None:
+    """aiohttp for HTTP/1.1 and HTTP/2 cleartext for the streaming endpoints, on one port, until SIGTERM/SIGINT."""
+    runner = web.AppRunner(create_app(service), access_log=None)
+    await runner.setup()
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        server = await loop.create_server(protocol_factory(runner.server, service), host, port)
+    except OSError:
+        await runner.cleanup()
+        raise
+    try:
+        await stop.wait()
+    finally:
+        server.close()
+        await runner.cleanup()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,127 @@
+"""The ksqlDB REST API over aiohttp: /info, /healthcheck, /ksql, /query, /query-stream, /close-query,
+/inserts-stream. Bodies and error objects follow ksqlDB's, so its clients (ksql-python, the CLI's
+REST calls) work unchanged."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from aiohttp import web
+
+from . import streams
+from .entities import BAD_REQUEST, error_body
+from .service import KsqlService, StatementFailure
+
+log = logging.getLogger(__name__)
+
+VERSION = "0.29.0"
+SERVICE = web.AppKey("service", KsqlService)
+
+
+def _json(body: Any, status: int = 200) -> web.Response:
+    return web.Response(text=json.dumps(body), status=status, content_type="application/json")
+
+
+@web.middleware
+async def failures(request: web.Request, handler: Any) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except StatementFailure as e:
+        return _json(e.body, e.status)
+
+
+async def info(request: web.Request) -> web.Response:
+    return _json({"KsqlServerInfo": {"version": VERSION, "kafkaClusterId": "fraudstream", "ksqlServiceId": "default_",
+                                     "serverStatus": "RUNNING" if request.app[SERVICE].ready else "STARTING"}})
+
+
+async def healthcheck(request: web.Request) -> web.Response:
+    ready = request.app[SERVICE].ready
+    parts = {"metastore": {"isHealthy": ready}, "kafka": {"isHealthy": ready}, "commandRunner": {"isHealthy": ready}}
+    return _json({"isHealthy": ready, "details": parts}, 200 if ready else 503)
+
+
+async def ksql(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    streams.ready(service)
+    body = streams.parse_body(await request.read())
+    sql = body.get("ksql")
+    if not isinstance(sql, str) or not sql.strip():
+        raise StatementFailure(error_body("generic_error", BAD_REQUEST, "The request has no 'ksql' statement text"))
+    return _json(await asyncio.to_thread(service.execute, sql, body.get("streamsProperties") or {}))
+
+
+def _disconnected(request: web.Request) -> Callable[[], bool]:
+    return lambda: request.transport is None or request.transport.is_closing()
+
+
+async def _chunked(request: web.Request, content_type: str, chunks: AsyncIterator[bytes]) -> web.StreamResponse:
+    response = web.StreamResponse(headers={"Content-Type": content_type})
+    response.enable_chunked_encoding()
+    try:
+        await response.prepare(request)
+        async for chunk in chunks:
+            await response.write(chunk)
+        await response.write_eof()
+    except (ConnectionResetError, asyncio.CancelledError):
+        log.info("%s: client went away", request.path)
+    finally:
+        await chunks.aclose()  # type: ignore[attr-defined]
+    return response
+
+
+async def query(request: web.Request) -> web.StreamResponse:
+    """POST /query: a chunked JSON array: header, one {"row": ...} per row, a final message on LIMIT."""
+    service = request.app[SERVICE]
+    pq = await streams.open_push(service, await request.read(), "ksql", "streamsProperties")
+    return await _chunked(request, "application/json", streams.query_chunks(service, pq, _disconnected(request)))
+
+
+async def query_stream(request: web.Request) -> web.StreamResponse:
+    """POST /query-stream: header object then rows, newline-delimited (default) or as one JSON array."""
+    service = request.app[SERVICE]
+    pq = await streams.open_push(service, await request.read(), "sql", "properties")
+    content_type, chunks = streams.query_stream_chunks(service, pq, request.headers.get("Accept", ""),
+                                                       _disconnected(request))
+    return await _chunked(request, content_type, chunks)
+
+
+async def close_query(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    body = streams.parse_body(await request.read())
+    if not streams.close_query(service, body.get("queryId")):
+        return _json(error_body("generic_error", BAD_REQUEST, f"No query with id {body.get('queryId')}"), 400)
+    return web.Response(status=200)
+
+
+async def inserts_stream(request: web.Request) -> web.StreamResponse:
+    """POST /inserts-stream: a target line, then one JSON object per row; one ack (or error) line per row."""
+    service = request.app[SERVICE]
+    target, rows = streams.parse_inserts(service, await request.read())
+    return await _chunked(request, streams.DELIMITED, streams.insert_chunks(service, target, rows))
+
+
+def create_app(service: KsqlService) -> web.Application:
+    app = web.Application(middlewares=[failures], client_max_size=64 * 1024 * 1024)
+    app[SERVICE] = service
+    app.router.add_get("/info", info)
+    app.router.add_get("/healthcheck", healthcheck)
+    app.router.add_post("/ksql", ksql)
+    app.router.add_post("/query", query)
+    app.router.add_post("/query-stream", query_stream)
+    app.router.add_post("/close-query", close_query)
+    app.router.add_post("/inserts-stream", inserts_stream)
+
+    async def replay(app: web.Application) -> None:
+        app["replay"] = asyncio.get_running_loop().run_in_executor(None, service.start)
+
+    async def shutdown(app: web.Application) -> None:
+        await asyncio.to_thread(service.close)
+
+    app.on_startup.append(replay)
+    app.on_cleanup.append(shutdown)
+    return app

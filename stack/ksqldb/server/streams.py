@@ -1,0 +1,111 @@
+"""The streaming endpoints' bodies (/query, /query-stream, /inserts-stream) as async byte chunks, so that
+HTTP/1.1 (aiohttp) and HTTP/2 cleartext (ksql-python's `inserts_stream` and `use_http2` queries)
+send the same bytes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from ..errors import KsqlError
+from .entities import BAD_REQUEST, BAD_STATEMENT, NOT_READY, error_body
+from .service import KsqlService, PushQuery, StatementFailure
+
+DELIMITED = "application/vnd.ksqlapi.delimited.v1"
+
+
+def ready(service: KsqlService) -> None:
+    if not service.ready:
+        raise StatementFailure(error_body("generic_error", NOT_READY, "The server is replaying its command topic"), 503)
+
+
+def parse_body(raw: bytes) -> dict[str, Any]:
+    try:
+        body = json.loads(raw or b"{}")
+    except ValueError as e:
+        raise StatementFailure(error_body("generic_error", BAD_REQUEST, f"Invalid JSON in request: {e}")) from None
+    if not isinstance(body, dict):
+        raise StatementFailure(error_body("generic_error", BAD_REQUEST, "The request body must be a JSON object"))
+    return body
+
+
+async def open_push(service: KsqlService, raw: bytes, sql_key: str, props_key: str) -> PushQuery:
+    ready(service)
+    body = parse_body(raw)
+    sql = body.get(sql_key)
+    if not isinstance(sql, str) or not sql.strip():
+        raise StatementFailure(error_body("generic_error", BAD_REQUEST, f"The request has no '{sql_key}' text"))
+    return await asyncio.to_thread(service.open_push, sql, body.get(props_key) or {})
+
+
+async def _rows(service: KsqlService, pq: PushQuery, gone: Callable[[], bool]) -> AsyncIterator[list[Any]]:
+    """Rows until the LIMIT, a close-query or a client that went away; the query is closed afterwards."""
+    try:
+        while not pq.done and not gone():
+            for row in await asyncio.to_thread(pq.poll, 0.5):
+                yield row
+    finally:
+        await asyncio.to_thread(service.close_push, pq.tq.id)
+
+
+async def query_chunks(service: KsqlService, pq: PushQuery, gone: Callable[[], bool]) -> AsyncIterator[bytes]:
+    header = {"header": {"queryId": pq.tq.id, "schema": pq.header.schema}}
+    yield ("[" + json.dumps(header) + ",\n").encode()
+    async for row in _rows(service, pq, gone):
+        yield (json.dumps({"row": {"columns": row}}) + ",\n").encode()
+    final = "Limit Reached" if pq.remaining == 0 else "Query Completed"
+    yield (json.dumps({"finalMessage": final}) + "]\n").encode()
+
+
+def query_stream_chunks(service: KsqlService, pq: PushQuery, accept: str,
+                        gone: Callable[[], bool]) -> tuple[str, AsyncIterator[bytes]]:
+    header = {"queryId": pq.tq.id, "columnNames": pq.header.names, "columnTypes": pq.header.types}
+    as_json = "application/json" in accept
+
+    async def chunks() -> AsyncIterator[bytes]:
+        if as_json:
+            yield ("[" + json.dumps(header)).encode()
+            async for row in _rows(service, pq, gone):
+                yield ("," + json.dumps(row)).encode()
+            yield b"]"
+        else:
+            yield (json.dumps(header) + "\n").encode()
+            async for row in _rows(service, pq, gone):
+                yield (json.dumps(row) + "\n").encode()
+
+    return ("application/json" if as_json else DELIMITED), chunks()
+
+
+def close_query(service: KsqlService, query_id: Any) -> bool:
+    pq = service.push_queries.get(str(query_id))
+    if pq is None:
+        return False
+    pq.closed = True  # the streaming response notices, closes the consumer and ends
+    return True
+
+
+def parse_inserts(service: KsqlService, raw: bytes) -> tuple[str, list[str]]:
+    ready(service)
+    lines = [line for line in raw.decode("utf-8").split("\n") if line.strip()]
+    try:
+        target = json.loads(lines[0])["target"] if lines else None
+    except (ValueError, KeyError, TypeError):
+        target = None
+    if not isinstance(target, str):
+        raise StatementFailure(error_body("generic_error", BAD_REQUEST, 'The first line must be {"target": STREAM}'))
+    return target, lines[1:]
+
+
+async def insert_chunks(service: KsqlService, target: str, rows: list[str]) -> AsyncIterator[bytes]:
+    for seq, line in enumerate(rows):
+        try:
+            row = json.loads(line)
+            if not isinstance(row, dict):
+                raise KsqlError("Each row must be a JSON object")
+            await asyncio.to_thread(service.insert_row, target, row)
+            ack: dict[str, Any] = {"status": "ok", "seq": seq}
+        except (KsqlError, ValueError) as e:
+            ack = {"status": "error", "seq": seq, "error_code": BAD_STATEMENT, "message": getattr(e, "message", str(e))}
+        yield (json.dumps(ack) + "\n").encode()

@@ -1,0 +1,130 @@
+"""The ksqlDB REST API of the embedded server, driven by ksql-python (`from ksql import KSQLAPI`) and raw HTTP."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from confluent_kafka import Consumer, Producer
+from ksql import KSQLAPI
+from ksql.errors import KSQLError
+
+from stack.kafka import producer_config
+from stack.supervisor import RunningService
+from ksqldb_server_helpers import running_server
+
+
+@pytest.fixture(scope="module")
+def server(stack, tmp_path_factory) -> Iterator[RunningService]:
+    with running_server(stack.addresses, tmp_path_factory.mktemp("ksqldb-logs")) as service:
+        yield service
+
+
+@pytest.fixture
+def client(server: RunningService) -> KSQLAPI:
+    return KSQLAPI(server.address)
+
+
+def _produce(bootstrap: str, topic: str, values: list[tuple[bytes | None, bytes]]) -> None:
+    producer = Producer(producer_config(bootstrap))
+    for key, value in values:
+        producer.produce(topic, key=key, value=value)
+    assert producer.flush(30) == 0
+
+
+def _read(bootstrap: str, topic: str, n: int) -> list[tuple[bytes | None, bytes | None]]:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"t-{topic}", "auto.offset.reset": "earliest",
+                         "session.timeout.ms": 6000})
+    consumer.subscribe([topic])
+    out = []
+    try:
+        while len(out) < n:
+            m = consumer.poll(30)
+            assert m is not None, f"only {len(out)} of {n} records arrived in {topic}"
+            if m.error() is None:
+                out.append((m.key(), m.value()))
+    finally:
+        consumer.close()
+    return out
+
+
+def test_info_and_healthcheck(server: RunningService, client: KSQLAPI) -> None:
+    assert client.get_ksql_version() == "0.29.0"
+    health = httpx.get(f"{server.address}/healthcheck").json()
+    assert health["isHealthy"] is True
+
+
+def test_client_methods_end_to_end(stack, client: KSQLAPI, topic_name: str) -> None:
+    name = topic_name.upper().replace("-", "_")
+    src, out = f"S_{name}", f"O_{name}"
+    assert client.create_stream(src, ["ID VARCHAR", "AMOUNT DOUBLE"], topic_name, "JSON") is True
+    described = client.ksql(f"DESCRIBE {src}")[0]
+    assert described["@type"] == "sourceDescription"
+    assert [f["name"] for f in described["sourceDescription"]["fields"]] == ["ID", "AMOUNT"]
+
+    _produce(stack.addresses.bootstrap_servers, topic_name, [(None, b'{"ID":"a","AMOUNT":1.5}'),
+                                                             (None, b'{"ID":"b","AMOUNT":20.0}')])
+    assert client.create_stream_as(out, ["ID", "AMOUNT * 2 AS DOUBLED"], src, kafka_topic=f"{topic_name}-out",
+                                   value_format="JSON", conditions="AMOUNT > 10",
+                                   ) is True
+    queries = client.ksql("SHOW QUERIES")[0]["queries"]
+    assert any(q["sinks"] == [out] and q["state"] == "RUNNING" for q in queries)
+    streams = client.ksql("SHOW STREAMS")[0]["streams"]
+    assert {src, out} <= {s["name"] for s in streams}
+
+    inserted = client.inserts_stream(src, [{"ID": "c", "AMOUNT": 30.0}, {"ID": "d", "AMOUNT": 2.0}])
+    assert [r["status"] for r in inserted] == ["ok", "ok"]
+    # the query started at "latest": only the inserted row with AMOUNT > 10 comes out
+    assert _read(stack.addresses.bootstrap_servers, f"{topic_name}-out", 1) == [(None, b'{"ID":"c","DOUBLED":60.0}')]
+
+    chunks = list(client.query(f"SELECT ID, AMOUNT FROM {src} EMIT CHANGES LIMIT 3",
+                               stream_properties={"auto.offset.reset": "earliest"}))
+    body = json.loads("".join(chunks))
+    assert body[0]["header"]["schema"] == "`ID` STRING, `AMOUNT` DOUBLE"
+    assert [r["row"]["columns"] for r in body[1:4]] == [["a", 1.5], ["b", 20.0], ["c", 30.0]]
+    assert body[-1] == {"finalMessage": "Limit Reached"}
+
+    props = client.get_properties()
+    assert {"name": "auto.offset.reset", "scope": "KSQL", "value": "latest"} in props
+
+
+def test_errors_are_ksqldb_bodies(server: RunningService, client: KSQLAPI) -> None:
+    with pytest.raises(KSQLError) as info:
+        client.ksql("DESCRIBE NO_SUCH_STREAM")
+    assert info.value.error_code == 40001
+    with pytest.raises(KSQLError) as info:
+        client.ksql("CREATE TABLE T (K STRING PRIMARY KEY, V INT) WITH (KAFKA_TOPIC='t', VALUE_FORMAT='JSON')")
+    assert "Unsupported" in str(info.value)
+    response = httpx.post(f"{server.address}/ksql", json={"ksql": "SELEC nonsense;"})
+    assert response.status_code == 400
+    assert response.json()["@type"] == "statement_error"
+    assert response.json()["error_code"] == 40001
+    response = httpx.post(f"{server.address}/ksql", json={"ksql": "SELECT * FROM X EMIT CHANGES;"})
+    assert response.json()["error_code"] == 40002
+
+
+def test_query_stream_formats_and_close(stack, server: RunningService, client: KSQLAPI, topic_name: str) -> None:
+    name = "QS_" + topic_name.upper().replace("-", "_")
+    client.ksql(f"CREATE STREAM {name} (K STRING KEY, N INT) WITH (KAFKA_TOPIC='{topic_name}', "
+                "VALUE_FORMAT='DELIMITED', PARTITIONS=1)")
+    _produce(stack.addresses.bootstrap_servers, topic_name, [(b"k1", b"1"), (b"k2", b"2")])
+    sql = f"SELECT * FROM {name} EMIT CHANGES LIMIT 2;"
+    body = {"sql": sql, "properties": {"auto.offset.reset": "earliest"}}
+    lines = httpx.post(f"{server.address}/query-stream", json=body, timeout=30).text.strip().split("\n")
+    header = json.loads(lines[0])
+    assert header["columnNames"] == ["K", "N"] and header["columnTypes"] == ["STRING", "INTEGER"]
+    assert [json.loads(line) for line in lines[1:]] == [["k1", 1], ["k2", 2]]
+    as_json = httpx.post(f"{server.address}/query-stream", json=body, headers={"Accept": "application/json"},
+                         timeout=30).json()
+    assert as_json[1:] == [["k1", 1], ["k2", 2]]
+
+    # an endless push query, closed from another request
+    with httpx.stream("POST", f"{server.address}/query-stream", timeout=30,
+                      json={"sql": f"SELECT * FROM {name} EMIT CHANGES;", "properties": {}}) as stream:
+        lines_iter = stream.iter_lines()
+        query_id = json.loads(next(lines_iter))["queryId"]
+        assert client.close_query(query_id) is True
+        assert list(lines_iter) == []
+    assert client.close_query("no_such_query") is False
