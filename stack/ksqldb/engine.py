@@ -223,8 +223,13 @@ class Engine:
         ts_col = stmt_props.get("TIMESTAMP")
         if ts_col is not None:
             ts_col = str(ts_col).upper()
-            if schema.find(ts_col) is None:
+            ts_column = schema.find(ts_col)
+            if ts_column is None:
                 raise KsqlStatementError(f"The TIMESTAMP column set in the WITH clause does not exist in the schema: '{ts_col}'")
+            if ts_column.type.name not in ("BIGINT", "TIMESTAMP", "STRING"):
+                raise KsqlStatementError(
+                    f"Timestamp column, `{ts_col}`, should be LONG(INT64), TIMESTAMP, or a String with a "
+                    "timestamp.format specified.")
         source = DataSource(
             name=stmt.name, kind=stmt.kind, schema=schema, topic=topic, key_format=key_fmt, value_format=value_fmt,
             sql=stmt.text, is_source=stmt.is_source, timestamp_column=ts_col,

@@ -222,19 +222,19 @@ def _timestamp_extractor(source: DataSource) -> Callable | None:
     from .functions.datetime import parse_java
     from .types import BIGINT, STRING, TIMESTAMP
 
+    if c.type == BIGINT:
+        convert: Callable[[Any], int] = lambda v: v  # noqa: E731
+    elif c.type == TIMESTAMP:
+        convert = V.timestamp_to_millis
+    elif c.type == STRING:
+        convert = (lambda v: V.timestamp_to_millis(V.parse_timestamp(v))) if fmt is None else \
+            (lambda v: V.timestamp_to_millis(parse_java(v, fmt)))
+    else:
+        raise EvalError(f"Unsupported timestamp column type {c.type}")
+
     def extract(keys, values):
         v = keys[idx] if in_key else values[idx]
-        if v is None:
-            return None
-        if c.type == BIGINT:
-            return v
-        if c.type == TIMESTAMP:
-            return V.timestamp_to_millis(v)
-        if c.type == STRING:
-            if fmt is None:
-                return V.timestamp_to_millis(V.parse_timestamp(v))
-            return V.timestamp_to_millis(parse_java(v, fmt))
-        raise EvalError(f"Unsupported timestamp column type {c.type}")
+        return None if v is None else convert(v)
     return extract
 
 

@@ -119,6 +119,11 @@ def _to_avro(value: Any, t: SqlType) -> Any:
     return value
 
 
+def _plain_avro(t: SqlType) -> bool:
+    """True when the engine's value is already what fastavro writes for this type."""
+    return t != TIMESTAMP and not isinstance(t, (ArrayType, MapType, StructType))
+
+
 def encode(schema_id: int, parsed: Any, datum: Any) -> bytes:
     buf = io.BytesIO()
     buf.write(b"\x00" + struct.pack(">I", schema_id))
@@ -157,6 +162,10 @@ class AvroSerde(Serde):
         self._fixed_id = schema_id
         self._id: int | None = None
         self._cache: dict = {}
+        self._names = [n for n, _ in columns]
+        # per-column converters, only where a value needs one (timestamps, containers)
+        self._converters = [None if _plain_avro(t) else (lambda v, _t=t: _to_avro(v, _t)) for _, t in columns]
+        self._all_plain = all(c is None for c in self._converters)
 
     def deserialize(self, data: bytes | None) -> list[Any] | None:
         if data is None:
@@ -186,7 +195,11 @@ class AvroSerde(Serde):
                 return None
             datum = _to_avro(values[0], self.columns[0][1])
         else:
-            datum = {n: _to_avro(v, t) for (n, t), v in zip(self.columns, values)}
+            if self._all_plain:
+                datum = dict(zip(self._names, values))
+            else:
+                datum = {n: (v if c is None or v is None else c(v))
+                         for n, v, c in zip(self._names, values, self._converters)}
         try:
             return encode(self._id, self._parsed, datum)
         except Exception as e:

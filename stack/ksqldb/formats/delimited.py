@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import csv
 import io
 from decimal import Decimal, InvalidOperation
@@ -41,32 +42,38 @@ def parse_delimiter(text: str) -> str:
     return text
 
 
-def _parse(field: str, t: SqlType) -> Any:
+def _int_parser(lo: int, hi: int):
+    def parse(field: str) -> int:
+        v = int(field)
+        if not lo <= v <= hi:
+            raise ValueError(f"out of range: {field}")
+        return v
+    return parse
+
+
+def _parser_for(t: SqlType):
+    """A parser for one column, chosen once per serde rather than per field."""
     if t == STRING:
-        return field
-    try:
-        if t == BOOLEAN:
-            return field.strip().lower() == "true"
-        if t in (INTEGER, BIGINT):
-            v = int(field.strip())
-            if (t == INTEGER and not V.INT_MIN <= v <= V.INT_MAX) or not V.LONG_MIN <= v <= V.LONG_MAX:
-                raise ValueError(f"out of range: {field}")
-            return v
-        if t == DOUBLE:
-            return float(field.strip())
-        if isinstance(t, DecimalType):
-            return V.fit_decimal(Decimal(field.strip()), t)
-        if t == BYTES:
-            return base64.b64decode(field)
-        if t == DATE:
-            return V.days_to_date(int(field))
-        if t == TIME:
-            return V.millis_to_time(int(field))
-        if t == TIMESTAMP:
-            return V.millis_to_timestamp(int(field))
-    except (ValueError, InvalidOperation, EvalError) as e:
-        raise SerdeError(f"Failed to deserialise DELIMITED field '{field}' as {t}: {e}") from None
-    raise SerdeError(f"DELIMITED does not support {t}")
+        return None  # the field text as is
+    if t == BOOLEAN:
+        return lambda f: f.strip().lower() == "true"
+    if t == INTEGER:
+        return _int_parser(V.INT_MIN, V.INT_MAX)
+    if t == BIGINT:
+        return _int_parser(V.LONG_MIN, V.LONG_MAX)
+    if t == DOUBLE:
+        return float
+    if isinstance(t, DecimalType):
+        return lambda f: V.fit_decimal(Decimal(f.strip()), t)
+    if t == BYTES:
+        return base64.b64decode
+    if t == DATE:
+        return lambda f: V.days_to_date(int(f))
+    if t == TIME:
+        return lambda f: V.millis_to_time(int(f))
+    if t == TIMESTAMP:
+        return lambda f: V.millis_to_timestamp(int(f))
+    raise KsqlStatementError(f"The 'DELIMITED' format does not support type '{t.name}'")
 
 
 def _text(value: Any, t: SqlType) -> str:
@@ -99,6 +106,8 @@ class DelimitedSerde(Serde):
     def __init__(self, columns: list[tuple[str, SqlType]], delimiter: str) -> None:
         super().__init__(columns)
         self.delimiter = delimiter
+        self._parsers = [_parser_for(t) for _, t in columns]
+        self._n = len(columns)
 
     def deserialize(self, data: bytes | None) -> list[Any] | None:
         if data is None:
@@ -107,17 +116,22 @@ class DelimitedSerde(Serde):
             text = data.decode("utf-8")
         except UnicodeDecodeError as e:
             raise SerdeError(f"Invalid UTF-8 in DELIMITED record: {e}") from None
+        if '"' in text or "\n" in text or "\r" in text:
+            try:
+                rows = list(csv.reader(io.StringIO(text), delimiter=self.delimiter, quotechar='"', strict=True))
+            except csv.Error as e:
+                raise SerdeError(f"Failed to parse DELIMITED record: {e}") from None
+            if len(rows) > 1:
+                raise SerdeError("Failed to parse DELIMITED record: more than one record")
+            fields = rows[0] if rows else [""]
+        else:
+            fields = text.split(self.delimiter)
+        if len(fields) != self._n:
+            raise SerdeError(f"Unexpected field count, csvFields:{len(fields)} schemaFields:{self._n}")
         try:
-            rows = list(csv.reader(io.StringIO(text), delimiter=self.delimiter, quotechar='"', strict=True))
-        except csv.Error as e:
-            raise SerdeError(f"Failed to parse DELIMITED record: {e}") from None
-        fields = rows[0] if rows else ([""] if len(self.columns) == 1 else [])
-        if len(rows) > 1:
-            raise SerdeError("Failed to parse DELIMITED record: more than one record")
-        if len(fields) != len(self.columns):
-            raise SerdeError(
-                f"Unexpected field count, csvFields:{len(fields)} schemaFields:{len(self.columns)}")
-        return [None if f == "" else _parse(f, t) for f, (_, t) in zip(fields, self.columns)]
+            return [None if f == "" else (f if p is None else p(f)) for f, p in zip(fields, self._parsers)]
+        except (ValueError, InvalidOperation, EvalError, ArithmeticError, binascii.Error) as e:
+            raise SerdeError(f"Failed to deserialise DELIMITED record '{text}': {e}") from None
 
     def serialize(self, values: list[Any] | None) -> bytes | None:
         if values is None:
