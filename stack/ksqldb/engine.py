@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from . import ast
@@ -22,7 +22,6 @@ from .metastore import RESERVED, Column, DataSource, LogicalSchema, MetaStore
 from .parser import parse
 from .planner import plan_select
 from .types import NullType
-from . import values as V
 
 DEFAULT_CONFIG: dict[str, Any] = {
     "ksql.persistence.default.format.key": "KAFKA",
@@ -465,7 +464,7 @@ class Engine:
 
 
 def describe(source: DataSource, engine: Engine, extended: bool) -> dict[str, Any]:
-    fields = [{"name": "ROWTIME", "schema": {"type": "BIGINT", "fields": None, "memberSchema": None}}] if False else []
+    fields: list[dict[str, Any]] = []
     for c in source.schema.key:
         fields.append({"name": c.name, "schema": _schema_json(c.type), "type": "KEY"})
     for c in source.schema.value:
@@ -493,5 +492,3 @@ def _schema_json(t: Any) -> dict[str, Any]:
                 "memberSchema": None}
     return {"type": t.name if t.name != "DECIMAL" else str(t), "fields": None, "memberSchema": None}
 
-
-_ = V

@@ -22,7 +22,7 @@ from .formatter import format_expr
 from .functions import resolve
 from .functions.maths import jdiv
 from .types import (
-    BIGINT, BOOLEAN, BYTES, DOUBLE, INTEGER, NULL, STRING,
+    BIGINT, BOOLEAN, DOUBLE, INTEGER, NULL, STRING,
     ArrayType, DecimalType, MapType, NullType, SqlType, StructType,
     arithmetic_result, common_type, is_integral, is_numeric, is_temporal,
 )

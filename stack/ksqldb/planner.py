@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from . import ast
 from .errors import KsqlStatementError, UnsupportedError
 from .expressions import Compiled, Compiler, ErrorSink, Scope
-from .formatter import quote_ident
 from .metastore import RESERVED, Column, DataSource, LogicalSchema, MetaStore
 from .types import NullType
 

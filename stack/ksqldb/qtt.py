@@ -15,7 +15,7 @@ import fnmatch
 import json
 import re
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal, localcontext
 from pathlib import Path
 from typing import Any, Iterator
@@ -534,5 +534,3 @@ def conformance_command(directory: Path, file_glob: str, verbose: bool) -> None:
                     console.print(f"[{'red' if r.status == FAILED else 'yellow'}]{r.status}[/] {name} :: {r.name}: "
                                   f"{r.reason.splitlines()[0] if r.reason else ''}", markup=True, highlight=False)
 
-
-_ = field

@@ -20,7 +20,6 @@ from ..types import (
     BIGINT, BOOLEAN, BYTES, DATE, DOUBLE, INTEGER, STRING, TIME, TIMESTAMP,
     ArrayType, DecimalType, MapType, SqlType, StructType,
 )
-from .. import values as V
 from .base import Serde
 from .coerce import coerce, lookup_field
 from .registry import SchemaRegistry
@@ -241,5 +240,3 @@ def sql_type_of(avro: Any) -> SqlType:
         return BYTES
     return sql_type_of(kind)
 
-
-_ = (V, lookup_field)

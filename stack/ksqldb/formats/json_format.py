@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import json
 import math
 from decimal import Decimal
@@ -92,5 +91,3 @@ class JsonSerde(Serde):
             return dumps(values[0], self.columns[0][1]).encode("utf-8")
         return dumps(dict(zip((n for n, _ in self.columns), values)), self.struct).encode("utf-8")
 
-
-_ = dt

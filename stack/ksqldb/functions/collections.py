@@ -60,8 +60,6 @@ def map_values(m):
     return list(m.values())
 
 
-_ = MapType
-
 
 # ------------------------------------------------------------------ more ARRAY / MAP functions
 def _distinct(values: list) -> list:

@@ -9,7 +9,7 @@ import re
 from functools import lru_cache
 
 from ..errors import EvalError
-from ..types import BIGINT, BOOLEAN, BYTES, INTEGER, STRING, ArrayType, MapType
+from ..types import BOOLEAN, BYTES, INTEGER, STRING, ArrayType, MapType
 from .registry import register
 
 
@@ -456,8 +456,6 @@ def split_to_map(s, entry_delim, kv_delim):
             out[k] = v
     return out
 
-
-_ = BIGINT
 
 
 @register("ELT", [INTEGER, STRING], STRING, variadic=True, null_safe=False)
