@@ -9,6 +9,7 @@ committed offset are read again and land in the same objects with the same bytes
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 import traceback
@@ -16,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
 
 from connectors.worker.converters import NULL, ConversionError, Converted, make_converter
 from connectors.worker.dlq import DeadLetterQueue, Failure
@@ -30,6 +31,9 @@ from stack.kafka import consumer_config
 from stack.objectstore import s3_client
 
 logger = logging.getLogger(__name__)
+
+#: How often a task looks for new partitions of its topics.
+METADATA_REFRESH_SECONDS = 10.0
 
 StateListener = Callable[["SinkTask", str, str | None], None]  # (task, state, trace)
 
@@ -56,6 +60,7 @@ class SinkTask(threading.Thread):
         self.committed: dict[tuple[str, int], int] = {}
         self.first_record_at: float | None = None  # monotonic; for throughput measurements
         self._stopping = threading.Event()
+        self._refreshed_at = 0.0
         values = settings.values
         self.format = make_format(values["format.class"], values["avro.codec"], values["parquet.codec"])
         self.partitioner = make_partitioner(values)
@@ -117,23 +122,52 @@ class SinkTask(threading.Thread):
                 client_id=f"connector-consumer-{self.connector}-{self.task_id}",
             )
         )
-        topics = values["topics"] or [f"^{values['topics.regex']}"]
-        self.consumer.subscribe(topics, on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._revoked)
+        self._refresh_assignment()
 
-    def _assigned(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        for tp in partitions:
-            self.writers[(tp.topic, tp.partition)] = PartitionWriter(tp.topic, tp.partition, self.rotation)
-        logger.info("%s-%d assigned %s", self.connector, self.task_id, [f"{tp.topic}[{tp.partition}]" for tp in partitions])
+    def owned(self, available: list[tuple[str, int]]) -> list[tuple[str, int]]:
+        """This task's share of the connector's partitions: every tasks.max-th one, in a stable order."""
+        tasks = self.settings["tasks.max"]
+        return [tp for index, tp in enumerate(sorted(available)) if index % tasks == self.task_id]
 
-    def _revoked(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        """Drop open files: the partition's next owner starts again from the committed offset."""
-        for tp in partitions:
-            self.writers.pop((tp.topic, tp.partition), None)
+    def _matching_partitions(self) -> list[tuple[str, int]]:
+        assert self.consumer is not None
+        topics = self.consumer.list_topics(timeout=30).topics  # all topics: naming one would auto-create it
+        names, regex = self.settings["topics"], self.settings["topics.regex"]
+        wanted = [t for t in topics if (t in names if names else re.fullmatch(regex, t))]
+        return [(topic, p) for topic in wanted if topics[topic].error is None for p in topics[topic].partitions]
+
+    def _refresh_assignment(self) -> None:
+        """Assign this task's partitions, resuming each from the group's committed offset.
+
+        The partitions are assigned, not subscribed through the group protocol: one worker runs every
+        task, so there is nothing to balance, and the embedded broker's group rebalances can stall for
+        minutes after a member leaves. Offsets still live in the group `connect-<name>`, as in Connect.
+        """
+        assert self.consumer is not None
+        self._refreshed_at = time.monotonic()
+        owned = set(self.owned(self._matching_partitions()))
+        added = sorted(owned - set(self.writers))
+        removed = sorted(set(self.writers) - owned)
+        if removed:
+            self.consumer.incremental_unassign([TopicPartition(t, p) for t, p in removed])
+            for tp in removed:
+                self.writers.pop(tp, None)
+        if added:
+            committed = self.consumer.committed([TopicPartition(t, p) for t, p in added], timeout=30)
+            starts = [TopicPartition(tp.topic, tp.partition, tp.offset if tp.offset >= 0 else OFFSET_BEGINNING) for tp in committed]
+            for tp in starts:
+                self.writers[(tp.topic, tp.partition)] = PartitionWriter(tp.topic, tp.partition, self.rotation)
+                if tp.offset >= 0:
+                    self.committed[(tp.topic, tp.partition)] = tp.offset
+            self.consumer.incremental_assign(starts)
+            logger.info("%s-%d assigned %s", self.connector, self.task_id, [f"{tp.topic}[{tp.partition}]@{tp.offset}" for tp in starts])
 
     # -- the loop ----------------------------------------------------------------------------------------
 
     def poll_once(self, max_records: int = 2000, timeout: float = 0.2) -> None:
         assert self.consumer is not None
+        if time.monotonic() - self._refreshed_at > METADATA_REFRESH_SECONDS:
+            self._refresh_assignment()  # new partitions, or new topics matching topics.regex
         for message in self.consumer.consume(max_records, timeout):
             error = message.error()
             if error is not None:
@@ -224,7 +258,7 @@ class SinkTask(threading.Thread):
         try:
             self.consumer.commit(offsets=[TopicPartition(writer.topic, writer.partition, offset)], asynchronous=False)
         except KafkaException as exc:
-            # Most often a rebalance took the partition away; its next owner rewrites the same objects.
+            # Retried with the next file or idle pass; a restart before that rewrites the same objects.
             logger.warning("%s-%d: commit of %s[%d]@%d failed: %s", self.connector, self.task_id, *tp, offset, exc.args[0].str())
             return
         self.committed[tp] = offset
