@@ -24,10 +24,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=DEFAULT_PORTS["ksqldb"], help="default %(default)s")
     parser.add_argument("--bootstrap-servers", required=True, help="Kafka bootstrap servers, HOST:PORT")
     parser.add_argument("--schema-registry-url", default=None, help="Schema Registry URL (needed for AVRO)")
+    parser.add_argument("--service-id", default="default_",
+                        help="ksql.service.id: names the command topic and query groups (default %(default)s)")
     parser.add_argument("--log-level", default="INFO", help="logging level (default %(default)s)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    service = KsqlService(args.bootstrap_servers, args.schema_registry_url)
+    service = KsqlService(args.bootstrap_servers, args.schema_registry_url, service_id=args.service_id)
     logger.info("ksqlDB-compatible server on http://%s:%d, Kafka at %s", args.host, args.port, args.bootstrap_servers)
     try:
         asyncio.run(serve(service, args.host, args.port))

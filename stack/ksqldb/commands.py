@@ -21,7 +21,9 @@ from .kafka_runtime import KafkaRuntime
 
 log = logging.getLogger(__name__)
 
-COMMAND_TOPIC = "_confluent-ksql-default__command_topic"
+def command_topic(service_id: str) -> str:
+    """`_confluent-ksql-default__command_topic` for ksqlDB's default service id `default_`."""
+    return f"_confluent-ksql-{service_id}_command_topic"
 
 
 @dataclass
@@ -42,9 +44,9 @@ class Command:
 
 
 class CommandLog:
-    def __init__(self, bootstrap: str, runtime: KafkaRuntime, topic: str = COMMAND_TOPIC) -> None:
+    def __init__(self, bootstrap: str, runtime: KafkaRuntime) -> None:
         self.bootstrap = bootstrap
-        self.topic = topic
+        self.topic = topic = command_topic(runtime.service_id)
         runtime.create_topic(topic, 1)
         self.producer = Producer(producer_config(bootstrap))
         self.next_offset = 0

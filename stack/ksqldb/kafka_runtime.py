@@ -25,14 +25,18 @@ from .executor import PersistentQuery, ProcessingLog, Record
 
 log = logging.getLogger(__name__)
 
-PROCESSING_LOG_TOPIC = "default_ksql_processing_log"
-GROUP_PREFIX = "_confluent-ksql-default_query_"
+DEFAULT_SERVICE_ID = "default_"
 #: Java's partitioner, so that keyed output lands where a real ksqlDB would put it, deterministically.
 PARTITIONER = "murmur2_random"
 
 
-def query_group(query_id: str) -> str:
-    return f"{GROUP_PREFIX}{query_id}"
+def query_group(query_id: str, service_id: str = DEFAULT_SERVICE_ID) -> str:
+    """ksqlDB's consumer group for a persistent query: `_confluent-ksql-default_query_<ID>`."""
+    return f"_confluent-ksql-{service_id}query_{query_id}"
+
+
+def processing_log_topic(service_id: str = DEFAULT_SERVICE_ID) -> str:
+    return f"{service_id}ksql_processing_log"
 
 
 def to_record(m: Message) -> Record:
@@ -62,7 +66,7 @@ def start_offsets(bootstrap: str, consumer: Consumer, topic: str, earliest: bool
 class KafkaProcessingLog(ProcessingLog):
     """ksqlDB's processing log, written as JSON to `default_ksql_processing_log` (flushed with each batch)."""
 
-    def __init__(self, producer: Producer, topic: str = PROCESSING_LOG_TOPIC) -> None:
+    def __init__(self, producer: Producer, topic: str = processing_log_topic()) -> None:
         super().__init__()
         self.producer = producer
         self.topic = topic
@@ -99,20 +103,28 @@ class QueryRunner(threading.Thread):
         self.stopping = threading.Event()
         self.error: str | None = None
         self.committed_batches = 0
+        self.consumer: Consumer
+        self.positions: list[TopicPartition] = []
+
+    def position(self) -> None:
+        """Find and commit where to start, before the statement returns: rows produced after a CREATE ...
+        AS SELECT with "latest" are never missed, and "latest" means the same thing after a crash."""
+        rt, q = self.runtime, self.query
+        self.consumer = Consumer({
+            "bootstrap.servers": rt.bootstrap, "group.id": query_group(q.id, rt.service_id),
+            "enable.auto.commit": False, "enable.auto.offset.store": False, "fetch.wait.max.ms": 50,
+        })
+        self.positions = start_offsets(rt.bootstrap, self.consumer, q.source.topic, self.earliest)
+        self.consumer.commit(offsets=self.positions, asynchronous=False)
 
     def run(self) -> None:
         rt = self.runtime
         q = self.query
-        consumer = Consumer({
-            "bootstrap.servers": rt.bootstrap, "group.id": query_group(q.id), "enable.auto.commit": False,
-            "enable.auto.offset.store": False, "fetch.wait.max.ms": 50,
-        })
+        consumer = self.consumer
         producer = Producer(producer_config(rt.bootstrap, partitioner=PARTITIONER))
-        sink_partitions = rt.partition_count(q.sink.topic)
         try:
-            positions = start_offsets(rt.bootstrap, consumer, q.source.topic, self.earliest)
-            # Record where we start, so that "latest" means the same thing after a crash.
-            consumer.commit(offsets=positions, asynchronous=False)
+            sink_partitions = rt.partition_count(q.sink.topic)
+            positions = self.positions
             consumer.assign(positions)
             log.info("query %s reading %s from %s", q.id, q.source.topic, [(p.partition, p.offset) for p in positions])
             while not self.stopping.is_set():
@@ -184,8 +196,9 @@ class KafkaRuntime:
     are skipped: `finish_replay` starts the queries still alive at the end, from their committed offsets.
     """
 
-    def __init__(self, bootstrap: str, batch_size: int = 1000) -> None:
+    def __init__(self, bootstrap: str, service_id: str = DEFAULT_SERVICE_ID, batch_size: int = 1000) -> None:
         self.bootstrap = bootstrap
+        self.service_id = service_id
         self.batch_size = batch_size
         self.admin = admin_client(bootstrap)
         self.producer = Producer(producer_config(bootstrap, partitioner=PARTITIONER))
@@ -240,6 +253,7 @@ class KafkaRuntime:
             self._pending[q.id] = (q, replay)
             return
         runner = QueryRunner(self, q, earliest=replay)
+        runner.position()
         self.runners[q.id] = runner
         runner.start()
 

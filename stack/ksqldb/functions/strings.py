@@ -6,6 +6,7 @@ import base64
 import binascii
 import json
 import re
+import unicodedata
 from functools import lru_cache
 
 from ..errors import EvalError
@@ -258,44 +259,41 @@ def regexp_split(s, pattern):
 
 
 # ------------------------------------------------------------------ masking
-def _mask_char(c: str, upper, lower, digit, other) -> str:
-    if "A" <= c <= "Z" or (c.isupper() and c.isalpha()):
-        return c if upper is None else upper
-    if "a" <= c <= "z" or (c.islower() and c.isalpha()):
-        return c if lower is None else lower
-    if c.isdigit():
-        return c if digit is None else digit
-    return c if other is None else other
+_MASK_CLASS = {"Lu": 0, "Ll": 1, "Nd": 2}  # Unicode categories of upper, lower, digit; the rest is "other"
+_DEFAULT_MASKS = ("X", "x", "n", "-")
 
 
-def _mask_chars(args: tuple) -> tuple:
-    defaults = ["X", "x", "n", "-"]
-    given = list(args) + [None] * (4 - len(args)) if args else defaults
-    if not args:
-        return tuple(defaults)
-    return tuple((g[0] if g else None) if g is not None else None for g in given)
+def _mask_chars(given: tuple) -> tuple:
+    """The four mask characters; None keeps that class of character unmasked."""
+    if not given:
+        return _DEFAULT_MASKS
+    for m in given:
+        if m is not None and len(m) != 1:
+            raise EvalError(f"Invalid mask character. Must be only single character, but was '{m}'")
+    return tuple(given)
 
 
 def _mask(s: str, chars: tuple) -> str:
-    return "".join(_mask_char(c, *chars) for c in s)
+    out = []
+    for c in s:
+        m = chars[_MASK_CLASS.get(unicodedata.category(c), 3)]
+        out.append(c if m is None else m)
+    return "".join(out)
 
 
 def _mask_fn(kind: str):
     def fn(s, *rest):
         if s is None:
             return None
-        if kind in ("left", "right", "keep_left", "keep_right"):
-            n, masks = rest[0], rest[1:]
-            if n is None:
-                return None
-            if n < 0:
-                raise EvalError(f"function mask_{kind} requires a non-negative number")
-        else:
-            n, masks = 0, rest
+        if kind == "all":
+            return _mask(s, _mask_chars(rest))
+        n, masks = rest[0], rest[1:]
+        if n is None:
+            return None
+        if n < 0:
+            raise EvalError(f"function mask_{kind} requires a non-negative number of characters to mask or skip")
         chars = _mask_chars(masks)
         n = min(n, len(s))
-        if kind == "all":
-            return _mask(s, chars)
         if kind == "left":
             return _mask(s[:n], chars) + s[n:]
         if kind == "right":
@@ -311,8 +309,8 @@ for _suffix, _kind in (("", "all"), ("_LEFT", "left"), ("_RIGHT", "right"),
                        ("_KEEP_LEFT", "keep_left"), ("_KEEP_RIGHT", "keep_right")):
     _impl = _mask_fn(_kind)
     _base = [STRING] if _kind == "all" else [STRING, INTEGER]
-    for _n in range(5):
-        register("MASK" + _suffix, _base + [STRING] * _n, STRING, null_safe=False)(_impl)
+    register("MASK" + _suffix, _base, STRING, null_safe=False)(_impl)
+    register("MASK" + _suffix, _base + [STRING] * 4, STRING, null_safe=False)(_impl)
 
 
 # ------------------------------------------------------------------ encodings
@@ -533,3 +531,10 @@ def json_items(text):
     if not isinstance(node, list):
         return None
     return [json.dumps(v, separators=(",", ":")) for v in node]
+
+
+@register("MD5", [STRING], STRING)
+def md5(s):
+    import hashlib
+
+    return hashlib.md5(s.encode("utf-8")).hexdigest()

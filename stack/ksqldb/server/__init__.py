@@ -35,7 +35,7 @@ async def failures(request: web.Request, handler: Any) -> web.StreamResponse:
 
 
 async def info(request: web.Request) -> web.Response:
-    return _json({"KsqlServerInfo": {"version": VERSION, "kafkaClusterId": "fraudstream", "ksqlServiceId": "default_",
+    return _json({"KsqlServerInfo": {"version": VERSION, "kafkaClusterId": "fraudstream", "ksqlServiceId": request.app[SERVICE].service_id,
                                      "serverStatus": "RUNNING" if request.app[SERVICE].ready else "STARTING"}})
 
 

@@ -24,7 +24,8 @@ from ..formats import FormatInfo
 from ..formats.base import Serde
 from ..formats.coerce import coerce, lookup_field
 from ..http_registry import HttpSchemaRegistry
-from ..kafka_runtime import PROCESSING_LOG_TOPIC, KafkaProcessingLog, KafkaRuntime, start_offsets, to_record
+from ..kafka_runtime import (DEFAULT_SERVICE_ID, KafkaProcessingLog, KafkaRuntime, processing_log_topic, start_offsets,
+                             to_record)
 from ..metastore import DataSource
 from ..parser import parse
 from .entities import BAD_STATEMENT, QUERY_ENDPOINT, SERVER_ERROR, entity, error_body, json_value
@@ -99,7 +100,7 @@ class PushQuery:
         self.tq = tq
         plan = tq.plan
         self.header = Header(tq.id, [n for n, _ in tq.columns], [str(t) for _, t in tq.columns])
-        self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"_confluent-ksql-default_{tq.id}",
+        self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"_confluent-ksql-transient_{tq.id}",
                                   "enable.auto.commit": False, "fetch.wait.max.ms": 50})
         self.consumer.assign(start_offsets(bootstrap, None, plan.source.topic, earliest))
         sink = DataSource(tq.id, "STREAM", plan.schema, "", FormatInfo("NONE"), FormatInfo("JSON"))
@@ -140,12 +141,14 @@ class PushQuery:
 
 
 class KsqlService:
-    def __init__(self, bootstrap: str, schema_registry_url: str | None, config: dict[str, Any] | None = None) -> None:
+    def __init__(self, bootstrap: str, schema_registry_url: str | None, config: dict[str, Any] | None = None,
+                 service_id: str = DEFAULT_SERVICE_ID) -> None:
         self.bootstrap = bootstrap
-        self.runtime = KafkaRuntime(bootstrap)
+        self.service_id = service_id
+        self.runtime = KafkaRuntime(bootstrap, service_id)
         registry = HttpSchemaRegistry(schema_registry_url) if schema_registry_url else None
         self.engine = ServerEngine(registry, self.runtime, config)  # type: ignore[arg-type]
-        self.engine.processing_log = KafkaProcessingLog(self.runtime.plog_producer)
+        self.engine.processing_log = KafkaProcessingLog(self.runtime.plog_producer, processing_log_topic(service_id))
         self.commands: CommandLog | None = None
         self.ready = False
         self.lock = threading.Lock()
@@ -158,7 +161,7 @@ class KsqlService:
         """Create the internal topics and replay the command topic (blocking; retried until the broker answers)."""
         while True:
             try:
-                self.runtime.create_topic(PROCESSING_LOG_TOPIC, 1)
+                self.runtime.create_topic(processing_log_topic(self.service_id), 1)
                 self.commands = CommandLog(self.bootstrap, self.runtime)
                 history = self.commands.read_all()
                 break
