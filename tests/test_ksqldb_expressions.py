@@ -133,7 +133,7 @@ def test_three_valued_or_and_not_with_null_boolean():
     ("MASK_LEFT('Abc123', 2)", "Xxc123"),
     ("MASK_RIGHT('Abc123', 2)", "Abc1nn"),
     ("MASK_KEEP_LEFT('Abc123', 2)", "Abxnnn"),
-    ("MASK_KEEP_RIGHT('Abc123', 2, '*', '*', '#')", "***#23"),
+    ("MASK_KEEP_RIGHT('Ab-123', 2, '*', '*', '#', NULL)", "**-#23"),
     ("ENCODE('4578616d706C6521', 'hex', 'utf8')", "Example!"),
     ("ABS(-3)", 3),
     ("ROUND(2.5E0)", 3),
