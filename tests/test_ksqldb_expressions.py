@@ -177,3 +177,16 @@ def test_unresolved_column_and_type_errors():
         ev("I IN (1, true)")
     with pytest.raises(KsqlStatementError, match="Comparison with NULL not supported"):
         ev("I = NULL")
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("TRANSFORM(A, x => x * 2)", [2, 4, 6]),
+    ("FILTER(A, x => x > 1)", [2, 3]),
+    ("REDUCE(A, 0, (s, x) => s + x)", 6),
+    ("TRANSFORM(M, (k, v) => UCASE(k), (k, v) => v + 1)", {"A": 2}),
+    ("FILTER(M, (k, v) => v = 1)", {"a": 1}),
+    ("TRANSFORM(A, I => I + 1)", [2, 3, 4]),  # a lambda parameter shadows the column I
+    ("TRANSFORM(A, x => x + I)", [8, 9, 10]),  # and columns stay visible inside the lambda
+])
+def test_lambdas(text, expected):
+    assert ev(text)[1] == expected

@@ -45,6 +45,17 @@ class Scope:
         for i, (name, t) in enumerate(columns):
             self.columns.setdefault(name, (i, t))
         self.source_names = {s for s in source_names if s}
+        self.size = len(columns)
+
+    def with_lambda_params(self, params: Sequence[tuple[str, SqlType]]) -> "Scope":
+        """A scope where lambda parameters (appended to the row when the lambda runs) shadow columns."""
+        inner = Scope([], ())
+        inner.columns = dict(self.columns)
+        for i, (name, t) in enumerate(params):
+            inner.columns[name] = (self.size + i, t)
+        inner.source_names = set(self.source_names)
+        inner.size = self.size + len(params)
+        return inner
 
     def lookup(self, ref: ast.ColumnRef) -> tuple[int, SqlType] | None:
         if ref.source is not None and ref.source not in self.source_names:
@@ -625,6 +636,8 @@ class Compiler:
                 and e.args[0].source is None and e.args[0].name.upper() in TIME_UNITS:
             # `TIMESTAMPADD(SECONDS, 5, ts)`: the first argument is a time unit keyword, not a column
             e = ast.FunctionCall(e.name, (ast.Literal(e.args[0].name.upper(), "STRING"),) + e.args[1:])
+        if any(isinstance(a, ast.Lambda) for a in e.args):
+            return self._higher_order(e)
         args = [self.compile(a) for a in e.args]
         literals = [isinstance(a, ast.Literal) for a in e.args]
         resolved = resolve(e.name, [a.type for a in args], literals)
@@ -648,7 +661,70 @@ class Compiler:
         return Compiled(resolved.return_type, call)
 
     def _Lambda(self, e: ast.Lambda) -> Compiled:
-        raise UnsupportedError("lambda functions")
+        raise KsqlStatementError("Lambda expressions are only allowed as arguments of TRANSFORM, FILTER and REDUCE")
+
+    def _lambda(self, lam: ast.Expr, param_types: list[SqlType], fname: str) -> Compiled:
+        if not isinstance(lam, ast.Lambda):
+            raise KsqlStatementError(f"Function '{fname}' expects a lambda function here: {format_expr(lam)}")
+        if len(lam.params) != len(param_types):
+            raise KsqlStatementError(
+                f"Lambda for {fname} takes {len(param_types)} argument(s), got {len(lam.params)}: {format_expr(lam)}")
+        inner = Compiler(self.scope.with_lambda_params(list(zip(lam.params, param_types))), self.clause, self.errors)
+        return inner.compile(lam.body)
+
+    def _higher_order(self, e: ast.FunctionCall) -> Compiled:
+        """TRANSFORM, FILTER and REDUCE over arrays and maps; the lambda sees its parameters appended to the row."""
+        name = e.name.upper()
+        if name not in ("TRANSFORM", "FILTER", "REDUCE") or not e.args:
+            raise UnsupportedError(f"lambda arguments to {name}")
+        coll = self.compile(e.args[0])
+        cf = coll.fn
+        ct = coll.type
+        is_map = isinstance(ct, MapType)
+        if not isinstance(ct, (ArrayType, MapType)):
+            raise KsqlStatementError(f"Function '{name}' expects an ARRAY or MAP as its first argument, got {ct}")
+        elems = [ct.key, ct.value] if is_map else [ct.item]
+        if name == "FILTER":
+            if len(e.args) != 2:
+                raise KsqlStatementError("FILTER takes a collection and a lambda")
+            pred = self._lambda(e.args[1], elems, name).fn
+            if is_map:
+                return Compiled(ct, lambda row: None if (m := cf(row)) is None else
+                                {k: v for k, v in m.items() if pred((*row, k, v)) is True})
+            return Compiled(ct, lambda row: None if (a := cf(row)) is None else
+                            [x for x in a if pred((*row, x)) is True])
+        if name == "TRANSFORM":
+            if is_map:
+                if len(e.args) != 3:
+                    raise KsqlStatementError("TRANSFORM of a MAP takes a key lambda and a value lambda")
+                kc, vc = self._lambda(e.args[1], elems, name), self._lambda(e.args[2], elems, name)
+                kf, vf = kc.fn, vc.fn
+                return Compiled(MapType(kc.type, vc.type), lambda row: None if (m := cf(row)) is None else
+                                {kf((*row, k, v)): vf((*row, k, v)) for k, v in m.items()})
+            if len(e.args) != 2:
+                raise KsqlStatementError("TRANSFORM of an ARRAY takes one lambda")
+            body = self._lambda(e.args[1], elems, name)
+            bf = body.fn
+            return Compiled(ArrayType(body.type), lambda row: None if (a := cf(row)) is None else
+                            [bf((*row, x)) for x in a])
+        if len(e.args) != 3:
+            raise KsqlStatementError("REDUCE takes a collection, an initial state and a lambda")
+        init = self.compile(e.args[1])
+        body = self._lambda(e.args[2], [init.type] + elems, name)
+        state_t = init.type
+        step = convert(body, state_t).fn if body.type != state_t else body.fn
+        inf = init.fn
+
+        def reduce_(row):
+            coll_v = cf(row)
+            state = inf(row)
+            if coll_v is None:
+                return state
+            items = coll_v.items() if is_map else ((x,) for x in coll_v)
+            for parts in items:
+                state = step((*row, state, *parts))
+            return state
+        return Compiled(state_t, reduce_)
 
 
 def _guarded(impl: Callable, name: str, errors: ErrorSink) -> Callable:

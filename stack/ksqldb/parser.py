@@ -199,6 +199,10 @@ class _ToAst(Transformer):
             return ast.Literal(-operand.value, operand.kind)
         return ast.Negate(operand)
 
+    def lambda_expr(self, c):
+        params = tuple(str(x) for x in c if isinstance(x, _Identifier))
+        return ast.Lambda(params, _trees(c, ast.Expr)[-1])
+
     def when_clause(self, c):
         exprs = _trees(c, ast.Expr)
         return ast.WhenClause(exprs[0], exprs[1])
