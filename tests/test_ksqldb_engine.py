@@ -191,3 +191,13 @@ def test_avro_sink_readable_with_confluent_deserializer(stack, topic_name):
     assert value == {"AMOUNT": 1.5, "LABEL": 1}
     latest = SchemaRegistryClient({"url": url}).get_latest_version(f"{topic_name}-value")
     assert json.loads(latest.schema.schema_str)["name"] == "KsqlDataSourceSchema"
+
+
+def test_header_columns_read_record_headers(engine):
+    engine.execute("CREATE STREAM h (k STRING KEY, v INT, hs ARRAY<STRUCT<key STRING, value BYTES>> HEADERS, "
+                   "x BYTES HEADER('abc')) WITH (kafka_topic='h', value_format='JSON');")
+    engine.execute("CREATE STREAM ho AS SELECT k, v, FROM_BYTES(x, 'utf8') AS xs, ARRAY_LENGTH(hs) AS n FROM h;")
+    engine.runtime.produce(Record("h", b"a", b'{"V": 1}', 0, headers=[("abc", b"one"), ("z", None), ("abc", b"two")]))
+    assert [json.loads(r.value) for r in engine.runtime.topics["HO"]] == [{"V": 1, "XS": "two", "N": 3}]
+    with pytest.raises(KsqlStatementError, match="HEADER"):
+        engine.execute("CREATE STREAM bad (x STRING HEADER('abc')) WITH (kafka_topic='b', value_format='JSON');")

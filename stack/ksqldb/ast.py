@@ -202,6 +202,7 @@ class TableElement:
     name: str
     type: SqlType
     constraint: str | None = None  # KEY, PRIMARY KEY, HEADERS, HEADER
+    header_key: str | None = None  # for HEADER('<key>')
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,9 @@ from .formats.delimited import parse_delimiter
 from .metastore import RESERVED, Column, DataSource, LogicalSchema, MetaStore
 from .parser import parse
 from .planner import plan_select
-from .types import NullType
+from .types import BYTES, STRING, ArrayType, NullType, StructType
+
+HEADERS_TYPE = ArrayType(StructType((("KEY", STRING), ("VALUE", BYTES))))
 
 DEFAULT_CONFIG: dict[str, Any] = {
     "ksql.persistence.default.format.key": "KAFKA",
@@ -198,7 +200,7 @@ class Engine:
         elements = self._infer_columns(topic, key_fmt, value_fmt, elements)
         if not elements:
             raise KsqlStatementError("The statement does not define any columns.")
-        key_cols, value_cols = [], []
+        key_cols, value_cols, header_cols = [], [], []
         seen: set[str] = set()
         for el in elements:
             if el.name in RESERVED:
@@ -211,14 +213,24 @@ class Engine:
                     f"Column `{el.name}` is a 'PRIMARY KEY' column: please use 'KEY' for streams.\n"
                     "Tables have PRIMARY KEYs, which are unique and NON NULL.\n"
                     "Streams have KEYs, which have no uniqueness or NON NULL constraints.")
-            if el.constraint in ("HEADERS", "HEADER"):
-                raise UnsupportedError("HEADER columns")
+            if el.constraint == "HEADERS":
+                if el.type != HEADERS_TYPE:
+                    raise KsqlStatementError(
+                        f"Invalid type for HEADERS column: expected {HEADERS_TYPE}, got {el.type}")
+                header_cols.append(Column(el.name, el.type, header="*"))
+                continue
+            if el.constraint == "HEADER":
+                if el.type != BYTES:
+                    raise KsqlStatementError(
+                        f"Invalid type for HEADER('{el.header_key}') column: expected BYTES, got {el.type}")
+                header_cols.append(Column(el.name, el.type, header=el.header_key))
+                continue
             (key_cols if el.constraint == "KEY" else value_cols).append(Column(el.name, el.type, el.constraint == "KEY"))
         if not key_cols:
             key_fmt = FormatInfo("NONE") if stmt_props.get("KEY_FORMAT") is None and stmt_props.get("FORMAT") is None else key_fmt
         validate(key_fmt, [(c.name, c.type) for c in key_cols], is_key=True)
         validate(value_fmt, [(c.name, c.type) for c in value_cols], is_key=False)
-        schema = LogicalSchema(tuple(key_cols), tuple(value_cols))
+        schema = LogicalSchema(tuple(key_cols), tuple(value_cols), tuple(header_cols))
         ts_col = stmt_props.get("TIMESTAMP")
         if ts_col is not None:
             ts_col = str(ts_col).upper()
@@ -326,7 +338,7 @@ class Engine:
         if target.is_source:
             raise KsqlError(f"Cannot insert values into read-only {target.kind.lower()}: {target.name}")
         schema = target.schema
-        all_cols = [c.name for c in schema.key + schema.value]
+        all_cols = [c.name for c in schema.key + schema.value]  # header columns are read-only
         columns = list(stmt.columns) if stmt.columns else all_cols
         if len(columns) != len(stmt.values):
             raise KsqlStatementError(
@@ -342,6 +354,8 @@ class Engine:
             col = schema.find(name)
             if col is None:
                 raise KsqlStatementError(f"Column name {name} does not exist.")
+            if col.header is not None:
+                raise KsqlStatementError(f"Cannot insert into HEADER columns: {name}")
             if not isinstance(c.type, NullType) and c.type != col.type:
                 try:
                     c = convert(c, col.type)
@@ -396,7 +410,7 @@ class Engine:
             if source.schema.find(el.name) is not None:
                 raise KsqlStatementError(f"Cannot add column `{el.name}` to schema. A column with the same name already exists.")
             new_cols.append(Column(el.name, el.type))
-        source.schema = LogicalSchema(source.schema.key, tuple(new_cols))
+        source.schema = LogicalSchema(source.schema.key, tuple(new_cols), source.schema.headers)
         return Result("currentStatus", stmt.text, f"{source.kind.title()} {source.name} altered")
 
     # ------------------------------------------------------------------ queries and admin

@@ -93,6 +93,7 @@ class Pipeline:
         self._key_fns = [c.fn for c in plan.key_exprs]
         self._value_fns = [_safe(c, t, self._expr_error) for c, t in zip(plan.value_exprs, plan.value_texts)]
         self._ts_extract = _timestamp_extractor(plan.source)
+        self._header_fns = [_header_reader(c.header) for c in plan.source.schema.headers]
 
     def _expr_error(self, text: str, error: str) -> None:
         if self._current is not None:
@@ -120,7 +121,8 @@ class Pipeline:
             self.processed += 1
             if values is None:
                 if self._where is None:
-                    row = (rec.timestamp, rec.partition, rec.offset, *keys, *([None] * n_values))
+                    row = (rec.timestamp, rec.partition, rec.offset, *keys, *([None] * n_values),
+                           *(f(rec.headers) for f in self._header_fns))
                     key_vals = [None if uses_value else f(row)
                                 for f, uses_value in zip(self._key_fns, self.plan.key_uses_value)]
                     out.append((rec, key_vals, None, rec.timestamp))
@@ -134,7 +136,7 @@ class Pipeline:
                     continue
                 if ts is None or ts < 0:
                     continue
-            row = (ts, rec.partition, rec.offset, *keys, *values)
+            row = (ts, rec.partition, rec.offset, *keys, *values, *(f(rec.headers) for f in self._header_fns))
             if self._where is not None:
                 try:
                     if self._where(row) is not True:
@@ -205,6 +207,20 @@ class TransientQuery(Pipeline):
             out.append(list(key_vals) + list(value_vals))
             self.emitted += 1
         return out
+
+
+def _header_reader(header: str | None) -> Callable[[list], Any]:
+    """HEADERS: every header as a KEY/VALUE struct; HEADER('k'): the last value of header k."""
+    if header == "*":
+        return lambda headers: [{"KEY": k, "VALUE": v} for k, v in headers]
+
+    def last(headers):
+        found = None
+        for k, v in headers:
+            if k == header:
+                found = v
+        return found
+    return last
 
 
 def _timestamp_extractor(source: DataSource) -> Callable | None:

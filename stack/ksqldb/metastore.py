@@ -18,23 +18,28 @@ class Column:
     name: str
     type: SqlType
     key: bool = False
+    header: str | None = None  # "*" for a HEADERS column (all headers), else the key of a HEADER('k') column
 
 
 @dataclass(frozen=True)
 class LogicalSchema:
     key: tuple[Column, ...]
     value: tuple[Column, ...]
+    headers: tuple[Column, ...] = ()  # read from record headers, never (de)serialised
 
     def row_columns(self) -> list[tuple[str, SqlType]]:
-        """The row layout the executor builds: pseudo columns, then key, then value columns."""
-        return list(PSEUDO_COLUMNS) + [(c.name, c.type) for c in self.key] + [(c.name, c.type) for c in self.value]
+        """The row layout the executor builds: pseudo columns, then key, value and header columns."""
+        return (list(PSEUDO_COLUMNS) + [(c.name, c.type) for c in self.key]
+                + [(c.name, c.type) for c in self.value] + [(c.name, c.type) for c in self.headers])
 
     def find(self, name: str) -> Column | None:
-        return next((c for c in self.key + self.value if c.name == name), None)
+        return next((c for c in self.key + self.value + self.headers if c.name == name), None)
 
     def __str__(self) -> str:
         parts = [f"{quote_ident(c.name)} {c.type} KEY" for c in self.key]
         parts += [f"{quote_ident(c.name)} {c.type}" for c in self.value]
+        parts += [f"{quote_ident(c.name)} {c.type} " + ("HEADERS" if c.header == "*" else f"HEADER('{c.header}')")
+                  for c in self.headers]
         return ", ".join(parts)
 
 

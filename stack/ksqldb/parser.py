@@ -321,14 +321,14 @@ class _ToAst(Transformer):
 
     def column_constraint(self, c):
         if _has(c, "PRIMARY"):
-            return "PRIMARY KEY"
+            return ("PRIMARY KEY", None)
         if _has(c, "HEADER"):
-            return "HEADER"
-        return c[0].value.upper()
+            return ("HEADER", unquote_string(_tokens(c, "STRING")[0].value))
+        return (c[0].value.upper(), None)
 
     def table_element(self, c):
-        constraint = c[2] if len(c) > 2 else None
-        return ast.TableElement(str(c[0]), c[1], constraint)
+        constraint, header_key = c[2] if len(c) > 2 else (None, None)
+        return ast.TableElement(str(c[0]), c[1], constraint, header_key)
 
     def table_elements(self, c):
         return tuple(c)

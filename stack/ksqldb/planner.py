@@ -157,13 +157,13 @@ def plan_select(q: ast.Query, metastore: MetaStore, sink_name: str | None, new_p
             if partitioned:
                 star_exprs: list[tuple[str, ast.Expr, int | None]] = [
                     (spec.name, spec.expr, i) for i, spec in enumerate(key_specs)]
-                star_exprs += [(c.name, ast.ColumnRef(c.name), None) for c in schema.value
+                star_exprs += [(c.name, ast.ColumnRef(c.name), None) for c in schema.value + schema.headers
                                if c.name not in partition_refs]
                 star_exprs += [(c.name, ast.ColumnRef(c.name), None) for c in schema.key
                                if c.name not in partition_refs]
             else:
                 star_exprs = [(c.name, ast.ColumnRef(c.name), i if i < len(schema.key) else None)
-                              for i, c in enumerate(schema.key + schema.value)]
+                              for i, c in enumerate(schema.key + schema.value + schema.headers)]
             for name, expr, key_index in star_exprs:
                 items.append((name, expr, compiler.compile(expr), key_index))
             continue

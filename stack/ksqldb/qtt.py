@@ -398,6 +398,17 @@ def _check_post(case: dict[str, Any], engine: Engine) -> str | None:
     return None
 
 
+def _header_field(h: dict[str, Any], name: str) -> Any:
+    return h[name] if name in h else h.get(name.upper())
+
+
+def _header_bytes(value: Any) -> bytes | None:
+    """Header values are base64 text in test files (Jackson's encoding of byte[])."""
+    import base64
+
+    return None if value is None else base64.b64decode(value)
+
+
 def run_case(case: dict[str, Any]) -> tuple[str, str]:
     registry = InMemorySchemaRegistry()
     runtime = InMemoryRuntime()
@@ -433,12 +444,10 @@ def run_case(case: dict[str, Any]) -> tuple[str, str]:
         if "window" in inp:
             return UNSUPPORTED, "windowed input keys"
         serde = TestSerde(source, registry)
-        headers = [(h["KEY"] if "KEY" in h else h.get("key"), h.get("VALUE", h.get("value")))
-                   for h in inp.get("headers", [])]
-        if headers:
-            return UNSUPPORTED, "record headers"
+        headers = [(_header_field(h, "key"), _header_bytes(_header_field(h, "value")))
+                   for h in inp.get("headers") or []]
         rec = Record(inp["topic"], serde.serialize(inp.get("key"), True), serde.serialize(inp.get("value"), False),
-                     int(inp.get("timestamp", 0)))
+                     int(inp.get("timestamp", 0)), headers=headers)
         runtime.produce(rec)
 
     if expected_exc is not None:
