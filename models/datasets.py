@@ -352,8 +352,8 @@ class _Rows:
         return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
 
 
-def _progress(total: float, description: str) -> Any:
-    """A rich progress bar (or nothing); returns (context manager, advance callback)."""
+def _progress(total: float, description: str) -> tuple[Any, Callable[[float], None]]:
+    """A rich progress bar to enter as a context, and the callback that advances it."""
     import rich.progress
 
     bar = rich.progress.Progress(*rich.progress.Progress.get_default_columns(),

@@ -64,6 +64,37 @@ def test_train_twice_reproduces_then_promote_gate_rollback_evaluate(run, stack, 
     assert {"roc.png", "pr.png", "model_card.md"} <= {p.name for p in out.iterdir()}
 
 
+def test_train_on_the_lake(run, stack, name, tmp_path):
+    """The production path: objects in the S3 sink's layout feed `fraudstream train --lake`."""
+    import io
+
+    import fastavro
+
+    from stack.generate import generate_payments
+    from stack.objectstore import s3_client
+
+    def avro_object(part) -> bytes:  # the value columns of the preprocessed stream, as ksqlDB names them
+        columns = ["Time", *(f"V{i}" for i in range(1, 29)), "Amount"]
+        schema = {"type": "record", "name": "Payment", "fields": [
+            *({"name": c.upper(), "type": "double"} for c in columns), {"name": "CLASS", "type": "int"}]}
+        records = [{**{c.upper(): float(r[c]) for c in columns}, "CLASS": int(r["Class"])} for _, r in part.iterrows()]
+        out = io.BytesIO()
+        fastavro.writer(out, fastavro.parse_schema(schema), records)
+        return out.getvalue()
+
+    topic, frame = f"lake-{name}", generate_payments(2000, seed=8, fraud_rate=0.03)
+    client = s3_client(stack.addresses.s3_endpoint_url)
+    for start in (0, 1000):
+        key = f"topics/{topic}/partition=0/{topic}+0+{start:010d}.avro"
+        client.put_object(Bucket=stack.addresses.bucket, Key=key, Body=avro_object(frame.iloc[start:start + 1000]))
+    result = run(train_command, "--lake", topic, "--kind", "baseline", "-n", name)
+    assert result.exit_code == 0, result.output
+    registry = ModelRegistry.from_addresses(stack.addresses, cache_dir=tmp_path / "cache")
+    source = registry.version(name, 1)["dataset"]["source"]
+    assert source["kind"] == "lake" and [(o["start_offset"], o["end_offset"]) for o in source["objects"]] == [
+        (0, 999), (1000, 1999)]
+
+
 def test_baseline_and_recalibrate(run, name):
     trained = run(train_command, "--generated", 2000, "--fraud-rate", 0.03, "--kind", "baseline", "-n", name)
     assert trained.exit_code == 0 and f"registered {name} version 1 (candidate)" in trained.output

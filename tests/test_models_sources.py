@@ -66,7 +66,7 @@ def test_kafka_topic_by_offsets_is_pinned_and_reproducible(stack, topic_name):
 
     source = KafkaSource(topic_name, bootstrap_servers=addresses.bootstrap_servers,
                          schema_registry_url=addresses.schema_registry_url)
-    dataset = load_dataset(source, batch_rows=128)
+    dataset = load_dataset(source, batch_rows=128, progress=True)
     d = dataset.description
     # "to the end" resolved to the true end offsets (the broker's own "latest" would say far fewer)
     assert d["source"]["partitions"] == {"0": {"start": 0, "end": 300}, "1": {"start": 0, "end": 300}}
@@ -149,7 +149,7 @@ def test_lake_objects_in_the_s3_sink_layout(stack, topic_name):
     source = LakeSource(topic, bucket, "lake-test", addresses.s3_endpoint_url)
     sizes = [len(b) for b in source.pinned().batches(batch_rows=150)]
     assert sum(sizes) == 500 and max(sizes) <= 150
-    dataset = load_dataset(source, batch_rows=150)
+    dataset = load_dataset(source, batch_rows=150, progress=True)
     d = dataset.description
     objects = [(o["key"].rsplit("/", 1)[1], o["partition"], o["start_offset"], o["end_offset"])
                for o in d["source"]["objects"]]
