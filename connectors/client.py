@@ -33,8 +33,9 @@ class ConnectClient:
             raise ConnectAPIError(response.status_code, message)
         return response.json() if response.content else None
 
-    def create(self, name: str, config: dict[str, str]) -> Any:
-        return self.request("POST", "/connectors", {"name": name, "config": config})
+    def create(self, name: str, config: dict[str, str], initial_state: str | None = None) -> Any:
+        body = {"name": name, "config": config} | ({"initial_state": initial_state} if initial_state else {})
+        return self.request("POST", "/connectors", body)
 
     def config(self, name: str) -> dict[str, str] | None:
         """The stored config, or None when there is no such connector."""

@@ -7,6 +7,7 @@ AvroSerializer against the embedded Schema Registry, and objects are read back f
 from __future__ import annotations
 
 import io
+import uuid
 import json
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -86,7 +87,7 @@ def wait_committed(client: ConnectClient, name: str, topic: str, offset: int, pa
 
 @pytest.fixture(scope="module")
 def worker(stack: EmbeddedStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConnectClient]:
-    spec = connect_spec(stack.addresses, supervisor.free_port())
+    spec = connect_spec(stack.addresses, supervisor.free_port(), storage_prefix=f"sink-tests-{uuid.uuid4().hex[:8]}-")
     running = supervisor.start(spec, tmp_path_factory.mktemp("connect-logs"))
     client = ConnectClient(spec.address)
     try:

@@ -20,7 +20,7 @@ from connectors.worker import definitions as d
 from connectors.worker.herder import Herder
 from connectors.worker.metrics import SinkMetrics
 from connectors.worker.rest import CONNECT_VERSION, HERDER, INFO, READY, create_app
-from connectors.worker.storage import ConnectStorage
+from connectors.worker.storage import CONFIG_TOPIC, OFFSET_TOPIC, STATUS_TOPIC, ConnectStorage
 from stack.config import DEFAULT_HOST, DEFAULT_PORTS
 from stack.kafka import admin_client
 
@@ -42,6 +42,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=DEFAULT_PORTS["connect"], help="default %(default)s")
     parser.add_argument("--bootstrap-servers", required=True, help="Kafka bootstrap servers, HOST:PORT")
     parser.add_argument("--schema-registry-url", default=None, help="the worker's default for the AvroConverter")
+    parser.add_argument("--config-storage-topic", default=CONFIG_TOPIC, help="default %(default)s")
+    parser.add_argument("--status-storage-topic", default=STATUS_TOPIC, help="default %(default)s")
+    parser.add_argument("--offset-storage-topic", default=OFFSET_TOPIC, help="default %(default)s")
     parser.add_argument("--log-level", default="INFO", help="logging level (default %(default)s)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -49,7 +52,9 @@ def main(argv: list[str] | None = None) -> None:
     faulthandler.register(signal.SIGUSR1)  # `kill -USR1 <pid>` dumps every thread's stack to the log
 
     worker_id = f"{args.host}:{args.port}"
-    herder = Herder(ConnectStorage(args.bootstrap_servers), args.bootstrap_servers, worker_id,
+    storage = ConnectStorage(args.bootstrap_servers, config_topic=args.config_storage_topic,
+                             status_topic=args.status_storage_topic, offset_topic=args.offset_storage_topic)
+    herder = Herder(storage, args.bootstrap_servers, worker_id,
                     worker_defaults(args.schema_registry_url), SinkMetrics())
     app = create_app(herder, {"version": CONNECT_VERSION, "commit": "fraudstream", "kafka_cluster_id": None})
 

@@ -142,8 +142,8 @@ class Herder:
         """Validate a config as the worker would run it; raises ConfigError listing every bad key."""
         return SinkSettings.parse(config, self.environ, self.defaults)
 
-    def put(self, name: str, config: dict[str, str], create_only: bool = False) -> bool:
-        """Create or replace a connector's config; True when it was created."""
+    def put(self, name: str, config: dict[str, str], create_only: bool = False, initial_state: str = "STARTED") -> bool:
+        """Create or replace a connector's config; True when it was created (in `initial_state`, STARTED or PAUSED)."""
         config = {**config, "name": name}
         self.check(config)
         with self._lock:
@@ -156,7 +156,9 @@ class Herder:
                 existing.config = config
                 self._start(existing)
                 return False
-            connector = Connector(name, config)
+            if initial_state != "STARTED":
+                self.storage.put_target_state(name, initial_state)
+            connector = Connector(name, config, initial_state)
             self.connectors[name] = connector
             self._start(connector)
             return True

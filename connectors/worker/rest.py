@@ -143,8 +143,11 @@ async def create_connector(request: web.Request) -> web.Response:
         raise ConnectError(400, "Connector name configuration (name) is required")
     if config.get("name", name) != name:
         raise ConnectError(400, f"Connector name configuration ({config['name']}) doesn't match connector name in the URL ({name})")
+    initial = {"RUNNING": "STARTED", "PAUSED": "PAUSED"}.get(str(body.get("initial_state", "RUNNING")).upper())
+    if initial is None:
+        raise ConnectError(400, f"initial_state must be RUNNING or PAUSED here, not {body['initial_state']}")
     herder = _herder(request)
-    await _call(request, herder.put, name, config, create_only=True)
+    await _call(request, herder.put, name, config, create_only=True, initial_state=initial)
     return web.json_response(herder.info(name), status=201)
 
 

@@ -41,16 +41,18 @@ class StoredConnectors:
 
 
 class ConnectStorage:
-    def __init__(self, bootstrap_servers: str, timeout: float = 30.0) -> None:
+    def __init__(self, bootstrap_servers: str, timeout: float = 30.0, config_topic: str = CONFIG_TOPIC,
+                 status_topic: str = STATUS_TOPIC, offset_topic: str = OFFSET_TOPIC) -> None:
         self.bootstrap_servers = bootstrap_servers
         self.timeout = timeout
+        self.config_topic, self.status_topic, self.offset_topic = config_topic, status_topic, offset_topic
         self._producer: Producer | None = None
 
     def ensure_topics(self) -> None:
         """Create the three topics (compacted, one partition so that order is total) unless they exist."""
         admin = admin_client(self.bootstrap_servers)
         topics = [NewTopic(name, num_partitions=1, replication_factor=1, config={"cleanup.policy": "compact"})
-                  for name in (CONFIG_TOPIC, STATUS_TOPIC, OFFSET_TOPIC)]
+                  for name in (self.config_topic, self.status_topic, self.offset_topic)]
         for name, future in admin.create_topics(topics, operation_timeout=self.timeout).items():
             try:
                 future.result(timeout=self.timeout)
@@ -62,7 +64,7 @@ class ConnectStorage:
     def load(self) -> StoredConnectors:
         """The connector configs and target states, replayed from the configs topic."""
         stored = StoredConnectors()
-        for key, value in self._replay(CONFIG_TOPIC):
+        for key, value in self._replay(self.config_topic):
             if key.startswith("connector-"):
                 name = key.removeprefix("connector-")
                 if value is None:
@@ -79,18 +81,18 @@ class ConnectStorage:
         return stored
 
     def put_config(self, name: str, config: dict[str, str]) -> None:
-        self._write(CONFIG_TOPIC, [(f"connector-{name}", {"properties": config})])
+        self._write(self.config_topic, [(f"connector-{name}", {"properties": config})])
 
     def put_target_state(self, name: str, state: str) -> None:
-        self._write(CONFIG_TOPIC, [(f"target-state-{name}", {"state": state, "state.v2": state})])
+        self._write(self.config_topic, [(f"target-state-{name}", {"state": state, "state.v2": state})])
 
     def delete(self, name: str) -> None:
-        self._write(CONFIG_TOPIC, [(f"connector-{name}", None), (f"target-state-{name}", None)])
+        self._write(self.config_topic, [(f"connector-{name}", None), (f"target-state-{name}", None)])
 
     def put_status(self, key: str, status: dict[str, Any] | None) -> None:
         """Best effort, as in Connect: a lost status write is repaired by the next one."""
         try:
-            self._write(STATUS_TOPIC, [(key, status)], timeout=5.0)
+            self._write(self.status_topic, [(key, status)], timeout=5.0)
         except StorageError as exc:
             logger.warning("status %s not written: %s", key, exc)
 
