@@ -14,8 +14,16 @@ and MinIO honour these conditions; a store that ignored them would silently lose
 registry checks it once per process (:meth:`ModelRegistry.check_conditional_writes`). A new version number
 is reserved in the index before its files are uploaded, so two registrations never write the same prefix.
 
-Every stage change is published, after the index has changed, to the ``model-updates`` topic (key =
-model name, JSON value) so running workers can switch models without polling S3.
+Every stage change is published, after the index has changed, to the ``model-updates`` topic (one
+partition; key = model name) so running workers can switch models without polling S3. The JSON value::
+
+    {"model": "fraud", "version": 3, "stage": "production", "previous": 2, "previous_stage": "candidate",
+     "threshold_version": 1, "at": "2026-...+00:00"}
+
+``previous`` is the version that held ``stage`` before (production events; null otherwise) and
+``previous_stage`` the stage this version left. A recalibrated production threshold is published as a
+production event of the same version with the new ``threshold_version``. A worker reacts to
+``stage == "production"`` by ``ModelRegistry.load(model, version)``.
 """
 
 from __future__ import annotations
