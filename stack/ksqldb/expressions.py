@@ -22,7 +22,7 @@ from .formatter import format_expr
 from .functions import resolve
 from .functions.maths import jdiv
 from .types import (
-    BIGINT, BOOLEAN, DOUBLE, INTEGER, NULL, STRING,
+    BIGINT, BOOLEAN, DATE, DOUBLE, INTEGER, NULL, STRING, TIMESTAMP,
     ArrayType, DecimalType, MapType, NullType, SqlType, StructType,
     arithmetic_result, common_type, is_integral, is_numeric, is_temporal,
 )
@@ -371,10 +371,12 @@ class Compiler:
 
     def _compare(self, op: str, left: Compiled, right: Compiled, e: ast.Expr) -> Compiled:
         lt, rt = left.type, right.type
-        if op not in ("=", "<>") and (
-            isinstance(lt, (ArrayType, MapType, StructType)) or lt == BOOLEAN
-        ) and lt != BOOLEAN:
+        if op not in ("=", "<>") and (isinstance(lt, (ArrayType, MapType, StructType)) or lt == BOOLEAN):
             raise KsqlStatementError(f"Cannot compare {lt} with {op}: {format_expr(e)}")
+        if {lt, rt} == {DATE, TIMESTAMP}:  # a DATE compares as midnight of that day
+            left, right = convert(left, TIMESTAMP), convert(right, TIMESTAMP)
+        elif is_temporal(lt) and is_temporal(rt) and lt != rt:
+            raise KsqlStatementError(f"Cannot compare {lt} to {rt}: {format_expr(e)}")
         dbl = _any_double(left, right)
         lf, rf = _comparison_value(left, dbl), _comparison_value(right, dbl)
         cmp = _CMP[op]
