@@ -49,9 +49,11 @@ def java_double_str(f: float) -> str:
         return "NaN"
     if math.isinf(f):
         return "Infinity" if f > 0 else "-Infinity"
+    a = abs(f)
+    if 1e-3 <= a < 1e7:
+        return repr(f)  # Python and Java agree on shortest digits, and neither uses an exponent here
     if f == 0.0:
         return "-0.0" if math.copysign(1.0, f) < 0 else "0.0"
-    a = abs(f)
     r = repr(f)
     if 1e-3 <= a < 1e7:
         if "e" in r or "E" in r:
