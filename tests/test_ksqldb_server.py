@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
@@ -48,6 +49,21 @@ def _read(bootstrap: str, topic: str, n: int) -> list[tuple[bytes | None, bytes 
     finally:
         consumer.close()
     return out
+
+
+def _first(bootstrap: str, topic: str, match: Callable[[bytes], bool]) -> dict:
+    """The first record of `topic` whose value matches (topics such as the processing log are shared by tests)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"t-{uuid.uuid4().hex}",
+                         "auto.offset.reset": "earliest", "session.timeout.ms": 6000})
+    consumer.subscribe([topic])
+    try:
+        while True:
+            m = consumer.poll(30)
+            assert m is not None, f"no matching record in {topic}"
+            if m.error() is None and m.value() and match(m.value()):
+                return json.loads(m.value())
+    finally:
+        consumer.close()
 
 
 def test_info_and_healthcheck(server: RunningService, client: KSQLAPI) -> None:
@@ -128,3 +144,23 @@ def test_query_stream_formats_and_close(stack, server: RunningService, client: K
         assert client.close_query(query_id) is True
         assert list(lines_iter) == []
     assert client.close_query("no_such_query") is False
+
+
+def test_bad_records_go_to_the_processing_log(stack, client: KSQLAPI, topic_name: str) -> None:
+    name = "PL_" + topic_name.upper().replace("-", "_")
+    client.ksql(f"CREATE STREAM {name} (N INT) WITH (KAFKA_TOPIC='{topic_name}', VALUE_FORMAT='JSON', PARTITIONS=1)")
+    client.ksql(f"CREATE STREAM {name}_OUT WITH (KAFKA_TOPIC='{topic_name}-out') AS SELECT N * 10 AS N10 FROM {name};")
+    _produce(stack.addresses.bootstrap_servers, topic_name, [(None, b"{not json"), (None, b'{"N": 4}')])
+    assert _read(stack.addresses.bootstrap_servers, f"{topic_name}-out", 1) == [(None, b'{"N10":40}')]
+    entry = _first(stack.addresses.bootstrap_servers, "default_ksql_processing_log",
+                   lambda value: json.loads(value).get("topic") == topic_name)
+    assert entry["target"] == "value" and "JSON" in entry["errorMessage"] and entry["offset"] == 0
+
+
+def test_query_over_http2(stack, client: KSQLAPI, topic_name: str) -> None:
+    name = "H2_" + topic_name.upper().replace("-", "_")
+    client.ksql(f"CREATE STREAM {name} (N INT) WITH (KAFKA_TOPIC='{topic_name}', VALUE_FORMAT='JSON', PARTITIONS=1)")
+    assert client.inserts_stream(name, [{"N": 1}, {"N": "x"}])[1]["status"] == "error"
+    rows = list(client.query(f"SELECT N FROM {name} EMIT CHANGES LIMIT 1", use_http2=True, parse=True,
+                             stream_properties={"auto.offset.reset": "earliest"}))
+    assert rows == [{"N": 1}]

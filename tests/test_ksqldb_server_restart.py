@@ -78,3 +78,25 @@ def test_kill_minus_nine_and_restart_leave_no_gaps(stack, tmp_path, capsys) -> N
         assert all(all(v == values[0] for v in values) for values in by_key.values())  # a repeat is the same record
     finally:
         supervisor.stop(server)
+
+
+def test_restart_replays_drops_and_terminations(stack, tmp_path, topic_name) -> None:
+    service_id = f"r{uuid.uuid4().hex[:8]}_"
+    spec = server_spec(stack.addresses, supervisor.free_port(), service_id)
+    server = supervisor.start(spec, tmp_path / "logs")
+    try:
+        rest = KsqlRest(server.address)
+        rest.ksql(f"CREATE STREAM A (N INT) WITH (KAFKA_TOPIC='{topic_name}', VALUE_FORMAT='JSON', PARTITIONS=1);"
+                  f"CREATE STREAM B WITH (KAFKA_TOPIC='{topic_name}-b') AS SELECT * FROM A;"
+                  f"CREATE STREAM C WITH (KAFKA_TOPIC='{topic_name}-c') AS SELECT N FROM A;")
+        queries = {q["sinks"][0]: q["id"] for q in rest.ksql("SHOW QUERIES;")[0]["queries"]}
+        rest.ksql(f"TERMINATE {queries['C']}; DROP STREAM C DELETE TOPIC;"
+                  f"CREATE STREAM C (M STRING) WITH (KAFKA_TOPIC='{topic_name}-c2', VALUE_FORMAT='JSON', PARTITIONS=1);")
+        supervisor.stop(server)
+        server = supervisor.start(spec, tmp_path / "logs")
+        rest = KsqlRest(server.address)
+        assert {s["name"] for s in rest.ksql("SHOW STREAMS;")[0]["streams"]} == {"A", "B", "C"}
+        assert [f["name"] for f in rest.describe("C")["fields"]] == ["M"]
+        assert [(q["id"], q["state"]) for q in rest.ksql("SHOW QUERIES;")[0]["queries"]] == [(queries["B"], "RUNNING")]
+    finally:
+        supervisor.stop(server)
