@@ -504,5 +504,8 @@ def _schema_json(t: Any) -> dict[str, Any]:
     if isinstance(t, StructType):
         return {"type": "STRUCT", "fields": [{"name": n, "schema": _schema_json(ft)} for n, ft in t.fields],
                 "memberSchema": None}
-    return {"type": t.name if t.name != "DECIMAL" else str(t), "fields": None, "memberSchema": None}
+    if t.name == "DECIMAL":
+        return {"type": "DECIMAL", "fields": None, "memberSchema": None,
+                "parameters": {"precision": t.precision, "scale": t.scale}}
+    return {"type": t.name, "fields": None, "memberSchema": None}
 
