@@ -20,6 +20,7 @@ from ..types import (
     BIGINT, BOOLEAN, BYTES, DATE, DOUBLE, INTEGER, STRING, TIME, TIMESTAMP,
     ArrayType, DecimalType, MapType, SqlType, StructType,
 )
+from .. import values as V
 from .base import Serde
 from .coerce import coerce, lookup_field
 from .registry import SchemaRegistry
@@ -115,12 +116,14 @@ def _to_avro(value: Any, t: SqlType) -> Any:
         return {n: _to_avro(value.get(n), ft) for n, ft in t.fields}
     if t == TIMESTAMP:
         return value.replace(tzinfo=dt.timezone.utc)
+    if isinstance(t, DecimalType) and value.as_tuple().exponent != -t.scale:
+        return V.fit_decimal(value, t)  # Avro decimals carry exactly the schema's scale
     return value
 
 
 def _plain_avro(t: SqlType) -> bool:
     """True when the engine's value is already what fastavro writes for this type."""
-    return t != TIMESTAMP and not isinstance(t, (ArrayType, MapType, StructType))
+    return t != TIMESTAMP and not isinstance(t, (ArrayType, MapType, StructType, DecimalType))
 
 
 def encode(schema_id: int, parsed: Any, datum: Any) -> bytes:
