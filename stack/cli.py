@@ -103,12 +103,13 @@ def _print_status(stack: EmbeddedStack) -> bool:
 
 def _add_commands() -> None:
     """Commands that live beside what they drive; imported here so `fraudstream --help` lists them all."""
+    from models.cli import evaluate_command, models_group, train_command
     from stack.bench import bench_command
     from stack.demo import demo_command
     from stack.generate import generate_command
     from stack.produce import produce_command
 
-    for command in (demo_command, produce_command, generate_command, bench_command):
+    for command in (demo_command, produce_command, generate_command, train_command, evaluate_command, models_group, bench_command):
         main.add_command(command)
 
 
