@@ -14,7 +14,7 @@ from typing import Any
 
 from . import ast
 from .errors import KsqlError, KsqlStatementError, UnsupportedError
-from .executor import InMemoryRuntime, PersistentQuery, ProcessingLog, Record, TransientQuery
+from .executor import InMemoryRuntime, PersistentQuery, ProcessingLog, Record, Runtime, TransientQuery
 from .expressions import Compiler, Scope, convert
 from .formats import FormatInfo, SchemaRegistry, check_format_name, make_serde, validate
 from .formats.delimited import parse_delimiter
@@ -58,7 +58,7 @@ def _bool_prop(v: Any) -> bool:
 
 
 class Engine:
-    def __init__(self, registry: SchemaRegistry, runtime: InMemoryRuntime | None = None,
+    def __init__(self, registry: SchemaRegistry, runtime: Runtime | None = None,
                  config: dict[str, Any] | None = None) -> None:
         self.registry = registry
         self.runtime = runtime if runtime is not None else InMemoryRuntime()

@@ -11,7 +11,7 @@ import base64
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 from .errors import EvalError, SerdeError
 from .expressions import Compiled
@@ -135,6 +135,8 @@ class Pipeline:
                     self.plog.deserialization_error(self.id, rec, "timestamp", str(e))
                     continue
                 if ts is None or ts < 0:
+                    self.plog.deserialization_error(
+                        self.id, rec, "timestamp", f"Invalid timestamp extracted from {self.source.timestamp_column}: {ts}")
                     continue
             row = (ts, rec.partition, rec.offset, *keys, *values, *(f(rec.headers) for f in self._header_fns))
             if self._where is not None:
@@ -252,6 +254,23 @@ def _timestamp_extractor(source: DataSource) -> Callable | None:
         v = keys[idx] if in_key else values[idx]
         return None if v is None else convert(v)
     return extract
+
+
+class Runtime(Protocol):
+    """What the engine needs from where topics live: in memory here, Kafka in the server."""
+
+    topics: dict[str, Any]  # topic name -> anything (SHOW TOPICS lists the names)
+    partitions: dict[str, int]
+
+    def create_topic(self, name: str, partitions: int = 1) -> None: ...
+
+    def delete_topic(self, name: str) -> None: ...
+
+    def add_query(self, q: PersistentQuery, replay: bool = True) -> None: ...
+
+    def remove_query(self, query_id: str) -> None: ...
+
+    def produce(self, rec: Record) -> None: ...
 
 
 class InMemoryRuntime:
