@@ -29,7 +29,7 @@ from stack import supervisor
 from stack.config import Addresses
 from stack.embedded import EmbeddedStack
 from stack.kafka import admin_client, consumer_config, producer_config
-from stack.objectstore import s3_client
+from stack.objectstore import ensure_bucket, s3_client
 
 SCHEMA = json.dumps({
     "type": "record", "name": "Payment", "namespace": "fraudstream.test",
@@ -292,3 +292,40 @@ def test_pause_resume_restart_delete(worker: ConnectClient, addresses: Addresses
     assert worker.http.delete(f"/connectors/{name}").status_code == 204
     assert worker.http.get(f"/connectors/{name}").status_code == 404
     assert name not in worker.request("GET", "/connectors")
+
+
+def _metric(worker: ConnectClient, name: str, connector: str) -> float:
+    for line in httpx.get(f"{worker.http.base_url}/metrics").text.splitlines():
+        if line.startswith(f'{name}{{connector="{connector}"}} '):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_a_missing_bucket_stalls_the_task_until_it_is_back(worker: ConnectClient, addresses: Addresses, topic_name: str) -> None:
+    """Upload errors are retried (the task stays RUNNING and commits nothing), as S3 errors are in Confluent's sink."""
+    bucket = f"stall-{uuid.uuid4().hex[:12]}"
+    ensure_bucket(bucket, addresses.s3_endpoint_url)
+    create_topic(addresses, topic_name)
+    produce_avro(addresses, topic_name, payments(0, 5))
+    worker.create(topic_name, sink_config(addresses, topic_name, flush_size="5", **{"s3.bucket.name": bucket}))
+    wait_committed(worker, topic_name, topic_name, 5)
+
+    s3 = s3_client(addresses.s3_endpoint_url)
+    for obj in list_objects(bucket, topic_name, endpoint_url=addresses.s3_endpoint_url):
+        s3.delete_object(Bucket=bucket, Key=obj.key)
+    s3.delete_bucket(Bucket=bucket)
+    produce_avro(addresses, topic_name, payments(5, 5))
+    wait_until(lambda: _metric(worker, "connect_sink_upload_failures_total", topic_name) > 0, 60, what="a failed upload")
+    assert worker.status(topic_name)["tasks"][0]["state"] == "RUNNING"
+    assert committed(worker, topic_name, topic_name) == 5
+
+    ensure_bucket(bucket, addresses.s3_endpoint_url)
+    wait_committed(worker, topic_name, topic_name, 10)
+    (obj,) = list_objects(bucket, topic_name, endpoint_url=addresses.s3_endpoint_url)
+    assert obj.start_offset == 5 and [r["seq"] for r in read_object(bucket, obj, addresses.s3_endpoint_url)] == list(range(5, 10))
+
+
+def test_a_bucket_missing_at_start_fails_the_task_with_a_reason(worker: ConnectClient, addresses: Addresses, topic_name: str) -> None:
+    worker.create(topic_name, sink_config(addresses, topic_name, **{"s3.bucket.name": f"absent-{uuid.uuid4().hex[:12]}"}))
+    failed = wait_until(lambda: (s := worker.status(topic_name))["tasks"] and s["tasks"][0]["state"] == "FAILED" and s, 60, what="task failed")
+    assert "is not reachable" in failed["tasks"][0]["trace"]

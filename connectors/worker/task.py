@@ -8,6 +8,7 @@ committed offset are read again and land in the same objects with the same bytes
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 import threading
@@ -32,6 +33,9 @@ from stack.objectstore import s3_client
 
 logger = logging.getLogger(__name__)
 
+#: The first wait before retrying a failed upload; it doubles up to 30 s.
+UPLOAD_BACKOFF_SECONDS = 0.5
+
 #: How often a task looks for new partitions of its topics.
 METADATA_REFRESH_SECONDS = 10.0
 
@@ -40,6 +44,10 @@ StateListener = Callable[["SinkTask", str, str | None], None]  # (task, state, t
 
 class TaskFailure(RuntimeError):
     """Stops the task; its message and cause become the trace in the task's status."""
+
+
+class TaskStopped(Exception):
+    """A stop request interrupted a retry: the task ends without failing."""
 
 
 def group_id(connector: str) -> str:
@@ -93,6 +101,8 @@ class SinkTask(threading.Thread):
             self.on_state(self, "RUNNING", None)
             while not self._stopping.is_set():
                 self.poll_once()
+        except TaskStopped:
+            pass
         except Exception as exc:  # any failure ends the task, with its trace in the status, as in Connect
             logger.error("task %s-%d failed: %s", self.connector, self.task_id, exc)
             self.metrics.task_failures.labels(self.connector).inc()
@@ -237,15 +247,33 @@ class SinkTask(threading.Thread):
                 self.format.extension, values["directory.delim"], values["file.delim"],
             )
             body = self.format.encode(file.records, batch.schema, key)
-            started = time.perf_counter()
-            self.s3.put_object(Bucket=values["s3.bucket.name"], Key=key, Body=body)
-            self.metrics.upload_seconds.labels(self.connector).observe(time.perf_counter() - started)
+            self._upload(values["s3.bucket.name"], key, body)
             self.metrics.files.labels(self.connector).inc()
             self.metrics.bytes.labels(self.connector).inc(len(body))
         self.metrics.records.labels(self.connector).inc(batch.record_count)
         writer = self.writers.get((batch.topic, batch.partition))
         if writer is not None:
             self._commit(writer, batch.end_offset if not writer.files else writer.committable())
+
+    def _upload(self, bucket: str, key: str, body: bytes) -> None:
+        """Put one object, retrying until it is stored: an unreachable store stalls the task, never fails it.
+
+        As in Confluent's connector, where S3 errors are retriable; nothing is committed meanwhile, and
+        a stop request ends the wait (the next owner of the partition rewrites the same object).
+        """
+        for attempt in itertools.count():
+            started = time.perf_counter()
+            try:
+                self.s3.put_object(Bucket=bucket, Key=key, Body=body)
+            except (ClientError, BotoCoreError) as exc:
+                self.metrics.upload_failures.labels(self.connector).inc()
+                backoff = min(UPLOAD_BACKOFF_SECONDS * 2**attempt, 30.0)
+                logger.warning("%s-%d: upload of %s failed (retrying in %.1f s): %s", self.connector, self.task_id, key, backoff, exc)
+                if self._stopping.wait(backoff):
+                    raise TaskStopped from exc
+                continue
+            self.metrics.upload_seconds.labels(self.connector).observe(time.perf_counter() - started)
+            return
 
     def _commit(self, writer: PartitionWriter, offset: int | None = None) -> None:
         offset = writer.committable() if offset is None else offset
