@@ -25,7 +25,7 @@ from stack.registry.state import (
     schema_tombstone,
     soft_deleted,
 )
-from stack.registry.store import KafkaLog
+from stack.topiclog import TopicLog
 
 logger = logging.getLogger(__name__)
 
@@ -33,13 +33,16 @@ T = TypeVar("T")
 
 MAX_VERSION = 2**31 - 1
 RETRY_SECONDS = 2.0
+
+#: Where the registry keeps its schemas, as Confluent's does.
+DEFAULT_TOPIC = "_schemas"
 PARSED_CACHE_SIZE = 4096
 
 
 class Registry:
-    """Schema Registry operations over a `KafkaLog`; until `begin_loading()` has finished, calls answer 503."""
+    """Schema Registry operations over a `TopicLog`; until `begin_loading()` has finished, calls answer 503."""
 
-    def __init__(self, log: KafkaLog) -> None:
+    def __init__(self, log: TopicLog) -> None:
         self.log = log
         self.state = RegistryState()
         self.ready = False

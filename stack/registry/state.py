@@ -16,12 +16,11 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from stack.registry.schemas import Reference, Schema
+from stack.topiclog import Record
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_LEVEL = "BACKWARD"
-
-Record = tuple[bytes, bytes | None]
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,10 @@
-"""The `_schemas` topic: a compacted, single-partition log that is the registry's only durable state.
+"""A compacted, single-partition topic used as a service's durable state (as Schema Registry's
+`_schemas`, Connect's config topics and ksqlDB's command topic are).
 
-One registry process is the only writer. It reads the topic to its true end on start (found with
-`stack.kafka.end_offsets`, as the embedded broker's "latest" offset is wrong), and afterwards applies a
-change to memory only once the broker has acknowledged it with acks=all, so memory never runs ahead
-of the log. Calls here block; the HTTP layer runs them in a thread.
+Its one writer reads the topic to its true end on start (found with `stack.kafka.end_offsets`, as the
+embedded broker's "latest" offset is wrong), and afterwards applies a change to memory only once the
+broker has acknowledged it with acks=all, so memory never runs ahead of the log. Calls block; async
+callers run them in a thread.
 """
 
 from __future__ import annotations
@@ -15,21 +16,21 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from confluent_kafka.admin import NewTopic
 
 from stack.kafka import admin_client, consumer_config, end_offsets, producer_config
-from stack.registry.state import Record
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_TOPIC = "_schemas"
+#: A key and a value (None for a tombstone), as bytes.
+Record = tuple[bytes, bytes | None]
 
 
-class StoreError(Exception):
+class TopicLogError(Exception):
     """The broker did not take or give back the records."""
 
 
-class KafkaLog:
-    """Append to and replay the `_schemas` topic."""
+class TopicLog:
+    """Append to and replay one compacted, single-partition topic."""
 
-    def __init__(self, bootstrap_servers: str, topic: str = DEFAULT_TOPIC, timeout: float = 30.0) -> None:
+    def __init__(self, bootstrap_servers: str, topic: str, timeout: float = 30.0) -> None:
         self.bootstrap_servers = bootstrap_servers
         self.topic = topic
         self.timeout = timeout
@@ -45,7 +46,7 @@ class KafkaLog:
             logger.info("created topic %s (cleanup.policy=compact, 1 partition)", self.topic)
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                raise StoreError(f"cannot create topic {self.topic}: {exc.args[0].str()}") from exc
+                raise TopicLogError(f"cannot create topic {self.topic}: {exc.args[0].str()}") from exc
 
     def replay(self) -> Iterator[Record]:
         """Every record from the start of the topic to its true end, in offset order."""
@@ -55,7 +56,7 @@ class KafkaLog:
         consumer = Consumer(
             consumer_config(
                 self.bootstrap_servers,
-                f"fraudstream-schema-registry-{self.topic}",
+                f"fraudstream-topiclog-{self.topic}",
                 enable_auto_commit=False,
                 enable_partition_eof=True,
             )
@@ -66,14 +67,14 @@ class KafkaLog:
             while position < end:
                 message = consumer.poll(self.timeout)
                 if message is None:
-                    raise StoreError(f"no records from {self.topic} within {self.timeout} s (at {position} of {end})")
+                    raise TopicLogError(f"no records from {self.topic} within {self.timeout} s (at {position} of {end})")
                 if message.error() is not None:
                     if message.error().code() == KafkaError._PARTITION_EOF:
                         position = max(position, message.offset())
                         if position < end:
-                            raise StoreError(f"{self.topic} ended at offset {position}, before its end {end}")
+                            raise TopicLogError(f"{self.topic} ended at offset {position}, before its end {end}")
                         continue
-                    raise StoreError(f"reading {self.topic}: {message.error().str()}")
+                    raise TopicLogError(f"reading {self.topic}: {message.error().str()}")
                 position = message.offset() + 1
                 yield message.key(), message.value()
         finally:
@@ -99,9 +100,9 @@ class KafkaLog:
             self._producer.flush(0)
             self._producer = None
         if remaining:
-            raise StoreError(f"{remaining} record(s) not acknowledged by the broker within {self.timeout} s")
+            raise TopicLogError(f"{remaining} record(s) not acknowledged by the broker within {self.timeout} s")
         if failures:
-            raise StoreError(f"the broker refused a write: {failures[0]}")
+            raise TopicLogError(f"the broker refused a write: {failures[0]}")
 
     def close(self) -> None:
         if self._producer is not None:
