@@ -54,10 +54,16 @@ def test_apply_twice_then_payments_flow_through(stack, tmp_path) -> None:
         assert third.exit_code == 0 and "changed" in third.output and "--replace" in third.output, third.output
 
         prompt = runner.invoke(ksql_group, ["--url", server.address],
-                               input="SHOW\n STREAMS;\nDESCRIBE nope;\nexit\n")
+                               input="SHOW\n STREAMS;\nDESCRIBE nope;\nSET 'auto.offset.reset'='earliest';\n"
+                                     f"SELECT PAYMENT_ID, AMOUNT FROM {prefix}_creditcardfraud_source EMIT CHANGES "
+                                     "LIMIT 2;\nexit\n")
         assert prompt.exit_code == 0, prompt.output
         assert f"{prefix}_CREDITCARDFRAUD_ANONYMISED".upper() in prompt.output
         assert "Could not find STREAM/TABLE 'NOPE'" in prompt.output
+        rows = prompt.output.split("PAYMENT_ID | AMOUNT")[1].strip().splitlines()[:2]
+        ids = {p.id: p for p in payments}
+        assert len(rows) == 2 and all(row.split(" | ")[0] in ids for row in rows), prompt.output
+        assert all(float(row.split(" | ")[1]) == pytest.approx(ids[row.split(" | ")[0]].amount) for row in rows)
 
 
 def test_apply_reports_an_unreachable_server_in_one_line(tmp_path) -> None:
