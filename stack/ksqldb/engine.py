@@ -36,7 +36,16 @@ DEFAULT_CONFIG: dict[str, Any] = {
 _KNOWN_PROPS = {
     "KAFKA_TOPIC", "VALUE_FORMAT", "KEY_FORMAT", "FORMAT", "PARTITIONS", "REPLICAS", "TIMESTAMP",
     "TIMESTAMP_FORMAT", "VALUE_DELIMITER", "KEY_DELIMITER", "WRAP_SINGLE_VALUE", "VALUE_AVRO_SCHEMA_FULL_NAME",
-    "KEY_AVRO_SCHEMA_FULL_NAME", "VALUE_SCHEMA_ID", "KEY_SCHEMA_ID", "RETENTION_MS", "CLEANUP_POLICY",
+    "KEY_AVRO_SCHEMA_FULL_NAME", "RETENTION_MS", "CLEANUP_POLICY",
+}
+
+
+#: Valid ksqlDB WITH properties this engine does not implement (refused loudly, never ignored).
+_UNSUPPORTED_PROPS = {
+    "WINDOW_TYPE": "windowed sources", "WINDOW_SIZE": "windowed sources",
+    "KEY_SCHEMA_FULL_NAME": "schema full names for keys", "VALUE_SCHEMA_FULL_NAME": "schema full names",
+    "KEY_SCHEMA_ID": "schema ids", "VALUE_SCHEMA_ID": "schema ids", "KEY_PROTOBUF_NULLABLE_REPRESENTATION": "PROTOBUF",
+    "VALUE_PROTOBUF_NULLABLE_REPRESENTATION": "PROTOBUF", "SOURCED_BY_CONNECTOR": "connector-sourced sources",
 }
 
 
@@ -135,11 +144,15 @@ class Engine:
             full_schema_name=str(full_name).strip() if full_name is not None else None,
         )
         key_delim = stmt_props.get("KEY_DELIMITER")
-        key = FormatInfo(key_name, delimiter=parse_delimiter(str(key_delim)) if key_delim is not None else None)
+        key_full_name = stmt_props.get("KEY_AVRO_SCHEMA_FULL_NAME")
+        key = FormatInfo(key_name, delimiter=parse_delimiter(str(key_delim)) if key_delim is not None else None,
+                         full_schema_name=str(key_full_name).strip() if key_full_name is not None else None)
         return key, value
 
     def _check_props(self, stmt_props: dict[str, Any]) -> None:
         for k in stmt_props:
+            if k in _UNSUPPORTED_PROPS:
+                raise UnsupportedError(f"WITH property {k} ({_UNSUPPORTED_PROPS[k]})")
             if k not in _KNOWN_PROPS:
                 raise KsqlStatementError(f"Invalid config variable(s) in the WITH clause: {k}")
 
