@@ -329,3 +329,15 @@ def test_a_bucket_missing_at_start_fails_the_task_with_a_reason(worker: ConnectC
     worker.create(topic_name, sink_config(addresses, topic_name, **{"s3.bucket.name": f"absent-{uuid.uuid4().hex[:12]}"}))
     failed = wait_until(lambda: (s := worker.status(topic_name))["tasks"] and s["tasks"][0]["state"] == "FAILED" and s, 60, what="task failed")
     assert "is not reachable" in failed["tasks"][0]["trace"]
+
+
+def test_scheduled_rotation_lands_a_partial_file_on_the_wall_clock(worker: ConnectClient, addresses: Addresses, topic_name: str) -> None:
+    """rotate.schedule.interval.ms closes files at wall-clock boundaries, however few records they hold."""
+    create_topic(addresses, topic_name)
+    produce_avro(addresses, topic_name, payments(0, 3))
+    worker.create(topic_name, sink_config(addresses, topic_name, flush_size="1000", **{
+        "rotate.schedule.interval.ms": "1000", "timezone": "UTC"}))
+    wait_committed(worker, topic_name, topic_name, 3)
+    landed = [r["seq"] for o in list_objects(addresses.bucket, topic_name, endpoint_url=addresses.s3_endpoint_url)
+              for r in read_object(addresses.bucket, o, addresses.s3_endpoint_url)]
+    assert landed == [0, 1, 2]

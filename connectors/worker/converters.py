@@ -11,8 +11,7 @@ import io
 import json
 import struct
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import fastavro
 from confluent_kafka.schema_registry import SchemaRegistryClient
@@ -24,8 +23,7 @@ class ConversionError(ValueError):
     """Bytes that the configured converter cannot read."""
 
 
-@dataclass(frozen=True)
-class Converted:
+class Converted(NamedTuple):  # a tuple: one is made per record, and tuples are cheap to make
     value: Any
     schema: Any  # a parsed Avro schema, or None for schemaless data
     schema_key: Any  # equal for records that share a schema: a file rotates when it changes

@@ -70,7 +70,7 @@ def _herder(request: web.Request) -> Herder:
     return request.app[HERDER]
 
 
-async def _call(request: web.Request, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+async def _call(method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """Herder calls block (they start and join task threads): run them off the event loop."""
     return await asyncio.to_thread(method, *args, **kwargs)
 
@@ -147,7 +147,7 @@ async def create_connector(request: web.Request) -> web.Response:
     if initial is None:
         raise ConnectError(400, f"initial_state must be RUNNING or PAUSED here, not {body['initial_state']}")
     herder = _herder(request)
-    await _call(request, herder.put, name, config, create_only=True, initial_state=initial)
+    await _call(herder.put, name, config, create_only=True, initial_state=initial)
     return web.json_response(herder.info(name), status=201)
 
 
@@ -168,7 +168,7 @@ async def put_config(request: web.Request) -> web.Response:
     if config.get("name", name) != name:
         raise ConnectError(400, f"Connector name configuration ({config['name']}) doesn't match connector name in the URL ({name})")
     herder = _herder(request)
-    created = await _call(request, herder.put, name, config)
+    created = await _call(herder.put, name, config)
     return web.json_response(herder.info(name), status=201 if created else 200)
 
 
@@ -194,20 +194,20 @@ async def get_task_status(request: web.Request) -> web.Response:
 @routes.get("/connectors/{name}/offsets")
 async def get_offsets(request: web.Request) -> web.Response:
     herder = _herder(request)
-    return web.json_response(await _call(request, herder.offsets, request.match_info["name"]))
+    return web.json_response(await _call(herder.offsets, request.match_info["name"]))
 
 
 @routes.put("/connectors/{name}/pause")
 async def pause(request: web.Request) -> web.Response:
     herder = _herder(request)
-    await _call(request, herder.pause, request.match_info["name"])
+    await _call(herder.pause, request.match_info["name"])
     return web.Response(status=202)
 
 
 @routes.put("/connectors/{name}/resume")
 async def resume(request: web.Request) -> web.Response:
     herder = _herder(request)
-    await _call(request, herder.resume, request.match_info["name"])
+    await _call(herder.resume, request.match_info["name"])
     return web.Response(status=202)
 
 
@@ -215,7 +215,7 @@ async def resume(request: web.Request) -> web.Response:
 async def restart(request: web.Request) -> web.Response:
     name, herder = request.match_info["name"], _herder(request)
     include_tasks, only_failed = _flag(request, "includeTasks"), _flag(request, "onlyFailed")
-    await _call(request, herder.restart, name, include_tasks, only_failed)
+    await _call(herder.restart, name, include_tasks, only_failed)
     if include_tasks or only_failed:
         return web.json_response(herder.status(name), status=202)
     return web.Response(status=204)
@@ -228,14 +228,14 @@ async def restart_task(request: web.Request) -> web.Response:
         task = int(request.match_info["task"])
     except ValueError:
         raise ConnectError(404, f"Task {request.match_info['task']} not found") from None
-    await _call(request, herder.restart_task, request.match_info["name"], task)
+    await _call(herder.restart_task, request.match_info["name"], task)
     return web.Response(status=204)
 
 
 @routes.delete("/connectors/{name}")
 async def delete_connector(request: web.Request) -> web.Response:
     herder = _herder(request)
-    await _call(request, herder.delete, request.match_info["name"])
+    await _call(herder.delete, request.match_info["name"])
     return web.Response(status=204)
 
 

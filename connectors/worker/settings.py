@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from connectors.worker import definitions as d
-from connectors.worker.definitions import KEYS, KEYS_BY_NAME, REQUIRED, ConfigKey
+from connectors.worker.definitions import KEYS, REQUIRED, ConfigKey
 
 _PLACEHOLDER = re.compile(r"\$\{env:([^}:]*)(?::[^}]*)?\}")
 _CLASS_ALIASES = {"S3SinkConnector": d.S3_SINK_CLASS, "S3Sink": d.S3_SINK_CLASS}
@@ -137,7 +137,7 @@ def validate(raw: Mapping[str, str], environ: Mapping[str, str] = os.environ, de
     return values, errors
 
 
-def _check_timezone(values: Mapping[str, Any], fail: Any) -> None:
+def _check_timezone(values: Mapping[str, Any], fail: Callable[[str, str], None]) -> None:
     if values["timezone"]:
         from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 

@@ -11,8 +11,7 @@ import datetime as dt
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from connectors.worker import definitions as d
@@ -25,9 +24,8 @@ class PartitionerError(ValueError):
     """A record the partitioner cannot place (no timestamp, missing field)."""
 
 
-@dataclass(frozen=True)
-class RecordView:
-    """What a partitioner and an extractor may look at."""
+class RecordView(NamedTuple):
+    """What a partitioner and an extractor may look at (a tuple: one is made per record)."""
 
     topic: str
     partition: int
