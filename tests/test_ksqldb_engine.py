@@ -201,3 +201,11 @@ def test_header_columns_read_record_headers(engine):
     assert [json.loads(r.value) for r in engine.runtime.topics["HO"]] == [{"V": 1, "XS": "two", "N": 3}]
     with pytest.raises(KsqlStatementError, match="HEADER"):
         engine.execute("CREATE STREAM bad (x STRING HEADER('abc')) WITH (kafka_topic='b', value_format='JSON');")
+
+
+def test_queries_that_would_feed_themselves_are_refused(engine):
+    engine.execute(SOURCE)
+    with pytest.raises(KsqlStatementError, match="reads from the same topic"):
+        engine.execute("INSERT INTO payments SELECT * FROM payments;")
+    with pytest.raises(KsqlStatementError, match="topic it reads from"):
+        engine.execute("CREATE STREAM loop WITH (kafka_topic='payments_src') AS SELECT * FROM payments;")

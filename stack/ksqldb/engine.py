@@ -302,6 +302,9 @@ class Engine:
             if plan.schema.find(ts_col) is None:
                 raise KsqlStatementError(
                     f"The TIMESTAMP column set in the WITH clause does not exist in the schema: '{ts_col}'")
+        if topic == source.topic:
+            raise KsqlStatementError(
+                f"Cannot create {stmt.name}: the query would write to the topic it reads from ({topic}).")
         partitions = int(stmt_props.get("PARTITIONS", source.partitions) or 1)
         sink = DataSource(
             name=stmt.name, kind=stmt.kind, schema=plan.schema, topic=topic, key_format=key_fmt,
@@ -339,6 +342,9 @@ class Engine:
             raise KsqlStatementError(
                 "Incompatible schema between results and sink.\n"
                 f"Result schema is {plan.schema}\nSink schema is {target.schema}")
+        if plan.source.topic == target.topic:
+            raise KsqlStatementError(
+                f"Cannot insert into {target.name}: the query reads from the same topic ({target.topic}) it writes to.")
         query_id = self._next_query_id("INSERTQUERY", "").replace("__", "_")
         query = self._build_query(query_id, plan, target, stmt.text)
         target.writers.append(query_id)
