@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import operator
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
@@ -91,7 +92,14 @@ class Pipeline:
             plan.errors.handler = self._expr_error
         self._where = plan.where.fn if plan.where is not None else None
         self._key_fns = [c.fn for c in plan.key_exprs]
-        self._value_fns = [_safe(c, t, self._expr_error) for c, t in zip(plan.value_exprs, plan.value_texts)]
+        self._value_fns = [c.fn if c.column_index is not None else _safe(c, t, self._expr_error)
+                           for c, t in zip(plan.value_exprs, plan.value_texts)]
+        # a projection of bare columns (the common case) is one C-level itemgetter call per row
+        indices = [c.column_index for c in plan.value_exprs]
+        self._project: Callable[[tuple], list] | None = None
+        if indices and all(i is not None for i in indices):
+            getter = operator.itemgetter(*indices)
+            self._project = (lambda row: [getter(row)]) if len(indices) == 1 else (lambda row: list(getter(row)))
         self._ts_extract = _timestamp_extractor(plan.source)
         self._header_fns = [_header_reader(c.header) for c in plan.source.schema.headers]
 
@@ -146,7 +154,8 @@ class Pipeline:
                 except (EvalError, ArithmeticError, ValueError, TypeError) as e:
                     self.plog.expression_error(self.id, rec, "WHERE", str(e))
                     continue
-            out.append((rec, [f(row) for f in self._key_fns], [f(row) for f in self._value_fns], ts))
+            values_out = self._project(row) if self._project is not None else [f(row) for f in self._value_fns]
+            out.append((rec, [f(row) for f in self._key_fns], values_out, ts))
         self._current = None
         return out
 

@@ -35,6 +35,7 @@ class Compiled:
     type: SqlType
     fn: Callable[[Row], Any]
     constant: bool = False
+    column_index: int | None = None  # set when the expression is a bare column reference
 
 
 class Scope:
@@ -222,7 +223,7 @@ class Compiler:
                     "schema since PARTITION BY is applied on the input.")
             raise KsqlStatementError(f"{self.clause} column '{name}' cannot be resolved.")
         idx, t = found
-        return Compiled(t, operator.itemgetter(idx))
+        return Compiled(t, operator.itemgetter(idx), column_index=idx)
 
     # ------------------------------------------------------------------ arithmetic
     def _Arithmetic(self, e: ast.Arithmetic) -> Compiled:
