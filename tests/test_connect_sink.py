@@ -281,6 +281,9 @@ def test_pause_resume_restart_delete(worker: ConnectClient, addresses: Addresses
     assert worker.http.post(f"/connectors/{name}/restart").status_code == 204
     restarted = worker.request("POST", f"/connectors/{name}/restart", params={"includeTasks": "true"})
     assert restarted["connector"]["state"] == "RUNNING"
+    assert worker.http.post(f"/connectors/{name}/tasks/0/restart").status_code == 204
+    assert worker.http.post(f"/connectors/{name}/tasks/7/restart").status_code == 404
+    assert worker.request("GET", f"/connectors/{name}/tasks/0/status")["id"] == 0
     produce_avro(addresses, topic_name, payments(10, 5))
     wait_committed(worker, name, topic_name, 15)
     landed = [r["seq"] for o in list_objects(addresses.bucket, topic_name, endpoint_url=addresses.s3_endpoint_url)

@@ -15,7 +15,7 @@ import pytest
 from connectors.apply import ConnectorFileError, load
 from connectors.lake import parse_key
 from connectors.worker import definitions as d
-from connectors.worker.converters import AvroConverter, ConversionError, JsonConverter, StringConverter
+from connectors.worker.converters import AvroConverter, ConversionError, JsonConverter, StringConverter, TransientError
 from connectors.worker.s3sink.formats import AvroFormat, FormatError, JsonFormat, ParquetFormat
 from connectors.worker.s3sink.naming import object_key
 from connectors.worker.s3sink.partitioners import (
@@ -23,6 +23,7 @@ from connectors.worker.s3sink.partitioners import (
 )
 from connectors.worker.s3sink.writer import PartitionWriter, Rotation, next_schedule
 from connectors.worker.settings import ConfigError, SinkSettings, resolve, validate
+from stack.supervisor import free_port
 
 CONNECTORS = Path(__file__).resolve().parents[1] / "connectors"
 
@@ -170,6 +171,12 @@ def test_json_lines() -> None:
 
 
 # -- converters ------------------------------------------------------------------------------------------
+
+
+def test_an_unreachable_registry_is_transient_not_bad_data() -> None:
+    """Such records must be retried, not dead-lettered: the bytes may be fine."""
+    with pytest.raises(TransientError):
+        AvroConverter({"schema.registry.url": f"http://127.0.0.1:{free_port()}"}).convert("t", b"\x00\x00\x00\x00\x01\x02")
 
 
 def test_converters_reject_unreadable_bytes() -> None:

@@ -15,12 +15,17 @@ from typing import Any, NamedTuple, Protocol
 
 import fastavro
 from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry.error import SchemaRegistryError
 
 from connectors.worker import definitions as d
 
 
 class ConversionError(ValueError):
     """Bytes that the configured converter cannot read."""
+
+
+class TransientError(RuntimeError):
+    """The Schema Registry could not answer now (unreachable, 5xx): the same record is tried again later."""
 
 
 class Converted(NamedTuple):  # a tuple: one is made per record, and tuples are cheap to make
@@ -123,8 +128,12 @@ class AvroConverter:
         if schema_id not in self._schemas:
             try:
                 registered = self.client.get_schema(schema_id)
-            except Exception as exc:  # the client raises its own error types, and network errors
+            except SchemaRegistryError as exc:
+                if exc.http_status_code >= 500:
+                    raise TransientError(f"Schema Registry error for schema id {schema_id}: {exc}") from exc
                 raise ConversionError(f"Error retrieving Avro value schema for id {schema_id}: {exc}") from exc
+            except Exception as exc:  # transport errors: the registry is down or restarting
+                raise TransientError(f"Schema Registry unreachable for schema id {schema_id}: {exc!r}") from exc
             if registered.schema_type not in (None, "AVRO"):
                 raise ConversionError(f"Schema id {schema_id} is {registered.schema_type}, not AVRO")
             self._schemas[schema_id] = fastavro.parse_schema(json.loads(registered.schema_str))

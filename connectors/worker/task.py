@@ -20,7 +20,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
 
-from connectors.worker.converters import NULL, ConversionError, Converted, make_converter
+from connectors.worker.converters import NULL, ConversionError, Converted, TransientError, make_converter
 from connectors.worker.dlq import DeadLetterQueue, Failure
 from connectors.worker.metrics import SinkMetrics
 from connectors.worker.s3sink.formats import make_format
@@ -33,7 +33,7 @@ from stack.objectstore import s3_client
 
 logger = logging.getLogger(__name__)
 
-#: The first wait before retrying a failed upload; it doubles up to 30 s.
+#: The first wait before retrying a failed upload or Schema Registry call; it doubles up to 30 s.
 UPLOAD_BACKOFF_SECONDS = 0.5
 
 #: How often a task looks for new partitions of its topics.
@@ -221,11 +221,23 @@ class SinkTask(threading.Thread):
         """The converted value; None when a conversion error was tolerated (the record is dead-lettered)."""
         for side, data in (("key", message.key()), ("value", message.value())):
             try:
-                converted = self.converters[side].convert(message.topic(), data)
+                converted = self._retrying(lambda: self.converters[side].convert(message.topic(), data))
             except ConversionError as exc:
                 self._tolerate(message, Failure(f"{side.upper()}_CONVERTER", self.settings[f"{side}.converter"], exc))
                 return None
         return converted
+
+    def _retrying(self, convert: Callable[[], Converted]) -> Converted:
+        """Convert, waiting out an unreachable Schema Registry (as Connect retries retriable errors)."""
+        for attempt in itertools.count():
+            try:
+                return convert()
+            except TransientError as exc:
+                backoff = min(UPLOAD_BACKOFF_SECONDS * 2**attempt, 30.0)
+                logger.warning("%s-%d: %s (retrying in %.1f s)", self.connector, self.task_id, exc, backoff)
+                if self._stopping.wait(backoff):
+                    raise TaskStopped from exc
+        raise AssertionError("unreachable")
 
     def _tolerate(self, message: Message, failure: Failure) -> None:
         where = f"{message.topic()}[{message.partition()}]@{message.offset()}"
