@@ -268,7 +268,11 @@ class KafkaRuntime:
         self.deferring = False
         pending, self._pending = self._pending, {}
         for q, replay in pending.values():
-            self.add_query(q, replay)
+            try:
+                self.add_query(q, replay)
+            except Exception as e:  # noqa: BLE001 - one broken query must not keep the server down
+                q.state = "ERROR"
+                log.error("query %s cannot resume: %s", q.id, e)
 
     def query_error(self, query_id: str) -> str | None:
         runner = self.runners.get(query_id)

@@ -252,7 +252,11 @@ class KsqlService:
         tq: TransientQuery = result.data
         tq.id = f"transient_{tq.plan.source.name}_{next(self._push_ids)}_{int(time.time() * 1000)}"
         reset = str(properties.get("auto.offset.reset", self.engine.config.get("auto.offset.reset", "latest")))
-        pq = PushQuery(self.bootstrap, tq, reset.lower() == "earliest", self.engine.processing_log, stmt.text)
+        try:
+            pq = PushQuery(self.bootstrap, tq, reset.lower() == "earliest", self.engine.processing_log, stmt.text)
+        except Exception as e:  # noqa: BLE001 - e.g. the source's topic is gone: an error body, not a 500 page
+            raise StatementFailure(error_body("generic_error", SERVER_ERROR, f"Cannot read {tq.plan.source.topic}: {e}"),
+                                   500) from None
         self.push_queries[tq.id] = pq
         return pq
 
