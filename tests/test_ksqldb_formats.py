@@ -98,3 +98,27 @@ def test_avro_validation_messages():
         validate(FormatInfo("AVRO"), [("M", MapType(INTEGER, STRING))], is_key=False)
     with pytest.raises(KsqlStatementError, match="Illegal initial character"):
         validate(FormatInfo("AVRO"), [("1X", INTEGER)], is_key=False)
+
+
+def test_compiled_avro_encoder_writes_the_same_bytes_as_fastavro():
+    import random
+
+    from stack.ksqldb.formats.avro import record_encoder, schema_for
+    from stack.ksqldb.types import BYTES
+
+    cols = [("A", DOUBLE), ("B", INTEGER), ("C", BIGINT), ("D", STRING), ("E", BOOLEAN), ("F", BYTES)]
+    schema = fastavro.parse_schema(schema_for(cols, False, None))
+    encode = record_encoder(cols)
+    rng = random.Random(7)
+    for _ in range(500):
+        values = [
+            rng.choice([None, rng.uniform(-1e9, 1e9), float("inf")]),
+            rng.choice([None, rng.randint(-2**31, 2**31 - 1)]),
+            rng.choice([None, rng.randint(-2**63, 2**63 - 1)]),
+            rng.choice([None, "é" * rng.randint(0, 200)]),
+            rng.choice([None, True, False]),
+            rng.choice([None, bytes(rng.randint(0, 300))]),
+        ]
+        buf = io.BytesIO()
+        fastavro.schemaless_writer(buf, schema, dict(zip([n for n, _ in cols], values)))
+        assert encode(values) == buf.getvalue()

@@ -126,6 +126,49 @@ def _plain_avro(t: SqlType) -> bool:
     return t != TIMESTAMP and not isinstance(t, (ArrayType, MapType, StructType, DecimalType))
 
 
+def _zigzag(n: int) -> bytes:
+    n = (n << 1) ^ (n >> 63)
+    out = bytearray()
+    while n & ~0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+_PACK_DOUBLE = struct.Struct("<d").pack
+
+
+def _field_encoder(t: SqlType):
+    """Binary Avro for one ["null", <primitive>] field, or None when fastavro must do it."""
+    if t == DOUBLE:
+        return lambda v: b"\x02" + _PACK_DOUBLE(v)
+    if t in (INTEGER, BIGINT):
+        return lambda v: b"\x02" + _zigzag(v)
+    if t == STRING:
+        def enc_string(v):
+            b = v.encode("utf-8")
+            return b"\x02" + _zigzag(len(b)) + b
+        return enc_string
+    if t == BOOLEAN:
+        return lambda v: b"\x02\x01" if v else b"\x02\x00"
+    if t == BYTES:
+        return lambda v: b"\x02" + _zigzag(len(v)) + v
+    return None
+
+
+def record_encoder(columns: list[tuple[str, SqlType]]):
+    """A compiled encoder for a record of optional primitive fields (ksqlDB's usual value schema), writing
+    the same bytes as fastavro for the schema `schema_for` generates; None when a field needs fastavro."""
+    encoders = [_field_encoder(t) for _, t in columns]
+    if not encoders or any(e is None for e in encoders):
+        return None
+
+    def encode_values(values: list) -> bytes:
+        return b"".join(b"\x00" if v is None else e(v) for e, v in zip(encoders, values))
+    return encode_values
+
+
 def encode(schema_id: int, parsed: Any, datum: Any) -> bytes:
     buf = io.BytesIO()
     buf.write(b"\x00" + struct.pack(">I", schema_id))
@@ -168,6 +211,7 @@ class AvroSerde(Serde):
         # per-column converters, only where a value needs one (timestamps, containers)
         self._converters = [None if _plain_avro(t) else (lambda v, _t=t: _to_avro(v, _t)) for _, t in columns]
         self._all_plain = all(c is None for c in self._converters)
+        self._fast = None if unwrapped or full_name is not None or schema_id is not None else record_encoder(columns)
 
     def deserialize(self, data: bytes | None) -> list[Any] | None:
         if data is None:
@@ -192,6 +236,11 @@ class AvroSerde(Serde):
                 self._parsed = fastavro.parse_schema(self.registry.schema_by_id(self._fixed_id))
             else:
                 self._id = self.registry.register(self.subject, self.schema)
+        if self._fast is not None:
+            try:
+                return b"\x00" + struct.pack(">I", self._id) + self._fast(values)
+            except (TypeError, struct.error, OverflowError, AttributeError) as e:
+                raise SerdeError(f"Error serializing Avro message: {e}") from None
         if self.unwrapped:
             if values[0] is None:
                 return None
