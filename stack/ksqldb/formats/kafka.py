@@ -55,16 +55,29 @@ def decode_scalar(data: bytes, t: SqlType) -> Any:
 
 
 class KafkaSerde(Serde):
+    def __init__(self, columns: list[tuple[str, SqlType]]) -> None:
+        super().__init__(columns)
+        t = columns[0][1] if columns else None
+        # STRING is by far the most common key type: bind its codec directly
+        self._is_string = t == STRING
+
     def deserialize(self, data: bytes | None) -> list[Any] | None:
         if data is None:
             return None
         if not self.columns:
             return []
+        if self._is_string:
+            try:
+                return [data.decode("utf-8")]
+            except UnicodeDecodeError as e:
+                raise SerdeError(f"Error deserializing STRING: {e}") from None
         return [decode_scalar(data, self.columns[0][1])]
 
     def serialize(self, values: list[Any] | None) -> bytes | None:
         if values is None or not self.columns or values[0] is None:
             return None
+        if self._is_string:
+            return values[0].encode("utf-8")
         return encode_scalar(values[0], self.columns[0][1])
 
 

@@ -132,6 +132,7 @@ def _parser(pattern: str) -> re.Pattern:
     return re.compile("".join(parts))
 
 
+@lru_cache(maxsize=8192)
 def parse_java(text: str, pattern: str, tz: str | None = None) -> dt.datetime:
     """Parse with a Java pattern; the result is naive UTC (converted from `tz` or a parsed offset)."""
     m = _parser(pattern).match(text)  # like ksqlDB, trailing text after the pattern is ignored
