@@ -645,6 +645,17 @@ class Compiler:
         literals = [isinstance(a, ast.Literal) for a in e.args]
         resolved = resolve(e.name, [a.type for a in args], literals)
         impl = _guarded(resolved.impl, e.name.upper(), self.errors)
+        # widen arguments to the parameter types; constants once, here, rather than per record
+        for i, conv in enumerate(resolved.conversions):
+            if conv is not None:
+                arg = args[i]
+                if arg.constant:
+                    try:
+                        args[i] = _const(conv[1], V.cast(arg.fn(()), conv[0], conv[1]))
+                    except EvalError as err:
+                        raise KsqlStatementError(f"Invalid argument to {e.name.upper()}: {err}") from None
+                else:
+                    args[i] = convert(arg, conv[1])
         fns = [a.fn for a in args]
         null_safe = resolved.null_safe
 

@@ -17,7 +17,6 @@ from ..types import (
     ArrayType, DecimalType, MapType, NullType, SqlType, StructType, STRING, can_implicitly_cast,
     common_type, is_temporal, to_decimal_type, INTEGER, BIGINT,
 )
-from .. import values as V
 
 # generic parameter markers
 ANY = "ANY"          # any type, no binding
@@ -58,6 +57,8 @@ class Resolved:
     impl: Callable[..., Any]
     param_types: list[SqlType]
     null_safe: bool
+    #: per argument, (from, to) when its values must be widened to the parameter type, else None
+    conversions: list[tuple[SqlType, SqlType] | None]
 
 
 REGISTRY: dict[str, Function] = {}
@@ -165,18 +166,9 @@ def resolve(name: str, args: list[SqlType], literals: list[bool]) -> Resolved:
     if concrete is None:
         raise KsqlStatementError(f"Function '{fn.shown}' does not accept parameters ({_fmt_types(args)}).")
     ret = o.returns(concrete) if callable(o.returns) else o.returns
-    impl = o.impl
-    converters = [
+    conversions = [
         None if (a == p or isinstance(a, NullType) or isinstance(p, str)
                  or (isinstance(a, DecimalType) and isinstance(p, DecimalType))) else (a, p)
         for a, p in zip(args, concrete)
     ]
-    if any(converters):
-        base = impl
-
-        def impl(*vals, _base=base, _conv=converters):
-            return _base(*(
-                v if c is None or v is None else V.cast(v, c[0], c[1]) for v, c in zip(vals, _conv)
-            ))
-
-    return Resolved(ret, impl, concrete, o.null_safe)
+    return Resolved(ret, o.impl, concrete, o.null_safe, conversions)
