@@ -119,8 +119,12 @@ class JsonSerde(Serde):
         if self._simple is not None:
             # all columns STRING/INTEGER/BIGINT/DOUBLE/BOOLEAN: the C encoder writes what Java would, as long
             # as every double prints without an exponent (Python and Java choose the same shortest digits)
-            if all(v is None or v == 0.0 or 1e-3 <= abs(v) < 1e7 for v in (values[i] for i in self._simple)):
-                return _FAST_DUMPS(dict(zip(self._names, values))).encode("utf-8")
+            nonzero = [values[i] for i in self._simple if values[i]]  # drops nulls and zeros
+            if not nonzero or (min(map(abs, nonzero)) >= 1e-3 and max(map(abs, nonzero)) < 1e7):
+                try:
+                    return _FAST_DUMPS(dict(zip(self._names, values))).encode("utf-8")
+                except ValueError:  # NaN: allow_nan=False refuses it, the exact path below writes "NaN"
+                    pass
         parts = [name + ("null" if v is None else enc(v)) for (name, enc), v in zip(self._fields, values)]
         return ("{" + ",".join(parts) + "}").encode("utf-8")
 
