@@ -221,22 +221,26 @@ class SinkTask(threading.Thread):
         """The converted value; None when a conversion error was tolerated (the record is dead-lettered)."""
         for side, data in (("key", message.key()), ("value", message.value())):
             try:
-                converted = self._retrying(lambda: self.converters[side].convert(message.topic(), data))
+                try:
+                    converted = self.converters[side].convert(message.topic(), data)
+                except TransientError as exc:
+                    converted = self._retrying(lambda: self.converters[side].convert(message.topic(), data), exc)
             except ConversionError as exc:
                 self._tolerate(message, Failure(f"{side.upper()}_CONVERTER", self.settings[f"{side}.converter"], exc))
                 return None
         return converted
 
-    def _retrying(self, convert: Callable[[], Converted]) -> Converted:
-        """Convert, waiting out an unreachable Schema Registry (as Connect retries retriable errors)."""
+    def _retrying(self, convert: Callable[[], Converted], error: TransientError) -> Converted:
+        """Convert again until the Schema Registry answers (as Connect retries retriable errors)."""
         for attempt in itertools.count():
+            backoff = min(UPLOAD_BACKOFF_SECONDS * 2**attempt, 30.0)
+            logger.warning("%s-%d: %s (retrying in %.1f s)", self.connector, self.task_id, error, backoff)
+            if self._stopping.wait(backoff):
+                raise TaskStopped from error
             try:
                 return convert()
             except TransientError as exc:
-                backoff = min(UPLOAD_BACKOFF_SECONDS * 2**attempt, 30.0)
-                logger.warning("%s-%d: %s (retrying in %.1f s)", self.connector, self.task_id, exc, backoff)
-                if self._stopping.wait(backoff):
-                    raise TaskStopped from exc
+                error = exc
         raise AssertionError("unreachable")
 
     def _tolerate(self, message: Message, failure: Failure) -> None:
