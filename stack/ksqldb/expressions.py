@@ -96,17 +96,21 @@ class _Mismatch(Exception):
 
 
 def like_regex(pattern: str, escape: str | None) -> re.Pattern:
+    """SQL LIKE as a regex: % and _ are wildcards (not crossing line breaks, as in Java's regex), the
+    escape character makes the next character literal."""
     out = []
     i = 0
     while i < len(pattern):
         c = pattern[i]
-        if escape is not None and c == escape and i + 1 < len(pattern):
+        if escape is not None and c == escape:
+            if i + 1 >= len(pattern):
+                raise EvalError("LIKE pattern must not end with escape character")
             out.append(re.escape(pattern[i + 1]))
             i += 2
             continue
         out.append(".*" if c == "%" else "." if c == "_" else re.escape(c))
         i += 1
-    return re.compile("".join(out), re.DOTALL)
+    return re.compile("".join(out))
 
 
 def convert(c: Compiled, target: SqlType) -> Compiled:
@@ -460,7 +464,10 @@ class Compiler:
         vf, pf, esc, neg = v.fn, p.fn, e.escape, e.negated
         if p.constant:
             pattern = pf(())
-            rx = like_regex(pattern, esc) if pattern is not None else None
+            try:
+                rx = like_regex(pattern, esc) if pattern is not None else None
+            except EvalError as err:
+                raise KsqlStatementError(str(err)) from None
 
             def fn(row):
                 x = vf(row)
