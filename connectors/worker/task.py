@@ -39,6 +39,9 @@ UPLOAD_BACKOFF_SECONDS = 0.5
 #: How often a task looks for new partitions of its topics.
 METADATA_REFRESH_SECONDS = 10.0
 
+#: boto3's default session is not thread-safe while it builds clients, and tasks start side by side.
+_BOTO_LOCK = threading.Lock()
+
 StateListener = Callable[["SinkTask", str, str | None], None]  # (task, state, trace)
 
 
@@ -113,7 +116,8 @@ class SinkTask(threading.Thread):
 
     def _start(self) -> None:
         values = self.settings.values
-        self.s3 = s3_client(values["store.url"] or None)
+        with _BOTO_LOCK:
+            self.s3 = s3_client(values["store.url"] or None)
         bucket = values["s3.bucket.name"]
         try:
             self.s3.head_bucket(Bucket=bucket)
