@@ -107,9 +107,14 @@ def _add_commands() -> None:
     from stack.bench import bench_command
     from stack.demo import demo_command
     from stack.generate import generate_command
+    from stack.ksqldb.apply import ksql_group
+    from stack.ksqldb.qtt import conformance_command
     from stack.produce import produce_command
 
-    for command in (demo_command, produce_command, generate_command, train_command, evaluate_command, models_group, bench_command):
+    ksql_group.add_command(conformance_command)
+
+    commands = (demo_command, produce_command, generate_command, ksql_group, train_command, evaluate_command, models_group, bench_command)
+    for command in commands:
         main.add_command(command)
 
 

@@ -28,7 +28,7 @@ from stack.supervisor import RunningService, ServiceSpec, StackError
 logger = logging.getLogger(__name__)
 
 #: Start order; stop order is the reverse.
-SERVICES: tuple[str, ...] = ("objectstore", "broker", "schema-registry")
+SERVICES: tuple[str, ...] = ("objectstore", "broker", "schema-registry", "ksqldb")
 
 STATE_FILE = "stack.json"
 
@@ -43,7 +43,7 @@ class ServiceStatus:
 
 
 class EmbeddedStack:
-    """The embedded stack rooted at `data_dir`: object store, broker and Schema Registry on 127.0.0.1."""
+    """The embedded stack rooted at `data_dir`: object store, broker, Schema Registry and ksqlDB on 127.0.0.1."""
 
     def __init__(
         self,
@@ -66,6 +66,7 @@ class EmbeddedStack:
             "objectstore": lambda: seaweedfs_spec(self.data_dir, self.ports["objectstore"], host),
             "broker": lambda: tansu_spec(self.ports["broker"], self.storage, self.addresses.s3_endpoint_url, host),
             "schema-registry": self._registry_spec,
+            "ksqldb": self._ksqldb_spec,
         }
 
     @classmethod
@@ -174,6 +175,13 @@ class EmbeddedStack:
         argv = [sys.executable, "-m", "stack.registry", "--host", self.host, "--port", str(port)]
         argv += ["--bootstrap-servers", self.addresses.bootstrap_servers]
         return ServiceSpec(name="schema-registry", argv=argv, ports=[port], health_url=f"{url}/subjects", address=url)
+
+    def _ksqldb_spec(self) -> ServiceSpec:
+        port = self.ports["ksqldb"]
+        url = f"http://{self.host}:{port}"
+        argv = [sys.executable, "-m", "stack.ksqldb", "--host", self.host, "--port", str(port)]
+        argv += ["--bootstrap-servers", self.addresses.bootstrap_servers, "--schema-registry-url", self.addresses.schema_registry_url]
+        return ServiceSpec(name="ksqldb", argv=argv, ports=[port], health_url=f"{url}/healthcheck", address=url)
 
     def _save_state(self) -> None:
         state = {
