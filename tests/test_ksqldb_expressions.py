@@ -190,3 +190,12 @@ def test_unresolved_column_and_type_errors():
 ])
 def test_lambdas(text, expected):
     assert ev(text)[1] == expected
+
+
+def test_unsupported_casts_fail_when_planned():
+    with pytest.raises(KsqlStatementError, match="Cast of BOOLEAN to INTEGER is not supported"):
+        ev("CAST(B AS INT)")
+    with pytest.raises(KsqlStatementError, match="Cast of ARRAY<INTEGER> to MAP<STRING, INTEGER> is not supported"):
+        ev("CAST(A AS MAP<STRING, INT>)")
+    assert ev("CAST(A AS ARRAY<STRING>)")[1] == ["1", "2", "3"]
+    assert ev("CAST(ST AS STRUCT<NAME STRING>)")[1] == {"NAME": "ann"}

@@ -560,6 +560,8 @@ class Compiler:
         if isinstance(c.type, NullType):
             return _const(target, None)
         src, f = c.type, c.fn
+        if not V.cast_supported(src, target):
+            raise KsqlStatementError(f"Cast of {src} to {target} is not supported")
         if src == target and not isinstance(target, DecimalType):
             return Compiled(target, f, c.constant)
         return Compiled(target, lambda row: V.cast(f(row), src, target), c.constant)

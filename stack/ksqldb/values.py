@@ -211,6 +211,30 @@ def _parse_int(text: str, t: SqlType) -> int:
     return v
 
 
+def cast_supported(src: SqlType, dst: SqlType) -> bool:
+    """Whether ksqlDB accepts CAST(<src> AS <dst>) (checked when the statement is planned)."""
+    if src == dst or isinstance(src, NullType):
+        return True
+    numeric = (INTEGER, BIGINT, DOUBLE)
+    if (src in numeric or isinstance(src, DecimalType)) and (dst in numeric or isinstance(dst, DecimalType)):
+        return True
+    if dst == STRING:
+        return src != BYTES
+    if src == STRING:
+        return dst in (BOOLEAN, INTEGER, BIGINT, DOUBLE, DATE, TIME, TIMESTAMP) or isinstance(dst, DecimalType)
+    if src == TIMESTAMP and dst in (DATE, TIME):
+        return True
+    if src == DATE and dst == TIMESTAMP:
+        return True
+    if isinstance(src, ArrayType) and isinstance(dst, ArrayType):
+        return cast_supported(src.item, dst.item)
+    if isinstance(src, MapType) and isinstance(dst, MapType):
+        return cast_supported(src.key, dst.key) and cast_supported(src.value, dst.value)
+    if isinstance(src, StructType) and isinstance(dst, StructType):
+        return all(dst.field(n) is None or cast_supported(t, dst.field(n)) for n, t in src.fields)
+    return False
+
+
 def cast(value: Any, src: SqlType, dst: SqlType) -> Any:
     """CAST(value AS dst) with ksqlDB's conversions; raises EvalError when the value cannot convert."""
     if value is None:
