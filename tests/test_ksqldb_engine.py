@@ -209,3 +209,11 @@ def test_queries_that_would_feed_themselves_are_refused(engine):
         engine.execute("INSERT INTO payments SELECT * FROM payments;")
     with pytest.raises(KsqlStatementError, match="topic it reads from"):
         engine.execute("CREATE STREAM loop WITH (kafka_topic='payments_src') AS SELECT * FROM payments;")
+
+
+def test_clauses_a_persistent_stream_query_cannot_have(engine):
+    engine.execute(SOURCE)
+    with pytest.raises(KsqlStatementError, match="LIMIT"):
+        engine.execute("CREATE STREAM lim AS SELECT * FROM payments LIMIT 3;")
+    with pytest.raises(KsqlStatementError, match="EMIT FINAL"):
+        engine.execute("CREATE STREAM fin AS SELECT * FROM payments EMIT FINAL;")

@@ -26,6 +26,15 @@ class ProjectionPlan:
     key_uses_value: list[bool] = field(default_factory=list)  # key expression reads value columns
 
 
+def _check_clauses(q: ast.Query, persistent: bool) -> None:
+    if q.emit is not None and q.emit.upper() not in ("CHANGES", "FINAL"):
+        raise KsqlStatementError(f"Unknown EMIT type: {q.emit}")
+    if q.emit is not None and q.emit.upper() == "FINAL":
+        raise KsqlStatementError("EMIT FINAL is only supported for windowed aggregations.")
+    if persistent and q.limit is not None:
+        raise KsqlStatementError("CREATE STREAM AS SELECT and INSERT INTO statements don't support LIMIT clause.")
+
+
 def _check_supported(q: ast.Query) -> None:
     if q.joins:
         raise UnsupportedError("joins")
@@ -98,6 +107,7 @@ class _KeySpec:
 
 def plan_select(q: ast.Query, metastore: MetaStore, sink_name: str | None, new_planner: bool = False) -> ProjectionPlan:
     _check_supported(q)
+    _check_clauses(q, persistent=sink_name is not None)
     source = metastore.require(q.source.name)
     if source.kind != "STREAM":
         raise UnsupportedError("queries over tables")
