@@ -64,8 +64,9 @@ def main(argv: list[str] | None = None) -> None:
                 metadata = await asyncio.to_thread(admin_client(args.bootstrap_servers).list_topics, timeout=30)
                 app[INFO]["kafka_cluster_id"] = metadata.cluster_id
                 await asyncio.to_thread(herder.start)
-            except Exception:
-                logger.exception("the worker could not start; exiting")
+            except Exception as exc:  # one line for the user; the trace at debug level
+                logger.error("the worker could not start (Kafka at %s): %s", args.bootstrap_servers, exc)
+                logger.debug("start-up failure", exc_info=True)
                 failed.set()
                 os.kill(os.getpid(), signal.SIGTERM)  # run_app stops gracefully on it
                 return

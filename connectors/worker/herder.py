@@ -1,9 +1,9 @@
 """The herder: the connectors this worker runs, their target states, tasks and statuses.
 
 One worker owns every connector (no cluster of workers). Each change is written to the storage
-topics first and applied second; tasks run as threads (one Kafka consumer each, in the connector's
-group), and report their state back here, which records it in the status topic. Calls block (they
-start and join threads), so the REST layer runs them in a thread.
+topics first and applied second; tasks run as threads (one Kafka consumer each, committing to the
+connector's group `connect-<name>`) and report their state back here, which records it in the status
+topic. Calls block (they start and join threads), so the REST layer runs them in a thread.
 """
 
 from __future__ import annotations
