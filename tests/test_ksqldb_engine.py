@@ -217,3 +217,12 @@ def test_clauses_a_persistent_stream_query_cannot_have(engine):
         engine.execute("CREATE STREAM lim AS SELECT * FROM payments LIMIT 3;")
     with pytest.raises(KsqlStatementError, match="EMIT FINAL"):
         engine.execute("CREATE STREAM fin AS SELECT * FROM payments EMIT FINAL;")
+
+
+def test_request_properties_override_session_offset_reset():
+    engine = Engine(InMemorySchemaRegistry(), InMemoryRuntime())  # session default: latest
+    engine.execute(SOURCE)
+    produce(engine, "payments_src", b"p1", b"1.0,a,1")
+    engine.execute("CREATE STREAM a AS SELECT * FROM payments;")
+    engine.execute("CREATE STREAM b AS SELECT * FROM payments;", {"auto.offset.reset": "earliest"})
+    assert engine.runtime.topics["A"] == [] and len(engine.runtime.topics["B"]) == 1

@@ -317,7 +317,7 @@ class Engine:
         self.runtime.create_topic(topic, partitions)
         sink.writers.append(query_id)
         source.readers.append(query_id)
-        self._start(query)
+        self._start(query, props)
         return Result("currentStatus", stmt.text, f"Created query with ID {query_id}", query_id=query_id)
 
     def _build_query(self, query_id: str, plan: Any, sink: DataSource, sql: str) -> PersistentQuery:
@@ -325,9 +325,10 @@ class Engine:
         key_out, value_out = self._serdes(sink)
         return PersistentQuery(query_id, plan, sink, key_in, value_in, key_out, value_out, self.processing_log, sql)
 
-    def _start(self, query: PersistentQuery) -> None:
+    def _start(self, query: PersistentQuery, props: dict[str, Any]) -> None:
+        """Register and run a query; `auto.offset.reset` (session or request property) picks where it starts."""
         self.queries[query.id] = query
-        replay = str(self.config.get("auto.offset.reset", "latest")).lower() == "earliest"
+        replay = str(props.get("auto.offset.reset", "latest")).lower() == "earliest"
         self.runtime.add_query(query, replay=replay)
 
     def _InsertInto(self, stmt: ast.InsertInto, props: dict[str, Any]) -> Result:
@@ -349,7 +350,7 @@ class Engine:
         query = self._build_query(query_id, plan, target, stmt.text)
         target.writers.append(query_id)
         plan.source.readers.append(query_id)
-        self._start(query)
+        self._start(query, props)
         return Result("currentStatus", stmt.text, f"Created query with ID {query_id}", query_id=query_id)
 
     def _InsertValues(self, stmt: ast.InsertValues, props: dict[str, Any]) -> Result:
