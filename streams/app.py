@@ -1,0 +1,188 @@
+"""The Faust app: `faust -A streams.app worker` (or `fraudstream worker`), configured from the environment.
+
+One agent scores the preprocessed stream a partition-batch at a time (streams/batching.py explains how
+records reach it in batches); timers watch lag and the registry; a task follows `model-updates`; the
+web server (127.0.0.1 by default) serves `POST /score` and `/metrics`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import Any
+
+import faust
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from faust.sensors.prometheus import setup_prometheus_sensors
+
+from stack.kafka import AIOKAFKA_GROUP_DEFAULTS, end_offsets
+from streams import metrics
+from streams.batching import BatchApp, RawBatch
+from streams.hotswap import ModelHolder
+from streams.modelsource import DirectorySource, ModelSource, RegistrySource
+from streams.scoring import Pipeline
+from streams.settings import WorkerSettings
+
+log = logging.getLogger(__name__)
+
+settings = WorkerSettings.from_env()
+settings.data_dir.mkdir(parents=True, exist_ok=True)
+
+
+def model_source(settings: WorkerSettings) -> ModelSource:
+    if settings.model_dir is not None:
+        return DirectorySource(settings.model_dir, settings.model_name)
+    from models.registry import ModelRegistry
+
+    return RegistrySource(ModelRegistry.from_addresses(settings.addresses), settings.model_name)
+
+
+app = BatchApp(
+    settings.group,
+    broker=[f"kafka://{server}" for server in settings.addresses.bootstrap_servers.split(",")],
+    max_batch=settings.max_batch,
+    web_host=settings.web_host,
+    web_bind=settings.web_host,
+    web_port=settings.web_port,
+    datadir=str(settings.data_dir / f"{settings.group}-{settings.web_port}"),
+    broker_session_timeout=AIOKAFKA_GROUP_DEFAULTS["session_timeout_ms"] / 1000,
+    broker_heartbeat_interval=AIOKAFKA_GROUP_DEFAULTS["heartbeat_interval_ms"] / 1000,
+    broker_commit_interval=1.0,
+    broker_commit_every=10_000,
+    consumer_auto_offset_reset="earliest",
+    topic_disable_leader=True,
+    producer_acks=-1,
+)
+setup_prometheus_sensors(app, name_prefix="faust")
+
+source = model_source(settings)
+holder = ModelHolder(source, settings.budget_ms / 1000, warmup_rows=settings.max_batch, shadow=settings.shadow)
+pipeline = Pipeline(settings, holder)
+input_topic = app.batch_topic(settings.input_topic)
+
+#: Next offset to score per input partition, and when it last moved (lag and the stall watchdog).
+progress: dict[Any, int] = {}
+moved_at: dict[Any, float] = {}
+
+
+@app.agent(input_topic)
+async def score(batches: Any) -> None:
+    """Score each partition-batch; its offsets are committed only after every output was acknowledged."""
+    await pipeline.start()
+    async for batch in batches:
+        await _process_with_retry(batch)
+
+
+async def _process_with_retry(batch: RawBatch) -> None:
+    delay = 0.1
+    while True:
+        try:
+            await pipeline.process(batch)
+            break
+        except Exception:  # broker trouble: retry the whole batch (scores may repeat, none are lost)
+            if app.should_stop:
+                raise
+            log.exception("batch %s %d-%d failed; retrying in %.1f s", batch.tp, batch.first_offset,
+                          batch.last_offset, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+    if app.consumer.ack_batch(batch):
+        progress[batch.tp] = batch.last_offset + 1
+        moved_at[batch.tp] = time.monotonic()
+
+
+@app.timer(interval=1.0)
+async def watch_lag() -> None:
+    """Lag per partition from the fetch high watermark (never ListOffsets: it is wrong on the embedded broker)."""
+    consumer = app.consumer
+    now = time.monotonic()
+    stalled = 0
+    for tp in consumer.assignment():
+        if tp.topic != settings.input_topic:
+            continue
+        high = consumer.highwater(tp)
+        done = progress.get(tp, consumer._committed_offset.get(tp))  # Faust's committed position until we score
+        if high is None or done is None:
+            continue
+        lag = max(high - done, 0)
+        metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(lag)
+        since = now - moved_at.setdefault(tp, now)
+        if lag > 0 and since > settings.stall_seconds:
+            stalled += 1
+            log.warning("partition %s stalled: lag %d and no progress for %.0f s", tp, lag, since)
+    metrics.STALLED.set(stalled)
+
+
+@app.timer(interval=settings.poll_seconds)
+async def poll_registry() -> None:
+    """The fallback to `model-updates`: ask the registry which version is production now."""
+    await check_registry()
+
+
+async def check_registry() -> None:
+    if holder.current is None:
+        return
+    try:
+        version, threshold_version = await asyncio.get_running_loop().run_in_executor(None, source.production)
+    except Exception as error:
+        log.warning("registry poll failed: %r", error)
+        return
+    await holder.switch_to(version, threshold_version)
+    await holder.refresh_shadow()
+
+
+@app.task
+async def follow_model_updates() -> None:
+    """Switch models on `model-updates` events, read from the true end of the topic at startup."""
+    if settings.model_dir is not None:
+        return
+    await pipeline.start()
+    loop = asyncio.get_running_loop()
+    try:
+        start = (await loop.run_in_executor(None, end_offsets, settings.addresses.bootstrap_servers,
+                                            settings.updates_topic)).get(0, 0)
+    except LookupError:
+        start = 0  # created later: every event in it is news
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.addresses.bootstrap_servers, group_id=None,
+                                enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tp = TopicPartition(settings.updates_topic, 0)
+        consumer.assign([tp])
+        consumer.seek(tp, start)
+        await check_registry()  # anything promoted between loading the model and positioning here
+        while not app.should_stop:
+            fetched = await consumer.getmany(timeout_ms=1000)
+            for record in fetched.get(tp, []):
+                try:
+                    event = json.loads(record.value)
+                except (TypeError, ValueError):
+                    log.warning("ignoring a %s record that is not JSON at offset %d", settings.updates_topic,
+                                record.offset)
+                    continue
+                if event.get("model") != settings.model_name:
+                    continue
+                if event.get("stage") == "production":
+                    await holder.switch_to(int(event["version"]), event.get("threshold_version"))
+                elif event.get("stage") == "candidate":
+                    await holder.refresh_shadow()
+    finally:
+        await consumer.stop()
+
+
+@app.page("/score")
+class ScoreView(faust.web.View):
+    """Synchronous scoring of JSON records with the stream's model and code path."""
+
+    async def post(self, request: faust.web.Request) -> faust.web.Response:
+        try:
+            body = await request.json()
+        except (ValueError, UnicodeDecodeError):
+            return self.json({"error": "the request body is not valid JSON"}, status=400)
+        await pipeline.start()
+        try:
+            return self.json(pipeline.score_rows(body))
+        except ValueError as error:
+            return self.json({"error": str(error)}, status=400)

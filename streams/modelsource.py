@@ -1,0 +1,102 @@
+"""Where a worker gets its models: the registry in production, a local folder for a quick start.
+
+A worker only needs "the production version now", "this version" and "the newest candidate"; both
+sources answer those with a :class:`ScoringModel`, ready to score a feature matrix in model column order.
+Autoencoders score through their NumPy scorer (no Keras call per batch); other kinds through
+``score_samples``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from models.artifacts import load_model
+from models.calibrate import Threshold, is_alert
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ScoringModel:
+    """A fully loaded model and its threshold; immutable, so swapping the reference is atomic."""
+
+    name: str
+    version: int
+    threshold: float
+    threshold_version: int
+    kind: str
+    model: Any
+    score_matrix: Any
+
+    def score(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        scores = np.asarray(self.score_matrix(features), dtype=np.float64)
+        return scores, is_alert(scores, self.threshold)
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}:{self.version} (threshold v{self.threshold_version})"
+
+
+def scoring_model(name: str, version: int, model: Any, threshold: Threshold) -> ScoringModel:
+    if hasattr(model, "scorer"):  # the autoencoder: its NumPy forward pass, as score_samples uses it
+        score_matrix = model.scorer().score_matrix
+    else:
+        score_matrix = model.score_samples
+    return ScoringModel(name, int(version), float(threshold.value), int(threshold.version), model.kind, model,
+                        score_matrix)
+
+
+class ModelSource(Protocol):
+    name: str
+
+    def production(self) -> tuple[int, int]:
+        """(version, threshold version) of production now."""
+
+    def load(self, version: int | None = None) -> ScoringModel:
+        """Load `version` (None: production) fully; raises on any failure."""
+
+    def newest_candidate(self) -> int | None: ...
+
+
+class RegistrySource:
+    """Models from the registry in object storage (models/registry.py)."""
+
+    def __init__(self, registry: Any, name: str) -> None:
+        self.registry = registry
+        self.name = name
+
+    def production(self) -> tuple[int, int]:
+        entry = self.registry.version(self.name)
+        return int(entry["version"]), int(entry["threshold_version"])
+
+    def load(self, version: int | None = None) -> ScoringModel:
+        loaded = self.registry.load(self.name, version)
+        return scoring_model(self.name, loaded.version, loaded.model, loaded.threshold)
+
+    def newest_candidate(self) -> int | None:
+        candidates = [int(v["version"]) for v in self.registry.versions(self.name) if v["stage"] == "candidate"]
+        return max(candidates) if candidates else None
+
+
+class DirectorySource:
+    """One trained model folder (model.json + threshold.json) as version 1: no registry needed."""
+
+    def __init__(self, directory: str | Path, name: str | None = None) -> None:
+        self.directory = Path(directory)
+        self.name = name or self.directory.name
+
+    def production(self) -> tuple[int, int]:
+        return 1, Threshold.load(self.directory).version
+
+    def load(self, version: int | None = None) -> ScoringModel:
+        if version not in (None, 1):
+            raise LookupError(f"{self.directory} holds one model (version 1), not version {version}")
+        return scoring_model(self.name, 1, load_model(self.directory), Threshold.load(self.directory))
+
+    def newest_candidate(self) -> int | None:
+        return None

@@ -1,0 +1,247 @@
+"""Decode, validate and encode records in whole batches.
+
+Input values are Confluent-framed Avro (magic byte 0, 4-byte schema id, body) as ksqlDB writes the
+preprocessed stream. fastavro decodes ~70k such records/s in Python; the model only needs the 30 feature
+doubles, which ksqlDB writes first, each as a nullable double (a 1-byte union branch and 8 bytes). So a
+batch whose writer schema has that layout is decoded with NumPy in one pass (~2M records/s): the feature
+bytes of every record are joined, the union branches checked and the doubles viewed in place. The rest of
+each record (the label) is checked against a set of tails already proven valid by fastavro. Any record
+the fast path does not accept is decoded by fastavro, which gives the precise error for the dead letter.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import fastavro
+import numpy as np
+
+from models.features import FEATURE_COLUMNS
+
+MAGIC = 0
+HEADER = 5
+"""Confluent wire format: magic byte and a big-endian schema id before the Avro body."""
+
+# Dead-letter reasons (the `reason` label of fraudstream_dead_letters_total).
+DECODE = "decode"
+SCHEMA = "schema"
+VALIDATION = "validation"
+SCORING = "scoring"
+REASONS = (DECODE, SCHEMA, VALIDATION, SCORING)
+
+
+class RecordError(ValueError):
+    """A record that cannot be scored, with the dead-letter reason."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def schema_id(value: bytes | None) -> int:
+    """The schema id of a Confluent-framed value, or a RecordError."""
+    if value is None or len(value) < HEADER or value[0] != MAGIC:
+        raise RecordError(DECODE, "not Confluent Avro: expected magic byte 0 and a 4-byte schema id")
+    return struct.unpack_from(">I", value, 1)[0]
+
+
+def _non_null(branches: Any) -> tuple[list[Any], int | None]:
+    """The non-null types of a field and the index of the null branch (None if not a union)."""
+    if isinstance(branches, list):
+        return [b for b in branches if b != "null"], (branches.index("null") if "null" in branches else None)
+    return [branches], None
+
+
+@dataclass
+class WriterLayout:
+    """What one writer schema means for decoding: which fields are the features and whether the fast path applies."""
+
+    schema_id: int
+    schema: Any
+    feature_fields: tuple[str, ...] = ()
+    error: str | None = None
+    fast: bool = False
+    double_tag: int = 0
+    tail_schema: Any = None
+    good_tails: set[bytes] = field(default_factory=set)
+
+    @classmethod
+    def from_schema(cls, schema_id: int, schema_json: dict[str, Any]) -> WriterLayout:
+        schema = fastavro.parse_schema(schema_json)
+        layout = cls(schema_id, schema)
+        if schema_json.get("type") != "record":
+            layout.error = f"schema {schema_id} is a {schema_json.get('type')!r}, not a record"
+            return layout
+        fields = schema_json["fields"]
+        by_lower = {f["name"].lower(): f for f in fields}
+        missing = [c for c in FEATURE_COLUMNS if c.lower() not in by_lower]
+        if missing:
+            layout.error = f"schema {schema_id} lacks the model's input fields {missing}"
+            return layout
+        wrong = [c for c in FEATURE_COLUMNS
+                 if not set(_non_null(by_lower[c.lower()]["type"])[0]) <= {"double", "float", "int", "long"}
+                 or not _non_null(by_lower[c.lower()]["type"])[0]]
+        if wrong:
+            layout.error = f"schema {schema_id} has non-numeric input fields {wrong}"
+            return layout
+        layout.feature_fields = tuple(by_lower[c.lower()]["name"] for c in FEATURE_COLUMNS)
+        n = len(FEATURE_COLUMNS)
+        head = fields[:n]
+        tags = set()
+        for f, c in zip(head, FEATURE_COLUMNS):
+            branches = f["type"]
+            if f["name"].lower() != c.lower() or not isinstance(branches, list) or len(branches) != 2 \
+                    or set(branches) != {"null", "double"}:
+                return layout
+            tags.add(2 * branches.index("double"))  # the branch index, zigzag-encoded
+        if len(tags) == 1:
+            layout.fast = True
+            layout.double_tag = tags.pop()
+            layout.tail_schema = fastavro.parse_schema({**schema_json, "fields": fields[n:]}) if fields[n:] else None
+        return layout
+
+
+def _slow_row(layout: WriterLayout, value: bytes) -> list[float]:
+    """Decode one record with fastavro and return its features, or raise a RecordError."""
+    try:
+        record = fastavro.schemaless_reader(io.BytesIO(value[HEADER:]), layout.schema, None)
+    except Exception as error:  # fastavro raises several types for truncated or corrupt bodies
+        raise RecordError(DECODE, f"Avro body does not match schema {layout.schema_id}: {error!r}") from None
+    row = []
+    for name in layout.feature_fields:
+        x = record.get(name)
+        if x is None:
+            raise RecordError(VALIDATION, f"feature {name} is missing (null)")
+        x = float(x)
+        if not math.isfinite(x):
+            raise RecordError(VALIDATION, f"feature {name} is {x} (must be finite)")
+        row.append(x)
+    return row
+
+
+@dataclass
+class Decoded:
+    """A batch's feature matrix (rows in the order of `index`) and the records that failed, by position."""
+
+    features: np.ndarray
+    index: np.ndarray
+    errors: dict[int, RecordError]
+
+
+def decode_batch(values: Sequence[bytes], layout: WriterLayout) -> Decoded:
+    """Features of records that share `layout`'s schema id; rows that fail go to `errors` with the reason."""
+    n_features = len(FEATURE_COLUMNS)
+    errors: dict[int, RecordError] = {}
+    if layout.error is not None:
+        return Decoded(np.empty((0, n_features)), np.empty(0, np.int64),
+                       {i: RecordError(SCHEMA, layout.error) for i in range(len(values))})
+    rows: list[list[float]] = []
+    slow_index: list[int] = []
+    fast_features = np.empty((0, n_features))
+    fast_index = np.empty(0, np.int64)
+    if layout.fast:
+        end = HEADER + 9 * n_features
+        long_enough = [i for i, v in enumerate(values) if len(v) >= end]
+        blob = b"".join([values[i][HEADER:end] for i in long_enough])
+        cells = np.frombuffer(blob, np.uint8).reshape(len(long_enough), n_features, 9)
+        x = np.ascontiguousarray(cells[:, :, 1:]).view("<f8").reshape(len(long_enough), n_features)
+        tails_ok = np.fromiter((_tail_ok(layout, values[i][end:]) for i in long_enough), bool, len(long_enough))
+        ok = (cells[:, :, 0] == layout.double_tag).all(axis=1) & np.isfinite(x).all(axis=1) & tails_ok
+        candidates = np.asarray(long_enough, np.int64)
+        fast_index, fast_features = candidates[ok], x[ok]
+        accepted = set(fast_index.tolist())
+        slow = [i for i in range(len(values)) if i not in accepted]
+    else:
+        slow = list(range(len(values)))
+    for i in slow:
+        try:
+            rows.append(_slow_row(layout, values[i]))
+            slow_index.append(i)
+        except RecordError as error:
+            errors[i] = error
+    if slow_index:
+        features = np.vstack([fast_features, np.asarray(rows, np.float64)])
+        index = np.concatenate([fast_index, np.asarray(slow_index, np.int64)])
+    else:
+        features, index = fast_features, fast_index
+    return Decoded(features, index, errors)
+
+
+def _tail_ok(layout: WriterLayout, tail: bytes) -> bool:
+    """Whether the bytes after the features are exactly one valid encoding of the remaining fields."""
+    if tail in layout.good_tails:
+        return True
+    if layout.tail_schema is None:
+        return tail == b""
+    stream = io.BytesIO(tail)
+    try:
+        fastavro.schemaless_reader(stream, layout.tail_schema, None)
+    except Exception:
+        return False
+    if stream.tell() != len(tail):
+        return False
+    if len(layout.good_tails) < 10_000:
+        layout.good_tails.add(tail)
+    return True
+
+
+# output ------------------------------------------------------------------------------------------------
+
+SCORE_SCHEMA: dict[str, Any] = {
+    "type": "record",
+    "name": "FraudScore",
+    "namespace": "fraudstream",
+    "doc": "One model score of one payment, with the lineage to reproduce it.",
+    "fields": [
+        {"name": "payment_id", "type": ["null", "string"], "default": None},
+        {"name": "source_partition", "type": "int"},
+        {"name": "source_offset", "type": "long"},
+        {"name": "event_timestamp", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+        {"name": "score", "type": "double"},
+        {"name": "threshold", "type": "double"},
+        {"name": "is_fraud", "type": "boolean"},
+        {"name": "model_name", "type": "string"},
+        {"name": "model_version", "type": "int"},
+        {"name": "threshold_version", "type": "int"},
+        {"name": "ksql_hash", "type": "string"},
+        {"name": "scored_at", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+    ],
+}
+_PARSED_SCORE_SCHEMA = fastavro.parse_schema(SCORE_SCHEMA)
+
+
+def encode_score(schema_id: int, record: dict[str, Any]) -> bytes:
+    """One score as Confluent-framed Avro (timestamps as epoch milliseconds)."""
+    out = io.BytesIO()
+    out.write(struct.pack(">bI", MAGIC, schema_id))
+    fastavro.schemaless_writer(out, _PARSED_SCORE_SCHEMA, record)
+    return out.getvalue()
+
+
+def parse_json_rows(body: Any) -> tuple[np.ndarray, list[str | None]]:
+    """Feature matrix and ids from POST /score's JSON (one object or a list), or a ValueError saying what is wrong."""
+    rows = body if isinstance(body, list) else [body]
+    if not rows:
+        raise ValueError("expected a JSON object or a non-empty list of objects with the model's input fields")
+    matrix = np.empty((len(rows), len(FEATURE_COLUMNS)))
+    ids: list[str | None] = []
+    for r, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise ValueError(f"record {r}: expected a JSON object, got {type(row).__name__}")
+        by_lower = {str(k).lower(): v for k, v in row.items()}
+        missing = [c for c in FEATURE_COLUMNS if c.lower() not in by_lower]
+        if missing:
+            raise ValueError(f"record {r}: missing fields {missing}")
+        for j, c in enumerate(FEATURE_COLUMNS):
+            x = by_lower[c.lower()]
+            if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
+                raise ValueError(f"record {r}: field {c} must be a finite number, got {x!r}")
+            matrix[r, j] = x
+        pid = by_lower.get("payment_id")
+        ids.append(None if pid is None else str(pid))
+    return matrix, ids

@@ -1,0 +1,271 @@
+"""Scoring one batch: decode, validate, score, encode, send, wait for every ack, then mark the offsets done.
+
+One `Pipeline` per worker; the agent in streams/app.py hands it each RawBatch in order. The scores of a
+batch go out as one burst of producer batches (aiokafka `send_batch`, one per output partition), and the
+batch's input offsets are given to Faust's commit only after the broker acknowledged every score and
+dead letter of the batch: at least once, with at most the uncommitted batches scored twice after a crash.
+
+Output partition: when `fraud-scores` has as many partitions as the input (the default, it is created so),
+a score goes to its payment's input partition: the same key always lands on the same partition, so
+consumers keep per-key order without hashing every key in Python. Otherwise Kafka's murmur2 of the key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import murmur2
+
+from models.evaluate import ksql_hash
+from streams import metrics
+from streams.batching import RawBatch
+from streams.dlq import DeadLetters
+from streams.hotswap import ModelHolder
+from streams.modelsource import ScoringModel
+from streams.records import DECODE, SCORE_SCHEMA, SCORING, Decoded, RecordError, WriterLayout, decode_batch, \
+    encode_score, parse_json_rows, schema_id
+from streams.settings import WorkerSettings
+
+log = logging.getLogger(__name__)
+
+KSQL_HASH = ksql_hash()
+"""The identity of the preprocessing statements the scored records went through (lineage)."""
+
+
+def ensure_topics(bootstrap: str, source: str, names: Sequence[str], timeout: float = 30.0) -> int:
+    """Create missing output topics with the input's partition count; returns that count."""
+    from confluent_kafka.admin import NewTopic
+
+    from stack.kafka import admin_client
+
+    admin = admin_client(bootstrap)
+    deadline = time.monotonic() + timeout
+    while True:
+        topics = admin.list_topics(timeout=10).topics
+        if source in topics and topics[source].partitions:
+            break
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"input topic {source!r} does not exist on {bootstrap}")
+        time.sleep(0.5)
+    partitions = len(topics[source].partitions)
+    missing = [NewTopic(name, partitions, 1) for name in names if name not in topics]
+    for name, future in (admin.create_topics(missing).items() if missing else []):
+        try:
+            future.result(30)
+        except Exception as error:
+            if "already exists" not in str(error).lower() and "TOPIC_ALREADY_EXISTS" not in str(error):
+                raise
+    return partitions
+
+
+class Pipeline:
+    def __init__(self, settings: WorkerSettings, holder: ModelHolder) -> None:
+        from confluent_kafka.schema_registry import SchemaRegistryClient
+
+        self.settings = settings
+        self.holder = holder
+        self.registry = SchemaRegistryClient({"url": settings.addresses.schema_registry_url})
+        self.layouts: dict[int, WriterLayout] = {}
+        self.producer: AIOKafkaProducer | None = None
+        self.dead_letters: DeadLetters | None = None
+        self.score_schema_ids: dict[str, int] = {}
+        self.out_partitions: dict[str, int] = {}
+        self.in_partitions = 0
+        self._started = asyncio.Event()
+        self._starting = False
+
+    async def start(self) -> None:
+        """Topics, schemas, producer and the production model; idempotent, and awaited by every user."""
+        if self._starting:
+            await self._started.wait()
+            return
+        self._starting = True
+        s = self.settings
+        loop = asyncio.get_running_loop()
+        outputs = [s.scores_topic, s.dlq_topic] + ([s.shadow_topic] if s.shadow != "off" else [])
+        self.in_partitions = await loop.run_in_executor(
+            None, ensure_topics, s.addresses.bootstrap_servers, s.input_topic, outputs)
+        score_topics = [s.scores_topic] + ([s.shadow_topic] if s.shadow != "off" else [])
+        for topic in score_topics:
+            self.score_schema_ids[topic] = await loop.run_in_executor(None, self._register, topic)
+        if self.holder.current is None:
+            await loop.run_in_executor(None, self.holder.load_initial)
+        await self.holder.refresh_shadow()
+        self.producer = AIOKafkaProducer(
+            bootstrap_servers=s.addresses.bootstrap_servers, acks="all",
+            linger_ms=0, max_batch_size=1_048_576, max_request_size=8_388_608, request_timeout_ms=30_000)
+        await self.producer.start()
+        for topic in score_topics:
+            self.out_partitions[topic] = len(await self.producer.partitions_for(topic))
+        self.dead_letters = DeadLetters(self.producer, s.dlq_topic, s.worker)
+        self._started.set()
+
+    def _register(self, topic: str) -> int:
+        from confluent_kafka.schema_registry import Schema
+
+        return self.registry.register_schema(f"{topic}-value", Schema(json.dumps(SCORE_SCHEMA), "AVRO"))
+
+    async def stop(self) -> None:
+        if self.producer is not None:
+            await self.producer.stop()
+            self.producer = None
+
+    async def layout(self, sid: int) -> WriterLayout | RecordError:
+        known = self.layouts.get(sid)
+        if known is None:
+            loop = asyncio.get_running_loop()
+            try:
+                schema = await loop.run_in_executor(None, self.registry.get_schema, sid)
+            except Exception as error:
+                return RecordError(DECODE, f"schema id {sid} is not in the Schema Registry: {error}")
+            known = self.layouts[sid] = WriterLayout.from_schema(sid, json.loads(schema.schema_str))
+        return known
+
+    async def decode(self, values: list[bytes | None]) -> Decoded:
+        """Features of a batch's values, whatever mix of schema ids it holds."""
+        groups: dict[bytes, list[int]] = {}
+        for i, value in enumerate(values):
+            groups.setdefault(value[:5] if value else b"", []).append(i)
+        errors: dict[int, RecordError] = {}
+        parts: list[Decoded] = []
+        for head, members in groups.items():
+            try:
+                sid = schema_id(head)
+            except RecordError as error:
+                errors.update((i, error) for i in members)
+                continue
+            layout = await self.layout(sid)
+            if isinstance(layout, RecordError):
+                errors.update((i, layout) for i in members)
+                continue
+            sub = decode_batch([values[i] for i in members], layout)  # type: ignore[misc]
+            positions = np.asarray(members, np.int64)
+            errors.update((members[i], e) for i, e in sub.errors.items())
+            parts.append(Decoded(sub.features, positions[sub.index], {}))
+        if len(parts) == 1:
+            return Decoded(parts[0].features, parts[0].index, errors)
+        if not parts:
+            return Decoded(np.empty((0, 30)), np.empty(0, np.int64), errors)
+        return Decoded(np.vstack([p.features for p in parts]), np.concatenate([p.index for p in parts]), errors)
+
+    async def process(self, batch: RawBatch) -> int:
+        """Score one batch end to end; returns the number of scores acknowledged by the broker."""
+        await self.start()
+        assert self.producer is not None and self.dead_letters is not None
+        started = time.perf_counter()
+        records = batch.records
+        model = self.holder.current
+        shadow = self.holder.shadow
+        assert model is not None
+        decoded = await self.decode([r.value for r in records])
+        errors = decoded.errors
+        index, features = decoded.index, decoded.features
+        scores = alerts = np.empty(0)
+        score_seconds = 0.0
+        if len(index):
+            t = time.perf_counter()
+            try:
+                scores, alerts = model.score(features)
+            except Exception as error:  # a model that fails on this batch: every row is a dead letter
+                log.exception("model %s failed on a batch", model.label)
+                errors.update((int(i), RecordError(SCORING, f"model {model.label} failed: {error!r}")) for i in index)
+                index = index[:0]
+                scores = alerts = np.empty(0)
+            score_seconds = time.perf_counter() - t
+            bad = ~np.isfinite(scores)
+            if bad.any():
+                for i in index[bad]:
+                    errors[int(i)] = RecordError(SCORING, f"model {model.label} gave a non-finite score")
+                index, scores, alerts, features = index[~bad], scores[~bad], alerts[~bad], features[~bad]
+        futures = self._send_scores(self.settings.scores_topic, batch, index, scores, alerts, model)
+        if shadow is not None and len(index):
+            shadow_scores, shadow_alerts = shadow.score(features)
+            futures += self._send_scores(self.settings.shadow_topic, batch, index, shadow_scores, shadow_alerts,
+                                         shadow)
+            metrics.SHADOW_SCORED.inc(len(index))
+        for i, error in sorted(errors.items()):
+            futures.append(await self.dead_letters.send(records[i], error))
+        futures = [await f if asyncio.iscoroutine(f) else f for f in futures]
+        if futures:
+            await asyncio.gather(*futures)
+        self._observe(batch, index, scores, alerts, started)
+        self.holder.observe(model, score_seconds, len(index))
+        return len(index)
+
+    def _send_scores(self, topic: str, batch: RawBatch, index: np.ndarray, scores: np.ndarray,
+                     alerts: np.ndarray, model: ScoringModel) -> list[Any]:
+        """Build one producer batch per output partition and submit them (coroutines returning ack futures)."""
+        if not len(index):
+            return []
+        assert self.producer is not None
+        records = batch.records
+        sid = self.score_schema_ids[topic]
+        n_out = self.out_partitions[topic]
+        same = n_out == self.in_partitions
+        scored_at = int(time.time() * 1000)
+        partition = batch.tp.partition
+        lineage = [
+            ("model", model.name.encode()), ("model_version", str(model.version).encode()),
+            ("threshold_version", str(model.threshold_version).encode()), ("ksql_hash", KSQL_HASH.encode()),
+            ("source_topic", batch.tp.topic.encode()), ("source_partition", str(partition).encode()),
+        ]
+        builders: dict[int, list[Any]] = {}
+        pending: list[Any] = []
+        for i, score, alert in zip(index.tolist(), scores.tolist(), alerts.tolist()):
+            record = records[i]
+            key = record.key
+            value = encode_score(sid, {
+                "payment_id": key.decode("utf-8", "replace") if key is not None else None,
+                "source_partition": partition, "source_offset": record.offset,
+                "event_timestamp": record.timestamp, "score": score, "threshold": model.threshold,
+                "is_fraud": alert, "model_name": model.name, "model_version": model.version,
+                "threshold_version": model.threshold_version, "ksql_hash": KSQL_HASH, "scored_at": scored_at,
+            })
+            out = partition % n_out if same or key is None else (murmur2(key) & 0x7FFFFFFF) % n_out
+            headers = [*lineage, ("source_offset", str(record.offset).encode())]
+            slot = builders.get(out)
+            if slot is None:
+                slot = builders[out] = [self.producer.create_batch()]
+            if slot[-1].append(key=key, value=value, timestamp=None, headers=headers) is None:
+                slot.append(self.producer.create_batch())
+                slot[-1].append(key=key, value=value, timestamp=None, headers=headers)
+        for out, batches in builders.items():
+            for builder in batches:
+                builder.close()
+                pending.append(self.producer.send_batch(builder, topic, partition=out))
+        return pending
+
+    def _observe(self, batch: RawBatch, index: np.ndarray, scores: np.ndarray, alerts: np.ndarray,
+                 started: float) -> None:
+        now = time.time()
+        metrics.BATCH_SIZE.observe(len(batch))
+        metrics.BATCH_LATENCY.observe(time.perf_counter() - started)
+        if len(index):
+            metrics.EVENTS_SCORED.inc(len(index))
+            n_alerts = int(np.count_nonzero(alerts))
+            metrics.ALERTS.inc(n_alerts)
+            metrics.FRAUD_RATE.set(n_alerts / len(index))
+            metrics.observe_many(metrics.SCORE, scores)
+            stamps = np.fromiter((batch.records[i].timestamp for i in index.tolist()), np.float64, len(index))
+            metrics.observe_many(metrics.EVENT_TO_SCORE, np.maximum(now - stamps / 1000.0, 0.0))
+
+    def score_rows(self, body: Any) -> dict[str, Any]:
+        """POST /score: the same model and threshold rule as the stream, for JSON records."""
+        model = self.holder.current
+        if model is None:
+            raise RuntimeError("no model loaded yet")
+        features, ids = parse_json_rows(body)
+        scores, alerts = model.score(features)
+        return {
+            "model": model.name, "model_version": model.version, "threshold": model.threshold,
+            "threshold_version": model.threshold_version, "ksql_hash": KSQL_HASH,
+            "scores": [{"payment_id": pid, "score": float(s), "is_fraud": bool(a)}
+                       for pid, s, a in zip(ids, scores.tolist(), alerts.tolist())],
+        }

@@ -1,0 +1,67 @@
+"""A worker's settings, from environment variables (so `faust -A streams.app worker` needs no arguments)."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from stack.config import Addresses
+
+INPUT_TOPIC = "creditcardfraud_preprocessed_avro"
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    addresses: Addresses = field(default_factory=Addresses)
+    group: str = "fraudstream-scoring"
+    input_topic: str = INPUT_TOPIC
+    scores_topic: str = "fraud-scores"
+    shadow_topic: str = "fraud-scores-shadow"
+    dlq_topic: str = f"{INPUT_TOPIC}-dlq"
+    updates_topic: str = "model-updates"
+    model_name: str = "fraud"
+    model_dir: Path | None = None
+    """A trained model folder to score with instead of the registry (version 1, no hot swap)."""
+    shadow: str = "off"
+    """"off", "candidate" (the newest candidate version) or a version number: scored into shadow_topic."""
+    budget_ms: float = 250.0
+    """Most a new model may take to score one full batch; slower versions are refused or rolled back."""
+    max_batch: int = 1000
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    data_dir: Path = Path(".fraudstream/workers")
+    poll_seconds: float = 30.0
+    stall_seconds: float = 30.0
+    worker: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> WorkerSettings:
+        def get(name: str, default: object) -> object:
+            return environ.get(f"FRAUDSTREAM_{name}", default)
+
+        d = cls()
+        model_dir = get("MODEL_DIR", None)
+        input_topic = str(get("INPUT_TOPIC", d.input_topic))
+        return cls(
+            addresses=Addresses.from_env(environ),
+            group=str(get("GROUP", d.group)),
+            input_topic=input_topic,
+            scores_topic=str(get("SCORES_TOPIC", d.scores_topic)),
+            shadow_topic=str(get("SHADOW_TOPIC", d.shadow_topic)),
+            dlq_topic=str(get("DLQ_TOPIC", f"{input_topic}-dlq")),
+            updates_topic=str(get("UPDATES_TOPIC", d.updates_topic)),
+            model_name=str(get("MODEL", d.model_name)),
+            model_dir=Path(str(model_dir)) if model_dir else None,
+            shadow=str(get("SHADOW", d.shadow)),
+            budget_ms=float(get("BUDGET_MS", d.budget_ms)),  # type: ignore[arg-type]
+            max_batch=int(get("BATCH", d.max_batch)),  # type: ignore[arg-type]
+            web_host=str(get("WEB_HOST", d.web_host)),
+            web_port=int(get("WEB_PORT", d.web_port)),  # type: ignore[arg-type]
+            data_dir=Path(str(get("DATA_DIR", d.data_dir))),
+            poll_seconds=float(get("POLL_SECONDS", d.poll_seconds)),  # type: ignore[arg-type]
+            stall_seconds=float(get("STALL_SECONDS", d.stall_seconds)),  # type: ignore[arg-type]
+            worker=str(get("WORKER", d.worker)),
+        )
