@@ -49,7 +49,7 @@ class ProcessingLog:
             "recordB64": base64.b64encode(raw).decode() if raw is not None else None,
             "time": int(time.time() * 1000),
         })
-        log.warning("query %s: cannot deserialise %s of %s@%s: %s", query_id, target, record.topic,
+        log.debug("query %s: cannot deserialise %s of %s@%s: %s", query_id, target, record.topic,
                     record.offset, error)
 
     def expression_error(self, query_id: str, record: Record, expression: str, error: str) -> None:
