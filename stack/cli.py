@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from pathlib import Path
 
+import authlib.deprecate  # noqa: F401  (see the warnings filter below)
 import click
 from rich.table import Table
 
@@ -15,6 +17,11 @@ from stack.supervisor import StackError
 from stack.terminal import make_console
 
 console = make_console()
+
+# confluent-kafka's Schema Registry client imports authlib's httpx integration, which warns on import;
+# it is not ours to fix and only clutters every command's output. authlib forces its own warnings to
+# "always" when `authlib.deprecate` loads, so that module is imported above and this filter goes on top.
+warnings.filterwarnings("ignore", message="The httpx module is deprecated")
 
 data_dir_option = click.option(
     "--data-dir",

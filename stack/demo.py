@@ -1,19 +1,26 @@
 """`fraudstream demo`: the main job on the embedded stack, README command 1.
 
-For now it brings the stack up, replays payments into the source topic and shows that they
-arrived; later stages (KSQL preprocessing, scoring, the lake) join it as they land.
+It brings the stack up, applies the `ksql/` preprocessing over REST (as production does), replays
+payments into the source topic and shows them coming out of the preprocessed Avro stream, read the
+way a downstream consumer would. Later stages (scoring, the lake) join it as they land.
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import click
 from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry.avro import AvroDeserializer
+from confluent_kafka.serialization import MessageField, SerializationContext
+from rich.table import Table
 
-from stack.embedded import EmbeddedStack
+from stack.config import Addresses
 from stack.generate import generate_payments
 from stack.kafka import consumer_config, end_offsets
+from stack.ksqldb.apply import KsqlRest, apply_directory
 from stack.payments import SOURCE_TOPIC
 from stack.produce import run_with_progress
 from stack.supervisor import StackError
@@ -21,48 +28,78 @@ from stack.terminal import make_console
 
 console = make_console()
 
+#: The preprocessing's output, as `ksql/020-preprocessed.sql` names it.
+PREPROCESSED_TOPIC = "creditcardfraud_preprocessed_avro"
+
 
 @click.command("demo")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=Path(".fraudstream"), show_default=True)
 @click.option("--file", "payments_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Replay this CSV (Kaggle or extended layout) instead of generated payments.")  # fmt: skip
 @click.option("-n", "--count", type=click.IntRange(min=1), default=10_000, show_default=True, help="Generated payments to replay.")
+@click.option("--ksql-dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=Path("ksql"), show_default=True)
 @click.option("--ephemeral", is_flag=True, help="Keep the broker's data in memory.")
-def demo_command(data_dir: Path, payments_file: Path | None, count: int, ephemeral: bool) -> None:
-    """Start the embedded stack, replay payments into creditcardfraud_source and show that they arrived."""
+def demo_command(data_dir: Path, payments_file: Path | None, count: int, ksql_dir: Path, ephemeral: bool) -> None:
+    """Start the stack, apply ksql/, replay payments and show them preprocessed into Avro."""
     from stack.cli import start_stack  # the CLI owns how a stack is found or created
 
-    stack: EmbeddedStack = start_stack(data_dir, ephemeral)
-    bootstrap = stack.addresses.bootstrap_servers
-    before = _topic_size(bootstrap)
+    addresses = start_stack(data_dir, ephemeral).addresses
+    _apply(addresses, ksql_dir)
+    before = _size(addresses.bootstrap_servers, PREPROCESSED_TOPIC)
     source = payments_file if payments_file is not None else generate_payments(count, seed=0)
-    summary = run_with_progress(source, total=None if payments_file else count, quiet=False, bootstrap_servers=bootstrap)
-    after = _topic_size(bootstrap)
-    console.print(f"[bold]{SOURCE_TOPIC}[/] now holds {after:,} records ({after - before:,} new; {summary.acknowledged:,} acknowledged)")
-    sample = _last_record(bootstrap)
-    if sample is not None:
-        console.print(f"latest record: key={sample[0]} value={sample[1][:120]}...")
+    summary = run_with_progress(source, total=None if payments_file else count, quiet=False, bootstrap_servers=addresses.bootstrap_servers)
+    arrived = _wait_for(addresses.bootstrap_servers, PREPROCESSED_TOPIC, before + summary.acknowledged)
+    console.print(
+        f"[bold]{PREPROCESSED_TOPIC}[/]: {arrived - before:,} of {summary.acknowledged:,} payments preprocessed "
+        f"(unlabelled ones are left out by the statement's WHERE CLASS IS NOT NULL)"
+    )
+    _show_sample(addresses)
     console.print(f"the stack stays up: `fraudstream status --data-dir {data_dir}`, `fraudstream down --data-dir {data_dir}`")
 
 
-def _topic_size(bootstrap: str) -> int:
+def _apply(addresses: Addresses, ksql_dir: Path) -> None:
+    outcomes = apply_directory(KsqlRest(addresses.ksqldb_url), ksql_dir)
+    errors = [o for o in outcomes if o.status == "error"]
+    if errors:
+        raise click.ClickException(f"{errors[0].file}: {errors[0].detail.splitlines()[0]}")
+    console.print("ksql/: " + ", ".join(f"{o.statement} {o.status}" for o in outcomes))
+
+
+def _size(bootstrap: str, topic: str) -> int:
     try:
-        return sum(end_offsets(bootstrap, SOURCE_TOPIC).values())
+        return sum(end_offsets(bootstrap, topic).values())
     except LookupError:
         return 0
 
 
-def _last_record(bootstrap: str) -> tuple[str, str] | None:
-    """The newest record of partition 0, read back the way a consumer would."""
-    end = end_offsets(bootstrap, SOURCE_TOPIC).get(0, 0)
+def _wait_for(bootstrap: str, topic: str, expected: int, quiet_seconds: float = 10.0) -> int:
+    """Wait until `topic` holds `expected` records, or stops growing for `quiet_seconds`; return its size."""
+    size, changed = _size(bootstrap, topic), time.monotonic()
+    while size < expected and time.monotonic() - changed < quiet_seconds:
+        time.sleep(0.5)
+        now = _size(bootstrap, topic)
+        if now != size:
+            size, changed = now, time.monotonic()
+    return size
+
+
+def _show_sample(addresses: Addresses, rows: int = 5) -> None:
+    """The newest preprocessed records of partition 0, decoded with confluent-kafka's AvroDeserializer."""
+    end = end_offsets(addresses.bootstrap_servers, PREPROCESSED_TOPIC).get(0, 0)
     if end == 0:
-        return None
-    consumer = Consumer(consumer_config(bootstrap, "fraudstream-demo", enable_auto_commit=False))
+        return
+    deserialize = AvroDeserializer(SchemaRegistryClient({"url": addresses.schema_registry_url}))
+    consumer = Consumer(consumer_config(addresses.bootstrap_servers, "fraudstream-demo", enable_auto_commit=False))
+    table = Table("PAYMENT_ID (key)", "TIME", "V1", "V2", "AMOUNT", "CLASS", title=f"{PREPROCESSED_TOPIC}, newest records")
     try:
-        consumer.assign([TopicPartition(SOURCE_TOPIC, 0, end - 1)])
-        message = consumer.poll(10)
-        if message is None or message.error():
-            raise StackError(f"could not read back {SOURCE_TOPIC}[0]@{end - 1}")
-        return (message.key() or b"").decode(), (message.value() or b"").decode()
+        consumer.assign([TopicPartition(PREPROCESSED_TOPIC, 0, max(0, end - rows))])
+        for _ in range(min(rows, end)):
+            message = consumer.poll(10)
+            if message is None or message.error():
+                raise StackError(f"could not read back {PREPROCESSED_TOPIC}[0]")
+            value = deserialize(message.value(), SerializationContext(PREPROCESSED_TOPIC, MessageField.VALUE))
+            table.add_row((message.key() or b"").decode(), *(f"{value[c]:.4g}" if isinstance(value[c], float) else str(value[c])
+                                                            for c in ("TIME", "V1", "V2", "AMOUNT", "CLASS")))  # fmt: skip
     finally:
         consumer.close()
+    console.print(table)
