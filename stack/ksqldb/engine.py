@@ -36,7 +36,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
 _KNOWN_PROPS = {
     "KAFKA_TOPIC", "VALUE_FORMAT", "KEY_FORMAT", "FORMAT", "PARTITIONS", "REPLICAS", "TIMESTAMP",
     "TIMESTAMP_FORMAT", "VALUE_DELIMITER", "KEY_DELIMITER", "WRAP_SINGLE_VALUE", "VALUE_AVRO_SCHEMA_FULL_NAME",
-    "KEY_AVRO_SCHEMA_FULL_NAME", "RETENTION_MS", "CLEANUP_POLICY",
+    "KEY_AVRO_SCHEMA_FULL_NAME", "VALUE_SCHEMA_ID", "RETENTION_MS", "CLEANUP_POLICY",
 }
 
 
@@ -44,7 +44,7 @@ _KNOWN_PROPS = {
 _UNSUPPORTED_PROPS = {
     "WINDOW_TYPE": "windowed sources", "WINDOW_SIZE": "windowed sources",
     "KEY_SCHEMA_FULL_NAME": "schema full names for keys", "VALUE_SCHEMA_FULL_NAME": "schema full names",
-    "KEY_SCHEMA_ID": "schema ids", "VALUE_SCHEMA_ID": "schema ids", "KEY_PROTOBUF_NULLABLE_REPRESENTATION": "PROTOBUF",
+    "KEY_SCHEMA_ID": "key schema ids", "KEY_PROTOBUF_NULLABLE_REPRESENTATION": "PROTOBUF",
     "VALUE_PROTOBUF_NULLABLE_REPRESENTATION": "PROTOBUF", "SOURCED_BY_CONNECTOR": "connector-sourced sources",
 }
 
@@ -136,12 +136,18 @@ class Engine:
             raise KsqlStatementError("fullSchemaName cannot be empty. Format configuration: {fullSchemaName=}")
         schema_id = stmt_props.get("VALUE_SCHEMA_ID")
         if schema_id is not None:
-            raise UnsupportedError("VALUE_SCHEMA_ID")
+            if value_name != "AVRO":
+                raise UnsupportedError(f"VALUE_SCHEMA_ID with {value_name}")
+            try:
+                self.registry.schema_by_id(int(schema_id))
+            except KeyError:
+                raise KsqlStatementError(f"Schema with id {schema_id} does not exist in the Schema Registry") from None
         value = FormatInfo(
             value_name,
             delimiter=parse_delimiter(str(delimiter)) if delimiter is not None else None,
             wrap_single=_bool_prop(wrap) if wrap is not None else None,
             full_schema_name=str(full_name).strip() if full_name is not None else None,
+            schema_id=int(schema_id) if schema_id is not None else None,
         )
         key_delim = stmt_props.get("KEY_DELIMITER")
         key_full_name = stmt_props.get("KEY_AVRO_SCHEMA_FULL_NAME")
@@ -180,6 +186,8 @@ class Engine:
                 out = [ast.TableElement("ROWKEY", sql_type_of(latest[1]), "KEY")] + out
         if value_fmt.name == "AVRO" and not have_value:
             latest = self.registry.latest(f"{topic}-value")
+            if value_fmt.schema_id is not None:
+                latest = (value_fmt.schema_id, self.registry.schema_by_id(value_fmt.schema_id))
             if latest is not None:
                 raw = latest[1]
                 if isinstance(raw, dict) and raw.get("type") == "record" and value_fmt.wrap_single is not False:

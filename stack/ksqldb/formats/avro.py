@@ -169,6 +169,39 @@ def record_encoder(columns: list[tuple[str, SqlType]]):
     return encode_values
 
 
+_NO_DEFAULT = object()
+
+
+def _field_names(schema: Any) -> dict | None:
+    """For a record schema: upper-cased field name -> (its spelling, nested renames, default)."""
+    if isinstance(schema, list):
+        branches = [_field_names(s) for s in schema if s != "null"]
+        return next((b for b in branches if b), None)
+    if isinstance(schema, dict) and schema.get("type") == "record":
+        return {f["name"].upper(): (f["name"], _field_names(f["type"]), f.get("default", _NO_DEFAULT))
+                for f in schema["fields"]}
+    if isinstance(schema, dict) and isinstance(schema.get("type"), (dict, list)):
+        return _field_names(schema["type"])
+    return None
+
+
+def _rename(datum: Any, names: dict) -> Any:
+    """Fit a record to a registered schema: its spelling of field names, and its defaults for fields the
+    query does not produce."""
+    if not isinstance(datum, dict):
+        return datum
+    out = {}
+    for k, v in datum.items():
+        spelled, nested, default = names.get(k.upper(), (k, None, _NO_DEFAULT))
+        if v is None and default is not _NO_DEFAULT:
+            v = default
+        out[spelled] = _rename(v, nested) if nested else v
+    for spelled, _, default in names.values():
+        if spelled not in out and default is not _NO_DEFAULT:
+            out[spelled] = default
+    return out
+
+
 def encode(schema_id: int, parsed: Any, datum: Any) -> bytes:
     buf = io.BytesIO()
     buf.write(b"\x00" + struct.pack(">I", schema_id))
@@ -207,6 +240,7 @@ class AvroSerde(Serde):
         self._fixed_id = schema_id
         self._id: int | None = None
         self._cache: dict = {}
+        self._renames: dict | None = None
         self._names = [n for n, _ in columns]
         # per-column converters, only where a value needs one (timestamps, containers)
         self._converters = [None if _plain_avro(t) else (lambda v, _t=t: _to_avro(v, _t)) for _, t in columns]
@@ -233,7 +267,9 @@ class AvroSerde(Serde):
         if self._id is None:
             if self._fixed_id is not None:
                 self._id = self._fixed_id
-                self._parsed = fastavro.parse_schema(self.registry.schema_by_id(self._fixed_id))
+                fixed = self.registry.schema_by_id(self._fixed_id)
+                self._parsed = fastavro.parse_schema(fixed)
+                self._renames = _field_names(fixed)
             else:
                 self._id = self.registry.register(self.subject, self.schema)
         if self._fast is not None:
@@ -251,6 +287,8 @@ class AvroSerde(Serde):
             else:
                 datum = {n: (v if c is None or v is None else c(v))
                          for n, v, c in zip(self._names, values, self._converters)}
+        if self._renames:  # a registered schema (VALUE_SCHEMA_ID) may spell field names differently
+            datum = _rename(datum, self._renames)
         try:
             return encode(self._id, self._parsed, datum)
         except Exception as e:
