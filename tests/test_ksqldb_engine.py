@@ -226,3 +226,11 @@ def test_request_properties_override_session_offset_reset():
     engine.execute("CREATE STREAM a AS SELECT * FROM payments;")
     engine.execute("CREATE STREAM b AS SELECT * FROM payments;", {"auto.offset.reset": "earliest"})
     assert engine.runtime.topics["A"] == [] and len(engine.runtime.topics["B"]) == 1
+
+
+def test_drop_of_a_csas_sink_terminates_its_query(engine):
+    engine.execute(SOURCE)
+    (res,) = engine.execute("CREATE STREAM out AS SELECT * FROM payments;")
+    engine.execute("DROP STREAM out;")
+    assert res.query_id not in engine.queries and engine.metastore.get("OUT") is None
+    engine.execute("DROP STREAM payments;")  # no query reads it any more

@@ -324,6 +324,7 @@ class Engine:
         self.metastore.add(sink)
         self.runtime.create_topic(topic, partitions)
         sink.writers.append(query_id)
+        sink.created_by = query_id
         source.readers.append(query_id)
         self._start(query, props)
         return Result("currentStatus", stmt.text, f"Created query with ID {query_id}", query_id=query_id)
@@ -414,12 +415,14 @@ class Engine:
         if stmt.delete_topic and source.is_source:
             raise KsqlError(f"Cannot delete topic for read-only source: {source.name}")
         readers = [q for q in source.readers if q in self.queries]
-        writers = [q for q in source.writers if q in self.queries]
+        writers = [q for q in source.writers if q in self.queries and q != source.created_by]
         if readers or writers:
             raise KsqlStatementError(
                 f"Cannot drop {source.name}.\nThe following queries read from this source: [{', '.join(readers)}].\n"
                 f"The following queries write into this source: [{', '.join(writers)}].\n"
                 "You need to terminate them before dropping {source.name}.".replace("{source.name}", source.name))
+        if source.created_by in self.queries:  # as ksqlDB does: dropping a CSAS sink ends its query
+            self._Terminate(ast.Terminate(source.created_by), props)
         self.metastore.remove(source.name)
         if stmt.delete_topic:
             self.runtime.delete_topic(source.topic)

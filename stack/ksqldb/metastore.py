@@ -57,6 +57,7 @@ class DataSource:
     timestamp_format: str | None = None
     partitions: int = 1
     writers: list[str] = field(default_factory=list)  # ids of queries writing into it
+    created_by: str | None = None  # the CREATE ... AS SELECT query that made it (DROP terminates it)
     readers: list[str] = field(default_factory=list)
 
 
