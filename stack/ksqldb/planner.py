@@ -264,7 +264,8 @@ def plan_select(q: ast.Query, metastore: MetaStore, sink_name: str | None, new_p
             raise KsqlStatementError(f"The projection contains the column `{col.name}` more than once.")
         seen.add(col.name)
     out = LogicalSchema(tuple(key_cols), tuple(value_cols))
-    value_names = {c.name for c in schema.value}
+    # a tombstone has no value, and ksqlDB gives its pseudo columns no value either
+    value_names = {c.name for c in schema.value} | RESERVED
     uses_value = [bool(_column_names(items[i][1]) & value_names) for i in key_positions]
     return ProjectionPlan(source, out, where, key_exprs, value_exprs, value_texts, q.limit, errors, partitioned,
                           uses_value)
