@@ -234,3 +234,13 @@ def test_drop_of_a_csas_sink_terminates_its_query(engine):
     engine.execute("DROP STREAM out;")
     assert res.query_id not in engine.queries and engine.metastore.get("OUT") is None
     engine.execute("DROP STREAM payments;")  # no query reads it any more
+
+
+def test_insert_values_widens_but_does_not_parse_strings(engine):
+    engine.execute("CREATE STREAM iv (k STRING KEY, b BIGINT, d DOUBLE, m DECIMAL(5,2)) "
+                   "WITH (kafka_topic='iv', value_format='JSON');")
+    engine.execute("INSERT INTO iv (ROWTIME, k, b, d, m) VALUES (1234, 'x', 1, 2, 3.5);")
+    (rec,) = engine.runtime.topics["iv"]
+    assert (rec.key, rec.value, rec.timestamp) == (b"x", b'{"B":1,"D":2.0,"M":3.50}', 1234)
+    with pytest.raises(KsqlStatementError, match="Expected type BIGINT for field `B`"):
+        engine.execute("INSERT INTO iv (k, b) VALUES ('y', '10');")

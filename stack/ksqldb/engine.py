@@ -13,15 +13,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import ast
-from .errors import KsqlError, KsqlStatementError, UnsupportedError
+from .errors import EvalError, KsqlError, KsqlStatementError, UnsupportedError
 from .executor import InMemoryRuntime, PersistentQuery, ProcessingLog, Record, Runtime, TransientQuery
-from .expressions import Compiler, Scope, convert
+from .expressions import Compiler, Scope
 from .formats import FormatInfo, SchemaRegistry, check_format_name, make_serde, validate
 from .formats.delimited import parse_delimiter
 from .metastore import RESERVED, Column, DataSource, LogicalSchema, MetaStore
 from .parser import parse
 from .planner import plan_select
-from .types import BYTES, STRING, ArrayType, NullType, StructType
+from . import values as V
+from .types import BYTES, STRING, ArrayType, DecimalType, NullType, StructType, can_implicitly_cast
 
 HEADERS_TYPE = ArrayType(StructType((("KEY", STRING), ("VALUE", BYTES))))
 
@@ -385,15 +386,22 @@ class Engine:
                 raise KsqlStatementError(f"Column name {name} does not exist.")
             if col.header is not None:
                 raise KsqlStatementError(f"Cannot insert into HEADER columns: {name}")
-            if not isinstance(c.type, NullType) and c.type != col.type:
-                try:
-                    c = convert(c, col.type)
-                except KsqlError:
-                    raise
             try:
-                provided[name] = c.fn(())
-            except Exception as e:  # noqa: BLE001 - report any conversion failure to the user
+                value = c.fn(())
+            except Exception as e:  # noqa: BLE001 - report any evaluation failure to the user
                 raise KsqlStatementError(f"Failed to insert values into '{target.name}'. {e}") from None
+            if value is not None and c.type != col.type:
+                # values widen as ksqlDB's coercer allows (INT -> BIGINT/DECIMAL/DOUBLE, decimal scale), no more
+                if not can_implicitly_cast(c.type, col.type) and not (
+                        isinstance(c.type, DecimalType) and isinstance(col.type, DecimalType)):
+                    raise KsqlStatementError(
+                        f"Failed to insert values into '{target.name}'. Expected type {col.type} for field "
+                        f"`{name}` but got {value!r}({c.type})")
+                try:
+                    value = V.cast(value, c.type, col.type)
+                except EvalError as e:
+                    raise KsqlStatementError(f"Failed to insert values into '{target.name}'. {e}") from None
+            provided[name] = value
         key_serde, value_serde = self._serdes(target)
         keys = [provided.get(c.name) for c in schema.key]
         values = [provided.get(c.name) for c in schema.value]
