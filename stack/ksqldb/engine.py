@@ -22,7 +22,7 @@ from .metastore import RESERVED, Column, DataSource, LogicalSchema, MetaStore
 from .parser import parse
 from .planner import plan_select
 from . import values as V
-from .types import BYTES, STRING, ArrayType, DecimalType, NullType, StructType, can_implicitly_cast
+from .types import BYTES, STRING, ArrayType, DecimalType, StructType, can_implicitly_cast
 
 HEADERS_TYPE = ArrayType(StructType((("KEY", STRING), ("VALUE", BYTES))))
 
