@@ -20,7 +20,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import pytest
 from confluent_kafka import Consumer, TopicPartition
@@ -29,7 +28,7 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from models.baseline import LogisticBaseline
-from models.datasets import Dataset, GeneratedSource, load_dataset
+from models.datasets import GeneratedSource
 from models.evaluate import ksql_hash
 from models.registry import ModelRegistry
 from models.training import train
@@ -38,9 +37,6 @@ from stack.kafka import consumer_config, end_offsets
 from stack.supervisor import free_port
 from streams.cli import start_worker
 from streams.replay import avro_serializer, generated_payments, produce, replay
-
-TRAINING = GeneratedSource(3_000, seed=1, fraud_rate=0.02)
-
 
 def wait_until(condition: Callable[[], bool], what: str, timeout: float = 120.0, proc: Any = None) -> None:
     """Poll an observable condition; fail with `what` if it never holds (a bound, not a timing assertion)."""
@@ -80,12 +76,9 @@ def model_name() -> str:
 
 
 def trained(tmp_path: Path, seed: int, label: str) -> Path:
-    """A baseline; different seeds shuffle the training rows, so versions score differently."""
-    frame = load_dataset(TRAINING).frame.sample(frac=1.0, random_state=seed).reset_index(drop=True)
-    frame = frame.sort_values("Time", kind="stable").reset_index(drop=True) if seed == 0 else frame
-    dataset = Dataset(frame, {**TRAINING.describe(), "variant": seed}, [])
-    return train(dataset, LogisticBaseline(C=0.5 + seed), split="random", seed=seed,
-                 output_dir=tmp_path / label).output_dir
+    """A baseline trained on its own generated payments: versions with different seeds score differently."""
+    source = GeneratedSource(3_000, seed=1 + seed, fraud_rate=0.02)
+    return train(source, LogisticBaseline(C=0.5 + seed), output_dir=tmp_path / label).output_dir
 
 
 class Worker:
