@@ -107,3 +107,16 @@ def test_syntax_errors(sql):
 def test_unknown_type_is_a_clear_error():
     with pytest.raises(KsqlError, match="Unknown type: FOO"):
         parse("CREATE STREAM s (a FOO) WITH (kafka_topic='t', value_format='JSON');")
+
+
+@pytest.mark.parametrize("sql", [
+    "EXPLAIN SELECT * FROM s EMIT CHANGES;",
+    "PRINT 'topic' FROM BEGINNING;",
+    "CREATE TYPE address AS STRUCT<street STRING>;",
+    "DESCRIBE FUNCTION ucase;",
+])
+def test_valid_ksqldb_statements_not_implemented_are_unsupported_not_syntax_errors(sql):
+    from stack.ksqldb.errors import UnsupportedError
+
+    with pytest.raises(UnsupportedError):
+        parse(sql)

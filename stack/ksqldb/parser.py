@@ -7,6 +7,7 @@ grammar file is the clearest statement of what the engine accepts. LALR keeps pa
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
@@ -15,7 +16,7 @@ from lark import Lark, Token, Transformer
 from lark.exceptions import LarkError, UnexpectedInput, VisitError
 
 from . import ast
-from .errors import KsqlError, ParseError
+from .errors import KsqlError, ParseError, UnsupportedError
 from .types import ArrayType, DecimalType, MapType, StructType, SqlType, primitive, INT_MAX, INT_MIN
 
 _GRAMMAR = Path(__file__).with_name("ksql.lark")
@@ -411,11 +412,27 @@ def _with_text(stmt: ast.Statement, text: str) -> ast.Statement:
     return dataclasses.replace(stmt, text=text) if hasattr(stmt, "text") else stmt
 
 
+#: Valid ksqlDB statements this engine does not implement: refused as unsupported, not as syntax errors.
+_UNSUPPORTED_STATEMENTS = re.compile(
+    r"\s*(EXPLAIN|PRINT|CREATE\s+TYPE|DROP\s+TYPE|CREATE\s+(?:SINK|SOURCE)\s+CONNECTOR|DROP\s+CONNECTOR|"
+    r"DESCRIBE\s+CONNECTOR|DESCRIBE\s+FUNCTION|DEFINE|UNDEFINE|ASSERT|PAUSE|RESUME)\b",
+    re.IGNORECASE,
+)
+
+
+def _statement_at(sql: str, pos: int) -> str:
+    start = sql.rfind(";", 0, pos) + 1
+    return sql[start:]
+
+
 def parse(sql: str) -> list[ast.Statement]:
     """Parse one or more `;`-separated statements; raises ParseError ('Syntax Error ...') on bad input."""
     try:
         tree = _lark().parse(sql)
     except UnexpectedInput as e:
+        unsupported = _UNSUPPORTED_STATEMENTS.match(_statement_at(sql, getattr(e, "pos_in_stream", 0) or 0))
+        if unsupported:
+            raise UnsupportedError(f"{' '.join(unsupported.group(1).upper().split())} statements") from None
         raise ParseError(f"line {e.line}:{e.column}: Syntax Error\n{e.get_context(sql).rstrip()}") from None
     except LarkError as e:
         raise ParseError(f"Syntax Error: {e}") from None
