@@ -560,3 +560,7 @@ def conformance_command(directory: Path, file_glob: str, verbose: bool) -> None:
                     console.print(f"[{'red' if r.status == FAILED else 'yellow'}]{r.status}[/] {name} :: {r.name}: "
                                   f"{r.reason.splitlines()[0] if r.reason else ''}", markup=True, highlight=False)
 
+
+
+if __name__ == "__main__":  # python -m stack.ksqldb.qtt DIR [--file GLOB] [--verbose]
+    conformance_command()
