@@ -12,14 +12,16 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import click
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import NewTopic
 from rich.table import Table
 
+from stack.config import Addresses
 from stack.embedded import EmbeddedStack
-from stack.kafka import admin_client, consumer_config, producer_config
+from stack.kafka import admin_client, consumer_config, end_offsets, producer_config
 from stack.terminal import make_console
 
 console = make_console()
@@ -118,6 +120,56 @@ def broker_rates(bootstrap: str, count: int) -> list[Rate]:
     return [produce_records(bootstrap, source, count), consume_records(bootstrap, source, count), passthrough(bootstrap, source, sink, count)]
 
 
+def ksql_rate(addresses: Addresses, count: int, ksql_dir: Path = Path("ksql")) -> list[Rate]:
+    """The preprocessing query (DELIMITED -> AVRO, WHERE, MASK_LEFT) against a raw passthrough of the same records.
+
+    The source stream is `ksql/010-source.sql` itself, renamed onto fresh topics; the query's rate is
+    timed from its first output record to its last, so the consumer group's join is not counted.
+    """
+    from stack.generate import generate_payments
+    from stack.ksqldb.apply import KsqlRest
+    from stack.produce import replay
+
+    run = uuid.uuid4().hex[:8]
+    source, passed, out = f"bench_ksql_{run}_in", f"bench_ksql_{run}_pass", f"bench_ksql_{run}_out"
+    create_topics(addresses.bootstrap_servers, source, passed, out)
+    summary = replay(generate_payments(count, seed=1), bootstrap_servers=addresses.bootstrap_servers, topic=source)
+    rates = [passthrough(addresses.bootstrap_servers, source, passed, summary.acknowledged)]
+    source_sql = (ksql_dir / "010-source.sql").read_text().replace("creditcardfraud_source", source)
+    features = ", ".join(["TIME", *(f"V{i}" for i in range(1, 29)), "AMOUNT", "CLASS"])
+    query_sql = (
+        f"CREATE STREAM {out} WITH (KAFKA_TOPIC='{out}', VALUE_FORMAT='AVRO') AS SELECT PAYMENT_ID, "
+        f"MASK_LEFT(`USER`, 2) AS MASKED_USER, {features} FROM {source} WHERE CLASS IS NOT NULL EMIT CHANGES;"
+    )
+    client = KsqlRest(addresses.ksqldb_url)
+    client.ksql(source_sql)
+    submitted = time.perf_counter()
+    query_id = client.ksql(query_sql, {"auto.offset.reset": "earliest"})[0]["commandStatus"]["queryId"]
+    try:
+        first, started = _wait_for_records(addresses.bootstrap_servers, out, 1)
+        last, finished = _wait_for_records(addresses.bootstrap_servers, out, summary.acknowledged)
+        if last == first:  # done before the first look (tiny runs): time it from the statement instead
+            first, started = 0, submitted
+        rates.append(Rate("ksql", last - first, finished - started))
+    finally:
+        client.ksql(f"TERMINATE {query_id};")
+        client.ksql(f"DROP STREAM IF EXISTS {out} DELETE TOPIC;")
+        client.ksql(f"DROP STREAM IF EXISTS {source};")
+    return rates
+
+
+def _wait_for_records(bootstrap: str, topic: str, count: int, timeout: float = 600.0) -> tuple[int, float]:
+    """Poll the true end of `topic` until it holds `count` records; return the size seen and when."""
+    deadline = time.monotonic() + timeout
+    while True:
+        size = sum(end_offsets(bootstrap, topic).values())
+        if size >= count:
+            return size, time.perf_counter()
+        if time.monotonic() > deadline:
+            raise click.ClickException(f"only {size:,} of {count:,} records reached {topic}")
+        time.sleep(0.05)
+
+
 @click.group("bench")
 def bench_command() -> None:
     """Throughput benchmarks, each printed as a ratio to a raw passthrough on the same broker."""
@@ -145,4 +197,29 @@ def bench_broker(records: int, bootstrap_servers: str | None) -> None:
                     rates = broker_rates(stack.addresses.bootstrap_servers, records)
         produce, consume, through = (rate.per_second for rate in rates)
         table.add_row(label, f"{produce:,.0f}", f"{consume:,.0f}", f"{through:,.0f}", f"{produce / through:.2f}", f"{consume / through:.2f}")
+    console.print(table)
+
+
+@bench_command.command("ksql")
+@click.option("-n", "--records", type=click.IntRange(min=1), default=100_000, show_default=True)
+@click.option("--ksql-dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=Path("ksql"), show_default=True)
+@click.option("--use-env", is_flag=True, help="Measure the stack at the environment's addresses instead of starting one.")
+def bench_ksql(records: int, ksql_dir: Path, use_env: bool) -> None:
+    """The KSQL preprocessing query's rate as a ratio to a raw confluent-kafka passthrough (goal: 0.5)."""
+    if use_env:
+        rates = ksql_rate(Addresses.from_env(), records, ksql_dir)
+    else:
+        with tempfile.TemporaryDirectory(prefix="fraudstream-bench-") as data_dir:
+            services = ("objectstore", "broker", "schema-registry", "ksqldb")
+            with EmbeddedStack.on_free_ports(data_dir, ephemeral=True, services=services) as stack:
+                rates = ksql_rate(stack.addresses, records, ksql_dir)
+    print_ratios(rates)
+
+
+def print_ratios(rates: list[Rate]) -> None:
+    """A table of rates, each as a ratio to the first (the passthrough baseline)."""
+    baseline = rates[0].per_second
+    table = Table("path", "events", "seconds", "events/s", "ratio to passthrough")
+    for rate in rates:
+        table.add_row(rate.name, f"{rate.events:,}", f"{rate.seconds:.2f}", f"{rate.per_second:,.0f}", f"{rate.per_second / baseline:.2f}")
     console.print(table)

@@ -108,8 +108,14 @@ def _print_status(stack: EmbeddedStack) -> bool:
     return all(row.healthy for row in rows)
 
 
+@click.group("connect")
+def connect_group() -> None:
+    """Kafka Connect: apply the connector configs in connectors/ to any Connect REST endpoint."""
+
+
 def _add_commands() -> None:
     """Commands that live beside what they drive; imported here so `fraudstream --help` lists them all."""
+    from connectors.apply import connect_apply_command
     from models.cli import evaluate_command, models_group, train_command
     from stack.bench import bench_command
     from stack.demo import demo_command
@@ -119,8 +125,10 @@ def _add_commands() -> None:
     from stack.produce import produce_command
 
     ksql_group.add_command(conformance_command)
+    connect_group.add_command(connect_apply_command)
 
-    commands = (demo_command, produce_command, generate_command, ksql_group, train_command, evaluate_command, models_group, bench_command)
+    commands = (demo_command, produce_command, generate_command, ksql_group, connect_group, train_command, evaluate_command, models_group,
+                bench_command)
     for command in commands:
         main.add_command(command)
 

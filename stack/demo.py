@@ -1,8 +1,9 @@
 """`fraudstream demo`: the main job on the embedded stack, README command 1.
 
-It brings the stack up, applies the `ksql/` preprocessing over REST (as production does), replays
-payments into the source topic and shows them coming out of the preprocessed Avro stream, read the
-way a downstream consumer would. Later stages (scoring, the lake) join it as they land.
+It brings the stack up, applies the `ksql/` preprocessing and the `connectors/` S3 sinks over REST
+(as production does), replays payments into the source topic, and shows them coming out of the
+preprocessed Avro stream, read the way a downstream consumer would, and landing in the lake.
+Scoring joins it when the stream workers land.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 from rich.table import Table
 
+from connectors.apply import apply_dir
+from connectors.lake import list_objects
 from stack.config import Addresses
 from stack.generate import generate_payments
 from stack.kafka import consumer_config, end_offsets
@@ -38,13 +41,15 @@ PREPROCESSED_TOPIC = "creditcardfraud_preprocessed_avro"
               help="Replay this CSV (Kaggle or extended layout) instead of generated payments.")  # fmt: skip
 @click.option("-n", "--count", type=click.IntRange(min=1), default=10_000, show_default=True, help="Generated payments to replay.")
 @click.option("--ksql-dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=Path("ksql"), show_default=True)
+@click.option("--connectors-dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=Path("connectors"),
+              show_default=True)  # fmt: skip
 @click.option("--ephemeral", is_flag=True, help="Keep the broker's data in memory.")
-def demo_command(data_dir: Path, payments_file: Path | None, count: int, ksql_dir: Path, ephemeral: bool) -> None:
-    """Start the stack, apply ksql/, replay payments and show them preprocessed into Avro."""
+def demo_command(data_dir: Path, payments_file: Path | None, count: int, ksql_dir: Path, connectors_dir: Path, ephemeral: bool) -> None:
+    """Start the stack, apply ksql/ and connectors/, replay payments, show them preprocessed and in the lake."""
     from stack.cli import start_stack  # the CLI owns how a stack is found or created
 
     addresses = start_stack(data_dir, ephemeral).addresses
-    _apply(addresses, ksql_dir)
+    _apply(addresses, ksql_dir, connectors_dir)
     before = _size(addresses.bootstrap_servers, PREPROCESSED_TOPIC)
     source = payments_file if payments_file is not None else generate_payments(count, seed=0)
     summary = run_with_progress(source, total=None if payments_file else count, quiet=False, bootstrap_servers=addresses.bootstrap_servers)
@@ -54,15 +59,32 @@ def demo_command(data_dir: Path, payments_file: Path | None, count: int, ksql_di
         f"(unlabelled ones are left out by the statement's WHERE CLASS IS NOT NULL)"
     )
     _show_sample(addresses)
+    _show_lake(addresses, arrived)
     console.print(f"the stack stays up: `fraudstream status --data-dir {data_dir}`, `fraudstream down --data-dir {data_dir}`")
 
 
-def _apply(addresses: Addresses, ksql_dir: Path) -> None:
+def _apply(addresses: Addresses, ksql_dir: Path, connectors_dir: Path) -> None:
     outcomes = apply_directory(KsqlRest(addresses.ksqldb_url), ksql_dir)
     errors = [o for o in outcomes if o.status == "error"]
     if errors:
         raise click.ClickException(f"{errors[0].file}: {errors[0].detail.splitlines()[0]}")
     console.print("ksql/: " + ", ".join(f"{o.statement} {o.status}" for o in outcomes))
+    connectors = apply_dir(addresses.connect_url, connectors_dir)
+    console.print("connectors/: " + ", ".join(f"{name} {outcome}" for name, outcome in connectors))
+
+
+def _show_lake(addresses: Addresses, records: int, flush_size: int = 1000, quiet_seconds: float = 20.0) -> None:
+    """Wait for the S3 sink to land every full file of the preprocessed topic (flush.size records each), then list them."""
+    expected = records // flush_size  # at least; partial files land at the next scheduled rotation
+    objects, changed = list_objects(addresses.bucket, PREPROCESSED_TOPIC, endpoint_url=addresses.s3_endpoint_url), time.monotonic()
+    while len(objects) < expected and time.monotonic() - changed < quiet_seconds:
+        time.sleep(1)
+        now = list_objects(addresses.bucket, PREPROCESSED_TOPIC, endpoint_url=addresses.s3_endpoint_url)
+        if len(now) != len(objects):
+            objects, changed = now, time.monotonic()
+    console.print(f"lake: {len(objects)} Avro objects of {PREPROCESSED_TOPIC} in s3://{addresses.bucket}/topics/, e.g.")
+    for obj in objects[:3]:
+        console.print(f"  {obj.key}")
 
 
 def _size(bootstrap: str, topic: str) -> int:

@@ -19,6 +19,7 @@ from pathlib import Path
 from types import TracebackType
 from urllib.parse import urlsplit
 
+from connectors.worker.process import connect_spec
 from stack import supervisor
 from stack.broker import tansu_spec
 from stack.config import DEFAULT_BUCKET, DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_PORTS, Addresses
@@ -28,7 +29,7 @@ from stack.supervisor import RunningService, ServiceSpec, StackError
 logger = logging.getLogger(__name__)
 
 #: Start order; stop order is the reverse.
-SERVICES: tuple[str, ...] = ("objectstore", "broker", "schema-registry", "ksqldb")
+SERVICES: tuple[str, ...] = ("objectstore", "broker", "schema-registry", "ksqldb", "connect")
 
 STATE_FILE = "stack.json"
 
@@ -43,7 +44,7 @@ class ServiceStatus:
 
 
 class EmbeddedStack:
-    """The embedded stack rooted at `data_dir`: object store, broker, Schema Registry and ksqlDB on 127.0.0.1."""
+    """The embedded stack rooted at `data_dir`: object store, broker, Schema Registry, ksqlDB and Connect on 127.0.0.1."""
 
     def __init__(
         self,
@@ -67,6 +68,7 @@ class EmbeddedStack:
             "broker": lambda: tansu_spec(self.ports["broker"], self.storage, self.addresses.s3_endpoint_url, host),
             "schema-registry": self._registry_spec,
             "ksqldb": self._ksqldb_spec,
+            "connect": lambda: connect_spec(self.addresses, self.ports["connect"], host),
         }
 
     @classmethod

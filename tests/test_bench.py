@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from click.testing import CliRunner
 
-from stack.bench import broker_rates
+from stack.bench import broker_rates, ksql_rate
 from stack.cli import main
 from stack.embedded import EmbeddedStack
 
@@ -20,3 +22,10 @@ def test_bench_broker_prints_ratios(stack: EmbeddedStack) -> None:
     assert result.exit_code == 0, result.output
     assert "passthrough" in result.output
     assert stack.addresses.bootstrap_servers in result.output
+
+
+def test_ksql_rate_runs_the_preprocessing_over_every_record(stack: EmbeddedStack) -> None:
+    ksql_dir = Path(__file__).resolve().parents[1] / "ksql"
+    passthrough, query = ksql_rate(stack.addresses, 300, ksql_dir)
+    assert passthrough.events == 300
+    assert query.name == "ksql" and query.per_second > 0

@@ -126,6 +126,7 @@ def test_demo_runs_the_preprocessing_end_to_end(data_dir: Path, cli_env: dict[st
     assert "STREAM CREDITCARDFRAUD_PREPROCESSED_AVRO created" in result.stdout
     assert "creditcardfraud_preprocessed_avro: 500 of 500 payments preprocessed" in result.stdout
     assert "gen0-" in result.stdout  # a decoded record's key
+    assert "s3-sink-creditcardfraud-preprocessed created" in result.stdout
     again = fraudstream("demo", "--data-dir", str(data_dir), "-n", "10", "--ksql-dir", str(ksql_dir), env=cli_env)
     assert "STREAM CREDITCARDFRAUD_PREPROCESSED_AVRO unchanged" in again.stdout
     fraudstream("down", "--data-dir", str(data_dir), env=cli_env)
