@@ -108,10 +108,14 @@ class WriterLayout:
 
 def _slow_row(layout: WriterLayout, value: bytes) -> list[float]:
     """Decode one record with fastavro and return its features, or raise a RecordError."""
+    body = io.BytesIO(value[HEADER:])
     try:
-        record = fastavro.schemaless_reader(io.BytesIO(value[HEADER:]), layout.schema, None)
+        record = fastavro.schemaless_reader(body, layout.schema, None)
     except Exception as error:  # fastavro raises several types for truncated or corrupt bodies
         raise RecordError(DECODE, f"Avro body does not match schema {layout.schema_id}: {error!r}") from None
+    if body.tell() != len(value) - HEADER:
+        raise RecordError(DECODE, f"{len(value) - HEADER - body.tell()} bytes left over after a record of schema "
+                                  f"{layout.schema_id}")
     row = []
     for name in layout.feature_fields:
         x = record.get(name)

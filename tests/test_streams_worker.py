@@ -362,7 +362,8 @@ def test_two_workers_share_partitions_and_rebalance(stack, topics, registry, mod
         ids = {pid for pid, _ in first + second}
         wait_until(lambda: ids <= set(scored_ids(stack, topics.scores)), "every event scored after b left",
                    proc=a.proc)
-        assert len({k for k in a.metrics() if k.startswith("fraudstream_consumer_lag{")}) == 4
+        wait_until(lambda: len({k for k in a.metrics() if k.startswith("fraudstream_consumer_lag{")}) == 4,
+                   "the remaining worker to report all 4 partitions", proc=a.proc)
 
 
 def crash_replay(stack, topics, registry, model_name, tmp_path, events: int) -> int:

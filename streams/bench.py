@@ -1,0 +1,211 @@
+"""`fraudstream bench scoring`: the worker's speed as a ratio to a raw passthrough, and its latency.
+
+In one run, on one broker and the same pre-filled Avro topic of ksqlDB-shaped payments:
+(a) raw confluent-kafka consume -> produce (stack.bench.passthrough), the practical limit;
+(b) a naive Faust agent, Keras `model.predict` and `await topic.send` per event (streams/naive.py), on a
+    prefix of the topic (it manages tens of events per second);
+(c) the fraudstream worker (streams.app).
+(b) and (c) run as separate processes and are timed from their first output record's broker timestamp
+to their last, so start-up and group joins are not counted. Then p50/p99 event-to-score latency of (c)
+at a fixed offered load (events produced at a steady rate while the worker keeps up).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+from confluent_kafka import Consumer, TopicPartition
+
+from stack.bench import Rate, create_topics, passthrough
+from stack.config import Addresses
+from stack.kafka import consumer_config, end_offsets
+from streams.cli import start_worker
+from streams.replay import PREPROCESSED_SCHEMA, avro_serializer, generated_payments, produce, replay
+
+
+@dataclass(frozen=True)
+class ScoringBench:
+    rates: list[Rate]
+    latency_ms: dict[str, float]
+    offered_per_second: float
+
+
+def _total(bootstrap: str, topic: str) -> int:
+    try:
+        return sum(end_offsets(bootstrap, topic).values())
+    except LookupError:
+        return 0
+
+
+def _timestamps(bootstrap: str, topic: str) -> list[tuple[int, bytes]]:
+    """(broker timestamp ms, value) of every record of `topic`."""
+    ends = end_offsets(bootstrap, topic)
+    consumer = Consumer(consumer_config(bootstrap, f"bench-{uuid.uuid4().hex[:8]}", enable_auto_commit=False))
+    consumer.assign([TopicPartition(topic, p, 0) for p, end in ends.items() if end])
+    remaining = {p: end for p, end in ends.items() if end}
+    out = []
+    try:
+        while remaining:
+            batch = consumer.consume(10_000, timeout=10)
+            if not batch:
+                raise click.ClickException(f"{topic}: records stopped arriving, {remaining} left")
+            for m in batch:
+                if m.error() is None:
+                    out.append((m.timestamp()[1], m.value()))
+                    if m.offset() >= remaining.get(m.partition(), float("inf")) - 1:
+                        remaining.pop(m.partition(), None)
+    finally:
+        consumer.close()
+    return out
+
+
+def _wait(condition: Any, what: str, proc: subprocess.Popen, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if proc.poll() is not None:
+            raise click.ClickException(f"{what}: the process exited with {proc.returncode}")
+        if time.monotonic() > deadline:
+            raise click.ClickException(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def _run_until(name: str, proc: subprocess.Popen, bootstrap: str, topic: str, count: int, timeout: float) -> Rate:
+    try:
+        _wait(lambda: _total(bootstrap, topic) >= count, f"{name}: {count:,} outputs", proc, timeout)
+    finally:
+        proc.terminate()
+        proc.wait(60)
+    stamps = sorted(ts for ts, _ in _timestamps(bootstrap, topic))[:count]
+    return Rate(name, len(stamps) - 1, (stamps[-1] - stamps[0]) / 1000.0)
+
+
+def train_bench_model(directory: Path) -> Path:
+    """A small autoencoder (one epoch: speed does not depend on its quality)."""
+    from models.autoencoder import Autoencoder
+    from models.datasets import GeneratedSource
+    from models.training import train
+
+    return train(GeneratedSource(5_000, seed=0, fraud_rate=0.01), Autoencoder(epochs=1),
+                 output_dir=directory).output_dir
+
+
+def scoring_bench(addresses: Addresses, events: int = 100_000, naive_events: int = 300, rate: float = 2_000.0,
+                  seconds: float = 10.0, work_dir: Path | None = None) -> ScoringBench:
+    bootstrap = addresses.bootstrap_servers
+    work = Path(work_dir or tempfile.mkdtemp(prefix="fraudstream-bench-"))
+    model_dir = train_bench_model(work / "model")
+    run = uuid.uuid4().hex[:8]
+    source, sink, naive_out, scores, latency_in, latency_scores = (
+        f"bench-{run}-{kind}" for kind in ("in", "passthrough", "naive", "scores", "latency-in", "latency-scores"))
+    create_topics(bootstrap, source, sink, naive_out, latency_in)
+    payments = generated_payments(min(events, 50_000), seed=1)
+    payments = (payments * (events // len(payments) + 1))[:events]
+    replay(bootstrap, addresses.schema_registry_url, source, payments)
+    env = {**addresses.to_env()}
+    import os
+    base = {**os.environ, **env, "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+    rates = [passthrough(bootstrap, source, sink, events)]
+
+    naive_env = {**base, "FRAUDSTREAM_NAIVE_INPUT": source, "FRAUDSTREAM_NAIVE_OUTPUT": naive_out,
+                 "FRAUDSTREAM_NAIVE_SCHEMA": json.dumps(PREPROCESSED_SCHEMA), "FRAUDSTREAM_NAIVE_MODEL": str(model_dir),
+                 "FRAUDSTREAM_NAIVE_GROUP": f"bench-{run}-naive", "FRAUDSTREAM_NAIVE_DATA_DIR": str(work / "naive")}
+    from stack.supervisor import free_port
+
+    naive_env["FRAUDSTREAM_NAIVE_WEB_PORT"] = str(free_port())
+    log = open(work / "naive.log", "ab")
+    naive = subprocess.Popen([sys.executable, "-m", "faust", "-A", "streams.naive", "worker", "-l", "warning"],
+                             env=naive_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    rates.append(_run_until("naive Faust agent", naive, bootstrap, naive_out, naive_events, 600))
+
+    settings = {"INPUT_TOPIC": source, "SCORES_TOPIC": scores, "GROUP": f"bench-{run}-worker",
+                "MODEL_DIR": model_dir, "WEB_PORT": free_port(), "DATA_DIR": work / "workers"}
+    worker = start_worker(settings, work / "worker.log", base, loglevel="warning")
+    rates.append(_run_until("fraudstream worker", worker, bootstrap, scores, events, 600))
+
+    latency, offered = _latency(addresses, model_dir, latency_in, latency_scores, rate, seconds, work, base, run)
+    return ScoringBench(rates, latency, offered)
+
+
+def _latency(addresses: Addresses, model_dir: Path, source: str, scores: str, rate: float, seconds: float,
+             work: Path, base: dict[str, str], run: str) -> tuple[dict[str, float], float]:
+    """Event-to-score latency of the worker while events arrive at `rate` per second."""
+    from stack.supervisor import free_port
+
+    bootstrap = addresses.bootstrap_servers
+    serialize = avro_serializer(addresses.schema_registry_url)
+    from confluent_kafka.serialization import MessageField, SerializationContext
+
+    ctx = SerializationContext(source, MessageField.VALUE)
+    payments = generated_payments(int(rate * seconds) + 1, seed=2)
+    encoded = [(pid.encode(), serialize(value, ctx)) for pid, value in payments]
+    produce(bootstrap, source, encoded[:1])  # warm-up: the worker is up once this one is scored
+    settings = {"INPUT_TOPIC": source, "SCORES_TOPIC": scores, "GROUP": f"bench-{run}-latency",
+                "MODEL_DIR": model_dir, "WEB_PORT": free_port(), "DATA_DIR": work / "workers"}
+    worker = start_worker(settings, work / "latency-worker.log", base, loglevel="warning")
+    try:
+        _wait(lambda: _total(bootstrap, scores) >= 1, "the latency worker to start", worker, 120)
+        from confluent_kafka import Producer
+
+        from stack.kafka import producer_config
+
+        producer = Producer(producer_config(bootstrap, linger_ms=1))
+        started = time.perf_counter()
+        for i, (key, value) in enumerate(encoded[1:]):
+            delay = started + i / rate - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            producer.produce(source, key=key, value=value)
+            producer.poll(0)
+        producer.flush(60)
+        offered = (len(encoded) - 1) / (time.perf_counter() - started)
+        _wait(lambda: _total(bootstrap, scores) >= len(encoded), "latency scores", worker, 120)
+    finally:
+        worker.terminate()
+        worker.wait(60)
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+    from confluent_kafka.schema_registry.avro import AvroDeserializer
+
+    deserialize = AvroDeserializer(SchemaRegistryClient({"url": addresses.schema_registry_url}))
+    sctx = SerializationContext(scores, MessageField.VALUE)
+    values = [deserialize(v, sctx) for _, v in _timestamps(bootstrap, scores)]
+    ms = np.array([(v["scored_at"] - v["event_timestamp"]).total_seconds() * 1000
+                   if hasattr(v["scored_at"], "timestamp") else v["scored_at"] - v["event_timestamp"]
+                   for v in values][1:])
+    return {"p50": float(np.percentile(ms, 50)), "p99": float(np.percentile(ms, 99))}, offered
+
+
+@click.command("scoring")
+@click.option("-n", "--events", type=click.IntRange(min=100), default=100_000, show_default=True)
+@click.option("--naive-events", type=click.IntRange(min=10), default=300, show_default=True,
+              help="Events for the naive per-event agent (it runs at tens per second).")
+@click.option("--rate", type=float, default=2_000.0, show_default=True, help="Offered load for the latency run.")
+@click.option("--seconds", type=float, default=10.0, show_default=True, help="Length of the latency run.")
+def bench_scoring_command(events: int, naive_events: int, rate: float, seconds: float) -> None:
+    """Worker throughput vs a raw passthrough and a naive Faust agent; latency at a fixed load."""
+    from rich.table import Table
+
+    from stack.terminal import make_console
+
+    result = scoring_bench(Addresses.from_env(), events, naive_events, rate, seconds)
+    print_bench(result, make_console(), Table)
+
+
+def print_bench(result: ScoringBench, console: Any, table_type: Any) -> None:
+    base = result.rates[0].per_second
+    table = table_type("path", "events", "events/s", "vs passthrough")
+    for r in result.rates:
+        table.add_row(r.name, f"{r.events:,}", f"{r.per_second:,.0f}", f"{r.per_second / base:.3f}")
+    console.print(table)
+    console.print(f"event-to-score latency at {result.offered_per_second:,.0f} events/s offered: "
+                  f"p50 {result.latency_ms['p50']:.1f} ms, p99 {result.latency_ms['p99']:.1f} ms")

@@ -1,0 +1,113 @@
+"""Batch decoding, validation and encoding: pure logic, no server."""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+
+import fastavro
+import numpy as np
+import pytest
+from prometheus_client import CollectorRegistry, Histogram
+
+from models.features import FEATURE_COLUMNS
+from streams.metrics import observe_many
+from streams.records import DECODE, SCHEMA, SCORE_SCHEMA, VALIDATION, WriterLayout, decode_batch, encode_score, \
+    parse_json_rows, schema_id
+from streams.replay import PREPROCESSED_SCHEMA, VALUE_FIELDS
+
+PARSED = fastavro.parse_schema(PREPROCESSED_SCHEMA)
+
+
+def framed(record: dict, schema=PARSED, sid: int = 7) -> bytes:
+    out = io.BytesIO()
+    out.write(struct.pack(">bI", 0, sid))
+    fastavro.schemaless_writer(out, schema, record)
+    return out.getvalue()
+
+
+def rows(n: int, seed: int = 0) -> list[dict]:
+    x = np.random.default_rng(seed).normal(size=(n, len(FEATURE_COLUMNS)))
+    return [{**dict(zip(VALUE_FIELDS, map(float, row))), "CLASS": i % 3 or None} for i, row in enumerate(x)]
+
+
+def test_fast_path_equals_fastavro_and_routes_bad_records():
+    layout = WriterLayout.from_schema(7, PREPROCESSED_SCHEMA)
+    assert layout.fast and layout.error is None
+    good = rows(50)
+    values = [framed(r) for r in good]
+    bad = {
+        3: {**good[3], "V5": None},
+        8: {**good[8], "AMOUNT": float("inf")},
+        9: {**good[9], "TIME": float("nan")},
+    }
+    for i, r in bad.items():
+        values[i] = framed(r)
+    values[20] = values[20][:100]  # truncated
+    values[21] = values[21] + b"\x00\x00"  # trailing garbage after a valid record
+    decoded = decode_batch(values, layout)
+    assert {i: e.reason for i, e in decoded.errors.items()} == {3: VALIDATION, 8: VALIDATION, 9: VALIDATION,
+                                                                20: DECODE, 21: DECODE}
+    assert "V5" in str(decoded.errors[3])
+    for j, i in enumerate(decoded.index.tolist()):
+        expected = [good[i][name] for name in VALUE_FIELDS[:-1]]
+        assert decoded.features[j].tolist() == expected
+
+
+def test_other_layouts_fall_back_to_fastavro_and_wrong_schemas_are_refused():
+    reordered = {**PREPROCESSED_SCHEMA, "fields": list(reversed(PREPROCESSED_SCHEMA["fields"]))}
+    layout = WriterLayout.from_schema(8, reordered)
+    assert not layout.fast and layout.error is None
+    good = rows(5)
+    decoded = decode_batch([framed(r, fastavro.parse_schema(reordered), 8) for r in good], layout)
+    assert not decoded.errors
+    assert decoded.features.tolist() == [[r[name] for name in VALUE_FIELDS[:-1]] for r in good]
+
+    other = WriterLayout.from_schema(9, {"type": "record", "name": "X", "fields": [{"name": "TIME", "type": "double"}]})
+    assert "lacks the model's input fields" in other.error
+    decoded = decode_batch([b"\x00\x00\x00\x00\x09\x00"], other)
+    assert decoded.errors[0].reason == SCHEMA
+
+
+def test_schema_id_and_score_encoding():
+    assert schema_id(b"\x00\x00\x00\x01\x02rest") == 258
+    for value in (None, b"", b"\x01\x00\x00\x00\x01", b"\x00\x00"):
+        with pytest.raises(ValueError, match="not Confluent Avro"):
+            schema_id(value)
+    record = {"payment_id": "p-1", "source_partition": 2, "source_offset": 10, "event_timestamp": 1_700_000_000_000,
+              "score": 0.25, "threshold": 0.5, "is_fraud": False, "model_name": "fraud", "model_version": 3,
+              "threshold_version": 1, "ksql_hash": "ab", "scored_at": 1_700_000_000_123}
+    data = encode_score(42, record)
+    assert schema_id(data) == 42
+    back = fastavro.schemaless_reader(io.BytesIO(data[5:]), fastavro.parse_schema(json.loads(json.dumps(SCORE_SCHEMA))),
+                                      None)
+    assert back["score"] == 0.25 and back["payment_id"] == "p-1" and back["model_version"] == 3
+
+
+def test_json_rows_for_the_score_view():
+    row = {name.lower(): 1.5 for name in FEATURE_COLUMNS}
+    matrix, ids = parse_json_rows([{**row, "payment_id": "a"}, row])
+    assert matrix.shape == (2, len(FEATURE_COLUMNS)) and ids == ["a", None]
+    with pytest.raises(ValueError, match="missing fields"):
+        parse_json_rows({"time": 1})
+    with pytest.raises(ValueError, match="must be a finite number"):
+        parse_json_rows({**row, "v1": None})
+    with pytest.raises(ValueError, match="non-empty list"):
+        parse_json_rows([])
+
+
+def test_observe_many_matches_one_by_one():
+    registry = CollectorRegistry()
+    bulk = Histogram("bulk", "b", buckets=(0.1, 1, 10), registry=registry)
+    single = Histogram("single", "s", buckets=(0.1, 1, 10), registry=registry)
+    values = np.array([0.05, 0.1, 0.5, 1.0, 3, 10, 11, 100])
+    observe_many(bulk, values)
+    for v in values:
+        single.observe(v)
+    samples = {s.name.split("_", 1)[1] + str(s.labels): s.value for m in registry.collect() for s in m.samples
+               if m.name == "bulk"}
+    expected = {s.name.split("_", 1)[1] + str(s.labels): s.value for m in registry.collect() for s in m.samples
+                if m.name == "single"}
+    samples.pop("created{}"), expected.pop("created{}")
+    assert samples == pytest.approx(expected)
