@@ -425,6 +425,38 @@ def _statement_at(sql: str, pos: int) -> str:
     return sql[start:]
 
 
+_TOKEN_NAMES = {
+    "INTEGER_LIT": "INTEGER_VALUE", "DECIMAL_LIT": "DECIMAL_VALUE", "DOUBLE_LIT": "FLOATING_POINT_VALUE",
+    "COMP_OP": "COMPARISON_OPERATOR", "ADD_OP": "'+', '-'", "MUL_OP": "'/', '%'",
+    "LT": "'<'", "GT": "'>'", "ARROW": "'->'", "LAMBDA_ARROW": "'=>'",
+}
+
+
+def _token_name(name: str) -> str:
+    """ksqlDB (ANTLR) spelling of an expected token: literals quoted, value tokens by kind."""
+    if name in _TOKEN_NAMES:
+        return _TOKEN_NAMES[name]
+    term = next((t for t in _lark().terminals if t.name == name), None)
+    if term is not None and term.pattern.type == "str":
+        return f"'{term.pattern.value.upper()}'"
+    return name
+
+
+def _syntax_error(sql: str, e: UnexpectedInput) -> str:
+    """ksqlDB's message: position, the tokens that could come next, and the statement."""
+    pos = getattr(e, "pos_in_stream", None) or 0
+    start = sql.rfind(";", 0, pos) + 1
+    end = sql.find(";", pos)
+    statement = sql[start:end + 1 if end >= 0 else len(sql)].strip()
+    expected = sorted({_token_name(n) for n in (getattr(e, "expected", None) or getattr(e, "allowed", None) or ())},
+                      key=lambda n: (not n.startswith("'"), n))
+    lines = [f"line {e.line}:{e.column}: Syntax Error"]
+    if expected:
+        lines.append("Expecting {" + ", ".join(expected) + "}")
+    lines.append(f"Statement: {statement}")
+    return "\n".join(lines)
+
+
 def parse(sql: str) -> list[ast.Statement]:
     """Parse one or more `;`-separated statements; raises ParseError ('Syntax Error ...') on bad input."""
     try:
@@ -433,7 +465,7 @@ def parse(sql: str) -> list[ast.Statement]:
         unsupported = _UNSUPPORTED_STATEMENTS.match(_statement_at(sql, getattr(e, "pos_in_stream", 0) or 0))
         if unsupported:
             raise UnsupportedError(f"{' '.join(unsupported.group(1).upper().split())} statements") from None
-        raise ParseError(f"line {e.line}:{e.column}: Syntax Error\n{e.get_context(sql).rstrip()}") from None
+        raise ParseError(_syntax_error(sql, e)) from None
     except LarkError as e:
         raise ParseError(f"Syntax Error: {e}") from None
     statements: list[ast.Statement] = []
