@@ -530,7 +530,19 @@ def describe(source: DataSource, engine: Engine, extended: bool) -> dict[str, An
         "writeQueries": [{"id": q} for q in source.writers if q in engine.queries],
         "timestamp": source.timestamp_column or "", "partitions": source.partitions, "replication": 1,
         "windowType": None, "sourceConstraints": [],
+        "statistics": _statistics(source, engine) if extended else "",
+        "errorStats": _error_stats(source, engine) if extended else "",
     }
+
+
+def _statistics(source: DataSource, engine: Engine) -> str:
+    processed = sum(engine.queries[q].processed for q in source.readers if q in engine.queries)
+    return f"messages-processed: {processed}"
+
+
+def _error_stats(source: DataSource, engine: Engine) -> str:
+    errors = sum(1 for e in engine.processing_log.entries if e.get("topic") == source.topic)
+    return f"processing-errors: {errors}"
 
 
 def _schema_json(t: Any) -> dict[str, Any]:
