@@ -59,6 +59,10 @@ class InMemorySchemaRegistry:
         return sorted(self._subjects)
 
 
+#: Confluent's error code for an unknown subject: "no schema yet", as opposed to a registry that fails.
+SUBJECT_NOT_FOUND = 40401
+
+
 class HttpSchemaRegistry:
     """The same interface over a Confluent-compatible Schema Registry (REST), via confluent-kafka's client.
 
@@ -93,6 +97,8 @@ class HttpSchemaRegistry:
 
         try:
             registered = self._client.get_latest_version(subject)
-        except SchemaRegistryError:
-            return None
+        except SchemaRegistryError as e:
+            if e.error_code == SUBJECT_NOT_FOUND:
+                return None
+            raise
         return registered.schema_id, json.loads(registered.schema.schema_str)

@@ -23,7 +23,7 @@ from ..executor import PersistentQuery, Record
 from ..formats import FormatInfo
 from ..formats.base import Serde
 from ..formats.coerce import coerce, lookup_field
-from ..http_registry import HttpSchemaRegistry
+from ..formats import HttpSchemaRegistry
 from ..kafka_runtime import (DEFAULT_SERVICE_ID, KafkaProcessingLog, KafkaRuntime, processing_log_topic, start_offsets,
                              to_record)
 from ..metastore import DataSource
