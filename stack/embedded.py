@@ -74,7 +74,7 @@ class EmbeddedStack:
     @classmethod
     def on_free_ports(cls, data_dir: Path | str, **kwargs: object) -> EmbeddedStack:
         """A stack on ports the OS picks, so that tests run beside a user's own stack."""
-        ports = {name: supervisor.free_port() for name in DEFAULT_PORTS}
+        ports = dict(zip(DEFAULT_PORTS, supervisor.free_ports(len(DEFAULT_PORTS))))
         return cls(data_dir, ports=ports, **kwargs)  # type: ignore[arg-type]
 
     @classmethod

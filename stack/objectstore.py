@@ -17,7 +17,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from stack.config import Addresses, s3_credentials
-from stack.supervisor import ServiceSpec, free_port
+from stack.supervisor import ServiceSpec, free_ports
 
 
 def s3_client(endpoint_url: str | None = None) -> Any:
@@ -59,7 +59,7 @@ def _internal_ports(store: Path, host: str) -> dict[str, int]:
     saved = store / "ports.json"
     if saved.exists():
         return json.loads(saved.read_text())
-    ports = {flag: free_port(host) for flag in _INTERNAL_PORT_FLAGS}
+    ports = dict(zip(_INTERNAL_PORT_FLAGS, free_ports(len(_INTERNAL_PORT_FLAGS), host)))
     saved.write_text(json.dumps(ports))
     return ports
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -62,10 +63,35 @@ class RunningService:
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A port that nothing listens on right now (the OS picks it)."""
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
+    """A port nothing uses now, below the kernel's ephemeral range.
+
+    Ports the OS hands out for `bind(0)` come from the same range as the local ports of outgoing
+    connections, so a service restarted on such a port can find it taken by some client's socket.
+    """
+    low, _ = _ephemeral_range()
+    for _ in range(1000):
+        port = random.randint(max(1024, low - 12_000), low - 1)
+        if not port_in_use(port, host):
+            return port
+    raise StackError(f"no free port below {low} on {host}")
+
+
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """`count` distinct free ports (nothing is bound in between, so each pick must differ from the others)."""
+    ports: list[int] = []
+    while len(ports) < count:
+        port = free_port(host)
+        if port not in ports:
+            ports.append(port)
+    return ports
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
 
 
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:

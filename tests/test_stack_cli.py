@@ -17,7 +17,7 @@ from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 
 from stack.config import Addresses
 from stack.kafka import admin_client, consumer_config, end_offsets, producer_config
-from stack.supervisor import ServiceSpec, StackError, free_port, pid_alive, start
+from stack.supervisor import ServiceSpec, StackError, free_ports, pid_alive, start
 
 
 def fraudstream(*args: str, env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -33,12 +33,13 @@ def fraudstream(*args: str, env: dict[str, str], check: bool = True) -> subproce
 def cli_env() -> dict[str, str]:
     """Addresses on free ports, passed the way a user would: environment variables."""
     host = "127.0.0.1"
+    broker, registry, ksqldb, connect, objectstore = free_ports(5)
     addresses = Addresses(
-        bootstrap_servers=f"{host}:{free_port()}",
-        schema_registry_url=f"http://{host}:{free_port()}",
-        ksqldb_url=f"http://{host}:{free_port()}",
-        connect_url=f"http://{host}:{free_port()}",
-        s3_endpoint_url=f"http://{host}:{free_port()}",
+        bootstrap_servers=f"{host}:{broker}",
+        schema_registry_url=f"http://{host}:{registry}",
+        ksqldb_url=f"http://{host}:{ksqldb}",
+        connect_url=f"http://{host}:{connect}",
+        s3_endpoint_url=f"http://{host}:{objectstore}",
     )
     return addresses.to_env()
 
