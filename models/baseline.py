@@ -35,7 +35,11 @@ TRUSTED_TYPES: list[str] = [
 
 
 class LogisticBaseline:
-    """``score_samples`` is the predicted fraud probability (higher = more suspicious)."""
+    """``score_samples`` is the fraud log-odds (higher = more suspicious).
+
+    Log-odds rather than probabilities: far from the boundary probabilities round to exactly 1.0, and a
+    threshold calibrated on tied scores would then raise no alert at all (alerts are `score > threshold`).
+    """
 
     kind = KIND
 
@@ -91,7 +95,7 @@ class LogisticBaseline:
 
     def score_samples(self, X: Batch) -> np.ndarray:
         self._check_fitted()
-        return self.pipeline_.predict_proba(feature_matrix(X, self.feature_names, np.float64))[:, 1]
+        return self.pipeline_.decision_function(feature_matrix(X, self.feature_names, np.float64))
 
     def metadata(self) -> dict[str, Any]:
         self._check_fitted()

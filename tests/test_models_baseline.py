@@ -10,6 +10,7 @@ from sklearn.tree import DecisionTreeClassifier
 
 from models.artifacts import artifact_files, load_model
 from models.baseline import LogisticBaseline
+from models.calibrate import ALERT_RATE, calibrate, is_alert
 from stack.generate import generate_payments
 
 
@@ -22,8 +23,17 @@ def test_learns_fraud_from_labels(data):
     train, test = data
     model = LogisticBaseline().fit(train)
     scores = model.score_samples(test)
-    assert ((scores >= 0) & (scores <= 1)).all()
     assert roc_auc_score(test["Class"], scores) >= 0.95
+
+
+def test_scores_are_log_odds_so_a_calibrated_threshold_raises_alerts(data):
+    train, test = data
+    model = LogisticBaseline().fit(train)
+    scores = model.score_samples(test)
+    probabilities = model.pipeline_.predict_proba(test[list(model.feature_names)].to_numpy())[:, 1]
+    np.testing.assert_allclose(1 / (1 + np.exp(-scores)), probabilities, rtol=1e-9, atol=1e-12)
+    threshold = calibrate(scores, ALERT_RATE, 0.005)
+    assert 0 < is_alert(scores, threshold.value).sum() <= int(0.005 * len(scores)) + 1
 
 
 def test_needs_both_classes(data):
