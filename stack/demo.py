@@ -82,7 +82,10 @@ def _show_lake(addresses: Addresses, records: int, flush_size: int = 1000, quiet
         now = list_objects(addresses.bucket, PREPROCESSED_TOPIC, endpoint_url=addresses.s3_endpoint_url)
         if len(now) != len(objects):
             objects, changed = now, time.monotonic()
-    console.print(f"lake: {len(objects)} Avro objects of {PREPROCESSED_TOPIC} in s3://{addresses.bucket}/topics/, e.g.")
+    console.print(
+        f"lake: {len(objects)} Avro objects of {PREPROCESSED_TOPIC} in s3://{addresses.bucket}/topics/ so far "
+        f"({flush_size:,} records each; the rest lands at the sink's next scheduled rotation, within a minute)"
+    )
     for obj in objects[:3]:
         console.print(f"  {obj.key}")
 
