@@ -93,9 +93,11 @@ def start_stack(data_dir: Path, ephemeral: bool) -> EmbeddedStack:
 def _attach_or_new(data_dir: Path, ephemeral: bool) -> EmbeddedStack:
     """The stack already recorded in `data_dir` (so `up` twice is harmless), else a new one."""
     try:
-        return EmbeddedStack.attach(data_dir)
+        stack = EmbeddedStack.attach(data_dir)
     except StackError:
-        return EmbeddedStack.from_addresses(data_dir, Addresses.from_env(), ephemeral=ephemeral)
+        stack = EmbeddedStack.from_addresses(data_dir, Addresses.from_env(), ephemeral=ephemeral)
+    stack.outlive_caller = True  # the services keep running after this command returns
+    return stack
 
 
 def _print_status(stack: EmbeddedStack) -> bool:

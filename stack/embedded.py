@@ -55,6 +55,7 @@ class EmbeddedStack:
         services: Iterable[str] = SERVICES,
         host: str = DEFAULT_HOST,
         bucket: str = DEFAULT_BUCKET,
+        outlive_caller: bool = False,
     ) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.ephemeral = ephemeral
@@ -62,6 +63,7 @@ class EmbeddedStack:
         self.services = tuple(name for name in SERVICES if name in set(services))
         self.host = host
         self.bucket = bucket
+        self.outlive_caller = outlive_caller  # True for `fraudstream up`; a test's stack dies with the test
         self.running: dict[str, RunningService] = {}
         self._builders: dict[str, Callable[[], ServiceSpec]] = {
             "objectstore": lambda: seaweedfs_spec(self.data_dir, self.ports["objectstore"], host),
@@ -137,7 +139,7 @@ class EmbeddedStack:
 
     def start_service(self, name: str) -> None:
         spec = self._builders[name]()
-        self.running[name] = supervisor.start(spec, self.data_dir / "logs")
+        self.running[name] = supervisor.start(spec, self.data_dir / "logs", self.outlive_caller)
         if name == "objectstore":
             ensure_bucket(self.bucket, self.addresses.s3_endpoint_url)
         self._save_state()

@@ -9,6 +9,8 @@ an HTTP request, never by reading the child's logs.
 from __future__ import annotations
 
 import logging
+import ctypes
+import ctypes.util
 import os
 import random
 import signal
@@ -23,6 +25,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 logger = logging.getLogger(__name__)
+
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
 class StackError(RuntimeError):
@@ -135,8 +139,12 @@ def pid_alive(pid: int) -> bool:
         return False
 
 
-def start(spec: ServiceSpec, log_dir: Path) -> RunningService:
-    """Start `spec` and wait until it is healthy; a busy port, a missing binary or an early exit is a StackError."""
+def start(spec: ServiceSpec, log_dir: Path, outlive_caller: bool = False) -> RunningService:
+    """Start `spec` and wait until it is healthy; a busy port, a missing binary or an early exit is a StackError.
+
+    With `outlive_caller` false the service gets SIGTERM when the calling process dies, however it dies:
+    a test run that is killed leaves no servers behind.
+    """
     for port in spec.ports:
         if port_in_use(port):
             raise StackError(f"{spec.name}: port {port} on 127.0.0.1 is already in use")
@@ -156,6 +164,7 @@ def start(spec: ServiceSpec, log_dir: Path) -> RunningService:
             env={**os.environ, **spec.env},
             cwd=spec.cwd,
             start_new_session=True,
+            preexec_fn=None if outlive_caller else _terminate_with_parent,
         )
     service = RunningService(spec.name, process.pid, spec.address, spec.health_url, str(log_path), spec.stop_timeout)
     deadline = time.monotonic() + spec.start_timeout
@@ -186,6 +195,12 @@ def stop(service: RunningService, kill: bool = False) -> None:
             _reap(service.pid)
             time.sleep(0.05)
     _reap(service.pid)
+
+
+def _terminate_with_parent() -> None:
+    """In the child, before exec: ask Linux for SIGTERM when the parent dies (prctl PR_SET_PDEATHSIG)."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:

@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -131,3 +132,23 @@ def test_demo_runs_the_preprocessing_end_to_end(data_dir: Path, cli_env: dict[st
     again = fraudstream("demo", "--data-dir", str(data_dir), "-n", "10", "--ksql-dir", str(ksql_dir), env=cli_env)
     assert "STREAM CREDITCARDFRAUD_PREPROCESSED_AVRO unchanged" in again.stdout
     fraudstream("down", "--data-dir", str(data_dir), env=cli_env)
+
+
+def test_a_killed_owner_takes_its_stack_with_it(tmp_path: Path) -> None:
+    """A stack started from Python (tests, notebooks) dies with its process, even a kill -9 of it."""
+    script = (
+        "import json, sys, time\n"
+        "from stack.embedded import EmbeddedStack\n"
+        f"stack = EmbeddedStack.on_free_ports({str(tmp_path)!r}, ephemeral=True, services=('objectstore', 'broker')).start()\n"
+        "print(json.dumps([s.pid for s in stack.running.values()]), flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    owner = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    pids = json.loads(owner.stdout.readline())
+    assert pids and all(pid_alive(pid) for pid in pids)
+    owner.kill()
+    owner.wait()
+    deadline = time.monotonic() + 90
+    while any(pid_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(pid_alive(pid) for pid in pids), "services outlived the process that started them"
