@@ -84,13 +84,13 @@ async def _process_with_retry(batch: RawBatch) -> None:
         except Exception:  # broker trouble: retry the whole batch (scores may repeat, none are lost)
             if app.should_stop:
                 raise
-            log.exception("batch %s %d-%d failed; retrying in %.1f s", batch.tp, batch.first_offset,
-                          batch.last_offset, delay)
+            log.exception("batch of %d records failed; retrying in %.1f s", len(batch), delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
-    if app.consumer.ack_batch(batch):
-        progress[batch.tp] = batch.last_offset + 1
-        moved_at[batch.tp] = time.monotonic()
+    now = time.monotonic()
+    for tp in app.consumer.ack_batch(batch):
+        progress[tp] = batch.span(tp)[1] + 1
+        moved_at[tp] = now
 
 
 @app.timer(interval=1.0)

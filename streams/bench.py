@@ -13,6 +13,7 @@ at a fixed offered load (events produced at a steady rate while the worker keeps
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -30,7 +31,7 @@ from stack.bench import Rate, create_topics, passthrough
 from stack.config import Addresses
 from stack.kafka import consumer_config, end_offsets
 from streams.cli import start_worker
-from streams.replay import PREPROCESSED_SCHEMA, avro_serializer, generated_payments, produce, replay
+from streams.replay import PREPROCESSED_SCHEMA, avro_serializer, generated_payments, replay
 
 
 @dataclass(frozen=True)
@@ -111,9 +112,7 @@ def scoring_bench(addresses: Addresses, events: int = 100_000, naive_events: int
     payments = generated_payments(min(events, 50_000), seed=1)
     payments = (payments * (events // len(payments) + 1))[:events]
     replay(bootstrap, addresses.schema_registry_url, source, payments)
-    env = {**addresses.to_env()}
-    import os
-    base = {**os.environ, **env, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    base = {**os.environ, **addresses.to_env(), "TF_CPP_MIN_LOG_LEVEL": "2"}
 
     rates = [passthrough(bootstrap, source, sink, events)]
 
@@ -124,13 +123,13 @@ def scoring_bench(addresses: Addresses, events: int = 100_000, naive_events: int
 
     naive_env["FRAUDSTREAM_NAIVE_WEB_PORT"] = str(free_port())
     log = open(work / "naive.log", "ab")
-    naive = subprocess.Popen([sys.executable, "-m", "faust", "-A", "streams.naive", "worker", "-l", "warning"],
+    naive = subprocess.Popen([sys.executable, "-m", "faust", "-A", "streams.naive", "worker", "-l", "warn"],
                              env=naive_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     rates.append(_run_until("naive Faust agent", naive, bootstrap, naive_out, naive_events, 600))
 
     settings = {"INPUT_TOPIC": source, "SCORES_TOPIC": scores, "GROUP": f"bench-{run}-worker",
                 "MODEL_DIR": model_dir, "WEB_PORT": free_port(), "DATA_DIR": work / "workers"}
-    worker = start_worker(settings, work / "worker.log", base, loglevel="warning")
+    worker = start_worker(settings, work / "worker.log", base, loglevel="warn")
     rates.append(_run_until("fraudstream worker", worker, bootstrap, scores, events, 600))
 
     latency, offered = _latency(addresses, model_dir, latency_in, latency_scores, rate, seconds, work, base, run)
@@ -149,17 +148,19 @@ def _latency(addresses: Addresses, model_dir: Path, source: str, scores: str, ra
     ctx = SerializationContext(source, MessageField.VALUE)
     payments = generated_payments(int(rate * seconds) + 1, seed=2)
     encoded = [(pid.encode(), serialize(value, ctx)) for pid, value in payments]
-    produce(bootstrap, source, encoded[:1])  # warm-up: the worker is up once this one is scored
+    from confluent_kafka import Producer
+
+    from stack.kafka import producer_config
+
+    # one connected producer for the warm-up record and the run, so no record waits for a connection
+    producer = Producer(producer_config(bootstrap, linger_ms=1))
+    producer.produce(source, key=encoded[0][0], value=encoded[0][1])
+    producer.flush(30)  # the worker is up once this record is scored
     settings = {"INPUT_TOPIC": source, "SCORES_TOPIC": scores, "GROUP": f"bench-{run}-latency",
                 "MODEL_DIR": model_dir, "WEB_PORT": free_port(), "DATA_DIR": work / "workers"}
-    worker = start_worker(settings, work / "latency-worker.log", base, loglevel="warning")
+    worker = start_worker(settings, work / "latency-worker.log", base, loglevel="warn")
     try:
         _wait(lambda: _total(bootstrap, scores) >= 1, "the latency worker to start", worker, 120)
-        from confluent_kafka import Producer
-
-        from stack.kafka import producer_config
-
-        producer = Producer(producer_config(bootstrap, linger_ms=1))
         started = time.perf_counter()
         for i, (key, value) in enumerate(encoded[1:]):
             delay = started + i / rate - time.perf_counter()

@@ -184,10 +184,10 @@ class Pipeline:
                 for i in index[bad]:
                     errors[int(i)] = RecordError(SCORING, f"model {model.label} gave a non-finite score")
                 index, scores, alerts, features = index[~bad], scores[~bad], alerts[~bad], features[~bad]
-        futures = self._send_scores(self.settings.scores_topic, batch, index, scores, alerts, model)
+        futures = self._send_scores(self.settings.scores_topic, records, index, scores, alerts, model)
         if shadow is not None and len(index):
             shadow_scores, shadow_alerts = shadow.score(features)
-            futures += self._send_scores(self.settings.shadow_topic, batch, index, shadow_scores, shadow_alerts,
+            futures += self._send_scores(self.settings.shadow_topic, records, index, shadow_scores, shadow_alerts,
                                          shadow)
             metrics.SHADOW_SCORED.inc(len(index))
         for i, error in sorted(errors.items()):
@@ -195,32 +195,31 @@ class Pipeline:
         futures = [await f if asyncio.iscoroutine(f) else f for f in futures]
         if futures:
             await asyncio.gather(*futures)
-        self._observe(batch, index, scores, alerts, started)
+        self._observe(records, index, scores, alerts, started)
         self.holder.observe(model, score_seconds, len(index))
         return len(index)
 
-    def _send_scores(self, topic: str, batch: RawBatch, index: np.ndarray, scores: np.ndarray,
+    def _send_scores(self, topic: str, records: list[Any], index: np.ndarray, scores: np.ndarray,
                      alerts: np.ndarray, model: ScoringModel) -> list[Any]:
         """Build one producer batch per output partition and submit them (coroutines returning ack futures)."""
         if not len(index):
             return []
         assert self.producer is not None
-        records = batch.records
         sid = self.score_schema_ids[topic]
         n_out = self.out_partitions[topic]
         same = n_out == self.in_partitions
         scored_at = int(time.time() * 1000)
-        partition = batch.tp.partition
         lineage = [
             ("model", model.name.encode()), ("model_version", str(model.version).encode()),
             ("threshold_version", str(model.threshold_version).encode()), ("ksql_hash", KSQL_HASH.encode()),
-            ("source_topic", batch.tp.topic.encode()), ("source_partition", str(partition).encode()),
+            ("source_topic", self.settings.input_topic.encode()),
         ]
         builders: dict[int, list[Any]] = {}
         pending: list[Any] = []
         for i, score, alert in zip(index.tolist(), scores.tolist(), alerts.tolist()):
             record = records[i]
             key = record.key
+            partition = record.partition
             value = encode_score(sid, {
                 "payment_id": key.decode("utf-8", "replace") if key is not None else None,
                 "source_partition": partition, "source_offset": record.offset,
@@ -229,7 +228,8 @@ class Pipeline:
                 "threshold_version": model.threshold_version, "ksql_hash": KSQL_HASH, "scored_at": scored_at,
             })
             out = partition % n_out if same or key is None else (murmur2(key) & 0x7FFFFFFF) % n_out
-            headers = [*lineage, ("source_offset", str(record.offset).encode())]
+            headers = [*lineage, ("source_partition", str(partition).encode()),
+                       ("source_offset", str(record.offset).encode())]
             slot = builders.get(out)
             if slot is None:
                 slot = builders[out] = [self.producer.create_batch()]
@@ -242,10 +242,10 @@ class Pipeline:
                 pending.append(self.producer.send_batch(builder, topic, partition=out))
         return pending
 
-    def _observe(self, batch: RawBatch, index: np.ndarray, scores: np.ndarray, alerts: np.ndarray,
+    def _observe(self, records: list[Any], index: np.ndarray, scores: np.ndarray, alerts: np.ndarray,
                  started: float) -> None:
         now = time.time()
-        metrics.BATCH_SIZE.observe(len(batch))
+        metrics.BATCH_SIZE.observe(len(records))
         metrics.BATCH_LATENCY.observe(time.perf_counter() - started)
         if len(index):
             metrics.EVENTS_SCORED.inc(len(index))
@@ -253,7 +253,7 @@ class Pipeline:
             metrics.ALERTS.inc(n_alerts)
             metrics.FRAUD_RATE.set(n_alerts / len(index))
             metrics.observe_many(metrics.SCORE, scores)
-            stamps = np.fromiter((batch.records[i].timestamp for i in index.tolist()), np.float64, len(index))
+            stamps = np.fromiter((records[i].timestamp for i in index.tolist()), np.float64, len(index))
             metrics.observe_many(metrics.EVENT_TO_SCORE, np.maximum(now - stamps / 1000.0, 0.0))
 
     def score_rows(self, body: Any) -> dict[str, Any]:
