@@ -1,0 +1,133 @@
+"""The notebooks run headless against the session's embedded stack, and are committed without outputs.
+
+Each notebook is executed with nbclient in the `python3` kernel (ipykernel installed in this
+interpreter's environment). Parameters are overridden as papermill does: a cell inserted after the
+one tagged `parameters`. Addresses reach the kernel through the environment (it inherits ours).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from stack.kafka import end_offsets
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+KERNEL = "python3"
+
+
+def committed_notebooks() -> list[Path]:
+    return sorted(NOTEBOOKS.glob("*.ipynb"))
+
+
+def with_parameters(notebook: nbformat.NotebookNode, **values: Any) -> nbformat.NotebookNode:
+    """A copy of `notebook` with a cell setting `values` right after its `parameters` cell (papermill's way)."""
+    copy = nbformat.from_dict(notebook)
+    index = next(i for i, cell in enumerate(copy.cells) if "parameters" in cell.metadata.get("tags", []))
+    cell = nbformat.v4.new_code_cell("\n".join(f"{name} = {value!r}" for name, value in values.items()))
+    cell.metadata["tags"] = ["injected-parameters"]
+    copy.cells.insert(index + 1, cell)
+    return copy
+
+
+@contextmanager
+def environment(values: dict[str, str]) -> Iterator[None]:
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def execute(path: Path, env: dict[str, str], **parameters: Any) -> nbformat.NotebookNode:
+    notebook = with_parameters(nbformat.read(path, as_version=4), **parameters)
+    with environment(env):
+        NotebookClient(notebook, kernel_name=KERNEL, timeout=600,
+                       resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
+    return notebook
+
+
+def text_outputs(notebook: nbformat.NotebookNode) -> str:
+    parts = []
+    for cell in notebook.cells:
+        for output in cell.get("outputs", []):
+            parts.append(output.get("text", "") + output.get("data", {}).get("text/plain", ""))
+    return "\n".join(parts)
+
+
+def images(notebook: nbformat.NotebookNode) -> int:
+    return sum("image/png" in output.get("data", {}) for cell in notebook.cells for output in cell.get("outputs", []))
+
+
+@pytest.mark.parametrize("path", committed_notebooks(), ids=lambda p: p.name)
+def test_committed_notebooks_carry_no_outputs(path: Path) -> None:
+    notebook = nbformat.read(path, as_version=4)
+    nbformat.validate(notebook)
+    assert notebook.metadata.kernelspec.name == KERNEL
+    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    assert code, f"{path.name} has no code"
+    assert [i for i, cell in enumerate(code) if cell.outputs] == [], f"{path.name} has outputs"
+    assert [i for i, cell in enumerate(code) if cell.execution_count is not None] == [], \
+        f"{path.name} has execution counts"
+
+
+def test_both_notebooks_are_committed() -> None:
+    assert [p.name for p in committed_notebooks()] == ["01-explore-with-ksql.ipynb", "02-train-autoencoder.ipynb"]
+
+
+def test_the_kernel_is_this_environments_python() -> None:
+    """CI installs ipykernel into its venv; the `python3` kernel must then run that venv's interpreter."""
+    from jupyter_client.manager import KernelManager
+
+    command = KernelManager(kernel_name=KERNEL).format_kernel_cmd()
+    assert Path(command[0]) == Path(sys.executable), command
+
+
+def test_notebooks_explore_then_train_and_promote(stack, tmp_path) -> None:
+    prefix = f"nb{uuid.uuid4().hex[:8]}"
+    model = f"notebook-{prefix}"
+    env = {**stack.addresses.to_env(), "FRAUDSTREAM_MODEL_CACHE": str(tmp_path / "cache")}
+    payments, unlabelled = 1000, 0.05
+
+    explored = execute(NOTEBOOKS / "01-explore-with-ksql.ipynb", env, PREFIX=prefix, GENERATE=payments,
+                       FRAUD_RATE=0.03, UNLABELLED=unlabelled)
+    source = sum(end_offsets(stack.addresses.bootstrap_servers, f"{prefix}_creditcardfraud_source").values())
+    labelled = sum(end_offsets(stack.addresses.bootstrap_servers,
+                               f"{prefix}_creditcardfraud_preprocessed_avro").values())
+    assert source == payments
+    assert labelled == payments - round(payments * unlabelled)
+    shown = text_outputs(explored)
+    counted = re.search(r"(\d+) payments, (\d+) labelled, (\d+) frauds", shown)
+    assert counted is not None, shown
+    assert (int(counted[1]), int(counted[2])) == (payments, labelled)
+    frauds = int(counted[3])
+    assert frauds > 0
+    assert images(explored) >= 1
+    assert "unknown" in shown  # the enriched stream's IFNULL default, next to a user left empty
+
+    trained = execute(NOTEBOOKS / "02-train-autoencoder.ipynb", env, PREFIX=prefix, MODEL_NAME=model, EPOCHS=2,
+                      HIDDEN=(8, 4, 4), BATCH_SIZE=64)
+    shown = text_outputs(trained)
+    assert f"from the kafka: {labelled} payments, {frauds} frauds, 0 rejected" in shown
+    assert "version 1 promoted (first model)" in shown
+    assert images(trained) >= 5  # the learning curve and the four evaluation plots
+
+    from models.registry import ModelRegistry
+
+    registry = ModelRegistry.from_addresses(stack.addresses, cache_dir=tmp_path / "cache")
+    assert registry.index(model)["production"] == 1
