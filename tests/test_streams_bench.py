@@ -16,4 +16,5 @@ def test_scoring_bench_smoke(stack, tmp_path):
     assert 0 <= result.latency_ms["p50"] <= result.latency_ms["p99"] and result.offered_per_second > 0
     console = Console(record=True, width=120)
     print_bench(result, console, Table)
-    assert "vs passthrough" in console.export_text() and "p99" in console.export_text()
+    text = console.export_text()
+    assert "vs passthrough" in text and "p99" in text
