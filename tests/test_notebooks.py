@@ -20,6 +20,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
+from models.registry import ModelRegistry
 from stack.kafka import end_offsets
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
@@ -127,7 +128,14 @@ def test_notebooks_explore_then_train_and_promote(stack, tmp_path) -> None:
     assert "version 1 promoted (first model)" in shown
     assert images(trained) >= 5  # the learning curve and the four evaluation plots
 
-    from models.registry import ModelRegistry
-
     registry = ModelRegistry.from_addresses(stack.addresses, cache_dir=tmp_path / "cache")
     assert registry.index(model)["production"] == 1
+
+    # Again: version 2 now faces production on the same held-out rows, and the notebook reports what the gate said.
+    retrained = text_outputs(execute(NOTEBOOKS / "02-train-autoencoder.ipynb", env, PREFIX=prefix, MODEL_NAME=model,
+                                     EPOCHS=2, HIDDEN=(8, 4, 4), BATCH_SIZE=64))
+    promoted = "version 2 promoted over version 1" in retrained
+    refused = "version 2 stays a candidate" in retrained and "does not beat production version 1" in retrained
+    assert promoted != refused, retrained
+    assert registry.index(model)["production"] == (2 if promoted else 1)
+    assert registry.version(model, 2)["stage"] == ("production" if promoted else "candidate")
