@@ -12,6 +12,7 @@ import math
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -408,3 +409,31 @@ def test_crash_mid_replay_100k(stack, topics, registry, model_name, tmp_path, re
     duplicates = crash_replay(stack, topics, registry, model_name, tmp_path, 100_000)
     record_property("duplicates", duplicates)
     assert duplicates < 100_000
+
+
+def test_worker_command_starts_n_processes(stack, topics, registry, model_name, tmp_path):
+    promote(registry, model_name, trained(tmp_path, 0, "v1"))
+    port, log = free_port(), tmp_path / "worker-command.log"
+    env = {**os.environ, **stack.addresses.to_env(), "FRAUDSTREAM_INPUT_TOPIC": topics.input,
+           "FRAUDSTREAM_SCORES_TOPIC": topics.scores, "FRAUDSTREAM_GROUP": topics.group, "FRAUDSTREAM_MODEL": model_name,
+           "FRAUDSTREAM_DATA_DIR": str(tmp_path / "workers"), "FRAUDSTREAM_MODEL_CACHE": str(tmp_path / "cache")}
+    command = subprocess.Popen(
+        [sys.executable, "-c", "from streams.cli import worker_command; worker_command()", "--processes", "2",
+         "--web-port", str(port)], env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        def answering(p: int) -> bool:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{p}/metrics", timeout=2) as response:
+                    return b"fraudstream_events_scored_total" in response.read()
+            except OSError:
+                return False
+        wait_until(lambda: answering(port) and answering(port + 1), "both workers' metrics", proc=command)
+        replay(stack.addresses.bootstrap_servers, stack.addresses.schema_registry_url, topics.input,
+               generated_payments(500, seed=41))
+        wait_until(lambda: total(stack.addresses.bootstrap_servers, topics.scores) >= 500, "500 scores", proc=command)
+    finally:
+        command.send_signal(signal.SIGTERM)
+        command.wait(90)
+        output = log.read_text(errors="replace")
+    assert command.returncode == 0, output[-2000:]
+    assert "worker 1/2" in output and "worker 2/2" in output
