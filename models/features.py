@@ -1,8 +1,8 @@
 """The model's input columns, in one place.
 
 The inputs are exactly the value columns of the preprocessed stream (``creditcardfraud_preprocessed_avro``)
-minus the label. A later change derives :data:`FEATURE_COLUMNS` from the ``ksql/`` statements; only this
-module should need to change then. Everything else asks this module for columns and for feature matrices,
+minus the label; a test parses ``ksql/020-preprocessed.sql`` with the engine's parser and fails if the
+two ever differ. Everything else asks this module for columns and for feature matrices,
 so a batch whose columns do not match the model's fails here, with the columns named.
 """
 

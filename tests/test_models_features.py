@@ -90,3 +90,16 @@ def test_labels_from_arrow_and_has_label():
     assert labels(table).tolist() == [0, 1, 0]
     assert has_label(df) and has_label(table) and not has_label(df.drop(columns=["Class"]))
     assert not has_label(np.zeros((1, 30)))
+
+
+def test_features_are_the_preprocessed_streams_value_columns():
+    """The model's inputs are exactly what ksql/020-preprocessed.sql projects, less the key and the label."""
+    from pathlib import Path
+
+    from stack.ksqldb.parser import parse
+
+    statement = parse((Path(__file__).resolve().parents[1] / "ksql" / "020-preprocessed.sql").read_text())[0]
+    projected = [item.alias or item.expr.name for item in statement.query.select]
+    key, *values = projected
+    assert key == "PAYMENT_ID"
+    assert [v.lower() for v in values] == [c.lower() for c in (*FEATURE_COLUMNS, LABEL_COLUMN)]
