@@ -95,11 +95,11 @@ def evaluate(y_true: np.ndarray, scores: np.ndarray, threshold: float,
 
 def plot_all(y_true: np.ndarray, scores: np.ndarray, threshold: float, directory: str | Path,
              score_label: str = "reconstruction error") -> dict[str, Path]:
-    """ROC, PR, score by class and precision/recall vs threshold as PNG files in ``directory``."""
-    import matplotlib
+    """ROC, PR, score by class and precision/recall vs threshold as PNG files in ``directory``.
 
-    matplotlib.use("Agg")  # files only; never a display
-    import matplotlib.pyplot as plt
+    Figures are drawn without pyplot, so the caller's backend (a notebook's inline plots) is left alone.
+    """
+    from matplotlib.figure import Figure
 
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
@@ -112,9 +112,9 @@ def plot_all(y_true: np.ndarray, scores: np.ndarray, threshold: float, directory
         fig.tight_layout()
         paths[name] = out / f"{name}.png"
         fig.savefig(paths[name], dpi=100)
-        plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(5, 5))
+    fig = Figure(figsize=(5, 5))
+    ax = fig.subplots()
     ax.plot([0, 1], [0, 1], "k--", linewidth=0.8)
     ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC")
     if both_classes:
@@ -123,7 +123,8 @@ def plot_all(y_true: np.ndarray, scores: np.ndarray, threshold: float, directory
         ax.legend(loc="lower right")
     save(fig, "roc")
 
-    fig, ax = plt.subplots(figsize=(5, 5))
+    fig = Figure(figsize=(5, 5))
+    ax = fig.subplots()
     if both_classes:
         prec, rec, _ = skm.precision_recall_curve(y, s)
         ax.plot(rec, prec, label=f"AP = {skm.average_precision_score(y, s):.4f}")
@@ -131,7 +132,8 @@ def plot_all(y_true: np.ndarray, scores: np.ndarray, threshold: float, directory
     ax.set(xlabel="recall", ylabel="precision", title="Precision-recall", xlim=(0, 1), ylim=(0, 1.02))
     save(fig, "pr")
 
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig = Figure(figsize=(7, 4))
+    ax = fig.subplots()
     ax.scatter(np.flatnonzero(y == 0), s[y == 0], s=4, alpha=0.5, label="legitimate")
     ax.scatter(np.flatnonzero(y == 1), s[y == 1], s=12, color="red", label="fraud")
     ax.axhline(threshold, color="black", linewidth=0.8, label=f"threshold {threshold:.4g}")
@@ -141,7 +143,8 @@ def plot_all(y_true: np.ndarray, scores: np.ndarray, threshold: float, directory
     ax.legend(loc="upper left")
     save(fig, "error_by_class")
 
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig = Figure(figsize=(7, 4))
+    ax = fig.subplots()
     if both_classes:
         prec, rec, thr = skm.precision_recall_curve(y, s)
         ax.plot(thr, prec[:-1], label="precision")
