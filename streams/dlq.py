@@ -42,4 +42,5 @@ class DeadLetters:
         metrics.DEAD_LETTERS.labels(error.reason).inc()
         log.warning("dead letter %s[%d]@%d (%s): %s", record.topic, record.partition, record.offset,
                     error.reason, error)
-        return await self.producer.send(self.topic, key=record.key, value=record.value, headers=headers)
+        value = record.value if record.value is not None or record.key is not None else b""  # Kafka needs one
+        return await self.producer.send(self.topic, key=record.key, value=value, headers=headers)
