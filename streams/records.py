@@ -216,15 +216,52 @@ SCORE_SCHEMA: dict[str, Any] = {
         {"name": "scored_at", "type": {"type": "long", "logicalType": "timestamp-millis"}},
     ],
 }
-_PARSED_SCORE_SCHEMA = fastavro.parse_schema(SCORE_SCHEMA)
 
 
-def encode_score(schema_id: int, record: dict[str, Any]) -> bytes:
-    """One score as Confluent-framed Avro (timestamps as epoch milliseconds)."""
-    out = io.BytesIO()
-    out.write(struct.pack(">bI", MAGIC, schema_id))
-    fastavro.schemaless_writer(out, _PARSED_SCORE_SCHEMA, record)
-    return out.getvalue()
+def _zigzag(n: int) -> bytes:
+    """Avro's int/long encoding: zigzag, then base-128 varint."""
+    n = (n << 1) ^ (n >> 63)
+    if n < 0x80:
+        return bytes((n,))
+    out = bytearray()
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _string(value: str) -> bytes:
+    data = value.encode()
+    return _zigzag(len(data)) + data
+
+
+_DOUBLE = struct.Struct("<d").pack
+
+
+class ScoreEncoder:
+    """Confluent-framed Avro of SCORE_SCHEMA for one batch: what is the same for the batch is encoded once.
+
+    fastavro takes ~5 µs per record here (with the dict it needs); joining the few per-record parts takes
+    ~1.6 µs, and the score path is per record. tests/test_streams_records.py checks the bytes against fastavro.
+    """
+
+    def __init__(self, schema_id: int, threshold: float, model_name: str, model_version: int,
+                 threshold_version: int, ksql_hash: str, scored_at_ms: int) -> None:
+        self.head = struct.pack(">bI", MAGIC, schema_id)
+        self.threshold = _DOUBLE(threshold)
+        self.tail = b"".join((_string(model_name), _zigzag(model_version), _zigzag(threshold_version),
+                              _string(ksql_hash), _zigzag(scored_at_ms)))
+        self._partitions: dict[int, bytes] = {}
+
+    def encode(self, payment_id: bytes | None, partition: int, offset: int, event_timestamp_ms: int, score: float,
+               is_fraud: bool) -> bytes:
+        pid = b"\x00" if payment_id is None else b"\x02" + _zigzag(len(payment_id)) + payment_id
+        part = self._partitions.get(partition)
+        if part is None:
+            part = self._partitions[partition] = _zigzag(partition)
+        return b"".join((self.head, pid, part, _zigzag(offset), _zigzag(event_timestamp_ms), _DOUBLE(score),
+                         self.threshold, b"\x01" if is_fraud else b"\x00", self.tail))
 
 
 def parse_json_rows(body: Any) -> tuple[np.ndarray, list[str | None]]:

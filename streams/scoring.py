@@ -29,8 +29,8 @@ from streams.batching import RawBatch
 from streams.dlq import DeadLetters
 from streams.hotswap import ModelHolder
 from streams.modelsource import ScoringModel
-from streams.records import DECODE, SCORE_SCHEMA, SCORING, Decoded, RecordError, WriterLayout, decode_batch, \
-    encode_score, parse_json_rows, schema_id
+from streams.records import DECODE, SCORE_SCHEMA, SCORING, Decoded, RecordError, ScoreEncoder, WriterLayout, \
+    decode_batch, parse_json_rows, schema_id
 from streams.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
@@ -208,7 +208,8 @@ class Pipeline:
         sid = self.score_schema_ids[topic]
         n_out = self.out_partitions[topic]
         same = n_out == self.in_partitions
-        scored_at = int(time.time() * 1000)
+        encoder = ScoreEncoder(sid, model.threshold, model.name, model.version, model.threshold_version, KSQL_HASH,
+                               int(time.time() * 1000))
         lineage = [
             ("model", model.name.encode()), ("model_version", str(model.version).encode()),
             ("threshold_version", str(model.threshold_version).encode()), ("ksql_hash", KSQL_HASH.encode()),
@@ -220,13 +221,7 @@ class Pipeline:
             record = records[i]
             key = record.key
             partition = record.partition
-            value = encode_score(sid, {
-                "payment_id": key.decode("utf-8", "replace") if key is not None else None,
-                "source_partition": partition, "source_offset": record.offset,
-                "event_timestamp": record.timestamp, "score": score, "threshold": model.threshold,
-                "is_fraud": alert, "model_name": model.name, "model_version": model.version,
-                "threshold_version": model.threshold_version, "ksql_hash": KSQL_HASH, "scored_at": scored_at,
-            })
+            value = encoder.encode(key, partition, record.offset, record.timestamp, score, alert)
             out = partition % n_out if same or key is None else (murmur2(key) & 0x7FFFFFFF) % n_out
             headers = [*lineage, ("source_partition", str(partition).encode()),
                        ("source_offset", str(record.offset).encode())]

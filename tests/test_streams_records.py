@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry, Histogram
 
 from models.features import FEATURE_COLUMNS
 from streams.metrics import observe_many
-from streams.records import DECODE, SCHEMA, SCORE_SCHEMA, VALIDATION, WriterLayout, decode_batch, encode_score, \
+from streams.records import DECODE, SCHEMA, SCORE_SCHEMA, VALIDATION, ScoreEncoder, WriterLayout, decode_batch, \
     parse_json_rows, schema_id
 from streams.replay import PREPROCESSED_SCHEMA, VALUE_FIELDS
 
@@ -70,19 +70,24 @@ def test_other_layouts_fall_back_to_fastavro_and_wrong_schemas_are_refused():
     assert decoded.errors[0].reason == SCHEMA
 
 
-def test_schema_id_and_score_encoding():
+def test_schema_id_and_score_encoding_matches_fastavro():
     assert schema_id(b"\x00\x00\x00\x01\x02rest") == 258
     for value in (None, b"", b"\x01\x00\x00\x00\x01", b"\x00\x00"):
         with pytest.raises(ValueError, match="not Confluent Avro"):
             schema_id(value)
-    record = {"payment_id": "p-1", "source_partition": 2, "source_offset": 10, "event_timestamp": 1_700_000_000_000,
-              "score": 0.25, "threshold": 0.5, "is_fraud": False, "model_name": "fraud", "model_version": 3,
-              "threshold_version": 1, "ksql_hash": "ab", "scored_at": 1_700_000_000_123}
-    data = encode_score(42, record)
-    assert schema_id(data) == 42
-    back = fastavro.schemaless_reader(io.BytesIO(data[5:]), fastavro.parse_schema(json.loads(json.dumps(SCORE_SCHEMA))),
-                                      None)
-    assert back["score"] == 0.25 and back["payment_id"] == "p-1" and back["model_version"] == 3
+    parsed = fastavro.parse_schema(json.loads(json.dumps(SCORE_SCHEMA)))
+    encoder = ScoreEncoder(42, 0.5, "fraud", 3, 1, "ab" * 32, 1_700_000_000_123)
+    cases = [("p-1", 2, 10, 1_700_000_000_000, 0.25, False), (None, 0, 0, 0, 7.5, True),
+             ("ü-" * 40, 65, 2**40, 2**62, -1e-300, True)]
+    for pid, partition, offset, ts, score, fraud in cases:
+        data = encoder.encode(None if pid is None else pid.encode(), partition, offset, ts, score, fraud)
+        assert schema_id(data) == 42
+        expected = io.BytesIO()
+        fastavro.schemaless_writer(expected, parsed, {
+            "payment_id": pid, "source_partition": partition, "source_offset": offset, "event_timestamp": ts,
+            "score": score, "threshold": 0.5, "is_fraud": fraud, "model_name": "fraud", "model_version": 3,
+            "threshold_version": 1, "ksql_hash": "ab" * 32, "scored_at": 1_700_000_000_123})
+        assert data[5:] == expected.getvalue()
 
 
 def test_json_rows_for_the_score_view():
