@@ -217,9 +217,22 @@ def bench_ksql(records: int, ksql_dir: Path, use_env: bool) -> None:
 
 
 def print_ratios(rates: list[Rate]) -> None:
-    """A table of rates, each as a ratio to the first (the passthrough baseline)."""
+    """A table of rates, each as a ratio to the first (the baseline)."""
     baseline = rates[0].per_second
-    table = Table("path", "events", "seconds", "events/s", "ratio to passthrough")
+    table = Table("path", "events", "seconds", "events/s", f"ratio to {rates[0].name}")
     for rate in rates:
         table.add_row(rate.name, f"{rate.events:,}", f"{rate.seconds:.2f}", f"{rate.per_second:,.0f}", f"{rate.per_second / baseline:.2f}")
     console.print(table)
+
+
+@bench_command.command("sink")
+@click.option("-n", "--records", type=click.IntRange(min=1000), default=100_000, show_default=True)
+def bench_sink(records: int) -> None:
+    """The S3 sink's rate (convert, write Avro objects, upload, commit) as a ratio to a raw consume of the same records."""
+    from connectors.bench import sink_throughput
+
+    with tempfile.TemporaryDirectory(prefix="fraudstream-bench-") as data_dir:
+        with EmbeddedStack.on_free_ports(data_dir, ephemeral=True, services=("objectstore", "broker", "schema-registry")) as stack:
+            result = sink_throughput(stack.addresses, records=records)
+    print_ratios([Rate("raw consume", result["records"], result["records"] / result["raw_consume_per_s"]),
+                  Rate("s3 sink (avro)", result["records"], result["records"] / result["sink_per_s"])])

@@ -125,12 +125,15 @@ def _add_commands() -> None:
     from stack.ksqldb.apply import ksql_group
     from stack.ksqldb.qtt import conformance_command
     from stack.produce import produce_command
+    from streams.bench import bench_scoring_command
+    from streams.cli import worker_command
 
     ksql_group.add_command(conformance_command)
     connect_group.add_command(connect_apply_command)
+    bench_command.add_command(bench_scoring_command)
 
     commands = (demo_command, produce_command, generate_command, ksql_group, connect_group, train_command, evaluate_command, models_group,
-                bench_command)
+                worker_command, bench_command)
     for command in commands:
         main.add_command(command)
 

@@ -29,3 +29,11 @@ def test_ksql_rate_runs_the_preprocessing_over_every_record(stack: EmbeddedStack
     passthrough, query = ksql_rate(stack.addresses, 300, ksql_dir)
     assert passthrough.events == 300
     assert query.name == "ksql" and query.per_second > 0
+
+
+def test_sink_throughput_lands_every_record(stack: EmbeddedStack) -> None:
+    from connectors.bench import sink_throughput
+
+    result = sink_throughput(stack.addresses, records=2_000, partitions=2, flush_size=500)
+    assert result["records"] == 2_000
+    assert result["sink_per_s"] > 0 and result["ratio"] > 0
