@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 import warnings
 from pathlib import Path
@@ -11,7 +12,7 @@ import authlib.deprecate  # noqa: F401  (see the warnings filter below)
 import click
 from rich.table import Table
 
-from stack.config import DEFAULT_DATA_DIR, Addresses
+from stack.config import DEFAULT_DATA_DIR, DEFAULT_PORTS, Addresses
 from stack.embedded import EmbeddedStack
 from stack.supervisor import StackError
 from stack.terminal import make_console
@@ -95,7 +96,8 @@ def _attach_or_new(data_dir: Path, ephemeral: bool) -> EmbeddedStack:
     try:
         stack = EmbeddedStack.attach(data_dir)
     except StackError:
-        stack = EmbeddedStack.from_addresses(data_dir, Addresses.from_env(), ephemeral=ephemeral)
+        worker_port = int(os.environ.get("FRAUDSTREAM_WEB_PORT", DEFAULT_PORTS["worker"]))  # the worker's own setting
+        stack = EmbeddedStack.from_addresses(data_dir, Addresses.from_env(), worker_port, ephemeral=ephemeral)
     stack.outlive_caller = True  # the services keep running after this command returns
     return stack
 

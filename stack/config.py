@@ -21,6 +21,7 @@ DEFAULT_PORTS: dict[str, int] = {
     "schema-registry": 8081,
     "ksqldb": 8088,
     "connect": 8083,
+    "worker": 6066,  # the first stream worker's web port (Faust's default): POST /score, /metrics
 }
 
 #: Where `fraudstream up` keeps data, logs and its state file unless `--data-dir` says otherwise.

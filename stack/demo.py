@@ -8,6 +8,7 @@ Scoring joins it when the stream workers land.
 
 from __future__ import annotations
 
+import tempfile
 import time
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from rich.table import Table
 from connectors.apply import apply_dir
 from connectors.lake import list_objects
 from stack.config import Addresses
+from stack.embedded import WORKER
 from stack.generate import generate_payments
 from stack.kafka import consumer_config, end_offsets
 from stack.ksqldb.apply import KsqlRest, apply_directory
@@ -31,8 +33,12 @@ from stack.terminal import make_console
 
 console = make_console()
 
-#: The preprocessing's output, as `ksql/020-preprocessed.sql` names it.
+#: The preprocessing's output, as `ksql/020-preprocessed.sql` names it, and the workers' output.
 PREPROCESSED_TOPIC = "creditcardfraud_preprocessed_avro"
+SCORES_TOPIC = "fraud-scores"
+
+#: The model the workers score with (streams/settings.py's default).
+MODEL_NAME = "fraud"
 
 
 @click.command("demo")
@@ -45,12 +51,18 @@ PREPROCESSED_TOPIC = "creditcardfraud_preprocessed_avro"
               show_default=True)  # fmt: skip
 @click.option("--ephemeral", is_flag=True, help="Keep the broker's data in memory.")
 def demo_command(data_dir: Path, payments_file: Path | None, count: int, ksql_dir: Path, connectors_dir: Path, ephemeral: bool) -> None:
-    """Start the stack, apply ksql/ and connectors/, replay payments, show them preprocessed and in the lake."""
+    """The whole pipeline: stack up, ksql/ and connectors/ applied, a model, a worker, payments replayed and scored."""
     from stack.cli import start_stack  # the CLI owns how a stack is found or created
 
-    addresses = start_stack(data_dir, ephemeral).addresses
+    stack = start_stack(data_dir, ephemeral)
+    addresses = stack.addresses
     _apply(addresses, ksql_dir, connectors_dir)
+    _ensure_production_model(addresses)
+    if WORKER not in stack.running or not stack.running[WORKER].healthy():
+        console.print("starting a stream worker (Faust, scoring with the production model)...")
+        stack.start_service(WORKER)
     before = _size(addresses.bootstrap_servers, PREPROCESSED_TOPIC)
+    scored_before = _size(addresses.bootstrap_servers, SCORES_TOPIC)
     source = payments_file if payments_file is not None else generate_payments(count, seed=0)
     summary = run_with_progress(source, total=None if payments_file else count, quiet=False, bootstrap_servers=addresses.bootstrap_servers)
     arrived = _wait_for(addresses.bootstrap_servers, PREPROCESSED_TOPIC, before + summary.acknowledged)
@@ -58,9 +70,35 @@ def demo_command(data_dir: Path, payments_file: Path | None, count: int, ksql_di
         f"[bold]{PREPROCESSED_TOPIC}[/]: {arrived - before:,} of {summary.acknowledged:,} payments preprocessed "
         f"(unlabelled ones are left out by the statement's WHERE CLASS IS NOT NULL)"
     )
-    _show_sample(addresses)
+    scored = _wait_for(addresses.bootstrap_servers, SCORES_TOPIC, scored_before + arrived - before, quiet_seconds=30.0)
+    console.print(f"[bold]{SCORES_TOPIC}[/]: {scored - scored_before:,} payments scored")
+    _show_newest(addresses, PREPROCESSED_TOPIC, ("TIME", "V1", "V2", "AMOUNT", "CLASS"))
+    _show_newest(addresses, SCORES_TOPIC, ("score", "threshold", "is_fraud", "model_name", "model_version"))
     _show_lake(addresses, arrived)
+    console.print(f"worker metrics: {stack.running[WORKER].address}/metrics; score on demand: POST {stack.running[WORKER].address}/score")
     console.print(f"the stack stays up: `fraudstream status --data-dir {data_dir}`, `fraudstream down --data-dir {data_dir}`")
+
+
+def _ensure_production_model(addresses: Addresses) -> None:
+    """Train, register and promote a first model when the registry has no production version yet."""
+    from models.autoencoder import Autoencoder
+    from models.datasets import GeneratedSource
+    from models.registry import ModelRegistry, RegistryError
+    from models.training import train
+
+    registry = ModelRegistry.from_addresses(addresses)
+    try:
+        version = registry.version(MODEL_NAME)
+        console.print(f"model: {MODEL_NAME} version {version['version']} is in production")
+        return
+    except RegistryError:
+        pass
+    console.print(f"model: no production {MODEL_NAME!r} yet; training a first autoencoder on generated payments...")
+    with tempfile.TemporaryDirectory(prefix="fraudstream-demo-") as output_dir:
+        result = train(GeneratedSource(20_000, seed=0, fraud_rate=0.01), Autoencoder(epochs=5), output_dir=output_dir)
+        version = registry.register(MODEL_NAME, result.output_dir)["version"]
+    registry.promote(MODEL_NAME, version)
+    console.print(f"model: {MODEL_NAME} version {version} promoted (test ROC-AUC {result.metrics.roc_auc:.4f})")
 
 
 def _apply(addresses: Addresses, ksql_dir: Path, connectors_dir: Path) -> None:
@@ -108,23 +146,23 @@ def _wait_for(bootstrap: str, topic: str, expected: int, quiet_seconds: float = 
     return size
 
 
-def _show_sample(addresses: Addresses, rows: int = 5) -> None:
-    """The newest preprocessed records of partition 0, decoded with confluent-kafka's AvroDeserializer."""
-    end = end_offsets(addresses.bootstrap_servers, PREPROCESSED_TOPIC).get(0, 0)
+def _show_newest(addresses: Addresses, topic: str, columns: tuple[str, ...], rows: int = 5) -> None:
+    """The newest records of partition 0 of `topic`, decoded with confluent-kafka's AvroDeserializer."""
+    end = end_offsets(addresses.bootstrap_servers, topic).get(0, 0)
     if end == 0:
         return
     deserialize = AvroDeserializer(SchemaRegistryClient({"url": addresses.schema_registry_url}))
     consumer = Consumer(consumer_config(addresses.bootstrap_servers, "fraudstream-demo", enable_auto_commit=False))
-    table = Table("PAYMENT_ID (key)", "TIME", "V1", "V2", "AMOUNT", "CLASS", title=f"{PREPROCESSED_TOPIC}, newest records")
+    table = Table("key", *columns, title=f"{topic}, newest records")
     try:
-        consumer.assign([TopicPartition(PREPROCESSED_TOPIC, 0, max(0, end - rows))])
+        consumer.assign([TopicPartition(topic, 0, max(0, end - rows))])
         for _ in range(min(rows, end)):
             message = consumer.poll(10)
             if message is None or message.error():
-                raise StackError(f"could not read back {PREPROCESSED_TOPIC}[0]")
-            value = deserialize(message.value(), SerializationContext(PREPROCESSED_TOPIC, MessageField.VALUE))
-            table.add_row((message.key() or b"").decode(), *(f"{value[c]:.4g}" if isinstance(value[c], float) else str(value[c])
-                                                            for c in ("TIME", "V1", "V2", "AMOUNT", "CLASS")))  # fmt: skip
+                raise StackError(f"could not read back {topic}[0]")
+            value = deserialize(message.value(), SerializationContext(topic, MessageField.VALUE))
+            cells = (f"{value[c]:.4g}" if isinstance(value[c], float) else str(value[c]) for c in columns)
+            table.add_row((message.key() or b"").decode(), *cells)
     finally:
         consumer.close()
     console.print(table)

@@ -25,11 +25,16 @@ from stack.broker import tansu_spec
 from stack.config import DEFAULT_BUCKET, DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_PORTS, Addresses
 from stack.objectstore import ensure_bucket, seaweedfs_spec
 from stack.supervisor import RunningService, ServiceSpec, StackError
+from streams.cli import worker_argv, worker_env
 
 logger = logging.getLogger(__name__)
 
-#: Start order; stop order is the reverse.
+#: Start order of `start()`; stop order is the reverse.
 SERVICES: tuple[str, ...] = ("objectstore", "broker", "schema-registry", "ksqldb", "connect")
+
+#: Started on demand, once a production model exists (a worker scores with one); stopped first.
+WORKER = "worker"
+STOP_ORDER: tuple[str, ...] = (WORKER, *reversed(SERVICES))
 
 STATE_FILE = "stack.json"
 
@@ -71,6 +76,7 @@ class EmbeddedStack:
             "schema-registry": self._registry_spec,
             "ksqldb": self._ksqldb_spec,
             "connect": lambda: connect_spec(self.addresses, self.ports["connect"], host),
+            WORKER: self._worker_spec,
         }
 
     @classmethod
@@ -80,7 +86,8 @@ class EmbeddedStack:
         return cls(data_dir, ports=ports, **kwargs)  # type: ignore[arg-type]
 
     @classmethod
-    def from_addresses(cls, data_dir: Path | str, addresses: Addresses, **kwargs: object) -> EmbeddedStack:
+    def from_addresses(cls, data_dir: Path | str, addresses: Addresses, worker_port: int = DEFAULT_PORTS[WORKER],
+                       **kwargs: object) -> EmbeddedStack:
         """A stack listening where `addresses` point (the environment's KAFKA_BOOTSTRAP_SERVERS and friends)."""
         urls = {
             "broker": f"tcp://{addresses.bootstrap_servers.split(',')[0]}",
@@ -89,7 +96,7 @@ class EmbeddedStack:
             "connect": addresses.connect_url,
             "objectstore": addresses.s3_endpoint_url,
         }
-        ports = {name: urlsplit(url).port or DEFAULT_PORTS[name] for name, url in urls.items()}
+        ports = {name: urlsplit(url).port or DEFAULT_PORTS[name] for name, url in urls.items()} | {WORKER: worker_port}
         return cls(data_dir, ports=ports, bucket=addresses.bucket, **kwargs)  # type: ignore[arg-type]
 
     @classmethod
@@ -153,13 +160,13 @@ class EmbeddedStack:
 
     def stop(self) -> None:
         """Stop everything, last started first: the broker writes into the object store, so it goes before it."""
-        for name in reversed(SERVICES):
+        for name in STOP_ORDER:
             self.stop_service(name)
         (self.data_dir / STATE_FILE).unlink(missing_ok=True)
 
     def status(self) -> list[ServiceStatus]:
         rows = []
-        for name in self.services:
+        for name in self.services + ((WORKER,) if WORKER in self.running else ()):
             service = self.running.get(name)
             if service is None:
                 rows.append(ServiceStatus(name, "", None, False, None))
@@ -186,6 +193,15 @@ class EmbeddedStack:
         argv = [sys.executable, "-m", "stack.ksqldb", "--host", self.host, "--port", str(port)]
         argv += ["--bootstrap-servers", self.addresses.bootstrap_servers, "--schema-registry-url", self.addresses.schema_registry_url]
         return ServiceSpec(name="ksqldb", argv=argv, ports=[port], health_url=f"{url}/healthcheck", address=url)
+
+    def _worker_spec(self) -> ServiceSpec:
+        """A Faust scoring worker (streams/) scoring with the registry's production model."""
+        port = self.ports[WORKER]
+        overrides = {"WEB_HOST": self.host, "WEB_PORT": port, "DATA_DIR": self.data_dir / "workers"}
+        env = worker_env(overrides, {**self.addresses.to_env(), "FRAUDSTREAM_MODEL_CACHE": str(self.data_dir / "model-cache")})
+        url = f"http://{self.host}:{port}"
+        return ServiceSpec(name=WORKER, argv=worker_argv(), ports=[port], health_url=f"{url}/metrics", address=url, env=env,
+                           cwd=self.data_dir, start_timeout=180.0, stop_timeout=60.0)
 
     def _save_state(self) -> None:
         state = {

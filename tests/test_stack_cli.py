@@ -34,7 +34,7 @@ def fraudstream(*args: str, env: dict[str, str], check: bool = True) -> subproce
 def cli_env() -> dict[str, str]:
     """Addresses on free ports, passed the way a user would: environment variables."""
     host = "127.0.0.1"
-    broker, registry, ksqldb, connect, objectstore = free_ports(5)
+    broker, registry, ksqldb, connect, objectstore, worker = free_ports(6)
     addresses = Addresses(
         bootstrap_servers=f"{host}:{broker}",
         schema_registry_url=f"http://{host}:{registry}",
@@ -42,7 +42,7 @@ def cli_env() -> dict[str, str]:
         connect_url=f"http://{host}:{connect}",
         s3_endpoint_url=f"http://{host}:{objectstore}",
     )
-    return addresses.to_env()
+    return {**addresses.to_env(), "FRAUDSTREAM_WEB_PORT": str(worker)}
 
 
 @pytest.fixture
@@ -122,15 +122,19 @@ def test_a_missing_binary_is_an_error_naming_it(tmp_path: Path) -> None:
 
 
 def test_demo_runs_the_preprocessing_end_to_end(data_dir: Path, cli_env: dict[str, str]) -> None:
-    """README command 1, small: stack up, ksql/ applied, payments replayed and read back as Avro."""
+    """README command 1, small: stack up, ksql/ and connectors/ applied, a first model, a worker, payments scored."""
     ksql_dir = Path(__file__).resolve().parents[1] / "ksql"
     result = fraudstream("demo", "--data-dir", str(data_dir), "--ephemeral", "-n", "500", "--ksql-dir", str(ksql_dir), env=cli_env)
     assert "STREAM CREDITCARDFRAUD_PREPROCESSED_AVRO created" in result.stdout
     assert "creditcardfraud_preprocessed_avro: 500 of 500 payments preprocessed" in result.stdout
     assert "gen0-" in result.stdout  # a decoded record's key
     assert "s3-sink-creditcardfraud-preprocessed created" in result.stdout
+    assert "fraud version 1 promoted" in result.stdout
+    assert "fraud-scores: 500 payments scored" in result.stdout
     again = fraudstream("demo", "--data-dir", str(data_dir), "-n", "10", "--ksql-dir", str(ksql_dir), env=cli_env)
     assert "STREAM CREDITCARDFRAUD_PREPROCESSED_AVRO unchanged" in again.stdout
+    assert "fraud version 1 is in production" in again.stdout
+    assert "fraud-scores: 10 payments scored" in again.stdout
     fraudstream("down", "--data-dir", str(data_dir), env=cli_env)
 
 
