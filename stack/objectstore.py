@@ -82,6 +82,11 @@ def seaweedfs_spec(data_dir: Path, s3_port: int, host: str = "127.0.0.1") -> Ser
         "-master.telemetry=false",
         "-iam=false",
         "-volume.preStopSeconds=1",
+        # Each bucket is a collection that takes several volumes; with the defaults (8 volumes of 30 GB)
+        # a handful of buckets exhausts them and writes fail ("failed to find writable volumes").
+        # Volumes are sparse files, so many small ones cost nothing until written.
+        "-volume.max=1000",
+        "-master.volumeSizeLimitMB=1024",
         "-s3",
         f"-s3.port={s3_port}",
         "-s3.port.iceberg=0",
