@@ -174,7 +174,7 @@ class Engine:
         return key, value
 
     def _infer_columns(self, topic: str, key_fmt: FormatInfo, value_fmt: FormatInfo,
-                       elements: tuple[ast.TableElement, ...]) -> tuple[ast.TableElement, ...]:
+                       elements: tuple[ast.TableElement, ...], kind: str = "STREAM") -> tuple[ast.TableElement, ...]:
         """Schema inference from the registry for AVRO sources created without (some) columns."""
         from .formats.avro import sql_type_of
 
@@ -184,7 +184,8 @@ class Engine:
         if key_fmt.name == "AVRO" and not have_key:
             latest = self.registry.latest(f"{topic}-key")
             if latest is not None:
-                out = [ast.TableElement("ROWKEY", sql_type_of(latest[1]), "KEY")] + out
+                key_constraint = "PRIMARY KEY" if kind == "TABLE" else "KEY"
+                out = [ast.TableElement("ROWKEY", sql_type_of(latest[1]), key_constraint)] + out
         if value_fmt.name == "AVRO" and not have_value:
             latest = self.registry.latest(f"{topic}-value")
             if value_fmt.schema_id is not None:
@@ -200,8 +201,6 @@ class Engine:
 
     # ------------------------------------------------------------------ DDL
     def _CreateSource(self, stmt: ast.CreateSource, props: dict[str, Any]) -> Result:
-        if stmt.kind == "TABLE":
-            raise UnsupportedError("tables")
         if stmt.query is not None:
             return self._create_as_select(stmt, props)
         stmt_props = dict(stmt.properties)
@@ -219,7 +218,7 @@ class Engine:
         topic = str(topic)
         key_fmt, value_fmt = self._formats(stmt_props, props, None, None)
         elements = stmt.elements or ()
-        elements = self._infer_columns(topic, key_fmt, value_fmt, elements)
+        elements = self._infer_columns(topic, key_fmt, value_fmt, elements, stmt.kind)
         if not elements:
             raise KsqlStatementError("The statement does not define any columns.")
         key_cols, value_cols, header_cols = [], [], []
@@ -230,7 +229,12 @@ class Engine:
             if el.name in seen:
                 raise KsqlStatementError(f"Duplicate column names: {el.name}")
             seen.add(el.name)
-            if el.constraint == "PRIMARY KEY":
+            if el.constraint == "KEY" and stmt.kind == "TABLE":
+                raise KsqlStatementError(
+                    f"Column `{el.name}` is a 'KEY' column: please use 'PRIMARY KEY' for tables.\n"
+                    "Tables have PRIMARY KEYs, which are unique and NON NULL.\n"
+                    "Streams have KEYs, which have no uniqueness or NON NULL constraints.")
+            if el.constraint == "PRIMARY KEY" and stmt.kind == "STREAM":
                 raise KsqlStatementError(
                     f"Column `{el.name}` is a 'PRIMARY KEY' column: please use 'KEY' for streams.\n"
                     "Tables have PRIMARY KEYs, which are unique and NON NULL.\n"
@@ -247,7 +251,10 @@ class Engine:
                         f"Invalid type for HEADER('{el.header_key}') column: expected BYTES, got {el.type}")
                 header_cols.append(Column(el.name, el.type, header=el.header_key))
                 continue
-            (key_cols if el.constraint == "KEY" else value_cols).append(Column(el.name, el.type, el.constraint == "KEY"))
+            is_key = el.constraint in ("KEY", "PRIMARY KEY")
+            (key_cols if is_key else value_cols).append(Column(el.name, el.type, is_key))
+        if stmt.kind == "TABLE" and not key_cols:
+            raise KsqlStatementError("Tables require a PRIMARY KEY. Please define the PRIMARY KEY.")
         if not key_cols:
             key_fmt = FormatInfo("NONE") if stmt_props.get("KEY_FORMAT") is None and stmt_props.get("FORMAT") is None else key_fmt
         validate(key_fmt, [(c.name, c.type) for c in key_cols], is_key=True)
@@ -289,6 +296,10 @@ class Engine:
             raise UnsupportedError("CREATE OR REPLACE ... AS SELECT on an existing source")
         new_planner = _bool_prop(props.get("ksql.new.query.planner.enabled", False))
         plan = plan_select(stmt.query, self.metastore, stmt.name, new_planner)
+        if stmt.kind == "TABLE":  # plan_select plans queries whose result is a stream
+            raise KsqlStatementError(
+                "Invalid result type. Your SELECT query produces a STREAM. "
+                "Please use CREATE STREAM AS SELECT statement instead.")
         source = plan.source
         key_fmt, value_fmt = self._formats(stmt_props, props, source.key_format, source.value_format)
         if not plan.schema.key:
@@ -488,7 +499,10 @@ class Engine:
                     for s in self.metastore.sources.values() if s.kind == "STREAM"]
             return Result("streams", stmt.text, data=data)
         if what == "TABLES":
-            return Result("tables", stmt.text, data=[])
+            data = [{"type": "TABLE", "name": s.name, "topic": s.topic, "keyFormat": s.key_format.name,
+                     "valueFormat": s.value_format.name, "isWindowed": False}
+                    for s in self.metastore.sources.values() if s.kind == "TABLE"]
+            return Result("tables", stmt.text, data=data)
         if what == "TOPICS":
             data = [{"name": t, "replicaInfo": [1] * self.runtime.partitions.get(t, 1)}
                     for t in sorted(self.runtime.topics) if not t.startswith("_")]
