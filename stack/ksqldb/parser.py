@@ -16,7 +16,7 @@ from lark import Lark, Token, Transformer
 from lark.exceptions import LarkError, UnexpectedInput, VisitError
 
 from . import ast
-from .errors import KsqlError, ParseError, UnsupportedError
+from .errors import KsqlError, KsqlStatementError, ParseError, UnsupportedError
 from .types import ArrayType, DecimalType, MapType, StructType, SqlType, primitive, INT_MAX, INT_MIN
 
 _GRAMMAR = Path(__file__).with_name("ksql.lark")
@@ -103,6 +103,10 @@ class _ToAst(Transformer):
     def simple_type(self, children):
         name = str(children[0])
         args = [int(t) for t in _tokens(children, "INTEGER_LIT")]
+        if _has(children, "STRING_KW"):  # ksqlDB's grammar takes VARCHAR(STRING): the same as STRING
+            if name in ("STRING", "VARCHAR") and len(children) == 2:
+                return primitive(name)
+            raise KsqlError(f"Unknown type: {name}({', '.join(str(c) for c in children[1:])})")
         if name in ("DECIMAL", "NUMERIC"):
             if len(args) != 2:
                 raise ParseError("Syntax Error: DECIMAL requires precision and scale")
@@ -290,7 +294,10 @@ class _ToAst(Transformer):
         return ("group_by", tuple(_trees(c, ast.Expr)))
 
     def partition_by(self, c):
-        return ("partition_by", tuple(_trees(c, ast.Expr)))
+        exprs = tuple(_trees(c, ast.Expr))
+        if not exprs:
+            raise KsqlStatementError("PARTITION BY requires at least one expression")
+        return ("partition_by", exprs)
 
     def having(self, c):
         return ("having", c[1])
@@ -442,14 +449,24 @@ def _token_name(name: str) -> str:
     return name
 
 
+_PUNCTUATION_ORDER = {"'('": 0, "','": 1, "')'": 2}  # ANTLR lists literals in grammar order
+
+
+def _token_order(name: str) -> tuple:
+    return (not name.startswith("'"), _PUNCTUATION_ORDER.get(name, -1), name)
+
+
 def _syntax_error(sql: str, e: UnexpectedInput) -> str:
     """ksqlDB's message: position, the tokens that could come next, and the statement."""
     pos = getattr(e, "pos_in_stream", None) or 0
     start = sql.rfind(";", 0, pos) + 1
     end = sql.find(";", pos)
     statement = sql[start:end + 1 if end >= 0 else len(sql)].strip()
-    expected = sorted({_token_name(n) for n in (getattr(e, "expected", None) or getattr(e, "allowed", None) or ())},
-                      key=lambda n: (not n.startswith("'"), n))
+    names = set(getattr(e, "expected", None) or getattr(e, "allowed", None) or ())
+    if {"KEY", "PRIMARY", "HEADERS"} <= names:
+        # after a column's type, ANTLR skips the optional parts and reports what the column list expects
+        names = {"COMMA", "RPAR"}
+    expected = sorted({_token_name(n) for n in names}, key=_token_order)
     lines = [f"line {e.line}:{e.column}: Syntax Error"]
     if expected:
         lines.append("Expecting {" + ", ".join(expected) + "}")
