@@ -14,6 +14,7 @@ from rich.table import Table
 
 from stack.config import DEFAULT_DATA_DIR, DEFAULT_PORTS, Addresses
 from stack.embedded import EmbeddedStack
+from stack.prometheus import DEFAULT_PROMETHEUS_PORT, PROMETHEUS, prometheus_binary
 from stack.supervisor import StackError
 from stack.terminal import make_console
 
@@ -43,12 +44,19 @@ def main(verbose: bool) -> None:
 @main.command()
 @data_dir_option
 @click.option("--ephemeral", is_flag=True, help="Keep the broker's data in memory (throwaway runs).")
-def up(data_dir: Path, ephemeral: bool) -> None:
+@click.option("--prometheus", "with_prometheus", is_flag=True,
+              help="Also start Prometheus (Debian's `prometheus` binary) scraping every service's /metrics.")
+@click.option("--prometheus-port", type=click.IntRange(1, 65535), default=DEFAULT_PROMETHEUS_PORT, show_default=True)
+def up(data_dir: Path, ephemeral: bool, with_prometheus: bool, prometheus_port: int) -> None:
     """Start the embedded stack on 127.0.0.1 and wait until every service is healthy.
 
     Ports follow KAFKA_BOOTSTRAP_SERVERS, SCHEMA_REGISTRY_URL, S3_ENDPOINT_URL, ... when set.
     """
-    start_stack(data_dir, ephemeral)
+    if with_prometheus:
+        check_prometheus()  # before starting anything
+    stack = start_stack(data_dir, ephemeral)
+    if with_prometheus:
+        start_prometheus(stack, prometheus_port)
 
 
 @main.command()
@@ -89,6 +97,27 @@ def start_stack(data_dir: Path, ephemeral: bool) -> EmbeddedStack:
     for name, value in stack.addresses.to_env().items():
         console.print(f"  export {name}={value}")
     return stack
+
+
+def check_prometheus() -> None:
+    """A one-line error when the `prometheus` binary is missing."""
+    try:
+        prometheus_binary()
+    except StackError as error:
+        raise click.ClickException(str(error)) from None
+
+
+def start_prometheus(stack: EmbeddedStack, port: int) -> None:
+    """Start Prometheus beside `stack` unless it runs there already, and say where it is."""
+    running = stack.running.get(PROMETHEUS)
+    if running is None or not running.healthy():
+        stack.ports[PROMETHEUS] = port
+        try:
+            stack.start_service(PROMETHEUS)
+        except StackError as error:
+            raise click.ClickException(str(error)) from None
+    address = stack.running[PROMETHEUS].address
+    console.print(f"prometheus: {address} (targets: {address}/targets; configuration: {stack.data_dir / 'prometheus' / 'prometheus.yml'})")
 
 
 def _attach_or_new(data_dir: Path, ephemeral: bool) -> EmbeddedStack:

@@ -24,6 +24,7 @@ from stack import supervisor
 from stack.broker import tansu_spec
 from stack.config import DEFAULT_BUCKET, DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_PORTS, Addresses
 from stack.objectstore import ensure_bucket, seaweedfs_spec
+from stack.prometheus import DEFAULT_PROMETHEUS_PORT, PROMETHEUS, prometheus_spec, scrape_targets
 from stack.supervisor import RunningService, ServiceSpec, StackError
 from streams.cli import worker_argv, worker_env
 
@@ -34,7 +35,9 @@ SERVICES: tuple[str, ...] = ("objectstore", "broker", "schema-registry", "ksqldb
 
 #: Started on demand, once a production model exists (a worker scores with one); stopped first.
 WORKER = "worker"
-STOP_ORDER: tuple[str, ...] = (WORKER, *reversed(SERVICES))
+#: Started on demand too (`up --prometheus`), scraping the others; stopped before them.
+ON_DEMAND: tuple[str, ...] = (WORKER, PROMETHEUS)
+STOP_ORDER: tuple[str, ...] = (*ON_DEMAND, *reversed(SERVICES))
 
 STATE_FILE = "stack.json"
 
@@ -77,6 +80,7 @@ class EmbeddedStack:
             "ksqldb": self._ksqldb_spec,
             "connect": lambda: connect_spec(self.addresses, self.ports["connect"], host),
             WORKER: self._worker_spec,
+            PROMETHEUS: self._prometheus_spec,
         }
 
     @classmethod
@@ -166,7 +170,7 @@ class EmbeddedStack:
 
     def status(self) -> list[ServiceStatus]:
         rows = []
-        for name in self.services + ((WORKER,) if WORKER in self.running else ()):
+        for name in self.services + tuple(name for name in ON_DEMAND if name in self.running):
             service = self.running.get(name)
             if service is None:
                 rows.append(ServiceStatus(name, "", None, False, None))
@@ -202,6 +206,11 @@ class EmbeddedStack:
         url = f"http://{self.host}:{port}"
         return ServiceSpec(name=WORKER, argv=worker_argv(), ports=[port], health_url=f"{url}/metrics", address=url, env=env,
                            cwd=self.data_dir, start_timeout=180.0, stop_timeout=60.0)
+
+    def _prometheus_spec(self) -> ServiceSpec:
+        """Debian's Prometheus scraping every service's /metrics; its port (9090 unless set) is kept in the state file."""
+        port = self.ports.setdefault(PROMETHEUS, DEFAULT_PROMETHEUS_PORT)
+        return prometheus_spec(self.data_dir, port, scrape_targets(self), self.host)
 
     def _save_state(self) -> None:
         state = {
