@@ -20,7 +20,7 @@ from .formats import FormatInfo, SchemaRegistry, check_format_name, make_serde, 
 from .formats.delimited import parse_delimiter
 from .metastore import RESERVED, Column, DataSource, LogicalSchema, MetaStore
 from .parser import parse
-from .planner import plan_select
+from .planner import ProjectionPlan, plan_query, plan_select
 from . import values as V
 from .types import BYTES, STRING, ArrayType, DecimalType, StructType, can_implicitly_cast
 
@@ -295,15 +295,15 @@ class Engine:
         if stmt.or_replace and existing is not None:
             raise UnsupportedError("CREATE OR REPLACE ... AS SELECT on an existing source")
         new_planner = _bool_prop(props.get("ksql.new.query.planner.enabled", False))
-        plan = plan_select(stmt.query, self.metastore, stmt.name, new_planner)
-        if stmt.kind == "TABLE":  # plan_select plans queries whose result is a stream
+        plan = plan_query(stmt.query, self.metastore, stmt.name, new_planner)
+        if stmt.kind != plan.result_kind:
             raise KsqlStatementError(
-                "Invalid result type. Your SELECT query produces a STREAM. "
-                "Please use CREATE STREAM AS SELECT statement instead.")
+                f"Invalid result type. Your SELECT query produces a {plan.result_kind}. "
+                f"Please use CREATE {plan.result_kind} AS SELECT statement instead.")
         source = plan.source
         key_fmt, value_fmt = self._formats(stmt_props, props, source.key_format, source.value_format)
         if not plan.schema.key:
-            if stmt_props.get("KEY_FORMAT") is not None and plan.partitioned:
+            if stmt_props.get("KEY_FORMAT") is not None and getattr(plan, "partitioned", False):
                 raise KsqlStatementError("Key format specified for stream without key columns.")
             key_fmt = FormatInfo("NONE")
         elif key_fmt.name == "NONE":
@@ -330,8 +330,9 @@ class Engine:
             name=stmt.name, kind=stmt.kind, schema=plan.schema, topic=topic, key_format=key_fmt,
             value_format=value_fmt, sql=stmt.text, timestamp_column=ts_col,
             timestamp_format=stmt_props.get("TIMESTAMP_FORMAT"), partitions=partitions,
+            window=plan.window.info() if getattr(plan, "window", None) is not None else None,
         )
-        query_id = self._next_query_id("CSAS", stmt.name)
+        query_id = self._next_query_id("CTAS" if stmt.kind == "TABLE" else "CSAS", stmt.name)
         query = self._build_query(query_id, plan, sink, stmt.text)
         self.metastore.add(sink)
         self.runtime.create_topic(topic, partitions)
@@ -344,7 +345,7 @@ class Engine:
     def _build_query(self, query_id: str, plan: Any, sink: DataSource, sql: str) -> PersistentQuery:
         key_in, value_in = self._serdes(plan.source)
         key_out, value_out = self._serdes(sink)
-        return PersistentQuery(query_id, plan, sink, key_in, value_in, key_out, value_out, self.processing_log, sql)
+        return build_query(query_id, plan, sink, key_in, value_in, key_out, value_out, self.processing_log, sql)
 
     def _start(self, query: PersistentQuery, props: dict[str, Any]) -> None:
         """Register and run a query; `auto.offset.reset` (session or request property) picks where it starts."""
@@ -467,10 +468,15 @@ class Engine:
     def _PushQuery(self, stmt: ast.PushQuery, props: dict[str, Any]) -> Result:
         if stmt.query.emit != "CHANGES":
             raise UnsupportedError("pull queries")
-        plan = plan_select(stmt.query, self.metastore, None)
+        plan = plan_query(stmt.query, self.metastore, None)
         key_in, value_in = self._serdes(plan.source)
         qid = f"transient_{plan.source.name}_{next(self._query_counter)}"
-        tq = TransientQuery(qid, plan, key_in, value_in, self.processing_log)
+        if isinstance(plan, ProjectionPlan):
+            tq = TransientQuery(qid, plan, key_in, value_in, self.processing_log)
+        else:
+            from .aggregation import AggregateTransientQuery
+
+            tq = AggregateTransientQuery(qid, plan, key_in, value_in, self.processing_log)
         return Result("streamedQuery", stmt.text, "", data=tq, query_id=qid)
 
     def _Terminate(self, stmt: ast.Terminate, props: dict[str, Any]) -> Result:
@@ -495,12 +501,12 @@ class Engine:
         what = stmt.what
         if what == "STREAMS":
             data = [{"type": "STREAM", "name": s.name, "topic": s.topic, "keyFormat": s.key_format.name,
-                     "valueFormat": s.value_format.name, "isWindowed": False}
+                     "valueFormat": s.value_format.name, "isWindowed": s.window is not None}
                     for s in self.metastore.sources.values() if s.kind == "STREAM"]
             return Result("streams", stmt.text, data=data)
         if what == "TABLES":
             data = [{"type": "TABLE", "name": s.name, "topic": s.topic, "keyFormat": s.key_format.name,
-                     "valueFormat": s.value_format.name, "isWindowed": False}
+                     "valueFormat": s.value_format.name, "isWindowed": s.window is not None}
                     for s in self.metastore.sources.values() if s.kind == "TABLE"]
             return Result("tables", stmt.text, data=data)
         if what == "TOPICS":
@@ -530,6 +536,19 @@ class Engine:
         return Result("sourceDescription", stmt.text, data=describe(source, self, stmt.extended))
 
 
+def build_query(query_id: str, plan: Any, sink: DataSource, key_in: Any, value_in: Any, key_out: Any, value_out: Any,
+                plog: ProcessingLog, sql: str = "") -> PersistentQuery:
+    """The persistent query for a plan: a projection of a stream or of a table, or an aggregation. Runtimes
+    run them all the same way (`process(records) -> records`)."""
+    if not isinstance(plan, ProjectionPlan):
+        return plan.build(query_id, sink, key_in, value_in, key_out, value_out, plog, sql)
+    if plan.result_kind == "TABLE":
+        from .tables import TableQuery
+
+        return TableQuery(query_id, plan, sink, key_in, value_in, key_out, value_out, plog, sql)
+    return PersistentQuery(query_id, plan, sink, key_in, value_in, key_out, value_out, plog, sql)
+
+
 def describe(source: DataSource, engine: Engine, extended: bool) -> dict[str, Any]:
     fields: list[dict[str, Any]] = []
     for c in source.schema.key:
@@ -543,7 +562,7 @@ def describe(source: DataSource, engine: Engine, extended: bool) -> dict[str, An
         "readQueries": [{"id": q} for q in source.readers if q in engine.queries],
         "writeQueries": [{"id": q} for q in source.writers if q in engine.queries],
         "timestamp": source.timestamp_column or "", "partitions": source.partitions, "replication": 1,
-        "windowType": None, "sourceConstraints": [],
+        "windowType": source.window.type if source.window is not None else None, "sourceConstraints": [],
         "statistics": _statistics(source, engine) if extended else "",
         "errorStats": _error_stats(source, engine) if extended else "",
     }

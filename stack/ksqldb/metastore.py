@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from .errors import KsqlStatementError
 from .formats import FormatInfo
@@ -59,6 +60,7 @@ class DataSource:
     writers: list[str] = field(default_factory=list)  # ids of queries writing into it
     created_by: str | None = None  # the CREATE ... AS SELECT query that made it (DROP terminates it)
     readers: list[str] = field(default_factory=list)
+    window: Any = None  # windows.WindowInfo when the key is windowed (a windowed aggregate, WINDOW_TYPE)
 
 
 class MetaStore:

@@ -285,7 +285,10 @@ class _ToAst(Transformer):
         return ast.Join(opts.get("join_type", "INNER"), rel, on, opts.get("within"))
 
     def window_clause(self, c):
-        return ("window", " ".join(str(x) for x in c[1:]))
+        # 'TUMBLING (SIZE 30 SECONDS, GRACE PERIOD 1 MINUTE)': windows.parse_window reads it
+        kind = next(x for x in c if isinstance(x, _Identifier))
+        parts = [x for x in c if isinstance(x, str) and not isinstance(x, (Token, _Identifier))]
+        return ("window", f"{kind} ({', '.join(parts)})")
 
     def where_clause(self, c):
         return ("where", c[1])

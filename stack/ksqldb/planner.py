@@ -24,6 +24,7 @@ class ProjectionPlan:
     errors: ErrorSink | None = None
     partitioned: bool = False
     key_uses_value: list[bool] = field(default_factory=list)  # key expression reads value columns
+    result_kind: str = "STREAM"  # TABLE when projecting a table (its changelog)
 
 
 def _check_clauses(q: ast.Query, persistent: bool) -> None:
@@ -109,8 +110,8 @@ def plan_select(q: ast.Query, metastore: MetaStore, sink_name: str | None, new_p
     _check_supported(q)
     _check_clauses(q, persistent=sink_name is not None)
     source = metastore.require(q.source.name)
-    if source.kind != "STREAM":
-        raise UnsupportedError("queries over tables")
+    if source.kind != "STREAM" and q.partition_by:
+        raise UnsupportedError("PARTITION BY on a table")
     schema = source.schema
     scope = Scope(schema.row_columns(), [source.name, q.source.alias or ""])
 
@@ -268,7 +269,17 @@ def plan_select(q: ast.Query, metastore: MetaStore, sink_name: str | None, new_p
     value_names = {c.name for c in schema.value} | RESERVED
     uses_value = [bool(_column_names(items[i][1]) & value_names) for i in key_positions]
     return ProjectionPlan(source, out, where, key_exprs, value_exprs, value_texts, q.limit, errors, partitioned,
-                          uses_value)
+                          uses_value, result_kind=source.kind)
+
+
+def plan_query(q: ast.Query, metastore: MetaStore, sink_name: str | None, new_planner: bool = False):
+    """Plan any SELECT: aggregations (GROUP BY, WINDOW, aggregate functions) by aggregation.plan_aggregate,
+    projections of a stream or a table by plan_select."""
+    from .aggregation import is_aggregate_query, plan_aggregate
+
+    if is_aggregate_query(q):
+        return plan_aggregate(q, metastore, sink_name)
+    return plan_select(q, metastore, sink_name, new_planner)
 
 
 def _column_names(e: ast.Expr) -> set[str]:

@@ -1,0 +1,781 @@
+"""GROUP BY aggregations, windowed or not, over streams and tables.
+
+`plan_aggregate` analyses the query as ksqlDB does (every non-aggregate expression must be a GROUP BY
+expression or built from them, the grouping expressions must be projected and become the key columns,
+key columns named after their select items or KSQL_COL_n) and produces an `AggregatePlan`.
+
+At run time an `AggregateQuery` has three stages:
+1. a `Pipeline` (the projection executor) deserialises source records and computes, per row, the
+   WHERE result (tables), the grouping values and the aggregate arguments;
+2. an `Aggregator` keeps one state per group (per group and window when windowed) in a state store
+   and emits the changed result rows; over a table it also keeps each source row's last grouping and
+   arguments so that an update is first taken out of its old group (undo), as Kafka Streams' table
+   aggregation does;
+3. HAVING and the projection turn each result row into the changelog record of the sink table (HAVING
+   that stops passing emits a tombstone; a row that never passed emits nothing).
+
+Every update is emitted (no record cache), except with EMIT FINAL, where a window's last result is held
+until the window closes (end + grace, plus the gap for sessions) and tombstones are dropped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import heapq
+import logging
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+from . import ast
+from . import values as V
+from .errors import EvalError, KsqlStatementError, SerdeError, UnsupportedError
+from .executor import Pipeline, ProcessingLog, Record
+from .expressions import Compiled, Compiler, ErrorSink, Scope
+from .formats import Serde
+from .formatter import format_expr
+from .functions.aggregates import Aggregate, is_aggregate, resolve_aggregate
+from .metastore import RESERVED, Column, DataSource, LogicalSchema, MetaStore
+from .planner import ProjectionPlan
+from .state import InMemoryStateStores, StateStores
+from .types import BIGINT, ArrayType, MapType, NullType, StructType, SqlType
+from .windows import WindowedKeySerde, WindowSpec, parse_window
+
+log = logging.getLogger(__name__)
+
+WINDOW_COLUMNS = ("WINDOWSTART", "WINDOWEND")
+
+
+# ---------------------------------------------------------------- AST helpers
+def _rewrite(e: ast.Expr, fn: Callable[[ast.Expr], ast.Expr | None]) -> ast.Expr:
+    """`e` with every sub-expression `fn` replaces (top-down: a replaced node is not descended)."""
+    replaced = fn(e)
+    if replaced is not None:
+        return replaced
+    if not dataclasses.is_dataclass(e):
+        return e
+    changes = {}
+    for f in dataclasses.fields(e):
+        v = getattr(e, f.name)
+        nv = _rewrite_value(v, fn)
+        if nv is not v:
+            changes[f.name] = nv
+    return dataclasses.replace(e, **changes) if changes else e
+
+
+def _rewrite_value(v: Any, fn: Callable[[ast.Expr], ast.Expr | None]) -> Any:
+    if isinstance(v, ast.Expr):
+        return _rewrite(v, fn)
+    if isinstance(v, ast.WhenClause):
+        c, r = _rewrite(v.condition, fn), _rewrite(v.result, fn)
+        return v if (c is v.condition and r is v.result) else ast.WhenClause(c, r)
+    if isinstance(v, tuple):
+        items = tuple(_rewrite_value(x, fn) for x in v)
+        return v if all(a is b for a, b in zip(items, v)) else items
+    return v
+
+
+def _children(e: Any) -> Iterable[ast.Expr]:
+    if isinstance(e, ast.Expr) and dataclasses.is_dataclass(e):
+        for f in dataclasses.fields(e):
+            yield from _exprs_in(getattr(e, f.name))
+
+
+def _exprs_in(v: Any) -> Iterable[ast.Expr]:
+    if isinstance(v, ast.Expr):
+        yield v
+    elif isinstance(v, ast.WhenClause):
+        yield v.condition
+        yield v.result
+    elif isinstance(v, tuple):
+        for x in v:
+            yield from _exprs_in(x)
+
+
+def _free_columns(e: ast.Expr, bound: frozenset[str] = frozenset()) -> list[ast.ColumnRef]:
+    """Column references in `e` that lambda parameters do not bind."""
+    if isinstance(e, ast.ColumnRef):
+        return [] if (e.source is None and e.name in bound) else [e]
+    if isinstance(e, ast.Lambda):
+        return _free_columns(e.body, bound | set(e.params))
+    out: list[ast.ColumnRef] = []
+    for c in _children(e):
+        out += _free_columns(c, bound)
+    return out
+
+
+def _unqualified(e: ast.Expr) -> ast.Expr:
+    return _rewrite(e, lambda x: ast.ColumnRef(x.name) if isinstance(x, ast.ColumnRef) and x.source else None)
+
+
+def _qualified(e: ast.Expr, source: str) -> ast.Expr:
+    return _rewrite(e, lambda x: ast.ColumnRef(x.name, source) if isinstance(x, ast.ColumnRef) else None)
+
+
+def _find_aggregates(e: ast.Expr) -> list[ast.FunctionCall]:
+    if isinstance(e, ast.FunctionCall) and is_aggregate(e.name):
+        return [e]
+    out: list[ast.FunctionCall] = []
+    for c in _children(e):
+        out += _find_aggregates(c)
+    return out
+
+
+def contains_aggregate(e: ast.Expr) -> bool:
+    return bool(_find_aggregates(e))
+
+
+def is_aggregate_query(q: ast.Query) -> bool:
+    """GROUP BY, WINDOW, or an aggregate function in the projection or HAVING."""
+    if q.group_by or q.window or q.having is not None:
+        return True
+    return any(item.expr is not None and contains_aggregate(item.expr) for item in q.select)
+
+
+def _and_list(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+# ---------------------------------------------------------------- the plan
+@dataclass
+class AggregateCall:
+    expr: ast.FunctionCall  # as written (unqualified), for messages
+    function: Aggregate
+    arg_index: int  # position of its argument in the pre-aggregation values
+
+
+@dataclass
+class AggregatePlan:
+    source: DataSource
+    schema: LogicalSchema  # the sink's: grouping key columns, then value columns
+    pre: ProjectionPlan  # source row -> [where?, grouping values..., aggregate arguments...]
+    where_index: int | None  # table sources: the WHERE result's position in the pre values
+    group_types: list[SqlType]
+    aggregates: list[AggregateCall]
+    having: Compiled | None
+    value_exprs: list[Compiled]  # over the aggregate row: grouping values, results, window bounds
+    value_texts: list[str]
+    window: WindowSpec | None
+    emit_final: bool
+    limit: int | None
+    errors: ErrorSink
+    result_kind: str = "TABLE"
+
+    @property
+    def group_slice(self) -> slice:
+        start = 0 if self.where_index is None else 1
+        return slice(start, start + len(self.group_types))
+
+    def build(self, query_id: str, sink: DataSource, key_in: Serde, value_in: Serde, key_out: Serde,
+              value_out: Serde, plog: ProcessingLog, sql: str = "",
+              stores: StateStores | None = None) -> "AggregateQuery":
+        return AggregateQuery(query_id, self, sink, key_in, value_in, key_out, value_out, plog, sql, stores)
+
+
+def plan_aggregate(q: ast.Query, metastore: MetaStore, sink_name: str | None) -> AggregatePlan:
+    """Analyse an aggregation (see the module docstring); raises ksqlDB's errors for invalid ones."""
+    if q.joins:
+        raise UnsupportedError("aggregations over joins")
+    if q.partition_by:
+        raise UnsupportedError("PARTITION BY with GROUP BY")
+    if q.emit is not None and q.emit.upper() not in ("CHANGES", "FINAL"):
+        raise KsqlStatementError(f"Unknown EMIT type: {q.emit}")
+    if sink_name is not None and q.limit is not None:
+        raise KsqlStatementError("CREATE TABLE AS SELECT statements don't support LIMIT clause.")
+    source = metastore.require(q.source.name)
+    if source.value_format.name == "KAFKA":
+        raise KsqlStatementError(
+            f"Source(s) {source.name} are using the 'KAFKA' value format. This format does not yet support GROUP BY.")
+    if getattr(source, "window", None) is not None:
+        raise UnsupportedError("aggregations over windowed sources")
+    window = parse_window(q.window) if q.window else None
+    if window is not None and source.kind == "TABLE":
+        raise UnsupportedError("windowed aggregations over tables")
+    emit_final = q.emit is not None and q.emit.upper() == "FINAL"
+    if emit_final and window is None:
+        raise KsqlStatementError("EMIT FINAL is only supported for windowed aggregations.")
+
+    schema = source.schema
+    names = [source.name, q.source.alias or ""]
+    scope = Scope(schema.row_columns(), names)
+    errors = ErrorSink()
+
+    _check_functions_exist([i.expr for i in q.select if i.expr is not None] + [q.having] * (q.having is not None))
+    for e in [i.expr for i in q.select if i.expr is not None] + [q.having] * (q.having is not None):
+        for call in _find_aggregates(e):
+            if any(_find_aggregates(arg) for arg in call.args):
+                raise KsqlStatementError(f"Aggregate functions can not be nested: {format_expr(_unqualified(call))}")
+
+    # ---- the projection, with `*` expanded
+    items: list[tuple[ast.Expr, str | None]] = []
+    for item in q.select:
+        if item.is_star:
+            if item.star_source is not None and item.star_source not in (source.name, q.source.alias):
+                raise KsqlStatementError(f"'{item.star_source}.*' cannot be resolved: unknown source")
+            items += [(ast.ColumnRef(c.name), None) for c in schema.key + schema.value]
+        else:
+            assert item.expr is not None
+            items.append((_star_args(item.expr), item.alias))
+    having_expr = _star_args(q.having) if q.having is not None else None
+
+    # ---- GROUP BY
+    group_by = [_unqualified(g) for g in q.group_by]
+    for g in q.group_by:
+        found = _find_aggregates(g)
+        if found:
+            raise KsqlStatementError(
+                f"GROUP BY does not support aggregate functions: {found[0].name.upper()} is an aggregate function.")
+    for i, g in enumerate(group_by):
+        if g in group_by[:i]:
+            raise KsqlStatementError(f"Duplicate GROUP BY expression: {format_expr(_qualified(g, source.name))}")
+    group_compiled = [Compiler(scope, "GROUP BY", errors).compile(g) for g in group_by]
+    for g, c in zip(group_by, group_compiled):
+        if isinstance(c.type, NullType):
+            raise KsqlStatementError("Can't infer a type of null in GROUP BY.")
+
+    # ---- aggregate calls: shared when written the same way
+    calls: list[ast.FunctionCall] = []
+    for e in [e for e, _ in items] + ([having_expr] if having_expr is not None else []):
+        for call in _find_aggregates(e):
+            plain = _unqualified(call)
+            if plain not in calls:
+                calls.append(plain)
+    if group_by and not calls:
+        raise KsqlStatementError("GROUP BY requires aggregate functions in either the SELECT or HAVING clause.")
+
+    # ---- the aggregate row: grouping values, aggregate results, window bounds
+    gb_names = [f"\0GROUP{i}" for i in range(len(group_by))]
+    agg_names = [f"\0AGG{i}" for i in range(len(calls))]
+
+    def to_agg_row(e: ast.Expr) -> ast.Expr:
+        def fn(x: ast.Expr) -> ast.Expr | None:
+            plain = _unqualified(x)
+            if plain in group_by:
+                return ast.ColumnRef(gb_names[group_by.index(plain)])
+            if isinstance(x, ast.FunctionCall) and is_aggregate(x.name):
+                return ast.ColumnRef(agg_names[calls.index(plain)])
+            return None
+        return _rewrite(e, fn)
+
+    window_names = set(WINDOW_COLUMNS) if window is not None else set()
+
+    def unresolved(e: ast.Expr) -> list[ast.ColumnRef]:
+        return [c for c in _free_columns(to_agg_row(e)) if not c.name.startswith("\0")
+                and not (c.name in window_names and c.source in (None, source.name, q.source.alias))]
+
+    bad = [format_expr(_unqualified(e)) for e, _ in items if unresolved(e)]
+    if bad:
+        raise KsqlStatementError(
+            f"Non-aggregate SELECT expression(s) not part of GROUP BY: {', '.join(bad)}\n"
+            "Either add the column(s) to the GROUP BY or remove them from the SELECT.")
+    if having_expr is not None:
+        cols = []
+        for c in unresolved(having_expr):
+            if c.name not in cols:
+                cols.append(c.name)
+        if cols:
+            raise KsqlStatementError(f"Non-aggregate HAVING expression not part of GROUP BY: {', '.join(cols)}")
+    if not group_by:
+        kind = "CREATE TABLE AS SELECT" if sink_name is not None else "SELECT"
+        raise KsqlStatementError(
+            f"{kind} statement does not support aggregate function [{', '.join(format_expr(c) for c in calls)}] "
+            "without a GROUP BY clause.")
+
+    # ---- resolve the aggregate functions; their arguments are computed before aggregation
+    where_index = 0 if (q.where is not None and source.kind == "TABLE") else None
+    arg_base = (1 if where_index is not None else 0) + len(group_by)
+    arg_exprs: list[Compiled] = []
+    arg_texts: list[str] = []
+    aggregates: list[AggregateCall] = []
+    for call in calls:
+        if not call.args:
+            raise KsqlStatementError(f"Function '{call.name.upper()}' needs an argument.")
+        arg = Compiler(scope, "SELECT", errors).compile(call.args[0])
+        params = [_literal_value(call, a) for a in call.args[1:]]
+        fn = resolve_aggregate(call.name, arg.type, params)
+        aggregates.append(AggregateCall(call, fn, arg_base + len(arg_exprs)))
+        arg_exprs.append(arg)
+        arg_texts.append(format_expr(call.args[0]))
+    if source.kind == "TABLE":
+        not_for_tables = []
+        for a in aggregates:
+            if not a.function.table_capable and a.function.name not in not_for_tables:
+                not_for_tables.append(a.function.name)
+        if not_for_tables:
+            raise KsqlStatementError(
+                f"The aggregation function{'s' if len(not_for_tables) > 1 else ''} {_and_list(not_for_tables)} "
+                f"cannot be applied to a table source, only to a stream source.")
+    if source.value_format.name == "DELIMITED" and any(
+            _complex(a.function.intermediate) for a in aggregates):
+        raise KsqlStatementError(
+            "One of the functions used in the statement has an intermediate type that the value format can not "
+            "handle. Please remove the function or change the format.")
+
+    agg_columns = [(n, c.type) for n, c in zip(gb_names, group_compiled)]
+    agg_columns += [(n, a.function.return_type) for n, a in zip(agg_names, aggregates)]
+    if window is not None:
+        agg_columns += [(n, BIGINT) for n in WINDOW_COLUMNS]
+    agg_scope = Scope(agg_columns, names)
+    post_errors = ErrorSink()
+
+    # ---- names: aliases, else the column's name, else KSQL_COL_n in projection order
+    aliases = {alias for _, alias in items if alias}
+    generated = 0
+
+    def natural_name(expr: ast.Expr) -> str:
+        nonlocal generated
+        if isinstance(expr, ast.ColumnRef):
+            return expr.name
+        if isinstance(expr, ast.Dereference):
+            return expr.field
+        while f"KSQL_COL_{generated}" in aliases:
+            generated += 1
+        generated += 1
+        return f"KSQL_COL_{generated - 1}"
+
+    named = [(alias or natural_name(e), e) for e, alias in items]
+
+    # ---- key columns: the select items that are grouping expressions, in GROUP BY order
+    key_positions: list[int] = []
+    missing: list[str] = []
+    for g in group_by:
+        matches = [i for i, (_, e) in enumerate(named) if _unqualified(e) == g]
+        if not matches:
+            missing.append(format_expr(g))
+        elif len(matches) > 1:
+            raise KsqlStatementError(
+                "The projection contains a key column more than once: "
+                f"{' and '.join(f'`{named[i][0]}`' for i in matches)}.")
+        else:
+            key_positions.append(matches[0])
+    sink = f"`{sink_name}`" if sink_name else "the sink"
+    if missing and sink_name is not None:
+        many = len(missing) > 1
+        raise KsqlStatementError(
+            f"The query used to build {sink} must include the grouping expression{'s' if many else ''} "
+            f"{_and_list(missing)} in its projection (eg, SELECT {', '.join(missing)}...).")
+    if missing:
+        raise UnsupportedError("push queries that do not project every grouping expression")
+
+    key_cols = [Column(named[i][0], group_compiled[gi].type, key=True) for gi, i in enumerate(key_positions)]
+    value_cols: list[Column] = []
+    value_exprs: list[Compiled] = []
+    value_texts: list[str] = []
+    compiler = Compiler(agg_scope, "SELECT", post_errors)
+    for i, (name, e) in enumerate(named):
+        if i in key_positions:
+            continue
+        c = compiler.compile(to_agg_row(e))
+        if isinstance(c.type, NullType):
+            raise KsqlStatementError(
+                "Can't infer a type of null. Please explicitly cast it to a required type, e.g. CAST(null AS VARCHAR).")
+        value_cols.append(Column(name, c.type))
+        value_exprs.append(c)
+        value_texts.append(format_expr(_unqualified(e)))
+    if sink_name is not None:
+        if not value_cols:
+            raise KsqlStatementError("The projection contains no value columns.")
+        for col in value_cols:
+            if col.name in RESERVED or col.name in WINDOW_COLUMNS:
+                raise KsqlStatementError(
+                    f"Reserved column name in select: `{col.name}`. Please remove or alias the column.")
+    key_names = {c.name for c in key_cols}
+    seen: set[str] = set()
+    for col in value_cols:
+        if col.name in key_names:
+            raise KsqlStatementError(f"Duplicate value columns found in schema: `{col.name}` {col.type}")
+        if col.name in seen:
+            raise KsqlStatementError(f"The projection contains the column `{col.name}` more than once.")
+        seen.add(col.name)
+    having = Compiler(agg_scope, "HAVING", post_errors).compile_predicate(to_agg_row(having_expr)) \
+        if having_expr is not None else None
+
+    # ---- the pre-aggregation projection run by the Pipeline
+    pre_exprs: list[Compiled] = []
+    pre_texts: list[str] = []
+    where = None
+    if q.where is not None:
+        predicate = Compiler(scope, "WHERE", errors).compile_predicate(q.where)
+        if where_index is not None:
+            pre_exprs.append(predicate)
+            pre_texts.append(format_expr(q.where))
+        else:
+            where = predicate
+    pre_exprs += group_compiled + arg_exprs
+    pre_texts += [format_expr(g) for g in group_by] + arg_texts
+    key_exprs = [Compiler(scope).compile(ast.ColumnRef(c.name)) for c in schema.key] \
+        if source.kind == "TABLE" else []
+    pre_schema = LogicalSchema((), tuple(Column(f"\0PRE{i}", c.type) for i, c in enumerate(pre_exprs)))
+    pre = ProjectionPlan(source, pre_schema, where, key_exprs, pre_exprs, pre_texts, None, errors, False,
+                         [False] * len(key_exprs))
+    return AggregatePlan(
+        source, LogicalSchema(tuple(key_cols), tuple(value_cols)), pre, where_index,
+        [c.type for c in group_compiled], aggregates, having, value_exprs, value_texts, window, emit_final,
+        q.limit, post_errors)
+
+
+def _check_functions_exist(exprs: list[ast.Expr]) -> None:
+    """Unknown functions are reported before the aggregation analysis, as ksqlDB does."""
+    from .functions import REGISTRY
+
+    def visit(e: ast.Expr) -> None:
+        if isinstance(e, ast.FunctionCall) and not is_aggregate(e.name) and e.name.upper() not in REGISTRY \
+                and e.name.upper() not in ("TRANSFORM", "FILTER", "REDUCE"):
+            raise KsqlStatementError(f"Can't find any functions with the name '{e.name.upper()}'")
+        for c in _children(e):
+            visit(c)
+    for e in exprs:
+        visit(e)
+
+
+def _star_args(e: ast.Expr) -> ast.Expr:
+    """`COUNT(*)` and `COUNT()` aggregate ROWTIME, as ksqlDB documents for every aggregate function."""
+    def fn(x: ast.Expr) -> ast.Expr | None:
+        if isinstance(x, ast.FunctionCall) and is_aggregate(x.name) and (x.star or not x.args):
+            return ast.FunctionCall(x.name, (ast.ColumnRef("ROWTIME"),))
+        return None
+    return _rewrite(e, fn)
+
+
+def _literal_value(call: ast.FunctionCall, e: ast.Expr) -> Any:
+    if isinstance(e, ast.Literal):
+        return e.value
+    raise KsqlStatementError(
+        f"Parameter {format_expr(e)} of {call.name.upper()} must be a literal: only the first argument of an "
+        "aggregate function may reference columns.")
+
+
+def _complex(t: SqlType) -> bool:
+    return isinstance(t, (ArrayType, MapType, StructType))
+
+
+# ---------------------------------------------------------------- running
+@dataclass
+class Change:
+    """One changelog entry of the aggregate table: values None is a tombstone."""
+
+    keys: list[Any]
+    window: tuple[int, int] | None
+    values: list[Any] | None
+    timestamp: int
+
+
+class Aggregator:
+    """The stateful part of an aggregation: group states in a store, changes out."""
+
+    RETENTION_EVERY = 1000  # records between retention sweeps of window stores
+
+    def __init__(self, plan: AggregatePlan, stores: StateStores, on_error: Callable[[str, str], None]) -> None:
+        self.plan = plan
+        self.aggs = [a.function for a in plan.aggregates]
+        self.arg_index = [a.arg_index for a in plan.aggregates]
+        self.group_slice = plan.group_slice
+        self.window = plan.window
+        self.table_source = plan.source.kind == "TABLE"
+        self.on_error = on_error
+        self.windowed = stores.window("aggregates") if self.window is not None else None
+        self.groups = stores.key_value("aggregates") if self.window is None else None
+        self.source_rows = stores.key_value("source-rows") if self.table_source else None
+        self.meta = stores.key_value("meta")
+        self.buffer = stores.key_value("emit-final") if plan.emit_final else None
+        self.stream_time = self.meta.get(("stream_time",)) or -1
+        self.seq = self.meta.get(("sequence",)) or 0
+        self._since_sweep = 0
+        self._having = plan.having.fn if plan.having is not None else None
+        self._values = [c.fn for c in plan.value_exprs]
+        self._texts = plan.value_texts
+        self._pending: list[tuple[int, int, Any]] = []  # EMIT FINAL: (window end, order, buffer key) heap
+        self._order = 0
+        if self.buffer is not None:
+            for key, entry in self.buffer.items():
+                heapq.heappush(self._pending, (key[-1], entry[2], key))
+                self._order = max(self._order, entry[2] + 1)
+
+    # ------------------------------------------------------------ entry point
+    def apply(self, key_vals: list[Any], values: list[Any] | None, ts: int) -> list[Change]:
+        """The changes one pre-aggregated source row causes."""
+        if self.table_source:
+            changes = self._table_row(key_vals, values, ts)
+        else:
+            if values is None:
+                return []  # a stream's tombstone carries nothing to aggregate
+            group = self._group(values)
+            if group is None:
+                return []
+            self.seq += 1
+            args = [values[i] for i in self.arg_index]
+            if self.window is None:
+                changes = self._update(group, lambda states: self._add(states, args), ts)
+            elif self.window.is_session:
+                changes = self._session(group, args, ts)
+            else:
+                changes = self._time_windows(group, args, ts)
+        if self.buffer is not None:
+            return self._suppress(changes)
+        return changes
+
+    def checkpoint(self) -> None:
+        """Record stream time and the sequence counter, and sweep expired windows now and then."""
+        self.meta.put(("stream_time",), self.stream_time)
+        self.meta.put(("sequence",), self.seq)
+        if self.windowed is not None and self._since_sweep >= self.RETENTION_EVERY:
+            self._since_sweep = 0
+            self.windowed.expire(self.stream_time - self.window.retention_ms)
+
+    # ------------------------------------------------------------ helpers
+    def _group(self, values: list[Any]) -> tuple | None:
+        group = tuple(values[self.group_slice])
+        for i, v in enumerate(group):
+            if v is None:
+                self.on_error("GROUP BY", f"Group-by column with index {i} resolved to null. "
+                                          "The source row will be excluded from the table.")
+                return None
+        return group
+
+    def _add(self, states: list, args: list) -> list:
+        seq = self.seq
+        return [a.add(s, v, seq) for a, s, v in zip(self.aggs, states, args)]
+
+    def _undo(self, states: list, args: list) -> list:
+        return [a.undo(s, v) for a, s, v in zip(self.aggs, states, args)]  # type: ignore[misc]
+
+    def _init(self) -> list:
+        return [a.init() for a in self.aggs]
+
+    def _output(self, group: tuple, window: tuple[int, int] | None, states: list) -> tuple[list | None, bool]:
+        """(value columns, passed HAVING) for a group's states."""
+        row = list(group) + [a.result(s) for a, s in zip(self.aggs, states)]
+        if window is not None:
+            row += list(window)
+        if self._having is not None:
+            try:
+                if self._having(row) is not True:
+                    return None, False
+            except (EvalError, ArithmeticError, ValueError, TypeError) as e:
+                self.on_error("HAVING", str(e))
+                return None, False
+        out = []
+        for fn, text in zip(self._values, self._texts):
+            try:
+                out.append(fn(row))
+            except (EvalError, ArithmeticError, ValueError, TypeError) as e:
+                self.on_error(text, str(e))
+                out.append(None)
+        return out, True
+
+    def _changed(self, group: tuple, window: tuple[int, int] | None, states: list, ts: int,
+                 passed_before: bool) -> tuple[list[Change], bool]:
+        values, passed = self._output(group, window, states)
+        if passed:
+            return [Change(list(group), window, values, ts)], True
+        if passed_before:
+            return [Change(list(group), window, None, ts)], False
+        return [], False
+
+    # ------------------------------------------------------------ plain GROUP BY
+    def _update(self, group: tuple, step: Callable[[list], list], ts: int) -> list[Change]:
+        assert self.groups is not None
+        entry = self.groups.get(group)
+        if entry is None:
+            states, new_ts, passed = self._init(), ts, False
+        else:
+            states, new_ts, passed = entry[1], max(ts, entry[0]), entry[2]
+        states = step(states)
+        changes, passed = self._changed(group, None, states, new_ts, passed)
+        self.groups.put(group, [new_ts, states, passed])
+        return changes
+
+    def _table_row(self, key_vals: list[Any], values: list[Any] | None, ts: int) -> list[Change]:
+        """A table's changelog record: undo the row's old contribution, add its new one."""
+        assert self.source_rows is not None
+        key = tuple(key_vals)
+        if not key or any(v is None for v in key):
+            return []
+        new = None
+        if values is not None and (self.plan.where_index is None or values[self.plan.where_index] is True):
+            group = self._group(values)
+            if group is not None:
+                new = [list(group), [values[i] for i in self.arg_index]]
+        old = self.source_rows.get(key)
+        if new is None:
+            if old is None:
+                return []
+            self.source_rows.delete(key)
+        else:
+            self.source_rows.put(key, new)
+        self.seq += 1
+        if old is not None and new is not None and old[0] == new[0]:
+            return self._update(tuple(new[0]), lambda s: self._add(self._undo(s, old[1]), new[1]), ts)
+        changes: list[Change] = []
+        if old is not None:
+            changes += self._update(tuple(old[0]), lambda s: self._undo(s, old[1]), ts)
+        if new is not None:
+            changes += self._update(tuple(new[0]), lambda s: self._add(s, new[1]), ts)
+        return changes
+
+    # ------------------------------------------------------------ windows
+    def _advance(self, ts: int) -> None:
+        if ts > self.stream_time:
+            self.stream_time = ts
+        self._since_sweep += 1
+
+    def _time_windows(self, group: tuple, args: list, ts: int) -> list[Change]:
+        assert self.windowed is not None and self.window is not None
+        self._advance(ts)
+        close = self.stream_time - self.window.grace_ms
+        changes: list[Change] = []
+        for start, end in self.window.windows_for(ts):
+            if end <= close:
+                continue  # the window has closed: a late record
+            entry = self.windowed.get(group, start, end)
+            if entry is None:
+                states, new_ts, passed = self._init(), ts, False
+            else:
+                states, new_ts, passed = entry[1], max(ts, entry[0]), entry[2]
+            states = self._add(states, args)
+            out, passed = self._changed(group, (start, end), states, new_ts, passed)
+            self.windowed.put(group, start, end, [new_ts, states, passed])
+            changes += out
+        return changes
+
+    def _session(self, group: tuple, args: list, ts: int) -> list[Change]:
+        assert self.windowed is not None and self.window is not None
+        self._advance(ts)
+        gap = self.window.size
+        found = [(s, e, v) for s, e, v in self.windowed.windows(group) if e >= ts - gap and s <= ts + gap]
+        start = min([ts] + [s for s, _, _ in found])
+        end = max([ts] + [e for _, e, _ in found])
+        if end < self.stream_time - self.window.close_after:
+            return []  # the session has closed: a late record
+        states = self._init()
+        for _, _, entry in found:
+            states = [a.merge(x, y) for a, x, y in zip(self.aggs, states, entry[1])]
+        changes: list[Change] = []
+        passed_before = False
+        if (start, end) != (ts, ts):
+            # merged sessions are replaced by the merged one (a tombstone each, as Kafka Streams sends)
+            for s, e, entry in found:
+                self.windowed.delete(group, s, e)
+                if entry[2]:
+                    changes.append(Change(list(group), (s, e), None, e))
+        else:
+            passed_before = any(entry[2] for _, _, entry in found)
+        states = self._add(states, args)
+        out, passed = self._changed(group, (start, end), states, end, passed_before)
+        self.windowed.put(group, start, end, [end, states, passed])
+        return changes + out
+
+    # ------------------------------------------------------------ EMIT FINAL
+    def _suppress(self, changes: list[Change]) -> list[Change]:
+        assert self.buffer is not None and self.window is not None
+        for c in changes:
+            assert c.window is not None
+            key = (tuple(c.keys), c.window[0], c.window[1])
+            entry = self.buffer.get(key)
+            if entry is None:
+                entry = [c.timestamp, c.values, self._order]
+                heapq.heappush(self._pending, (c.window[1], self._order, key))
+                self._order += 1
+            self.buffer.put(key, [c.timestamp, c.values, entry[2]])
+        out: list[Change] = []
+        limit = self.stream_time - self.window.close_after
+        while self._pending and self._pending[0][0] <= limit:
+            _, _, key = heapq.heappop(self._pending)
+            entry = self.buffer.get(key)
+            if entry is None:
+                continue
+            self.buffer.delete(key)
+            if entry[1] is not None:  # final results drop tombstones
+                out.append(Change(list(key[0]), (key[1], key[2]), entry[1], entry[0]))
+        return out
+
+
+class AggregateQuery:
+    """A persistent aggregation: `process(records) -> records` like `PersistentQuery`, with its state in
+    `stores` (in memory unless the runtime hands in durable ones)."""
+
+    def __init__(self, query_id: str, plan: AggregatePlan, sink: DataSource, key_in: Serde, value_in: Serde,
+                 key_out: Serde, value_out: Serde, plog: ProcessingLog, sql: str = "",
+                 stores: StateStores | None = None) -> None:
+        self.id = query_id
+        self.plan = plan
+        self.source = plan.source
+        self.sink = sink
+        self.sql = sql
+        self.state = "RUNNING"
+        self.plog = plog
+        self.stores = stores if stores is not None else InMemoryStateStores()
+        self.pipeline = Pipeline(query_id, plan.pre, key_in, value_in, plog)
+        self._record: Record | None = None
+        plan.errors.handler = self._expr_error
+        self.aggregator = Aggregator(plan, self.stores, self._expr_error)
+        self.key_out = WindowedKeySerde(key_out, plan.window.info()) if plan.window is not None else key_out
+        self.value_out = value_out
+        names = [c.name for c in sink.schema.value]
+        self._sink_ts_index = names.index(sink.timestamp_column) if sink.timestamp_column in names else None
+
+    @property
+    def processed(self) -> int:
+        return self.pipeline.processed
+
+    def _expr_error(self, text: str, error: str) -> None:
+        if self._record is not None:
+            self.plog.expression_error(self.id, self._record, text, error)
+
+    def changes(self, records: list[Record]) -> list[tuple[Record, Change]]:
+        out: list[tuple[Record, Change]] = []
+        for rec, key_vals, values, ts in self.pipeline.transform(records):
+            self._record = rec
+            for change in self.aggregator.apply(key_vals, values, ts):
+                out.append((rec, change))
+        self._record = None
+        self.aggregator.checkpoint()
+        return out
+
+    def process(self, records: list[Record]) -> list[Record]:
+        out: list[Record] = []
+        for rec, c in self.changes(records):
+            ts = c.timestamp
+            if c.values is not None and self._sink_ts_index is not None:
+                v = c.values[self._sink_ts_index]
+                if v is None:
+                    continue
+                ts = v if isinstance(v, int) else V.timestamp_to_millis(v)
+            keys = c.keys + list(c.window) if c.window is not None else c.keys
+            try:
+                key = self.key_out.serialize(keys)
+                value = self.value_out.serialize(c.values)
+            except SerdeError as e:
+                self.plog.serialization_error(self.id, self.sink.topic, str(e))
+                continue
+            out.append(Record(self.sink.topic, key, value, ts, rec.partition))
+        return out
+
+
+class AggregateTransientQuery:
+    """A push query over an aggregation (SELECT ... GROUP BY ... EMIT CHANGES): changed rows, up to LIMIT."""
+
+    def __init__(self, query_id: str, plan: AggregatePlan, key_in: Serde, value_in: Serde,
+                 plog: ProcessingLog) -> None:
+        self.id = query_id
+        self.plan = plan
+        self.key_in, self.value_in = key_in, value_in
+        self.limit = plan.limit
+        self.emitted = 0
+        self.columns = [(c.name, c.type) for c in plan.schema.key + plan.schema.value]
+        sink = DataSource(query_id, "TABLE", plan.schema, "", plan.source.key_format, plan.source.value_format)
+        self.query = AggregateQuery(query_id, plan, sink, key_in, value_in, key_in, value_in, plog)
+
+    @property
+    def done(self) -> bool:
+        return self.limit is not None and self.emitted >= self.limit
+
+    def rows(self, records: list[Record]) -> list[list[Any]]:
+        out = []
+        for _, c in self.query.changes(records):
+            if self.done:
+                break
+            if c.values is None:
+                continue
+            out.append(list(c.keys) + list(c.values))
+            self.emitted += 1
+        return out

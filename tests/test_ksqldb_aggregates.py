@@ -1,0 +1,212 @@
+"""Aggregations in the embedded engine, beyond what the QTT files cover: session windows, EMIT FINAL,
+late records, undo on table aggregation, HAVING tombstones, windowed key bytes, aggregate typing."""
+
+import json
+import struct
+
+import pytest
+
+from stack.ksqldb.engine import Engine
+from stack.ksqldb.errors import KsqlStatementError, UnsupportedError
+from stack.ksqldb.executor import InMemoryRuntime, Record
+from stack.ksqldb.formats import InMemorySchemaRegistry
+from stack.ksqldb.windows import parse_window
+
+STREAM = ("CREATE STREAM pay (id STRING KEY, usr STRING, amount DOUBLE, n INT) "
+          "WITH (kafka_topic='pay', value_format='JSON', key_format='KAFKA');")
+
+
+@pytest.fixture()
+def engine():
+    e = Engine(InMemorySchemaRegistry(), InMemoryRuntime(), {"auto.offset.reset": "earliest"})
+    e.execute(STREAM)
+    return e
+
+
+def pay(engine, ts, usr, amount=1.0, n=1, key="p"):
+    value = json.dumps({"USR": usr, "AMOUNT": amount, "N": n}).encode()
+    engine.runtime.produce(Record("pay", key.encode() if key is not None else None, value, ts))
+
+
+def out(engine, topic, windowed=None):
+    """(key, window, value, timestamp) per record; window decoded when `windowed` is 'time' or 'session'."""
+    rows = []
+    for r in engine.runtime.topics[topic]:
+        key, window = r.key, None
+        if windowed == "time":
+            key, window = key[:-8], struct.unpack(">q", key[-8:])[0]
+        elif windowed == "session":
+            end, start = struct.unpack(">qq", key[-16:])
+            key, window = key[:-16], (start, end)
+        rows.append((key.decode(), window, json.loads(r.value) if r.value is not None else None, r.timestamp))
+    return rows
+
+
+# ---------------------------------------------------------------- typing and functions
+def test_aggregate_result_types_follow_ksqldb(engine):
+    engine.execute("CREATE TABLE t AS SELECT usr, COUNT(*) AS c, SUM(n) AS s, SUM(amount) AS sa, AVG(n) AS a, "
+                   "MIN(n) AS lo, MAX(amount) AS hi, COLLECT_LIST(n) AS l, TOPK(n, 2) AS tk, "
+                   "COUNT_DISTINCT(n) AS cd, LATEST_BY_OFFSET(n, 2) AS lbo FROM pay GROUP BY usr;")
+    schema = engine.metastore.require("T").schema
+    assert [(c.name, str(c.type)) for c in schema.key] == [("USR", "STRING")]
+    assert [(c.name, str(c.type)) for c in schema.value] == [
+        ("C", "BIGINT"), ("S", "INTEGER"), ("SA", "DOUBLE"), ("A", "DOUBLE"), ("LO", "INTEGER"), ("HI", "DOUBLE"),
+        ("L", "ARRAY<INTEGER>"), ("TK", "ARRAY<INTEGER>"), ("CD", "BIGINT"), ("LBO", "ARRAY<INTEGER>")]
+
+
+def test_aggregate_functions_over_a_stream(engine):
+    engine.execute("CREATE TABLE t AS SELECT usr, COUNT(n) AS c, SUM(n) AS s, COLLECT_LIST(n) AS l, "
+                   "COLLECT_SET(n) AS st, COUNT_DISTINCT(n) AS cd, TOPK(n, 2) AS tk, TOPKDISTINCT(n, 2) AS tkd, "
+                   "EARLIEST_BY_OFFSET(n) AS e, EARLIEST_BY_OFFSET(n, 2) AS e2, MIN(n) AS lo, MAX(n) AS hi "
+                   "FROM pay GROUP BY usr;")
+    for n in (3, None, 3, 7):
+        pay(engine, 1, "a", n=n)
+    last = out(engine, "T")[-1][2]
+    assert last == {"C": 3, "S": 13, "L": [3, None, 3, 7], "ST": [3, None, 7], "CD": 2, "TK": [7, 3],
+                    "TKD": [7, 3], "E": 3, "E2": [3, 3], "LO": 3, "HI": 7}
+
+
+def test_sum_of_int_wraps_like_java(engine):
+    engine.execute("CREATE TABLE t AS SELECT usr, SUM(n) AS s FROM pay GROUP BY usr;")
+    pay(engine, 1, "a", n=2**31 - 1)
+    pay(engine, 2, "a", n=1)
+    assert [r[2]["S"] for r in out(engine, "T")] == [2**31 - 1, -2**31]
+
+
+def test_invalid_aggregations_are_refused_with_ksqldb_messages(engine):
+    with pytest.raises(KsqlStatementError, match="Your SELECT query produces a TABLE"):
+        engine.execute("CREATE STREAM s AS SELECT usr, COUNT(*) FROM pay GROUP BY usr;")
+    with pytest.raises(KsqlStatementError, match="Non-aggregate SELECT expression"):
+        engine.execute("CREATE TABLE t AS SELECT usr, n, COUNT(*) FROM pay GROUP BY usr;")
+    with pytest.raises(KsqlStatementError, match="EMIT FINAL is only supported for windowed aggregations"):
+        engine.execute("CREATE TABLE t AS SELECT usr, COUNT(*) FROM pay GROUP BY usr EMIT FINAL;")
+    with pytest.raises(KsqlStatementError, match="does not accept parameters"):
+        engine.execute("CREATE TABLE t AS SELECT usr, SUM(usr) FROM pay GROUP BY usr;")
+    with pytest.raises(UnsupportedError):
+        engine.execute("CREATE TABLE t AS SELECT usr, HISTOGRAM(usr) FROM pay GROUP BY usr;")
+
+
+# ---------------------------------------------------------------- tables: undo, tombstones
+def test_table_aggregation_takes_updated_rows_out_of_their_old_group(engine):
+    engine.execute("CREATE TABLE acct (id STRING PRIMARY KEY, region STRING, bal INT) "
+                   "WITH (kafka_topic='acct', value_format='JSON');")
+    engine.execute("CREATE TABLE by_region AS SELECT region, COUNT(*) AS c, SUM(bal) AS s, "
+                   "COLLECT_LIST(bal) AS l FROM acct GROUP BY region;")
+
+    def acct(key, value, ts):
+        engine.runtime.produce(Record("acct", key.encode(), None if value is None else json.dumps(value).encode(), ts))
+
+    acct("1", {"REGION": "eu", "BAL": 10}, 1)
+    acct("2", {"REGION": "eu", "BAL": 5}, 2)
+    acct("1", {"REGION": "eu", "BAL": 7}, 3)    # same group: one update (undo 10, add 7)
+    acct("1", {"REGION": "us", "BAL": 7}, 4)    # moves: eu loses it, then us gains it
+    acct("2", None, 5)                          # deleted: eu loses it; the count reaches 0, not a tombstone
+    assert [(k, v) for k, _, v, _ in out(engine, "BY_REGION")] == [
+        ("eu", {"C": 1, "S": 10, "L": [10]}),
+        ("eu", {"C": 2, "S": 15, "L": [10, 5]}),
+        ("eu", {"C": 2, "S": 12, "L": [5, 7]}),
+        ("eu", {"C": 1, "S": 5, "L": [5]}),
+        ("us", {"C": 1, "S": 7, "L": [7]}),
+        ("eu", {"C": 0, "S": 0, "L": []}),
+    ]
+
+
+def test_table_only_functions_are_refused_over_tables(engine):
+    engine.execute("CREATE TABLE acct (id STRING PRIMARY KEY, region STRING, bal INT) "
+                   "WITH (kafka_topic='acct', value_format='JSON');")
+    with pytest.raises(KsqlStatementError, match="cannot be applied to a table source"):
+        engine.execute("CREATE TABLE t AS SELECT region, MAX(bal) FROM acct GROUP BY region;")
+
+
+def test_having_emits_a_tombstone_only_for_a_row_that_passed_before(engine):
+    engine.execute("CREATE TABLE t AS SELECT usr, SUM(n) AS s FROM pay GROUP BY usr HAVING SUM(n) > 5;")
+    for n in (3, 4, -4, -1, 10):
+        pay(engine, 1, "a", n=n)
+    assert [v for _, _, v, _ in out(engine, "T")] == [{"S": 7}, None, {"S": 12}]
+
+
+def test_table_projection_turns_rows_that_stop_matching_into_tombstones(engine):
+    engine.execute("CREATE TABLE acct (id STRING PRIMARY KEY, region STRING, bal INT) "
+                   "WITH (kafka_topic='acct', value_format='JSON');")
+    engine.execute("CREATE TABLE rich AS SELECT id, bal FROM acct WHERE bal > 100;")
+    for key, value in (("1", {"REGION": "eu", "BAL": 500}), ("1", {"REGION": "eu", "BAL": 50}),
+                       ("2", None), (None, {"REGION": "eu", "BAL": 900})):
+        engine.runtime.produce(Record("acct", key and key.encode(), value and json.dumps(value).encode(), 0))
+    assert [(r.key, r.value) for r in engine.runtime.topics["RICH"]] == [
+        (b"1", b'{"BAL":500}'), (b"1", None), (b"2", None)]
+    assert engine.metastore.require("RICH").kind == "TABLE"
+
+
+# ---------------------------------------------------------------- windows
+def test_tumbling_window_keys_carry_the_window_start(engine):
+    engine.execute("CREATE TABLE t AS SELECT usr, COUNT(*) AS c, WINDOWSTART AS ws, WINDOWEND AS we "
+                   "FROM pay WINDOW TUMBLING (SIZE 10 SECONDS) GROUP BY usr;")
+    pay(engine, 12_000, "a")
+    rec = engine.runtime.topics["T"][0]
+    assert rec.key == b"a" + struct.pack(">q", 10_000)
+    assert json.loads(rec.value) == {"C": 1, "WS": 10_000, "WE": 20_000}
+    sink = engine.metastore.require("T")
+    assert (sink.window.type, sink.window.size) == ("TUMBLING", 10_000)
+
+
+def test_late_records_beyond_grace_are_dropped(engine):
+    engine.execute("CREATE TABLE t AS SELECT usr, COUNT(*) AS c FROM pay "
+                   "WINDOW TUMBLING (SIZE 10 SECONDS, GRACE PERIOD 5 SECONDS) GROUP BY usr;")
+    pay(engine, 1_000, "a")
+    pay(engine, 14_999, "a")   # stream time 14999: [0, 10000) is open until 15000
+    pay(engine, 2_000, "a")    # accepted
+    pay(engine, 15_000, "a")   # closes [0, 10000)
+    pay(engine, 3_000, "a")    # dropped
+    assert [(w, v["C"]) for _, w, v, _ in out(engine, "T", "time")] == [(0, 1), (10_000, 1), (0, 2), (10_000, 2)]
+
+
+def test_session_windows_merge_and_leave_tombstones(engine):
+    engine.execute("CREATE TABLE t AS SELECT usr, COUNT(*) AS c, SUM(n) AS s FROM pay "
+                   "WINDOW SESSION (5 SECONDS) GROUP BY usr;")
+    pay(engine, 0, "a", n=1)
+    pay(engine, 20_000, "a", n=2)
+    pay(engine, 10_000, "a", n=3)   # 10 s from each: separate
+    pay(engine, 5_000, "a", n=4)    # bridges [0,0] and [10000,10000]
+    assert out(engine, "T", "session") == [
+        ("a", (0, 0), {"C": 1, "S": 1}, 0),
+        ("a", (20_000, 20_000), {"C": 1, "S": 2}, 20_000),
+        ("a", (10_000, 10_000), {"C": 1, "S": 3}, 10_000),
+        ("a", (0, 0), None, 0),
+        ("a", (10_000, 10_000), None, 10_000),
+        ("a", (0, 10_000), {"C": 3, "S": 8}, 10_000),
+    ]
+    assert engine.metastore.require("T").window.type == "SESSION"
+
+
+def test_emit_final_holds_each_window_until_it_closes(engine):
+    engine.execute("CREATE TABLE t AS SELECT usr, COUNT(*) AS c FROM pay "
+                   "WINDOW TUMBLING (SIZE 10 SECONDS, GRACE PERIOD 2 SECONDS) GROUP BY usr EMIT FINAL;")
+    for ts, usr in ((1_000, "a"), (2_000, "b"), (3_000, "a"), (11_000, "a")):
+        pay(engine, ts, usr)
+    assert engine.runtime.topics["T"] == []          # [0, 10000) closes at stream time 12000
+    pay(engine, 12_000, "c")
+    assert [(k, w, v) for k, w, v, _ in out(engine, "T", "time")] == [("a", 0, {"C": 2}), ("b", 0, {"C": 1})]
+    pay(engine, 9_000, "a")                          # late: the window is closed and was emitted
+    pay(engine, 30_000, "c")
+    assert [(k, w, v) for k, w, v, _ in out(engine, "T", "time")][2:] == [("a", 10_000, {"C": 1}),
+                                                                         ("c", 10_000, {"C": 1})]
+
+
+def test_hopping_windows_and_push_queries_over_aggregates(engine):
+    result = engine.execute("SELECT usr, COUNT(*) AS c FROM pay WINDOW HOPPING (SIZE 10 SECONDS, "
+                            "ADVANCE BY 5 SECONDS) GROUP BY usr EMIT CHANGES LIMIT 3;")[0]
+    tq = result.data
+    records = [Record("pay", b"p", json.dumps({"USR": "a", "AMOUNT": 1.0, "N": 1}).encode(), ts)
+               for ts in (7_000, 8_000)]
+    assert tq.rows(records) == [["a", 1], ["a", 1], ["a", 2]]
+    assert tq.done
+
+
+def test_window_clause_parsing():
+    w = parse_window("HOPPING (SIZE 1 HOUR, ADVANCE BY 5 MINUTES, RETENTION 2 DAYS, GRACE PERIOD 10 MINUTES)")
+    assert (w.size, w.advance, w.grace, w.retention) == (3_600_000, 300_000, 600_000, 172_800_000)
+    assert parse_window("TUMBLING (SIZE 1 SECOND)").grace_ms == 24 * 3_600_000
+    with pytest.raises(KsqlStatementError, match="advancement interval"):
+        parse_window("HOPPING (SIZE 1 SECOND, ADVANCE BY 2 SECONDS)")
+    with pytest.raises(KsqlStatementError, match="retention period"):
+        parse_window("TUMBLING (SIZE 1 HOUR, RETENTION 1 MINUTE, GRACE PERIOD 0 SECONDS)")
