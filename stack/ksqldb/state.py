@@ -79,6 +79,10 @@ class StateStores(Protocol):
 
     def window(self, name: str) -> WindowStore: ...
 
+    def flush(self) -> None:
+        """Make every store's writes durable (before the runtime commits input offsets)."""
+        ...
+
 
 # ---------------------------------------------------------------- in memory
 def _hashable(value: Any) -> Any:
@@ -176,6 +180,10 @@ class InMemoryStateStores:
 
     def window(self, name: str) -> WindowStore:
         return self.stores.setdefault(name, InMemoryWindowStore(name))
+
+    def flush(self) -> None:
+        for store in self.stores.values():
+            store.flush()
 
 
 # ---------------------------------------------------------------- a codec for durable stores
