@@ -100,6 +100,8 @@ def demo_command(data_dir: Path, payments_file: Path | None, count: int, rate: f
     )
     scored = _wait_for(bootstrap, topics.scores, scored_before + arrived - before, quiet_seconds=30.0)
     console.print(f"[bold]{topics.scores}[/]: {scored - scored_before:,} payments scored")
+    if scored - scored_before < arrived - before:
+        console.print(f"[yellow]not every payment is scored yet[/]: see the worker's log, {stack.running[WORKER].log}")
     if stats.first_score_after is not None:
         console.print(f"first score {stats.first_score_after:,.1f} s after the demo started")
     _show_newest(addresses, topics.preprocessed, ("TIME", "V1", "V2", "AMOUNT", "CLASS"))
