@@ -113,3 +113,21 @@ def test_state_codec_round_trips_exactly(value):
 def test_state_codec_refuses_objects():
     with pytest.raises(TypeError):
         state.encode(object())
+
+
+# ---------------------------------------------------------------- windowed sources
+def test_a_windowed_source_exposes_its_bounds_and_keeps_its_windows(engine):
+    import struct
+
+    engine.execute("CREATE STREAM w (k STRING KEY, v INT) WITH (kafka_topic='w', value_format='JSON', "
+                   "WINDOW_TYPE='SESSION');")
+    engine.execute("CREATE STREAM w2 AS SELECT k, v, WINDOWSTART AS ws, WINDOWEND AS we FROM w;")
+    session_key = b"a" + struct.pack(">qq", 20, 10)  # key, end, start
+    produce(engine, "w", session_key, b'{"V": 1}')
+    assert records(engine, "W2") == [(session_key, b'{"V":1,"WS":10,"WE":20}')]
+    assert engine.metastore.require("W2").window.type == "SESSION"
+    engine.execute("CREATE TABLE t (k STRING PRIMARY KEY, v INT) WITH (kafka_topic='t', value_format='JSON', "
+                   "WINDOW_TYPE='TUMBLING', WINDOW_SIZE='10 SECONDS');")
+    assert engine.metastore.require("T").window.size == 10_000
+    with pytest.raises(KsqlStatementError, match="WINDOW_SIZE"):
+        engine.execute("CREATE STREAM bad (v INT) WITH (kafka_topic='b', value_format='JSON', WINDOW_TYPE='HOPPING');")

@@ -38,7 +38,7 @@ from .metastore import RESERVED, Column, DataSource, LogicalSchema, MetaStore
 from .planner import ProjectionPlan
 from .state import InMemoryStateStores, StateStores
 from .types import BIGINT, ArrayType, MapType, NullType, StructType, SqlType
-from .windows import WindowedKeySerde, WindowSpec, parse_window
+from .windows import WindowSpec, parse_window
 
 log = logging.getLogger(__name__)
 
@@ -708,7 +708,7 @@ class AggregateQuery:
         self._record: Record | None = None
         plan.errors.handler = self._expr_error
         self.aggregator = Aggregator(plan, self.stores, self._expr_error)
-        self.key_out = WindowedKeySerde(key_out, plan.window.info()) if plan.window is not None else key_out
+        self.key_out = key_out  # windowed sinks: a WindowedKeySerde taking the key values, start and end
         self.value_out = value_out
         names = [c.name for c in sink.schema.value]
         self._sink_ts_index = names.index(sink.timestamp_column) if sink.timestamp_column in names else None

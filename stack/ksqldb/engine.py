@@ -7,6 +7,7 @@ raise UnsupportedError rather than doing something different from ksqlDB.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import time
 from dataclasses import dataclass
@@ -19,11 +20,11 @@ from .expressions import Compiler, Scope
 from .formats import FormatInfo, SchemaRegistry, check_format_name, make_serde, validate
 from .formats.delimited import parse_delimiter
 from .metastore import RESERVED, Column, DataSource, LogicalSchema, MetaStore
-from .joins import JoinPlan
 from .parser import parse
 from .planner import ProjectionPlan, plan_query, plan_select
 from . import values as V
 from .types import BYTES, STRING, ArrayType, DecimalType, StructType, can_implicitly_cast
+from .windows import WindowedKeySerde, parse_window_source, with_window_bounds
 
 HEADERS_TYPE = ArrayType(StructType((("KEY", STRING), ("VALUE", BYTES))))
 
@@ -38,13 +39,12 @@ DEFAULT_CONFIG: dict[str, Any] = {
 _KNOWN_PROPS = {
     "KAFKA_TOPIC", "VALUE_FORMAT", "KEY_FORMAT", "FORMAT", "PARTITIONS", "REPLICAS", "TIMESTAMP",
     "TIMESTAMP_FORMAT", "VALUE_DELIMITER", "KEY_DELIMITER", "WRAP_SINGLE_VALUE", "VALUE_AVRO_SCHEMA_FULL_NAME",
-    "KEY_AVRO_SCHEMA_FULL_NAME", "VALUE_SCHEMA_ID", "RETENTION_MS", "CLEANUP_POLICY",
+    "KEY_AVRO_SCHEMA_FULL_NAME", "VALUE_SCHEMA_ID", "RETENTION_MS", "CLEANUP_POLICY", "WINDOW_TYPE", "WINDOW_SIZE",
 }
 
 
 #: Valid ksqlDB WITH properties this engine does not implement (refused loudly, never ignored).
 _UNSUPPORTED_PROPS = {
-    "WINDOW_TYPE": "windowed sources", "WINDOW_SIZE": "windowed sources",
     "KEY_SCHEMA_FULL_NAME": "schema full names for keys", "VALUE_SCHEMA_FULL_NAME": "schema full names",
     "KEY_SCHEMA_ID": "key schema ids", "KEY_PROTOBUF_NULLABLE_REPRESENTATION": "PROTOBUF",
     "VALUE_PROTOBUF_NULLABLE_REPRESENTATION": "PROTOBUF", "SOURCED_BY_CONNECTOR": "connector-sourced sources",
@@ -172,6 +172,8 @@ class Engine:
         value_cols = [(c.name, c.type) for c in source.schema.value]
         key = make_serde(source.key_format, key_cols, is_key=True, topic=source.topic, registry=self.registry)
         value = make_serde(source.value_format, value_cols, is_key=False, topic=source.topic, registry=self.registry)
+        if source.window is not None:  # the key values are followed by the window's start and end
+            key = WindowedKeySerde(key, source.window)
         return key, value
 
     def _infer_columns(self, topic: str, key_fmt: FormatInfo, value_fmt: FormatInfo,
@@ -260,7 +262,12 @@ class Engine:
             key_fmt = FormatInfo("NONE") if stmt_props.get("KEY_FORMAT") is None and stmt_props.get("FORMAT") is None else key_fmt
         validate(key_fmt, [(c.name, c.type) for c in key_cols], is_key=True)
         validate(value_fmt, [(c.name, c.type) for c in value_cols], is_key=False)
-        schema = LogicalSchema(tuple(key_cols), tuple(value_cols), tuple(header_cols))
+        window = None
+        if stmt_props.get("WINDOW_TYPE") is not None or stmt_props.get("WINDOW_SIZE") is not None:
+            if stmt_props.get("WINDOW_TYPE") is None:
+                raise KsqlStatementError("'WINDOW_SIZE' requires 'WINDOW_TYPE' to be set.")
+            window = parse_window_source(stmt_props["WINDOW_TYPE"], stmt_props.get("WINDOW_SIZE"))
+        schema = LogicalSchema(tuple(key_cols), tuple(value_cols), tuple(header_cols), windowed=window is not None)
         ts_col = stmt_props.get("TIMESTAMP")
         if ts_col is not None:
             ts_col = str(ts_col).upper()
@@ -275,7 +282,7 @@ class Engine:
             name=stmt.name, kind=stmt.kind, schema=schema, topic=topic, key_format=key_fmt, value_format=value_fmt,
             sql=stmt.text, is_source=stmt.is_source, timestamp_column=ts_col,
             timestamp_format=stmt_props.get("TIMESTAMP_FORMAT"),
-            partitions=int(stmt_props.get("PARTITIONS", 1) or 1),
+            partitions=int(stmt_props.get("PARTITIONS", 1) or 1), window=window,
         )
         self.metastore.add(source, replace=stmt.or_replace)
         self.runtime.create_topic(topic, source.partitions)
@@ -285,6 +292,9 @@ class Engine:
         assert stmt.query is not None
         stmt_props = dict(stmt.properties)
         self._check_props(stmt_props)
+        for prop in ("WINDOW_TYPE", "WINDOW_SIZE"):
+            if prop in stmt_props:
+                raise KsqlStatementError(f"Invalid config variable(s) in the WITH clause: {prop}")
         existing = self.metastore.get(stmt.name)
         if existing is not None and not stmt.or_replace:
             if stmt.if_not_exists:
@@ -302,6 +312,12 @@ class Engine:
                 f"Invalid result type. Your SELECT query produces a {plan.result_kind}. "
                 f"Please use CREATE {plan.result_kind} AS SELECT statement instead.")
         source = plan.source
+        window = plan.window.info() if getattr(plan, "window", None) is not None else source.window
+        if isinstance(plan, ProjectionPlan) and source.window is not None:
+            if plan.partitioned:
+                raise KsqlStatementError("Implicit repartitioning of windowed sources is not supported. "
+                                         "See https://github.com/confluentinc/ksql/issues/4385.")
+            plan = with_window_bounds(plan)  # the sink's keys keep their source windows
         key_fmt, value_fmt = self._formats(stmt_props, props, source.key_format, source.value_format)
         if not plan.schema.key:
             if stmt_props.get("KEY_FORMAT") is not None and getattr(plan, "partitioned", False):
@@ -323,15 +339,15 @@ class Engine:
             if plan.schema.find(ts_col) is None:
                 raise KsqlStatementError(
                     f"The TIMESTAMP column set in the WITH clause does not exist in the schema: '{ts_col}'")
-        if any(topic == s.topic for s in _sources(plan)):
+        if topic == source.topic:
             raise KsqlStatementError(
                 f"Cannot create {stmt.name}: the query would write to the topic it reads from ({topic}).")
         partitions = int(stmt_props.get("PARTITIONS", source.partitions) or 1)
         sink = DataSource(
-            name=stmt.name, kind=stmt.kind, schema=plan.schema, topic=topic, key_format=key_fmt,
-            value_format=value_fmt, sql=stmt.text, timestamp_column=ts_col,
-            timestamp_format=stmt_props.get("TIMESTAMP_FORMAT"), partitions=partitions,
-            window=plan.window.info() if getattr(plan, "window", None) is not None else None,
+            name=stmt.name, kind=stmt.kind,
+            schema=dataclasses.replace(plan.schema, windowed=True) if window is not None else plan.schema,
+            topic=topic, key_format=key_fmt, value_format=value_fmt, sql=stmt.text, timestamp_column=ts_col,
+            timestamp_format=stmt_props.get("TIMESTAMP_FORMAT"), partitions=partitions, window=window,
         )
         query_id = self._next_query_id("CTAS" if stmt.kind == "TABLE" else "CSAS", stmt.name)
         query = self._build_query(query_id, plan, sink, stmt.text)
@@ -339,8 +355,7 @@ class Engine:
         self.runtime.create_topic(topic, partitions)
         sink.writers.append(query_id)
         sink.created_by = query_id
-        for read in _sources(plan):
-            read.readers.append(query_id)
+        source.readers.append(query_id)
         self._start(query, props)
         return Result("currentStatus", stmt.text, f"Created query with ID {query_id}", query_id=query_id)
 
@@ -349,11 +364,6 @@ class Engine:
         key_out, value_out = self._serdes(sink)
         state_stores = getattr(self.runtime, "state_stores", None)
         stores = state_stores(query_id) if state_stores is not None else None
-        if isinstance(plan, JoinPlan):
-            plan.check_copartitioning(self.runtime.partitions.get)
-            if not getattr(self.runtime, "runs_joins", False):
-                raise UnsupportedError("join queries on this runtime (it reads one topic per query)")
-            return plan.build(query_id, sink, self._serdes, key_out, value_out, self.processing_log, sql, stores)
         return build_query(query_id, plan, sink, key_in, value_in, key_out, value_out, self.processing_log, sql,
                            stores)
 
@@ -375,14 +385,13 @@ class Engine:
             raise KsqlStatementError(
                 "Incompatible schema between results and sink.\n"
                 f"Result schema is {plan.schema}\nSink schema is {target.schema}")
-        if any(s.topic == target.topic for s in _sources(plan)):
+        if plan.source.topic == target.topic:
             raise KsqlStatementError(
                 f"Cannot insert into {target.name}: the query reads from the same topic ({target.topic}) it writes to.")
         query_id = self._next_query_id("INSERTQUERY", "").replace("__", "_")
         query = self._build_query(query_id, plan, target, stmt.text)
         target.writers.append(query_id)
-        for read in _sources(plan):
-            read.readers.append(query_id)
+        plan.source.readers.append(query_id)
         self._start(query, props)
         return Result("currentStatus", stmt.text, f"Created query with ID {query_id}", query_id=query_id)
 
@@ -545,11 +554,6 @@ class Engine:
         if source is None:
             raise KsqlStatementError(f"Could not find STREAM/TABLE '{stmt.name}' in the Metastore")
         return Result("sourceDescription", stmt.text, data=describe(source, self, stmt.extended))
-
-
-def _sources(plan: Any) -> list[DataSource]:
-    """The sources a plan reads: one, or several for a join."""
-    return plan.sources if isinstance(plan, JoinPlan) else [plan.source]
 
 
 def build_query(query_id: str, plan: Any, sink: DataSource, key_in: Any, value_in: Any, key_out: Any, value_out: Any,

@@ -27,10 +27,13 @@ class LogicalSchema:
     key: tuple[Column, ...]
     value: tuple[Column, ...]
     headers: tuple[Column, ...] = ()  # read from record headers, never (de)serialised
+    windowed: bool = False  # the key carries window bounds: WINDOWSTART and WINDOWEND follow the key columns
 
     def row_columns(self) -> list[tuple[str, SqlType]]:
-        """The row layout the executor builds: pseudo columns, then key, value and header columns."""
-        return (list(PSEUDO_COLUMNS) + [(c.name, c.type) for c in self.key]
+        """The row layout the executor builds: pseudo columns, then key (and window bounds), value and
+        header columns."""
+        bounds = [("WINDOWSTART", BIGINT), ("WINDOWEND", BIGINT)] if self.windowed else []
+        return (list(PSEUDO_COLUMNS) + [(c.name, c.type) for c in self.key] + bounds
                 + [(c.name, c.type) for c in self.value] + [(c.name, c.type) for c in self.headers])
 
     def find(self, name: str) -> Column | None:
