@@ -37,8 +37,6 @@ def _check_clauses(q: ast.Query, persistent: bool) -> None:
 
 
 def _check_supported(q: ast.Query) -> None:
-    if q.joins:
-        raise UnsupportedError("joins")
     if q.window:
         raise UnsupportedError("windowed aggregations")
     if q.group_by:
@@ -107,6 +105,10 @@ class _KeySpec:
 
 
 def plan_select(q: ast.Query, metastore: MetaStore, sink_name: str | None, new_planner: bool = False) -> ProjectionPlan:
+    if q.joins:  # several sources: joins.py plans them
+        from .joins import plan_join
+
+        return plan_join(q, metastore, sink_name, new_planner)  # type: ignore[return-value]
     _check_supported(q)
     _check_clauses(q, persistent=sink_name is not None)
     source = metastore.require(q.source.name)
