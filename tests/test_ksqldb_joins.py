@@ -1,0 +1,253 @@
+"""Joins in the embedded ksqlDB engine: behaviour the QTT files do not pin down (NULL padding and its
+timing, out-of-window records, table tombstones, multi-way joins, replay order, refusals)."""
+
+import json
+import struct
+
+import pytest
+
+from stack.ksqldb.engine import Engine
+from stack.ksqldb.errors import KsqlStatementError, UnsupportedError
+from stack.ksqldb.executor import InMemoryRuntime, Record
+from stack.ksqldb.formats import InMemorySchemaRegistry
+
+
+@pytest.fixture()
+def engine():
+    return Engine(InMemorySchemaRegistry(), InMemoryRuntime(), {"auto.offset.reset": "earliest"})
+
+
+def send(engine, topic, key, value, ts):
+    """Keys: str (a KAFKA STRING key), int (a KAFKA INT key) or None; values as JSON."""
+    raw = None if key is None else struct.pack(">i", key) if isinstance(key, int) else key.encode()
+    engine.runtime.produce(Record(topic, raw, None if value is None else json.dumps(value).encode(), ts))
+
+
+def out(engine, topic, int_keys=False):
+    """(key, value, timestamp) of every record on a topic (KAFKA STRING or INT keys, JSON values)."""
+    return [(_key(r.key, int_keys), json.loads(r.value) if r.value is not None else None,
+             r.timestamp) for r in engine.runtime.topics[topic]]
+
+
+def _key(raw, int_keys):
+    if raw is None:
+        return None
+    return struct.unpack(">i", raw)[0] if int_keys else raw.decode()
+
+
+def streams(engine, *names):
+    for name, cols in names:
+        engine.execute(f"CREATE STREAM {name} (ID STRING KEY, {cols}) "
+                       f"WITH (kafka_topic='{name.lower()}', value_format='JSON', partitions=1);")
+
+
+def tables(engine, *names):
+    for name, cols in names:
+        engine.execute(f"CREATE TABLE {name} (ID STRING PRIMARY KEY, {cols}) "
+                       f"WITH (kafka_topic='{name.lower()}', value_format='JSON', partitions=1);")
+
+
+# ---------------------------------------------------------------- stream-stream
+def test_records_outside_the_window_do_not_join(engine):
+    streams(engine, ("L", "A INT"), ("R", "B INT"))
+    engine.execute("CREATE STREAM J AS SELECT L.ID, A, B FROM L JOIN R WITHIN 10 SECONDS ON L.ID = R.ID;")
+    send(engine, "l", "k", {"A": 1}, 0)
+    send(engine, "r", "k", {"B": 2}, 10_001)  # 1 ms too late for the left record
+    send(engine, "r", "k", {"B": 3}, 10_000)  # exactly at the edge: joins
+    send(engine, "l", "k", {"A": 4}, 20_000)  # within 10 s after both right records
+    # partners come in timestamp order, and the result carries the later timestamp
+    assert out(engine, "J") == [("k", {"A": 1, "B": 3}, 10_000),
+                                ("k", {"A": 4, "B": 3}, 20_000), ("k", {"A": 4, "B": 2}, 20_000)]
+
+
+def test_before_and_after_sizes_bound_each_side(engine):
+    streams(engine, ("L", "A INT"), ("R", "B INT"))
+    # right records may be up to 1 s before and 5 s after a left record
+    engine.execute("CREATE STREAM J AS SELECT L.ID, A, B FROM L JOIN R WITHIN (1 SECOND, 5 SECONDS) ON L.ID = R.ID;")
+    send(engine, "l", "k", {"A": 1}, 10_000)
+    send(engine, "r", "k", {"B": 1}, 8_999)   # 1.001 s before: no
+    send(engine, "r", "k", {"B": 2}, 9_000)   # 1 s before: yes
+    send(engine, "r", "k", {"B": 3}, 15_000)  # 5 s after: yes
+    send(engine, "r", "k", {"B": 4}, 15_001)  # no
+    assert [v["B"] for _, v, _ in out(engine, "J")] == [2, 3]
+
+
+def test_left_join_without_grace_pads_at_once_then_joins(engine):
+    streams(engine, ("L", "A INT"), ("R", "B INT"))
+    engine.execute("CREATE STREAM J AS SELECT L.ID, A, B FROM L LEFT JOIN R WITHIN 1 MINUTE ON L.ID = R.ID;")
+    send(engine, "l", "k", {"A": 1}, 0)
+    send(engine, "r", "k", {"B": 2}, 1_000)
+    send(engine, "r", "x", {"B": 3}, 2_000)  # a right record without partner: a LEFT join drops it
+    assert out(engine, "J") == [("k", {"A": 1, "B": None}, 0), ("k", {"A": 1, "B": 2}, 1_000)]
+
+
+def test_left_join_with_grace_pads_only_after_the_window_closes(engine):
+    streams(engine, ("L", "A INT"), ("R", "B INT"))
+    engine.execute("CREATE STREAM J AS SELECT L.ID, A, B FROM L LEFT JOIN R WITHIN 10 SECONDS GRACE PERIOD 5 SECONDS "
+                   "ON L.ID = R.ID;")
+    send(engine, "l", "matched", {"A": 1}, 0)
+    send(engine, "l", "alone", {"A": 2}, 0)
+    send(engine, "r", "matched", {"B": 9}, 3_000)
+    assert out(engine, "J") == [("matched", {"A": 1, "B": 9}, 3_000)]
+    send(engine, "r", "other", {"B": 0}, 15_000)  # stream time 15 s: window end 10 s + grace 5 s not yet passed
+    assert len(out(engine, "J")) == 1
+    send(engine, "r", "other", {"B": 0}, 15_001)  # now it has: the unmatched record comes out, at its own time
+    assert out(engine, "J")[1:] == [("alone", {"A": 2, "B": None}, 0)]
+
+
+def test_full_outer_join_pads_either_side_and_keys_by_the_join_key(engine):
+    streams(engine, ("L", "A INT"), ("R", "B INT"))
+    engine.execute("CREATE STREAM J AS SELECT ROWKEY AS K, L.ID AS LID, R.ID AS RID, A, B FROM L FULL OUTER JOIN R "
+                   "WITHIN 1 SECOND ON L.ID = R.ID;")
+    send(engine, "l", "a", {"A": 1}, 0)
+    send(engine, "r", "b", {"B": 2}, 0)
+    assert out(engine, "J") == [("a", {"LID": "a", "RID": None, "A": 1, "B": None}, 0),
+                                ("b", {"LID": None, "RID": "b", "A": None, "B": 2}, 0)]
+
+
+def test_join_on_a_value_column_rekeys_the_stream(engine):
+    engine.execute("CREATE STREAM CLICKS (URL STRING, USER_ID INT) WITH (kafka_topic='clicks', value_format='JSON', "
+                   "partitions=1);")
+    engine.execute("CREATE STREAM VIEWS (ID INT KEY, PAGE STRING) WITH (kafka_topic='views', value_format='JSON', "
+                   "partitions=1);")
+    engine.execute("CREATE STREAM J AS SELECT V.ID, URL, PAGE FROM CLICKS C JOIN VIEWS V WITHIN 1 MINUTE "
+                   "ON C.USER_ID = V.ID;")
+    send(engine, "views", 7, {"PAGE": "home"}, 0)
+    send(engine, "clicks", None, {"URL": "/x", "USER_ID": 7}, 10)
+    send(engine, "clicks", None, {"URL": "/y", "USER_ID": None}, 20)  # no join key: an inner join drops it
+    assert out(engine, "J", int_keys=True) == [(7, {"URL": "/x", "PAGE": "home"}, 10)]
+    assert [c.name for c in engine.metastore.get("J").schema.key] == ["ID"]
+
+
+# ---------------------------------------------------------------- stream-table
+def test_stream_table_join_sees_updates_and_deletes_of_the_table(engine):
+    streams(engine, ("PAYMENTS", "AMOUNT DOUBLE"))
+    tables(engine, ("USERS", "NAME STRING"))
+    engine.execute("CREATE STREAM INNER_J AS SELECT P.ID, AMOUNT, NAME FROM PAYMENTS P JOIN USERS U ON P.ID = U.ID;")
+    engine.execute("CREATE STREAM LEFT_J AS SELECT P.ID, AMOUNT, NAME FROM PAYMENTS P LEFT JOIN USERS U "
+                   "ON P.ID = U.ID;")
+    send(engine, "payments", "u1", {"AMOUNT": 1.0}, 1)  # before the user exists
+    send(engine, "users", "u1", {"NAME": "ann"}, 2)  # a table update emits nothing
+    send(engine, "payments", "u1", {"AMOUNT": 2.0}, 3)
+    send(engine, "users", "u1", {"NAME": "anne"}, 4)
+    send(engine, "payments", "u1", {"AMOUNT": 3.0}, 5)
+    send(engine, "users", "u1", None, 6)  # tombstone: the user is gone
+    send(engine, "payments", "u1", {"AMOUNT": 4.0}, 7)
+    assert out(engine, "INNER_J") == [("u1", {"AMOUNT": 2.0, "NAME": "ann"}, 3),
+                                      ("u1", {"AMOUNT": 3.0, "NAME": "anne"}, 5)]
+    assert [v["NAME"] for _, v, _ in out(engine, "LEFT_J")] == [None, "ann", "anne", None]
+
+
+def test_stream_table_left_join_keeps_stream_records_without_a_key(engine):
+    engine.execute("CREATE STREAM S (USER_ID STRING, AMOUNT INT) WITH (kafka_topic='s', value_format='JSON', "
+                   "partitions=1);")
+    tables(engine, ("USERS", "NAME STRING"))
+    engine.execute("CREATE STREAM J AS SELECT USER_ID, AMOUNT, NAME FROM S LEFT JOIN USERS U ON S.USER_ID = U.ID;")
+    send(engine, "s", None, {"USER_ID": None, "AMOUNT": 5}, 1)
+    assert out(engine, "J") == [(None, {"AMOUNT": 5, "NAME": None}, 1)]
+
+
+# ---------------------------------------------------------------- table-table
+def test_table_table_join_is_a_changelog_with_single_tombstones(engine):
+    tables(engine, ("A", "X INT"), ("B", "Y INT"))
+    engine.execute("CREATE TABLE J AS SELECT A.ID, X, Y FROM A JOIN B ON A.ID = B.ID WHERE Y > 0;")
+    send(engine, "a", "k", {"X": 1}, 10)
+    send(engine, "b", "k", {"Y": 1}, 20)
+    send(engine, "b", "k", {"Y": -1}, 30)  # no longer matches WHERE: a tombstone
+    send(engine, "b", "k", {"Y": -2}, 40)  # still not matching: nothing more to delete
+    send(engine, "a", "k", None, 50)  # the joined row is already gone downstream
+    send(engine, "b", "k", {"Y": 5}, 60)  # no left row: nothing
+    assert out(engine, "J") == [("k", {"X": 1, "Y": 1}, 20), ("k", None, 30)]
+    assert engine.metastore.get("J").kind == "TABLE"
+
+
+def test_table_table_outer_join_keeps_the_side_that_remains(engine):
+    tables(engine, ("A", "X INT"), ("B", "Y INT"))
+    engine.execute("CREATE TABLE J AS SELECT ROWKEY AS ID, X, Y FROM A FULL OUTER JOIN B ON A.ID = B.ID;")
+    send(engine, "a", "k", {"X": 1}, 10)
+    send(engine, "b", "k", {"Y": 2}, 20)
+    send(engine, "a", "k", None, 30)
+    send(engine, "b", "k", None, 40)
+    assert out(engine, "J") == [("k", {"X": 1, "Y": None}, 10), ("k", {"X": 1, "Y": 2}, 20),
+                                ("k", {"X": None, "Y": 2}, 30), ("k", None, 40)]
+
+
+# ---------------------------------------------------------------- multi-way
+def test_three_way_stream_table_table_join(engine):
+    streams(engine, ("ORDERS", "ITEM STRING"))
+    tables(engine, ("CUSTOMERS", "NAME STRING"), ("REGIONS", "REGION STRING"))
+    engine.execute("CREATE STREAM J AS SELECT O.ID, ITEM, NAME, REGION FROM ORDERS O "
+                   "JOIN CUSTOMERS C ON O.ID = C.ID LEFT JOIN REGIONS R ON O.ID = R.ID;")
+    send(engine, "customers", "c1", {"NAME": "bo"}, 1)
+    send(engine, "orders", "c1", {"ITEM": "pen"}, 2)
+    send(engine, "regions", "c1", {"REGION": "eu"}, 3)
+    send(engine, "orders", "c1", {"ITEM": "ink"}, 4)
+    send(engine, "orders", "c2", {"ITEM": "cap"}, 5)  # no customer: the inner join drops it
+    assert out(engine, "J") == [("c1", {"ITEM": "pen", "NAME": "bo", "REGION": None}, 2),
+                                ("c1", {"ITEM": "ink", "NAME": "bo", "REGION": "eu"}, 4)]
+
+
+def test_three_way_join_rekeys_the_intermediate_result(engine):
+    engine.execute("CREATE STREAM ORDERS (ID STRING KEY, CUSTOMER STRING) WITH (kafka_topic='orders', "
+                   "value_format='JSON', partitions=1);")
+    tables(engine, ("SHIPMENTS", "CARRIER STRING"), ("CUSTOMERS", "NAME STRING"))
+    engine.execute("CREATE STREAM J AS SELECT C.ID AS CID, O.ID AS OID, CARRIER, NAME FROM ORDERS O "
+                   "JOIN SHIPMENTS S ON O.ID = S.ID JOIN CUSTOMERS C ON O.CUSTOMER = C.ID;")
+    send(engine, "shipments", "o1", {"CARRIER": "ups"}, 1)
+    send(engine, "customers", "c9", {"NAME": "cy"}, 2)
+    send(engine, "orders", "o1", {"CUSTOMER": "c9"}, 3)
+    assert out(engine, "J") == [("c9", {"OID": "o1", "CARRIER": "ups", "NAME": "cy"}, 3)]
+
+
+# ---------------------------------------------------------------- runtime and refusals
+def test_a_query_started_later_replays_both_sides_in_timestamp_order(engine):
+    streams(engine, ("L", "A INT"), ("R", "B INT"))
+    send(engine, "r", "k", {"B": 1}, 5)
+    send(engine, "l", "k", {"A": 1}, 0)  # earlier timestamp, produced later: replayed first
+    engine.execute("CREATE STREAM J AS SELECT L.ID, A, B FROM L LEFT JOIN R WITHIN 1 MINUTE ON L.ID = R.ID;")
+    assert out(engine, "J") == [("k", {"A": 1, "B": None}, 0), ("k", {"A": 1, "B": 1}, 5)]
+
+
+def test_bad_records_go_to_the_processing_log_and_the_join_goes_on(engine):
+    streams(engine, ("L", "A INT"), ("R", "B INT"))
+    engine.execute("CREATE STREAM J AS SELECT L.ID, A, B FROM L JOIN R WITHIN 1 MINUTE ON L.ID = R.ID;")
+    engine.runtime.produce(Record("r", b"k", b"{not json", 1))
+    send(engine, "r", "k", {"B": 2}, 2)
+    send(engine, "l", "k", {"A": 1}, 3)
+    assert out(engine, "J") == [("k", {"A": 1, "B": 2}, 3)]
+    assert [e["topic"] for e in engine.processing_log.entries] == ["r"]
+
+
+def test_sides_joined_on_keys_need_equal_partition_counts(engine):
+    engine.execute("CREATE STREAM L (ID STRING KEY, A INT) WITH (kafka_topic='l', value_format='JSON', partitions=2);")
+    engine.execute("CREATE STREAM R (ID STRING KEY, B INT) WITH (kafka_topic='r', value_format='JSON', partitions=3);")
+    with pytest.raises(KsqlStatementError, match="number of partitions don't match. `L` partitions = 2; `R` "
+                                                  "partitions = 3"):
+        engine.execute("CREATE STREAM J AS SELECT L.ID, A, B FROM L JOIN R WITHIN 1 MINUTE ON L.ID = R.ID;")
+    # re-keying one side removes the requirement, as the repartition topic takes the other side's count
+    engine.execute("CREATE STREAM J AS SELECT L.ID, A, B FROM L JOIN R WITHIN 1 MINUTE ON L.ID = CAST(R.B AS STRING);")
+
+
+def test_join_queries_are_refused_by_runtimes_that_read_one_topic():
+    class OneTopicRuntime(InMemoryRuntime):
+        runs_joins = False
+
+    engine = Engine(InMemorySchemaRegistry(), OneTopicRuntime(), {})
+    streams(engine, ("L", "A INT"), ("R", "B INT"))
+    with pytest.raises(UnsupportedError):
+        engine.execute("CREATE STREAM J AS SELECT L.ID, A, B FROM L JOIN R WITHIN 1 MINUTE ON L.ID = R.ID;")
+    assert engine.metastore.get("J") is None
+
+
+@pytest.mark.parametrize("sql", [
+    # a foreign-key join: the left table joined on a value column
+    "CREATE TABLE J AS SELECT A.ID, X, Y FROM A JOIN B ON CAST(A.X AS STRING) = B.ID;",
+    # push queries over joins
+    "SELECT * FROM A JOIN B ON A.ID = B.ID EMIT CHANGES;",
+    # aggregations over joins
+    "CREATE TABLE J AS SELECT A.ID, COUNT(*) FROM A JOIN B ON A.ID = B.ID GROUP BY A.ID;",
+])
+def test_unsupported_joins_fail_loudly(engine, sql):
+    tables(engine, ("A", "X INT"), ("B", "Y INT"))
+    with pytest.raises(UnsupportedError):
+        engine.execute(sql)
