@@ -1,19 +1,33 @@
 """The engine's runtime on real Kafka topics: the same interface as `InMemoryRuntime`.
 
-Each persistent query runs in a thread: consume a batch, `PersistentQuery.process`, produce, wait for
-the broker's acknowledgements, and only then commit the batch's offsets in the query's consumer group
-(`_confluent-ksql-default_query_<ID>`, as ksqlDB names it). A crash therefore replays at most the
-batch in flight, and because the output is a pure function of the input (same keys, same
-partitioner) a replay re-produces the same records. Kafka transactions are never used: the embedded
-broker loses transactional records (DESIGN.md).
+Each persistent query runs in a thread (`QueryRunner`) that consumes a batch, evaluates it (the
+vectorized path where the query has one), produces the output and waits for the broker's
+acknowledgements. Kafka transactions are never used: the embedded broker loses transactional records
+(DESIGN.md). Exactly-once output comes from determinism and a progress log instead:
+
+- Before a batch's output is produced, the query writes a `Progress` record to its own internal topic
+  (`_confluent-ksql-<service id>query_<ID>-progress`, one partition): the source offsets the batch spans
+  and, per sink partition, the offset after the last output record acknowledged so far.
+- A query's output is a pure function of its input records (same keys, same partitioner), so after a
+  crash the batch in flight is evaluated again and only the records that are not already in the sink,
+  after the recorded sink offsets, are produced. Records already there are matched by content (key,
+  value, timestamp), counting repeats, so identical records from different inputs are neither merged
+  nor lost. User topics stay exactly as ksqlDB writes them (no extra headers).
+
+The query's consumer group (`_confluent-ksql-default_query_<ID>`, as ksqlDB names it) still gets the
+offsets committed after each batch, so lag tools work; the progress log is what a restart trusts.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import tempfile
 import threading
 import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
@@ -21,18 +35,31 @@ from confluent_kafka.admin import NewTopic
 
 from stack.kafka import admin_client, end_offsets, producer_config
 
+from .durable_state import Changelog, DurableStateStores, QueryState, StateReader
 from .executor import PersistentQuery, ProcessingLog, Record
+from .vectorized import Columns, Output, evaluate
 
 log = logging.getLogger(__name__)
 
 DEFAULT_SERVICE_ID = "default_"
 #: Java's partitioner, so that keyed output lands where a real ksqlDB would put it, deterministically.
 PARTITIONER = "murmur2_random"
+#: Records per batch: large batches make the vectorized path fast; a crash re-evaluates at most one.
+BATCH_SIZE = 10_000
+#: How long a batch's records may take to be acknowledged before the batch counts as failed (and is
+#: recovered like a crash). Well below librdkafka's message.timeout.ms, so an acknowledged batch has no
+#: timed-out record in it.
+ACK_TIMEOUT = 60.0
 
 
 def query_group(query_id: str, service_id: str = DEFAULT_SERVICE_ID) -> str:
     """ksqlDB's consumer group for a persistent query: `_confluent-ksql-default_query_<ID>`."""
     return f"_confluent-ksql-{service_id}query_{query_id}"
+
+
+def progress_topic(query_id: str, service_id: str = DEFAULT_SERVICE_ID) -> str:
+    """A persistent query's progress log, named like ksqlDB's other per-query internal topics."""
+    return f"{query_group(query_id, service_id)}-progress"
 
 
 def processing_log_topic(service_id: str = DEFAULT_SERVICE_ID) -> str:
@@ -43,6 +70,16 @@ def to_record(m: Message) -> Record:
     ts_type, ts = m.timestamp()
     return Record(m.topic(), m.key(), m.value(), ts if ts_type else int(time.time() * 1000), m.partition(),
                   m.offset(), list(m.headers() or []))
+
+
+def to_columns(topic: str, messages: list[Message], with_headers: bool) -> Columns:
+    """A batch of consumed messages, column by column (no per-record objects)."""
+    now = int(time.time() * 1000)
+    stamps = [m.timestamp() for m in messages]
+    return Columns(topic, [m.key() for m in messages], [m.value() for m in messages],
+                   [ts if ts_type else now for ts_type, ts in stamps], [m.partition() for m in messages],
+                   [m.offset() for m in messages],
+                   [list(m.headers() or []) for m in messages] if with_headers else None)
 
 
 def start_offsets(bootstrap: str, consumer: Consumer, topic: str, earliest: bool,
@@ -60,6 +97,93 @@ def start_offsets(bootstrap: str, consumer: Consumer, topic: str, earliest: bool
         if consumer is None or offset < 0:
             offset = 0 if earliest else ends[tp.partition]
         out.append(TopicPartition(topic, tp.partition, offset))
+    return out
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a persistent query stands, as written to its progress topic.
+
+    Every output of source offsets below `start` is in the sink, below `sink` (per sink partition). The
+    source offsets in [start, end) are the batch in flight: any of its outputs already produced are at or
+    after `sink`. Nothing is in flight when start == end.
+    """
+
+    start: dict[int, int]
+    end: dict[int, int]
+    sink: dict[int, int]
+
+    @property
+    def in_flight(self) -> dict[int, tuple[int, int]]:
+        """Source partition -> [first, last + 1) offsets of the batch in flight."""
+        return {p: (s, self.end[p]) for p, s in self.start.items() if self.end.get(p, s) > s}
+
+    def settled(self, sink: dict[int, int]) -> Progress:
+        """The batch in flight is fully in the sink, which now ends at `sink`."""
+        return Progress(dict(self.end), dict(self.end), dict(sink))
+
+    def encode(self) -> bytes:
+        def enc(d: dict[int, int]) -> dict[str, int]:
+            return {str(k): v for k, v in sorted(d.items())}
+        return json.dumps({"version": 1, "start": enc(self.start), "end": enc(self.end), "sink": enc(self.sink)},
+                          separators=(",", ":")).encode()
+
+    @classmethod
+    def decode(cls, data: bytes) -> Progress:
+        raw = json.loads(data)
+        if raw.get("version") != 1:
+            raise ValueError(f"unknown progress record version {raw.get('version')!r}")
+
+        def dec(d: dict[str, int]) -> dict[int, int]:
+            return {int(k): int(v) for k, v in d.items()}
+        return cls(dec(raw["start"]), dec(raw["end"]), dec(raw["sink"]))
+
+
+def read_progress(bootstrap: str, topic: str, timeout: float = 10.0) -> Progress | None:
+    """The last record of a progress topic (one partition), or None when it is empty."""
+    end = end_offsets(bootstrap, topic, timeout).get(0, 0)
+    if end == 0:
+        return None
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{topic}-reader", "enable.auto.commit": False,
+                         "fetch.wait.max.ms": 10})
+    try:
+        consumer.assign([TopicPartition(topic, 0, end - 1)])
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            m = consumer.poll(0.5)
+            if m is not None and m.error() is None and m.value() is not None:
+                return Progress.decode(m.value())
+        raise TimeoutError(f"cannot read the last record of {topic}")
+    finally:
+        consumer.close()
+
+
+def read_window(bootstrap: str, topic: str, starts: dict[int, int], timeout: float = 60.0) -> list[Message]:
+    """Every record of `topic` from `starts` (per partition) to the true end."""
+    ends = end_offsets(bootstrap, topic)
+    wanted = {p: (starts.get(p, 0), end) for p, end in ends.items() if starts.get(p, 0) < end}
+    if not wanted:
+        return []
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{topic}-window-reader",
+                         "enable.auto.commit": False, "fetch.wait.max.ms": 10})
+    out: list[Message] = []
+    try:
+        consumer.assign([TopicPartition(topic, p, s) for p, (s, _) in wanted.items()])
+        remaining = dict(wanted)
+        deadline = time.monotonic() + timeout
+        while remaining:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"cannot read {topic} up to its end: {remaining}")
+            for m in consumer.consume(10_000, 0.5):
+                if m.error() is not None:
+                    continue
+                p = m.partition()
+                if p in remaining and m.offset() < remaining[p][1]:
+                    out.append(m)
+                if p in remaining and m.offset() >= remaining[p][1] - 1:
+                    del remaining[p]
+    finally:
+        consumer.close()
     return out
 
 
@@ -92,8 +216,13 @@ class KafkaProcessingLog(ProcessingLog):
         self._ship()
 
 
+class _Stopped(Exception):
+    """The runner was asked to stop in the middle of a batch."""
+
+
 class QueryRunner(threading.Thread):
-    """One persistent query's consume -> process -> produce -> ack -> commit loop."""
+    """One persistent query's loop: consume a batch, record it as in flight, evaluate, produce, await the
+    acknowledgements; after a crash or a failed batch, recover the batch in flight without duplicates."""
 
     def __init__(self, runtime: KafkaRuntime, query: PersistentQuery, earliest: bool) -> None:
         super().__init__(name=f"query-{query.id}", daemon=True)
@@ -103,101 +232,271 @@ class QueryRunner(threading.Thread):
         self.stopping = threading.Event()
         self.error: str | None = None
         self.committed_batches = 0
+        self.progress_topic = progress_topic(query.id, runtime.service_id)
+        self.progress: Progress
         self.consumer: Consumer
-        self.positions: list[TopicPartition] = []
+        self.producer: Producer
+        self._acked: dict[int, int] = {}  # sink partition -> offset of the last acknowledged record
+        self._failures: list[KafkaError] = []
+        self._progress_failures: list[KafkaError] = []
+        self._recorded: Progress | None = None  # the last progress record written
+        self.state = QueryState(query, runtime.state_stores(query.id))
 
+    # ---------------------------------------------------------------- set-up
     def position(self) -> None:
-        """Find and commit where to start, before the statement returns: rows produced after a CREATE ...
-        AS SELECT with "latest" are never missed, and "latest" means the same thing after a crash."""
+        """Find where to start, before the statement returns: rows produced after a CREATE ... AS SELECT with
+        "latest" are never missed, and "latest" means the same thing after a crash."""
         rt, q = self.runtime, self.query
         self.consumer = Consumer({
             "bootstrap.servers": rt.bootstrap, "group.id": query_group(q.id, rt.service_id),
-            "enable.auto.commit": False, "enable.auto.offset.store": False, "fetch.wait.max.ms": 50,
+            "enable.auto.commit": False, "enable.auto.offset.store": False, "enable.partition.eof": True,
+            "fetch.wait.max.ms": 50,
         })
-        self.positions = start_offsets(rt.bootstrap, self.consumer, q.source.topic, self.earliest)
-        self.consumer.commit(offsets=self.positions, asynchronous=False)
+        self.producer = self._new_producer()
+        rt.create_topic(self.progress_topic, 1, config={"cleanup.policy": "compact"})
+        found = read_progress(rt.bootstrap, self.progress_topic)
+        if found is None:  # a new query (or one started before progress logs): the group's offsets, else the reset
+            positions = start_offsets(rt.bootstrap, self.consumer, q.source.topic, self.earliest)
+            start = {tp.partition: tp.offset for tp in positions}
+            found = Progress(start, dict(start), end_offsets(rt.bootstrap, q.sink.topic))
+            self._write_progress(found)
+            self._await_progress()
+            self.consumer.commit(offsets=positions, asynchronous=False)
+        self.progress = self._recorded = found
 
+    def _new_producer(self) -> Producer:
+        config = producer_config(self.runtime.bootstrap, partitioner=PARTITIONER, linger_ms=5, batch_num_messages=10_000)
+        return Producer({**config, "on_delivery": self._delivered})
+
+    def _delivered(self, err: KafkaError | None, msg: Message) -> None:
+        """Every sink record's acknowledgement (the progress records have their own callback)."""
+        if err is None:
+            self._acked[msg.partition()] = msg.offset()
+        else:
+            self._failures.append(err)
+
+    # ---------------------------------------------------------------- the loop
     def run(self) -> None:
-        rt = self.runtime
-        q = self.query
-        consumer = self.consumer
-        producer = Producer(producer_config(rt.bootstrap, partitioner=PARTITIONER))
         try:
-            sink_partitions = rt.partition_count(q.sink.topic)
-            positions = self.positions
-            consumer.assign(positions)
-            log.info("query %s reading %s from %s", q.id, q.source.topic, [(p.partition, p.offset) for p in positions])
             while not self.stopping.is_set():
-                messages = consumer.consume(num_messages=rt.batch_size, timeout=0.2)
-                batch = [m for m in messages if m.error() is None]
-                for m in messages:
-                    if m.error() is not None and m.error().code() != KafkaError._PARTITION_EOF:
-                        log.warning("query %s: consume error: %s", q.id, m.error())
-                if not batch:
-                    continue
-                records = [to_record(m) for m in batch]
-                while not self.stopping.is_set():
-                    try:
-                        out = q.process(records)
-                        self._produce(producer, out, sink_partitions)
+                try:
+                    self._recover()
+                    self._loop()
+                except _Stopped:
+                    break
+                except Exception as e:  # noqa: BLE001 - e.g. registry or broker down: recover and go on, never skip
+                    if self.stopping.is_set():
                         break
-                    except Exception as e:  # noqa: BLE001 - e.g. registry down: retry, never skip
-                        self.error = str(e)
-                        log.warning("query %s: batch failed, retrying: %s", q.id, e)
-                        time.sleep(1.0)
-                else:
-                    return  # stopped before the batch was acknowledged: do not commit it
-                rt.plog_producer.flush()
-                ends: dict[int, int] = {}
-                for m in batch:
-                    ends[m.partition()] = max(ends.get(m.partition(), 0), m.offset() + 1)
-                consumer.commit(offsets=[TopicPartition(q.source.topic, p, o) for p, o in ends.items()],
-                                asynchronous=False)
-                self.committed_batches += 1
-                self.error = None
-        except Exception as e:  # noqa: BLE001 - a dead query is reported in SHOW QUERIES, not lost silently
-            self.error = str(e)
-            q.state = "ERROR"
-            log.exception("query %s stopped", q.id)
+                    self.error = str(e)
+                    log.warning("query %s: batch failed, recovering: %s", self.query.id, e, exc_info=True)
+                    if not self.state.rollback():
+                        self.query.state = "ERROR"
+                        log.error("query %s: stopped; its state is safe and a restart resumes it", self.query.id)
+                        break
+                    self._discard_producer()
+                    self.stopping.wait(1.0)
         finally:
-            consumer.close()
-            producer.flush(10)
+            try:
+                self._write_settled()
+            except Exception as e:  # noqa: BLE001 - a stale progress record only costs a re-check on restart
+                log.warning("query %s: cannot record its final progress: %s", self.query.id, e)
+            self.consumer.close()
+            self.producer.flush(10)
 
-    def _produce(self, producer: Producer, out: list[Record], sink_partitions: int) -> None:
-        """Produce `out` and wait for every acknowledgement; raise if any record was not acknowledged."""
-        failures: list[KafkaError] = []
+    def _loop(self) -> None:
+        rt, q = self.runtime, self.query
+        consumer = self.consumer
+        with_headers = bool(q.source.schema.headers)
+        while not self.stopping.is_set():
+            messages = self._next_messages()
+            if not messages:
+                self._write_settled()
+                continue
+            end = dict(self.progress.end)
+            for m in messages:
+                end[m.partition()] = m.offset() + 1  # messages of a partition arrive in order
+            self.progress = Progress(dict(self.progress.end), end, self._sink_ends())
+            self._write_progress(self.progress)  # on its way while the batch is evaluated
+            out = evaluate(q, to_columns(q.source.topic, messages, with_headers))
+            self._await_progress()
+            self._produce(out)
+            self.state.record(out.keys, out.values, out.timestamps)
+            self.state.commit(self._positions(end))  # before the input offsets: state and positions agree
+            rt.plog_producer.flush()
+            self.progress = self.progress.settled(self._sink_ends())
+            consumer.commit(offsets=[TopicPartition(q.source.topic, p, o) for p, o in end.items()],
+                            asynchronous=True)
+            self.committed_batches += 1
+            self.error = None
 
-        def delivered(err: KafkaError | None, _msg: Message) -> None:
-            if err is not None:
-                failures.append(err)
+    def _next_messages(self) -> list[Message]:
+        """What is buffered (up to a batch), else wait a little for the next record."""
+        size = self.runtime.batch_size
+        messages = self.consumer.consume(size, 0)
+        if not messages:
+            first = self.consumer.poll(0.2)
+            if first is None:
+                return []
+            messages = [first, *self.consumer.consume(size - 1, 0)]
+        good = [m for m in messages if m.error() is None]
+        if len(good) < len(messages):
+            for m in messages:
+                if m.error() is not None and m.error().code() != KafkaError._PARTITION_EOF:
+                    log.warning("query %s: consume error: %s", self.query.id, m.error())
+        return good
 
-        for rec in out:
-            kwargs: dict[str, Any] = {"key": rec.key, "value": rec.value, "timestamp": rec.timestamp,
-                                      "on_delivery": delivered}
-            if rec.key is None:  # no key: stay deterministic by following the input partition
-                kwargs["partition"] = rec.partition % sink_partitions
-            if rec.headers:
-                kwargs["headers"] = rec.headers
+    def _positions(self, end: dict[int, int]) -> dict[str, dict[int, int]]:
+        """Input positions as the state records them (per source topic)."""
+        return {self.query.source.topic: dict(end)}
+
+    def _sink_ends(self) -> dict[int, int]:
+        ends = dict(self.progress.sink)
+        for p, o in self._acked.items():
+            if o + 1 > ends.get(p, 0):
+                ends[p] = o + 1
+        return ends
+
+    # ---------------------------------------------------------------- producing
+    def _produce(self, out: Output, skip: set[int] | None = None) -> None:
+        """Produce `out` (but the positions in `skip`) and wait for every acknowledgement; raise if any
+        record was not acknowledged."""
+        topic = self.query.sink.topic
+        partitions = self.runtime.partition_count(topic)
+        producer = self.producer
+        produce = producer.produce
+        self._failures.clear()
+        for i, (key, value, ts, part) in enumerate(zip(out.keys, out.values, out.timestamps, out.partitions)):
+            if skip and i in skip:
+                continue
             while True:
                 try:
-                    producer.produce(rec.topic, **kwargs)
+                    if key is None:  # no key: stay deterministic by following the input partition
+                        produce(topic, value, None, partition=part % partitions, timestamp=ts)
+                    else:
+                        produce(topic, value, key, timestamp=ts)
                     break
                 except BufferError:
-                    producer.poll(0.1)
-        remaining = producer.flush(30)
-        if remaining or failures:
-            raise KafkaException(failures[0] if failures else KafkaError(KafkaError._MSG_TIMED_OUT))
+                    producer.poll(0.05)
+                    if self.stopping.is_set():
+                        raise _Stopped() from None
+        remaining = producer.flush(ACK_TIMEOUT)
+        if remaining or self._failures:
+            raise KafkaException(self._failures[0] if self._failures else KafkaError(KafkaError._MSG_TIMED_OUT))
+
+    def _discard_producer(self) -> None:
+        """After a failed batch: drop what is still queued, wait for what is in flight, start afresh."""
+        try:
+            self.producer.purge(in_queue=True, in_flight=False)
+            self.producer.flush(ACK_TIMEOUT)
+        except Exception as e:  # noqa: BLE001
+            log.warning("query %s: cannot drain the producer: %s", self.query.id, e)
+        self.producer = self._new_producer()
+
+    # ---------------------------------------------------------------- progress
+    def _write_progress(self, progress: Progress) -> None:
+        self._progress_failures.clear()
+        self.producer.produce(self.progress_topic, progress.encode(), self.query.id.encode(),
+                              on_delivery=self._progress_delivered)
+        self._recorded = progress
+
+    def _progress_delivered(self, err: KafkaError | None, _msg: Message) -> None:
+        if err is not None:
+            self._progress_failures.append(err)
+
+    def _await_progress(self) -> None:
+        remaining = self.producer.flush(ACK_TIMEOUT)
+        if remaining or self._progress_failures:
+            failure = self._progress_failures[0] if self._progress_failures else KafkaError(KafkaError._MSG_TIMED_OUT)
+            raise KafkaException(failure)
+
+    def _write_settled(self) -> None:
+        """When idle: record that the last batch is done, so that a restart has nothing to re-check. Never
+        while a batch is in flight: its record must stay the last one."""
+        if self.progress.in_flight or self._recorded == self.progress:
+            return
+        self._write_progress(self.progress)
+        self._await_progress()
+
+    # ---------------------------------------------------------------- recovery
+    def _recover(self) -> None:
+        """Finish the batch in flight (after a crash or a failed batch) and position the consumer after it."""
+        q = self.query
+        in_flight = self.progress.in_flight
+        if in_flight and self.state.includes(self._positions(self.progress.end)):
+            # the state was committed after the batch's output was acknowledged: nothing to redo
+            self.progress = self.progress.settled(end_offsets(self.runtime.bootstrap, q.sink.topic))
+            self._write_settled()
+        elif in_flight:
+            batch = self._read_source(in_flight)
+            out = evaluate(q, batch)
+            present = Counter(_identity(m.key(), m.value(), m.timestamp()[1], m.partition())
+                              for m in read_window(self.runtime.bootstrap, q.sink.topic, self.progress.sink))
+            partitions = self.runtime.partition_count(q.sink.topic)
+            skip = set()
+            for i, (key, value, ts, part) in enumerate(zip(out.keys, out.values, out.timestamps, out.partitions)):
+                ident = _identity(key, value, ts, part % partitions)
+                if present[ident] > 0:
+                    present[ident] -= 1
+                    skip.add(i)
+            self._produce(out, skip)
+            self.state.record(out.keys, out.values, out.timestamps)
+            self.state.commit(self._positions(self.progress.end))
+            self.progress = self.progress.settled(self._sink_ends())
+            self._write_settled()
+            log.info("query %s: recovered the batch in flight (%d source records): %d of its %d output records "
+                     "were already in %s", q.id, len(batch), len(skip), len(out), q.sink.topic)
+        self.consumer.assign([TopicPartition(q.source.topic, p, o) for p, o in sorted(self.progress.end.items())])
+
+    def _read_source(self, ranges: dict[int, tuple[int, int]], timeout: float = 60.0) -> Columns:
+        """Exactly the source records in `ranges` (partition -> [first, last + 1)), in order per partition."""
+        q = self.query
+        consumer = self.consumer
+        consumer.assign([TopicPartition(q.source.topic, p, s) for p, (s, _) in sorted(ranges.items())])
+        remaining = {p: e for p, (_, e) in ranges.items()}
+        taken: list[Message] = []
+        deadline = time.monotonic() + timeout
+        while remaining:
+            if self.stopping.is_set():
+                raise _Stopped()
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"cannot read the batch in flight from {q.source.topic}: {remaining}")
+            for m in consumer.consume(self.runtime.batch_size, 0.5):
+                p = m.partition()
+                if p not in remaining:
+                    continue
+                if m.error() is not None:
+                    if m.error().code() == KafkaError._PARTITION_EOF:
+                        del remaining[p]  # the rest of the range is gone (retention): nothing more to redo
+                    continue
+                if m.offset() < remaining[p]:
+                    taken.append(m)
+                if m.offset() >= remaining[p] - 1:
+                    del remaining[p]
+        return to_columns(q.source.topic, taken, bool(q.source.schema.headers))
+
+
+def _identity(key: bytes | None, value: bytes | None, timestamp: int, partition: int) -> tuple:
+    """What makes two sink records the same one; a keyless record's partition is part of it."""
+    return (partition if key is None else -1, key, value, timestamp)
 
 
 class KafkaRuntime:
     """Topics, persistent queries and inserts on a Kafka cluster.
 
     While `deferring` (the command topic is being replayed), queries are only noted and topic deletes
-    are skipped: `finish_replay` starts the queries still alive at the end, from their committed offsets.
+    are skipped: `finish_replay` starts the queries still alive at the end, from where they stopped.
+
+    Queries' state lives in `state_dir` (an SQLite file per query, ksqlDB's `ksql.streams.state.dir`), backed
+    by changelog topics: without a `state_dir` it is a temporary directory, restored from the changelogs
+    on every start.
     """
 
-    def __init__(self, bootstrap: str, service_id: str = DEFAULT_SERVICE_ID, batch_size: int = 1000) -> None:
+    def __init__(self, bootstrap: str, service_id: str = DEFAULT_SERVICE_ID, batch_size: int = BATCH_SIZE,
+                 state_dir: Path | None = None) -> None:
         self.bootstrap = bootstrap
+        self._scratch = tempfile.TemporaryDirectory(prefix="ksqldb-state-") if state_dir is None else None
+        self.state_dir = Path(self._scratch.name) if self._scratch is not None else Path(state_dir)
+        self._stores: dict[str, DurableStateStores] = {}
         self.service_id = service_id
         self.batch_size = batch_size
         self.admin = admin_client(bootstrap)
@@ -226,10 +525,11 @@ class KafkaRuntime:
             self._partitions_cache[topic] = count
         return self._partitions_cache[topic]
 
-    def create_topic(self, name: str, partitions: int = 1) -> None:
+    def create_topic(self, name: str, partitions: int = 1, config: dict[str, str] | None = None) -> None:
         if name in self.partitions:
             return
-        futures = self.admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
+        futures = self.admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1,
+                                                     config=config or {})])
         try:
             futures[name].result(30)
         except KafkaException as e:
@@ -258,7 +558,30 @@ class KafkaRuntime:
         runner.start()
 
     def remove_query(self, query_id: str) -> None:
+        """TERMINATE: stop the query and drop its progress log and state (as ksqlDB drops a query's internal
+        topics)."""
         self._pending.pop(query_id, None)
+        self._stop(query_id)
+        self.delete_topic(progress_topic(query_id, self.service_id))
+        stores = self._stores.pop(query_id, None)
+        if stores is not None:
+            stores.destroy(self.delete_topic)
+
+    # ---------------------------------------------------------------- state
+    def state_stores(self, query_id: str) -> DurableStateStores:
+        """A query's durable stores, restored (from its file, else its changelogs) before the query is built."""
+        stores = self._stores.get(query_id)
+        if stores is None:
+            group = query_group(query_id, self.service_id)
+            changelog = Changelog(self.bootstrap, group, lambda name, parts, config: self.create_topic(name, parts, config))
+            stores = self._stores[query_id] = DurableStateStores(self.state_dir / f"{group}.db", changelog)
+        return stores
+
+    def materialized(self, query_id: str) -> StateReader:
+        """The committed state of a query (pull queries read its materialised table from it)."""
+        return self.state_stores(query_id).reader()
+
+    def _stop(self, query_id: str) -> None:
         runner = self.runners.pop(query_id, None)
         if runner is not None:
             runner.stopping.set()
@@ -279,10 +602,15 @@ class KafkaRuntime:
         return runner.error if runner is not None else None
 
     def close(self) -> None:
+        """Stop every query where it stands (they resume on the next start)."""
         for qid in list(self.runners):
-            self.remove_query(qid)
+            self._stop(qid)
+        for stores in self._stores.values():
+            stores.close()
         self.producer.flush(10)
         self.plog_producer.flush(10)
+        if self._scratch is not None:
+            self._scratch.cleanup()
 
     # ---------------------------------------------------------------- inserts
     def produce(self, rec: Record) -> None:
