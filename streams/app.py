@@ -8,6 +8,7 @@ web server (127.0.0.1 by default) serves `POST /score` and `/metrics`.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import time
@@ -22,7 +23,7 @@ from streams import metrics
 from streams.batching import BatchApp, RawBatch
 from streams.hotswap import ModelHolder
 from streams.modelsource import DirectorySource, ModelSource, RegistrySource
-from streams.scoring import Pipeline
+from streams.scoring import Pipeline, Submitted
 from streams.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
@@ -67,30 +68,58 @@ progress: dict[Any, int] = {}
 moved_at: dict[Any, float] = {}
 
 
+#: Batches handed to the producer, oldest first, whose acks `acknowledge` awaits. The agent scores the next
+#: batch while the broker acknowledges the previous ones; the bound keeps at most this many batches scored
+#: but not committed (after a crash they are read and scored again).
+inflight: asyncio.Queue[tuple[RawBatch, Submitted | None]] = asyncio.Queue(maxsize=settings.inflight)
+
+
 @app.agent(input_topic)
 async def score(batches: Any) -> None:
-    """Score each partition-batch; its offsets are committed only after every output was acknowledged."""
+    """Score each batch and hand its outputs to the producer; `acknowledge` commits it once they are acked."""
     await pipeline.start()
+    gc.freeze()  # what start-up loaded (model, TensorFlow's modules) is never garbage: keep full collections short
     async for batch in batches:
-        await _process_with_retry(batch)
+        try:
+            submitted: Submitted | None = await pipeline.submit(batch)
+        except Exception:  # broker trouble: `acknowledge` retries the whole batch
+            if app.should_stop:
+                raise
+            log.exception("batch of %d records could not be sent; retrying", len(batch))
+            submitted = None
+        await inflight.put((batch, submitted))
+
+
+@app.task
+async def acknowledge() -> None:
+    """In submission order: wait for a batch's acks, then give its offsets to the commit."""
+    while not app.should_stop:
+        batch, submitted = await inflight.get()
+        try:
+            if submitted is None:
+                raise RuntimeError("not sent")
+            await pipeline.complete(submitted)
+        except Exception:
+            await _process_with_retry(batch)
+        now = time.monotonic()
+        for tp in app.consumer.ack_batch(batch):
+            progress[tp] = batch.span(tp)[1] + 1
+            moved_at[tp] = now
 
 
 async def _process_with_retry(batch: RawBatch) -> None:
+    """Score and send a batch again until every output is acknowledged (scores may repeat, none are lost)."""
     delay = 0.1
     while True:
         try:
             await pipeline.process(batch)
-            break
-        except Exception:  # broker trouble: retry the whole batch (scores may repeat, none are lost)
+            return
+        except Exception:
             if app.should_stop:
                 raise
             log.exception("batch of %d records failed; retrying in %.1f s", len(batch), delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
-    now = time.monotonic()
-    for tp in app.consumer.ack_batch(batch):
-        progress[tp] = batch.span(tp)[1] + 1
-        moved_at[tp] = now
 
 
 @app.timer(interval=1.0)

@@ -189,10 +189,23 @@ class BatchTransport(faust_aiokafka.Transport):
     Consumer = BatchConsumer
 
 
+class QuietWorker(faust.Worker):
+    """Faust's worker without its terminal spinner.
+
+    At log level WARN and above the spinner sets the root logger to DEBUG and turns every log call into a
+    record (to spin on it): thousands of aiokafka and Faust debug records a second under load.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.spinner = None
+
+
 class BatchApp(faust.App):
     """A Faust app whose batch topics reach agents as RawBatch values (see the module docstring)."""
 
     def __init__(self, *args: Any, max_batch: int = 1000, **kwargs: Any) -> None:
+        kwargs.setdefault("Worker", QuietWorker)
         super().__init__(*args, **kwargs)
         self.batch_topics: set[str] = set()
         self.max_batch = max_batch

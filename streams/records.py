@@ -239,11 +239,38 @@ def _string(value: str) -> bytes:
 _DOUBLE = struct.Struct("<d").pack
 
 
-class ScoreEncoder:
-    """Confluent-framed Avro of SCORE_SCHEMA for one batch: what is the same for the batch is encoded once.
+def _varints(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Avro int/long encodings of int64 values at once: a byte matrix (one row each, left-aligned) and lengths."""
+    v = np.asarray(values, np.int64)
+    z = ((v << 1) ^ (v >> 63)).view(np.uint64)  # zigzag
+    width = max(1, (int(z.max(initial=0)).bit_length() + 6) // 7)
+    shifts = np.arange(0, 7 * width, 7, dtype=np.uint64)
+    groups = ((z[:, None] >> shifts) & np.uint64(0x7F)).astype(np.uint8)
+    more = np.zeros(groups.shape, bool)
+    more[:, :-1] = (z[:, None] >> shifts[1:]) != 0  # a continuation bit where higher groups follow
+    groups |= more.view(np.uint8) << 7
+    return groups, 1 + more.sum(axis=1)
 
-    fastavro takes ~5 µs per record here (with the dict it needs); joining the few per-record parts takes
-    ~1.6 µs, and the score path is per record. tests/test_streams_records.py checks the bytes against fastavro.
+
+def _join_rows(columns: Sequence[tuple[np.ndarray, np.ndarray | None]], n: int) -> list[bytes]:
+    """One bytes object per row from byte-matrix columns; a column's row is cut to its length (None: whole)."""
+    matrices, masks = [], []
+    for matrix, lengths in columns:
+        matrices.append(matrix)
+        masks.append(np.ones(matrix.shape, bool) if lengths is None else
+                     np.arange(matrix.shape[1]) < lengths[:, None])
+    keep = np.hstack(masks)
+    blob = np.hstack(matrices)[keep].tobytes()
+    ends = np.cumsum(keep.sum(axis=1))
+    return [blob[a:b] for a, b in zip((ends - keep.sum(axis=1)).tolist(), ends.tolist())]
+
+
+class ScoreEncoder:
+    """Confluent-framed Avro of SCORE_SCHEMA for one batch, every record at once with NumPy.
+
+    fastavro takes ~5 µs per record here (with the dict it needs), joining pre-encoded parts per record
+    ~1.5 µs; encoding the batch's columns as byte matrices ~0.5 µs per record. What is the same for the
+    batch is encoded once. tests/test_streams_records.py checks the bytes against fastavro.
     """
 
     def __init__(self, schema_id: int, threshold: float, model_name: str, model_version: int,
@@ -252,16 +279,31 @@ class ScoreEncoder:
         self.threshold = _DOUBLE(threshold)
         self.tail = b"".join((_string(model_name), _zigzag(model_version), _zigzag(threshold_version),
                               _string(ksql_hash), _zigzag(scored_at_ms)))
-        self._partitions: dict[int, bytes] = {}
 
-    def encode(self, payment_id: bytes | None, partition: int, offset: int, event_timestamp_ms: int, score: float,
-               is_fraud: bool) -> bytes:
-        pid = b"\x00" if payment_id is None else b"\x02" + _zigzag(len(payment_id)) + payment_id
-        part = self._partitions.get(partition)
-        if part is None:
-            part = self._partitions[partition] = _zigzag(partition)
-        return b"".join((self.head, pid, part, _zigzag(offset), _zigzag(event_timestamp_ms), _DOUBLE(score),
-                         self.threshold, b"\x01" if is_fraud else b"\x00", self.tail))
+    def encode(self, payment_ids: Sequence[bytes | None], partitions: np.ndarray, offsets: np.ndarray,
+               event_timestamps_ms: np.ndarray, scores: np.ndarray, is_fraud: np.ndarray) -> list[bytes]:
+        """The values of one score per row (payment ids are the records' keys, None for no key)."""
+        n = len(payment_ids)
+        if not n:
+            return []
+        lengths = np.fromiter((-1 if k is None else len(k) for k in payment_ids), np.int64, n)
+        present = lengths >= 0
+        ids = np.array([k or b"" for k in payment_ids], dtype=f"S{max(int(lengths.max()), 1)}")
+        id_bytes = ids.view(np.uint8).reshape(n, -1)
+        id_lengths, id_length_sizes = _varints(np.maximum(lengths, 0))
+        fixed = np.empty((n, 17), np.uint8)  # score, threshold, is_fraud
+        fixed[:, :8] = np.asarray(scores, "<f8").view(np.uint8).reshape(n, 8)
+        fixed[:, 8:16] = np.frombuffer(self.threshold, np.uint8)
+        fixed[:, 16] = np.asarray(is_fraud, bool)
+        return _join_rows([
+            (np.broadcast_to(np.frombuffer(self.head, np.uint8), (n, len(self.head))), None),
+            ((present.astype(np.uint8) * 2)[:, None], None),  # the union branch: 0 null, 1 string
+            (id_lengths, np.where(present, id_length_sizes, 0)),
+            (id_bytes, np.maximum(lengths, 0)),
+            _varints(partitions), _varints(offsets), _varints(event_timestamps_ms),
+            (fixed, None),
+            (np.broadcast_to(np.frombuffer(self.tail, np.uint8), (n, len(self.tail))), None),
+        ], n)
 
 
 def parse_json_rows(body: Any) -> tuple[np.ndarray, list[str | None]]:

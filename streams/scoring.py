@@ -17,6 +17,8 @@ import json
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
@@ -63,6 +65,47 @@ def ensure_topics(bootstrap: str, source: str, names: Sequence[str], timeout: fl
             if "already exists" not in str(error).lower() and "TOPIC_ALREADY_EXISTS" not in str(error):
                 raise
     return partitions
+
+
+@dataclass(frozen=True)
+class Columns:
+    """What the pipeline reads of a batch's records, column by column, in `batch.records` order."""
+
+    keys: list[bytes | None]
+    values: list[bytes | None]
+    partitions: np.ndarray
+    offsets: np.ndarray
+    timestamps: np.ndarray
+
+    @classmethod
+    def of(cls, batch: RawBatch) -> Columns:
+        keys: list[bytes | None] = []
+        values: list[bytes | None] = []
+        partitions, offsets, timestamps = [], [], []
+        for tp, records in batch.parts.items():
+            keys += map(_key, records)
+            values += map(_value, records)
+            partitions.append(np.full(len(records), tp.partition, np.int64))
+            offsets.append(np.fromiter(map(_offset, records), np.int64, len(records)))
+            timestamps.append(np.fromiter(map(_timestamp, records), np.int64, len(records)))
+        join = (lambda arrays: np.concatenate(arrays) if arrays else np.empty(0, np.int64))
+        return cls(keys, values, join(partitions), join(offsets), join(timestamps))
+
+
+_key, _value, _offset, _timestamp = (attrgetter(name) for name in ("key", "value", "offset", "timestamp"))
+
+
+@dataclass
+class Submitted:
+    """A batch whose outputs are on their way to the broker: the futures of their acks, and what to observe."""
+
+    batch: RawBatch
+    futures: list[asyncio.Future]
+    started: float
+    size: int
+    timestamps: np.ndarray
+    scores: np.ndarray
+    alerts: np.ndarray
 
 
 class Pipeline:
@@ -155,20 +198,22 @@ class Pipeline:
             return Decoded(np.empty((0, 30)), np.empty(0, np.int64), errors)
         return Decoded(np.vstack([p.features for p in parts]), np.concatenate([p.index for p in parts]), errors)
 
-    async def process(self, batch: RawBatch) -> int:
-        """Score one batch end to end; returns the number of scores acknowledged by the broker."""
+    async def submit(self, batch: RawBatch) -> Submitted:
+        """Decode, score and encode a batch and hand its outputs to the producer, without waiting for acks.
+
+        The agent submits the next batch while the broker acknowledges this one; :meth:`complete` waits.
+        """
         await self.start()
         assert self.producer is not None and self.dead_letters is not None
         started = time.perf_counter()
-        records = batch.records
         model = self.holder.current
         shadow = self.holder.shadow
         assert model is not None
-        decoded = await self.decode([r.value for r in records])
+        columns = Columns.of(batch)
+        decoded = await self.decode(columns.values)
         errors = decoded.errors
         index, features = decoded.index, decoded.features
         scores = alerts = np.empty(0)
-        score_seconds = 0.0
         if len(index):
             t = time.perf_counter()
             try:
@@ -178,78 +223,91 @@ class Pipeline:
                 errors.update((int(i), RecordError(SCORING, f"model {model.label} failed: {error!r}")) for i in index)
                 index = index[:0]
                 scores = alerts = np.empty(0)
-            score_seconds = time.perf_counter() - t
+            self.holder.observe(model, time.perf_counter() - t, len(index))
             bad = ~np.isfinite(scores)
             if bad.any():
                 for i in index[bad]:
                     errors[int(i)] = RecordError(SCORING, f"model {model.label} gave a non-finite score")
                 index, scores, alerts, features = index[~bad], scores[~bad], alerts[~bad], features[~bad]
-        futures = self._send_scores(self.settings.scores_topic, records, index, scores, alerts, model)
+        sends = self._send_scores(self.settings.scores_topic, columns, index, scores, alerts, model)
         if shadow is not None and len(index):
             shadow_scores, shadow_alerts = shadow.score(features)
-            futures += self._send_scores(self.settings.shadow_topic, records, index, shadow_scores, shadow_alerts,
-                                         shadow)
+            sends += self._send_scores(self.settings.shadow_topic, columns, index, shadow_scores, shadow_alerts,
+                                       shadow)
             metrics.SHADOW_SCORED.inc(len(index))
+        futures = [await send for send in sends]
+        records = batch.records if errors else []
         for i, error in sorted(errors.items()):
             futures.append(await self.dead_letters.send(records[i], error))
-        futures = [await f if asyncio.iscoroutine(f) else f for f in futures]
-        if futures:
-            await asyncio.gather(*futures)
-        self._observe(records, index, scores, alerts, started)
-        self.holder.observe(model, score_seconds, len(index))
-        return len(index)
+        return Submitted(batch, futures, started, len(columns.values), columns.timestamps[index], scores, alerts)
 
-    def _send_scores(self, topic: str, records: list[Any], index: np.ndarray, scores: np.ndarray,
+    async def complete(self, submitted: Submitted) -> int:
+        """Wait until the broker acknowledged every output of a submitted batch; returns the scores acknowledged."""
+        for outcome in await asyncio.gather(*submitted.futures, return_exceptions=True):
+            if isinstance(outcome, BaseException):
+                raise outcome
+        self._observe(submitted)
+        return len(submitted.scores)
+
+    async def process(self, batch: RawBatch) -> int:
+        """Score one batch end to end; returns the number of scores acknowledged by the broker."""
+        return await self.complete(await self.submit(batch))
+
+    def _send_scores(self, topic: str, columns: Columns, index: np.ndarray, scores: np.ndarray,
                      alerts: np.ndarray, model: ScoringModel) -> list[Any]:
         """Build one producer batch per output partition and submit them (coroutines returning ack futures)."""
         if not len(index):
             return []
         assert self.producer is not None
-        sid = self.score_schema_ids[topic]
         n_out = self.out_partitions[topic]
-        same = n_out == self.in_partitions
-        encoder = ScoreEncoder(sid, model.threshold, model.name, model.version, model.threshold_version, KSQL_HASH,
-                               int(time.time() * 1000))
-        lineage = [
+        rows = index.tolist()
+        keys = [columns.keys[i] for i in rows]
+        partitions, offsets = columns.partitions[index], columns.offsets[index]
+        encoder = ScoreEncoder(self.score_schema_ids[topic], model.threshold, model.name, model.version,
+                               model.threshold_version, KSQL_HASH, int(time.time() * 1000))
+        values = encoder.encode(keys, partitions, offsets, columns.timestamps[index], scores, alerts)
+        if n_out == self.in_partitions:
+            outs = partitions
+        else:
+            outs = np.fromiter((p % n_out if k is None else (murmur2(k) & 0x7FFFFFFF) % n_out
+                                for k, p in zip(keys, partitions.tolist())), np.int64, len(keys))
+        lineage = (
             ("model", model.name.encode()), ("model_version", str(model.version).encode()),
             ("threshold_version", str(model.threshold_version).encode()), ("ksql_hash", KSQL_HASH.encode()),
             ("source_topic", self.settings.input_topic.encode()),
-        ]
-        builders: dict[int, list[Any]] = {}
+        )
+        part_list = partitions.tolist()
+        part_texts = {p: ("source_partition", str(p).encode()) for p in set(part_list)}
+        offset_texts = [str(o).encode() for o in offsets.tolist()]
+        order = np.argsort(outs, kind="stable")
+        bounds = np.flatnonzero(np.diff(outs[order])) + 1
         pending: list[Any] = []
-        for i, score, alert in zip(index.tolist(), scores.tolist(), alerts.tolist()):
-            record = records[i]
-            key = record.key
-            partition = record.partition
-            value = encoder.encode(key, partition, record.offset, record.timestamp, score, alert)
-            out = partition % n_out if same or key is None else (murmur2(key) & 0x7FFFFFFF) % n_out
-            headers = [*lineage, ("source_partition", str(partition).encode()),
-                       ("source_offset", str(record.offset).encode())]
-            slot = builders.get(out)
-            if slot is None:
-                slot = builders[out] = [self.producer.create_batch()]
-            if slot[-1].append(key=key, value=value, timestamp=None, headers=headers) is None:
-                slot.append(self.producer.create_batch())
-                slot[-1].append(key=key, value=value, timestamp=None, headers=headers)
-        for out, batches in builders.items():
-            for builder in batches:
-                builder.close()
-                pending.append(self.producer.send_batch(builder, topic, partition=out))
+        for group in np.split(order, bounds):
+            out = int(outs[group[0]])
+            builder = self.producer.create_batch()
+            for j in group.tolist():
+                key, value = keys[j], values[j]
+                headers = [*lineage, part_texts[part_list[j]], ("source_offset", offset_texts[j])]
+                if builder.append(key=key, value=value, timestamp=None, headers=headers) is None:
+                    pending.append(self.producer.send_batch(builder, topic, partition=out))
+                    builder = self.producer.create_batch()
+                    builder.append(key=key, value=value, timestamp=None, headers=headers)
+            builder.close()
+            pending.append(self.producer.send_batch(builder, topic, partition=out))
         return pending
 
-    def _observe(self, records: list[Any], index: np.ndarray, scores: np.ndarray, alerts: np.ndarray,
-                 started: float) -> None:
+    def _observe(self, submitted: Submitted) -> None:
         now = time.time()
-        metrics.BATCH_SIZE.observe(len(records))
-        metrics.BATCH_LATENCY.observe(time.perf_counter() - started)
-        if len(index):
-            metrics.EVENTS_SCORED.inc(len(index))
+        metrics.BATCH_SIZE.observe(submitted.size)
+        metrics.BATCH_LATENCY.observe(time.perf_counter() - submitted.started)
+        scores, alerts = submitted.scores, submitted.alerts
+        if len(scores):
+            metrics.EVENTS_SCORED.inc(len(scores))
             n_alerts = int(np.count_nonzero(alerts))
             metrics.ALERTS.inc(n_alerts)
-            metrics.FRAUD_RATE.set(n_alerts / len(index))
+            metrics.FRAUD_RATE.set(n_alerts / len(scores))
             metrics.observe_many(metrics.SCORE, scores)
-            stamps = np.fromiter((records[i].timestamp for i in index.tolist()), np.float64, len(index))
-            metrics.observe_many(metrics.EVENT_TO_SCORE, np.maximum(now - stamps / 1000.0, 0.0))
+            metrics.observe_many(metrics.EVENT_TO_SCORE, np.maximum(now - submitted.timestamps / 1000.0, 0.0))
 
     def score_rows(self, body: Any) -> dict[str, Any]:
         """POST /score: the same model and threshold rule as the stream, for JSON records."""

@@ -78,9 +78,13 @@ def test_schema_id_and_score_encoding_matches_fastavro():
     parsed = fastavro.parse_schema(json.loads(json.dumps(SCORE_SCHEMA)))
     encoder = ScoreEncoder(42, 0.5, "fraud", 3, 1, "ab" * 32, 1_700_000_000_123)
     cases = [("p-1", 2, 10, 1_700_000_000_000, 0.25, False), (None, 0, 0, 0, 7.5, True),
-             ("ü-" * 40, 65, 2**40, 2**62, -1e-300, True)]
-    for pid, partition, offset, ts, score, fraud in cases:
-        data = encoder.encode(None if pid is None else pid.encode(), partition, offset, ts, score, fraud)
+             ("ü-" * 40, 65, 2**40, 2**62, -1e-300, True), ("", 1, 127, -1, 0.0, False),
+             ("tail\x00", 3, 128, -(2**63), 1e300, False), ("x" * 300, 2**31 - 1, 2**63 - 1, 63, 0.5, True)]
+    ids, partitions, offsets, stamps, scores, frauds = zip(*cases)
+    values = encoder.encode([None if pid is None else pid.encode() for pid in ids], np.array(partitions),
+                            np.array(offsets), np.array(stamps), np.array(scores), np.array(frauds))
+    assert len(values) == len(cases) and encoder.encode([], *[np.empty(0)] * 5) == []
+    for data, (pid, partition, offset, ts, score, fraud) in zip(values, cases):
         assert schema_id(data) == 42
         expected = io.BytesIO()
         fastavro.schemaless_writer(expected, parsed, {
