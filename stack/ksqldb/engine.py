@@ -20,6 +20,7 @@ from .expressions import Compiler, Scope
 from .formats import FormatInfo, SchemaRegistry, check_format_name, make_serde, validate
 from .formats.delimited import parse_delimiter
 from .metastore import RESERVED, Column, DataSource, LogicalSchema, MetaStore
+from .joins import JoinPlan
 from .parser import parse
 from .planner import ProjectionPlan, plan_query, plan_select
 from . import values as V
@@ -339,7 +340,7 @@ class Engine:
             if plan.schema.find(ts_col) is None:
                 raise KsqlStatementError(
                     f"The TIMESTAMP column set in the WITH clause does not exist in the schema: '{ts_col}'")
-        if topic == source.topic:
+        if any(topic == s.topic for s in _sources(plan)):
             raise KsqlStatementError(
                 f"Cannot create {stmt.name}: the query would write to the topic it reads from ({topic}).")
         partitions = int(stmt_props.get("PARTITIONS", source.partitions) or 1)
@@ -355,7 +356,8 @@ class Engine:
         self.runtime.create_topic(topic, partitions)
         sink.writers.append(query_id)
         sink.created_by = query_id
-        source.readers.append(query_id)
+        for read in _sources(plan):
+            read.readers.append(query_id)
         self._start(query, props)
         return Result("currentStatus", stmt.text, f"Created query with ID {query_id}", query_id=query_id)
 
@@ -364,6 +366,11 @@ class Engine:
         key_out, value_out = self._serdes(sink)
         state_stores = getattr(self.runtime, "state_stores", None)
         stores = state_stores(query_id) if state_stores is not None else None
+        if isinstance(plan, JoinPlan):
+            plan.check_copartitioning(self.runtime.partitions.get)
+            if not getattr(self.runtime, "runs_joins", False):
+                raise UnsupportedError("join queries on this runtime (it reads one topic per query)")
+            return plan.build(query_id, sink, self._serdes, key_out, value_out, self.processing_log, sql, stores)
         return build_query(query_id, plan, sink, key_in, value_in, key_out, value_out, self.processing_log, sql,
                            stores)
 
@@ -385,13 +392,14 @@ class Engine:
             raise KsqlStatementError(
                 "Incompatible schema between results and sink.\n"
                 f"Result schema is {plan.schema}\nSink schema is {target.schema}")
-        if plan.source.topic == target.topic:
+        if any(s.topic == target.topic for s in _sources(plan)):
             raise KsqlStatementError(
                 f"Cannot insert into {target.name}: the query reads from the same topic ({target.topic}) it writes to.")
         query_id = self._next_query_id("INSERTQUERY", "").replace("__", "_")
         query = self._build_query(query_id, plan, target, stmt.text)
         target.writers.append(query_id)
-        plan.source.readers.append(query_id)
+        for read in _sources(plan):
+            read.readers.append(query_id)
         self._start(query, props)
         return Result("currentStatus", stmt.text, f"Created query with ID {query_id}", query_id=query_id)
 
@@ -554,6 +562,11 @@ class Engine:
         if source is None:
             raise KsqlStatementError(f"Could not find STREAM/TABLE '{stmt.name}' in the Metastore")
         return Result("sourceDescription", stmt.text, data=describe(source, self, stmt.extended))
+
+
+def _sources(plan: Any) -> list[DataSource]:
+    """The sources a plan reads: one, or several for a join."""
+    return plan.sources if isinstance(plan, JoinPlan) else [plan.source]
 
 
 def build_query(query_id: str, plan: Any, sink: DataSource, key_in: Any, value_in: Any, key_out: Any, value_out: Any,

@@ -103,6 +103,11 @@ class Pipeline:
         self._ts_extract = _timestamp_extractor(plan.source)
         self._header_fns = [_header_reader(c.header) for c in plan.source.schema.headers]
 
+    @property
+    def source_topics(self) -> list[str]:
+        """The topics the runtime delivers to `process` (one here; a join reads several)."""
+        return [self.source.topic]
+
     def _expr_error(self, text: str, error: str) -> None:
         if self._current is not None:
             self.plog.expression_error(self.id, self._current, text, error)
@@ -277,6 +282,22 @@ class Runtime(Protocol):
       timer: closed windows come out of the `process` call whose records advance stream time;
     - before committing input offsets, a runtime calls `stores.flush()`, so that restored state
       and the resumed offsets agree.
+
+    Join queries (`joins.JoinQuery`) read several topics; a runtime that runs them sets `runs_joins = True`
+    (the engine refuses join queries otherwise) and:
+    - delivers the records of every topic in `q.source_topics` to the same `q.process`, one query instance
+      for all of them (a batch may mix topics); within a topic-partition in offset order, and across topics
+      in timestamp order as far as it can (Kafka Streams picks the buffered record with the lowest
+      timestamp), because a join's output depends on which side arrived first;
+    - co-locates partitions: records of partition p of every source topic go to the same query instance
+      (the sides are co-partitioned: the engine checks partition counts, through `partitions`, when no side
+      is re-keyed). A re-keyed side (an implicit repartition) is re-keyed inside `process` by the join
+      expression, which is only right when that side's topic has one partition or when the runtime first
+      routes the records through a repartition topic keyed by the join expression; until then a runtime
+      with multi-partition sources must keep such queries to one instance reading every partition;
+    - keeps the join state (window buffers per side, the latest row per key of a table side) in
+      `q.stores`, built with `state_stores(query_id)` when it defines that method: a table side is the
+      whole table, so without durable stores a restarted query must re-read table topics from the start.
     """
 
     topics: dict[str, Any]  # topic name -> anything (SHOW TOPICS lists the names)
@@ -297,6 +318,8 @@ class InMemoryRuntime:
     """Topics as lists of records, with queries run synchronously as records arrive (like a topology
     test driver): producing to a topic runs every query reading it, depth first, in creation order."""
 
+    runs_joins = True
+
     def __init__(self) -> None:
         self.topics: dict[str, list[Record]] = {}
         self.partitions: dict[str, int] = {}
@@ -313,7 +336,7 @@ class InMemoryRuntime:
     def add_query(self, q: PersistentQuery, replay: bool = True) -> None:
         self.queries.append(q)
         if replay:
-            for rec in list(self.topics.get(q.source.topic, [])):
+            for rec in _by_timestamp([list(self.topics.get(t, [])) for t in _source_topics(q)]):
                 self._run(q, rec)
 
     def remove_query(self, query_id: str) -> None:
@@ -324,9 +347,29 @@ class InMemoryRuntime:
         rec.offset = len(records)
         records.append(rec)
         for q in list(self.queries):
-            if q.source.topic == rec.topic and q.state == "RUNNING":
+            if q.state == "RUNNING" and rec.topic in _source_topics(q):
                 self._run(q, rec)
 
     def _run(self, q: PersistentQuery, rec: Record) -> None:
         for out in q.process([rec]):
             self.produce(out)
+
+
+def _source_topics(q: Any) -> list[str]:
+    return getattr(q, "source_topics", None) or [q.source.topic]
+
+
+def _by_timestamp(topics: list[list[Record]]) -> list[Record]:
+    """Records of several topics merged as Kafka Streams replays them: each topic in offset order, the
+    next record being the head with the lowest timestamp (ties go to the topic listed first)."""
+    import heapq
+
+    heads = [(t[0].timestamp, i, 0) for i, t in enumerate(topics) if t]
+    heapq.heapify(heads)
+    out = []
+    while heads:
+        _, i, j = heapq.heappop(heads)
+        out.append(topics[i][j])
+        if j + 1 < len(topics[i]):
+            heapq.heappush(heads, (topics[i][j + 1].timestamp, i, j + 1))
+    return out
