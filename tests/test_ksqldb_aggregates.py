@@ -210,3 +210,12 @@ def test_window_clause_parsing():
         parse_window("HOPPING (SIZE 1 SECOND, ADVANCE BY 2 SECONDS)")
     with pytest.raises(KsqlStatementError, match="retention period"):
         parse_window("TUMBLING (SIZE 1 HOUR, RETENTION 1 MINUTE, GRACE PERIOD 0 SECONDS)")
+
+
+def test_coalescing_keeps_each_keys_last_change_of_a_batch(engine):
+    engine.execute("CREATE TABLE t AS SELECT usr, COUNT(*) AS c FROM pay GROUP BY usr;")
+    (q,) = engine.queries.values()
+    q.coalesce = True
+    batch = [Record("pay", b"p", json.dumps({"USR": u, "AMOUNT": 1.0, "N": 1}).encode(), ts)
+             for ts, u in enumerate("abab")]
+    assert [(r.key, json.loads(r.value)) for r in q.process(batch)] == [(b"a", {"C": 2}), (b"b", {"C": 2})]

@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import heapq
 import logging
+import operator
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
@@ -483,6 +484,12 @@ class Aggregator:
         self._having = plan.having.fn if plan.having is not None else None
         self._values = [c.fn for c in plan.value_exprs]
         self._texts = plan.value_texts
+        # a projection of bare columns (aggregate results, grouping values) is one itemgetter call
+        indices = [c.column_index for c in plan.value_exprs]
+        self._project: Callable[[list], list] | None = None
+        if indices and all(i is not None for i in indices):
+            getter = operator.itemgetter(*indices)
+            self._project = (lambda row: [getter(row)]) if len(indices) == 1 else (lambda row: list(getter(row)))
         self._pending: list[tuple[int, int, Any]] = []  # EMIT FINAL: (window end, order, buffer key) heap
         self._order = 0
         if self.buffer is not None:
@@ -553,6 +560,8 @@ class Aggregator:
             except (EvalError, ArithmeticError, ValueError, TypeError) as e:
                 self.on_error("HAVING", str(e))
                 return None, False
+        if self._project is not None:
+            return self._project(row), True
         out = []
         for fn, text in zip(self._values, self._texts):
             try:
@@ -712,6 +721,9 @@ class AggregateQuery:
         self.value_out = value_out
         names = [c.name for c in sink.schema.value]
         self._sink_ts_index = names.index(sink.timestamp_column) if sink.timestamp_column in names else None
+        #: emit only each key's last change of a `process` batch, as ksqlDB's record cache does between
+        #: commits (off: every update comes out, as with ksqlDB's cache size 0 and the QTT runner)
+        self.coalesce = False
 
     @property
     def processed(self) -> int:
@@ -748,6 +760,12 @@ class AggregateQuery:
                 self.plog.serialization_error(self.id, self.sink.topic, str(e))
                 continue
             out.append(Record(self.sink.topic, key, value, ts, rec.partition))
+        if self.coalesce and len(out) > 1:
+            latest: dict[bytes | None, Record] = {}
+            for r in out:  # a key updated again moves to the end, like an entry of Kafka Streams' cache
+                latest.pop(r.key, None)
+                latest[r.key] = r
+            out = list(latest.values())
         return out
 
 

@@ -85,8 +85,13 @@ class StateStores(Protocol):
 
 
 # ---------------------------------------------------------------- in memory
+_PLAIN_KEY_TYPES = frozenset((str, int, type(None)))
+
+
 def _hashable(value: Any) -> Any:
     """A dict key for a SQL value: lists (ARRAY) and dicts (MAP/STRUCT) become tuples."""
+    if type(value) is tuple and all(type(v) in _PLAIN_KEY_TYPES for v in value):
+        return value  # the common case: strings and integers are their own keys
     if isinstance(value, list):
         return ("\0list", tuple(_hashable(v) for v in value))
     if isinstance(value, dict):
