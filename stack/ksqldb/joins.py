@@ -94,7 +94,7 @@ class JoinStep:
     right_keyed: bool
     window: JoinWindow | None  # stream-stream joins only
     result_kind: str  # STREAM / TABLE
-    op: str  # stream-stream / stream-table / table-table
+    op: str  # stream-stream / stream-table / table-table / foreign-key (table-table on the left's ON expression)
 
 
 @dataclass
@@ -293,7 +293,7 @@ def plan_join(q: ast.Query, metastore: MetaStore, sink_name: str | None, new_pla
     left_part: tuple[str, str] | None = (inputs[0].alias, inputs[0].source.topic)
     copartitioned: list[tuple[str, str, str, str]] = []
     synthetic = False
-    key_type: SqlType = NULL
+    key_type: SqlType = inputs[0].source.schema.key[0].type if len(inputs[0].source.schema.key) == 1 else NULL
     for k, join in enumerate(q.joins):
         right = inputs[k + 1]
         scope = JoinScope(inputs[:k + 2], width)
@@ -357,14 +357,18 @@ def plan_join(q: ast.Query, metastore: MetaStore, sink_name: str | None, new_pla
             raise KsqlStatementError(
                 f"Invalid join condition: {what}. Got {format_expr(lcanon)} = {format_expr(rcanon)}.")
         left_keyed = lcanon in left_candidates
+        foreign_key = left_kind == "TABLE" and not left_keyed
+        if foreign_key and kind not in ("INNER", "LEFT"):
+            what = "full-outer" if kind == "FULL" else "right-outer"
+            raise KsqlStatementError(
+                f"Invalid join type: {what} join not supported for foreign-key table-table join. {got}")
         if right.source.window is not None:
             if not (left_keyed and right_keyed) or len({i.source.window for i in inputs[:k + 2]}) > 1:
                 raise KsqlStatementError("Implicit repartitioning of windowed sources is not supported. "
                                          "See https://github.com/confluentinc/ksql/issues/4385.")
             raise UnsupportedError("joins of windowed sources")
-        if left_kind == "TABLE" and not left_keyed:
-            raise UnsupportedError("foreign-key table-table joins (the left table joined on a non-key column)")
-        synthetic = kind == "FULL" or not (isinstance(lcanon, ast.ColumnRef) or isinstance(rcanon, ast.ColumnRef))
+        synthetic = not foreign_key and (
+            kind == "FULL" or not (isinstance(lcanon, ast.ColumnRef) or isinstance(rcanon, ast.ColumnRef)))
         if contains_map(lc.type):
             name = f"{lcanon.source}_{lcanon.name}" if isinstance(lcanon, ast.ColumnRef) else _synthetic_name(inputs)
             raise KsqlStatementError(
@@ -373,19 +377,23 @@ def plan_join(q: ast.Query, metastore: MetaStore, sink_name: str | None, new_pla
                 "See https://github.com/confluentinc/ksql/issues/6621 for more.")
         if left_keyed and right_keyed and left_part is not None:
             copartitioned.append((left_part[0], left_part[1], right.alias, right.source.topic))
-        if not left_keyed:
+        if not left_keyed and not foreign_key:
             left_part = (right.alias, right.source.topic) if right_keyed else None
         candidates: list[ast.Expr] = []
-        if not synthetic:
+        if foreign_key:  # the result keeps the left table's key
+            candidates = list(left_candidates)
+        elif not synthetic:
             if isinstance(lcanon, ast.ColumnRef):
                 candidates += left_candidates if left_keyed else [lcanon]
             if isinstance(rcanon, ast.ColumnRef):
                 candidates.append(rcanon)
         result_kind = "TABLE" if left_kind == right_kind == "TABLE" else "STREAM"
         op = {"STREAM": "stream-stream", "TABLE": "stream-table"}[right_kind] if left_kind == "STREAM" \
-            else "table-table"
+            else "foreign-key" if foreign_key else "table-table"
         steps.append(JoinStep(kind, right, lc, rc, left_keyed, right_keyed, window, result_kind, op))
-        left_kind, left_candidates, key_type = result_kind, candidates, lc.type
+        left_kind, left_candidates = result_kind, candidates
+        if not foreign_key:
+            key_type = lc.type
 
     synthetic_key = (_synthetic_name(inputs), key_type) if synthetic else None
     scope = JoinScope(inputs, width, synthetic_key)
@@ -769,8 +777,10 @@ class _StreamTable(_Step):
 
 
 class _TableTable(_Step):
-    """KTableKTableJoin on primary keys: an update of either side emits the new joined row (or a delete);
-    the result carries the later of the two rows' timestamps."""
+    """KTableKTableJoin on primary keys: an update of either side emits the new joined row, or a delete.
+    As in Kafka Streams: an inner join emits only when the other side has the key; a preserved (outer) side
+    emits itself padded with NULLs when the other side has not, and a full outer join stays silent when a
+    key that neither side had is deleted. The result carries the later of the two rows' timestamps."""
 
     def __init__(self, step: JoinStep, width: int, stores: StateStores, name: str) -> None:
         super().__init__(step, width)
@@ -783,17 +793,21 @@ class _TableTable(_Step):
         return self._update(False, key, None if deleted else row[self.rs:self.re], ts)
 
     def _update(self, is_left: bool, key: Any, data: list | None, ts: int) -> list[Event]:
+        if key is None:
+            return []
+        table = self.tables[is_left]
+        old = table.get((key,))
         if data is None:
-            self.tables[is_left].delete((key,))
+            table.delete((key,))
         else:
-            self.tables[is_left].put((key,), [ts, data])
+            table.put((key,), [ts, data])
         other = self.tables[not is_left].get((key,))
         this_outer, other_outer = (self.left_outer, self.right_outer) if is_left else (self.right_outer, self.left_outer)
         if other is None:
+            if not this_outer or (data is None and old is None and self.step.kind == "FULL"):
+                return []
             if data is None:
                 return [self.tombstone(key, ts)]
-            if not this_outer:
-                return []
             return [(key, self.merge(data, None, key, ts) if is_left else self.merge(None, data, key, ts), False, ts)]
         other_ts, other_data = other
         ts = max(ts, other_ts)
@@ -803,7 +817,80 @@ class _TableTable(_Step):
         return [(key, self.merge(left, right, key, ts), False, ts)]
 
 
-_OPERATORS = {"stream-stream": _StreamStream, "stream-table": _StreamTable, "table-table": _TableTable}
+class _ForeignKey(_Step):
+    """KTable-KTable foreign-key join (INNER or LEFT): each left row joins the right row whose primary key
+    is the left row's ON expression; the result is keyed by the left row's key. A right update re-joins
+    every left row pointing at it. As in Kafka Streams, an inner join deletes a row whose foreign key
+    moved to a missing right row, and a left row with a NULL foreign key joins nothing (KIP-962: a left
+    join keeps it padded with NULLs)."""
+
+    def __init__(self, step: JoinStep, width: int, stores: StateStores, name: str,
+                 foreign_key: Callable[[list], Any]) -> None:
+        super().__init__(step, width)
+        self.lefts = stores.key_value(f"{name}-left")  # left key -> [ts, row, foreign key]
+        self.rights = stores.key_value(f"{name}-right")  # right key -> [ts, right columns]
+        self.subscribers = stores.key_value(f"{name}-subscribers")  # right key -> [left keys]
+        self.foreign_key = foreign_key
+
+    def _subscribe(self, fk: Any, key: Any, add: bool) -> None:
+        keys = [k for k in self.subscribers.get((fk,)) or [] if k != key]
+        if add:
+            keys.append(key)
+        if keys:
+            self.subscribers.put((fk,), keys)
+        else:
+            self.subscribers.delete((fk,))
+
+    def left(self, key: Any, row: list, deleted: bool, ts: int) -> list[Event]:
+        if key is None:
+            return []
+        old = self.lefts.get((key,))
+        old_fk = old[2] if old is not None else None
+        if deleted:
+            if old is None:
+                return []
+            self.lefts.delete((key,))
+            if old_fk is not None:
+                self._subscribe(old_fk, key, False)
+            return [self.tombstone(key, ts)]
+        fk = self.foreign_key(row)
+        self.lefts.put((key,), [ts, row, fk])
+        moved = old is not None and old_fk != fk
+        if moved and old_fk is not None:
+            self._subscribe(old_fk, key, False)
+        if fk is not None and (old is None or moved):
+            self._subscribe(fk, key, True)
+        right = self.rights.get((fk,)) if fk is not None else None
+        if right is not None:
+            joined_ts = max(ts, right[0])
+            return [(key, self.merge(row, right[1], key, joined_ts), False, joined_ts)]
+        if self.left_outer:
+            return [(key, self.merge(row, None, key, ts), False, ts)]
+        return [self.tombstone(key, ts)] if moved else []
+
+    def right(self, key: Any, row: list, deleted: bool, ts: int) -> list[Event]:
+        if key is None:
+            return []
+        data = None if deleted else row[self.rs:self.re]
+        if data is None:
+            if self.rights.get((key,)) is None:
+                return []
+            self.rights.delete((key,))
+        else:
+            self.rights.put((key,), [ts, data])
+        out: list[Event] = []
+        for left_key in self.subscribers.get((key,)) or []:
+            left_ts, left_row, _ = self.lefts.get((left_key,))
+            joined_ts = max(ts, left_ts)
+            if data is None and not self.left_outer:
+                out.append(self.tombstone(left_key, joined_ts))
+            else:
+                out.append((left_key, self.merge(left_row, data, left_key, joined_ts), False, joined_ts))
+        return out
+
+
+_OPERATORS = {"stream-stream": _StreamStream, "stream-table": _StreamTable, "table-table": _TableTable,
+              "foreign-key": _ForeignKey}
 
 
 class JoinFlow:
@@ -817,7 +904,11 @@ class JoinFlow:
         self.current: Any = None
         self.readers = {inp.source.topic: (i, _SideReader(self, inp, *serde))
                         for i, (inp, serde) in enumerate(zip(plan.inputs, serdes))}
-        self.ops = [_OPERATORS[s.op](s, plan.width, stores, f"join{j}") for j, s in enumerate(plan.steps)]
+        self.ops = [_OPERATORS[s.op](s, plan.width, stores, f"join{j}") if s.op != "foreign-key" else
+                    _ForeignKey(s, plan.width, stores, f"join{j}", lambda row, c=s.left_key: self._key(c, row))
+                    for j, s in enumerate(plan.steps)]
+        first = plan.inputs[0]
+        self._first_key = first.offset + 3 if len(first.source.schema.key) == 1 else None
         plan.errors.handler = self.expression_error
 
     def expression_error(self, text: str, error: str) -> None:
@@ -844,20 +935,26 @@ class JoinFlow:
         row, deleted, ts = got
         steps = self.plan.steps
         if index == 0:
-            events = self.ops[0].left(self._key(steps[0].left_key, row), row, deleted, ts)
+            own_key = row[self._first_key] if self._first_key is not None else None
+            events = self.ops[0].left(self._left_key(steps[0], own_key, row), row, deleted, ts)
         else:
             events = self.ops[index - 1].right(self._key(steps[index - 1].right_key, row), row, deleted, ts)
         for j in range(max(index, 1), len(self.ops)):
             step, op, nxt = steps[j], self.ops[j], []
             for key, row, deleted, ts in events:
-                nxt += op.left(key if step.left_keyed else self._key(step.left_key, row), row, deleted, ts)
+                nxt += op.left(self._left_key(step, key, row), row, deleted, ts)
             events = nxt
         return events
+
+    def _left_key(self, step: JoinStep, own_key: Any, row: list) -> Any:
+        """What a step's left side is keyed by: its own key when it needs no re-keying (and for a
+        foreign-key join, which looks the foreign key up itself), else the ON expression's value."""
+        return own_key if step.left_keyed or step.op == "foreign-key" else self._key(step.left_key, row)
 
 
 class JoinQuery:
     """A persistent join query: joined rows -> WHERE -> key and projection -> the sink topic. A table
-    result is a changelog: a row that stops matching (or goes away) becomes a tombstone, once."""
+    result is a changelog: a deleted row, or one that stops matching WHERE, becomes a tombstone."""
 
     def __init__(self, query_id: str, plan: JoinPlan, sink: DataSource, serdes: list[tuple[Any, Any]],
                  key_out: Any, value_out: Any, plog: Any, sql: str = "", stores: StateStores | None = None) -> None:
@@ -874,7 +971,9 @@ class JoinQuery:
         self._where = plan.where.fn if plan.where is not None else None
         self._key_fns = [_safe(c, "KEY", handler) for c in plan.key_exprs]
         self._value_fns = [_safe(c, t, handler) for c, t in zip(plan.value_exprs, plan.value_texts)]
-        self._live = self.stores.key_value("result-keys") if plan.result_kind == "TABLE" else None
+        # a table result filtered by WHERE forwards a delete only for a key whose previous row passed
+        self._live = self.stores.key_value("result-keys") \
+            if plan.result_kind == "TABLE" and plan.where is not None else None
         names = [c.name for c in sink.schema.value]
         self._sink_ts_index = names.index(sink.timestamp_column) if sink.timestamp_column in names else None
 
@@ -904,7 +1003,7 @@ class JoinQuery:
                 self.plog.expression_error(self.id, rec, "WHERE", str(e))
                 passed = False
             if not passed:
-                if self._live is None:
+                if self.plan.result_kind != "TABLE":
                     return None
                 deleted = True
         key_vals = [f(row) for f in self._key_fns]
