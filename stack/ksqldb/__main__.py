@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import logging
 import signal
+from pathlib import Path
 
 from aiohttp import web
 
@@ -26,10 +27,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--schema-registry-url", default=None, help="Schema Registry URL (needed for AVRO)")
     parser.add_argument("--service-id", default="default_",
                         help="ksql.service.id: names the command topic and query groups (default %(default)s)")
+    parser.add_argument("--state-dir", type=Path, default=None,
+                        help="ksql.streams.state.dir: persistent queries' state files (default: a temporary "
+                             "directory, state restored from the changelog topics on every start)")
     parser.add_argument("--log-level", default="INFO", help="logging level (default %(default)s)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    service = KsqlService(args.bootstrap_servers, args.schema_registry_url, service_id=args.service_id)
+    service = KsqlService(args.bootstrap_servers, args.schema_registry_url, service_id=args.service_id,
+                          state_dir=args.state_dir)
     logger.info("ksqlDB-compatible server on http://%s:%d, Kafka at %s", args.host, args.port, args.bootstrap_servers)
     try:
         asyncio.run(serve(service, args.host, args.port))

@@ -556,3 +556,49 @@ class DurableStateStores:
             Path(f"{self.path}{suffix}").unlink(missing_ok=True)
         if self.changelog is not None and delete_topic is not None:
             self.changelog.delete(delete_topic)
+
+
+# ---------------------------------------------------------------- what a runtime does with a query's state
+class QueryState:
+    """A persistent query's durable state as a runtime drives it, batch by batch: keep a TABLE sink's rows
+    for pull queries, commit after the batch's output is acknowledged (with the input positions after the
+    batch), roll a failed batch back. A query that uses no store (a stateless stream query) has nothing
+    to commit."""
+
+    def __init__(self, query: Any, stores: DurableStateStores) -> None:
+        from .pull import Materialization, materializes  # pull imports state only: no cycle at run time
+
+        self.query = query
+        self.stores = stores
+        window = getattr(getattr(query, "plan", None), "window", None)  # a windowed aggregation's WindowSpec
+        retention = getattr(window, "retention_ms", None)
+        self.materialization = Materialization(query.sink, stores, retention) if materializes(query.sink) else None
+
+    @property
+    def active(self) -> bool:
+        return bool(self.stores.stores)
+
+    def includes(self, positions: Positions) -> bool:
+        """Whether the committed state already reflects every input before `positions`."""
+        return self.active and self.stores.positions == positions
+
+    def record(self, keys: list[bytes | None], values: list[bytes | None], timestamps: list[int]) -> None:
+        """A batch's output records (all of them, also those a recovery skips as already produced)."""
+        if self.materialization is not None:
+            self.materialization.apply(keys, values, timestamps)
+
+    def commit(self, positions: Positions) -> None:
+        if self.active:
+            self.stores.commit(positions)
+
+    def rollback(self) -> bool:
+        """Forget a failed batch's changes; False when the query cannot reload its own view of the state
+        (then it must not go on: a re-evaluated batch would be applied twice)."""
+        if not self.active:
+            return True
+        self.stores.rollback()
+        reload = getattr(self.query, "reload_state", None)
+        if reload is None:
+            return self.materialization is not None and len(self.stores.stores) == 1  # only the view: nothing cached
+        reload()
+        return True

@@ -12,6 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ..pull import PullResult
 from . import streams
 from .entities import BAD_REQUEST, error_body
 from .service import KsqlService, StatementFailure
@@ -75,9 +76,12 @@ async def _chunked(request: web.Request, content_type: str, chunks: AsyncIterato
 
 
 async def query(request: web.Request) -> web.StreamResponse:
-    """POST /query: a chunked JSON array: header, one {"row": ...} per row, a final message on LIMIT."""
+    """POST /query: a chunked JSON array: header, one {"row": ...} per row, a final message on LIMIT (push
+    queries); a pull query's rows all at once."""
     service = request.app[SERVICE]
     pq = await streams.open_push(service, await request.read(), "ksql", "streamsProperties")
+    if isinstance(pq, PullResult):
+        return await _chunked(request, "application/json", streams.pull_query_chunks(pq))
     return await _chunked(request, "application/json", streams.query_chunks(service, pq, _disconnected(request)))
 
 

@@ -11,6 +11,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer
@@ -28,6 +29,7 @@ from ..kafka_runtime import (DEFAULT_SERVICE_ID, KafkaProcessingLog, KafkaRuntim
                              to_record)
 from ..metastore import DataSource
 from ..parser import parse
+from ..pull import PullResult
 from .entities import BAD_STATEMENT, QUERY_ENDPOINT, SERVER_ERROR, entity, error_body, json_value
 
 log = logging.getLogger(__name__)
@@ -142,10 +144,10 @@ class PushQuery:
 
 class KsqlService:
     def __init__(self, bootstrap: str, schema_registry_url: str | None, config: dict[str, Any] | None = None,
-                 service_id: str = DEFAULT_SERVICE_ID) -> None:
+                 service_id: str = DEFAULT_SERVICE_ID, state_dir: Path | None = None) -> None:
         self.bootstrap = bootstrap
         self.service_id = service_id
-        self.runtime = KafkaRuntime(bootstrap, service_id)
+        self.runtime = KafkaRuntime(bootstrap, service_id, state_dir=state_dir)
         registry = HttpSchemaRegistry(schema_registry_url) if schema_registry_url else None
         self.engine = ServerEngine(registry, self.runtime, config)  # type: ignore[arg-type]
         self.engine.processing_log = KafkaProcessingLog(self.runtime.plog_producer, processing_log_topic(service_id))
@@ -232,7 +234,8 @@ class KsqlService:
         return entity(result, sequence, _command_id(stmt))
 
     # ---------------------------------------------------------------- push queries
-    def open_push(self, sql: str, properties: dict[str, Any]) -> PushQuery:
+    def open_push(self, sql: str, properties: dict[str, Any]) -> PushQuery | PullResult:
+        """A push query (rows as they come) or, without EMIT, a pull query (its rows, read at once)."""
         try:
             statements = parse(sql)
         except ParseError as e:
@@ -242,13 +245,15 @@ class KsqlService:
         if len(statements) != 1 or not isinstance(statements[0], ast.PushQuery):
             raise StatementFailure(error_body(
                 "statement_error", BAD_STATEMENT,
-                "The /query endpoint takes exactly one SELECT ... EMIT CHANGES statement.", sql, []))
+                "The /query endpoint takes exactly one SELECT statement.", sql, []))
         stmt = statements[0]
         try:
             with self.lock:
                 result = self.engine.execute_statement(stmt, properties)
         except KsqlError as e:
             raise StatementFailure(error_body("statement_error", BAD_STATEMENT, e.message, stmt.text, [])) from None
+        if result.kind == "pullQuery":
+            return result.data
         tq: TransientQuery = result.data
         tq.id = f"transient_{tq.plan.source.name}_{next(self._push_ids)}_{int(time.time() * 1000)}"
         reset = str(properties.get("auto.offset.reset", self.engine.config.get("auto.offset.reset", "latest")))

@@ -11,6 +11,8 @@ from typing import Any
 
 from ..errors import KsqlError
 from .entities import BAD_REQUEST, BAD_STATEMENT, NOT_READY, error_body
+from ..pull import PullResult
+from .entities import json_value
 from .service import KsqlService, PushQuery, StatementFailure
 
 DELIMITED = "application/vnd.ksqlapi.delimited.v1"
@@ -31,7 +33,7 @@ def parse_body(raw: bytes) -> dict[str, Any]:
     return body
 
 
-async def open_push(service: KsqlService, raw: bytes, sql_key: str, props_key: str) -> PushQuery:
+async def open_push(service: KsqlService, raw: bytes, sql_key: str, props_key: str) -> PushQuery | PullResult:
     ready(service)
     body = parse_body(raw)
     sql = body.get(sql_key)
@@ -50,6 +52,18 @@ async def _rows(service: KsqlService, pq: PushQuery, gone: Callable[[], bool]) -
         await asyncio.to_thread(service.close_push, pq.tq.id)
 
 
+async def _pull_rows(result: PullResult) -> AsyncIterator[list[Any]]:
+    for row in result.rows:
+        yield [json_value(v) for v in row]
+
+
+async def pull_query_chunks(result: PullResult) -> AsyncIterator[bytes]:
+    """A pull query on /query: the header and the rows in one JSON array (no final message)."""
+    body = [json.dumps({"header": {"queryId": result.query_id, "schema": result.schema}})]
+    body += [json.dumps({"row": {"columns": row}}) async for row in _pull_rows(result)]
+    yield ("[" + ",\n".join(body) + "]\n").encode()
+
+
 async def query_chunks(service: KsqlService, pq: PushQuery, gone: Callable[[], bool]) -> AsyncIterator[bytes]:
     header = {"header": {"queryId": pq.tq.id, "schema": pq.header.schema}}
     yield ("[" + json.dumps(header) + ",\n").encode()
@@ -59,20 +73,25 @@ async def query_chunks(service: KsqlService, pq: PushQuery, gone: Callable[[], b
     yield (json.dumps({"finalMessage": final}) + "]\n").encode()
 
 
-def query_stream_chunks(service: KsqlService, pq: PushQuery, accept: str,
+def query_stream_chunks(service: KsqlService, pq: PushQuery | PullResult, accept: str,
                         gone: Callable[[], bool]) -> tuple[str, AsyncIterator[bytes]]:
-    header = {"queryId": pq.tq.id, "columnNames": pq.header.names, "columnTypes": pq.header.types}
     as_json = "application/json" in accept
+    if isinstance(pq, PullResult):
+        header = {"queryId": pq.query_id, "columnNames": pq.names, "columnTypes": pq.types}
+        rows = _pull_rows(pq)
+    else:
+        header = {"queryId": pq.tq.id, "columnNames": pq.header.names, "columnTypes": pq.header.types}
+        rows = _rows(service, pq, gone)
 
     async def chunks() -> AsyncIterator[bytes]:
         if as_json:
             yield ("[" + json.dumps(header)).encode()
-            async for row in _rows(service, pq, gone):
+            async for row in rows:
                 yield ("," + json.dumps(row)).encode()
             yield b"]"
         else:
             yield (json.dumps(header) + "\n").encode()
-            async for row in _rows(service, pq, gone):
+            async for row in rows:
                 yield (json.dumps(row) + "\n").encode()
 
     return ("application/json" if as_json else DELIMITED), chunks()
