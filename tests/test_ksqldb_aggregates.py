@@ -219,3 +219,11 @@ def test_coalescing_keeps_each_keys_last_change_of_a_batch(engine):
     batch = [Record("pay", b"p", json.dumps({"USR": u, "AMOUNT": 1.0, "N": 1}).encode(), ts)
              for ts, u in enumerate("abab")]
     assert [(r.key, json.loads(r.value)) for r in q.process(batch)] == [(b"a", {"C": 2}), (b"b", {"C": 2})]
+
+
+def test_collect_list_limit_comes_from_the_config(engine):
+    engine.execute("CREATE TABLE t AS SELECT usr, COLLECT_LIST(n) AS l, COLLECT_SET(n) AS s FROM pay GROUP BY usr;",
+                   {"ksql.functions.collect_list.limit": "2", "ksql.functions.collect_set.limit": 1})
+    for n in (1, 2, 3):
+        pay(engine, 1, "a", n=n)
+    assert out(engine, "T")[-1][2] == {"L": [1, 2], "S": [1]}

@@ -33,7 +33,7 @@ from .errors import EvalError, KsqlStatementError, SerdeError, UnsupportedError
 from .executor import Pipeline, ProcessingLog, Record
 from .expressions import Compiled, Compiler, ErrorSink, Scope
 from .formats import Serde
-from .formatter import format_expr
+from .formatter import format_expr, quote_ident
 from .functions.aggregates import Aggregate, is_aggregate, resolve_aggregate
 from .metastore import RESERVED, Column, DataSource, LogicalSchema, MetaStore
 from .planner import ProjectionPlan
@@ -160,6 +160,12 @@ class AggregatePlan:
     limit: int | None
     errors: ErrorSink
     result_kind: str = "TABLE"
+    query_sql: str = ""  # the query as ksqlDB prints it in statement errors (qualified, every column named)
+
+    def statement_sql(self, name: str, properties: tuple[tuple[str, Any], ...]) -> str:
+        """`CREATE TABLE name [WITH (...)] AS <query>` as ksqlDB prints it after an error's message."""
+        props = ", ".join(f"{k}={_sql_literal(v)}" for k, v in properties)
+        return f"CREATE TABLE {quote_ident(name)}{f' WITH ({props})' if props else ''} AS {self.query_sql}"
 
     @property
     def group_slice(self) -> slice:
@@ -172,8 +178,10 @@ class AggregatePlan:
         return AggregateQuery(query_id, self, sink, key_in, value_in, key_out, value_out, plog, sql, stores)
 
 
-def plan_aggregate(q: ast.Query, metastore: MetaStore, sink_name: str | None) -> AggregatePlan:
-    """Analyse an aggregation (see the module docstring); raises ksqlDB's errors for invalid ones."""
+def plan_aggregate(q: ast.Query, metastore: MetaStore, sink_name: str | None,
+                   config: dict[str, Any] | None = None) -> AggregatePlan:
+    """Analyse an aggregation (see the module docstring); raises ksqlDB's errors for invalid ones.
+    `config`: the statement's properties (ksql.functions.collect_list.limit, ...)."""
     if q.joins:
         raise UnsupportedError("aggregations over joins")
     if q.partition_by:
@@ -292,7 +300,7 @@ def plan_aggregate(q: ast.Query, metastore: MetaStore, sink_name: str | None) ->
             raise KsqlStatementError(f"Function '{call.name.upper()}' needs an argument.")
         arg = Compiler(scope, "SELECT", errors).compile(call.args[0])
         params = [_literal_value(call, a) for a in call.args[1:]]
-        fn = resolve_aggregate(call.name, arg.type, params)
+        fn = resolve_aggregate(call.name, arg.type, params, config)
         aggregates.append(AggregateCall(call, fn, arg_base + len(arg_exprs)))
         arg_exprs.append(arg)
         arg_texts.append(format_expr(call.args[0]))
@@ -411,7 +419,37 @@ def plan_aggregate(q: ast.Query, metastore: MetaStore, sink_name: str | None) ->
     return AggregatePlan(
         source, LogicalSchema(tuple(key_cols), tuple(value_cols)), pre, where_index,
         [c.type for c in group_compiled], aggregates, having, value_exprs, value_texts, window, emit_final,
-        q.limit, post_errors)
+        q.limit, post_errors, query_sql=_query_sql(q, source.name, [name for name, _ in named]))
+
+
+def _query_sql(q: ast.Query, source: str, names: list[str]) -> str:
+    """The query as ksqlDB's formatter prints it: columns qualified, every select item named."""
+    alias = q.source.alias or source
+    written: list[ast.Expr] = []
+    for item in q.select:
+        if item.expr is None:
+            written += [ast.ColumnRef(n) for n in names[len(written):len(written) + 1]]
+        else:
+            written.append(item.expr)
+    lines = ["SELECT", ",\n".join(f"  {format_expr(_qualified(e, alias))} {quote_ident(n)}"
+                                   for e, n in zip(written, names)), f"FROM {quote_ident(source)} {quote_ident(alias)}"]
+    if q.window:
+        lines.append(f"WINDOW {q.window}")
+    if q.where is not None:
+        lines.append(f"WHERE {format_expr(_qualified(q.where, alias))}")
+    lines.append("GROUP BY " + ", ".join(format_expr(_qualified(g, alias)) for g in q.group_by))
+    if q.having is not None:
+        lines.append(f"HAVING {format_expr(_qualified(q.having, alias))}")
+    lines.append(f"EMIT {(q.emit or 'CHANGES').upper()}")
+    return lines[0] + "\n" + "\n".join(lines[1:])
+
+
+def _sql_literal(v: Any) -> str:
+    if isinstance(v, str):
+        return "'" + v.replace("'", "''") + "'"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return str(v)
 
 
 def _check_functions_exist(exprs: list[ast.Expr]) -> None:

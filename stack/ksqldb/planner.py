@@ -274,13 +274,14 @@ def plan_select(q: ast.Query, metastore: MetaStore, sink_name: str | None, new_p
                           uses_value, result_kind=source.kind)
 
 
-def plan_query(q: ast.Query, metastore: MetaStore, sink_name: str | None, new_planner: bool = False):
+def plan_query(q: ast.Query, metastore: MetaStore, sink_name: str | None, new_planner: bool = False,
+               config: dict | None = None):
     """Plan any SELECT: aggregations (GROUP BY, WINDOW, aggregate functions) by aggregation.plan_aggregate,
-    projections of a stream or a table by plan_select."""
+    projections of a stream or a table by plan_select. `config` holds the statement's properties."""
     from .aggregation import is_aggregate_query, plan_aggregate
 
     if is_aggregate_query(q):
-        return plan_aggregate(q, metastore, sink_name)
+        return plan_aggregate(q, metastore, sink_name, config)
     return plan_select(q, metastore, sink_name, new_planner)
 
 

@@ -28,6 +28,8 @@ NAMES = {
 UNSUPPORTED = {"HISTOGRAM", "STDDEV_SAMPLE", "STDDEV_SAMP", "CORRELATION", "ATTR"}
 
 COLLECT_LIMIT = 1000  # ksql.functions.collect_list.limit / collect_set.limit defaults
+LIMIT_CONFIGS = {"COLLECT_LIST": "ksql.functions.collect_list.limit",
+                 "COLLECT_SET": "ksql.functions.collect_set.limit"}
 
 _COMPARABLE = (INTEGER, BIGINT, DOUBLE, STRING, DATE, TIME, TIMESTAMP)
 
@@ -142,11 +144,11 @@ def _extreme(name: str) -> Callable[[list[SqlType]], Aggregate]:
 
 
 # ---------------------------------------------------------------- collections
-def _collect_list(types: list[SqlType]) -> Aggregate:
+def _collect_list(types: list[SqlType], limit: int = COLLECT_LIMIT) -> Aggregate:
     t = types[0]
 
     def add(s, v, seq):
-        return s + [v] if len(s) < COLLECT_LIMIT else s
+        return s + [v] if len(s) < limit else s
 
     def undo(s, v):
         if v in s:
@@ -155,19 +157,19 @@ def _collect_list(types: list[SqlType]) -> Aggregate:
         return s
 
     return Aggregate("COLLECT_LIST", ArrayType(t), ArrayType(t), list, add, result=list,
-                     merge=lambda a, b: (a + b)[:COLLECT_LIMIT], undo=undo)
+                     merge=lambda a, b: (a + b)[:limit], undo=undo)
 
 
-def _collect_set(types: list[SqlType]) -> Aggregate:
+def _collect_set(types: list[SqlType], limit: int = COLLECT_LIMIT) -> Aggregate:
     t = types[0]
 
     def add(s, v, seq):
-        return s + [v] if len(s) < COLLECT_LIMIT and v not in s else s
+        return s + [v] if len(s) < limit and v not in s else s
 
     def merge(a, b):
         out = list(a)
         for v in b:
-            if len(out) < COLLECT_LIMIT and v not in out:
+            if len(out) < limit and v not in out:
                 out.append(v)
         return out
 
@@ -272,8 +274,10 @@ _PARAMETERISED: dict[str, Callable[[list[SqlType], list[Any]], Aggregate]] = {
 }
 
 
-def resolve_aggregate(name: str, arg_type: SqlType, params: list[Any]) -> Aggregate:
-    """The aggregate `name` over a column of `arg_type`; `params` are the literal arguments after it."""
+def resolve_aggregate(name: str, arg_type: SqlType, params: list[Any],
+                      config: dict[str, Any] | None = None) -> Aggregate:
+    """The aggregate `name` over a column of `arg_type`; `params` are the literal arguments after it;
+    `config` the statement's properties (collection size limits)."""
     upper = name.upper()
     if upper in UNSUPPORTED:
         raise UnsupportedError(f"aggregate function {upper}")
@@ -283,6 +287,13 @@ def resolve_aggregate(name: str, arg_type: SqlType, params: list[Any]) -> Aggreg
     if upper in _SIMPLE:
         if params:
             raise _reject(upper, [arg_type] + [_type_of(p) for p in params])
+        if upper in LIMIT_CONFIGS:
+            raw = (config or {}).get(LIMIT_CONFIGS[upper])
+            try:
+                limit = COLLECT_LIMIT if raw is None else int(raw)
+            except (TypeError, ValueError):
+                raise KsqlStatementError(f"Invalid value {raw} for configuration {LIMIT_CONFIGS[upper]}") from None
+            return _SIMPLE[upper]([arg_type], limit)  # type: ignore[call-arg]
         return _SIMPLE[upper]([arg_type])
     if upper in _PARAMETERISED:
         return _PARAMETERISED[upper]([arg_type], params)
