@@ -494,8 +494,10 @@ class Engine:
 
     # ------------------------------------------------------------------ queries and admin
     def _PushQuery(self, stmt: ast.PushQuery, props: dict[str, Any]) -> Result:
+        if stmt.query.emit is None:
+            return self._pull(stmt, props)
         if stmt.query.emit != "CHANGES":
-            raise UnsupportedError("pull queries")
+            raise UnsupportedError(f"transient queries with EMIT {stmt.query.emit}")
         plan = plan_query(stmt.query, self.metastore, None)
         key_in, value_in = self._serdes(plan.source)
         qid = f"transient_{plan.source.name}_{next(self._query_counter)}"
@@ -506,6 +508,18 @@ class Engine:
 
             tq = AggregateTransientQuery(qid, plan, key_in, value_in, self.processing_log)
         return Result("streamedQuery", stmt.text, "", data=tq, query_id=qid)
+
+    def _pull(self, stmt: ast.PushQuery, props: dict[str, Any]) -> Result:
+        """A pull query, answered from the materialised state the runtime keeps for a table's query."""
+        from .pull import plan_pull, run_pull
+
+        materialized = getattr(self.runtime, "materialized", None)
+        plan = plan_pull(stmt.query, self.metastore, lambda qid: qid in self.queries, props)
+        if materialized is None:
+            raise UnsupportedError("pull queries on this runtime (it keeps no materialised state)")
+        key_serde, value_serde = self._serdes(plan.source)
+        result = run_pull(plan, materialized(plan.query_id), key_serde, value_serde)
+        return Result("pullQuery", stmt.text, "", data=result, query_id=result.query_id)
 
     def _Terminate(self, stmt: ast.Terminate, props: dict[str, Any]) -> Result:
         ids = list(self.queries) if stmt.query_id is None else [stmt.query_id]
