@@ -206,6 +206,31 @@ def test_foreign_key_joins_are_inner_or_left(engine):
         engine.execute("CREATE TABLE J AS SELECT O.ID, NAME FROM ORDERS O FULL JOIN CUSTOMERS C ON O.CUST = C.ID;")
 
 
+def test_windowed_tables_join_window_by_window(engine):
+    """Joins of windowed sources match on the key and the window; the result keeps the window."""
+    from stack.ksqldb.windows import decode_windowed_key
+
+    streams(engine, ("P", "AMOUNT INT"))
+    engine.execute("CREATE TABLE C AS SELECT ID, COUNT(*) AS N FROM P WINDOW TUMBLING (SIZE 10 SECONDS) GROUP BY ID;")
+    engine.execute("CREATE TABLE S AS SELECT ID, SUM(AMOUNT) AS T FROM P WINDOW TUMBLING (SIZE 10 SECONDS) "
+                   "GROUP BY ID;")
+    engine.execute("CREATE TABLE J AS SELECT C.ID, N, T FROM C JOIN S ON C.ID = S.ID;")
+    for amount, ts in ((1, 1_000), (2, 12_000)):
+        send(engine, "p", "u", {"AMOUNT": amount}, ts)
+    window = engine.metastore.get("J").window
+    assert (window.type, window.size) == ("TUMBLING", 10_000)
+    got = [(decode_windowed_key(r.key, window), json.loads(r.value)) for r in engine.runtime.topics["J"]]
+    assert got == [((b"u", 0, 10_000), {"N": 1, "T": 1}), ((b"u", 10_000, 20_000), {"N": 1, "T": 2})]
+
+
+def test_windowed_sources_join_only_on_their_keys(engine):
+    for name in ("A", "B"):
+        engine.execute(f"CREATE STREAM {name} (ID STRING KEY, V INT) WITH (kafka_topic='{name.lower()}', "
+                       "value_format='JSON', partitions=1, WINDOW_TYPE='TUMBLING', WINDOW_SIZE='10 SECONDS');")
+    with pytest.raises(KsqlStatementError, match="Implicit repartitioning of windowed sources is not supported"):
+        engine.execute("CREATE STREAM J AS SELECT A.ID, A.V FROM A JOIN B WITHIN 1 MINUTE ON A.ID = CAST(B.V AS STRING);")
+
+
 # ---------------------------------------------------------------- multi-way
 def test_three_way_stream_table_table_join(engine):
     streams(engine, ("ORDERS", "ITEM STRING"))

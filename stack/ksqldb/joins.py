@@ -366,7 +366,10 @@ def plan_join(q: ast.Query, metastore: MetaStore, sink_name: str | None, new_pla
             if not (left_keyed and right_keyed) or len({i.source.window for i in inputs[:k + 2]}) > 1:
                 raise KsqlStatementError("Implicit repartitioning of windowed sources is not supported. "
                                          "See https://github.com/confluentinc/ksql/issues/4385.")
-            raise UnsupportedError("joins of windowed sources")
+            if k > 0:
+                raise UnsupportedError("multi-way joins of windowed sources")
+            # windowed keys match when their bytes do: the key and the window start (and end, for sessions)
+            lc, rc = _windowed_key(lc, inputs[0]), _windowed_key(rc, right)
         synthetic = not foreign_key and (
             kind == "FULL" or not (isinstance(lcanon, ast.ColumnRef) or isinstance(rcanon, ast.ColumnRef)))
         if contains_map(lc.type):
@@ -404,8 +407,43 @@ def plan_join(q: ast.Query, metastore: MetaStore, sink_name: str | None, new_pla
     if sink_name is None:
         raise UnsupportedError("push queries (SELECT ... EMIT CHANGES) over joins")
     schema, key_exprs, value_exprs, value_texts = projection
+    if inputs[0].source.window is not None:
+        if q.partition_by:
+            raise KsqlStatementError("Implicit repartitioning of windowed sources is not supported. "
+                                     "See https://github.com/confluentinc/ksql/issues/4385.")
+        key_exprs = _with_window_bounds(key_exprs, inputs)
     return JoinPlan(inputs, steps, width, schema, where, key_exprs, value_exprs, value_texts,
                     bool(q.partition_by), left_kind, errors, q.limit, copartitioned)
+
+
+def _window_start(inp: JoinInput) -> int:
+    """Where a windowed source's WINDOWSTART sits in the joined row (WINDOWEND follows)."""
+    return inp.offset + 3 + len(inp.source.schema.key)
+
+
+def _windowed_key(c: Compiled, inp: JoinInput) -> Compiled:
+    start, fn, session = _window_start(inp), c.fn, inp.source.window.is_session
+
+    def key(row: list) -> Any:
+        value = fn(row)
+        if value is None:
+            return None
+        return (value, row[start], row[start + 1]) if session else (value, row[start])
+    return Compiled(c.type, key)
+
+
+def _with_window_bounds(key_exprs: list[Compiled], inputs: list[JoinInput]) -> list[Compiled]:
+    """Key expressions of a join of windowed sources: the key (first part of the joined key), then the
+    window of the side that is there, so that the windowed sink key serde writes it."""
+    left, right = _window_start(inputs[0]), _window_start(inputs[1])
+
+    def part(c: Compiled) -> Compiled:
+        fn = c.fn
+        return Compiled(c.type, lambda row: None if fn(row) is None else fn(row)[0])
+
+    def bound(i: int) -> Compiled:
+        return Compiled(BIGINT, lambda row: row[left + i] if row[left + i] is not None else row[right + i])
+    return [part(c) for c in key_exprs] + [bound(0), bound(1)]
 
 
 def _inputs(q: ast.Query, metastore: MetaStore) -> list[JoinInput]:
@@ -487,7 +525,8 @@ def _plan_projection(q: ast.Query, scope: JoinScope, inputs: list[JoinInput], ca
             cols = [c.name for c in schema.value + schema.headers] + sorted(RESERVED, key=_PSEUDO_ORDER.index) \
                 + [c.name for c in schema.key]
         else:
-            cols = [c.name for c in schema.key + schema.value + schema.headers]
+            bounds = ["WINDOWSTART", "WINDOWEND"] if schema.windowed else []
+            cols = [c.name for c in schema.key] + bounds + [c.name for c in schema.value + schema.headers]
         return [ast.ColumnRef(n, inp.alias) for n in cols if ast.ColumnRef(n, inp.alias) not in partition_refs]
 
     items: list[tuple[str, ast.Expr, ast.Expr]] = []  # (name, expression as written, canonical expression)
@@ -948,8 +987,11 @@ class JoinFlow:
 
     def _left_key(self, step: JoinStep, own_key: Any, row: list) -> Any:
         """What a step's left side is keyed by: its own key when it needs no re-keying (and for a
-        foreign-key join, which looks the foreign key up itself), else the ON expression's value."""
-        return own_key if step.left_keyed or step.op == "foreign-key" else self._key(step.left_key, row)
+        foreign-key join, which looks the foreign key up itself), else the ON expression's value (which
+        for windowed sources carries the window too)."""
+        if step.op == "foreign-key" or (step.left_keyed and step.right.source.window is None):
+            return own_key
+        return self._key(step.left_key, row)
 
 
 class JoinQuery:
