@@ -227,3 +227,47 @@ def test_collect_list_limit_comes_from_the_config(engine):
     for n in (1, 2, 3):
         pay(engine, 1, "a", n=n)
     assert out(engine, "T")[-1][2] == {"L": [1, 2], "S": [1]}
+
+
+# ---------------------------------------------------------------- on the embedded stack, over REST
+def test_windowed_aggregate_through_the_server(stack, tmp_path, topic_name):
+    """A hopping-window count and sum per user, created over REST and run by the server on the real broker:
+    the output topic holds windowed keys (key bytes + 8-byte window start) with every update."""
+    from confluent_kafka import Consumer, Producer
+    from ksql import KSQLAPI
+
+    from ksqldb_server_helpers import running_server
+    from stack.kafka import producer_config
+
+    bootstrap = stack.addresses.bootstrap_servers
+    name = topic_name.upper().replace("-", "_")
+    with running_server(stack.addresses, tmp_path) as server:
+        client = KSQLAPI(server.address)
+        client.ksql(f"CREATE STREAM P_{name} (id STRING KEY, usr STRING, amount DOUBLE) "
+                    f"WITH (kafka_topic='{topic_name}', value_format='JSON', partitions=1);")
+        client.ksql(f"CREATE TABLE F_{name} WITH (kafka_topic='{topic_name}-f') AS SELECT usr, COUNT(*) AS n, "
+                    f"SUM(amount) AS total FROM P_{name} WINDOW HOPPING (SIZE 10 SECONDS, ADVANCE BY 5 SECONDS) "
+                    "GROUP BY usr EMIT CHANGES;", stream_properties={"auto.offset.reset": "earliest"})
+        producer = Producer(producer_config(bootstrap))
+        for ts, usr, amount in ((1_000, "alice", 5.0), (6_000, "alice", 7.0), (7_000, "bob", 1.0)):
+            producer.produce(topic_name, key=b"p", value=json.dumps({"USR": usr, "AMOUNT": amount}).encode(),
+                             timestamp=ts)
+        assert producer.flush(30) == 0
+        consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"t-{topic_name}",
+                             "auto.offset.reset": "earliest", "session.timeout.ms": 6000})
+        consumer.subscribe([f"{topic_name}-f"])
+        got = []
+        try:
+            while len(got) < 5:
+                m = consumer.poll(30)
+                assert m is not None, f"only {got} arrived"
+                if m.error() is None:
+                    start = struct.unpack(">q", m.key()[-8:])[0]
+                    got.append((m.key()[:-8].decode(), start, json.loads(m.value())))
+        finally:
+            consumer.close()
+    assert got == [
+        ("alice", 0, {"N": 1, "TOTAL": 5.0}),
+        ("alice", 0, {"N": 2, "TOTAL": 12.0}), ("alice", 5_000, {"N": 1, "TOTAL": 7.0}),
+        ("bob", 0, {"N": 1, "TOTAL": 1.0}), ("bob", 5_000, {"N": 1, "TOTAL": 1.0}),
+    ]
