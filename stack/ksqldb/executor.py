@@ -281,7 +281,10 @@ class Runtime(Protocol):
     - `process` keeps stream time for windows (grace, EMIT FINAL) in the stores, so EMIT FINAL needs no
       timer: closed windows come out of the `process` call whose records advance stream time;
     - before committing input offsets, a runtime calls `stores.flush()`, so that restored state
-      and the resumed offsets agree.
+      and the resumed offsets agree;
+    - aggregations emit every update; a runtime that processes batches between commits may set
+      `q.coalesce = True` (attribute of `AggregateQuery`) to emit only each key's last change per batch,
+      as ksqlDB's record cache does (QTT and ksqlDB with cache size 0 see every update).
 
     Join queries (`joins.JoinQuery`) read several topics; a runtime that runs them sets `runs_joins = True`
     (the engine refuses join queries otherwise) and:
