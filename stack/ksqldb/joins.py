@@ -28,7 +28,6 @@ window has closed without a match (or at once when it arrives after its window c
 from __future__ import annotations
 
 import dataclasses
-import logging
 import operator
 import re
 from dataclasses import dataclass, field
@@ -42,7 +41,6 @@ from .metastore import RESERVED, Column, DataSource, LogicalSchema, MetaStore
 from .state import InMemoryStateStores, StateStores
 from .types import BIGINT, INTEGER, NULL, NullType, SqlType, contains_map
 
-log = logging.getLogger(__name__)
 
 # the joined row: the result's ROWTIME, ROWPARTITION, ROWOFFSET and join key, then each source's columns
 _ROWTIME, _KEY, _BASE = 0, 3, 4
@@ -287,122 +285,18 @@ def plan_join(q: ast.Query, metastore: MetaStore, sink_name: str | None, new_pla
                 f"Failed to prepare statement: '{ref.source}' is not a valid stream/table name or alias.")
     errors = ErrorSink()
 
-    steps: list[JoinStep] = []
-    left_kind = inputs[0].source.kind
-    left_candidates: list[ast.Expr] = [k for k in [_single_key(inputs[0])] if k is not None]
-    left_part: tuple[str, str] | None = (inputs[0].alias, inputs[0].source.topic)
-    copartitioned: list[tuple[str, str, str, str]] = []
-    synthetic = False
-    key_type: SqlType = inputs[0].source.schema.key[0].type if len(inputs[0].source.schema.key) == 1 else NULL
-    for k, join in enumerate(q.joins):
-        right = inputs[k + 1]
-        scope = JoinScope(inputs[:k + 2], width)
-        kind = _kind(join.kind)
-        on = join.on
-        if isinstance(on, ast.Logical) and on.op == "AND":
-            raise KsqlStatementError("Invalid join condition: joins on multiple conditions are not yet supported. "
-                                     f"Got {format_expr(scope.canonical(on))}.")
-        if not (isinstance(on, ast.Comparison) and on.op == "="):
-            raise KsqlStatementError("Invalid join condition: only equality (=) joins are supported. "
-                                     f"Got {format_expr(scope.canonical(on))}.")
-        compiler = Compiler(scope, "JOIN ON", errors)
-        compiled = {id(on.left): compiler.compile(on.left), id(on.right): compiler.compile(on.right)}
-        sides = []
-        for side in (on.left, on.right):
-            owners = {r.source for r in _column_refs(scope.canonical(side)) if r.source is not None}
-            if len(owners) != 1:
-                raise KsqlStatementError(
-                    f"Invalid comparison expression '{format_expr(scope.canonical(side))}' in join "
-                    f"'{format_expr(scope.canonical(on))}'. Each side of the join comparision must contain "
-                    "references from exactly one source.")
-            sides.append((side, owners.pop()))
-        if sides[0][1] == right.alias and sides[1][1] != right.alias:
-            sides.reverse()
-        if sides[1][1] != right.alias or sides[0][1] == right.alias:
-            raise KsqlStatementError(
-                f"Invalid join condition: {format_expr(scope.canonical(on))} must compare an expression of "
-                f"{right.alias} with one of the sources before it.")
-        (left_expr, left_alias), (right_expr, _) = sides
-        lc, rc = compiled[id(left_expr)], compiled[id(right_expr)]
-        lcanon, rcanon = scope.canonical(left_expr), scope.canonical(right_expr)
-        if lc.type != rc.type:
-            raise KsqlStatementError(
-                f"Invalid join condition: types don't match. Got {format_expr(lcanon)}{{{lc.type}}} = "
-                f"{format_expr(rcanon)}{{{rc.type}}}.")
-        got = f"Got {left_alias} {_JOIN_TEXT[kind]} {right.alias}."
-        right_kind = right.source.kind
-        if left_kind == "TABLE" and right_kind == "STREAM":
-            raise KsqlStatementError(
-                f"Invalid join order: table-stream joins are not supported; only stream-table joins. {got}")
-        window = None
-        if left_kind == "STREAM" and right_kind == "STREAM":
-            if join.within is None:
-                raise KsqlStatementError(
-                    "Stream-Stream joins must have a WITHIN clause specified. None was provided. To learn about how "
-                    "to specify a WITHIN clause with a stream-stream join, please visit: "
-                    "https://docs.confluent.io/current/ksql/docs/syntax-reference.html#create-stream-as-select")
-            window = parse_within(join.within)
-        elif join.within is not None:
-            what = "Stream-Table" if left_kind == "STREAM" else "Table-Table"
-            raise KsqlStatementError(
-                f"A window definition was provided for a {what} join. These joins are not windowed. Please drop the "
-                "window definition (ie. the WITHIN clause) and try to execute your join again.")
-        if left_kind == "STREAM" and right_kind == "TABLE" and kind in ("RIGHT", "FULL"):
-            what = "full-outer" if kind == "FULL" else "right-outer"
-            raise KsqlStatementError(f"Invalid join type: {what} join not supported for stream-table join. {got}")
-        right_keyed = rcanon == _single_key(right)
-        if right_kind == "TABLE" and not right_keyed:
-            what = ("stream-table joins require to join on the table's primary key" if left_kind == "STREAM"
-                    else "table-table joins require to join on the primary key of the right input table")
-            raise KsqlStatementError(
-                f"Invalid join condition: {what}. Got {format_expr(lcanon)} = {format_expr(rcanon)}.")
-        left_keyed = lcanon in left_candidates
-        foreign_key = left_kind == "TABLE" and not left_keyed
-        if foreign_key and kind not in ("INNER", "LEFT"):
-            what = "full-outer" if kind == "FULL" else "right-outer"
-            raise KsqlStatementError(
-                f"Invalid join type: {what} join not supported for foreign-key table-table join. {got}")
-        if right.source.window is not None:
-            if not (left_keyed and right_keyed) or len({i.source.window for i in inputs[:k + 2]}) > 1:
-                raise KsqlStatementError("Implicit repartitioning of windowed sources is not supported. "
-                                         "See https://github.com/confluentinc/ksql/issues/4385.")
-            if k > 0:
-                raise UnsupportedError("multi-way joins of windowed sources")
-            # windowed keys match when their bytes do: the key and the window start (and end, for sessions)
-            lc, rc = _windowed_key(lc, inputs[0]), _windowed_key(rc, right)
-        synthetic = not foreign_key and (
-            kind == "FULL" or not (isinstance(lcanon, ast.ColumnRef) or isinstance(rcanon, ast.ColumnRef)))
-        if contains_map(lc.type):
-            name = f"{lcanon.source}_{lcanon.name}" if isinstance(lcanon, ast.ColumnRef) else _synthetic_name(inputs)
-            raise KsqlStatementError(
-                "Map keys, including types that contain maps, are not supported as they may lead to unexpected "
-                f"behavior due to inconsistent serialization. Key column name: `{name}`. Column type: {lc.type}. "
-                "See https://github.com/confluentinc/ksql/issues/6621 for more.")
-        if left_keyed and right_keyed and left_part is not None:
-            copartitioned.append((left_part[0], left_part[1], right.alias, right.source.topic))
-        if not left_keyed and not foreign_key:
-            left_part = (right.alias, right.source.topic) if right_keyed else None
-        candidates: list[ast.Expr] = []
-        if foreign_key:  # the result keeps the left table's key
-            candidates = list(left_candidates)
-        elif not synthetic:
-            if isinstance(lcanon, ast.ColumnRef):
-                candidates += left_candidates if left_keyed else [lcanon]
-            if isinstance(rcanon, ast.ColumnRef):
-                candidates.append(rcanon)
-        result_kind = "TABLE" if left_kind == right_kind == "TABLE" else "STREAM"
-        op = {"STREAM": "stream-stream", "TABLE": "stream-table"}[right_kind] if left_kind == "STREAM" \
-            else "foreign-key" if foreign_key else "table-table"
-        steps.append(JoinStep(kind, right, lc, rc, left_keyed, right_keyed, window, result_kind, op))
-        left_kind, left_candidates = result_kind, candidates
-        if not foreign_key:
-            key_type = lc.type
+    scope = JoinScope(inputs, width)
+    first = inputs[0]
+    chain = _Chain(first.source.kind, [k for k in [_single_key(first)] if k is not None],
+                   (first.alias, first.source.topic),
+                   first.source.schema.key[0].type if len(first.source.schema.key) == 1 else NULL)
+    steps = [_plan_step(join, inputs, k + 1, scope, chain, errors) for k, join in enumerate(q.joins)]
 
-    synthetic_key = (_synthetic_name(inputs), key_type) if synthetic else None
+    synthetic_key = (_synthetic_name(inputs), chain.key_type) if chain.synthetic else None
     scope = JoinScope(inputs, width, synthetic_key)
-    projection = _plan_projection(q, scope, inputs, left_candidates, synthetic_key, sink_name, errors)
+    projection = _plan_projection(q, scope, inputs, chain.candidates, synthetic_key, sink_name, errors)
     where = Compiler(scope, "WHERE", errors).compile_predicate(q.where) if q.where is not None else None
-    if q.partition_by and left_kind == "TABLE":
+    if q.partition_by and chain.kind == "TABLE":
         raise UnsupportedError("PARTITION BY on a table")
     if sink_name is None:
         raise UnsupportedError("push queries (SELECT ... EMIT CHANGES) over joins")
@@ -413,7 +307,130 @@ def plan_join(q: ast.Query, metastore: MetaStore, sink_name: str | None, new_pla
                                      "See https://github.com/confluentinc/ksql/issues/4385.")
         key_exprs = _with_window_bounds(key_exprs, inputs)
     return JoinPlan(inputs, steps, width, schema, where, key_exprs, value_exprs, value_texts,
-                    bool(q.partition_by), left_kind, errors, q.limit, copartitioned)
+                    bool(q.partition_by), chain.kind, errors, q.limit, chain.copartitioned)
+
+
+@dataclass
+class _Chain:
+    """The join result so far, as the next step sees its left side."""
+
+    kind: str  # STREAM / TABLE
+    candidates: list[ast.Expr]  # the column references equal to its key (none when the key is synthetic)
+    partitioned_like: tuple[str, str] | None  # (name, topic) it is partitioned as, unless it was re-keyed
+    key_type: SqlType
+    synthetic: bool = False
+    copartitioned: list[tuple[str, str, str, str]] = field(default_factory=list)
+
+
+def _plan_step(join: ast.Join, inputs: list[JoinInput], index: int, scope: JoinScope, chain: _Chain,
+               errors: ErrorSink) -> JoinStep:
+    """Analyse one JOIN ... ON of the chain (ksqlDB's checks and messages) and advance `chain`."""
+    right = inputs[index]
+    kind = _kind(join.kind)
+    (left_expr, left_alias), (right_expr, _) = _join_sides(join.on, right, scope)
+    compiler = Compiler(scope, "JOIN ON", errors)
+    lc, rc = compiler.compile(left_expr), compiler.compile(right_expr)
+    lcanon, rcanon = scope.canonical(left_expr), scope.canonical(right_expr)
+    if lc.type != rc.type:
+        raise KsqlStatementError(
+            f"Invalid join condition: types don't match. Got {format_expr(lcanon)}{{{lc.type}}} = "
+            f"{format_expr(rcanon)}{{{rc.type}}}.")
+    got = f"Got {left_alias} {_JOIN_TEXT[kind]} {right.alias}."
+    left_kind, right_kind = chain.kind, right.source.kind
+    if left_kind == "TABLE" and right_kind == "STREAM":
+        raise KsqlStatementError(
+            f"Invalid join order: table-stream joins are not supported; only stream-table joins. {got}")
+    window = None
+    if left_kind == "STREAM" and right_kind == "STREAM":
+        if join.within is None:
+            raise KsqlStatementError(
+                "Stream-Stream joins must have a WITHIN clause specified. None was provided. To learn about how "
+                "to specify a WITHIN clause with a stream-stream join, please visit: "
+                "https://docs.confluent.io/current/ksql/docs/syntax-reference.html#create-stream-as-select")
+        window = parse_within(join.within)
+    elif join.within is not None:
+        what = "Stream-Table" if left_kind == "STREAM" else "Table-Table"
+        raise KsqlStatementError(
+            f"A window definition was provided for a {what} join. These joins are not windowed. Please drop the "
+            "window definition (ie. the WITHIN clause) and try to execute your join again.")
+    if left_kind == "STREAM" and right_kind == "TABLE" and kind in ("RIGHT", "FULL"):
+        what = "full-outer" if kind == "FULL" else "right-outer"
+        raise KsqlStatementError(f"Invalid join type: {what} join not supported for stream-table join. {got}")
+    right_keyed = rcanon == _single_key(right)
+    if right_kind == "TABLE" and not right_keyed:
+        what = ("stream-table joins require to join on the table's primary key" if left_kind == "STREAM"
+                else "table-table joins require to join on the primary key of the right input table")
+        raise KsqlStatementError(f"Invalid join condition: {what}. Got {format_expr(lcanon)} = {format_expr(rcanon)}.")
+    left_keyed = lcanon in chain.candidates
+    foreign_key = left_kind == "TABLE" and not left_keyed
+    if foreign_key and kind not in ("INNER", "LEFT"):
+        what = "full-outer" if kind == "FULL" else "right-outer"
+        raise KsqlStatementError(
+            f"Invalid join type: {what} join not supported for foreign-key table-table join. {got}")
+    if right.source.window is not None:
+        if not (left_keyed and right_keyed) or len({i.source.window for i in inputs[:index + 1]}) > 1:
+            raise KsqlStatementError("Implicit repartitioning of windowed sources is not supported. "
+                                     "See https://github.com/confluentinc/ksql/issues/4385.")
+        if index > 1:
+            raise UnsupportedError("multi-way joins of windowed sources")
+        # windowed keys match when their bytes do: the key and the window start (and end, for sessions)
+        lc, rc = _windowed_key(lc, inputs[0]), _windowed_key(rc, right)
+    if contains_map(lc.type):
+        name = f"{lcanon.source}_{lcanon.name}" if isinstance(lcanon, ast.ColumnRef) else _synthetic_name(inputs)
+        raise KsqlStatementError(
+            "Map keys, including types that contain maps, are not supported as they may lead to unexpected "
+            f"behavior due to inconsistent serialization. Key column name: `{name}`. Column type: {lc.type}. "
+            "See https://github.com/confluentinc/ksql/issues/6621 for more.")
+
+    # ---- what the result is keyed and partitioned by
+    if left_keyed and right_keyed and chain.partitioned_like is not None:
+        chain.copartitioned.append((*chain.partitioned_like, right.alias, right.source.topic))
+    if not left_keyed and not foreign_key:  # the left is re-keyed: its repartition takes the right's count
+        chain.partitioned_like = (right.alias, right.source.topic) if right_keyed else None
+    if foreign_key:  # the result keeps the left table's key
+        chain.synthetic = False
+    else:
+        chain.synthetic = kind == "FULL" or not (isinstance(lcanon, ast.ColumnRef) or isinstance(rcanon, ast.ColumnRef))
+        chain.key_type = lc.type
+        candidates: list[ast.Expr] = []
+        if not chain.synthetic:
+            if isinstance(lcanon, ast.ColumnRef):
+                candidates += chain.candidates if left_keyed else [lcanon]
+            if isinstance(rcanon, ast.ColumnRef):
+                candidates.append(rcanon)
+        chain.candidates = candidates
+    chain.kind = "TABLE" if left_kind == right_kind == "TABLE" else "STREAM"
+    op = ({"STREAM": "stream-stream", "TABLE": "stream-table"}[right_kind] if left_kind == "STREAM"
+          else "foreign-key" if foreign_key else "table-table")
+    return JoinStep(kind, right, lc, rc, left_keyed, right_keyed, window, chain.kind, op)
+
+
+def _join_sides(on: ast.Expr, right: JoinInput, scope: JoinScope) -> list[tuple[ast.Expr, str]]:
+    """The ON expression's two sides as (expression, source alias): the earlier sources' side first."""
+    if isinstance(on, ast.Logical) and on.op == "AND":
+        raise KsqlStatementError("Invalid join condition: joins on multiple conditions are not yet supported. "
+                                 f"Got {format_expr(scope.canonical(on))}.")
+    if not (isinstance(on, ast.Comparison) and on.op == "="):
+        raise KsqlStatementError("Invalid join condition: only equality (=) joins are supported. "
+                                 f"Got {format_expr(scope.canonical(on))}.")
+    compiler = Compiler(scope, "JOIN ON")
+    sides = []
+    for side in (on.left, on.right):
+        compiler.compile(side)  # unknown and ambiguous columns first, as ksqlDB reports them
+        owners = {r.source for r in _column_refs(scope.canonical(side)) if r.source is not None}
+        if len(owners) != 1:
+            raise KsqlStatementError(
+                f"Invalid comparison expression '{format_expr(scope.canonical(side))}' in join "
+                f"'{format_expr(scope.canonical(on))}'. Each side of the join comparision must contain "
+                "references from exactly one source.")
+        sides.append((side, owners.pop()))
+    if sides[0][1] == right.alias and sides[1][1] != right.alias:
+        sides.reverse()
+    if sides[1][1] != right.alias or sides[0][1] == right.alias:
+        raise KsqlStatementError(
+            f"Invalid join condition: {format_expr(scope.canonical(on))} must compare an expression of "
+            f"{right.alias} with one of the sources before it.")
+    return sides
 
 
 def _window_start(inp: JoinInput) -> int:
