@@ -307,7 +307,7 @@ class Engine:
         if stmt.or_replace and existing is not None:
             raise UnsupportedError("CREATE OR REPLACE ... AS SELECT on an existing source")
         new_planner = _bool_prop(props.get("ksql.new.query.planner.enabled", False))
-        plan = plan_query(stmt.query, self.metastore, stmt.name, new_planner)
+        plan = plan_query(stmt.query, self.metastore, stmt.name, new_planner, props)
         if stmt.kind != plan.result_kind:
             raise KsqlStatementError(
                 f"Invalid result type. Your SELECT query produces a {plan.result_kind}. "
@@ -330,7 +330,12 @@ class Engine:
                 and stmt_props.get("VALUE_FORMAT") is None and stmt_props.get("FORMAT") is None:
             value_fmt = FormatInfo("DELIMITED", delimiter=source.value_format.delimiter,
                                    wrap_single=value_fmt.wrap_single)
-        validate(key_fmt, [(c.name, c.type) for c in plan.schema.key], is_key=True)
+        try:
+            validate(key_fmt, [(c.name, c.type) for c in plan.schema.key], is_key=True)
+        except KsqlStatementError as e:
+            if not hasattr(plan, "statement_sql"):
+                raise
+            raise KsqlStatementError(f"{e.message}\nStatement: {plan.statement_sql(stmt.name, stmt.properties)}") from None
         validate(value_fmt, [(c.name, c.type) for c in plan.schema.value], is_key=False)
         topic = stmt_props.get("KAFKA_TOPIC")
         topic = str(topic) if topic is not None else f"{props.get('ksql.output.topic.name.prefix') or ''}{stmt.name}"
@@ -498,7 +503,7 @@ class Engine:
             return self._pull(stmt, props)
         if stmt.query.emit != "CHANGES":
             raise UnsupportedError(f"transient queries with EMIT {stmt.query.emit}")
-        plan = plan_query(stmt.query, self.metastore, None)
+        plan = plan_query(stmt.query, self.metastore, None, config=props)
         key_in, value_in = self._serdes(plan.source)
         qid = f"transient_{plan.source.name}_{next(self._query_counter)}"
         if isinstance(plan, ProjectionPlan):
