@@ -271,3 +271,24 @@ def test_windowed_aggregate_through_the_server(stack, tmp_path, topic_name):
         ("alice", 0, {"N": 2, "TOTAL": 12.0}), ("alice", 5_000, {"N": 1, "TOTAL": 7.0}),
         ("bob", 0, {"N": 1, "TOTAL": 1.0}), ("bob", 5_000, {"N": 1, "TOTAL": 1.0}),
     ]
+
+
+def test_decimal_sums_keep_their_type_and_refuse_overflow(engine):
+    engine.execute("CREATE STREAM d (k STRING KEY, v DECIMAL(4, 2)) WITH (kafka_topic='d', value_format='JSON');")
+    engine.execute("CREATE TABLE t AS SELECT k, SUM(v) AS s FROM d GROUP BY k;")
+    assert str(engine.metastore.require("T").schema.value[0].type) == "DECIMAL(4, 2)"
+    for v in ("60.50", "30.25", "9.25", "0.01"):  # 100.00 does not fit DECIMAL(4, 2): that record is skipped
+        engine.runtime.produce(Record("d", b"a", json.dumps({"V": float(v)}).encode(), 0))
+    assert [json.loads(r.value)["S"] for r in engine.runtime.topics["T"]] == [60.5, 90.75, 90.75, 90.76]
+    assert any("Numeric field overflow" in e["errorMessage"] for e in engine.processing_log.entries)
+
+
+def test_min_max_and_topk_order_strings_and_bytes_as_java_does(engine):
+    engine.execute("CREATE STREAM s (k STRING KEY, v STRING, b BYTES) WITH (kafka_topic='s', value_format='JSON');")
+    engine.execute("CREATE TABLE t AS SELECT k, MAX(v) AS mx, MIN(b) AS mn, TOPK(v, 2) AS tk FROM s GROUP BY k;")
+    # U+FF5E sorts after U+1F600 in Python (code points) but before it in Java (UTF-16 surrogates D83D...)
+    for v, b in (("\uff5e", "fw=="), ("\U0001f600", "AQ==")):  # bytes 0x7f and 0x01; 0x80 would be negative
+        engine.runtime.produce(Record("s", b"a", json.dumps({"V": v, "B": b}).encode(), 0))
+    engine.runtime.produce(Record("s", b"a", json.dumps({"V": "a", "B": "gA=="}).encode(), 0))
+    last = json.loads(engine.runtime.topics["T"][-1].value)
+    assert last == {"MX": "\uff5e", "MN": "gA==", "TK": ["\uff5e", "\U0001f600"]}

@@ -578,10 +578,18 @@ class Aggregator:
 
     def _add(self, states: list, args: list) -> list:
         seq = self.seq
-        return [a.add(s, v, seq) for a, s, v in zip(self.aggs, states, args)]
+        try:
+            return [a.add(s, v, seq) for a, s, v in zip(self.aggs, states, args)]
+        except EvalError as e:  # e.g. a DECIMAL sum that overflows: the record does not count
+            self.on_error("aggregate", str(e))
+            return states
 
     def _undo(self, states: list, args: list) -> list:
-        return [a.undo(s, v) for a, s, v in zip(self.aggs, states, args)]  # type: ignore[misc]
+        try:
+            return [a.undo(s, v) for a, s, v in zip(self.aggs, states, args)]  # type: ignore[misc]
+        except EvalError as e:
+            self.on_error("aggregate", str(e))
+            return states
 
     def _init(self) -> list:
         return [a.init() for a in self.aggs]

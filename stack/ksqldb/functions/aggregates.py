@@ -10,12 +10,12 @@ taken out of its old group); `merge` combines two session windows' states.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from typing import Any, Callable
 
-from ..errors import KsqlStatementError, UnsupportedError
+from ..errors import EvalError, KsqlStatementError, UnsupportedError
 from ..types import (
-    BIGINT, BOOLEAN, DATE, DOUBLE, INTEGER, STRING, TIME, TIMESTAMP, ArrayType, DecimalType, NullType, SqlType,
+    BIGINT, BOOLEAN, BYTES, DATE, DOUBLE, INTEGER, STRING, TIME, TIMESTAMP, ArrayType, DecimalType, NullType, SqlType,
     StructType,
 )
 from ..values import wrap_int, wrap_long
@@ -27,11 +27,21 @@ NAMES = {
 #: ksqlDB aggregates this engine does not implement (refused as unsupported, never as unknown functions)
 UNSUPPORTED = {"HISTOGRAM", "STDDEV_SAMPLE", "STDDEV_SAMP", "CORRELATION", "ATTR"}
 
-COLLECT_LIMIT = 1000  # ksql.functions.collect_list.limit / collect_set.limit defaults
+COLLECT_LIMIT = 2**31 - 1  # no limit unless ksql.functions.collect_list.limit / collect_set.limit say so
 LIMIT_CONFIGS = {"COLLECT_LIST": "ksql.functions.collect_list.limit",
                  "COLLECT_SET": "ksql.functions.collect_set.limit"}
 
-_COMPARABLE = (INTEGER, BIGINT, DOUBLE, STRING, DATE, TIME, TIMESTAMP)
+_COMPARABLE = (INTEGER, BIGINT, DOUBLE, STRING, DATE, TIME, TIMESTAMP, BYTES)
+
+
+def _java_order(t: SqlType) -> Callable[[Any], Any] | None:
+    """A sort key giving Java's order where Python's differs: strings by UTF-16 code units, bytes as
+    signed bytes (ByteBuffer.compareTo)."""
+    if t == STRING:
+        return lambda v: v.encode("utf-16-be")
+    if t == BYTES:
+        return lambda v: bytes(b ^ 0x80 for b in v)
+    return None
 
 
 def is_aggregate(name: str) -> bool:
@@ -86,7 +96,7 @@ def _count(types: list[SqlType]) -> Aggregate:
 def _sum(types: list[SqlType]) -> Aggregate:
     t = types[0]
     if isinstance(t, DecimalType):
-        raise UnsupportedError("SUM of DECIMAL values")
+        return _decimal_sum(t)
     if t not in (INTEGER, BIGINT, DOUBLE):
         raise _reject("SUM", types)
     wrap = _wrapper(t)
@@ -97,6 +107,30 @@ def _sum(types: list[SqlType]) -> Aggregate:
         result=lambda s: s,
         merge=lambda a, b: wrap(a + b),
         undo=lambda s, v: s if v is None else wrap(s - v),
+    )
+
+
+def _decimal_sum(t: DecimalType) -> Aggregate:
+    """SUM of DECIMAL(p, s) is a DECIMAL(p, s); a sum that no longer fits is an error for that record."""
+    limit = Decimal(10) ** (t.precision - t.scale)
+    quantum = Decimal(1).scaleb(-t.scale)
+
+    def plus(a: Decimal, b: Decimal) -> Decimal:
+        with localcontext() as ctx:
+            ctx.prec = t.precision + 2
+            value = (a + b).quantize(quantum)
+        if abs(value) >= limit:
+            raise EvalError(
+                f"Numeric field overflow: A field with precision {t.precision} and scale {t.scale} must round to "
+                f"an absolute value less than 10^{t.precision - t.scale}. Got {value:f}")
+        return value
+
+    return Aggregate(
+        "SUM", t, t, lambda: Decimal(0).quantize(quantum),
+        add=lambda s, v, seq: s if v is None else plus(s, v),
+        result=lambda s: s,
+        merge=plus,
+        undo=lambda s, v: s if v is None else plus(s, -v),
     )
 
 
@@ -125,19 +159,20 @@ def _avg(types: list[SqlType]) -> Aggregate:
 
 
 def _extreme(name: str) -> Callable[[list[SqlType]], Aggregate]:
-    better = (lambda a, b: a < b) if name == "MIN" else (lambda a, b: a > b)
-
-    def pick(a, b):
-        if a is None:
-            return b
-        if b is None:
-            return a
-        return b if better(b, a) else a
-
     def make(types: list[SqlType]) -> Aggregate:
         t = types[0]
         if t not in _COMPARABLE and not isinstance(t, DecimalType):
             raise _reject(name, types)
+        key = _java_order(t) or (lambda v: v)
+        better = (lambda a, b: key(a) < key(b)) if name == "MIN" else (lambda a, b: key(a) > key(b))
+
+        def pick(a, b):
+            if a is None:
+                return b
+            if b is None:
+                return a
+            return b if better(b, a) else a
+
         return Aggregate(name, t, t, lambda: None, add=lambda s, v, seq: pick(s, v), result=lambda s: s,
                          merge=pick)
     return make
@@ -150,10 +185,10 @@ def _collect_list(types: list[SqlType], limit: int = COLLECT_LIMIT) -> Aggregate
     def add(s, v, seq):
         return s + [v] if len(s) < limit else s
 
-    def undo(s, v):
-        if v in s:
-            s = list(s)
-            s.remove(v)
+    def undo(s, v):  # as ksqlDB: the last occurrence goes
+        for i in range(len(s) - 1, -1, -1):
+            if s[i] == v and (s[i] is None) == (v is None):
+                return s[:i] + s[i + 1:]
         return s
 
     return Aggregate("COLLECT_LIST", ArrayType(t), ArrayType(t), list, add, result=list,
@@ -198,8 +233,10 @@ def _topk(name: str, distinct: bool) -> Callable[[list[SqlType], list[Any]], Agg
         if k < 1:
             raise KsqlStatementError(f"{name}: the number of values must be positive, got {k}")
 
+        order = _java_order(t)
+
         def top(values: list) -> list:
-            return sorted(values, reverse=True)[:k]
+            return sorted(values, key=order, reverse=True)[:k]
 
         def add(s, v, seq):
             if v is None or (distinct and v in s):
