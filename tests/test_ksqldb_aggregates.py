@@ -292,3 +292,22 @@ def test_min_max_and_topk_order_strings_and_bytes_as_java_does(engine):
     engine.runtime.produce(Record("s", b"a", json.dumps({"V": "a", "B": "gA=="}).encode(), 0))
     last = json.loads(engine.runtime.topics["T"][-1].value)
     assert last == {"MX": "\uff5e", "MN": "gA==", "TK": ["\uff5e", "\U0001f600"]}
+
+
+def test_a_table_row_that_stops_matching_where_leaves_its_group(engine):
+    engine.execute("CREATE TABLE acct (id STRING PRIMARY KEY, region STRING, bal INT) "
+                   "WITH (kafka_topic='acct', value_format='JSON');")
+    engine.execute("CREATE TABLE t AS SELECT region, COUNT(*) AS c FROM acct WHERE bal > 0 GROUP BY region;")
+    for key, bal in (("1", 5), ("2", 7), ("1", -1), ("1", 3)):
+        engine.runtime.produce(Record("acct", key.encode(), json.dumps({"REGION": "eu", "BAL": bal}).encode(), 0))
+    assert [v["C"] for _, _, v, _ in out(engine, "T")] == [1, 2, 1, 2]
+
+
+def test_session_update_failing_having_emits_nothing_as_kafka_streams(engine):
+    engine.execute("CREATE TABLE t AS SELECT usr, SUM(n) AS s FROM pay WINDOW SESSION (5 SECONDS) "
+                   "GROUP BY usr HAVING SUM(n) > 0;")
+    pay(engine, 1_000, "a", n=2)
+    pay(engine, 1_000, "a", n=-5)   # same session [1000, 1000]: fails HAVING, sent without an old value
+    pay(engine, 2_000, "a", n=4)    # extends it: the old session's tombstone only if it had passed
+    assert [(w, v) for _, w, v, _ in out(engine, "T", "session")] == [((1_000, 1_000), {"S": 2}),
+                                                                       ((1_000, 2_000), {"S": 1})]

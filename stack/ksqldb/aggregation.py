@@ -705,17 +705,15 @@ class Aggregator:
         for _, _, entry in found:
             states = [a.merge(x, y) for a, x, y in zip(self.aggs, states, entry[1])]
         changes: list[Change] = []
-        passed_before = False
         if (start, end) != (ts, ts):
             # merged sessions are replaced by the merged one (a tombstone each, as Kafka Streams sends)
             for s, e, entry in found:
                 self.windowed.delete(group, s, e)
                 if entry[2]:
                     changes.append(Change(list(group), (s, e), None, e))
-        else:
-            passed_before = any(entry[2] for _, _, entry in found)
         states = self._add(states, args)
-        out, passed = self._changed(group, (start, end), states, end, passed_before)
+        # Kafka Streams sends a session's update without its old value: failing HAVING emits nothing
+        out, passed = self._changed(group, (start, end), states, end, False)
         self.windowed.put(group, start, end, [end, states, passed])
         return changes + out
 
