@@ -35,6 +35,7 @@ from typing import Any, Callable, Sequence
 
 from . import ast
 from .errors import EvalError, KsqlStatementError, SerdeError, UnsupportedError
+from .aggregation import AggregateQuery
 from .expressions import Compiled, Compiler, ErrorSink, Scope
 from .formatter import format_expr
 from .metastore import RESERVED, Column, DataSource, LogicalSchema, MetaStore
@@ -111,6 +112,13 @@ class JoinPlan:
     limit: int | None = None
     #: (left name, left topic, right name, right topic) pairs that must have equal partition counts
     copartitioned: list[tuple[str, str, str, str]] = field(default_factory=list)
+    #: GROUP BY over the join: the joined rows are the rows of this aggregation's (virtual) source
+    aggregate: Any = None
+
+    @property
+    def window(self) -> Any:
+        """The WINDOW of an aggregation over the join (the engine makes the sink windowed by it)."""
+        return self.aggregate.window if self.aggregate is not None else None
 
     @property
     def source(self) -> DataSource:
@@ -134,9 +142,11 @@ class JoinPlan:
 
     def build(self, query_id: str, sink: DataSource, serdes: Callable[[DataSource], tuple[Any, Any]],
               key_out: Any, value_out: Any, plog: Any, sql: str = "",
-              stores: StateStores | None = None) -> "JoinQuery":
-        return JoinQuery(query_id, self, sink, [serdes(i.source) for i in self.inputs], key_out, value_out,
-                         plog, sql, stores)
+              stores: StateStores | None = None) -> Any:
+        side_serdes = [serdes(i.source) for i in self.inputs]
+        if self.aggregate is not None:
+            return JoinAggregateQuery(query_id, self, sink, side_serdes, key_out, value_out, plog, sql, stores)
+        return JoinQuery(query_id, self, sink, side_serdes, key_out, value_out, plog, sql, stores)
 
 
 # ---------------------------------------------------------------- scope
@@ -268,17 +278,18 @@ def _single_key(inp: JoinInput) -> ast.ColumnRef | None:
     return ast.ColumnRef(key[0].name, inp.alias) if len(key) == 1 else None
 
 
-def plan_join(q: ast.Query, metastore: MetaStore, sink_name: str | None, new_planner: bool = False) -> JoinPlan:
-    from .planner import _check_clauses, _contains_aggregate
+def plan_join(q: ast.Query, metastore: MetaStore, sink_name: str | None, new_planner: bool = False,
+              config: dict[str, Any] | None = None) -> JoinPlan:
+    from .aggregation import is_aggregate_query
+    from .planner import _check_clauses
 
-    _check_clauses(q, persistent=sink_name is not None)
-    if q.window is not None or q.group_by or q.having is not None or any(
-            i.expr is not None and _contains_aggregate(i.expr) for i in q.select):
-        raise UnsupportedError("aggregations (GROUP BY, WINDOW, aggregate functions) over a join")
+    aggregate = is_aggregate_query(q)
+    if not aggregate:
+        _check_clauses(q, persistent=sink_name is not None)
     inputs = _inputs(q, metastore)
     width = inputs[-1].offset + inputs[-1].width
     known = {i.alias for i in inputs}
-    exprs = [i.expr for i in q.select] + [j.on for j in q.joins] + [q.where, *q.partition_by]
+    exprs = [i.expr for i in q.select] + [j.on for j in q.joins] + [q.where, *q.partition_by, *q.group_by, q.having]
     for ref in _column_refs(tuple(e for e in exprs if e is not None)):
         if ref.source is not None and ref.source not in known:
             raise KsqlStatementError(
@@ -294,6 +305,12 @@ def plan_join(q: ast.Query, metastore: MetaStore, sink_name: str | None, new_pla
 
     synthetic_key = (_synthetic_name(inputs), chain.key_type) if chain.synthetic else None
     scope = JoinScope(inputs, width, synthetic_key)
+    if aggregate:
+        plan = _plan_aggregate(q, scope, inputs, chain, sink_name, config)
+        plan.steps, plan.errors, plan.copartitioned = steps, errors, chain.copartitioned
+        if sink_name is None:
+            raise UnsupportedError("push queries (SELECT ... EMIT CHANGES) over joins")
+        return plan
     projection = _plan_projection(q, scope, inputs, chain.candidates, synthetic_key, sink_name, errors)
     where = Compiler(scope, "WHERE", errors).compile_predicate(q.where) if q.where is not None else None
     if q.partition_by and chain.kind == "TABLE":
@@ -431,6 +448,51 @@ def _join_sides(on: ast.Expr, right: JoinInput, scope: JoinScope) -> list[tuple[
             f"Invalid join condition: {format_expr(scope.canonical(on))} must compare an expression of "
             f"{right.alias} with one of the sources before it.")
     return sides
+
+
+def _plan_aggregate(q: ast.Query, scope: JoinScope, inputs: list[JoinInput], chain: _Chain, sink_name: str | None,
+                    config: dict[str, Any] | None) -> JoinPlan:
+    """GROUP BY over a join: aggregation.plan_aggregate plans the query over a virtual source whose row
+    layout is the joined row's: the join key as its key column, then every source column, named as ksqlDB
+    names join columns (`ALIAS_COLUMN` when several sources have the column, else the column's name)."""
+    from .aggregation import plan_aggregate
+
+    if any(item.is_star for item in q.select):
+        raise UnsupportedError("SELECT * with GROUP BY over a join")
+    for ref in _column_refs(tuple(i.expr for i in q.select)):
+        if ref.source is None and ref.name in ("WINDOWSTART", "WINDOWEND") and scope.resolve(ref) is None:
+            raise KsqlStatementError(f"SELECT column '{ref.name}' cannot be resolved.")  # as ksqlDB, over joins
+    names: dict[tuple[str, str], str] = {}
+    columns = []
+    for inp in inputs:
+        for name, t in inp.source.schema.row_columns():
+            shared = len(scope.owners[name]) > 1 or name in RESERVED
+            names[(inp.alias, name)] = f"{inp.alias}_{name}" if shared else name
+            columns.append(Column(names[(inp.alias, name)], t))
+    key_name = _synthetic_name(inputs)
+    first = inputs[0].source
+    virtual = DataSource(first.name, chain.kind, LogicalSchema((Column(key_name, chain.key_type, key=True),),
+                                                               tuple(columns)),
+                         topic="", key_format=first.key_format, value_format=first.value_format)
+
+    def rename(ref: ast.ColumnRef) -> ast.Expr:
+        found = scope.resolve(ref)
+        if found is None:
+            return ref
+        alias, name = found
+        if alias is None:
+            return ast.ColumnRef(key_name) if scope.synthetic is not None and name == scope.synthetic[0] else ref
+        return ast.ColumnRef(names[(alias, name)])
+
+    renamed = dataclasses.replace(
+        q, source=ast.Relation(first.name), joins=(),
+        select=tuple(dataclasses.replace(i, expr=_map_refs(i.expr, rename)) for i in q.select),
+        where=_map_refs(q.where, rename), group_by=_map_refs(q.group_by, rename), having=_map_refs(q.having, rename))
+    metastore = MetaStore()
+    metastore.add(virtual)
+    aggregate = plan_aggregate(renamed, metastore, sink_name, config)
+    return JoinPlan(inputs, [], scope.size, aggregate.schema, None, [], [], [], False, aggregate.result_kind,
+                    ErrorSink(), q.limit, aggregate=aggregate)
 
 
 def _window_start(inp: JoinInput) -> int:
@@ -1087,3 +1149,48 @@ class JoinQuery:
             self.plog.serialization_error(self.id, self.sink.topic, str(e))
             return None
         return Record(self.sink.topic, key, value, ts, rec.partition)
+
+
+class JoinAggregateQuery(AggregateQuery):
+    """GROUP BY over a join: joined rows (not one source's records) are pre-aggregated and aggregated."""
+
+    def __init__(self, query_id: str, plan: JoinPlan, sink: DataSource, serdes: list[tuple[Any, Any]],
+                 key_out: Any, value_out: Any, plog: Any, sql: str = "", stores: StateStores | None = None) -> None:
+        from .executor import _safe
+
+        aggregate = plan.aggregate
+        super().__init__(query_id, aggregate, sink, None, None, key_out, value_out, plog, sql, stores)
+        self.source = plan.source
+        self.source_topics = [i.source.topic for i in plan.inputs]
+        self.flow = JoinFlow(query_id, plan, serdes, plog, self.stores)
+        pre = aggregate.pre
+        pre.errors.handler = self._expr_error
+        self._where = pre.where.fn if pre.where is not None else None
+        self._keys = [c.fn for c in pre.key_exprs]
+        self._pre = [_safe(c, t, self._expr_error) for c, t in zip(pre.value_exprs, pre.value_texts)]
+
+    @property
+    def processed(self) -> int:
+        return self.flow.processed
+
+    def changes(self, records: list[Any]) -> list[tuple[Any, Any]]:
+        out = []
+        for rec in records:
+            self._record = rec
+            for _, row, deleted, ts in self.flow.feed(rec):
+                if self._where is not None:  # (a table's WHERE is one of the pre-aggregated values)
+                    if deleted:
+                        continue
+                    try:
+                        if self._where(row) is not True:
+                            continue
+                    except (EvalError, ArithmeticError, ValueError, TypeError) as e:
+                        self._expr_error("WHERE", str(e))
+                        continue
+                values = None if deleted else [f(row) for f in self._pre]
+                for change in self.aggregator.apply([f(row) for f in self._keys], values, ts):
+                    out.append((rec, change))
+        self._record = None
+        self.flow.current = None
+        self.aggregator.checkpoint()
+        return out

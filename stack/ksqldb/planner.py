@@ -276,10 +276,15 @@ def plan_select(q: ast.Query, metastore: MetaStore, sink_name: str | None, new_p
 
 def plan_query(q: ast.Query, metastore: MetaStore, sink_name: str | None, new_planner: bool = False,
                config: dict | None = None):
-    """Plan any SELECT: aggregations (GROUP BY, WINDOW, aggregate functions) by aggregation.plan_aggregate,
-    projections of a stream or a table by plan_select. `config` holds the statement's properties."""
+    """Plan any SELECT: joins by joins.plan_join, aggregations (GROUP BY, WINDOW, aggregate functions) by
+    aggregation.plan_aggregate, projections of a stream or a table by plan_select. `config` holds the
+    statement's properties."""
     from .aggregation import is_aggregate_query, plan_aggregate
 
+    if q.joins:  # several sources, aggregated or not: joins.py plans them
+        from .joins import plan_join
+
+        return plan_join(q, metastore, sink_name, new_planner, config)
     if is_aggregate_query(q):
         return plan_aggregate(q, metastore, sink_name, config)
     return plan_select(q, metastore, sink_name, new_planner)
