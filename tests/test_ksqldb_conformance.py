@@ -52,8 +52,8 @@ PHASE2_FLOOR = {
     "group-by.json": 143,
     "average-udaf.json": 5,
     "latest-offset-udaf.json": 23,
-    "tumbling-windows.json": 6,
-    "hopping-windows.json": 7,
+    "tumbling-windows.json": 7,
+    "hopping-windows.json": 9,
 }
 
 pytestmark = pytest.mark.skipif(not QTT_DIR.is_dir(), reason=f"QTT data not found at {QTT_DIR}")
