@@ -20,6 +20,7 @@ offsets committed after each batch, so lag tools work; the progress log is what 
 
 from __future__ import annotations
 
+import heapq
 import json
 import logging
 import tempfile
@@ -134,9 +135,37 @@ class Progress:
         if raw.get("version") != 1:
             raise ValueError(f"unknown progress record version {raw.get('version')!r}")
 
-        def dec(d: dict[str, int]) -> dict[int, int]:
-            return {int(k): int(v) for k, v in d.items()}
+        def dec(d: dict[str, int]) -> dict[Any, int]:
+            return {int(k) if k.isdigit() else k: int(v) for k, v in d.items()}  # "topic:partition": Sources
         return cls(dec(raw["start"]), dec(raw["end"]), dec(raw["sink"]))
+
+
+class Sources:
+    """The topics a query reads, and how its progress names their partitions: by partition number when it
+    reads one topic, by "topic:partition" when it reads several (joins)."""
+
+    def __init__(self, topics: list[str]) -> None:
+        self.topics = topics
+        self.single = len(topics) == 1
+
+    def key(self, topic: str, partition: int) -> Any:
+        return partition if self.single else f"{topic}:{partition}"
+
+    def tp(self, key: Any) -> tuple[str, int]:
+        if self.single:
+            return self.topics[0], key
+        topic, _, partition = key.rpartition(":")
+        return topic, int(partition)
+
+
+def in_time_order(messages: list[Message]) -> list[Message]:
+    """A batch of several topics as Kafka Streams feeds a task: each partition in offset order, and the
+    partitions merged by timestamp (the lowest head first), so that, e.g., a table update is joined before a
+    later stream record. Deterministic for the same records, as recovery needs."""
+    parts: dict[tuple[str, int], list[Message]] = {}
+    for m in messages:
+        parts.setdefault((m.topic(), m.partition()), []).append(m)
+    return list(heapq.merge(*(parts[k] for k in sorted(parts)), key=lambda m: m.timestamp()[1]))
 
 
 def read_progress(bootstrap: str, topic: str, timeout: float = 10.0) -> Progress | None:
@@ -241,6 +270,7 @@ class QueryRunner(threading.Thread):
         self._progress_failures: list[KafkaError] = []
         self._recorded: Progress | None = None  # the last progress record written
         self.state = QueryState(query, runtime.state_stores(query.id))
+        self.sources = Sources(list(getattr(query, "source_topics", None) or [query.source.topic]))
 
     # ---------------------------------------------------------------- set-up
     def position(self) -> None:
@@ -256,8 +286,9 @@ class QueryRunner(threading.Thread):
         rt.create_topic(self.progress_topic, 1, config={"cleanup.policy": "compact"})
         found = read_progress(rt.bootstrap, self.progress_topic)
         if found is None:  # a new query (or one started before progress logs): the group's offsets, else the reset
-            positions = start_offsets(rt.bootstrap, self.consumer, q.source.topic, self.earliest)
-            start = {tp.partition: tp.offset for tp in positions}
+            positions = [tp for topic in self.sources.topics
+                         for tp in start_offsets(rt.bootstrap, self.consumer, topic, self.earliest)]
+            start = {self.sources.key(tp.topic, tp.partition): tp.offset for tp in positions}
             found = Progress(start, dict(start), end_offsets(rt.bootstrap, q.sink.topic))
             self._write_progress(found)
             self._await_progress()
@@ -304,9 +335,9 @@ class QueryRunner(threading.Thread):
             self.producer.flush(10)
 
     def _loop(self) -> None:
-        rt, q = self.runtime, self.query
+        rt = self.runtime
         consumer = self.consumer
-        with_headers = bool(q.source.schema.headers)
+        key = self.sources.key
         while not self.stopping.is_set():
             messages = self._next_messages()
             if not messages:
@@ -314,17 +345,17 @@ class QueryRunner(threading.Thread):
                 continue
             end = dict(self.progress.end)
             for m in messages:
-                end[m.partition()] = m.offset() + 1  # messages of a partition arrive in order
+                end[key(m.topic(), m.partition())] = m.offset() + 1  # messages of a partition arrive in order
             self.progress = Progress(dict(self.progress.end), end, self._sink_ends())
             self._write_progress(self.progress)  # on its way while the batch is evaluated
-            out = evaluate(q, to_columns(q.source.topic, messages, with_headers))
+            out = self._evaluate(messages)
             self._await_progress()
             self._produce(out)
             self.state.record(out.keys, out.values, out.timestamps)
             self.state.commit(self._positions(end))  # before the input offsets: state and positions agree
             rt.plog_producer.flush()
             self.progress = self.progress.settled(self._sink_ends())
-            consumer.commit(offsets=[TopicPartition(q.source.topic, p, o) for p, o in end.items()],
+            consumer.commit(offsets=[TopicPartition(*self.sources.tp(k), o) for k, o in end.items()],
                             asynchronous=True)
             self.committed_batches += 1
             self.error = None
@@ -345,9 +376,21 @@ class QueryRunner(threading.Thread):
                     log.warning("query %s: consume error: %s", self.query.id, m.error())
         return good
 
-    def _positions(self, end: dict[int, int]) -> dict[str, dict[int, int]]:
+    def _evaluate(self, messages: list[Message]) -> Output:
+        """A batch through the query: column-wise (the vectorized path where the query has one) for one
+        source topic, record by record in timestamp order for several."""
+        q = self.query
+        if self.sources.single:
+            return evaluate(q, to_columns(self.sources.topics[0], messages, bool(q.source.schema.headers)))
+        return Output.from_records(q.process([to_record(m) for m in in_time_order(messages)]))
+
+    def _positions(self, end: dict[Any, int]) -> dict[str, dict[int, int]]:
         """Input positions as the state records them (per source topic)."""
-        return {self.query.source.topic: dict(end)}
+        out: dict[str, dict[int, int]] = {}
+        for k, offset in end.items():
+            topic, partition = self.sources.tp(k)
+            out.setdefault(topic, {})[partition] = offset
+        return out
 
     def _sink_ends(self) -> dict[int, int]:
         ends = dict(self.progress.sink)
@@ -428,7 +471,7 @@ class QueryRunner(threading.Thread):
             self._write_settled()
         elif in_flight:
             batch = self._read_source(in_flight)
-            out = evaluate(q, batch)
+            out = self._evaluate(batch)
             present = Counter(_identity(m.key(), m.value(), m.timestamp()[1], m.partition())
                               for m in read_window(self.runtime.bootstrap, q.sink.topic, self.progress.sink))
             partitions = self.runtime.partition_count(q.sink.topic)
@@ -445,23 +488,23 @@ class QueryRunner(threading.Thread):
             self._write_settled()
             log.info("query %s: recovered the batch in flight (%d source records): %d of its %d output records "
                      "were already in %s", q.id, len(batch), len(skip), len(out), q.sink.topic)
-        self.consumer.assign([TopicPartition(q.source.topic, p, o) for p, o in sorted(self.progress.end.items())])
+        self.consumer.assign([TopicPartition(*self.sources.tp(k), o) for k, o in sorted(self.progress.end.items(),
+                                                                                         key=lambda kv: str(kv[0]))])
 
-    def _read_source(self, ranges: dict[int, tuple[int, int]], timeout: float = 60.0) -> Columns:
+    def _read_source(self, ranges: dict[Any, tuple[int, int]], timeout: float = 60.0) -> list[Message]:
         """Exactly the source records in `ranges` (partition -> [first, last + 1)), in order per partition."""
-        q = self.query
         consumer = self.consumer
-        consumer.assign([TopicPartition(q.source.topic, p, s) for p, (s, _) in sorted(ranges.items())])
-        remaining = {p: e for p, (_, e) in ranges.items()}
+        consumer.assign([TopicPartition(*self.sources.tp(k), s) for k, (s, _) in ranges.items()])
+        remaining = {k: e for k, (_, e) in ranges.items()}
         taken: list[Message] = []
         deadline = time.monotonic() + timeout
         while remaining:
             if self.stopping.is_set():
                 raise _Stopped()
             if time.monotonic() > deadline:
-                raise TimeoutError(f"cannot read the batch in flight from {q.source.topic}: {remaining}")
+                raise TimeoutError(f"cannot read the batch in flight from {self.sources.topics}: {remaining}")
             for m in consumer.consume(self.runtime.batch_size, 0.5):
-                p = m.partition()
+                p = self.sources.key(m.topic(), m.partition())
                 if p not in remaining:
                     continue
                 if m.error() is not None:
@@ -472,7 +515,7 @@ class QueryRunner(threading.Thread):
                     taken.append(m)
                 if m.offset() >= remaining[p] - 1:
                     del remaining[p]
-        return to_columns(q.source.topic, taken, bool(q.source.schema.headers))
+        return taken
 
 
 def _identity(key: bytes | None, value: bytes | None, timestamp: int, partition: int) -> tuple:
@@ -481,7 +524,8 @@ def _identity(key: bytes | None, value: bytes | None, timestamp: int, partition:
 
 
 class KafkaRuntime:
-    """Topics, persistent queries and inserts on a Kafka cluster.
+    """Topics, persistent queries and inserts on a Kafka cluster. A query reading several topics (a join)
+    runs as one instance over every partition of all of them (no repartition topics needed).
 
     While `deferring` (the command topic is being replayed), queries are only noted and topic deletes
     are skipped: `finish_replay` starts the queries still alive at the end, from where they stopped.
@@ -490,6 +534,8 @@ class KafkaRuntime:
     by changelog topics: without a `state_dir` it is a temporary directory, restored from the changelogs
     on every start.
     """
+
+    runs_joins = True
 
     def __init__(self, bootstrap: str, service_id: str = DEFAULT_SERVICE_ID, batch_size: int = BATCH_SIZE,
                  state_dir: Path | None = None) -> None:
