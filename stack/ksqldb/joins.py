@@ -16,6 +16,8 @@ Why it is built this way:
 - State lives in `state.StateStores` stores: windowed buffers per side for stream-stream joins (kept for
   before + after + grace), the latest row per key for table sides (tombstones delete), and, for left/outer
   stream-stream joins with a GRACE PERIOD, the records still waiting for a partner.
+- GROUP BY over a join reuses aggregation.py unchanged: the joined rows are presented as the rows of a
+  virtual source (`_plan_aggregate`), and `JoinAggregateQuery` feeds them to its aggregator.
 
 Stream-stream semantics (Kafka Streams' KStreamKStreamJoin): a record joins every record of the other
 side with the same key whose timestamp lies in [ts - before, ts + after] (seen from the left) and that is
@@ -34,8 +36,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from . import ast
-from .errors import EvalError, KsqlStatementError, SerdeError, UnsupportedError
 from .aggregation import AggregateQuery
+from .errors import EvalError, KsqlStatementError, SerdeError, UnsupportedError
 from .expressions import Compiled, Compiler, ErrorSink, Scope
 from .formatter import format_expr
 from .metastore import RESERVED, Column, DataSource, LogicalSchema, MetaStore
@@ -98,6 +100,9 @@ class JoinStep:
 
 @dataclass
 class JoinPlan:
+    """A planned join query: its sources, the chain of binary joins, and what becomes of the joined rows
+    (a projection into the sink, or an aggregation)."""
+
     inputs: list[JoinInput]
     steps: list[JoinStep]
     width: int
