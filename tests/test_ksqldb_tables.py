@@ -131,3 +131,12 @@ def test_a_windowed_source_exposes_its_bounds_and_keeps_its_windows(engine):
     assert engine.metastore.require("T").window.size == 10_000
     with pytest.raises(KsqlStatementError, match="WINDOW_SIZE"):
         engine.execute("CREATE STREAM bad (v INT) WITH (kafka_topic='b', value_format='JSON', WINDOW_TYPE='HOPPING');")
+
+
+def test_insert_into_a_stream_refuses_a_table_result(engine):
+    engine.execute("CREATE STREAM s (k STRING KEY, v INT) WITH (kafka_topic='s', value_format='JSON');")
+    engine.execute("CREATE TABLE t (k STRING PRIMARY KEY, v INT) WITH (kafka_topic='t', value_format='JSON');")
+    with pytest.raises(KsqlStatementError, match=r"Data sink \(S\) type is KSTREAM but select query result is KTABLE"):
+        engine.execute("INSERT INTO s SELECT * FROM t;")
+    with pytest.raises(KsqlStatementError, match="select query result is KTABLE"):
+        engine.execute("INSERT INTO s SELECT k, COUNT(*) AS v FROM s GROUP BY k;")

@@ -389,9 +389,13 @@ class Engine:
         target = self.metastore.require(stmt.target)
         if target.is_source:
             raise KsqlError(f"Cannot insert into read-only {target.kind.lower()}: {target.name}")
+        plan = plan_query(stmt.query, self.metastore, target.name, config=props)
+        if plan.result_kind != target.kind:
+            raise KsqlStatementError(
+                f"Incompatible data sink and query result. Data sink ({target.name}) type is K{target.kind} "
+                f"but select query result is K{plan.result_kind}.")
         if target.kind != "STREAM":
             raise UnsupportedError("INSERT INTO tables")
-        plan = plan_select(stmt.query, self.metastore, target.name)
         if [(c.name, c.type) for c in plan.schema.key] != [(c.name, c.type) for c in target.schema.key] or \
                 [(c.name, c.type) for c in plan.schema.value] != [(c.name, c.type) for c in target.schema.value]:
             raise KsqlStatementError(
