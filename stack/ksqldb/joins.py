@@ -802,10 +802,22 @@ class _StreamStream(_Step):
         self.unmatched = stores.key_value(f"{name}-unmatched") \
             if self.w.spurious_fix and (self.left_outer or self.right_outer) else None
         self._expired_to = {True: -1, False: -1}
+        self._times: dict[str, int] = {}  # stream times, read through from `times`
 
     def _time(self, which: str) -> int:
-        t = self.times.get((which,))
-        return -1 if t is None else t
+        t = self._times.get(which)
+        if t is None:
+            stored = self.times.get((which,))
+            t = self._times[which] = -1 if stored is None else stored
+        return t
+
+    def _advance(self, which: str, ts: int) -> int:
+        """Stream time `which` (shared, left, right) moved up to `ts`, written through to the store."""
+        t = self._time(which)
+        if ts > t:
+            t = self._times[which] = ts
+            self.times.put((which,), ts)
+        return t
 
     def left(self, key: Any, row: list, deleted: bool, ts: int) -> list[Event]:
         return self._process(True, key, row, ts)
@@ -822,8 +834,7 @@ class _StreamStream(_Step):
         if key is None:  # KIP-962: a left/outer record without a key joins nothing but is kept
             return [self._padded(is_left, data, key, ts)] if outer else []
         out: list[Event] = []
-        stream_time = max(self._time("shared"), ts)
-        self.times.put(("shared",), stream_time)
+        stream_time = self._advance("shared", ts)
         lo, hi = (ts - w.before, ts + w.after) if is_left else (ts - w.after, ts + w.before)
         lo, hi = max(lo, 0), max(hi, 0)
         if self.unmatched is not None and ts == stream_time:
@@ -852,9 +863,7 @@ class _StreamStream(_Step):
         return out
 
     def _buffer(self, is_left: bool, key: Any, data: list, ts: int) -> None:
-        side = "left" if is_left else "right"
-        own_time = max(self._time(side), ts)
-        self.times.put((side,), own_time)
+        own_time = self._advance("left" if is_left else "right", ts)
         retained_from = own_time - self.w.retention + 1
         if ts < retained_from:
             return  # already out of the window store's retention: Kafka Streams drops it too
