@@ -22,7 +22,7 @@ from .formats.delimited import parse_delimiter
 from .metastore import RESERVED, Column, DataSource, LogicalSchema, MetaStore
 from .joins import JoinPlan
 from .parser import parse
-from .planner import ProjectionPlan, plan_query, plan_select
+from .planner import ProjectionPlan, plan_query
 from . import values as V
 from .types import BYTES, STRING, ArrayType, DecimalType, StructType, can_implicitly_cast
 from .windows import WindowedKeySerde, parse_window_source, with_window_bounds
