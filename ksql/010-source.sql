@@ -1,6 +1,6 @@
 -- Raw card payments as producers write them (fraudstream produce): the extended layout, DELIMITED.
 -- The Kafka key is the payment id; the value repeats it, so that any CSV tool can produce records.
--- The event time is the payment's own Timestamp, so windows and lag follow it rather than arrival.
+-- The event time is the payment's own Timestamp (milliseconds optional), so windows and lag follow it rather than arrival.
 CREATE STREAM IF NOT EXISTS creditcardfraud_source (
   PAYMENT_ID STRING KEY,
   ID STRING,
@@ -43,5 +43,5 @@ CREATE STREAM IF NOT EXISTS creditcardfraud_source (
   VALUE_FORMAT = 'DELIMITED',
   PARTITIONS = 4,
   TIMESTAMP = 'TIMESTAMP',
-  TIMESTAMP_FORMAT = 'yyyy-MM-dd''T''HH:mm:ssX'
+  TIMESTAMP_FORMAT = 'yyyy-MM-dd''T''HH:mm:ss[.SSS]X'
 );

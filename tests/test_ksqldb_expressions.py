@@ -146,6 +146,8 @@ def test_three_valued_or_and_not_with_null_boolean():
     ("FORMAT_DATE(PARSE_DATE('2021-03-04', 'yyyy-MM-dd'), 'dd/MM/yyyy')", "04/03/2021"),
     ("TIMESTAMPTOSTRING(0, 'yyyy-MM-dd HH:mm:ss.SSS')", "1970-01-01 00:00:00.000"),
     ("STRINGTOTIMESTAMP('1970-01-01 00:00:01', 'yyyy-MM-dd HH:mm:ss')", 1000),
+    ("STRINGTOTIMESTAMP('1970-01-01T00:00:01Z', 'yyyy-MM-dd''T''HH:mm:ss[.SSS]X')", 1000),
+    ("STRINGTOTIMESTAMP('1970-01-01T00:00:01.250Z', 'yyyy-MM-dd''T''HH:mm:ss[.SSS]X')", 1250),
 ])
 def test_functions(text, expected):
     assert ev(text)[1] == expected

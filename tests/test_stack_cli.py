@@ -121,23 +121,6 @@ def test_a_missing_binary_is_an_error_naming_it(tmp_path: Path) -> None:
         start(spec, tmp_path)
 
 
-def test_demo_runs_the_preprocessing_end_to_end(data_dir: Path, cli_env: dict[str, str]) -> None:
-    """README command 1, small: stack up, ksql/ and connectors/ applied, a first model, a worker, payments scored."""
-    ksql_dir = Path(__file__).resolve().parents[1] / "ksql"
-    result = fraudstream("demo", "--data-dir", str(data_dir), "--ephemeral", "-n", "500", "--ksql-dir", str(ksql_dir), env=cli_env)
-    assert "STREAM CREDITCARDFRAUD_PREPROCESSED_AVRO created" in result.stdout
-    assert "creditcardfraud_preprocessed_avro: 500 of 500 payments preprocessed" in result.stdout
-    assert "gen0-" in result.stdout  # a decoded record's key
-    assert "s3-sink-creditcardfraud-preprocessed created" in result.stdout
-    assert "fraud version 1 promoted" in result.stdout
-    assert "fraud-scores: 500 payments scored" in result.stdout
-    again = fraudstream("demo", "--data-dir", str(data_dir), "-n", "10", "--ksql-dir", str(ksql_dir), env=cli_env)
-    assert "STREAM CREDITCARDFRAUD_PREPROCESSED_AVRO unchanged" in again.stdout
-    assert "fraud version 1 is in production" in again.stdout
-    assert "fraud-scores: 10 payments scored" in again.stdout
-    fraudstream("down", "--data-dir", str(data_dir), env=cli_env)
-
-
 def test_a_killed_owner_takes_its_stack_with_it(tmp_path: Path) -> None:
     """A stack started from Python (tests, notebooks) dies with its process, even a kill -9 of it."""
     script = (

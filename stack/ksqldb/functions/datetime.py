@@ -37,6 +37,9 @@ def _tokens(pattern: str) -> tuple[tuple[str, str], ...]:
                 j += 1
             out.append((c, pattern[i:j]))
             i = j
+        elif c in "[]":  # an optional section, as in Java's DateTimeFormatter
+            out.append((c, c))
+            i += 1
         else:
             out.append(("lit", c))
             i += 1
@@ -62,6 +65,8 @@ def format_java(value: dt.datetime, pattern: str) -> str:
         n = len(text)
         if kind == "lit":
             out.append(text)
+        elif kind in "[]":
+            continue  # a formatter prints optional sections: every field is there
         elif kind in "yu":
             out.append(f"{value.year % 100:02d}" if n == 2 else f"{value.year:0{n}d}")
         elif kind in "ML":
@@ -110,6 +115,8 @@ def _parser(pattern: str) -> re.Pattern:
         n = len(text)
         if kind == "lit":
             parts.append(re.escape(text))
+        elif kind in "[]":
+            parts.append("(?:" if kind == "[" else ")?")
         elif kind in "yu":
             parts.append(r"(?P<y>\d{2})" if n == 2 else r"(?P<Y>[+-]?\d{4,9})")
         elif kind in "ML":
