@@ -140,3 +140,11 @@ def test_insert_into_a_stream_refuses_a_table_result(engine):
         engine.execute("INSERT INTO s SELECT * FROM t;")
     with pytest.raises(KsqlStatementError, match="select query result is KTABLE"):
         engine.execute("INSERT INTO s SELECT k, COUNT(*) AS v FROM s GROUP BY k;")
+
+
+def test_drop_must_name_the_kind_of_the_source(engine):
+    engine.execute("CREATE TABLE t (k STRING PRIMARY KEY, v INT) WITH (kafka_topic='t', value_format='JSON');")
+    with pytest.raises(KsqlStatementError, match="Incompatible data source type is table, but statement was DROP stream"):
+        engine.execute("DROP STREAM t;")
+    engine.execute("DROP TABLE t;")
+    assert engine.metastore.get("T") is None

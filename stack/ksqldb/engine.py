@@ -469,6 +469,9 @@ class Engine:
             if stmt.if_exists:
                 return Result("currentStatus", stmt.text, f"Source `{stmt.name}` does not exist.")
             raise KsqlStatementError(f"Source {stmt.name} does not exist.")
+        if source.kind != stmt.kind:
+            raise KsqlStatementError(f"Incompatible data source type is {source.kind.lower()}, but statement was "
+                                     f"DROP {stmt.kind.lower()}")
         if stmt.delete_topic and source.is_source:
             raise KsqlError(f"Cannot delete topic for read-only source: {source.name}")
         readers = [q for q in source.readers if q in self.queries]
