@@ -176,9 +176,18 @@ class PersistentQuery(Pipeline):
         self.sql = sql
         names = [c.name for c in sink.schema.value]
         self._sink_ts_index = names.index(sink.timestamp_column) if sink.timestamp_column in names else None
+        from .vectorized import compile_query  # here: the vectorized path builds on this module
+
+        self.vectorized = compile_query(self)
 
     def process(self, records: list[Record]) -> list[Record]:
         """Transform one batch of source records into sink records (failures go to the processing log)."""
+        if self.vectorized is not None:
+            return self.vectorized.process_records(records)
+        return self.process_rows(records)
+
+    def process_rows(self, records: list[Record]) -> list[Record]:
+        """`process`, one record at a time (all queries can; the vectorized path hands records back to it)."""
         out: list[Record] = []
         for rec, key_vals, value_vals, ts in self.transform(records):
             if value_vals is not None and self._sink_ts_index is not None:

@@ -261,9 +261,14 @@ class AvroSerde(Serde):
             raise SerdeError(f"Expected an Avro record, got {type(datum).__name__}")
         return [coerce(lookup_field(datum, n), t) for n, t in self.columns]
 
-    def serialize(self, values: list[Any] | None) -> bytes | None:
-        if values is None:
-            return None
+    @property
+    def plain_record(self) -> bool:
+        """True when records are written by the compiled encoder of optional primitive fields (what the
+        vectorized path reproduces column-wise)."""
+        return self._fast is not None
+
+    def writer_id(self) -> int:
+        """The schema id written in front of every record (the schema is registered on first use)."""
         if self._id is None:
             if self._fixed_id is not None:
                 self._id = self._fixed_id
@@ -272,6 +277,12 @@ class AvroSerde(Serde):
                 self._renames = _field_names(fixed)
             else:
                 self._id = self.registry.register(self.subject, self.schema)
+        return self._id
+
+    def serialize(self, values: list[Any] | None) -> bytes | None:
+        if values is None:
+            return None
+        self.writer_id()
         if self._fast is not None:
             try:
                 return b"\x00" + struct.pack(">I", self._id) + self._fast(values)

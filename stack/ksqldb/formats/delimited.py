@@ -109,6 +109,11 @@ class DelimitedSerde(Serde):
         self._parsers = [_parser_for(t) for _, t in columns]
         self._n = len(columns)
 
+    def parse_field(self, index: int, field: str) -> Any:
+        """One non-empty field of column `index`, as `deserialize` reads it (the vectorized path's fallback)."""
+        parser = self._parsers[index]
+        return field if parser is None else parser(field)
+
     def deserialize(self, data: bytes | None) -> list[Any] | None:
         if data is None:
             return None
