@@ -4,20 +4,26 @@ the materialised state of the table's query; ksqlDB's errors for what cannot be 
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Iterator
 
 import httpx
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 from ksql import KSQLAPI
-from ksql.errors import KSQLError
 
-from ksqldb_server_helpers import running_server
-from stack.kafka import producer_config
+from ksqldb_server_helpers import labelled_payments, prefixed_statements, running_server
+from stack.generate import USERS
+from stack.kafka import end_offsets, producer_config
+from stack.ksqldb.apply import KsqlRest, apply_directory
+from stack.ksqldb.kafka_runtime import query_group
+from stack.produce import replay
 from stack.ksqldb.engine import Engine
 from stack.ksqldb.errors import KsqlError, UnsupportedError
 from stack.supervisor import RunningService
+
+HOUR, FIVE_MINUTES = 3_600_000, 300_000
 
 
 @pytest.fixture(scope="module")
@@ -150,3 +156,83 @@ def test_pull_query_planning_errors() -> None:
         engine.execute("SELECT * FROM S WHERE ID = 'a';")  # pull queries on streams
     with pytest.raises(UnsupportedError):
         engine.execute("SELECT * FROM T WHERE ID = 'a';")  # the in-memory runtime keeps no materialised state
+
+
+def test_fraud_features_from_the_ksql_files(stack, server: RunningService, tmp_path) -> None:
+    """ksql/050-070 end to end: users in a table, payments joined to them, per-user hourly features read back
+    with a pull query, equal to the features computed here from the same payments."""
+    bootstrap = stack.addresses.bootstrap_servers
+    prefix = f"f{uuid.uuid4().hex[:8]}"
+    outcomes = apply_directory(KsqlRest(server.address), prefixed_statements(tmp_path / "ksql", prefix))
+    assert [o.status for o in outcomes] == ["created"] * len(outcomes), outcomes
+    queries = {q["sinks"][0]: q["id"] for q in KsqlRest(server.address).ksql("SHOW QUERIES;")[0]["queries"]}
+    join_query = queries[f"{prefix}_creditcardfraud_payments_with_users".upper()]
+
+    users_topic = f"{prefix}_creditcardfraud_users"
+    producer = Producer(producer_config(bootstrap))
+    for i, name in enumerate(USERS):  # users exist before any payment (timestamp 1 ms)
+        producer.produce(users_topic, json.dumps({"COUNTRY": ["DE", "FR", "NL"][i % 3], "CARD_TYPE": "VISA",
+                                                  "CREDIT_LIMIT": 1000.0 + i, "SIGNUP_DATE": "2020-01-01"}).encode(),
+                         name.encode(), timestamp=1)
+    assert producer.flush(30) == 0
+    group = query_group(join_query, _service_id(server))
+    while not _committed_to_end(bootstrap, group, users_topic):
+        time.sleep(0.2)  # the join has read every user before the first payment arrives
+
+    payments = labelled_payments(200, seed=3)
+    assert replay(payments, bootstrap_servers=bootstrap, topic=f"{prefix}_creditcardfraud_source").ok
+    joined = _read_json(bootstrap, f"{prefix}_creditcardfraud_payments_with_users", len(payments))
+    limits = {name: 1000.0 + i for i, name in enumerate(USERS)}
+    assert {v["PAYMENT_ID"] for _, v in joined} == {p.id for p in payments}
+    for key, value in joined:
+        assert value["CREDIT_LIMIT"] == limits[key.decode()]
+        assert value["SHARE_OF_LIMIT"] == pytest.approx(value["AMOUNT"] / limits[key.decode()])
+
+    user = payments[0].user
+    mine = [p for p in payments if p.user == user]
+    expected: dict[int, list[float]] = {}
+    for p in mine:
+        ts = int(p.timestamp.timestamp() * 1000)
+        for start in range((max(0, ts - HOUR + FIVE_MINUTES) // FIVE_MINUTES) * FIVE_MINUTES, ts + 1, FIVE_MINUTES):
+            expected.setdefault(start, []).append(p.amount)
+    client = KSQLAPI(server.address)
+    features = f"{prefix}_creditcardfraud_user_features"
+    sql = f"SELECT WINDOWSTART, PAYMENTS_1H, AMOUNT_1H, MAX_AMOUNT_1H FROM {features} WHERE `USER` = '{user}';"
+    want = sorted([start, len(amounts)] for start, amounts in expected.items())
+    while True:  # until the features query has caught up with every payment
+        rows = [r["row"]["columns"] for r in _pull(client, sql)[1:]]
+        if sorted(r[:2] for r in rows) == want:
+            break
+        time.sleep(0.2)
+    for start, count, total, biggest in rows:
+        assert total == pytest.approx(sum(expected[start])) and biggest == pytest.approx(max(expected[start]))
+
+
+def _service_id(server: RunningService) -> str:
+    return httpx.get(f"{server.address}/info").json()["KsqlServerInfo"]["ksqlServiceId"]
+
+
+def _committed_to_end(bootstrap: str, group: str, topic: str) -> bool:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    try:
+        ends = end_offsets(bootstrap, topic)
+        committed = consumer.committed([TopicPartition(topic, p) for p in ends], timeout=10)
+        return all(tp.offset >= ends[tp.partition] for tp in committed)
+    finally:
+        consumer.close()
+
+
+def _read_json(bootstrap: str, topic: str, want: int) -> list[tuple[bytes, dict]]:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"read-{uuid.uuid4().hex}",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False, "session.timeout.ms": 6000})
+    consumer.subscribe([topic])
+    out: list[tuple[bytes, dict]] = []
+    try:
+        while len(out) < want:
+            m = consumer.poll(60)
+            assert m is not None, f"{len(out)} of {want} records in {topic}"
+            if m.error() is None:
+                out.append((m.key(), json.loads(m.value())))
+    finally:
+        consumer.close()
+    return out
