@@ -124,8 +124,12 @@ class TrackedWindowStore(InMemoryWindowStore):
         self.dirty: dict[tuple[Any, int, int], Key] = {}
 
     def put(self, key: Key, start: int, end: int, value: Any) -> None:
-        super().put(key, start, end, value)
-        self.dirty[(_hashable(key), start, end)] = key
+        hk = _hashable(key)  # once: puts are the hot path of windowed aggregations
+        entry = self._data.get(hk)
+        if entry is None:
+            entry = self._data[hk] = (key, {})
+        entry[1][(start, end)] = value
+        self.dirty[(hk, start, end)] = key
 
     def delete(self, key: Key, start: int, end: int) -> None:
         super().delete(key, start, end)
@@ -220,45 +224,36 @@ class StateReader:
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    def _connect(self) -> sqlite3.Connection | None:
+    def _rows(self, sql: str, args: tuple) -> list[tuple]:
+        """The rows of a query on the committed state; none before the first commit created the file."""
         if not self.path.exists():
-            return None
-        return sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+            return []
+        db = sqlite3.connect(self.path, timeout=30)
+        try:
+            return db.execute(sql, args).fetchall()
+        except sqlite3.OperationalError as e:
+            if "no such table" in str(e):  # the query's first commit is creating the file right now
+                return []
+            raise
+        finally:
+            db.close()
 
     def get(self, store: str, key: Key) -> Any | None:
-        db = self._connect()
-        if db is None:
-            return None
-        try:
-            row = db.execute("SELECT value FROM kv WHERE store = ? AND key = ?", (store, encode(key))).fetchone()
-            return None if row is None else decode(row[0])
-        finally:
-            db.close()
+        rows = self._rows("SELECT value FROM kv WHERE store = ? AND key = ?", (store, encode(key)))
+        return decode(rows[0][0]) if rows else None
 
     def items(self, store: str) -> list[tuple[Key, Any]]:
-        db = self._connect()
-        if db is None:
-            return []
-        try:
-            return [(decode(k), decode(v)) for k, v in db.execute("SELECT key, value FROM kv WHERE store = ?", (store,))]
-        finally:
-            db.close()
+        return [(decode(k), decode(v)) for k, v in self._rows("SELECT key, value FROM kv WHERE store = ?", (store,))]
 
     def windows(self, store: str, key: Key | None = None) -> list[tuple[Key, int, int, Any]]:
         """Every window of `key` (of every key when None), ordered by key then window start."""
-        db = self._connect()
-        if db is None:
-            return []
-        try:
-            if key is None:
-                rows = db.execute("SELECT key, wstart, wend, value FROM windows WHERE store = ? "
-                                  "ORDER BY key, wstart, wend", (store,))
-            else:
-                rows = db.execute("SELECT key, wstart, wend, value FROM windows WHERE store = ? AND key = ? "
-                                  "ORDER BY wstart, wend", (store, encode(key)))
-            return [(decode(k), s, e, decode(v)) for k, s, e, v in rows]
-        finally:
-            db.close()
+        if key is None:
+            rows = self._rows("SELECT key, wstart, wend, value FROM windows WHERE store = ? ORDER BY key, wstart, wend",
+                              (store,))
+        else:
+            rows = self._rows("SELECT key, wstart, wend, value FROM windows WHERE store = ? AND key = ? "
+                              "ORDER BY wstart, wend", (store, encode(key)))
+        return [(decode(k), s, e, decode(v)) for k, s, e, v in rows]
 
 
 # ---------------------------------------------------------------- the changelog topics

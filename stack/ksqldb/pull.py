@@ -61,7 +61,8 @@ class Materialization:
             if self._since_sweep >= self.SWEEP_EVERY:
                 self._since_sweep = 0
                 windows.expire(self._newest - self.retention_ms)
-        for key, value, ts in zip(keys, values, timestamps):
+        latest = dict(zip(keys, zip(values, timestamps)))  # only each key's last row of the batch matters
+        for key, (value, ts) in latest.items():
             if key is None:
                 continue
             if windows is not None:
