@@ -25,12 +25,11 @@ from ksql import KSQLAPI
 
 from ksqldb_server_helpers import server_spec
 from stack import supervisor
+from stack.bench import ksql_aggregate_rate
 from stack.kafka import end_offsets, producer_config
 from stack.ksqldb.engine import Engine
 from stack.ksqldb.executor import Record
 from stack.ksqldb.kafka_runtime import query_group
-
-pytestmark = pytest.mark.slow
 
 RECORDS = 100_000
 MORE = 10_000  # produced while the engine is down, before a process with an empty state directory takes over
@@ -124,6 +123,13 @@ def _latest(records: list[tuple[bytes | None, bytes | None, int]]) -> dict[bytes
     return out
 
 
+def test_bench_ksql_aggregate_smoke(stack) -> None:
+    """`fraudstream bench ksql-aggregate` with a tiny size: the benchmark runs; its numbers are not judged."""
+    passthrough, aggregation = ksql_aggregate_rate(stack.addresses, 300)
+    assert passthrough.events == aggregation.events == 300 and aggregation.seconds > 0
+
+
+@pytest.mark.slow
 def test_kill_minus_nine_during_a_windowed_aggregation(stack, tmp_path: Path, capsys) -> None:
     bootstrap = stack.addresses.bootstrap_servers
     tag = uuid.uuid4().hex[:8]

@@ -271,6 +271,8 @@ class QueryRunner(threading.Thread):
         self._recorded: Progress | None = None  # the last progress record written
         self.state = QueryState(query, runtime.state_stores(query.id))
         self.sources = Sources(list(getattr(query, "source_topics", None) or [query.source.topic]))
+        if hasattr(query, "coalesce"):  # ksqlDB's record cache, on by default: a key's last change per commit
+            query.coalesce = True
 
     # ---------------------------------------------------------------- set-up
     def position(self) -> None:
