@@ -102,7 +102,6 @@ def test_windowed_tables_with_window_bounds(server: RunningService, tables: dict
 
 def test_query_stream_answers_pull_queries(server: RunningService, tables: dict[str, str]) -> None:
     totals = tables["totals"]
-    KSQLAPI(server.address)  # the table has caught up (test order): read it over /query-stream
     _rows_when(KSQLAPI(server.address), f"SELECT * FROM {totals} WHERE USER_ID = 'u1';", [["u1", 20, 590.0]])
     response = httpx.post(f"{server.address}/query-stream",
                           json={"sql": f"SELECT USER_ID, N FROM {totals} WHERE USER_ID = 'u1';", "properties": {}})
@@ -113,6 +112,9 @@ def test_query_stream_answers_pull_queries(server: RunningService, tables: dict[
     response = httpx.post(f"{server.address}/query-stream", headers={"Accept": "application/json"},
                           json={"sql": f"SELECT USER_ID, N FROM {totals} WHERE USER_ID = 'u1';"})
     assert response.json()[1:] == [["u1", 20]]
+    rows = list(KSQLAPI(server.address).query(f"SELECT USER_ID, N FROM {totals} WHERE USER_ID = 'u1';",
+                                              use_http2=True, parse=True))  # ksql-python over HTTP/2
+    assert rows == [{"USER_ID": "u1", "N": 20}]
 
 
 def test_what_cannot_be_pulled_is_a_ksqldb_error(server: RunningService, tables: dict[str, str]) -> None:
