@@ -156,6 +156,7 @@ def _add_commands() -> None:
     from stack.ksqldb.apply import ksql_group
     from stack.ksqldb.qtt import conformance_command
     from stack.produce import produce_command
+    from stack.users import users_command
     from streams.bench import bench_scoring_command
     from streams.cli import worker_command
 
@@ -163,7 +164,7 @@ def _add_commands() -> None:
     connect_group.add_command(connect_apply_command)
     bench_command.add_command(bench_scoring_command)
 
-    commands = (demo_command, produce_command, generate_command, ksql_group, connect_group, train_command, evaluate_command, models_group,
+    commands = (demo_command, produce_command, users_command, generate_command, ksql_group, connect_group, train_command, evaluate_command, models_group,
                 worker_command, bench_command)
     for command in commands:
         main.add_command(command)

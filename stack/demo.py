@@ -40,6 +40,7 @@ from stack.produce import BrokerUnavailable, ReplaySummary, replay
 from stack.prometheus import DEFAULT_PROMETHEUS_PORT, PROMETHEUS
 from stack.supervisor import StackError
 from stack.terminal import make_console
+from stack.users import USERS_TOPIC, produce_users
 
 console = make_console()
 
@@ -77,6 +78,10 @@ def demo_command(data_dir: Path, payments_file: Path | None, count: int, rate: f
         start_prometheus(stack, prometheus_port)
     addresses = stack.addresses
     _apply(addresses, ksql_dir, connectors_dir)
+    try:
+        console.print(f"{USERS_TOPIC}: {produce_users(addresses.bootstrap_servers)} card holders written (the USERS table)")
+    except BrokerUnavailable as error:
+        raise click.ClickException(str(error)) from None
     _ensure_production_model(addresses)
     if WORKER not in stack.running or not stack.running[WORKER].healthy():
         console.print("starting a stream worker (Faust, scoring with the production model)...")

@@ -196,6 +196,8 @@ class EmbeddedStack:
         url = f"http://{self.host}:{port}"
         argv = [sys.executable, "-m", "stack.ksqldb", "--host", self.host, "--port", str(port)]
         argv += ["--bootstrap-servers", self.addresses.bootstrap_servers, "--schema-registry-url", self.addresses.schema_registry_url]
+        # state files kept with the stack: a restart loads them instead of re-reading every changelog
+        argv += ["--state-dir", str(self.data_dir / "ksqldb-state")]
         return ServiceSpec(name="ksqldb", argv=argv, ports=[port], health_url=f"{url}/healthcheck", address=url)
 
     def _worker_spec(self) -> ServiceSpec:

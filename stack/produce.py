@@ -128,7 +128,7 @@ class _DebugLog(logging.LoggerAdapter):
         super().log(logging.DEBUG, msg, *args, **kwargs)  # type: ignore[arg-type]
 
 
-_RDKAFKA_LOG = _DebugLog(logging.getLogger(f"{__name__}.rdkafka"), {})
+RDKAFKA_LOG = _DebugLog(logging.getLogger(f"{__name__}.rdkafka"), {})
 
 
 def existing_topics(producer: Producer, bootstrap_servers: str) -> set[str]:
@@ -178,7 +178,7 @@ def replay(
     value_format = ValueFormat(value_format)
     dlq_topic = topic + DLQ_SUFFIX
     summary = ReplaySummary()
-    producer = Producer(producer_config(bootstrap_servers, logger=_RDKAFKA_LOG))
+    producer = Producer(producer_config(bootstrap_servers, logger=RDKAFKA_LOG))
     topics = existing_topics(producer, bootstrap_servers)
     if topic not in topics:
         create_topic(bootstrap_servers, topic, partitions)
