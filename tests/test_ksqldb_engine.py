@@ -135,6 +135,36 @@ def test_errors_for_common_mistakes(engine):
         engine.execute("CREATE STREAM y (a INT) WITH (kafka_topic='y', value_format='foo');")
 
 
+TWO_SOURCES = (
+    "CREATE STREAM s (id INT KEY, a INT, b STRING) WITH (kafka_topic='s', value_format='JSON');\n"
+    "CREATE TABLE t (id INT PRIMARY KEY, a INT, c STRING) WITH (kafka_topic='t', value_format='JSON');\n"
+)
+
+
+@pytest.mark.parametrize("statement, message", [
+    ("CREATE STREAM o AS SELECT id, x FROM s;", "Line: 3, Col: 31: SELECT column 'X' cannot be resolved."),
+    ("CREATE STREAM o AS SELECT id FROM s WHERE abs(s.x) > 1;",
+     "Line: 3, Col: 47: WHERE column 'S.X' cannot be resolved."),
+    ("CREATE TABLE o AS SELECT x, COUNT(*) FROM s GROUP BY x;",
+     "Line: 3, Col: 54: GROUP BY column 'X' cannot be resolved."),
+    ("CREATE STREAM o AS SELECT id, a FROM s PARTITION BY x;",
+     "Line: 3, Col: 53: PARTITION BY column 'X' cannot be resolved."),
+    ("CREATE STREAM o AS SELECT * FROM s JOIN t ON s.id = t.nope;",
+     "Line: 3, Col: 53: JOIN ON column 'T.NOPE' cannot be resolved."),
+    ("CREATE STREAM o AS SELECT s.id, a FROM s JOIN t ON s.id = t.id;",
+     "Exception while preparing statement: Line: 3, Col: 33: Column 'A' is ambiguous. Could be S.A or T.A."),
+    ("CREATE STREAM o AS SELECT id, a FROM s WINDOW TUMBLING (SIZE 1 SECOND);",
+     "Line: 3, Col: 47: WINDOW clause requires a GROUP BY clause."),
+    ("CREATE STREAM o (k INT PRIMARY KEY, v INT) WITH (kafka_topic='o', value_format='JSON');",
+     "Line: 3, Col: 18: Column `K` is a 'PRIMARY KEY' column: please use 'KEY' for streams."),
+])
+def test_analysis_errors_point_at_the_node_in_the_request(engine, statement, message):
+    """ksqlDB prefixes these errors with the offending node's line and column, counted over the request."""
+    with pytest.raises(KsqlStatementError) as e:
+        engine.execute(TWO_SOURCES + statement)
+    assert e.value.message.startswith(message)
+
+
 def test_unsupported_constructs_fail_loudly(engine):
     engine.execute(SOURCE)
     with pytest.raises(UnsupportedError):

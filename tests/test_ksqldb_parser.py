@@ -104,6 +104,47 @@ def test_syntax_errors(sql):
         parse(sql)
 
 
+def test_nodes_carry_their_position_in_the_whole_text():
+    """1-based line and column over every statement of the request; equality ignores positions."""
+    stmts = parse("CREATE STREAM s (id INT KEY, v INT) WITH (kafka_topic='t', value_format='JSON');\n"
+                  "SELECT abs(s.v) * 2 AS x FROM s\n  WINDOW TUMBLING (SIZE 1 SECOND) WHERE v = 1 AND v > 0 "
+                  "EMIT CHANGES;")
+    assert [e.loc for e in stmts[0].elements] == [ast.Location(1, 18), ast.Location(1, 30)]
+    q = stmts[1].query
+    product = q.select[0].expr
+    assert product.loc == ast.Location(2, 17)  # an operator node points at its operator, as ksqlDB's do
+    assert product.left.loc == ast.Location(2, 8)  # a function call at its name
+    assert product.left.args[0].loc == ast.Location(2, 12)  # a qualified column at its qualifier
+    assert q.where.loc == ast.Location(3, 47)
+    assert q.where.left.loc == ast.Location(3, 43) and q.where.left.left.loc == ast.Location(3, 41)
+    assert q.window_loc == ast.Location(3, 10)
+    assert product.left.args[0] == ast.ColumnRef("V", "S")
+    assert ast.at(product.left.args[0]) == "Line: 2, Col: 12: " and ast.at(ast.ColumnRef("V")) == ""
+
+
+def test_syntax_error_counts_lines_over_the_request_and_shows_the_failed_line():
+    sql = "CREATE STREAM s (a INT) WITH (kafka_topic='t', value_format='JSON');\nSELECT * FROM s WHERE a IN 1;"
+    with pytest.raises(ParseError) as e:
+        parse(sql)
+    assert e.value.message.startswith("line 2:28: Syntax Error\n")
+    assert e.value.message.endswith("\nStatement: SELECT * FROM s WHERE a IN 1;")
+
+
+@pytest.mark.parametrize("sql, detail", [
+    # ANTLR inserts the one token that fits and reports it missing
+    ("SELECT a FROM b GROUP BY c, (d, e);", "line 1:31: Syntax Error\nmissing ')' at ','"),
+    ("SELECT a FROM b WHERE (c = 1;", "line 1:29: Syntax Error\nmissing ')' at ';'"),
+    # no insertion fits: ANTLR lists what it expected
+    ("SELECT a FROM b WHERE (c = 1 1;", "line 1:30: Syntax Error\nExpecting {')'}"),
+    ("CREATE STREAM INPUT (K INT (KEY)) WITH (kafka_topic='input',value_format='JSON');",
+     "line 1:29: Syntax Error\nExpecting {'STRING', INTEGER_VALUE}"),
+])
+def test_syntax_error_wording_follows_antlr_recovery(sql, detail):
+    with pytest.raises(ParseError) as e:
+        parse(sql)
+    assert e.value.message.startswith(detail + "\nStatement: ")
+
+
 def test_unknown_type_is_a_clear_error():
     with pytest.raises(KsqlError, match="Unknown type: FOO"):
         parse("CREATE STREAM s (a FOO) WITH (kafka_topic='t', value_format='JSON');")

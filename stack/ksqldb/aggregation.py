@@ -105,11 +105,12 @@ def _free_columns(e: ast.Expr, bound: frozenset[str] = frozenset()) -> list[ast.
 
 
 def _unqualified(e: ast.Expr) -> ast.Expr:
-    return _rewrite(e, lambda x: ast.ColumnRef(x.name) if isinstance(x, ast.ColumnRef) and x.source else None)
+    return _rewrite(e, lambda x: dataclasses.replace(x, source=None)
+                    if isinstance(x, ast.ColumnRef) and x.source else None)
 
 
 def _qualified(e: ast.Expr, source: str) -> ast.Expr:
-    return _rewrite(e, lambda x: ast.ColumnRef(x.name, source) if isinstance(x, ast.ColumnRef) else None)
+    return _rewrite(e, lambda x: dataclasses.replace(x, source=source) if isinstance(x, ast.ColumnRef) else None)
 
 
 def _find_aggregates(e: ast.Expr) -> list[ast.FunctionCall]:
@@ -197,6 +198,9 @@ def plan_aggregate(q: ast.Query, metastore: MetaStore, sink_name: str | None,
     if getattr(source, "window", None) is not None:
         raise UnsupportedError("aggregations over windowed sources")
     window = parse_window(q.window) if q.window else None
+    if window is not None and not q.group_by and q.having is None and not any(
+            item.expr is not None and contains_aggregate(item.expr) for item in q.select):
+        raise KsqlStatementError(f"{ast.at(q.window_loc)}WINDOW clause requires a GROUP BY clause.")
     if window is not None and source.kind == "TABLE":
         raise UnsupportedError("windowed aggregations over tables")
     emit_final = q.emit is not None and q.emit.upper() == "FINAL"

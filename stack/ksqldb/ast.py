@@ -2,16 +2,45 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 from .types import SqlType
 
 
+# ---------------------------------------------------------------- source positions
+@dataclass(frozen=True)
+class Location:
+    """Where a node starts in the submitted text: 1-based line and column, counted over the whole
+    request (several statements are one text, as ksqlDB parses them)."""
+
+    line: int
+    column: int
+
+    def prefix(self) -> str:
+        """ksqlDB's prefix for errors that point at a node: `Line: 3, Col: 70: `."""
+        return f"Line: {self.line}, Col: {self.column}: "
+
+
+def at(node: object) -> str:
+    """The location prefix of `node` (a node or a Location), or "" when it has none (e.g. a node the
+    planner made up, or a column inferred from a registered schema)."""
+    loc = node if isinstance(node, Location) else getattr(node, "loc", None)
+    return loc.prefix() if loc is not None else ""
+
+
+def _loc() -> Any:
+    """A node's position: keyword-only and left out of equality, so equal expressions stay equal."""
+    return field(default=None, kw_only=True, compare=False, repr=False)
+
+
 # ---------------------------------------------------------------- expressions
+@dataclass(frozen=True)
 class Expr:
     """Base class of expression nodes."""
+
+    loc: Location | None = _loc()
 
 
 @dataclass(frozen=True)
@@ -190,6 +219,7 @@ class Query:
     having: Expr | None = None
     emit: str | None = None  # CHANGES / FINAL
     limit: int | None = None
+    window_loc: Location | None = _loc()  # where the window expression (TUMBLING ...) starts
 
 
 # ---------------------------------------------------------------- statements
@@ -203,6 +233,7 @@ class TableElement:
     type: SqlType
     constraint: str | None = None  # KEY, PRIMARY KEY, HEADERS, HEADER
     header_key: str | None = None  # for HEADER('<key>')
+    loc: Location | None = _loc()
 
 
 @dataclass(frozen=True)

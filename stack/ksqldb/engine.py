@@ -235,12 +235,12 @@ class Engine:
             seen.add(el.name)
             if el.constraint == "KEY" and stmt.kind == "TABLE":
                 raise KsqlStatementError(
-                    f"Column `{el.name}` is a 'KEY' column: please use 'PRIMARY KEY' for tables.\n"
+                    f"{ast.at(el)}Column `{el.name}` is a 'KEY' column: please use 'PRIMARY KEY' for tables.\n"
                     "Tables have PRIMARY KEYs, which are unique and NON NULL.\n"
                     "Streams have KEYs, which have no uniqueness or NON NULL constraints.")
             if el.constraint == "PRIMARY KEY" and stmt.kind == "STREAM":
                 raise KsqlStatementError(
-                    f"Column `{el.name}` is a 'PRIMARY KEY' column: please use 'KEY' for streams.\n"
+                    f"{ast.at(el)}Column `{el.name}` is a 'PRIMARY KEY' column: please use 'KEY' for streams.\n"
                     "Tables have PRIMARY KEYs, which are unique and NON NULL.\n"
                     "Streams have KEYs, which have no uniqueness or NON NULL constraints.")
             if el.constraint == "HEADERS":

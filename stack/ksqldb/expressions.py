@@ -223,9 +223,9 @@ class Compiler:
             name = f"{e.source}.{e.name}" if e.source else e.name
             if self.clause == "PARTITION BY":
                 raise KsqlStatementError(
-                    f"PARTITION BY column '{name}' cannot be resolved. '{name}' must be a column in the source "
-                    "schema since PARTITION BY is applied on the input.")
-            raise KsqlStatementError(f"{self.clause} column '{name}' cannot be resolved.")
+                    f"{ast.at(e)}PARTITION BY column '{name}' cannot be resolved. '{name}' must be a column in "
+                    "the source schema since PARTITION BY is applied on the input.")
+            raise KsqlStatementError(f"{ast.at(e)}{self.clause} column '{name}' cannot be resolved.")
         idx, t = found
         return Compiled(t, operator.itemgetter(idx), column_index=idx)
 

@@ -193,8 +193,10 @@ class JoinScope(Scope):
         aliases = self.owners.get(ref.name, [])
         if len(aliases) > 1:
             options = [f"{a}.{ref.name}" for a in aliases]
+            # ksqlDB finds these while preparing the statement, before analysing it
             raise KsqlStatementError(
-                f"Column '{ref.name}' is ambiguous. Could be {', '.join(options[:-1])} or {options[-1]}.")
+                f"Exception while preparing statement: {ast.at(ref)}Column '{ref.name}' is ambiguous. "
+                f"Could be {', '.join(options[:-1])} or {options[-1]}.")
         return (aliases[0], ref.name) if aliases else None
 
     def lookup(self, ref: ast.ColumnRef) -> tuple[int, SqlType] | None:
@@ -208,7 +210,9 @@ class JoinScope(Scope):
         """The expression with every source column qualified by its alias (how ksqlDB prints and compares)."""
         def qualify(ref: ast.ColumnRef) -> ast.Expr:
             found = self.resolve(ref)
-            return ast.ColumnRef(found[1], found[0]) if found is not None and found[0] is not None else ref
+            if found is not None and found[0] is not None:
+                return dataclasses.replace(ref, name=found[1], source=found[0])
+            return ref
         return _map_refs(e, qualify)
 
 
@@ -466,7 +470,7 @@ def _plan_aggregate(q: ast.Query, scope: JoinScope, inputs: list[JoinInput], cha
         raise UnsupportedError("SELECT * with GROUP BY over a join")
     for ref in _column_refs(tuple(i.expr for i in q.select)):
         if ref.source is None and ref.name in ("WINDOWSTART", "WINDOWEND") and scope.resolve(ref) is None:
-            raise KsqlStatementError(f"SELECT column '{ref.name}' cannot be resolved.")  # as ksqlDB, over joins
+            raise KsqlStatementError(f"{ast.at(ref)}SELECT column '{ref.name}' cannot be resolved.")  # as ksqlDB
     names: dict[tuple[str, str], str] = {}
     columns = []
     for inp in inputs:

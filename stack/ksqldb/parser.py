@@ -7,13 +7,14 @@ grammar file is the clearest statement of what the engine accepts. LALR keeps pa
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 
 from lark import Lark, Token, Transformer
-from lark.exceptions import LarkError, UnexpectedInput, VisitError
+from lark.exceptions import LarkError, UnexpectedInput, UnexpectedToken, VisitError
 
 from . import ast
 from .errors import KsqlError, KsqlStatementError, ParseError, UnsupportedError
@@ -50,7 +51,13 @@ def unquote_string(text: str) -> str:
 
 
 class _Identifier(str):
-    """An identifier after ksqlDB's normalisation (unquoted names upper-cased)."""
+    """An identifier after ksqlDB's normalisation (unquoted names upper-cased), and where it was written."""
+
+    loc: ast.Location | None = None
+
+
+def _tok_loc(tok: Token) -> ast.Location:
+    return ast.Location(tok.line, tok.column)
 
 
 class _Alias(str):
@@ -58,12 +65,23 @@ class _Alias(str):
 
 
 class _ToAst(Transformer):
+    def _call_userfunc(self, tree, new_children=None):
+        """Every expression node records where its rule starts (Lark's 1-based line and column over the
+        whole text, which is how ksqlDB counts); nodes that point at an operator set `loc` themselves."""
+        result = super()._call_userfunc(tree, new_children)
+        if isinstance(result, ast.Expr) and result.loc is None and not tree.meta.empty:
+            result = dataclasses.replace(result, loc=ast.Location(tree.meta.line, tree.meta.column))
+        return result
+
     # ---------------------------------------------------------- atoms
     def identifier(self, children):
         tok: Token = children[0]
         if tok.type == "QUOTED_IDENTIFIER":
-            return _Identifier(tok.value[1:-1].replace("``", "`"))
-        return _Identifier(tok.value.upper())
+            ident = _Identifier(tok.value[1:-1].replace("``", "`"))
+        else:
+            ident = _Identifier(tok.value.upper())
+        ident.loc = _tok_loc(tok)
+        return ident
 
     def alias(self, children):
         return _Alias(children[-1])
@@ -152,20 +170,20 @@ class _ToAst(Transformer):
         return ast.FunctionCall(str(children[0]), tuple(children[1:]))
 
     def or_op(self, c):
-        return ast.Logical("OR", c[0], c[2])
+        return ast.Logical("OR", c[0], c[2], loc=_tok_loc(c[1]))
 
     def and_op(self, c):
-        return ast.Logical("AND", c[0], c[2])
+        return ast.Logical("AND", c[0], c[2], loc=_tok_loc(c[1]))
 
     def not_op(self, c):
         return ast.Not(c[1])
 
     def comparison(self, c):
         op = c[1].value
-        return ast.Comparison("<>" if op == "!=" else op, c[0], c[2])
+        return ast.Comparison("<>" if op == "!=" else op, c[0], c[2], loc=_tok_loc(c[1]))
 
     def equals(self, c):
-        return ast.Comparison("=", c[0], c[1])
+        return ast.Comparison("=", c[0], c[2], loc=_tok_loc(c[1]))
 
     def between(self, c):
         exprs = _trees(c, ast.Expr)
@@ -189,10 +207,10 @@ class _ToAst(Transformer):
         return ast.IsDistinct(exprs[0], exprs[1], negated=_has(c, "NOT"))
 
     def arithmetic(self, c):
-        return ast.Arithmetic(c[1].value, c[0], c[2])
+        return ast.Arithmetic(c[1].value, c[0], c[2], loc=_tok_loc(c[1]))
 
     def multiply(self, c):
-        return ast.Arithmetic("*", c[0], c[1])
+        return ast.Arithmetic("*", c[0], c[2], loc=_tok_loc(c[1]))
 
     def unary_op(self, c):
         operand = c[1]
@@ -288,7 +306,7 @@ class _ToAst(Transformer):
         # 'TUMBLING (SIZE 30 SECONDS, GRACE PERIOD 1 MINUTE)': windows.parse_window reads it
         kind = next(x for x in c if isinstance(x, _Identifier))
         parts = [x for x in c if isinstance(x, str) and not isinstance(x, (Token, _Identifier))]
-        return ("window", f"{kind} ({', '.join(parts)})")
+        return ("window", (f"{kind} ({', '.join(parts)})", kind.loc))
 
     def where_clause(self, c):
         return ("where", c[1])
@@ -313,12 +331,14 @@ class _ToAst(Transformer):
 
     def query(self, c):
         clauses = dict(x for x in c if isinstance(x, tuple))
+        window, window_loc = clauses.get("window", (None, None))
         return ast.Query(
             select=tuple(_trees(c, ast.SelectItem)),
             source=_trees(c, ast.Relation)[0],
             joins=tuple(_trees(c, ast.Join)),
             where=clauses.get("where"),
-            window=clauses.get("window"),
+            window=window,
+            window_loc=window_loc,
             group_by=clauses.get("group_by", ()),
             partition_by=clauses.get("partition_by", ()),
             having=clauses.get("having"),
@@ -339,7 +359,7 @@ class _ToAst(Transformer):
 
     def table_element(self, c):
         constraint, header_key = c[2] if len(c) > 2 else (None, None)
-        return ast.TableElement(str(c[0]), c[1], constraint, header_key)
+        return ast.TableElement(str(c[0]), c[1], constraint, header_key, loc=c[0].loc)
 
     def table_elements(self, c):
         return tuple(c)
@@ -404,7 +424,7 @@ class _ToAst(Transformer):
 
     def alter_op(self, c):
         idents = [x for x in c if isinstance(x, _Identifier)]
-        return ast.TableElement(str(idents[0]), _trees(c, SqlType)[0])
+        return ast.TableElement(str(idents[0]), _trees(c, SqlType)[0], loc=idents[0].loc)
 
     def alter_source(self, c):
         return ast.AlterSource(c[1], str(c[2]), tuple(_trees(c, ast.TableElement)))
@@ -417,8 +437,6 @@ class _ToAst(Transformer):
 
 
 def _with_text(stmt: ast.Statement, text: str) -> ast.Statement:
-    import dataclasses
-
     return dataclasses.replace(stmt, text=text) if hasattr(stmt, "text") else stmt
 
 
@@ -444,6 +462,8 @@ _TOKEN_NAMES = {
 
 def _token_name(name: str) -> str:
     """ksqlDB (ANTLR) spelling of an expected token: literals quoted, value tokens by kind."""
+    if name == "$END":
+        return "<EOF>"
     if name in _TOKEN_NAMES:
         return _TOKEN_NAMES[name]
     term = next((t for t in _lark().terminals if t.name == name), None)
@@ -456,24 +476,59 @@ _PUNCTUATION_ORDER = {"'('": 0, "','": 1, "')'": 2}  # ANTLR lists literals in g
 
 
 def _token_order(name: str) -> tuple:
-    return (not name.startswith("'"), _PUNCTUATION_ORDER.get(name, -1), name)
+    return (name != "<EOF>", not name.startswith("'"), _PUNCTUATION_ORDER.get(name, -1), name)  # EOF is type -1
+
+
+def _token_display(tok: Token) -> str:
+    """How ANTLR shows the offending token: quoted text, `<EOF>` at the end of the input."""
+    if tok.type == "$END":
+        return "<EOF>"
+    text = tok.value.replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
+    return f"'{text}'"
+
+
+def _missing_token(sql: str, e: UnexpectedInput) -> str | None:
+    """ANTLR's single-token insertion report (`missing ')' at ','`): exactly one token can come next, the
+    token after the offending one is not it (ANTLR would then report the offending token as extraneous),
+    and with the expected token inserted the offending token fits."""
+    if not isinstance(e, UnexpectedToken) or e.interactive_parser is None or len(e.expected) != 1:
+        return None
+    (name,) = e.expected
+    tok = e.token
+    if tok.type != "$END":
+        try:
+            after = next(iter(_lark().lex(sql[tok.end_pos:])), None)
+        except LarkError:
+            after = None
+        if after is not None and after.type == name:
+            return None
+    recovered = e.interactive_parser.copy()
+    try:
+        recovered.feed_token(Token(name, ""))
+    except LarkError:
+        return None
+    if tok.type not in recovered.accepts():
+        return None
+    return f"missing {_token_name(name)} at {_token_display(tok)}"
 
 
 def _syntax_error(sql: str, e: UnexpectedInput) -> str:
-    """ksqlDB's message: position, the tokens that could come next, and the statement."""
-    pos = getattr(e, "pos_in_stream", None) or 0
-    start = sql.rfind(";", 0, pos) + 1
-    end = sql.find(";", pos)
-    statement = sql[start:end + 1 if end >= 0 else len(sql)].strip()
-    names = set(getattr(e, "expected", None) or getattr(e, "allowed", None) or ())
-    if {"KEY", "PRIMARY", "HEADERS"} <= names:
-        # after a column's type, ANTLR skips the optional parts and reports what the column list expects
-        names = {"COMMA", "RPAR"}
-    expected = sorted({_token_name(n) for n in names}, key=_token_order)
+    """ksqlDB's message: position in the whole text, what went wrong, and the line that failed (ksqlDB
+    shows only that line of a multi-statement request)."""
+    failed_line = sql.split("\n")[e.line - 1].rstrip("\r") if e.line >= 1 else sql
     lines = [f"line {e.line}:{e.column}: Syntax Error"]
-    if expected:
-        lines.append("Expecting {" + ", ".join(expected) + "}")
-    lines.append(f"Statement: {statement}")
+    missing = _missing_token(sql, e)
+    if missing is not None:
+        lines.append(missing)
+    else:
+        names = set(getattr(e, "expected", None) or getattr(e, "allowed", None) or ())
+        if {"KEY", "PRIMARY", "HEADERS"} <= names:
+            # after a column's type, ANTLR skips the optional parts and reports what the column list expects
+            names = {"COMMA", "RPAR"}
+        expected = sorted({_token_name(n) for n in names}, key=_token_order)
+        if expected:
+            lines.append("Expecting {" + ", ".join(expected) + "}")
+    lines.append(f"Statement: {failed_line}")
     return "\n".join(lines)
 
 

@@ -67,7 +67,7 @@ def _unqualified(e: ast.Expr) -> ast.Expr:
     import dataclasses
 
     if isinstance(e, ast.ColumnRef):
-        return ast.ColumnRef(e.name)
+        return dataclasses.replace(e, source=None)  # keeps its position
     if dataclasses.is_dataclass(e):
         changes = {}
         for f in dataclasses.fields(e):

@@ -18,7 +18,8 @@ def validate(columns: list[tuple[str, SqlType]], is_key: bool = False) -> None:
         raise KsqlStatementError(f"The 'KAFKA' format only supports a single field. Got: [{cols}]")
     for name, t in columns:
         if t not in SUPPORTED:
-            raise KsqlStatementError(f"The 'KAFKA' format does not support type '{t.name}', column: `{name}`")
+            # unlike DELIMITED, ksqlDB's KAFKA format does not name the column
+            raise KsqlStatementError(f"The 'KAFKA' format does not support type '{t.name}'")
 
 
 def encode_scalar(value: Any, t: SqlType) -> bytes:
