@@ -85,7 +85,7 @@ def test_kill_minus_nine_twice_mid_stream_leaves_no_gaps_and_no_duplicates(stack
     server = supervisor.start(spec, logs)
     try:
         outcomes = apply_directory(KsqlRest(server.address), prefixed_statements(tmp_path / "ksql", prefix))
-        assert [o.status for o in outcomes] == ["created"] * 4
+        assert outcomes and all(o.status == "created" for o in outcomes)
         queries = {q["sinkKafkaTopics"][0]: q["id"] for q in KsqlRest(server.address).ksql("SHOW QUERIES;")[0]["queries"]}
 
         payments = labelled_payments(60_000, seed=11)

@@ -16,6 +16,10 @@ acknowledgements. Kafka transactions are never used: the embedded broker loses t
 
 The query's consumer group (`_confluent-ksql-default_query_<ID>`, as ksqlDB names it) still gets the
 offsets committed after each batch, so lag tools work; the progress log is what a restart trusts.
+
+A stateless query keeps three batches going at once (`QueryRunner._pipelined_loop`): one consumed, one
+evaluated on a worker thread, one being acknowledged; its progress records span every batch not yet
+acknowledged. A stateful query goes one batch at a time, its state committed with each.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,10 +81,9 @@ def to_record(m: Message) -> Record:
 def to_columns(topic: str, messages: list[Message], with_headers: bool) -> Columns:
     """A batch of consumed messages, column by column (no per-record objects)."""
     now = int(time.time() * 1000)
-    stamps = [m.timestamp() for m in messages]
-    return Columns(topic, [m.key() for m in messages], [m.value() for m in messages],
-                   [ts if ts_type else now for ts_type, ts in stamps], [m.partition() for m in messages],
-                   [m.offset() for m in messages],
+    return Columns(topic, list(map(Message.key, messages)), list(map(Message.value, messages)),
+                   [ts if ts_type else now for ts_type, ts in map(Message.timestamp, messages)],
+                   list(map(Message.partition, messages)), list(map(Message.offset, messages)),
                    [list(m.headers() or []) for m in messages] if with_headers else None)
 
 
@@ -293,20 +297,21 @@ class QueryRunner(threading.Thread):
             start = {self.sources.key(tp.topic, tp.partition): tp.offset for tp in positions}
             found = Progress(start, dict(start), end_offsets(rt.bootstrap, q.sink.topic))
             self._write_progress(found)
-            self._await_progress()
+            self._await_acks()
             self.consumer.commit(offsets=positions, asynchronous=False)
         self.progress = self._recorded = found
 
     def _new_producer(self) -> Producer:
         config = producer_config(self.runtime.bootstrap, partitioner=PARTITIONER, linger_ms=5, batch_num_messages=10_000)
-        return Producer({**config, "on_delivery": self._delivered})
+        acked, failures = self._acked, self._failures
 
-    def _delivered(self, err: KafkaError | None, msg: Message) -> None:
-        """Every sink record's acknowledgement (the progress records have their own callback)."""
-        if err is None:
-            self._acked[msg.partition()] = msg.offset()
-        else:
-            self._failures.append(err)
+        def delivered(err: KafkaError | None, msg: Message) -> None:
+            """Every sink record's acknowledgement (called per record: kept lean; progress records have their own)."""
+            if err is None:
+                acked[msg.partition()] = msg.offset()
+            else:
+                failures.append(err)
+        return Producer({**config, "on_delivery": delivered})
 
     # ---------------------------------------------------------------- the loop
     def run(self) -> None:
@@ -337,37 +342,85 @@ class QueryRunner(threading.Thread):
             self.producer.flush(10)
 
     def _loop(self) -> None:
-        rt = self.runtime
-        consumer = self.consumer
-        key = self.sources.key
-        while not self.stopping.is_set():
+        if not self.state.active and self.state.materialization is None:
+            self._pipelined_loop()
+            return
+        while not self.stopping.is_set():  # a stateful query: one batch at a time, its state committed with it
             messages = self._next_messages()
             if not messages:
                 self._write_settled()
                 continue
-            end = dict(self.progress.end)
-            for m in messages:
-                end[key(m.topic(), m.partition())] = m.offset() + 1  # messages of a partition arrive in order
-            self.progress = Progress(dict(self.progress.end), end, self._sink_ends())
+            end = self._ends(messages)
+            self.progress = Progress(dict(self.progress.start), end, dict(self.progress.sink))
             self._write_progress(self.progress)  # on its way while the batch is evaluated
             out = self._evaluate(messages)
-            self._await_progress()
+            self._await_acks()
             self._produce(out)
             self.state.record(out.keys, out.values, out.timestamps)
             self.state.commit(self._positions(end))  # before the input offsets: state and positions agree
-            rt.plog_producer.flush()
-            self.progress = self.progress.settled(self._sink_ends())
-            consumer.commit(offsets=[TopicPartition(*self.sources.tp(k), o) for k, o in end.items()],
-                            asynchronous=True)
-            self.committed_batches += 1
-            self.error = None
+            self._settle(end, self.progress.settled(self._sink_ends()))
 
-    def _next_messages(self) -> list[Message]:
-        """What is buffered (up to a batch), else wait a little for the next record."""
+    def _pipelined_loop(self) -> None:
+        """A stateless query's loop, three batches at a time: while one batch is evaluated on a worker thread
+        (Arrow and numpy let go of the GIL), the batch before is produced and the next one consumed, and the
+        broker acknowledges records in the meantime. Each progress record spans every batch not yet
+        acknowledged; batches are settled in order."""
+        executor = ThreadPoolExecutor(1, thread_name_prefix=f"evaluate-{self.query.id}")
+        evaluating: tuple[Future[Output], dict[Any, int]] | None = None  # a batch on the worker, and its end
+        produced: dict[Any, int] | None = None  # the end of the batch produced, not yet acknowledged
+        try:
+            while not self.stopping.is_set():
+                messages = self._next_messages(wait=evaluating is None and produced is None)
+                following = None
+                if messages:
+                    end = self._ends(messages)
+                    self.progress = Progress(dict(self.progress.start), end, dict(self.progress.sink))
+                    self._write_progress(self.progress)  # acknowledged before this batch's records are produced
+                    following = (executor.submit(self._evaluate, messages), end)
+                if evaluating is not None or produced is not None:
+                    out = evaluating[0].result() if evaluating is not None else None
+                    self._await_acks()
+                    if produced is not None:
+                        self._settle(produced, Progress(produced, self.progress.end, self._sink_ends()))
+                    produced = None
+                    if evaluating is not None:
+                        self._produce(out, wait=False)
+                        produced = evaluating[1]
+                evaluating = following
+                if evaluating is None and produced is None:
+                    self._write_settled()
+        finally:
+            if evaluating is not None:
+                evaluating[0].exception()  # let it finish (its error, if any, is the caller's)
+            executor.shutdown(wait=True)
+
+    def _settle(self, end: dict[Any, int], progress: Progress) -> None:
+        """A batch's records are all acknowledged: `progress` is where the query stands now."""
+        self.runtime.plog_producer.flush()
+        self.progress = progress
+        self.consumer.commit(offsets=[TopicPartition(*self.sources.tp(k), o) for k, o in end.items()],
+                             asynchronous=True)
+        self.committed_batches += 1
+        self.error = None
+
+    def _ends(self, messages: list[Message]) -> dict[Any, int]:
+        """Where the source partitions stand after `messages` (those of a partition arrive in order)."""
+        end = dict(self.progress.end)
+        if self.sources.single:
+            last = dict(zip(map(Message.partition, messages), map(Message.offset, messages)))
+            end.update((p, o + 1) for p, o in last.items())
+        else:
+            key = self.sources.key
+            for m in messages:
+                end[key(m.topic(), m.partition())] = m.offset() + 1
+        return end
+
+    def _next_messages(self, wait: bool = True) -> list[Message]:
+        """What is buffered (up to a batch), else (if `wait`) wait a little for the next record."""
         size = self.runtime.batch_size
         messages = self.consumer.consume(size, 0)
         if not messages:
-            first = self.consumer.poll(0.2)
+            first = self.consumer.poll(0.2) if wait else None
             if first is None:
                 return []
             messages = [first, *self.consumer.consume(size - 1, 0)]
@@ -402,9 +455,8 @@ class QueryRunner(threading.Thread):
         return ends
 
     # ---------------------------------------------------------------- producing
-    def _produce(self, out: Output, skip: set[int] | None = None) -> None:
-        """Produce `out` (but the positions in `skip`) and wait for every acknowledgement; raise if any
-        record was not acknowledged."""
+    def _produce(self, out: Output, skip: set[int] | None = None, wait: bool = True) -> None:
+        """Produce `out` (but the positions in `skip`) and, if `wait`, await every acknowledgement."""
         topic = self.query.sink.topic
         partitions = self.runtime.partition_count(topic)
         producer = self.producer
@@ -424,9 +476,16 @@ class QueryRunner(threading.Thread):
                     producer.poll(0.05)
                     if self.stopping.is_set():
                         raise _Stopped() from None
-        remaining = producer.flush(ACK_TIMEOUT)
-        if remaining or self._failures:
-            raise KafkaException(self._failures[0] if self._failures else KafkaError(KafkaError._MSG_TIMED_OUT))
+        if wait:
+            self._await_acks()
+
+    def _await_acks(self) -> None:
+        """Wait until every record produced so far (output and progress) is acknowledged; raise if any was not."""
+        remaining = self.producer.flush(ACK_TIMEOUT)
+        failure = self._failures[0] if self._failures else self._progress_failures[0] if self._progress_failures \
+            else KafkaError(KafkaError._MSG_TIMED_OUT) if remaining else None
+        if failure is not None:
+            raise KafkaException(failure)
 
     def _discard_producer(self) -> None:
         """After a failed batch: drop what is still queued, wait for what is in flight, start afresh."""
@@ -448,11 +507,6 @@ class QueryRunner(threading.Thread):
         if err is not None:
             self._progress_failures.append(err)
 
-    def _await_progress(self) -> None:
-        remaining = self.producer.flush(ACK_TIMEOUT)
-        if remaining or self._progress_failures:
-            failure = self._progress_failures[0] if self._progress_failures else KafkaError(KafkaError._MSG_TIMED_OUT)
-            raise KafkaException(failure)
 
     def _write_settled(self) -> None:
         """When idle: record that the last batch is done, so that a restart has nothing to re-check. Never
@@ -460,7 +514,7 @@ class QueryRunner(threading.Thread):
         if self.progress.in_flight or self._recorded == self.progress:
             return
         self._write_progress(self.progress)
-        self._await_progress()
+        self._await_acks()
 
     # ---------------------------------------------------------------- recovery
     def _recover(self) -> None:
