@@ -17,7 +17,6 @@ from typing import Any
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.sensors.prometheus import setup_prometheus_sensors
-from threadpoolctl import threadpool_limits
 
 from stack.kafka import AIOKAFKA_GROUP_DEFAULTS, end_offsets
 from streams import metrics
@@ -30,9 +29,6 @@ from streams.settings import WorkerSettings
 log = logging.getLogger(__name__)
 
 settings = WorkerSettings.from_env()
-#: One thread scores. BLAS threads spin-waiting between small matrix products doubled the worker's CPU per
-#: event at batches of 5,000, taking it from the agent and the broker.
-threadpool_limits(1)
 settings.data_dir.mkdir(parents=True, exist_ok=True)
 
 
@@ -54,7 +50,7 @@ app = BatchApp(
     datadir=str(settings.data_dir / f"{settings.group}-{settings.web_port}"),
     broker_session_timeout=AIOKAFKA_GROUP_DEFAULTS["session_timeout_ms"] / 1000,
     broker_heartbeat_interval=AIOKAFKA_GROUP_DEFAULTS["heartbeat_interval_ms"] / 1000,
-    broker_commit_interval=settings.commit_seconds,
+    broker_commit_interval=1.0,
     broker_commit_every=10_000,
     consumer_auto_offset_reset="earliest",
     topic_disable_leader=True,

@@ -13,8 +13,7 @@ agent is an ordinary Faust agent iterating a stream, of batches. Other topics ke
 Offsets: batch topics are declared with ``acks=False``, so Faust does not ack a batch's message when the
 agent moves on. The agent calls :meth:`BatchConsumer.ack_batch` only after the broker acknowledged every
 record it produced for the batch; that feeds the batch's offsets to Faust's own commit bookkeeping (gaps,
-per-partition contiguity, commit only for assigned partitions), and Faust's periodic commit
-(`broker_commit_interval`) commits them: a commit per batch cost a tenth of the agent's time.
+per-partition contiguity, commit only for assigned partitions) and starts a commit if none is in flight.
 A batch finished after its partition was revoked or reassigned is not acked: it is read and scored again
 (at least once, never lost).
 """
@@ -166,7 +165,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
             await self._add_gap(tp, r_offset + 1, offset)
 
     def ack_batch(self, batch: RawBatch) -> list[TP]:
-        """Mark a batch's offsets done (only once its outputs are acknowledged): the next periodic commit takes them.
+        """Mark a batch's offsets done (call only once its outputs are acknowledged) and commit soon.
 
         Returns the partitions acked; a partition revoked or reassigned since the fetch is left out.
         """
@@ -181,6 +180,8 @@ class BatchConsumer(faust_aiokafka.Consumer):
             self._acked[tp].extend(range(first, last + 1))
             acked.append(tp)
         self._n_acked += len(batch)
+        if acked and self._commit_fut is None:
+            cast(BatchApp, self.app).spawn_commit()
         return acked
 
 
@@ -208,6 +209,7 @@ class BatchApp(faust.App):
         super().__init__(*args, **kwargs)
         self.batch_topics: set[str] = set()
         self.max_batch = max_batch
+        self._commits: set[asyncio.Task] = set()
 
     def _new_transport(self) -> Any:
         return BatchTransport(self.conf.broker_consumer, self)
@@ -216,3 +218,8 @@ class BatchApp(faust.App):
         """A topic whose stream yields RawBatch values; its offsets are committed only through `ack_batch`."""
         self.batch_topics.add(name)
         return self.topic(name, schema=BatchSchema(), acks=False, maxsize=maxsize, **kwargs)
+
+    def spawn_commit(self) -> None:
+        task = asyncio.ensure_future(self.consumer.commit())
+        self._commits.add(task)
+        task.add_done_callback(self._commits.discard)

@@ -31,7 +31,7 @@ from streams.batching import RawBatch
 from streams.dlq import DeadLetters
 from streams.hotswap import ModelHolder
 from streams.modelsource import ScoringModel
-from streams.records import DECODE, HEADER, SCORE_SCHEMA, SCORING, Decoded, RecordError, ScoreEncoder, WriterLayout, \
+from streams.records import DECODE, SCORE_SCHEMA, SCORING, Decoded, RecordError, ScoreEncoder, WriterLayout, \
     decode_batch, parse_json_rows, schema_id
 from streams.settings import WorkerSettings
 
@@ -173,32 +173,20 @@ class Pipeline:
 
     async def decode(self, values: list[bytes | None]) -> Decoded:
         """Features of a batch's values, whatever mix of schema ids it holds."""
-        try:
-            heads = {value[:HEADER] for value in values}  # type: ignore[index]
-        except TypeError:  # a value is None
-            heads = set()
-        groups: dict[bytes, list[int] | None] = {}
-        if len(heads) == 1:
-            groups[heads.pop()] = None  # the usual batch: one schema id, every value
-        else:
-            for i, value in enumerate(values):
-                groups.setdefault(value[:HEADER] if value else b"", []).append(i)  # type: ignore[union-attr]
+        groups: dict[bytes, list[int]] = {}
+        for i, value in enumerate(values):
+            groups.setdefault(value[:5] if value else b"", []).append(i)
         errors: dict[int, RecordError] = {}
         parts: list[Decoded] = []
         for head, members in groups.items():
-            everyone = range(len(values)) if members is None else members
             try:
                 sid = schema_id(head)
             except RecordError as error:
-                errors.update((i, error) for i in everyone)
+                errors.update((i, error) for i in members)
                 continue
             layout = await self.layout(sid)
             if isinstance(layout, RecordError):
-                errors.update((i, layout) for i in everyone)
-                continue
-            if members is None:
-                parts.append(decode_batch(values, layout))  # type: ignore[arg-type]
-                errors.update(parts[-1].errors)
+                errors.update((i, layout) for i in members)
                 continue
             sub = decode_batch([values[i] for i in members], layout)  # type: ignore[misc]
             positions = np.asarray(members, np.int64)

@@ -153,6 +153,13 @@ TWO_SOURCES = (
      "Line: 3, Col: 53: JOIN ON column 'T.NOPE' cannot be resolved."),
     ("CREATE STREAM o AS SELECT s.id, a FROM s JOIN t ON s.id = t.id;",
      "Exception while preparing statement: Line: 3, Col: 33: Column 'A' is ambiguous. Could be S.A or T.A."),
+    # columns are resolved clause by clause before grouping and projection are analysed, as in ksqlDB
+    ("CREATE TABLE o AS SELECT x, COUNT(*) FROM s GROUP BY id;",
+     "Line: 3, Col: 26: SELECT column 'X' cannot be resolved."),
+    ("CREATE TABLE o AS SELECT id, COUNT(x) FROM s GROUP BY id HAVING SUM(y) > 1;",
+     "Line: 3, Col: 69: HAVING column 'Y' cannot be resolved."),
+    ("CREATE STREAM o AS SELECT s.id FROM s JOIN t ON s.id = t.id WHERE x = 1;",
+     "Line: 3, Col: 67: WHERE column 'X' cannot be resolved."),
     ("CREATE STREAM o AS SELECT id, a FROM s WINDOW TUMBLING (SIZE 1 SECOND);",
      "Line: 3, Col: 47: WINDOW clause requires a GROUP BY clause."),
     ("CREATE STREAM o (k INT PRIMARY KEY, v INT) WITH (kafka_topic='o', value_format='JSON');",

@@ -25,7 +25,7 @@ import heapq
 import logging
 import operator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 from . import ast
 from . import values as V
@@ -133,6 +133,30 @@ def is_aggregate_query(q: ast.Query) -> bool:
     return any(item.expr is not None and contains_aggregate(item.expr) for item in q.select)
 
 
+def check_columns(clauses: Sequence[tuple[str, Sequence[ast.Expr | None]]], scope: Scope,
+                  skip: Callable[[str, ast.ColumnRef], bool] = lambda clause, ref: False) -> None:
+    """ksqlDB resolves every column reference, clause by clause, before it analyses the query: the first
+    unknown one is reported as unknown, with its position, before any type or grouping error. `skip`
+    leaves references to the later checks that know them (window bounds, synthetic join keys, ...)."""
+    for clause, exprs in clauses:
+        for e in exprs:
+            for ref in _free_columns(e) if e is not None else []:
+                if not skip(clause, ref) and scope.lookup(ref) is None:
+                    Compiler(scope, clause).compile(ref)  # raises the unknown-column error
+
+
+def _check_columns(q: ast.Query, scope: Scope, windowed: bool) -> None:
+    """An aggregation's columns in ksqlDB's order (WHERE, GROUP BY, HAVING, SELECT); references to an
+    unknown source are left to the checks that name it."""
+    bounds = set(WINDOW_COLUMNS) if windowed else set()
+
+    def skip(_: str, ref: ast.ColumnRef) -> bool:
+        return ref.name in bounds or (ref.source is not None and ref.source not in scope.source_names)
+
+    check_columns([("WHERE", [q.where]), ("GROUP BY", q.group_by), ("HAVING", [q.having]),
+                   ("SELECT", [item.expr for item in q.select])], scope, skip)
+
+
 def _and_list(names: list[str]) -> str:
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
@@ -212,6 +236,7 @@ def plan_aggregate(q: ast.Query, metastore: MetaStore, sink_name: str | None,
     scope = Scope(schema.row_columns(), names)
     errors = ErrorSink()
 
+    _check_columns(q, scope, window is not None)
     _check_functions_exist([i.expr for i in q.select if i.expr is not None] + [q.having] * (q.having is not None))
     for e in [i.expr for i in q.select if i.expr is not None] + [q.having] * (q.having is not None):
         for call in _find_aggregates(e):

@@ -306,6 +306,9 @@ def plan_join(q: ast.Query, metastore: MetaStore, sink_name: str | None, new_pla
     errors = ErrorSink()
 
     scope = JoinScope(inputs, width)
+    for ref in _column_refs(tuple(e for e in exprs if e is not None)):
+        if ref.source is None:
+            scope.resolve(ref)  # ambiguous columns first: ksqlDB finds them while preparing the statement
     first = inputs[0]
     chain = _Chain(first.source.kind, [k for k in [_single_key(first)] if k is not None],
                    (first.alias, first.source.topic),
@@ -314,6 +317,7 @@ def plan_join(q: ast.Query, metastore: MetaStore, sink_name: str | None, new_pla
 
     synthetic_key = (_synthetic_name(inputs), chain.key_type) if chain.synthetic else None
     scope = JoinScope(inputs, width, synthetic_key)
+    _check_columns(q, scope)
     if aggregate:
         plan = _plan_aggregate(q, scope, inputs, chain, sink_name, config)
         plan.steps, plan.errors, plan.copartitioned = steps, errors, chain.copartitioned
@@ -429,6 +433,20 @@ def _plan_step(join: ast.Join, inputs: list[JoinInput], index: int, scope: JoinS
     op = ({"STREAM": "stream-stream", "TABLE": "stream-table"}[right_kind] if left_kind == "STREAM"
           else "foreign-key" if foreign_key else "table-table")
     return JoinStep(kind, right, lc, rc, left_keyed, right_keyed, window, chain.kind, op)
+
+
+def _check_columns(q: ast.Query, scope: JoinScope) -> None:
+    """After the JOIN ON criteria, ksqlDB resolves the other clauses' columns in this order, before it plans
+    the projection. Window bounds are left to the aggregation, which knows whether the result is windowed,
+    and, as in ksqlDB, a projected name that could be a synthetic join key to the projection's checks."""
+    from .aggregation import check_columns
+
+    def skip(clause: str, ref: ast.ColumnRef) -> bool:
+        return ref.name in ("WINDOWSTART", "WINDOWEND") or (
+            clause == "SELECT" and ref.source is None and ref.name.startswith("ROWKEY"))
+
+    check_columns([("WHERE", [q.where]), ("GROUP BY", q.group_by), ("PARTITION BY", q.partition_by),
+                   ("HAVING", [q.having]), ("SELECT", [item.expr for item in q.select])], scope, skip)
 
 
 def _join_sides(on: ast.Expr, right: JoinInput, scope: JoinScope) -> list[tuple[ast.Expr, str]]:

@@ -121,6 +121,10 @@ def plan_select(q: ast.Query, metastore: MetaStore, sink_name: str | None, new_p
         if item.expr is not None and _contains_aggregate(item.expr):
             raise UnsupportedError("aggregate functions")
 
+    from .aggregation import check_columns
+
+    check_columns([("WHERE", [q.where]), ("PARTITION BY", q.partition_by),
+                   ("SELECT", [item.expr for item in q.select])], scope)
     errors = ErrorSink()
     where = Compiler(scope, "WHERE", errors).compile_predicate(q.where) if q.where is not None else None
     compiler = Compiler(scope, "SELECT", errors)
