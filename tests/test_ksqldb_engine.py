@@ -160,6 +160,10 @@ TWO_SOURCES = (
      "Line: 3, Col: 69: HAVING column 'Y' cannot be resolved."),
     ("CREATE STREAM o AS SELECT s.id FROM s JOIN t ON s.id = t.id WHERE x = 1;",
      "Line: 3, Col: 67: WHERE column 'X' cannot be resolved."),
+    # a qualifier naming no source is refused first, without a position, as ksqlDB does while building the AST
+    ("CREATE TABLE o AS SELECT q.id, COUNT(*) FROM s GROUP BY q.id;",
+     "Failed to prepare statement: 'Q' is not a valid stream/table name or alias."),
+    ("CREATE STREAM o AS SELECT q.* FROM s;", "Failed to prepare statement: 'Q' is not a valid stream/table name"),
     ("CREATE STREAM o AS SELECT id, a FROM s WINDOW TUMBLING (SIZE 1 SECOND);",
      "Line: 3, Col: 47: WINDOW clause requires a GROUP BY clause."),
     ("CREATE STREAM o (k INT PRIMARY KEY, v INT) WITH (kafka_topic='o', value_format='JSON');",

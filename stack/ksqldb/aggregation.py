@@ -145,6 +145,21 @@ def check_columns(clauses: Sequence[tuple[str, Sequence[ast.Expr | None]]], scop
                     Compiler(scope, clause).compile(ref)  # raises the unknown-column error
 
 
+def check_qualifiers(q: ast.Query, names: set[str]) -> None:
+    """ksqlDB refuses a qualifier that names no source or alias of the query while it builds the statement,
+    before it resolves any column (its message, prefix included)."""
+    exprs = [item.expr for item in q.select] + [q.where, *q.group_by, *q.partition_by, q.having]
+    for item in q.select:
+        if item.star_source is not None and item.star_source not in names:
+            raise KsqlStatementError(
+                f"Failed to prepare statement: '{item.star_source}' is not a valid stream/table name or alias.")
+    for e in exprs:
+        for ref in _free_columns(e) if e is not None else []:
+            if ref.source is not None and ref.source not in names:
+                raise KsqlStatementError(
+                    f"Failed to prepare statement: '{ref.source}' is not a valid stream/table name or alias.")
+
+
 def _check_columns(q: ast.Query, scope: Scope, windowed: bool) -> None:
     """An aggregation's columns in ksqlDB's order (WHERE, GROUP BY, HAVING, SELECT); references to an
     unknown source are left to the checks that name it."""
@@ -236,6 +251,7 @@ def plan_aggregate(q: ast.Query, metastore: MetaStore, sink_name: str | None,
     scope = Scope(schema.row_columns(), names)
     errors = ErrorSink()
 
+    check_qualifiers(q, scope.source_names)
     _check_columns(q, scope, window is not None)
     _check_functions_exist([i.expr for i in q.select if i.expr is not None] + [q.having] * (q.having is not None))
     for e in [i.expr for i in q.select if i.expr is not None] + [q.having] * (q.having is not None):
@@ -247,8 +263,6 @@ def plan_aggregate(q: ast.Query, metastore: MetaStore, sink_name: str | None,
     items: list[tuple[ast.Expr, str | None]] = []
     for item in q.select:
         if item.is_star:
-            if item.star_source is not None and item.star_source not in (source.name, q.source.alias):
-                raise KsqlStatementError(f"'{item.star_source}.*' cannot be resolved: unknown source")
             items += [(ast.ColumnRef(c.name), None) for c in schema.key + schema.value]
         else:
             assert item.expr is not None
@@ -801,11 +815,6 @@ class AggregateQuery:
     @property
     def processed(self) -> int:
         return self.pipeline.processed
-
-    def reload_state(self) -> None:
-        """Rebuild the aggregator from the stores: after a runtime rolls a failed batch back, the stream time,
-        sequence counter and EMIT FINAL queue it caches must be those of the committed state again."""
-        self.aggregator = Aggregator(self.plan, self.stores, self._expr_error)
 
     def _expr_error(self, text: str, error: str) -> None:
         if self._record is not None:

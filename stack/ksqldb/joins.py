@@ -504,12 +504,14 @@ def _plan_aggregate(q: ast.Query, scope: JoinScope, inputs: list[JoinInput], cha
 
     def rename(ref: ast.ColumnRef) -> ast.Expr:
         found = scope.resolve(ref)
-        if found is None:
-            return ref
+        if found is None:  # a window bound (unknown columns were refused before): of the virtual source
+            return dataclasses.replace(ref, source=first.name) if ref.source is not None else ref
         alias, name = found
         if alias is None:
-            return ast.ColumnRef(key_name) if scope.synthetic is not None and name == scope.synthetic[0] else ref
-        return ast.ColumnRef(names[(alias, name)])
+            if scope.synthetic is not None and name == scope.synthetic[0]:
+                return dataclasses.replace(ref, name=key_name)
+            return ref
+        return dataclasses.replace(ref, name=names[(alias, name)], source=None)
 
     renamed = dataclasses.replace(
         q, source=ast.Relation(first.name), joins=(),
@@ -1058,19 +1060,12 @@ class JoinFlow:
         self.current: Any = None
         self.readers = {inp.source.topic: (i, _SideReader(self, inp, *serde))
                         for i, (inp, serde) in enumerate(zip(plan.inputs, serdes))}
-        self.stores = stores
-        self.reload_state()
-        first = plan.inputs[0]
-        self._first_key = first.offset + 3 if len(first.source.schema.key) == 1 else None
-        plan.errors.handler = self.expression_error
-
-    def reload_state(self) -> None:
-        """(Re)build the join operators from the stores: after a runtime rolls a failed batch back, the stream
-        times they cache must be those of the committed state again."""
-        plan, stores = self.plan, self.stores
         self.ops = [_OPERATORS[s.op](s, plan.width, stores, f"join{j}") if s.op != "foreign-key" else
                     _ForeignKey(s, plan.width, stores, f"join{j}", lambda row, c=s.left_key: self._key(c, row))
                     for j, s in enumerate(plan.steps)]
+        first = plan.inputs[0]
+        self._first_key = first.offset + 3 if len(first.source.schema.key) == 1 else None
+        plan.errors.handler = self.expression_error
 
     def expression_error(self, text: str, error: str) -> None:
         if self.current is not None:
@@ -1145,9 +1140,6 @@ class JoinQuery:
     def processed(self) -> int:
         return self.flow.processed
 
-    def reload_state(self) -> None:
-        self.flow.reload_state()
-
     def process(self, records: list[Any]) -> list[Any]:
         """Join a batch of records of any source topic (in arrival order) into sink records."""
         out = []
@@ -1218,10 +1210,6 @@ class JoinAggregateQuery(AggregateQuery):
     @property
     def processed(self) -> int:
         return self.flow.processed
-
-    def reload_state(self) -> None:
-        super().reload_state()
-        self.flow.reload_state()
 
     def changes(self, records: list[Any]) -> list[tuple[Any, Any]]:
         out = []

@@ -121,8 +121,9 @@ def plan_select(q: ast.Query, metastore: MetaStore, sink_name: str | None, new_p
         if item.expr is not None and _contains_aggregate(item.expr):
             raise UnsupportedError("aggregate functions")
 
-    from .aggregation import check_columns
+    from .aggregation import check_columns, check_qualifiers
 
+    check_qualifiers(q, scope.source_names)
     check_columns([("WHERE", [q.where]), ("PARTITION BY", q.partition_by),
                    ("SELECT", [item.expr for item in q.select])], scope)
     errors = ErrorSink()
@@ -169,8 +170,6 @@ def plan_select(q: ast.Query, metastore: MetaStore, sink_name: str | None, new_p
     items: list[tuple[str, ast.Expr, Compiled, int | None]] = []
     for item in q.select:
         if item.is_star:
-            if item.star_source is not None and item.star_source not in (source.name, q.source.alias):
-                raise KsqlStatementError(f"'{item.star_source}.*' cannot be resolved: unknown source")
             if partitioned:
                 star_exprs: list[tuple[str, ast.Expr, int | None]] = [
                     (spec.name, spec.expr, i) for i, spec in enumerate(key_specs)]
