@@ -816,6 +816,11 @@ class AggregateQuery:
     def processed(self) -> int:
         return self.pipeline.processed
 
+    def reload_state(self) -> None:
+        """Rebuild the aggregator from the stores: after a runtime rolls a failed batch back, the stream time,
+        sequence counter and EMIT FINAL queue it caches must be those of the committed state again."""
+        self.aggregator = Aggregator(self.plan, self.stores, self._expr_error)
+
     def _expr_error(self, text: str, error: str) -> None:
         if self._record is not None:
             self.plog.expression_error(self.id, self._record, text, error)

@@ -1060,12 +1060,19 @@ class JoinFlow:
         self.current: Any = None
         self.readers = {inp.source.topic: (i, _SideReader(self, inp, *serde))
                         for i, (inp, serde) in enumerate(zip(plan.inputs, serdes))}
-        self.ops = [_OPERATORS[s.op](s, plan.width, stores, f"join{j}") if s.op != "foreign-key" else
-                    _ForeignKey(s, plan.width, stores, f"join{j}", lambda row, c=s.left_key: self._key(c, row))
-                    for j, s in enumerate(plan.steps)]
+        self.stores = stores
+        self.reload_state()
         first = plan.inputs[0]
         self._first_key = first.offset + 3 if len(first.source.schema.key) == 1 else None
         plan.errors.handler = self.expression_error
+
+    def reload_state(self) -> None:
+        """(Re)build the join operators from the stores: after a runtime rolls a failed batch back, the stream
+        times they cache must be those of the committed state again."""
+        plan, stores = self.plan, self.stores
+        self.ops = [_OPERATORS[s.op](s, plan.width, stores, f"join{j}") if s.op != "foreign-key" else
+                    _ForeignKey(s, plan.width, stores, f"join{j}", lambda row, c=s.left_key: self._key(c, row))
+                    for j, s in enumerate(plan.steps)]
 
     def expression_error(self, text: str, error: str) -> None:
         if self.current is not None:
@@ -1140,6 +1147,9 @@ class JoinQuery:
     def processed(self) -> int:
         return self.flow.processed
 
+    def reload_state(self) -> None:
+        self.flow.reload_state()
+
     def process(self, records: list[Any]) -> list[Any]:
         """Join a batch of records of any source topic (in arrival order) into sink records."""
         out = []
@@ -1210,6 +1220,10 @@ class JoinAggregateQuery(AggregateQuery):
     @property
     def processed(self) -> int:
         return self.flow.processed
+
+    def reload_state(self) -> None:
+        super().reload_state()
+        self.flow.reload_state()
 
     def changes(self, records: list[Any]) -> list[tuple[Any, Any]]:
         out = []
