@@ -389,6 +389,9 @@ class QueryRunner(threading.Thread):
                 evaluating = following
                 if evaluating is None and produced is None:
                     self._write_settled()
+            if produced is not None:  # stopping: settle what is produced; a batch still evaluating waits for a restart
+                self._await_acks()
+                self._settle(produced, Progress(produced, self.progress.end, self._sink_ends()))
         finally:
             if evaluating is not None:
                 evaluating[0].exception()  # let it finish (its error, if any, is the caller's)
