@@ -180,9 +180,6 @@ def test_unsupported_constructs_fail_loudly(engine):
     engine.execute(SOURCE)
     with pytest.raises(UnsupportedError):
         engine.execute("EXPLAIN SELECT * FROM payments EMIT CHANGES;")
-    engine.execute("CREATE STREAM notes (payment_id STRING KEY, note STRING) WITH (kafka_topic='notes', value_format='JSON');")
-    with pytest.raises(UnsupportedError):  # push queries over joins
-        engine.execute("SELECT * FROM payments p JOIN notes n WITHIN 1 SECOND ON p.payment_id = n.payment_id EMIT CHANGES;")
     with pytest.raises(UnsupportedError):
         engine.execute("CREATE TABLE r AS SELECT user_name, HISTOGRAM(user_name) FROM payments GROUP BY user_name;")
 

@@ -201,6 +201,9 @@ class AggregatePlan:
     errors: ErrorSink
     result_kind: str = "TABLE"
     query_sql: str = ""  # the query as ksqlDB prints it in statement errors (qualified, every column named)
+    #: a push query's columns in projection order (grouping expressions need not be projected, window
+    #: bounds only come out when selected), each as its index in a change's grouping values + value columns
+    push_columns: list[tuple[str, SqlType, int]] = dataclasses.field(default_factory=list)
 
     def statement_sql(self, name: str, properties: tuple[tuple[str, Any], ...]) -> str:
         """`CREATE TABLE name [WITH (...)] AS <query>` as ksqlDB prints it after an error's message."""
@@ -387,9 +390,10 @@ def plan_aggregate(q: ast.Query, metastore: MetaStore, sink_name: str | None,
     named = [(alias or natural_name(e), e) for e, alias in items]
 
     # ---- key columns: the select items that are grouping expressions, in GROUP BY order
-    key_positions: list[int] = []
+    key_positions: list[int] = []  # their select positions
+    key_groups: list[int] = []  # their GROUP BY positions
     missing: list[str] = []
-    for g in group_by:
+    for gi, g in enumerate(group_by):
         matches = [i for i, (_, e) in enumerate(named) if _unqualified(e) == g]
         if not matches:
             missing.append(format_expr(g))
@@ -399,16 +403,14 @@ def plan_aggregate(q: ast.Query, metastore: MetaStore, sink_name: str | None,
                 f"{' and '.join(f'`{named[i][0]}`' for i in matches)}.")
         else:
             key_positions.append(matches[0])
-    sink = f"`{sink_name}`" if sink_name else "the sink"
-    if missing and sink_name is not None:
+            key_groups.append(gi)
+    if missing and sink_name is not None:  # (a push query need not project them)
         many = len(missing) > 1
         raise KsqlStatementError(
-            f"The query used to build {sink} must include the grouping expression{'s' if many else ''} "
+            f"The query used to build `{sink_name}` must include the grouping expression{'s' if many else ''} "
             f"{_and_list(missing)} in its projection (eg, SELECT {', '.join(missing)}...).")
-    if missing:
-        raise UnsupportedError("push queries that do not project every grouping expression")
 
-    key_cols = [Column(named[i][0], group_compiled[gi].type, key=True) for gi, i in enumerate(key_positions)]
+    key_cols = [Column(named[i][0], group_compiled[gi].type, key=True) for gi, i in zip(key_groups, key_positions)]
     value_cols: list[Column] = []
     value_exprs: list[Compiled] = []
     value_texts: list[str] = []
@@ -459,10 +461,20 @@ def plan_aggregate(q: ast.Query, metastore: MetaStore, sink_name: str | None,
     pre_schema = LogicalSchema((), tuple(Column(f"\0PRE{i}", c.type) for i, c in enumerate(pre_exprs)))
     pre = ProjectionPlan(source, pre_schema, where, key_exprs, pre_exprs, pre_texts, None, errors, False,
                          [False] * len(key_exprs))
+    push_columns: list[tuple[str, SqlType, int]] = []
+    value_positions = [i for i in range(len(named)) if i not in key_positions]
+    for i in range(len(named)):
+        if i in key_positions:
+            k = key_positions.index(i)
+            push_columns.append((key_cols[k].name, key_cols[k].type, key_groups[k]))
+        else:
+            v = value_positions.index(i)
+            push_columns.append((value_cols[v].name, value_cols[v].type, len(group_by) + v))
     return AggregatePlan(
         source, LogicalSchema(tuple(key_cols), tuple(value_cols)), pre, where_index,
         [c.type for c in group_compiled], aggregates, having, value_exprs, value_texts, window, emit_final,
-        q.limit, post_errors, query_sql=_query_sql(q, source.name, [name for name, _ in named]))
+        q.limit, post_errors, query_sql=_query_sql(q, source.name, [name for name, _ in named]),
+        push_columns=push_columns)
 
 
 def _query_sql(q: ast.Query, source: str, names: list[str]) -> str:
@@ -862,30 +874,52 @@ class AggregateQuery:
 
 
 class AggregateTransientQuery:
-    """A push query over an aggregation (SELECT ... GROUP BY ... EMIT CHANGES): changed rows, up to LIMIT."""
+    """A push query over an aggregation (SELECT ... GROUP BY ... EMIT CHANGES): the changelog of the result
+    table, every update (as ksqlDB with no record cache), in projection order, up to LIMIT. Its state lives
+    in memory, for as long as the query. `query`: an aggregation built elsewhere (GROUP BY over a join)."""
 
-    def __init__(self, query_id: str, plan: AggregatePlan, key_in: Serde, value_in: Serde,
-                 plog: ProcessingLog) -> None:
+    def __init__(self, query_id: str, plan: AggregatePlan, key_in: Serde | None, value_in: Serde | None,
+                 plog: ProcessingLog, query: AggregateQuery | None = None) -> None:
         self.id = query_id
         self.plan = plan
         self.key_in, self.value_in = key_in, value_in
         self.limit = plan.limit
         self.emitted = 0
-        self.columns = [(c.name, c.type) for c in plan.schema.key + plan.schema.value]
-        sink = DataSource(query_id, "TABLE", plan.schema, "", plan.source.key_format, plan.source.value_format)
-        self.query = AggregateQuery(query_id, plan, sink, key_in, value_in, key_in, value_in, plog)
+        self.columns = [(name, t) for name, t, _ in plan.push_columns]
+        self._order = operator.itemgetter(*(i for _, _, i in plan.push_columns))
+        if query is None:
+            sink = DataSource(query_id, "TABLE", plan.schema, "", plan.source.key_format, plan.source.value_format)
+            query = AggregateQuery(query_id, plan, sink, key_in, value_in, key_in, value_in, plog)
+        self.query = query
+        self.source_topics: list[str] = getattr(query, "source_topics", None) or [plan.source.topic]
+        # value columns that are the window bounds (a tombstone keeps them: they are part of its key)
+        first_bound = len(plan.group_types) + len(plan.aggregates)
+        self._bounds = {j: c.column_index - first_bound for j, c in enumerate(plan.value_exprs)
+                        if plan.window is not None and c.column_index in (first_bound, first_bound + 1)}
 
     @property
     def done(self) -> bool:
         return self.limit is not None and self.emitted >= self.limit
 
-    def rows(self, records: list[Record]) -> list[list[Any]]:
-        out = []
+    def changelog(self, records: list[Record]) -> list[tuple[list[Any], bool]]:
+        """(row, tombstone) per change a batch causes: a row that stops passing HAVING is a tombstone, its
+        grouping values and window bounds kept, its other columns null (as ksqlDB's push queries send it)."""
+        out: list[tuple[list[Any], bool]] = []
+        n_groups = len(self.plan.group_types)
+        width = len(self.plan.schema.value)
         for _, c in self.query.changes(records):
             if self.done:
                 break
-            if c.values is None:
-                continue
-            out.append(list(c.keys) + list(c.values))
+            values = c.values
+            if values is None:  # a tombstone keeps what its key tells: grouping values, window bounds
+                values = [None] * width
+                for j, bound in self._bounds.items():
+                    values[j] = c.window[bound]  # type: ignore[index]
+            picked = self._order(list(c.keys[:n_groups]) + list(values))
+            out.append((list(picked) if len(self.columns) > 1 else [picked], c.values is None))
             self.emitted += 1
         return out
+
+    def rows(self, records: list[Record]) -> list[list[Any]]:
+        """The rows of `changelog` that are not tombstones."""
+        return [row for row, tombstone in self.changelog(records) if not tombstone]

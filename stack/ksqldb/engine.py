@@ -515,6 +515,8 @@ class Engine:
         qid = f"transient_{plan.source.name}_{next(self._query_counter)}"
         if isinstance(plan, ProjectionPlan):
             tq = TransientQuery(qid, plan, key_in, value_in, self.processing_log)
+        elif isinstance(plan, JoinPlan):
+            tq = plan.transient(qid, self._serdes, self.processing_log)
         else:
             from .aggregation import AggregateTransientQuery
 

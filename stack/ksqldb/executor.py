@@ -221,17 +221,28 @@ class TransientQuery(Pipeline):
     def done(self) -> bool:
         return self.limit is not None and self.emitted >= self.limit
 
-    def rows(self, records: list[Record]) -> list[list[Any]]:
-        """Result rows (key columns then value columns) for a batch, honouring LIMIT."""
-        out = []
+    def changelog(self, records: list[Record]) -> list[tuple[list[Any], bool]]:
+        """(row, tombstone) per result row of a batch (key columns then value columns), honouring LIMIT. Over
+        a table, a deleted row is a tombstone: its key columns and null values, as ksqlDB's push queries send
+        it; a stream's records without a value are skipped."""
+        out: list[tuple[list[Any], bool]] = []
+        table = self.plan.result_kind == "TABLE"
+        n_values = len(self.plan.schema.value)
         for _, key_vals, value_vals, _ in self.transform(records):
             if self.done:
                 break
             if value_vals is None:
-                continue
-            out.append(list(key_vals) + list(value_vals))
+                if not table:
+                    continue
+                out.append((list(key_vals) + [None] * n_values, True))
+            else:
+                out.append((list(key_vals) + list(value_vals), False))
             self.emitted += 1
         return out
+
+    def rows(self, records: list[Record]) -> list[list[Any]]:
+        """The rows of `changelog` that are not tombstones."""
+        return [row for row, tombstone in self.changelog(records) if not tombstone]
 
 
 def _header_reader(header: str | None) -> Callable[[list], Any]:

@@ -153,6 +153,17 @@ class JoinPlan:
             return JoinAggregateQuery(query_id, self, sink, side_serdes, key_out, value_out, plog, sql, stores)
         return JoinQuery(query_id, self, sink, side_serdes, key_out, value_out, plog, sql, stores)
 
+    def transient(self, query_id: str, serdes: Callable[[DataSource], tuple[Any, Any]], plog: Any) -> Any:
+        """A push query over the join: its rows (or an aggregation's changes), its state in memory."""
+        sink = DataSource(query_id, self.result_kind, self.schema, "", self.source.key_format,
+                          self.source.value_format)
+        query = self.build(query_id, sink, serdes, _Values(), _Values(), plog)
+        if self.aggregate is not None:
+            from .aggregation import AggregateTransientQuery
+
+            return AggregateTransientQuery(query_id, self.aggregate, None, None, plog, query)
+        return JoinTransientQuery(query_id, self, query)
+
 
 # ---------------------------------------------------------------- scope
 class JoinScope(Scope):
@@ -321,15 +332,11 @@ def plan_join(q: ast.Query, metastore: MetaStore, sink_name: str | None, new_pla
     if aggregate:
         plan = _plan_aggregate(q, scope, inputs, chain, sink_name, config)
         plan.steps, plan.errors, plan.copartitioned = steps, errors, chain.copartitioned
-        if sink_name is None:
-            raise UnsupportedError("push queries (SELECT ... EMIT CHANGES) over joins")
         return plan
     projection = _plan_projection(q, scope, inputs, chain.candidates, synthetic_key, sink_name, errors)
     where = Compiler(scope, "WHERE", errors).compile_predicate(q.where) if q.where is not None else None
     if q.partition_by and chain.kind == "TABLE":
         raise UnsupportedError("PARTITION BY on a table")
-    if sink_name is None:
-        raise UnsupportedError("push queries (SELECT ... EMIT CHANGES) over joins")
     schema, key_exprs, value_exprs, value_texts = projection
     if inputs[0].source.window is not None:
         if q.partition_by:
@@ -1246,3 +1253,41 @@ class JoinAggregateQuery(AggregateQuery):
         self.flow.current = None
         self.aggregator.checkpoint()
         return out
+
+
+class _Values:
+    """A push query's 'serde': its key and value columns stay values."""
+
+    def serialize(self, values: list[Any] | None) -> list[Any] | None:
+        return values
+
+
+class JoinTransientQuery:
+    """A push query over a join (SELECT ... FROM a JOIN b ... EMIT CHANGES): the joined rows of the source
+    topics' records, up to LIMIT. A table-table join's deleted row is a tombstone (key columns, null values)."""
+
+    def __init__(self, query_id: str, plan: JoinPlan, query: JoinQuery) -> None:
+        self.id, self.plan, self.query = query_id, plan, query
+        self.source_topics = query.source_topics
+        self.limit = plan.limit
+        self.emitted = 0
+        self.columns = [(c.name, c.type) for c in plan.schema.key + plan.schema.value]
+
+    @property
+    def done(self) -> bool:
+        return self.limit is not None and self.emitted >= self.limit
+
+    def changelog(self, records: list[Any]) -> list[tuple[list[Any], bool]]:
+        out: list[tuple[list[Any], bool]] = []
+        n_keys, n_values = len(self.plan.schema.key), len(self.plan.schema.value)
+        for rec in self.query.process(records):
+            if self.done:
+                break
+            keys = rec.key if rec.key is not None else [None] * n_keys
+            out.append((list(keys) + (list(rec.value) if rec.value is not None else [None] * n_values),
+                        rec.value is None))
+            self.emitted += 1
+        return out
+
+    def rows(self, records: list[Any]) -> list[list[Any]]:
+        return [row for row, tombstone in self.changelog(records) if not tombstone]

@@ -10,24 +10,22 @@ import itertools
 import logging
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, KafkaError, Message
 
 from .. import ast
 from ..commands import Command, CommandLog
-from ..engine import Engine, Result, TransientQuery
+from ..engine import Engine, Result
 from ..errors import KsqlError, ParseError
-from ..executor import PersistentQuery, Record
-from ..formats import FormatInfo
-from ..formats.base import Serde
+from ..executor import Record
 from ..formats.coerce import coerce, lookup_field
 from ..formats import HttpSchemaRegistry
 from ..kafka_runtime import (DEFAULT_SERVICE_ID, KafkaProcessingLog, KafkaRuntime, processing_log_topic, start_offsets,
                              to_record)
-from ..metastore import DataSource
 from ..parser import parse
 from ..pull import PullResult
 from .entities import BAD_STATEMENT, QUERY_ENDPOINT, SERVER_ERROR, entity, error_body, json_value
@@ -77,13 +75,6 @@ def _command_id(stmt: ast.Statement) -> str:
     return f"{kind}/`{name}`/{action}"
 
 
-class _Rows(Serde):
-    """An identity 'serde': a push query's output stays as column values."""
-
-    def serialize(self, values: list[Any] | None) -> Any:
-        return values
-
-
 @dataclass
 class Header:
     query_id: str
@@ -95,44 +86,71 @@ class Header:
         return ", ".join(f"`{n}` {t}" for n, t in zip(self.names, self.types))
 
 
-class PushQuery:
-    """A running SELECT ... EMIT CHANGES: reads the source topic without committing, limit-aware."""
+class TimeOrder:
+    """Records of several topics in the order Kafka Streams feeds a join (its max.task.idle.ms): each partition
+    in offset order, the buffered head with the lowest timestamp first, and only while every partition has a
+    buffered record or has been read to its end, so that, e.g., a table's rows are joined before the later
+    stream records they match whichever topic the consumer fetched first."""
 
-    def __init__(self, bootstrap: str, tq: TransientQuery, earliest: bool, plog: Any, sql: str) -> None:
+    def __init__(self, partitions: list[tuple[str, int]]) -> None:
+        self.buffers: dict[tuple[str, int], deque[Message]] = {tp: deque() for tp in partitions}
+        self.at_end: set[tuple[str, int]] = set()
+
+    def release(self, messages: list[Message]) -> list[Message]:
+        """Buffer `messages` (end-of-partition events included); return those that may go now, in order."""
+        for m in messages:
+            tp = (m.topic(), m.partition())
+            if m.error() is None:
+                self.buffers[tp].append(m)
+                self.at_end.discard(tp)
+            elif m.error().code() == KafkaError._PARTITION_EOF:
+                self.at_end.add(tp)
+        out = []
+        while all(buffer or tp in self.at_end for tp, buffer in self.buffers.items()):
+            heads = [buffer for buffer in self.buffers.values() if buffer]
+            if not heads:
+                break
+            out.append(min(heads, key=lambda buffer: buffer[0].timestamp()[1]).popleft())
+        return out
+
+
+class PushQuery:
+    """A running SELECT ... EMIT CHANGES, as ksqlDB runs one: the engine's transient query (a projection, an
+    aggregation or a join, any state it needs in memory for as long as it runs) fed from every partition of
+    every topic it reads, from the start or the true end (`auto.offset.reset`), committing nothing.
+
+    `tq` is what the engine hands out for a push query: `id`, `columns`, `source_topics`, `done` (LIMIT
+    reached) and `changelog(records) -> [(row, tombstone)]`."""
+
+    def __init__(self, bootstrap: str, tq: Any, earliest: bool) -> None:
         self.tq = tq
-        plan = tq.plan
         self.header = Header(tq.id, [n for n, _ in tq.columns], [str(t) for _, t in tq.columns])
         self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"_confluent-ksql-transient_{tq.id}",
-                                  "enable.auto.commit": False, "fetch.wait.max.ms": 50})
-        self.consumer.assign(start_offsets(bootstrap, None, plan.source.topic, earliest))
-        sink = DataSource(tq.id, "STREAM", plan.schema, "", FormatInfo("NONE"), FormatInfo("JSON"))
-        self.query = PersistentQuery(tq.id, plan, sink, tq.key_in, tq.value_in, _Rows([]), _Rows([]), plog, sql)
-        self.n_keys = len(plan.schema.key)
-        self.remaining = tq.limit
+                                  "enable.auto.commit": False, "fetch.wait.max.ms": 50, "enable.partition.eof": True})
+        assigned = [tp for topic in tq.source_topics for tp in start_offsets(bootstrap, None, topic, earliest)]
+        self.consumer.assign(assigned)
+        self.merge = TimeOrder([(tp.topic, tp.partition) for tp in assigned]) if len(tq.source_topics) > 1 else None
         self.closed = False
         self._lock = threading.Lock()
 
     @property
-    def done(self) -> bool:
-        return self.closed or self.remaining == 0
+    def limit_reached(self) -> bool:
+        return self.tq.done
 
-    def poll(self, timeout: float = 0.5) -> list[list[Any]]:
-        """The next rows (JSON-ready), at most up to the LIMIT."""
+    @property
+    def done(self) -> bool:
+        return self.closed or self.tq.done
+
+    def poll(self, timeout: float = 0.5) -> list[tuple[list[Any], bool]]:
+        """The next (row, tombstone) pairs, JSON-ready, at most up to the LIMIT."""
         with self._lock:
             if self.done:
                 return []
-            messages = self.consumer.consume(num_messages=500, timeout=timeout)
-            out = self.query.process([to_record(m) for m in messages if m.error() is None])
-            rows = []
-            for rec in out:
-                if rec.value is None:
-                    continue
-                keys = rec.key if rec.key is not None else [None] * self.n_keys
-                rows.append([json_value(v) for v in list(keys) + list(rec.value)])
-            if self.remaining is not None:
-                rows = rows[:self.remaining]
-                self.remaining -= len(rows)
-            return rows
+            messages = self.consumer.consume(num_messages=2_000, timeout=timeout)
+            if self.merge is not None:
+                messages = self.merge.release(messages)
+            changes = self.tq.changelog([to_record(m) for m in messages if m.error() is None])
+            return [([json_value(v) for v in row], tombstone) for row, tombstone in changes]
 
     def close(self) -> None:
         self.closed = True
@@ -254,13 +272,14 @@ class KsqlService:
             raise StatementFailure(error_body("statement_error", BAD_STATEMENT, e.message, stmt.text, [])) from None
         if result.kind == "pullQuery":
             return result.data
-        tq: TransientQuery = result.data
+        tq = result.data
         tq.id = f"transient_{tq.plan.source.name}_{next(self._push_ids)}_{int(time.time() * 1000)}"
         reset = str(properties.get("auto.offset.reset", self.engine.config.get("auto.offset.reset", "latest")))
         try:
-            pq = PushQuery(self.bootstrap, tq, reset.lower() == "earliest", self.engine.processing_log, stmt.text)
+            pq = PushQuery(self.bootstrap, tq, reset.lower() == "earliest")
         except Exception as e:  # noqa: BLE001 - e.g. the source's topic is gone: an error body, not a 500 page
-            raise StatementFailure(error_body("generic_error", SERVER_ERROR, f"Cannot read {tq.plan.source.topic}: {e}"),
+            topics = ", ".join(tq.source_topics)
+            raise StatementFailure(error_body("generic_error", SERVER_ERROR, f"Cannot read {topics}: {e}"),
                                    500) from None
         self.push_queries[tq.id] = pq
         return pq

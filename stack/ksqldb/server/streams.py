@@ -42,12 +42,14 @@ async def open_push(service: KsqlService, raw: bytes, sql_key: str, props_key: s
     return await asyncio.to_thread(service.open_push, sql, body.get(props_key) or {})
 
 
-async def _rows(service: KsqlService, pq: PushQuery, gone: Callable[[], bool]) -> AsyncIterator[list[Any]]:
-    """Rows until the LIMIT, a close-query or a client that went away; the query is closed afterwards."""
+async def _rows(service: KsqlService, pq: PushQuery,
+                gone: Callable[[], bool]) -> AsyncIterator[tuple[list[Any], bool]]:
+    """(row, tombstone) until the LIMIT, a close-query or a client that went away; the query is closed
+    afterwards."""
     try:
         while not pq.done and not gone():
-            for row in await asyncio.to_thread(pq.poll, 0.5):
-                yield row
+            for change in await asyncio.to_thread(pq.poll, 0.5):
+                yield change
     finally:
         await asyncio.to_thread(service.close_push, pq.tq.id)
 
@@ -67,18 +69,21 @@ async def pull_query_chunks(result: PullResult) -> AsyncIterator[bytes]:
 async def query_chunks(service: KsqlService, pq: PushQuery, gone: Callable[[], bool]) -> AsyncIterator[bytes]:
     header = {"header": {"queryId": pq.tq.id, "schema": pq.header.schema}}
     yield ("[" + json.dumps(header) + ",\n").encode()
-    async for row in _rows(service, pq, gone):
-        yield (json.dumps({"row": {"columns": row}}) + ",\n").encode()
-    final = "Limit Reached" if pq.remaining == 0 else "Query Completed"
+    async for row, tombstone in _rows(service, pq, gone):  # a table's deleted row is flagged, as ksqlDB does
+        yield (json.dumps({"row": {"columns": row, "tombstone": True} if tombstone else {"columns": row}}) + ",\n"
+               ).encode()
+    final = "Limit Reached" if pq.limit_reached else "Query Completed"
     yield (json.dumps({"finalMessage": final}) + "]\n").encode()
 
 
 def query_stream_chunks(service: KsqlService, pq: PushQuery | PullResult, accept: str,
                         gone: Callable[[], bool]) -> tuple[str, AsyncIterator[bytes]]:
+    """/query-stream: the header, then each row as a JSON array (a tombstone as its key columns and null
+    values: this endpoint's rows carry no flag)."""
     as_json = "application/json" in accept
     if isinstance(pq, PullResult):
         header = {"queryId": pq.query_id, "columnNames": pq.names, "columnTypes": pq.types}
-        rows = _pull_rows(pq)
+        rows = ((row, False) async for row in _pull_rows(pq))
     else:
         header = {"queryId": pq.tq.id, "columnNames": pq.header.names, "columnTypes": pq.header.types}
         rows = _rows(service, pq, gone)
@@ -86,12 +91,12 @@ def query_stream_chunks(service: KsqlService, pq: PushQuery | PullResult, accept
     async def chunks() -> AsyncIterator[bytes]:
         if as_json:
             yield ("[" + json.dumps(header)).encode()
-            async for row in rows:
+            async for row, _ in rows:
                 yield ("," + json.dumps(row)).encode()
             yield b"]"
         else:
             yield (json.dumps(header) + "\n").encode()
-            async for row in rows:
+            async for row, _ in rows:
                 yield (json.dumps(row) + "\n").encode()
 
     return ("application/json" if as_json else DELIMITED), chunks()
