@@ -28,7 +28,8 @@ def test_ksql_rate_runs_the_preprocessing_over_every_record(stack: EmbeddedStack
     ksql_dir = Path(__file__).resolve().parents[1] / "ksql"
     passthrough, query = ksql_rate(stack.addresses, 300, ksql_dir)
     assert passthrough.events == 300
-    assert query.name == "ksql" and query.per_second > 0
+    assert (query.name, query.events) == ("ksql", 300)  # every generated payment is labelled: all come out
+    assert query.per_second > 0
 
 
 def test_sink_throughput_lands_every_record(stack: EmbeddedStack) -> None:
