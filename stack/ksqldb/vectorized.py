@@ -482,7 +482,8 @@ def _parse_delimited(values: list[bytes | None], types: list[SqlType], delimiter
             raise EvalError(f"cannot align a DELIMITED batch: {table.num_rows} rows for {n} records")
     columns = []
     for j, t in enumerate(types):
-        text = table.column(j).combine_chunks()
+        chunked = table.column(j)
+        text = chunked.chunk(0) if chunked.num_chunks == 1 else chunked.combine_chunks()
         columns.append(_convert(text, t, j, serde, bad))
     return columns
 
