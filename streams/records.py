@@ -128,6 +128,10 @@ def _slow_row(layout: WriterLayout, value: bytes) -> list[float]:
     return row
 
 
+_CELL = np.dtype([("tag", "u1"), ("x", "<f8")])
+"""One feature as ksqlDB writes it: the union branch (zigzag) and a little-endian double, 9 bytes unaligned."""
+
+
 @dataclass
 class Decoded:
     """A batch's feature matrix (rows in the order of `index`) and the records that failed, by position."""
@@ -150,16 +154,18 @@ def decode_batch(values: Sequence[bytes], layout: WriterLayout) -> Decoded:
     fast_index = np.empty(0, np.int64)
     if layout.fast:
         end = HEADER + 9 * n_features
-        long_enough = [i for i, v in enumerate(values) if len(v) >= end]
-        blob = b"".join([values[i][HEADER:end] for i in long_enough])
-        cells = np.frombuffer(blob, np.uint8).reshape(len(long_enough), n_features, 9)
-        x = np.ascontiguousarray(cells[:, :, 1:]).view("<f8").reshape(len(long_enough), n_features)
-        tails_ok = np.fromiter((_tail_ok(layout, values[i][end:]) for i in long_enough), bool, len(long_enough))
-        ok = (cells[:, :, 0] == layout.double_tag).all(axis=1) & np.isfinite(x).all(axis=1) & tails_ok
-        candidates = np.asarray(long_enough, np.int64)
-        fast_index, fast_features = candidates[ok], x[ok]
-        accepted = set(fast_index.tolist())
-        slow = [i for i in range(len(values)) if i not in accepted]
+        n = len(values)
+        candidates = np.flatnonzero(np.fromiter(map(len, values), np.int64, n) >= end)
+        chosen = values if len(candidates) == n else [values[i] for i in candidates.tolist()]
+        blob = b"".join([v[HEADER:end] for v in chosen])
+        cells = np.frombuffer(blob, _CELL).reshape(len(chosen), n_features)
+        x = np.array(cells["x"])
+        ok = (cells["tag"] == layout.double_tag).all(axis=1) & np.isfinite(x).all(axis=1)
+        ok &= _tails_ok(layout, [v[end:] for v in chosen])
+        fast_index, fast_features = (candidates, x) if ok.all() else (candidates[ok], x[ok])
+        rest = np.ones(n, bool)
+        rest[fast_index] = False
+        slow = np.flatnonzero(rest).tolist()
     else:
         slow = list(range(len(values)))
     for i in slow:
@@ -174,6 +180,14 @@ def decode_batch(values: Sequence[bytes], layout: WriterLayout) -> Decoded:
     else:
         features, index = fast_features, fast_index
     return Decoded(features, index, errors)
+
+
+def _tails_ok(layout: WriterLayout, tails: list[bytes]) -> np.ndarray:
+    """`_tail_ok` of each tail, checking each distinct tail once (a batch holds a handful)."""
+    verdicts = {tail: _tail_ok(layout, tail) for tail in set(tails)}
+    if all(verdicts.values()):
+        return np.ones(len(tails), bool)
+    return np.fromiter(map(verdicts.__getitem__, tails), bool, len(tails))
 
 
 def _tail_ok(layout: WriterLayout, tail: bytes) -> bool:
@@ -254,15 +268,12 @@ def _varints(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _join_rows(columns: Sequence[tuple[np.ndarray, np.ndarray | None]], n: int) -> list[bytes]:
     """One bytes object per row from byte-matrix columns; a column's row is cut to its length (None: whole)."""
-    matrices, masks = [], []
-    for matrix, lengths in columns:
-        matrices.append(matrix)
-        masks.append(np.ones(matrix.shape, bool) if lengths is None else
-                     np.arange(matrix.shape[1]) < lengths[:, None])
-    keep = np.hstack(masks)
-    blob = np.hstack(matrices)[keep].tobytes()
-    ends = np.cumsum(keep.sum(axis=1))
-    return [blob[a:b] for a, b in zip((ends - keep.sum(axis=1)).tolist(), ends.tolist())]
+    keep = np.hstack([np.ones(matrix.shape, bool) if lengths is None else np.arange(matrix.shape[1]) < lengths[:, None]
+                      for matrix, lengths in columns])
+    blob = np.hstack([matrix for matrix, _ in columns])[keep].tobytes()
+    sizes = sum(np.full(n, matrix.shape[1]) if lengths is None else lengths for matrix, lengths in columns)
+    ends = np.cumsum(sizes)
+    return [blob[a:b] for a, b in zip((ends - sizes).tolist(), ends.tolist())]
 
 
 class ScoreEncoder:
@@ -286,7 +297,10 @@ class ScoreEncoder:
         n = len(payment_ids)
         if not n:
             return []
-        lengths = np.fromiter((-1 if k is None else len(k) for k in payment_ids), np.int64, n)
+        try:
+            lengths = np.fromiter(map(len, payment_ids), np.int64, n)  # type: ignore[arg-type]
+        except TypeError:  # a record without a key
+            lengths = np.fromiter((-1 if k is None else len(k) for k in payment_ids), np.int64, n)
         present = lengths >= 0
         ids = np.array([k or b"" for k in payment_ids], dtype=f"S{max(int(lengths.max()), 1)}")
         id_bytes = ids.view(np.uint8).reshape(n, -1)
