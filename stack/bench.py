@@ -7,6 +7,7 @@ raw consume -> produce rate, measured in the same run, is the practical limit ev
 from __future__ import annotations
 
 import json
+import statistics
 import tempfile
 import time
 import uuid
@@ -266,16 +267,29 @@ def bench_broker(records: int, bootstrap_servers: str | None) -> None:
 @click.option("-n", "--records", type=click.IntRange(min=1), default=100_000, show_default=True)
 @click.option("--ksql-dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=Path("ksql"), show_default=True)
 @click.option("--use-env", is_flag=True, help="Measure the stack at the environment's addresses instead of starting one.")
-def bench_ksql(records: int, ksql_dir: Path, use_env: bool) -> None:
+@click.option("--repeat", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Measure this many times (each with its own passthrough) and print the median ratio too.")
+def bench_ksql(records: int, ksql_dir: Path, use_env: bool, repeat: int) -> None:
     """The KSQL preprocessing query's rate as a ratio to a raw confluent-kafka passthrough (goal: 0.5)."""
+
+    def measure(addresses: Addresses) -> list[float]:
+        ratios = []
+        for _ in range(repeat):
+            rates = ksql_rate(addresses, records, ksql_dir)
+            print_ratios(rates)
+            ratios.append(rates[1].per_second / rates[0].per_second)
+        return ratios
+
     if use_env:
-        rates = ksql_rate(Addresses.from_env(), records, ksql_dir)
+        ratios = measure(Addresses.from_env())
     else:
         with tempfile.TemporaryDirectory(prefix="fraudstream-bench-") as data_dir:
             services = ("objectstore", "broker", "schema-registry", "ksqldb")
             with EmbeddedStack.on_free_ports(data_dir, ephemeral=True, services=services) as stack:
-                rates = ksql_rate(stack.addresses, records, ksql_dir)
-    print_ratios(rates)
+                ratios = measure(stack.addresses)
+    if repeat > 1:
+        console.print(f"median ratio over {repeat} runs: {statistics.median(ratios):.2f} "
+                      f"(each: {', '.join(f'{r:.2f}' for r in ratios)})")
 
 
 @bench_command.command("ksql-aggregate")
