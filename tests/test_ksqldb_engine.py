@@ -283,3 +283,16 @@ def test_insert_values_widens_but_does_not_parse_strings(engine):
     assert (rec.key, rec.value, rec.timestamp) == (b"x", b'{"B":1,"D":2.0,"M":3.50}', 1234)
     with pytest.raises(KsqlStatementError, match="Expected type BIGINT for field `B`"):
         engine.execute("INSERT INTO iv (k, b) VALUES ('y', '10');")
+
+
+@pytest.mark.parametrize("value_format", ["AVRO", "JSON"])  # AVRO from DELIMITED takes the vectorized path
+def test_an_event_time_beyond_year_9999_goes_to_the_processing_log(engine, value_format):
+    engine.execute("CREATE STREAM t (id STRING KEY, ts STRING, amount DOUBLE) WITH (kafka_topic='t_src', "
+                   "value_format='DELIMITED', timestamp='TS', timestamp_format='yyyy-MM-dd''T''HH:mm:ssXXX');")
+    engine.execute(f"CREATE STREAM t_out WITH (value_format='{value_format}') AS SELECT id, amount FROM t;")
+    produce(engine, "t_src", b"a", b"9999-12-31T23:59:59-01:00,1.0")
+    produce(engine, "t_src", b"b", b"2020-01-01T00:00:00Z,2.0")
+    out = engine.runtime.topics["T_OUT"]
+    assert [r.key for r in out] == [b"b"] and out[0].timestamp == 1577836800000
+    [entry] = engine.processing_log.entries
+    assert entry["target"] == "timestamp" and entry["offset"] == 0

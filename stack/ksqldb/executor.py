@@ -144,7 +144,7 @@ class Pipeline:
             if self._ts_extract is not None:
                 try:
                     ts = self._ts_extract(keys, values)
-                except (EvalError, ValueError, TypeError) as e:
+                except (EvalError, ValueError, TypeError, OverflowError) as e:
                     self.plog.deserialization_error(self.id, rec, "timestamp", str(e))
                     continue
                 if ts is None or ts < 0:

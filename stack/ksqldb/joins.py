@@ -784,7 +784,7 @@ class _SideReader:
         elif self.ts_extract is not None:
             try:
                 ts = self.ts_extract(keys, values)
-            except (EvalError, ValueError, TypeError) as e:
+            except (EvalError, ValueError, TypeError, OverflowError) as e:
                 plog.deserialization_error(qid, rec, "timestamp", str(e))
                 return None
             if ts is None or ts < 0:

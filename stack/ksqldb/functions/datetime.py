@@ -178,7 +178,11 @@ def parse_java(text: str, pattern: str, tz: str | None = None) -> dt.datetime:
         zone = _zone(g["zn"])
     else:
         zone = _zone(tz)
-    return value.replace(tzinfo=zone).astimezone(dt.timezone.utc).replace(tzinfo=None)
+    try:
+        return value.replace(tzinfo=zone).astimezone(dt.timezone.utc).replace(tzinfo=None)
+    except OverflowError:  # Java reaches year 999999999; Python's datetime stops at 9999: say so, never wrap
+        raise EvalError(f"Failed to parse date/time '{text}' with pattern '{pattern}': "
+                        "outside the supported years 1 to 9999 in UTC") from None
 
 
 def _aware(ts: dt.datetime, tz: str | None) -> dt.datetime:
