@@ -221,6 +221,32 @@ def test_coalescing_keeps_each_keys_last_change_of_a_batch(engine):
     assert [(r.key, json.loads(r.value)) for r in q.process(batch)] == [(b"a", {"C": 2}), (b"b", {"C": 2})]
 
 
+@pytest.mark.parametrize("window", ["", "WINDOW TUMBLING (SIZE 10 SECONDS)",
+                                    "WINDOW HOPPING (SIZE 10 SECONDS, ADVANCE BY 2 SECONDS)"])
+def test_a_coalesced_batch_is_each_keys_last_update(window):
+    """With the record cache on, values are computed only for the changes it lets out (`Aggregator.lazy`):
+    the same bytes, in the same order, as every update with the cache's rule applied afterwards."""
+    sql = (f"CREATE TABLE t AS SELECT usr, COUNT(*) AS c, SUM(amount) AS s, MAX(n) AS m, LATEST_BY_OFFSET(n) AS l "
+           f"FROM pay {window} GROUP BY usr;")
+    batches = [[Record("pay", b"p", json.dumps({"USR": "abc"[(i * 7 + j) % 3], "AMOUNT": i * 1.5, "N": i % 4}).encode(),
+                       1_000 * i + j) for i in range(b * 20, b * 20 + 20)] for b, j in ((0, 0), (1, 3))]
+    outputs = []
+    for coalesce in (False, True):
+        engine = Engine(InMemorySchemaRegistry(), InMemoryRuntime(), {"auto.offset.reset": "earliest"})
+        engine.execute(STREAM)
+        engine.execute(sql)
+        (q,) = engine.queries.values()
+        q.coalesce = coalesce
+        assert q.aggregator.lazy is coalesce
+        outputs.append([[(r.key, r.value, r.timestamp) for r in q.process(batch)] for batch in batches])
+    for every, coalesced in zip(*outputs):
+        last = {}
+        for key, value, ts in every:
+            last.pop(key, None)
+            last[key] = (key, value, ts)
+        assert coalesced == list(last.values()) and len(coalesced) < len(every)
+
+
 def test_collect_list_limit_comes_from_the_config(engine):
     engine.execute("CREATE TABLE t AS SELECT usr, COLLECT_LIST(n) AS l, COLLECT_SET(n) AS s FROM pay GROUP BY usr;",
                    {"ksql.functions.collect_list.limit": "2", "ksql.functions.collect_set.limit": 1})

@@ -543,14 +543,16 @@ def _complex(t: SqlType) -> bool:
 
 
 # ---------------------------------------------------------------- running
-@dataclass
+@dataclass(slots=True)
 class Change:
-    """One changelog entry of the aggregate table: values None is a tombstone."""
+    """One changelog entry of the aggregate table: values None is a tombstone, unless `states` holds the
+    aggregate states its values are still to be computed from (`Aggregator.lazy`)."""
 
     keys: list[Any]
     window: tuple[int, int] | None
     values: list[Any] | None
     timestamp: int
+    states: list[Any] | None = None
 
 
 class Aggregator:
@@ -583,6 +585,11 @@ class Aggregator:
         if indices and all(i is not None for i in indices):
             getter = operator.itemgetter(*indices)
             self._project = (lambda row: [getter(row)]) if len(indices) == 1 else (lambda row: list(getter(row)))
+        #: Changes carry their states, their values computed only for those a record cache lets out
+        #: (`values`); only where computing them can neither fail nor decide anything (no HAVING, a projection
+        #: of bare columns, no EMIT FINAL buffer).
+        self.lazy = False
+        self.can_defer = self._having is None and self._project is not None and self.buffer is None
         self._pending: list[tuple[int, int, Any]] = []  # EMIT FINAL: (window end, order, buffer key) heap
         self._order = 0
         if self.buffer is not None:
@@ -672,8 +679,16 @@ class Aggregator:
                 out.append(None)
         return out, True
 
+    def values(self, change: Change) -> list[Any]:
+        """The value columns of a lazy change."""
+        assert self._project is not None and change.states is not None
+        row = change.keys + [a.result(s) for a, s in zip(self.aggs, change.states)]
+        return self._project(row + list(change.window) if change.window is not None else row)
+
     def _changed(self, group: tuple, window: tuple[int, int] | None, states: list, ts: int,
                  passed_before: bool) -> tuple[list[Change], bool]:
+        if self.lazy:  # (no HAVING: every row passes)
+            return [Change(list(group), window, None, ts, states)], True
         values, passed = self._output(group, window, states)
         if passed:
             return [Change(list(group), window, values, ts)], True
@@ -733,6 +748,19 @@ class Aggregator:
         self._advance(ts)
         close = self.stream_time - self.window.grace_ms
         changes: list[Change] = []
+        if self.lazy:  # as below, without values (see `lazy`): the hot path of hopping windows
+            keys, get, put, add = list(group), self.windowed.get, self.windowed.put, self._add
+            for start, end in self.window.windows_for(ts):
+                if end <= close:
+                    continue
+                entry = get(group, start, end)
+                if entry is None:
+                    states, new_ts = add(self._init(), args), ts
+                else:
+                    states, new_ts = add(entry[1], args), (entry[0] if entry[0] > ts else ts)
+                put(group, start, end, [new_ts, states, True])
+                changes.append(Change(keys, (start, end), None, new_ts, states))
+            return changes
         for start, end in self.window.windows_for(ts):
             if end <= close:
                 continue  # the window has closed: a late record
@@ -820,9 +848,19 @@ class AggregateQuery:
         self.value_out = value_out
         names = [c.name for c in sink.schema.value]
         self._sink_ts_index = names.index(sink.timestamp_column) if sink.timestamp_column in names else None
-        #: emit only each key's last change of a `process` batch, as ksqlDB's record cache does between
-        #: commits (off: every update comes out, as with ksqlDB's cache size 0 and the QTT runner)
         self.coalesce = False
+
+    @property
+    def coalesce(self) -> bool:
+        """Emit only each key's last change of a `process` batch, as ksqlDB's record cache does between commits
+        (off: every update comes out, as with ksqlDB's cache size 0 and the QTT runner). On, the values of
+        the changes the cache drops are not even computed where that changes nothing (`Aggregator.lazy`)."""
+        return self._coalesce
+
+    @coalesce.setter
+    def coalesce(self, on: bool) -> None:
+        self._coalesce = on
+        self.aggregator.lazy = on and self.aggregator.can_defer and self._sink_ts_index is None
 
     @property
     def processed(self) -> int:
@@ -832,6 +870,7 @@ class AggregateQuery:
         """Rebuild the aggregator from the stores: after a runtime rolls a failed batch back, the stream time,
         sequence counter and EMIT FINAL queue it caches must be those of the committed state again."""
         self.aggregator = Aggregator(self.plan, self.stores, self._expr_error)
+        self.coalesce = self._coalesce
 
     def _expr_error(self, text: str, error: str) -> None:
         if self._record is not None:
@@ -848,29 +887,66 @@ class AggregateQuery:
         return out
 
     def process(self, records: list[Record]) -> list[Record]:
+        changes = self.changes(records)
+        if not self.coalesce or len(changes) < 2:
+            return self._records(changes)
+        if self._sink_ts_index is None:  # (else a change may be dropped for its null time, as below)
+            last = _last_per_key(changes)
+            if last is not None:
+                try:  # only what the cache lets out is serialised (and deduplicated by bytes too: NaN keys)
+                    return _last_per_record_key(self._records(last, strict=True))
+                except SerdeError:
+                    pass  # unless one cannot be: then every change is, as below, its error logged
+        return _last_per_record_key(self._records(changes))
+
+    def _records(self, changes: list[tuple[Record, Change]], strict: bool = False) -> list[Record]:
+        """The sink records of `changes`; one that cannot be serialised goes to the processing log (raises
+        if `strict`)."""
         out: list[Record] = []
-        for rec, c in self.changes(records):
+        key_out, value_out, topic = self.key_out.serialize, self.value_out.serialize, self.sink.topic
+        for rec, c in changes:
             ts = c.timestamp
             if c.values is not None and self._sink_ts_index is not None:
                 v = c.values[self._sink_ts_index]
                 if v is None:
                     continue
                 ts = v if isinstance(v, int) else V.timestamp_to_millis(v)
-            keys = c.keys + list(c.window) if c.window is not None else c.keys
             try:
-                key = self.key_out.serialize(keys)
-                value = self.value_out.serialize(c.values)
+                key = key_out(c.keys + list(c.window) if c.window is not None else c.keys)
+                value = value_out(c.values if c.states is None else self.aggregator.values(c))
             except SerdeError as e:
+                if strict:
+                    raise
                 self.plog.serialization_error(self.id, self.sink.topic, str(e))
                 continue
-            out.append(Record(self.sink.topic, key, value, ts, rec.partition))
-        if self.coalesce and len(out) > 1:
-            latest: dict[bytes | None, Record] = {}
-            for r in out:  # a key updated again moves to the end, like an entry of Kafka Streams' cache
-                latest.pop(r.key, None)
-                latest[r.key] = r
-            out = list(latest.values())
+            out.append(Record(topic, key, value, ts, rec.partition))
         return out
+
+
+def _last_per_record_key(records: list[Record]) -> list[Record]:
+    """Each record key's last record, a key seen again moving to the end (Kafka Streams' record cache)."""
+    latest: dict[bytes | None, Record] = {}
+    for r in records:
+        latest.pop(r.key, None)
+        latest[r.key] = r
+    return list(latest.values())
+
+
+def _last_per_key(changes: list[tuple[Record, Change]]) -> list[tuple[Record, Change]] | None:
+    """Each key's (grouping values and window) last change, a key changed again moving to the end, as
+    Kafka Streams' record cache lets them out; None when a grouping value cannot be a dict key (ARRAY,
+    MAP, STRUCT: then the serialised keys decide)."""
+    latest: dict[tuple, tuple[Record, Change]] = {}
+    pop = latest.pop
+    try:
+        for item in changes:
+            c = item[1]
+            k = (*c.keys, c.window)
+            pop(k, None)
+            latest[k] = item
+    except TypeError:
+        return None
+    return list(latest.values())
 
 
 class AggregateTransientQuery:

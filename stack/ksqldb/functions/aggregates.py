@@ -163,15 +163,30 @@ def _extreme(name: str) -> Callable[[list[SqlType]], Aggregate]:
         t = types[0]
         if t not in _COMPARABLE and not isinstance(t, DecimalType):
             raise _reject(name, types)
-        key = _java_order(t) or (lambda v: v)
-        better = (lambda a, b: key(a) < key(b)) if name == "MIN" else (lambda a, b: key(a) > key(b))
+        key = _java_order(t)
+        if key is None and name == "MIN":  # Python orders these values as Java does: compare them directly
+            def pick(a, b):
+                if a is None:
+                    return b
+                if b is None:
+                    return a
+                return b if b < a else a
+        elif key is None:
+            def pick(a, b):
+                if a is None:
+                    return b
+                if b is None:
+                    return a
+                return b if b > a else a
+        else:
+            better = (lambda a, b: key(a) < key(b)) if name == "MIN" else (lambda a, b: key(a) > key(b))
 
-        def pick(a, b):
-            if a is None:
-                return b
-            if b is None:
-                return a
-            return b if better(b, a) else a
+            def pick(a, b):
+                if a is None:
+                    return b
+                if b is None:
+                    return a
+                return b if better(b, a) else a
 
         return Aggregate(name, t, t, lambda: None, add=lambda s, v, seq: pick(s, v), result=lambda s: s,
                          merge=pick)
