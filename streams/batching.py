@@ -13,7 +13,8 @@ agent is an ordinary Faust agent iterating a stream, of batches. Other topics ke
 Offsets: batch topics are declared with ``acks=False``, so Faust does not ack a batch's message when the
 agent moves on. The agent calls :meth:`BatchConsumer.ack_batch` only after the broker acknowledged every
 record it produced for the batch; that feeds the batch's offsets to Faust's own commit bookkeeping (gaps,
-per-partition contiguity, commit only for assigned partitions) and starts a commit if none is in flight.
+per-partition contiguity, commit only for assigned partitions), and Faust's periodic commit
+(`broker_commit_interval`) commits them: a commit per batch cost a tenth of the agent's time.
 A batch finished after its partition was revoked or reassigned is not acked: it is read and scored again
 (at least once, never lost).
 """
@@ -117,7 +118,8 @@ class BatchConsumer(faust_aiokafka.Consumer):
                         continue
                     self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
                     r_offset = read_offset[tp]
-                    fresh = [r for r in tp_records if r_offset is None or r.offset >= r_offset]
+                    fresh = tp_records if r_offset is None or tp_records[0].offset >= r_offset else \
+                        [r for r in tp_records if r.offset >= r_offset]  # offsets rise within a partition
                     if not fresh:
                         continue
                     if tp.topic in batch_topics:
@@ -165,7 +167,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
             await self._add_gap(tp, r_offset + 1, offset)
 
     def ack_batch(self, batch: RawBatch) -> list[TP]:
-        """Mark a batch's offsets done (call only once its outputs are acknowledged) and commit soon.
+        """Mark a batch's offsets done (only once its outputs are acknowledged): the next periodic commit takes them.
 
         Returns the partitions acked; a partition revoked or reassigned since the fetch is left out.
         """
@@ -180,8 +182,6 @@ class BatchConsumer(faust_aiokafka.Consumer):
             self._acked[tp].extend(range(first, last + 1))
             acked.append(tp)
         self._n_acked += len(batch)
-        if acked and self._commit_fut is None:
-            cast(BatchApp, self.app).spawn_commit()
         return acked
 
 
@@ -209,7 +209,6 @@ class BatchApp(faust.App):
         super().__init__(*args, **kwargs)
         self.batch_topics: set[str] = set()
         self.max_batch = max_batch
-        self._commits: set[asyncio.Task] = set()
 
     def _new_transport(self) -> Any:
         return BatchTransport(self.conf.broker_consumer, self)
@@ -218,8 +217,3 @@ class BatchApp(faust.App):
         """A topic whose stream yields RawBatch values; its offsets are committed only through `ack_batch`."""
         self.batch_topics.add(name)
         return self.topic(name, schema=BatchSchema(), acks=False, maxsize=maxsize, **kwargs)
-
-    def spawn_commit(self) -> None:
-        task = asyncio.ensure_future(self.consumer.commit())
-        self._commits.add(task)
-        task.add_done_callback(self._commits.discard)

@@ -16,7 +16,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any
@@ -31,7 +31,7 @@ from streams.batching import RawBatch
 from streams.dlq import DeadLetters
 from streams.hotswap import ModelHolder
 from streams.modelsource import ScoringModel
-from streams.records import DECODE, SCORE_SCHEMA, SCORING, Decoded, RecordError, ScoreEncoder, WriterLayout, \
+from streams.records import DECODE, HEADER, SCORE_SCHEMA, SCORING, Decoded, RecordError, ScoreEncoder, WriterLayout, \
     decode_batch, parse_json_rows, schema_id
 from streams.settings import WorkerSettings
 
@@ -173,20 +173,32 @@ class Pipeline:
 
     async def decode(self, values: list[bytes | None]) -> Decoded:
         """Features of a batch's values, whatever mix of schema ids it holds."""
-        groups: dict[bytes, list[int]] = {}
-        for i, value in enumerate(values):
-            groups.setdefault(value[:5] if value else b"", []).append(i)
+        try:
+            heads = {value[:HEADER] for value in values}  # type: ignore[index]
+        except TypeError:  # a value is None
+            heads = set()
+        groups: dict[bytes, list[int] | None] = {}
+        if len(heads) == 1:
+            groups[heads.pop()] = None  # the usual batch: one schema id, every value
+        else:
+            for i, value in enumerate(values):
+                groups.setdefault(value[:HEADER] if value else b"", []).append(i)  # type: ignore[union-attr]
         errors: dict[int, RecordError] = {}
         parts: list[Decoded] = []
         for head, members in groups.items():
+            everyone = range(len(values)) if members is None else members
             try:
                 sid = schema_id(head)
             except RecordError as error:
-                errors.update((i, error) for i in members)
+                errors.update((i, error) for i in everyone)
                 continue
             layout = await self.layout(sid)
             if isinstance(layout, RecordError):
-                errors.update((i, layout) for i in members)
+                errors.update((i, layout) for i in everyone)
+                continue
+            if members is None:
+                parts.append(decode_batch(values, layout))  # type: ignore[arg-type]
+                errors.update(parts[-1].errors)
                 continue
             sub = decode_batch([values[i] for i in members], layout)  # type: ignore[misc]
             positions = np.asarray(members, np.int64)
@@ -266,34 +278,44 @@ class Pipeline:
         encoder = ScoreEncoder(self.score_schema_ids[topic], model.threshold, model.name, model.version,
                                model.threshold_version, KSQL_HASH, int(time.time() * 1000))
         values = encoder.encode(keys, partitions, offsets, columns.timestamps[index], scores, alerts)
-        if n_out == self.in_partitions:
-            outs = partitions
-        else:
-            outs = np.fromiter((p % n_out if k is None else (murmur2(k) & 0x7FFFFFFF) % n_out
-                                for k, p in zip(keys, partitions.tolist())), np.int64, len(keys))
         lineage = (
             ("model", model.name.encode()), ("model_version", str(model.version).encode()),
             ("threshold_version", str(model.threshold_version).encode()), ("ksql_hash", KSQL_HASH.encode()),
             ("source_topic", self.settings.input_topic.encode()),
         )
-        part_list = partitions.tolist()
-        part_texts = {p: ("source_partition", str(p).encode()) for p in set(part_list)}
         offset_texts = [str(o).encode() for o in offsets.tolist()]
-        order = np.argsort(outs, kind="stable")
-        bounds = np.flatnonzero(np.diff(outs[order])) + 1
         pending: list[Any] = []
-        for group in np.split(order, bounds):
-            out = int(outs[group[0]])
-            builder = self.producer.create_batch()
-            for j in group.tolist():
-                key, value = keys[j], values[j]
-                headers = [*lineage, part_texts[part_list[j]], ("source_offset", offset_texts[j])]
-                if builder.append(key=key, value=value, timestamp=None, headers=headers) is None:
-                    pending.append(self.producer.send_batch(builder, topic, partition=out))
-                    builder = self.producer.create_batch()
-                    builder.append(key=key, value=value, timestamp=None, headers=headers)
-            builder.close()
-            pending.append(self.producer.send_batch(builder, topic, partition=out))
+        if n_out == self.in_partitions:  # each run of one input partition goes to that partition: slices
+            bounds = (np.flatnonzero(np.diff(partitions)) + 1).tolist()
+            for a, b in zip([0, *bounds], [*bounds, len(keys)]):
+                p = int(partitions[a])
+                head = (*lineage, ("source_partition", str(p).encode()))
+                pending += self._batches(topic, p, keys[a:b], values[a:b],
+                                         ([*head, ("source_offset", o)] for o in offset_texts[a:b]))
+            return pending
+        outs = np.fromiter((p % n_out if k is None else (murmur2(k) & 0x7FFFFFFF) % n_out
+                            for k, p in zip(keys, partitions.tolist())), np.int64, len(keys))
+        order = np.argsort(outs, kind="stable")
+        sources = [("source_partition", str(p).encode()) for p in partitions.tolist()]
+        for group in np.split(order, np.flatnonzero(np.diff(outs[order])) + 1):
+            rows = group.tolist()
+            pending += self._batches(topic, int(outs[rows[0]]), [keys[j] for j in rows], [values[j] for j in rows],
+                                     ([*lineage, sources[j], ("source_offset", offset_texts[j])] for j in rows))
+        return pending
+
+    def _batches(self, topic: str, partition: int, keys: list[bytes | None], values: list[bytes],
+                 headers: Iterable[list[tuple[str, bytes]]]) -> list[Any]:
+        """Records for one output partition in as few producer batches as fit; their send coroutines."""
+        assert self.producer is not None
+        pending = []
+        builder = self.producer.create_batch()
+        for key, value, header in zip(keys, values, headers):
+            if builder.append(key=key, value=value, timestamp=None, headers=header) is None:
+                pending.append(self.producer.send_batch(builder, topic, partition=partition))
+                builder = self.producer.create_batch()
+                builder.append(key=key, value=value, timestamp=None, headers=header)
+        builder.close()
+        pending.append(self.producer.send_batch(builder, topic, partition=partition))
         return pending
 
     def _observe(self, submitted: Submitted) -> None:
