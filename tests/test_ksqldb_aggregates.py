@@ -247,6 +247,61 @@ def test_a_coalesced_batch_is_each_keys_last_update(window):
         assert coalesced == list(last.values()) and len(coalesced) < len(every)
 
 
+FEATURES = ("CREATE TABLE F AS SELECT `USER`, COUNT(*) AS N, SUM(AMOUNT) AS TOTAL, MAX(AMOUNT) AS BIGGEST, "
+            "MIN(CLASS) AS LEAST_CLASS FROM creditcardfraud_source {window} GROUP BY `USER` {having};")
+
+
+@pytest.mark.parametrize("window", ["", "WINDOW TUMBLING (SIZE 1 HOUR)",
+                                    "WINDOW HOPPING (SIZE 1 HOUR, ADVANCE BY 5 MINUTES)"])
+@pytest.mark.parametrize("coalesce", [False, True])
+@pytest.mark.parametrize("having", ["", "HAVING SUM(AMOUNT) > 100"])
+def test_delimited_input_read_column_wise_agrees_with_the_row_path(window, coalesce, having):
+    """An aggregation over DELIMITED values reads its batches with the vectorized path's Arrow reader
+    (ColumnarInput): the same output bytes, processing-log entries and counters as reading each record,
+    awkward lines and keys included (those go row by row)."""
+    from test_ksqldb_vectorized import AWKWARD_LINES, _engine, _payments, _records
+
+    from stack.ksqldb.vectorized import Columns
+
+    good = [r.value for r in _payments(400, seed=9)]
+    values = [v for pair in zip(good, AWKWARD_LINES) for v in pair] + good[len(AWKWARD_LINES):]
+    keys = [f"k{i}".encode() for i in range(len(values))]
+    keys[3], keys[7], keys[11] = None, b"\xff\xfe", b""
+    records = _records(values, keys)
+    results = []
+    for columnar in (False, True):
+        engine = _engine()
+        engine.execute(FEATURES.format(window=window, having=having))
+        (q,) = engine.queries.values()
+        q.coalesce = coalesce
+        assert q.vectorized is not None
+        out = []
+        for start in range(0, len(records), 150):
+            batch = records[start:start + 150]
+            out += q.vectorized.process(Columns.from_records(batch)).records(q.sink.topic) if columnar \
+                else q.process(batch)
+        entries = [{k: v for k, v in e.items() if k != "time"} for e in engine.processing_log.entries]
+        results.append((out, entries, q.processed))
+    assert 0 < q.vectorized.handed_back < len(AWKWARD_LINES) + 3, "good lines are read column-wise"
+    assert results[1] == results[0]
+    assert results[0][1] and results[0][0], "awkward lines reach the processing log, good ones the sink"
+
+
+@pytest.mark.parametrize("statement", [
+    "CREATE TABLE W AS SELECT `USER`, COUNT(*) AS N FROM creditcardfraud_source WHERE AMOUNT > 1 GROUP BY `USER`;",
+    "CREATE TABLE U AS SELECT UCASE(`USER`) AS U, COUNT(*) AS N FROM creditcardfraud_source GROUP BY UCASE(`USER`);",
+    "CREATE TABLE P AS SELECT PAYMENT_ID, COUNT(*) AS N FROM creditcardfraud_source GROUP BY PAYMENT_ID;",
+    "CREATE TABLE S AS SELECT `USER`, SUM(AMOUNT * 2) AS S FROM creditcardfraud_source GROUP BY `USER`;",
+])
+def test_aggregations_it_cannot_read_column_wise_read_row_by_row(statement):
+    from test_ksqldb_vectorized import _engine
+
+    engine = _engine()
+    engine.execute(statement)
+    (q,) = engine.queries.values()
+    assert q.vectorized is None
+
+
 def test_collect_list_limit_comes_from_the_config(engine):
     engine.execute("CREATE TABLE t AS SELECT usr, COLLECT_LIST(n) AS l, COLLECT_SET(n) AS s FROM pay GROUP BY usr;",
                    {"ksql.functions.collect_list.limit": "2", "ksql.functions.collect_set.limit": 1})

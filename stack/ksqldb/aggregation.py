@@ -6,7 +6,9 @@ key columns named after their select items or KSQL_COL_n) and produces an `Aggre
 
 At run time an `AggregateQuery` has three stages:
 1. a `Pipeline` (the projection executor) deserialises source records and computes, per row, the
-   WHERE result (tables), the grouping values and the aggregate arguments;
+   WHERE result (tables), the grouping values and the aggregate arguments (for DELIMITED input whose
+   grouping values and arguments are bare columns, `ColumnarInput` takes them from the columns the
+   vectorized path's reader parses a batch into);
 2. an `Aggregator` keeps one state per group (per group and window when windowed) in a state store
    and emits the changed result rows; over a table it also keeps each source row's last grouping and
    arguments so that an update is first taken out of its old group (undo), as Kafka Streams' table
@@ -14,8 +16,9 @@ At run time an `AggregateQuery` has three stages:
 3. HAVING and the projection turn each result row into the changelog record of the sink table (HAVING
    that stops passing emits a tombstone; a row that never passed emits nothing).
 
-Every update is emitted (no record cache), except with EMIT FINAL, where a window's last result is held
-until the window closes (end + grace, plus the gap for sessions) and tombstones are dropped.
+Every update is emitted unless `coalesce` is on (ksqlDB's record cache: the Kafka runtime turns it on),
+which keeps each key's last change of a batch; with EMIT FINAL a window's last result is held until the
+window closes (end + grace, plus the gap for sessions) and tombstones are dropped.
 """
 
 from __future__ import annotations
@@ -848,7 +851,10 @@ class AggregateQuery:
         self.value_out = value_out
         names = [c.name for c in sink.schema.value]
         self._sink_ts_index = names.index(sink.timestamp_column) if sink.timestamp_column in names else None
+        self._hashable_keys = not any(_complex(t) for t in plan.group_types)  # (ARRAY, MAP, STRUCT are not)
         self.coalesce = False
+        #: what the Kafka runtime runs batches through when the input can be read column-wise (`evaluate`)
+        self.vectorized = ColumnarInput.compile(self) if value_in is not None else None
 
     @property
     def coalesce(self) -> bool:
@@ -877,31 +883,49 @@ class AggregateQuery:
             self.plog.expression_error(self.id, self._record, text, error)
 
     def changes(self, records: list[Record]) -> list[tuple[Record, Change]]:
-        out: list[tuple[Record, Change]] = []
-        for rec, key_vals, values, ts in self.pipeline.transform(records):
-            self._record = rec
-            for change in self.aggregator.apply(key_vals, values, ts):
-                out.append((rec, change))
+        return self._aggregate(self.pipeline.transform(records))
+
+    def _aggregate(self, rows: list[tuple[Record, list, list | None, int]]) -> list[tuple[Record, Change]]:
+        """The changes pre-aggregated rows (source record, key values, values, time) cause; with the record
+        cache on, only each key's last one (kept as they come: a batch's superseded changes are never
+        held, which spares the memory and the garbage collector's passes over them)."""
+        apply = self.aggregator.apply
+        if self.coalesce and self._sink_ts_index is None and self._hashable_keys:
+            latest: dict[tuple, tuple[Record, Change]] = {}
+            pop = latest.pop
+            for rec, key_vals, values, ts in rows:
+                self._record = rec
+                for change in apply(key_vals, values, ts):
+                    k = (*change.keys, change.window)
+                    pop(k, None)
+                    latest[k] = (rec, change)
+            out = list(latest.values())
+        else:
+            out = []
+            for rec, key_vals, values, ts in rows:
+                self._record = rec
+                for change in apply(key_vals, values, ts):
+                    out.append((rec, change))
         self._record = None
         self.aggregator.checkpoint()
         return out
 
     def process(self, records: list[Record]) -> list[Record]:
-        changes = self.changes(records)
+        return self._emit(self.changes(records))
+
+    def _emit(self, changes: list[tuple[Record, Change]]) -> list[Record]:
+        """A batch's changes as sink records: all of them, or what the record cache lets out: each key's last
+        change, serialised (a key changed again moves to the end, as in Kafka Streams' cache)."""
         if not self.coalesce or len(changes) < 2:
             return self._records(changes)
-        if self._sink_ts_index is None:  # (else a change may be dropped for its null time, as below)
+        last = None
+        if self._sink_ts_index is None and self._hashable_keys:  # (else a change may be dropped for its time)
             last = _last_per_key(changes)
-            if last is not None:
-                try:  # only what the cache lets out is serialised (and deduplicated by bytes too: NaN keys)
-                    return _last_per_record_key(self._records(last, strict=True))
-                except SerdeError:
-                    pass  # unless one cannot be: then every change is, as below, its error logged
-        return _last_per_record_key(self._records(changes))
+        # by bytes too: values that are equal keys in no dict (NaN) still make one record key
+        return _last_per_record_key(self._records(last if last is not None else changes))
 
-    def _records(self, changes: list[tuple[Record, Change]], strict: bool = False) -> list[Record]:
-        """The sink records of `changes`; one that cannot be serialised goes to the processing log (raises
-        if `strict`)."""
+    def _records(self, changes: list[tuple[Record, Change]]) -> list[Record]:
+        """The sink records of `changes`; one that cannot be serialised goes to the processing log."""
         out: list[Record] = []
         key_out, value_out, topic = self.key_out.serialize, self.value_out.serialize, self.sink.topic
         for rec, c in changes:
@@ -915,12 +939,66 @@ class AggregateQuery:
                 key = key_out(c.keys + list(c.window) if c.window is not None else c.keys)
                 value = value_out(c.values if c.states is None else self.aggregator.values(c))
             except SerdeError as e:
-                if strict:
-                    raise
                 self.plog.serialization_error(self.id, self.sink.topic, str(e))
                 continue
             out.append(Record(topic, key, value, ts, rec.partition))
         return out
+
+
+class ColumnarInput:
+    """The vectorized path's reader feeding a stream aggregation: a batch of DELIMITED records is read column
+    by column by Arrow's CSV reader (vectorized.py), and the grouping values and aggregate arguments are
+    taken from its columns instead of each record's deserialised row. Eligible: grouping values and
+    arguments that are bare columns of the value or ROWTIME, no WHERE, values and key (one KAFKA STRING, or
+    none) that reader can do. The records it cannot read exactly (see vectorized.py) go through the
+    query's row path (`Pipeline.transform`), in input order, processing-log entries and all; the rows are
+    the same either way, so is everything after them."""
+
+    def __init__(self, query: AggregateQuery, reader: Any, slots: list[int]) -> None:
+        self.query = query
+        self.reader = reader
+        self.slots = slots  # per pre-aggregation value: the row slot it reads
+        self.handed_back = 0  # records read row by row instead (counted for tests and curious operators)
+
+    @staticmethod
+    def compile(query: AggregateQuery) -> "ColumnarInput | None":
+        from .vectorized import ColumnReader
+
+        plan = query.plan.pre
+        source = plan.source
+        slots = [c.column_index for c in plan.value_exprs]
+        n_keys = len(source.schema.key)
+        if source.kind != "STREAM" or plan.where is not None or any(
+                i is None or (0 < i < 3 + n_keys) for i in slots):
+            return None  # a table, a WHERE, an expression, or ROWPARTITION, ROWOFFSET or a key column
+        reader = ColumnReader.of(source, query.pipeline.key_in, query.pipeline.value_in)
+        return ColumnarInput(query, reader, slots) if reader is not None else None
+
+    def transform(self, batch: Any) -> list[tuple[Record, list, Any, int]]:
+        """`Pipeline.transform` of the batch's records."""
+        values, rowtime, bad = self.reader.read(batch)
+        first_value = 3 + self.reader.n_keys
+        columns = [rowtime.tolist() if slot == 0 else values[slot - first_value].to_pylist() for slot in self.slots]
+        times = rowtime.tolist()
+        topic, keys, raw, stamps, partitions, offsets = (batch.topic, batch.keys, batch.values, batch.timestamps,
+                                                         batch.partitions, batch.offsets)
+        pipeline = self.query.pipeline
+        out: list[tuple[Record, list, Any, int]] = []
+        for i, (row, ts, is_bad) in enumerate(zip(zip(*columns), times, bad.tolist())):
+            if is_bad:
+                out += pipeline.transform([batch.record(i)])
+            else:
+                out.append((Record(topic, keys[i], raw[i], stamps[i], partitions[i], offsets[i]), [], row, ts))
+        handed_back = int(bad.sum())
+        self.handed_back += handed_back
+        pipeline.processed += len(times) - handed_back
+        return out
+
+    def process(self, batch: Any) -> Any:
+        """The query's output for a batch (`vectorized.evaluate` calls this)."""
+        from .vectorized import Output
+
+        return Output.from_records(self.query._emit(self.query._aggregate(self.transform(batch))))
 
 
 def _last_per_record_key(records: list[Record]) -> list[Record]:
@@ -932,20 +1010,15 @@ def _last_per_record_key(records: list[Record]) -> list[Record]:
     return list(latest.values())
 
 
-def _last_per_key(changes: list[tuple[Record, Change]]) -> list[tuple[Record, Change]] | None:
-    """Each key's (grouping values and window) last change, a key changed again moving to the end, as
-    Kafka Streams' record cache lets them out; None when a grouping value cannot be a dict key (ARRAY,
-    MAP, STRUCT: then the serialised keys decide)."""
+def _last_per_key(changes: list[tuple[Record, Change]]) -> list[tuple[Record, Change]]:
+    """Each key's (grouping values and window) last change, a key changed again moving to the end."""
     latest: dict[tuple, tuple[Record, Change]] = {}
     pop = latest.pop
-    try:
-        for item in changes:
-            c = item[1]
-            k = (*c.keys, c.window)
-            pop(k, None)
-            latest[k] = item
-    except TypeError:
-        return None
+    for item in changes:
+        c = item[1]
+        k = (*c.keys, c.window)
+        pop(k, None)
+        latest[k] = item
     return list(latest.values())
 
 

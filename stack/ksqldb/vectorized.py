@@ -777,3 +777,41 @@ def _variable(block: np.ndarray, lengths: np.ndarray, valid: np.ndarray) -> pa.A
     offsets = np.zeros(len(lengths) + 1, dtype=np.int32)
     np.cumsum(lengths, out=offsets[1:])
     return pa.BinaryArray.from_buffers(pa.binary(), len(lengths), [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+
+
+# ---------------------------------------------------------------- for other column-wise consumers
+class ColumnReader:
+    """A batch of DELIMITED records read as this module reads them for projections: the value columns (Arrow
+    arrays), each record's event time, and which records it cannot read exactly (they are the row path's).
+    Aggregations read their input with it (`aggregation.ColumnarInput`)."""
+
+    def __init__(self, source: Any, key_in: Any, value_in: Any) -> None:
+        schema = source.schema
+        if source.kind != "STREAM" or schema.headers or getattr(source, "window", None) is not None:
+            raise _Ineligible("a table, headers or windows")
+        if not isinstance(value_in, DelimitedSerde) or any(c.type not in SOURCE_TYPES for c in schema.value):
+            raise _Ineligible("source values are not DELIMITED of STRING, INT, BIGINT and DOUBLE")
+        if schema.key and not (len(schema.key) == 1 and schema.key[0].type == STRING and isinstance(key_in, KafkaSerde)):
+            raise _Ineligible("the source key is not one KAFKA STRING")
+        self.n_keys = len(schema.key)
+        self.value_types = [c.type for c in schema.value]
+        self.serde = value_in
+        self._dummy = (value_in.delimiter * (len(self.value_types) - 1)).encode()
+        self.timestamps = _timestamp_reader(source, self.n_keys)
+
+    @classmethod
+    def of(cls, source: Any, key_in: Any, value_in: Any) -> ColumnReader | None:
+        """A reader for `source`, or None when its records must be read row by row."""
+        try:
+            return cls(source, key_in, value_in)
+        except _Ineligible as e:
+            log.debug("%s is read row by row: %s", source.name, e)
+            return None
+
+    def read(self, batch: Columns) -> tuple[list[pa.Array], np.ndarray, np.ndarray]:
+        """(value columns, event times as int64 millis, bad: the records to read row by row instead)."""
+        bad = np.zeros(len(batch), dtype=bool)
+        if self.n_keys:
+            _check_keys(batch.keys, bad)
+        values = _parse_delimited(batch.values, self.value_types, self.serde.delimiter, self._dummy, self.serde, bad)
+        return values, self.timestamps(batch, values, bad), bad
