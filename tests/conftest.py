@@ -1,4 +1,5 @@
-"""Shared fixtures: one embedded stack per test session, unique topic names per test."""
+"""Shared fixtures: one embedded stack per test session, unique topic names per test, addresses and a data
+directory for tests that run `fraudstream` itself."""
 
 from __future__ import annotations
 
@@ -9,7 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from cli_helpers import fraudstream
+from stack.config import Addresses
 from stack.embedded import EmbeddedStack
+from stack.supervisor import free_ports
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -37,3 +41,26 @@ def shared_data() -> Path:
     if not path.is_dir():
         pytest.skip(f"sample data not found at {path}")
     return path
+
+
+@pytest.fixture
+def cli_env() -> dict[str, str]:
+    """Addresses on free ports, passed the way a user would: environment variables."""
+    host = "127.0.0.1"
+    broker, registry, ksqldb, connect, objectstore, worker = free_ports(6)
+    addresses = Addresses(
+        bootstrap_servers=f"{host}:{broker}",
+        schema_registry_url=f"http://{host}:{registry}",
+        ksqldb_url=f"http://{host}:{ksqldb}",
+        connect_url=f"http://{host}:{connect}",
+        s3_endpoint_url=f"http://{host}:{objectstore}",
+    )
+    return {**addresses.to_env(), "FRAUDSTREAM_WEB_PORT": str(worker)}
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, cli_env: dict[str, str]) -> Iterator[Path]:
+    """A private data directory; a stack left running in it by a failed test is stopped."""
+    yield tmp_path / "data"
+    if (tmp_path / "data" / "stack.json").exists():
+        fraudstream("down", "--data-dir", str(tmp_path / "data"), env=cli_env, check=False)

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,40 +14,9 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import NewTopic
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 
-from stack.config import Addresses
+from cli_helpers import fraudstream
 from stack.kafka import admin_client, consumer_config, end_offsets, producer_config
-from stack.supervisor import ServiceSpec, StackError, free_ports, pid_alive, start
-
-
-def fraudstream(*args: str, env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        [sys.executable, "-m", "stack.cli", *args], env={**os.environ, **env}, capture_output=True, text=True, timeout=300
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(f"fraudstream {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
-    return result
-
-
-@pytest.fixture
-def cli_env() -> dict[str, str]:
-    """Addresses on free ports, passed the way a user would: environment variables."""
-    host = "127.0.0.1"
-    broker, registry, ksqldb, connect, objectstore, worker = free_ports(6)
-    addresses = Addresses(
-        bootstrap_servers=f"{host}:{broker}",
-        schema_registry_url=f"http://{host}:{registry}",
-        ksqldb_url=f"http://{host}:{ksqldb}",
-        connect_url=f"http://{host}:{connect}",
-        s3_endpoint_url=f"http://{host}:{objectstore}",
-    )
-    return {**addresses.to_env(), "FRAUDSTREAM_WEB_PORT": str(worker)}
-
-
-@pytest.fixture
-def data_dir(tmp_path: Path, cli_env: dict[str, str]) -> Iterator[Path]:
-    yield tmp_path / "data"
-    if (tmp_path / "data" / "stack.json").exists():  # never leave a stack running behind a failed test
-        fraudstream("down", "--data-dir", str(tmp_path / "data"), env=cli_env, check=False)
+from stack.supervisor import ServiceSpec, StackError, pid_alive, start
 
 
 def recorded_pids(data_dir: Path) -> list[int]:

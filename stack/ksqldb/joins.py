@@ -40,7 +40,7 @@ from .aggregation import AggregateQuery
 from .errors import EvalError, KsqlStatementError, SerdeError, UnsupportedError
 from .expressions import Compiled, Compiler, ErrorSink, Scope
 from .formatter import format_expr
-from .metastore import RESERVED, Column, DataSource, LogicalSchema, MetaStore
+from .metastore import RESERVED, Column, DataSource, LogicalSchema, MetaStore, check_projection
 from .state import InMemoryStateStores, StateStores
 from .types import BIGINT, INTEGER, NULL, NullType, SqlType, contains_map
 
@@ -704,18 +704,7 @@ def _plan_projection(q: ast.Query, scope: JoinScope, inputs: list[JoinInput], ca
         value_cols.append(Column(name, c.type))
         value_exprs.append(c)
         value_texts.append(format_expr(expr))
-    if sink_name is not None:
-        if not value_cols:
-            raise KsqlStatementError("The projection contains no value columns.")
-        for col in value_cols:
-            if col.name in RESERVED:
-                raise KsqlStatementError(
-                    f"Reserved column name in select: `{col.name}`. Please remove or alias the column.")
-    seen: set[str] = set()
-    for col in key_cols + value_cols:
-        if col.name in seen:
-            raise KsqlStatementError(f"The projection contains the column `{col.name}` more than once.")
-        seen.add(col.name)
+    check_projection(key_cols, value_cols, persistent=sink_name is not None)
     return LogicalSchema(tuple(key_cols), tuple(value_cols)), key_exprs, value_exprs, value_texts
 
 

@@ -47,6 +47,23 @@ class LogicalSchema:
         return ", ".join(parts)
 
 
+def check_projection(key_cols: list[Column], value_cols: list[Column], persistent: bool) -> None:
+    """ksqlDB's checks of a query's output columns: a sink needs a value column and no pseudo column names;
+    no name twice."""
+    if persistent:
+        if not value_cols:
+            raise KsqlStatementError("The projection contains no value columns.")
+        for col in value_cols:
+            if col.name in RESERVED:
+                raise KsqlStatementError(
+                    f"Reserved column name in select: `{col.name}`. Please remove or alias the column.")
+    seen: set[str] = set()
+    for col in key_cols + value_cols:
+        if col.name in seen:
+            raise KsqlStatementError(f"The projection contains the column `{col.name}` more than once.")
+        seen.add(col.name)
+
+
 @dataclass
 class DataSource:
     name: str

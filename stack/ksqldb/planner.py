@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from . import ast
 from .errors import KsqlStatementError, UnsupportedError
 from .expressions import Compiled, Compiler, ErrorSink, Scope
-from .metastore import RESERVED, Column, DataSource, LogicalSchema, MetaStore
+from .metastore import RESERVED, Column, DataSource, LogicalSchema, MetaStore, check_projection
 from .types import NullType
 
 
@@ -257,18 +257,7 @@ def plan_select(q: ast.Query, metastore: MetaStore, sink_name: str | None, new_p
         value_cols.append(Column(name, c.type))
         value_exprs.append(c)
         value_texts.append(format_expr(expr))
-    if sink_name is not None:
-        if not value_cols:
-            raise KsqlStatementError("The projection contains no value columns.")
-        for col in value_cols:
-            if col.name in RESERVED:
-                raise KsqlStatementError(
-                    f"Reserved column name in select: `{col.name}`. Please remove or alias the column.")
-    seen: set[str] = set()
-    for col in key_cols + value_cols:
-        if col.name in seen:
-            raise KsqlStatementError(f"The projection contains the column `{col.name}` more than once.")
-        seen.add(col.name)
+    check_projection(key_cols, value_cols, persistent=sink_name is not None)
     out = LogicalSchema(tuple(key_cols), tuple(value_cols))
     # a tombstone has no value, and ksqlDB gives its pseudo columns no value either
     value_names = {c.name for c in schema.value} | RESERVED
