@@ -263,19 +263,18 @@ def bench_broker(records: int, bootstrap_servers: str | None) -> None:
     console.print(table)
 
 
-@bench_command.command("ksql")
-@click.option("-n", "--records", type=click.IntRange(min=1), default=100_000, show_default=True)
-@click.option("--ksql-dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=Path("ksql"), show_default=True)
-@click.option("--use-env", is_flag=True, help="Measure the stack at the environment's addresses instead of starting one.")
-@click.option("--repeat", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Measure this many times (each with its own passthrough) and print the median ratio too.")
-def bench_ksql(records: int, ksql_dir: Path, use_env: bool, repeat: int) -> None:
-    """The KSQL preprocessing query's rate as a ratio to a raw confluent-kafka passthrough (goal: 0.5)."""
+REPEAT = click.option("--repeat", type=click.IntRange(min=1), default=1, show_default=True,
+                      help="Measure this many times (each with its own passthrough) and print the median ratio too.")
+
+
+def measure_ksql(rates_of: Callable[[Addresses], list[Rate]], use_env: bool, repeat: int) -> None:
+    """Run a ksqlDB benchmark `repeat` times on the environment's stack or a fresh embedded one, printing each
+    run's rates and, over several runs, the median ratio (the machines are noisy)."""
 
     def measure(addresses: Addresses) -> list[float]:
         ratios = []
         for _ in range(repeat):
-            rates = ksql_rate(addresses, records, ksql_dir)
+            rates = rates_of(addresses)
             print_ratios(rates)
             ratios.append(rates[1].per_second / rates[0].per_second)
         return ratios
@@ -292,20 +291,24 @@ def bench_ksql(records: int, ksql_dir: Path, use_env: bool, repeat: int) -> None
                       f"(each: {', '.join(f'{r:.2f}' for r in ratios)})")
 
 
+@bench_command.command("ksql")
+@click.option("-n", "--records", type=click.IntRange(min=1), default=100_000, show_default=True)
+@click.option("--ksql-dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=Path("ksql"), show_default=True)
+@click.option("--use-env", is_flag=True, help="Measure the stack at the environment's addresses instead of starting one.")
+@REPEAT
+def bench_ksql(records: int, ksql_dir: Path, use_env: bool, repeat: int) -> None:
+    """The KSQL preprocessing query's rate as a ratio to a raw confluent-kafka passthrough (goal: 0.5)."""
+    measure_ksql(lambda addresses: ksql_rate(addresses, records, ksql_dir), use_env, repeat)
+
+
 @bench_command.command("ksql-aggregate")
 @click.option("-n", "--records", type=click.IntRange(min=1), default=100_000, show_default=True)
 @click.option("--ksql-dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=Path("ksql"), show_default=True)
 @click.option("--use-env", is_flag=True, help="Measure the stack at the environment's addresses instead of starting one.")
-def bench_ksql_aggregate(records: int, ksql_dir: Path, use_env: bool) -> None:
+@REPEAT
+def bench_ksql_aggregate(records: int, ksql_dir: Path, use_env: bool, repeat: int) -> None:
     """The per-user windowed features query's rate (ksql/070) as a ratio to a raw confluent-kafka passthrough."""
-    if use_env:
-        rates = ksql_aggregate_rate(Addresses.from_env(), records, ksql_dir)
-    else:
-        with tempfile.TemporaryDirectory(prefix="fraudstream-bench-") as data_dir:
-            services = ("objectstore", "broker", "schema-registry", "ksqldb")
-            with EmbeddedStack.on_free_ports(data_dir, ephemeral=True, services=services) as stack:
-                rates = ksql_aggregate_rate(stack.addresses, records, ksql_dir)
-    print_ratios(rates)
+    measure_ksql(lambda addresses: ksql_aggregate_rate(addresses, records, ksql_dir), use_env, repeat)
 
 
 def print_ratios(rates: list[Rate]) -> None:
