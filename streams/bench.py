@@ -7,12 +7,15 @@ In one run, on one broker and the same pre-filled Avro topic of ksqlDB-shaped pa
 (c) the fraudstream worker (streams.app).
 (b) and (c) run as separate processes and are timed from their first output record's broker timestamp
 to their last, so start-up and group joins are not counted. Then p50/p99 event-to-score latency of (c)
-at a fixed offered load (events produced at a steady rate while the worker keeps up).
+at a fixed offered load (events produced at a steady rate while the worker keeps up), next to the same
+percentiles for a raw consumer of the same events: on a shared machine most of the tail is the broker's
+and the scheduler's, and the floor says how much.
 """
 
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -25,11 +28,12 @@ from typing import Any
 
 import click
 import numpy as np
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from stack.bench import Rate, create_topics, passthrough
 from stack.config import Addresses
 from stack.kafka import consumer_config, end_offsets
+from streams.batching import FETCH_MAX_WAIT_MS
 from streams.cli import start_worker
 from streams.replay import PREPROCESSED_SCHEMA, avro_serializer, generated_payments, replay
 
@@ -39,6 +43,8 @@ class ScoringBench:
     rates: list[Rate]
     latency_ms: dict[str, float]
     offered_per_second: float
+    floor_ms: dict[str, float]
+    """The same percentiles for a raw consumer of the same events: the broker's and the machine's share."""
 
 
 def _total(bootstrap: str, topic: str) -> int:
@@ -132,13 +138,20 @@ def scoring_bench(addresses: Addresses, events: int = 100_000, naive_events: int
     worker = start_worker(settings, work / "worker.log", base, loglevel="warn")
     rates.append(_run_until("fraudstream worker", worker, bootstrap, scores, events, 600))
 
-    latency, offered = _latency(addresses, model_dir, latency_in, latency_scores, rate, seconds, work, base, run)
-    return ScoringBench(rates, latency, offered)
+    latency, offered, floor = _latency(addresses, model_dir, latency_in, latency_scores, rate, seconds, work, base,
+                                       run)
+    return ScoringBench(rates, latency, offered, floor)
 
 
 def _latency(addresses: Addresses, model_dir: Path, source: str, scores: str, rate: float, seconds: float,
-             work: Path, base: dict[str, str], run: str) -> tuple[dict[str, float], float]:
-    """Event-to-score latency of the worker while events arrive at `rate` per second."""
+             work: Path, base: dict[str, str], run: str) -> tuple[dict[str, float], float, dict[str, float]]:
+    """Event-to-score latency of the worker while events arrive at `rate` per second, and the floor under it.
+
+    The floor is a raw consumer of the same events in its own process, fetching as the worker does
+    (FETCH_MAX_WAIT_MS): event timestamp to arrival, what the producer, the broker and the machine take
+    before any worker could score. Events are produced without idempotence (DESIGN.md: not on this broker;
+    it also adds ~5 ms at p50 and tens of ms at p99 to every produce here).
+    """
     from stack.supervisor import free_port
 
     bootstrap = addresses.bootstrap_servers
@@ -148,14 +161,20 @@ def _latency(addresses: Addresses, model_dir: Path, source: str, scores: str, ra
     ctx = SerializationContext(source, MessageField.VALUE)
     payments = generated_payments(int(rate * seconds) + 1, seed=2)
     encoded = [(pid.encode(), serialize(value, ctx)) for pid, value in payments]
+    warm_up = encoded[0][0]
     from confluent_kafka import Producer
 
     from stack.kafka import producer_config
 
     # one connected producer for the warm-up record and the run, so no record waits for a connection
-    producer = Producer(producer_config(bootstrap, linger_ms=1))
-    producer.produce(source, key=encoded[0][0], value=encoded[0][1])
+    producer = Producer(producer_config(bootstrap, linger_ms=1, enable_idempotence=False,
+                                        max_in_flight_requests_per_connection=1))
+    producer.produce(source, key=warm_up, value=encoded[0][1])
     producer.flush(30)  # the worker is up once this record is scored
+    floor_file = work / f"{run}-floor.json"
+    floor = multiprocessing.get_context("spawn").Process(
+        target=_arrivals, args=(bootstrap, source, len(encoded), str(floor_file)), daemon=True)
+    floor.start()
     settings = {"INPUT_TOPIC": source, "SCORES_TOPIC": scores, "GROUP": f"bench-{run}-latency",
                 "MODEL_DIR": model_dir, "WEB_PORT": free_port(), "DATA_DIR": work / "workers"}
     worker = start_worker(settings, work / "latency-worker.log", base, loglevel="warn")
@@ -171,19 +190,48 @@ def _latency(addresses: Addresses, model_dir: Path, source: str, scores: str, ra
         producer.flush(60)
         offered = (len(encoded) - 1) / (time.perf_counter() - started)
         _wait(lambda: _total(bootstrap, scores) >= len(encoded), "latency scores", worker, 120)
+        floor.join(60)
     finally:
         worker.terminate()
         worker.wait(60)
+        if floor.is_alive():
+            floor.terminate()
     from confluent_kafka.schema_registry import SchemaRegistryClient
     from confluent_kafka.schema_registry.avro import AvroDeserializer
 
     deserialize = AvroDeserializer(SchemaRegistryClient({"url": addresses.schema_registry_url}))
     sctx = SerializationContext(scores, MessageField.VALUE)
     values = [deserialize(v, sctx) for _, v in _timestamps(bootstrap, scores)]
-    ms = np.array([(v["scored_at"] - v["event_timestamp"]).total_seconds() * 1000
-                   if hasattr(v["scored_at"], "timestamp") else v["scored_at"] - v["event_timestamp"]
-                   for v in values][1:])
-    return {"p50": float(np.percentile(ms, 50)), "p99": float(np.percentile(ms, 99))}, offered
+    ms = [(v["scored_at"] - v["event_timestamp"]).total_seconds() * 1000
+          if hasattr(v["scored_at"], "timestamp") else v["scored_at"] - v["event_timestamp"]
+          for v in values if v["payment_id"] != warm_up.decode()]
+    if not floor_file.exists():
+        raise click.ClickException("the raw consumer of the latency run did not finish")
+    arrivals = [delay for key, delay in json.loads(floor_file.read_text()) if key != warm_up.decode()]
+    return _percentiles(ms), offered, _percentiles(arrivals)
+
+
+def _percentiles(values: list[float]) -> dict[str, float]:
+    return {"p50": float(np.percentile(values, 50)), "p99": float(np.percentile(values, 99))}
+
+
+def _arrivals(bootstrap: str, topic: str, count: int, out: str) -> None:
+    """A raw consumer (child process): each record's key and arrival minus its timestamp in ms, to `out`."""
+    consumer = Consumer(consumer_config(bootstrap, f"bench-floor-{uuid.uuid4().hex[:8]}", enable_auto_commit=False,
+                                        fetch_wait_max_ms=FETCH_MAX_WAIT_MS))
+    partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+    seen: list[tuple[str, float]] = []
+    deadline = time.monotonic() + 300
+    try:
+        while len(seen) < count and time.monotonic() < deadline:
+            message = consumer.poll(0.1)  # one at a time: consume(n) would wait for n records
+            if message is not None and message.error() is None:
+                seen.append(((message.key() or b"").decode(errors="replace"),
+                             time.time() * 1000 - message.timestamp()[1]))
+    finally:
+        consumer.close()
+    Path(out).write_text(json.dumps(seen))
 
 
 @click.command("scoring")
@@ -209,4 +257,6 @@ def print_bench(result: ScoringBench, console: Any, table_type: Any) -> None:
         table.add_row(r.name, f"{r.events:,}", f"{r.per_second:,.0f}", f"{r.per_second / base:.3f}")
     console.print(table)
     console.print(f"event-to-score latency at {result.offered_per_second:,.0f} events/s offered: "
-                  f"p50 {result.latency_ms['p50']:.1f} ms, p99 {result.latency_ms['p99']:.1f} ms")
+                  f"p50 {result.latency_ms['p50']:.1f} ms, p99 {result.latency_ms['p99']:.1f} ms "
+                  f"(a raw consumer of the same events: p50 {result.floor_ms['p50']:.1f} ms, "
+                  f"p99 {result.floor_ms['p99']:.1f} ms)")

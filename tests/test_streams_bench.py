@@ -14,7 +14,8 @@ def test_scoring_bench_smoke(stack, tmp_path):
     assert [r.events for r in result.rates] == [2_000, 9, 1_999]
     assert all(r.seconds > 0 for r in result.rates)
     assert 0 <= result.latency_ms["p50"] <= result.latency_ms["p99"] and result.offered_per_second > 0
+    assert result.floor_ms["p50"] <= result.floor_ms["p99"]
     console = Console(record=True, width=120)
     print_bench(result, console, Table)
     text = console.export_text()
-    assert "vs passthrough" in text and "p99" in text
+    assert "vs passthrough" in text and "p99" in text and "raw consumer of the same events" in text
