@@ -1,9 +1,10 @@
-"""Scoring one batch: decode, validate, score, encode, send, wait for every ack, then mark the offsets done.
+"""Scoring one batch: decode, validate, score, encode and send (`submit`); then wait for every ack (`complete`).
 
-One `Pipeline` per worker; the agent in streams/app.py hands it each RawBatch in order. The scores of a
-batch go out as one burst of producer batches (aiokafka `send_batch`, one per output partition), and the
-batch's input offsets are given to Faust's commit only after the broker acknowledged every score and
-dead letter of the batch: at least once, with at most the uncommitted batches scored twice after a crash.
+One `Pipeline` per worker; the agent in streams/app.py submits each RawBatch in order and scores the next
+while the broker acknowledges this one. The scores of a batch go out as one burst of producer batches
+(aiokafka `send_batch`, one per output partition run), and the batch's input offsets are given to Faust's
+commit only after the broker acknowledged every score and dead letter of the batch: at least once, with at
+most the batches in flight and those acknowledged since the last commit scored twice after a crash.
 
 Output partition: when `fraud-scores` has as many partitions as the input (the default, it is created so),
 a score goes to its payment's input partition: the same key always lands on the same partition, so
