@@ -29,8 +29,10 @@ class WorkerSettings:
     """"off", "candidate" (the newest candidate version) or a version number: scored into shadow_topic."""
     budget_ms: float = 250.0
     """Most a new model may take to score one full batch; slower versions are refused or rolled back."""
-    max_batch: int = 1000
+    max_batch: int = 5000
     inflight: int = 1
+    commit_seconds: float = 0.1
+    """How often offsets of acknowledged batches are committed: what a crash can make score twice."""
     """Batches sent and awaiting the broker's acks while the next one is scored (besides the one being acked)."""
     web_host: str = "127.0.0.1"
     web_port: int = 6066
@@ -61,6 +63,7 @@ class WorkerSettings:
             budget_ms=float(get("BUDGET_MS", d.budget_ms)),  # type: ignore[arg-type]
             max_batch=int(get("BATCH", d.max_batch)),  # type: ignore[arg-type]
             inflight=int(get("INFLIGHT", d.inflight)),  # type: ignore[arg-type]
+            commit_seconds=float(get("COMMIT_SECONDS", d.commit_seconds)),  # type: ignore[arg-type]
             web_host=str(get("WEB_HOST", d.web_host)),
             web_port=int(get("WEB_PORT", d.web_port)),  # type: ignore[arg-type]
             data_dir=Path(str(get("DATA_DIR", d.data_dir))),
