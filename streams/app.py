@@ -24,7 +24,7 @@ from streams import metrics
 from streams.batching import BatchApp, RawBatch
 from streams.hotswap import ModelHolder
 from streams.modelsource import DirectorySource, ModelSource, RegistrySource
-from streams.scoring import Pipeline, Submitted
+from streams.scoring import Pipeline, Scored
 from streams.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
@@ -72,26 +72,28 @@ progress: dict[Any, int] = {}
 moved_at: dict[Any, float] = {}
 
 
-#: Batches handed to the producer, oldest first, whose acks `acknowledge` awaits. The agent scores the next
-#: batch while the broker acknowledges the previous ones; the bound keeps at most this many batches scored
-#: but not committed (after a crash they are read and scored again).
-inflight: asyncio.Queue[tuple[RawBatch, Submitted | None]] = asyncio.Queue(maxsize=settings.inflight)
+#: Batches scored and not yet acknowledged by the broker: the agent waits for room, so at most this many are
+#: scored again after a crash. Between the steps, batches wait in order: to be sent, then to be acknowledged.
+unacknowledged = asyncio.Semaphore(settings.inflight)
+to_send: asyncio.Queue[tuple[RawBatch, Scored | None]] = asyncio.Queue()
+to_acknowledge: asyncio.Queue[tuple[RawBatch, Scored | None]] = asyncio.Queue()
 
 
 @app.agent(input_topic)
 async def score(batches: Any) -> None:
-    """Score each batch and hand its outputs to the producer; `acknowledge` commits it once they are acked."""
+    """Score each batch; `send` hands it to the producer and `acknowledge` commits it once the broker has it."""
     await pipeline.start()
     tune_gc()
     async for batch in batches:
+        await unacknowledged.acquire()
         try:
-            submitted: Submitted | None = await pipeline.submit(batch)
-        except Exception:  # broker trouble: `acknowledge` retries the whole batch
+            scored: Scored | None = await pipeline.prepare(batch)
+        except Exception:  # e.g. the registry unreachable: `acknowledge` retries the whole batch
             if app.should_stop:
                 raise
-            log.exception("batch of %d records could not be sent; retrying", len(batch))
-            submitted = None
-        await inflight.put((batch, submitted))
+            log.exception("batch of %d records could not be scored; retrying", len(batch))
+            scored = None
+        to_send.put_nowait((batch, scored))
 
 
 def tune_gc() -> None:
@@ -106,20 +108,37 @@ def tune_gc() -> None:
 
 
 @app.task
-async def acknowledge() -> None:
-    """In submission order: wait for a batch's acks, then give its offsets to the commit."""
+async def send() -> None:
+    """In scoring order: hand each batch's outputs to the producer (waiting while it is full)."""
     while not app.should_stop:
-        batch, submitted = await inflight.get()
+        batch, scored = await to_send.get()
+        if scored is not None:
+            try:
+                await pipeline.send(scored)
+            except Exception:  # broker trouble: `acknowledge` retries the whole batch
+                if app.should_stop:
+                    raise
+                log.exception("batch of %d records could not be sent; retrying", len(batch))
+                scored = None
+        to_acknowledge.put_nowait((batch, scored))
+
+
+@app.task
+async def acknowledge() -> None:
+    """In scoring order: wait for a batch's acks, then give its offsets to the commit."""
+    while not app.should_stop:
+        batch, scored = await to_acknowledge.get()
         try:
-            if submitted is None:
+            if scored is None:
                 raise RuntimeError("not sent")
-            await pipeline.complete(submitted)
+            await pipeline.complete(scored)
         except Exception:
             await _process_with_retry(batch)
         now = time.monotonic()
         for tp in app.consumer.ack_batch(batch):
             progress[tp] = batch.span(tp)[1] + 1
             moved_at[tp] = now
+        unacknowledged.release()
 
 
 async def _process_with_retry(batch: RawBatch) -> None:

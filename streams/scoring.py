@@ -1,10 +1,11 @@
-"""Scoring one batch: decode, validate, score, encode and send (`submit`); then wait for every ack (`complete`).
+"""Scoring one batch in three steps: `prepare` (decode, validate, score, encode), `send`, `complete` (acks).
 
-One `Pipeline` per worker; the agent in streams/app.py submits each RawBatch in order and scores the next
-while the broker acknowledges this one. The scores of a batch go out as one burst of producer batches
-(aiokafka `send_batch`, one per output partition run), and the batch's input offsets are given to Faust's
-commit only after the broker acknowledged every score and dead letter of the batch: at least once, with at
-most the batches in flight and those acknowledged since the last commit scored twice after a crash.
+One `Pipeline` per worker. streams/app.py runs the steps as a pipeline: the agent prepares batch k+1 while
+batch k waits for room in the producer (aiokafka sends one request per broker at a time) and batch k-1 for
+its acknowledgements. The scores of a batch go out as producer batches (aiokafka `send_batch`, one per
+output partition run), and the batch's input offsets are given to Faust's commit only after the broker
+acknowledged every score and dead letter of the batch: at least once, with at most the batches in flight
+and those acknowledged since the last commit scored twice after a crash.
 
 Output partition: when `fraud-scores` has as many partitions as the input (the default, it is created so),
 a score goes to its payment's input partition: the same key always lands on the same partition, so
@@ -18,7 +19,7 @@ import json
 import logging
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any
 
@@ -97,16 +98,18 @@ _key, _value, _offset, _timestamp = (attrgetter(name) for name in ("key", "value
 
 
 @dataclass
-class Submitted:
-    """A batch whose outputs are on their way to the broker: the futures of their acks, and what to observe."""
+class Scored:
+    """A scored batch: its outputs as producer batches and dead letters, then the futures of their acks."""
 
     batch: RawBatch
-    futures: list[asyncio.Future]
+    outputs: list[tuple[str, int, Any]]
+    dead: list[tuple[Any, RecordError]]
     started: float
     size: int
     timestamps: np.ndarray
     scores: np.ndarray
     alerts: np.ndarray
+    futures: list[asyncio.Future] = field(default_factory=list)
 
 
 class Pipeline:
@@ -211,13 +214,10 @@ class Pipeline:
             return Decoded(np.empty((0, 30)), np.empty(0, np.int64), errors)
         return Decoded(np.vstack([p.features for p in parts]), np.concatenate([p.index for p in parts]), errors)
 
-    async def submit(self, batch: RawBatch) -> Submitted:
-        """Decode, score and encode a batch and hand its outputs to the producer, without waiting for acks.
-
-        The agent submits the next batch while the broker acknowledges this one; :meth:`complete` waits.
-        """
+    async def prepare(self, batch: RawBatch) -> Scored:
+        """Decode, score and encode a batch into producer batches, ready to send (nothing is sent yet)."""
         await self.start()
-        assert self.producer is not None and self.dead_letters is not None
+        assert self.producer is not None
         started = time.perf_counter()
         model = self.holder.current
         shadow = self.holder.shadow
@@ -242,33 +242,41 @@ class Pipeline:
                 for i in index[bad]:
                     errors[int(i)] = RecordError(SCORING, f"model {model.label} gave a non-finite score")
                 index, scores, alerts, features = index[~bad], scores[~bad], alerts[~bad], features[~bad]
-        sends = self._send_scores(self.settings.scores_topic, columns, index, scores, alerts, model)
+        outputs = self._score_batches(self.settings.scores_topic, columns, index, scores, alerts, model)
         if shadow is not None and len(index):
             shadow_scores, shadow_alerts = shadow.score(features)
-            sends += self._send_scores(self.settings.shadow_topic, columns, index, shadow_scores, shadow_alerts,
-                                       shadow)
+            outputs += self._score_batches(self.settings.shadow_topic, columns, index, shadow_scores, shadow_alerts,
+                                           shadow)
             metrics.SHADOW_SCORED.inc(len(index))
-        futures = [await send for send in sends]
         records = batch.records if errors else []
-        for i, error in sorted(errors.items()):
-            futures.append(await self.dead_letters.send(records[i], error))
-        return Submitted(batch, futures, started, len(columns.values), columns.timestamps[index], scores, alerts)
+        dead = [(records[i], error) for i, error in sorted(errors.items())]
+        return Scored(batch, outputs, dead, started, len(columns.values), columns.timestamps[index], scores, alerts)
 
-    async def complete(self, submitted: Submitted) -> int:
-        """Wait until the broker acknowledged every output of a submitted batch; returns the scores acknowledged."""
-        for outcome in await asyncio.gather(*submitted.futures, return_exceptions=True):
+    async def send(self, scored: Scored) -> None:
+        """Hand a scored batch's outputs to the producer, in order (this waits while the producer is full)."""
+        assert self.producer is not None and self.dead_letters is not None
+        for topic, partition, builder in scored.outputs:
+            scored.futures.append(await self.producer.send_batch(builder, topic, partition=partition))
+        for record, error in scored.dead:
+            scored.futures.append(await self.dead_letters.send(record, error))
+
+    async def complete(self, scored: Scored) -> int:
+        """Wait until the broker acknowledged every output of a sent batch; returns the scores acknowledged."""
+        for outcome in await asyncio.gather(*scored.futures, return_exceptions=True):
             if isinstance(outcome, BaseException):
                 raise outcome
-        self._observe(submitted)
-        return len(submitted.scores)
+        self._observe(scored)
+        return len(scored.scores)
 
     async def process(self, batch: RawBatch) -> int:
         """Score one batch end to end; returns the number of scores acknowledged by the broker."""
-        return await self.complete(await self.submit(batch))
+        scored = await self.prepare(batch)
+        await self.send(scored)
+        return await self.complete(scored)
 
-    def _send_scores(self, topic: str, columns: Columns, index: np.ndarray, scores: np.ndarray,
-                     alerts: np.ndarray, model: ScoringModel) -> list[Any]:
-        """Build one producer batch per output partition and submit them (coroutines returning ack futures)."""
+    def _score_batches(self, topic: str, columns: Columns, index: np.ndarray, scores: np.ndarray,
+                       alerts: np.ndarray, model: ScoringModel) -> list[tuple[str, int, Any]]:
+        """The scores as producer batches: (topic, partition, batch), in the order they must be sent."""
         if not len(index):
             return []
         assert self.producer is not None
@@ -285,52 +293,50 @@ class Pipeline:
             ("source_topic", self.settings.input_topic.encode()),
         )
         offset_texts = [str(o).encode() for o in offsets.tolist()]
-        pending: list[Any] = []
+        outputs: list[tuple[str, int, Any]] = []
         if n_out == self.in_partitions:  # each run of one input partition goes to that partition: slices
             bounds = (np.flatnonzero(np.diff(partitions)) + 1).tolist()
             for a, b in zip([0, *bounds], [*bounds, len(keys)]):
                 p = int(partitions[a])
                 head = (*lineage, ("source_partition", str(p).encode()))
-                pending += self._batches(topic, p, keys[a:b], values[a:b],
+                outputs += self._batches(topic, p, keys[a:b], values[a:b],
                                          ([*head, ("source_offset", o)] for o in offset_texts[a:b]))
-            return pending
+            return outputs
         outs = np.fromiter((p % n_out if k is None else (murmur2(k) & 0x7FFFFFFF) % n_out
                             for k, p in zip(keys, partitions.tolist())), np.int64, len(keys))
         order = np.argsort(outs, kind="stable")
         sources = [("source_partition", str(p).encode()) for p in partitions.tolist()]
         for group in np.split(order, np.flatnonzero(np.diff(outs[order])) + 1):
             rows = group.tolist()
-            pending += self._batches(topic, int(outs[rows[0]]), [keys[j] for j in rows], [values[j] for j in rows],
+            outputs += self._batches(topic, int(outs[rows[0]]), [keys[j] for j in rows], [values[j] for j in rows],
                                      ([*lineage, sources[j], ("source_offset", offset_texts[j])] for j in rows))
-        return pending
+        return outputs
 
     def _batches(self, topic: str, partition: int, keys: list[bytes | None], values: list[bytes],
-                 headers: Iterable[list[tuple[str, bytes]]]) -> list[Any]:
-        """Records for one output partition in as few producer batches as fit; their send coroutines."""
+                 headers: Iterable[list[tuple[str, bytes]]]) -> list[tuple[str, int, Any]]:
+        """Records for one output partition in as few producer batches as they fit in."""
         assert self.producer is not None
-        pending = []
-        builder = self.producer.create_batch()
+        batches = [self.producer.create_batch()]
         for key, value, header in zip(keys, values, headers):
-            if builder.append(key=key, value=value, timestamp=None, headers=header) is None:
-                pending.append(self.producer.send_batch(builder, topic, partition=partition))
-                builder = self.producer.create_batch()
-                builder.append(key=key, value=value, timestamp=None, headers=header)
-        builder.close()
-        pending.append(self.producer.send_batch(builder, topic, partition=partition))
-        return pending
+            if batches[-1].append(key=key, value=value, timestamp=None, headers=header) is None:
+                batches[-1].close()
+                batches.append(self.producer.create_batch())
+                batches[-1].append(key=key, value=value, timestamp=None, headers=header)
+        batches[-1].close()
+        return [(topic, partition, batch) for batch in batches]
 
-    def _observe(self, submitted: Submitted) -> None:
+    def _observe(self, scored: Scored) -> None:
         now = time.time()
-        metrics.BATCH_SIZE.observe(submitted.size)
-        metrics.BATCH_LATENCY.observe(time.perf_counter() - submitted.started)
-        scores, alerts = submitted.scores, submitted.alerts
+        metrics.BATCH_SIZE.observe(scored.size)
+        metrics.BATCH_LATENCY.observe(time.perf_counter() - scored.started)
+        scores, alerts = scored.scores, scored.alerts
         if len(scores):
             metrics.EVENTS_SCORED.inc(len(scores))
             n_alerts = int(np.count_nonzero(alerts))
             metrics.ALERTS.inc(n_alerts)
             metrics.FRAUD_RATE.set(n_alerts / len(scores))
             metrics.observe_many(metrics.SCORE, scores)
-            metrics.observe_many(metrics.EVENT_TO_SCORE, np.maximum(now - submitted.timestamps / 1000.0, 0.0))
+            metrics.observe_many(metrics.EVENT_TO_SCORE, np.maximum(now - scored.timestamps / 1000.0, 0.0))
 
     def score_rows(self, body: Any) -> dict[str, Any]:
         """POST /score: the same model and threshold rule as the stream, for JSON records."""

@@ -30,10 +30,10 @@ class WorkerSettings:
     budget_ms: float = 250.0
     """Most a new model may take to score one full batch; slower versions are refused or rolled back."""
     max_batch: int = 5000
-    inflight: int = 1
+    inflight: int = 4
+    """Batches scored and not yet acknowledged by the broker, at most (the agent scores ahead of the acks)."""
     commit_seconds: float = 0.1
     """How often offsets of acknowledged batches are committed: what a crash can make score twice."""
-    """Batches sent and awaiting the broker's acks while the next one is scored (besides the one being acked)."""
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     data_dir: Path = Path(".fraudstream/workers")
