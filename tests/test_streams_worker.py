@@ -341,6 +341,30 @@ def test_fallback_on_load_failure_and_over_budget(stack, topics, registry, model
     assert {r["value"]["model_version"] for r in read_all(stack, topics.scores)} == {1}
 
 
+def test_scores_topic_with_other_partition_count_is_keyed_by_murmur2(stack, topics, registry, model_name, tmp_path):
+    """With fewer output partitions than input ones, a score goes where Kafka's partitioner puts its key."""
+    from aiokafka.partitioner import murmur2
+
+    bootstrap, sr_url = stack.addresses.bootstrap_servers, stack.addresses.schema_registry_url
+    promote(registry, model_name, trained(tmp_path, 0, "v1"))
+    create_topics(bootstrap, topics.scores, partitions=3)
+    payments = generated_payments(600, seed=51)
+    replay(bootstrap, sr_url, topics.input, payments)
+    with running(stack, topics, model_name, tmp_path) as worker:
+        wait_until(lambda: total(bootstrap, topics.scores) >= len(payments), "600 scores", proc=worker.proc)
+    scores = read_all(stack, topics.scores)
+    assert {r["value"]["payment_id"] for r in scores} == {pid for pid, _ in payments}
+    for r in scores:
+        assert r["partition"] == (murmur2(r["key"]) & 0x7FFFFFFF) % 3
+        assert r["headers"]["source_partition"] == str(r["value"]["source_partition"]).encode()
+        assert r["headers"]["source_offset"] == str(r["value"]["source_offset"]).encode()
+    for p in range(3):  # in each output partition, each input partition's scores keep their input order
+        rows = [r["value"] for r in sorted(scores, key=lambda r: r["offset"]) if r["partition"] == p]
+        for source in {v["source_partition"] for v in rows}:
+            offsets = [v["source_offset"] for v in rows if v["source_partition"] == source]
+            assert offsets == sorted(offsets)
+
+
 def scored_ids(stack, topic: str) -> list[str]:
     return [r["value"]["payment_id"] for r in read_all(stack, topic)]
 
