@@ -15,7 +15,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, Message, Producer, TopicPartition
 
 from ksqldb_server_helpers import labelled_payments, prefixed_statements, server_spec
 from stack import supervisor
@@ -43,8 +43,8 @@ def _committed(bootstrap: str, group: str, topic: str) -> dict[int, int]:
         consumer.close()
 
 
-def _read_all(bootstrap: str, topic: str) -> list[tuple[int, bytes | None, bytes | None, int]]:
-    """(partition, key, value, timestamp) of every record of `topic`, up to its true end."""
+def _messages(bootstrap: str, topic: str) -> list[Message]:
+    """Every record of `topic`, up to its true end."""
     ends = {p: e for p, e in end_offsets(bootstrap, topic).items() if e > 0}
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"read-{uuid.uuid4().hex}",
                          "enable.auto.commit": False})
@@ -56,12 +56,17 @@ def _read_all(bootstrap: str, topic: str) -> list[tuple[int, bytes | None, bytes
             assert time.monotonic() < deadline, f"{topic} stopped short of its end: {ends}"
             for m in consumer.consume(10_000, 0.2):
                 if m.error() is None:
-                    out.append((m.partition(), m.key(), m.value(), m.timestamp()[1]))
+                    out.append(m)
                     if m.offset() >= ends.get(m.partition(), 0) - 1:
                         ends.pop(m.partition(), None)
     finally:
         consumer.close()
     return out
+
+
+def _read_all(bootstrap: str, topic: str) -> list[tuple[int, bytes | None, bytes | None, int]]:
+    """(partition, key, value, timestamp) of every record of `topic`, up to its true end."""
+    return [(m.partition(), m.key(), m.value(), m.timestamp()[1]) for m in _messages(bootstrap, topic)]
 
 
 def _recoveries(log_dir: Path) -> list[tuple[str, int, int, int]]:
@@ -130,23 +135,7 @@ def _engine(stack, service_id: str) -> tuple[Engine, KafkaRuntime]:
 
 def _source_batch(bootstrap: str, topic: str):
     """Every record of `topic`, as the runtime's batch columns."""
-    ends = {p: e for p, e in end_offsets(bootstrap, topic).items() if e > 0}
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"read-{uuid.uuid4().hex}",
-                         "enable.auto.commit": False})
-    consumer.assign([TopicPartition(topic, p, 0) for p in ends])
-    taken = []
-    deadline = time.monotonic() + 60
-    try:
-        while ends:
-            assert time.monotonic() < deadline, f"{topic} stopped short of its end: {ends}"
-            for m in consumer.consume(10_000, 0.2):
-                if m.error() is None:
-                    taken.append(m)
-                    if m.offset() >= ends[m.partition()] - 1:
-                        ends.pop(m.partition())
-    finally:
-        consumer.close()
-    return to_columns(topic, taken, False), {p: e for p, e in end_offsets(bootstrap, topic).items()}
+    return to_columns(topic, _messages(bootstrap, topic), False), end_offsets(bootstrap, topic)
 
 
 @pytest.mark.parametrize("already", [0, 0.4, 1.0], ids=["none-produced", "part-produced", "all-produced"])
