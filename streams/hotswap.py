@@ -97,10 +97,14 @@ class ModelHolder:
         log.warning("model fallback (%s): %s", reason, message)
 
     def observe(self, model: ScoringModel, seconds: float, rows: int) -> None:
-        """After each batch: roll back a new version that keeps scoring full batches over budget."""
-        if model is not self.current or self.previous is None:
+        """After each batch: roll back a new version that keeps scoring full batches over budget.
+
+        Only batches of at least half the full size count: a small batch's time is mostly fixed cost, and
+        scaled up to a full batch it would make any model look over budget at a trickle of events.
+        """
+        if model is not self.current or self.previous is None or rows * 2 < self.warmup_rows:
             return
-        per_full_batch = seconds * self.warmup_rows / max(rows, 1)
+        per_full_batch = seconds * self.warmup_rows / rows
         self._over_budget = self._over_budget + 1 if per_full_batch > self.budget else 0
         if self._over_budget >= OVER_BUDGET_BATCHES:
             previous = self.previous

@@ -11,7 +11,9 @@ import json
 import os
 import subprocess
 import time
+import urllib.request
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
+from prometheus_client.parser import text_string_to_metric_families
 
 from connectors.client import ConnectClient
 from connectors.lake import list_objects
@@ -73,6 +76,17 @@ def model_versions(stack: EmbeddedStack, topic: str) -> list[int]:
     return versions
 
 
+def scoring_versions(port: int) -> set[str]:
+    """The model versions a worker says it scores with (its fraudstream_model_info gauge), as an operator reads them."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            text = response.read().decode()
+    except OSError:
+        return set()
+    return {sample.labels["version"] for family in text_string_to_metric_families(text)
+            if family.name == "fraudstream_model_info" for sample in family.samples if sample.value == 1}
+
+
 @pytest.fixture
 def names() -> dict[str, str]:
     prefix = f"loop{uuid.uuid4().hex[:6]}_"
@@ -87,16 +101,18 @@ def names() -> dict[str, str]:
 
 
 @pytest.fixture
-def worker(stack: EmbeddedStack, names: dict[str, str], tmp_path: Path) -> Iterator[Callable[[], subprocess.Popen]]:
+def worker(stack: EmbeddedStack, names: dict[str, str], tmp_path: Path) -> Iterator[Callable[[], tuple[subprocess.Popen, int]]]:
+    """Starts a worker; returns its process and its web port."""
     started: list[subprocess.Popen] = []
 
-    def start() -> subprocess.Popen:
+    def start() -> tuple[subprocess.Popen, int]:
+        port = free_port()
         env = {**os.environ, **stack.addresses.to_env(), "FRAUDSTREAM_MODEL_CACHE": str(tmp_path / "cache")}
         overrides = {"INPUT_TOPIC": names["preprocessed"], "SCORES_TOPIC": names["scores"], "SHADOW_TOPIC": f"{names['scores']}-shadow",
-                     "GROUP": f"{names['prefix']}scoring", "MODEL": names["model"], "WEB_PORT": free_port(),
+                     "GROUP": f"{names['prefix']}scoring", "MODEL": names["model"], "WEB_PORT": port,
                      "DATA_DIR": tmp_path / "workers", "POLL_SECONDS": 2}
         started.append(start_worker(overrides, tmp_path / "worker.log", env))
-        return started[-1]
+        return started[-1], port
 
     yield start
     for proc in started:
@@ -109,7 +125,7 @@ def worker(stack: EmbeddedStack, names: dict[str, str], tmp_path: Path) -> Itera
 
 
 def test_replay_ksql_lake_retrain_promote_and_the_workers_switch(
-    stack: EmbeddedStack, names: dict[str, str], worker: Callable[[], subprocess.Popen], tmp_path: Path
+    stack: EmbeddedStack, names: dict[str, str], worker: Callable[[], tuple[subprocess.Popen, int]], tmp_path: Path
 ) -> None:
     bootstrap = stack.addresses.bootstrap_servers
     # 1. The preprocessing, from the same statement files production runs.
@@ -130,7 +146,7 @@ def test_replay_ksql_lake_retrain_promote_and_the_workers_switch(
     v1 = registry.register(names["model"], first.output_dir)["version"]
     registry.promote(names["model"], v1, force=True)
 
-    proc = worker()
+    proc, port = worker()
     payments = generate_payments(6_000, seed=11, fraud_rate=0.01)
     assert replay(payments, bootstrap_servers=bootstrap, topic=names["source"]).acknowledged == 6_000
     wait_until(lambda: size(bootstrap, names["scores"]) >= 6_000, "a score for every payment", proc=proc)
@@ -145,16 +161,14 @@ def test_replay_ksql_lake_retrain_promote_and_the_workers_switch(
     v2 = registry.register(names["model"], second.output_dir)["version"]
     registry.promote(names["model"], v2)  # raises PromotionRefused if v2 does not beat v1 on the same held-out rows
 
-    # 5. The running worker switches; new payments are scored by the new version.
+    # 5. The running worker switches (it says so in its metrics; loading can take seconds on a busy machine, and
+    #    payments sent before that are rightly scored by v1); new payments are then scored by the new version.
+    wait_until(lambda: scoring_versions(port) == {str(v2)}, "the worker to switch to the promoted version", proc=proc)
     more = generate_payments(3_000, seed=12, fraud_rate=0.01)
     more["Id"] = [f"more-{i}" for i in range(len(more))]
 
-    def new_version_scores() -> bool:
-        if size(bootstrap, names["scores"]) < 9_000:
-            return False
-        return v2 in model_versions(stack, names["scores"])
-
     replay(more, bootstrap_servers=bootstrap, topic=names["source"])
-    wait_until(new_version_scores, "fraud-scores to carry the promoted version", proc=proc)
+    wait_until(lambda: size(bootstrap, names["scores"]) >= 9_000, "a score for every new payment", proc=proc)
+    assert Counter(model_versions(stack, names["scores"])) == {v1: 6_000, v2: 3_000}
     connect.request("DELETE", f"/connectors/{names['connector']}")
     connect.close()
