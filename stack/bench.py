@@ -11,7 +11,8 @@ import statistics
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -265,27 +266,33 @@ def bench_broker(records: int, bootstrap_servers: str | None) -> None:
 
 REPEAT = click.option("--repeat", type=click.IntRange(min=1), default=1, show_default=True,
                       help="Measure this many times (each with its own passthrough) and print the median ratio too.")
+USE_ENV = click.option("--use-env", is_flag=True,
+                       help="Measure the stack at the environment's addresses instead of a throwaway one (in-memory broker).")
+KSQL_DIR = click.option("--ksql-dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=Path("ksql"),
+                        show_default=True)
+
+
+@contextmanager
+def bench_stack(use_env: bool, services: tuple[str, ...]) -> Iterator[Addresses]:
+    """The stack a benchmark measures: the environment's (`--use-env`), or a throwaway embedded one with an
+    in-memory broker, so that runs compare the code and not whatever else the user's stack holds."""
+    if use_env:
+        yield Addresses.from_env()
+        return
+    with tempfile.TemporaryDirectory(prefix="fraudstream-bench-") as data_dir:
+        with EmbeddedStack.on_free_ports(data_dir, ephemeral=True, services=services) as stack:
+            yield stack.addresses
 
 
 def measure_ksql(rates_of: Callable[[Addresses], list[Rate]], use_env: bool, repeat: int) -> None:
-    """Run a ksqlDB benchmark `repeat` times on the environment's stack or a fresh embedded one, printing each
-    run's rates and, over several runs, the median ratio (the machines are noisy)."""
-
-    def measure(addresses: Addresses) -> list[float]:
-        ratios = []
+    """Run a ksqlDB benchmark `repeat` times, printing each run's rates and, over several runs, the median
+    ratio (the machines are noisy)."""
+    ratios = []
+    with bench_stack(use_env, ("objectstore", "broker", "schema-registry", "ksqldb")) as addresses:
         for _ in range(repeat):
             rates = rates_of(addresses)
             print_ratios(rates)
             ratios.append(rates[1].per_second / rates[0].per_second)
-        return ratios
-
-    if use_env:
-        ratios = measure(Addresses.from_env())
-    else:
-        with tempfile.TemporaryDirectory(prefix="fraudstream-bench-") as data_dir:
-            services = ("objectstore", "broker", "schema-registry", "ksqldb")
-            with EmbeddedStack.on_free_ports(data_dir, ephemeral=True, services=services) as stack:
-                ratios = measure(stack.addresses)
     if repeat > 1:
         console.print(f"median ratio over {repeat} runs: {statistics.median(ratios):.2f} "
                       f"(each: {', '.join(f'{r:.2f}' for r in ratios)})")
@@ -293,8 +300,8 @@ def measure_ksql(rates_of: Callable[[Addresses], list[Rate]], use_env: bool, rep
 
 @bench_command.command("ksql")
 @click.option("-n", "--records", type=click.IntRange(min=1), default=100_000, show_default=True)
-@click.option("--ksql-dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=Path("ksql"), show_default=True)
-@click.option("--use-env", is_flag=True, help="Measure the stack at the environment's addresses instead of starting one.")
+@KSQL_DIR
+@USE_ENV
 @REPEAT
 def bench_ksql(records: int, ksql_dir: Path, use_env: bool, repeat: int) -> None:
     """The KSQL preprocessing query's rate as a ratio to a raw confluent-kafka passthrough (goal: 0.5)."""
@@ -303,8 +310,8 @@ def bench_ksql(records: int, ksql_dir: Path, use_env: bool, repeat: int) -> None
 
 @bench_command.command("ksql-aggregate")
 @click.option("-n", "--records", type=click.IntRange(min=1), default=100_000, show_default=True)
-@click.option("--ksql-dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=Path("ksql"), show_default=True)
-@click.option("--use-env", is_flag=True, help="Measure the stack at the environment's addresses instead of starting one.")
+@KSQL_DIR
+@USE_ENV
 @REPEAT
 def bench_ksql_aggregate(records: int, ksql_dir: Path, use_env: bool, repeat: int) -> None:
     """The per-user windowed features query's rate (ksql/070) as a ratio to a raw confluent-kafka passthrough."""
@@ -326,8 +333,7 @@ def bench_sink(records: int) -> None:
     """The S3 sink's rate (convert, write Avro objects, upload, commit) as a ratio to a raw consume of the same records."""
     from connectors.bench import sink_throughput
 
-    with tempfile.TemporaryDirectory(prefix="fraudstream-bench-") as data_dir:
-        with EmbeddedStack.on_free_ports(data_dir, ephemeral=True, services=("objectstore", "broker", "schema-registry")) as stack:
-            result = sink_throughput(stack.addresses, records=records)
+    with bench_stack(False, ("objectstore", "broker", "schema-registry")) as addresses:
+        result = sink_throughput(addresses, records=records)
     print_ratios([Rate("raw consume", result["records"], result["records"] / result["raw_consume_per_s"]),
                   Rate("s3 sink (avro)", result["records"], result["records"] / result["sink_per_s"])])

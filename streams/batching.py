@@ -70,7 +70,9 @@ class BatchSchema(faust.Schema):
 
 #: Faust fixes aiokafka's fetch wait at 1.5 s. The embedded broker answers a fetch only when that wait is
 #: over (it does not return early when records arrive), which put p50 latency near 300 ms at 2,000 events/s.
-FETCH_MAX_WAIT_MS = 20
+#: 10 ms rather than 20 took ~2 ms off p50 and ~5 ms off p99 for a raw consumer at that load, for twice
+#: as many (empty) fetches when idle.
+FETCH_MAX_WAIT_MS = 10
 
 
 class FetchThread(faust_aiokafka.AIOKafkaConsumerThread):

@@ -8,8 +8,8 @@ In one run, on one broker and the same pre-filled Avro topic of ksqlDB-shaped pa
 (b) and (c) run as separate processes and are timed from their first output record's broker timestamp
 to their last, so start-up and group joins are not counted. Then p50/p99 event-to-score latency of (c)
 at a fixed offered load (events produced at a steady rate while the worker keeps up), next to the same
-percentiles for a raw consumer of the same events: on a shared machine most of the tail is the broker's
-and the scheduler's, and the floor says how much.
+percentiles for a raw consumer in its place under the same load: on a shared machine most of the tail is
+the broker's and the scheduler's, and the floor says how much.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import click
 import numpy as np
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from stack.bench import Rate, create_topics, passthrough
+from stack.bench import USE_ENV, Rate, bench_stack, create_topics, passthrough
 from stack.config import Addresses
 from stack.kafka import consumer_config, end_offsets
 from streams.batching import FETCH_MAX_WAIT_MS
@@ -112,9 +112,10 @@ def scoring_bench(addresses: Addresses, events: int = 100_000, naive_events: int
     work = Path(work_dir or tempfile.mkdtemp(prefix="fraudstream-bench-"))
     model_dir = train_bench_model(work / "model")
     run = uuid.uuid4().hex[:8]
-    source, sink, naive_out, scores, latency_in, latency_scores = (
-        f"bench-{run}-{kind}" for kind in ("in", "passthrough", "naive", "scores", "latency-in", "latency-scores"))
-    create_topics(bootstrap, source, sink, naive_out, latency_in)
+    source, sink, naive_out, scores, latency_in, latency_scores, floor_in = (
+        f"bench-{run}-{kind}" for kind in ("in", "passthrough", "naive", "scores", "latency-in", "latency-scores",
+                                           "floor-in"))
+    create_topics(bootstrap, source, sink, naive_out, latency_in, floor_in)
     payments = generated_payments(min(events, 50_000), seed=1)
     payments = (payments * (events // len(payments) + 1))[:events]
     replay(bootstrap, addresses.schema_registry_url, source, payments)
@@ -138,64 +139,68 @@ def scoring_bench(addresses: Addresses, events: int = 100_000, naive_events: int
     worker = start_worker(settings, work / "worker.log", base, loglevel="warn")
     rates.append(_run_until("fraudstream worker", worker, bootstrap, scores, events, 600))
 
-    latency, offered, floor = _latency(addresses, model_dir, latency_in, latency_scores, rate, seconds, work, base,
-                                       run)
+    latency, offered, floor = _latency(addresses, model_dir, (latency_in, latency_scores, floor_in), rate, seconds,
+                                       work, base)
     return ScoringBench(rates, latency, offered, floor)
 
 
-def _latency(addresses: Addresses, model_dir: Path, source: str, scores: str, rate: float, seconds: float,
-             work: Path, base: dict[str, str], run: str) -> tuple[dict[str, float], float, dict[str, float]]:
+def _latency(addresses: Addresses, model_dir: Path, run_topics: tuple[str, str, str], rate: float, seconds: float,
+             work: Path, base: dict[str, str]) -> tuple[dict[str, float], float, dict[str, float]]:
     """Event-to-score latency of the worker while events arrive at `rate` per second, and the floor under it.
 
-    The floor is a raw consumer of the same events in its own process, fetching as the worker does
-    (FETCH_MAX_WAIT_MS): event timestamp to arrival, what the producer, the broker and the machine take
-    before any worker could score. Events are produced without idempotence (DESIGN.md: not on this broker;
-    it also adds ~5 ms at p50 and tens of ms at p99 to every produce here).
+    The floor is a raw consumer in the worker's place (own process, fetching as the worker does,
+    FETCH_MAX_WAIT_MS) under the same offered load: event timestamp to arrival, what the producer, the
+    broker and the machine take before any worker could score. The two run one after the other, so that
+    neither's CPU shows in the other's tail. Events come from a producer with fraudstream's own settings
+    (stack.kafka.producer_config), as `fraudstream produce` and the demo send them.
     """
-    from stack.supervisor import free_port
-
-    bootstrap = addresses.bootstrap_servers
-    serialize = avro_serializer(addresses.schema_registry_url)
+    from confluent_kafka import Producer
     from confluent_kafka.serialization import MessageField, SerializationContext
 
+    from stack.kafka import producer_config
+    from stack.supervisor import free_port
+
+    source, scores, floor_source = run_topics
+    bootstrap = addresses.bootstrap_servers
+    serialize = avro_serializer(addresses.schema_registry_url)
     ctx = SerializationContext(source, MessageField.VALUE)
     payments = generated_payments(int(rate * seconds) + 1, seed=2)
     encoded = [(pid.encode(), serialize(value, ctx)) for pid, value in payments]
-    warm_up = encoded[0][0]
-    from confluent_kafka import Producer
+    warm_up, events = encoded[0], encoded[1:]
+    producer = Producer(producer_config(bootstrap))  # one connected producer: no record waits for a connection
 
-    from stack.kafka import producer_config
-
-    # one connected producer for the warm-up record and the run, so no record waits for a connection
-    producer = Producer(producer_config(bootstrap, linger_ms=1, enable_idempotence=False,
-                                        max_in_flight_requests_per_connection=1))
-    producer.produce(source, key=warm_up, value=encoded[0][1])
+    producer.produce(source, key=warm_up[0], value=warm_up[1])
     producer.flush(30)  # the worker is up once this record is scored
-    floor_file = work / f"{run}-floor.json"
-    floor = multiprocessing.get_context("spawn").Process(
-        target=_arrivals, args=(bootstrap, source, len(encoded), str(floor_file)), daemon=True)
-    floor.start()
-    settings = {"INPUT_TOPIC": source, "SCORES_TOPIC": scores, "GROUP": f"bench-{run}-latency",
+    settings = {"INPUT_TOPIC": source, "SCORES_TOPIC": scores, "GROUP": f"{source}-worker",
                 "MODEL_DIR": model_dir, "WEB_PORT": free_port(), "DATA_DIR": work / "workers"}
     worker = start_worker(settings, work / "latency-worker.log", base, loglevel="warn")
     try:
         _wait(lambda: _total(bootstrap, scores) >= 1, "the latency worker to start", worker, 120)
-        started = time.perf_counter()
-        for i, (key, value) in enumerate(encoded[1:]):
-            delay = started + i / rate - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)
-            producer.produce(source, key=key, value=value)
-            producer.poll(0)
-        producer.flush(60)
-        offered = (len(encoded) - 1) / (time.perf_counter() - started)
+        offered = _offer(producer, source, events, rate)
         _wait(lambda: _total(bootstrap, scores) >= len(encoded), "latency scores", worker, 120)
-        floor.join(60)
     finally:
         worker.terminate()
         worker.wait(60)
+
+    mp = multiprocessing.get_context("spawn")
+    floor_file = work / f"{floor_source}.json"
+    ready = mp.Event()
+    floor = mp.Process(target=_arrivals, args=(bootstrap, floor_source, len(encoded), str(floor_file), ready),
+                       daemon=True)
+    floor.start()
+    try:
+        producer.produce(floor_source, key=warm_up[0], value=warm_up[1])
+        producer.flush(30)
+        if not ready.wait(120):
+            raise click.ClickException("the raw consumer of the latency run did not start")
+        _offer(producer, floor_source, events, rate)
+        floor.join(120)
+    finally:
         if floor.is_alive():
             floor.terminate()
+    if not floor_file.exists():
+        raise click.ClickException("the raw consumer of the latency run did not finish")
+
     from confluent_kafka.schema_registry import SchemaRegistryClient
     from confluent_kafka.schema_registry.avro import AvroDeserializer
 
@@ -204,19 +209,33 @@ def _latency(addresses: Addresses, model_dir: Path, source: str, scores: str, ra
     values = [deserialize(v, sctx) for _, v in _timestamps(bootstrap, scores)]
     ms = [(v["scored_at"] - v["event_timestamp"]).total_seconds() * 1000
           if hasattr(v["scored_at"], "timestamp") else v["scored_at"] - v["event_timestamp"]
-          for v in values if v["payment_id"] != warm_up.decode()]
-    if not floor_file.exists():
-        raise click.ClickException("the raw consumer of the latency run did not finish")
-    arrivals = [delay for key, delay in json.loads(floor_file.read_text()) if key != warm_up.decode()]
+          for v in values if v["payment_id"] != warm_up[0].decode()]
+    arrivals = [delay for key, delay in json.loads(floor_file.read_text()) if key != warm_up[0].decode()]
     return _percentiles(ms), offered, _percentiles(arrivals)
+
+
+def _offer(producer: Any, topic: str, events: list[tuple[bytes, bytes]], rate: float) -> float:
+    """Produce `events` at a steady `rate` per second; returns the rate achieved."""
+    started = time.perf_counter()
+    for i, (key, value) in enumerate(events):
+        delay = started + i / rate - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        producer.produce(topic, key=key, value=value)
+        producer.poll(0)
+    producer.flush(60)
+    return len(events) / (time.perf_counter() - started)
 
 
 def _percentiles(values: list[float]) -> dict[str, float]:
     return {"p50": float(np.percentile(values, 50)), "p99": float(np.percentile(values, 99))}
 
 
-def _arrivals(bootstrap: str, topic: str, count: int, out: str) -> None:
-    """A raw consumer (child process): each record's key and arrival minus its timestamp in ms, to `out`."""
+def _arrivals(bootstrap: str, topic: str, count: int, out: str, ready: Any) -> None:
+    """A raw consumer (child process): each record's key and arrival minus its timestamp in ms, to `out`.
+
+    `ready` is set once the first record (the warm-up) has arrived: from then on it is fetching.
+    """
     consumer = Consumer(consumer_config(bootstrap, f"bench-floor-{uuid.uuid4().hex[:8]}", enable_auto_commit=False,
                                         fetch_wait_max_ms=FETCH_MAX_WAIT_MS))
     partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
@@ -229,6 +248,7 @@ def _arrivals(bootstrap: str, topic: str, count: int, out: str) -> None:
             if message is not None and message.error() is None:
                 seen.append(((message.key() or b"").decode(errors="replace"),
                              time.time() * 1000 - message.timestamp()[1]))
+                ready.set()
     finally:
         consumer.close()
     Path(out).write_text(json.dumps(seen))
@@ -240,13 +260,15 @@ def _arrivals(bootstrap: str, topic: str, count: int, out: str) -> None:
               help="Events for the naive per-event agent (it runs at tens per second).")
 @click.option("--rate", type=float, default=2_000.0, show_default=True, help="Offered load for the latency run.")
 @click.option("--seconds", type=float, default=10.0, show_default=True, help="Length of the latency run.")
-def bench_scoring_command(events: int, naive_events: int, rate: float, seconds: float) -> None:
+@USE_ENV
+def bench_scoring_command(events: int, naive_events: int, rate: float, seconds: float, use_env: bool) -> None:
     """Worker throughput vs a raw passthrough and a naive Faust agent; latency at a fixed load."""
     from rich.table import Table
 
     from stack.terminal import make_console
 
-    result = scoring_bench(Addresses.from_env(), events, naive_events, rate, seconds)
+    with bench_stack(use_env, ("objectstore", "broker", "schema-registry")) as addresses:
+        result = scoring_bench(addresses, events, naive_events, rate, seconds)
     print_bench(result, make_console(), Table)
 
 
