@@ -17,6 +17,7 @@ import threading
 import time
 import urllib.request
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -365,6 +366,17 @@ def test_scores_topic_with_other_partition_count_is_keyed_by_murmur2(stack, topi
             assert offsets == sorted(offsets)
 
 
+def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int]:
+    """The group's committed offset per partition of `topic` (partitions without a commit left out)."""
+    consumer = Consumer(consumer_config(bootstrap, group, enable_auto_commit=False))
+    try:
+        partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
+        found = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=30)
+    finally:
+        consumer.close()
+    return {tp.partition: tp.offset for tp in found if tp.offset >= 0}
+
+
 def scored_ids(stack, topic: str) -> list[str]:
     return [r["value"]["payment_id"] for r in read_all(stack, topic)]
 
@@ -411,12 +423,19 @@ def crash_replay(stack, topics, registry, model_name, tmp_path, events: int) -> 
     replaying.join()
     assert worker.proc.returncode == -signal.SIGKILL
     scored_before_restart = total(bootstrap, topics.scores)
+    committed = committed_offsets(bootstrap, topics.group, topics.input)
     with running(stack, topics, model_name, tmp_path) as again:
         wait_until(lambda: total(bootstrap, topics.scores) >= events, "the replay scored after restart",
                    proc=again.proc, timeout=300)
-        ids = scored_ids(stack, topics.scores)
+        scores = [r["value"] for r in read_all(stack, topics.scores)]
+    ids = [score["payment_id"] for score in scores]
     assert set(ids) == {pid for pid, _ in payments}
     duplicates = len(ids) - len(set(ids))
+    # Only what was scored but not yet committed when the worker died is scored again.
+    repeated = {source: n - 1 for source, n in Counter((score["source_partition"], score["source_offset"])
+                                                       for score in scores).items() if n > 1}
+    assert sum(repeated.values()) == duplicates
+    assert all(offset >= committed.get(partition, 0) for partition, offset in repeated)
     print(f"crash test: {events} events, killed with {scored_before_restart} scored "
           f"({'during' if mid_replay else 'after'} the replay), {len(ids)} scores, {duplicates} duplicates")
     return duplicates
