@@ -123,6 +123,28 @@ def test_push_query_rows_with_limit(engine):
     assert tq.done
 
 
+def test_push_query_rows_keep_projection_order_and_need_no_key(engine):
+    """As in ksqlDB, a push query's columns are its SELECT list in order, the key anywhere or nowhere."""
+    engine.execute(SOURCE)
+    produce(engine, "payments_src", b"p1", b"12.5,alice,0")
+    (res,) = engine.execute("SELECT amount, class, payment_id AS id FROM payments EMIT CHANGES;")
+    assert [name for name, _ in res.data.columns] == ["AMOUNT", "CLASS", "ID"]
+    assert res.data.rows(engine.runtime.topics["payments_src"]) == [[12.5, 0, "p1"]]
+    (res,) = engine.execute("SELECT user_name, amount FROM payments EMIT CHANGES;")
+    assert [name for name, _ in res.data.columns] == ["USER_NAME", "AMOUNT"]
+    assert res.data.rows(engine.runtime.topics["payments_src"]) == [["alice", 12.5]]
+    with pytest.raises(KsqlStatementError, match="must include the key column PAYMENT_ID"):
+        engine.execute("CREATE STREAM no_key AS SELECT amount FROM payments;")  # a sink still needs it
+
+
+def test_a_table_push_query_tombstone_fills_the_key_where_it_was_selected(engine):
+    engine.execute("CREATE TABLE users (id STRING PRIMARY KEY, name STRING, limit_eur INT) "
+                   "WITH (kafka_topic='users', value_format='JSON');")
+    (res,) = engine.execute("SELECT name, id, limit_eur FROM users EMIT CHANGES;")
+    records = [Record("users", b"u1", b'{"NAME": "ann", "LIMIT_EUR": 5}', 1), Record("users", b"u1", None, 2)]
+    assert res.data.changelog(records) == [(["ann", "u1", 5], False), ([None, "u1", None], True)]
+
+
 def test_errors_for_common_mistakes(engine):
     engine.execute(SOURCE)
     with pytest.raises(KsqlStatementError, match="NOPE does not exist"):

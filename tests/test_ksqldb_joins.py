@@ -340,3 +340,6 @@ def test_a_push_query_over_a_join_reads_every_source(engine):
     assert tq.changelog(records) == [(["k", 1, "k", 2], False), (["k", None, None, None], True),
                                      (["k", 4, "k", 3], False)]
     assert tq.done
+    (result,) = engine.execute("SELECT B.Y, A.ID, A.X FROM A JOIN B ON A.ID = B.ID EMIT CHANGES;")
+    assert [n for n, _ in result.data.columns] == ["Y", "A_ID", "X"]
+    assert result.data.changelog(records[:3]) == [([2, "k", 1], False), ([None, "k", None], True)]

@@ -215,16 +215,18 @@ class TransientQuery(Pipeline):
         super().__init__(query_id, plan, key_in, value_in, plog)
         self.limit = plan.limit
         self.emitted = 0
-        self.columns = [(c.name, c.type) for c in plan.schema.key + plan.schema.value]
+        stored = [(c.name, c.type) for c in plan.schema.key + plan.schema.value]
+        self.order = plan.projection_order
+        self.columns = [stored[i] for i in self.order]
 
     @property
     def done(self) -> bool:
         return self.limit is not None and self.emitted >= self.limit
 
     def changelog(self, records: list[Record]) -> list[tuple[list[Any], bool]]:
-        """(row, tombstone) per result row of a batch (key columns then value columns), honouring LIMIT. Over
-        a table, a deleted row is a tombstone: its key columns and null values, as ksqlDB's push queries send
-        it; a stream's records without a value are skipped."""
+        """(row, tombstone) per result row of a batch, in projection order as ksqlDB sends them, honouring
+        LIMIT. Over a table, a deleted row is a tombstone: its key columns and null values, as ksqlDB's push
+        queries send it; a stream's records without a value are skipped."""
         out: list[tuple[list[Any], bool]] = []
         table = self.plan.result_kind == "TABLE"
         n_values = len(self.plan.schema.value)
@@ -234,9 +236,10 @@ class TransientQuery(Pipeline):
             if value_vals is None:
                 if not table:
                     continue
-                out.append((list(key_vals) + [None] * n_values, True))
+                stored, tombstone = list(key_vals) + [None] * n_values, True
             else:
-                out.append((list(key_vals) + list(value_vals), False))
+                stored, tombstone = list(key_vals) + list(value_vals), False
+            out.append(([stored[i] for i in self.order], tombstone))
             self.emitted += 1
         return out
 

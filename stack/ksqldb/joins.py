@@ -119,6 +119,8 @@ class JoinPlan:
     copartitioned: list[tuple[str, str, str, str]] = field(default_factory=list)
     #: GROUP BY over the join: the joined rows are the rows of this aggregation's (virtual) source
     aggregate: Any = None
+    #: per SELECT item, its index in key + value columns (push queries send rows in projection order)
+    projection_order: list[int] = field(default_factory=list)
 
     @property
     def window(self) -> Any:
@@ -337,14 +339,14 @@ def plan_join(q: ast.Query, metastore: MetaStore, sink_name: str | None, new_pla
     where = Compiler(scope, "WHERE", errors).compile_predicate(q.where) if q.where is not None else None
     if q.partition_by and chain.kind == "TABLE":
         raise UnsupportedError("PARTITION BY on a table")
-    schema, key_exprs, value_exprs, value_texts = projection
+    schema, key_exprs, value_exprs, value_texts, order = projection
     if inputs[0].source.window is not None:
         if q.partition_by:
             raise KsqlStatementError("Implicit repartitioning of windowed sources is not supported. "
                                      "See https://github.com/confluentinc/ksql/issues/4385.")
         key_exprs = _with_window_bounds(key_exprs, inputs)
     return JoinPlan(inputs, steps, width, schema, where, key_exprs, value_exprs, value_texts,
-                    bool(q.partition_by), chain.kind, errors, q.limit, chain.copartitioned)
+                    bool(q.partition_by), chain.kind, errors, q.limit, chain.copartitioned, projection_order=order)
 
 
 @dataclass
@@ -595,7 +597,7 @@ def _inputs(q: ast.Query, metastore: MetaStore) -> list[JoinInput]:
 
 def _plan_projection(q: ast.Query, scope: JoinScope, inputs: list[JoinInput], candidates: list[ast.Expr],
                      synthetic: tuple[str, SqlType] | None, sink_name: str | None, errors: ErrorSink
-                     ) -> tuple[LogicalSchema, list[Compiled], list[Compiled], list[str]]:
+                     ) -> tuple[LogicalSchema, list[Compiled], list[Compiled], list[str], list[int]]:
     """The result's key and value columns, with ksqlDB's names: a source column selected with its
     qualifier is `ALIAS_COLUMN` when several sources have a column of that name, `*` always names columns
     `ALIAS_COLUMN`, and the key is the join key (or the PARTITION BY expressions)."""
@@ -705,7 +707,9 @@ def _plan_projection(q: ast.Query, scope: JoinScope, inputs: list[JoinInput], ca
         value_exprs.append(c)
         value_texts.append(format_expr(expr))
     check_projection(key_cols, value_cols, persistent=sink_name is not None)
-    return LogicalSchema(tuple(key_cols), tuple(value_cols)), key_exprs, value_exprs, value_texts
+    stored = key_positions + [i for i in range(len(items)) if i not in key_positions]
+    order = [stored.index(i) for i in range(len(items))]
+    return LogicalSchema(tuple(key_cols), tuple(value_cols)), key_exprs, value_exprs, value_texts, order
 
 
 _PSEUDO_ORDER = ["ROWTIME", "ROWPARTITION", "ROWOFFSET"]
@@ -1260,21 +1264,24 @@ class JoinTransientQuery:
         self.source_topics = query.source_topics
         self.limit = plan.limit
         self.emitted = 0
-        self.columns = [(c.name, c.type) for c in plan.schema.key + plan.schema.value]
+        stored = [(c.name, c.type) for c in plan.schema.key + plan.schema.value]
+        self.order = plan.projection_order
+        self.columns = [stored[i] for i in self.order]
 
     @property
     def done(self) -> bool:
         return self.limit is not None and self.emitted >= self.limit
 
     def changelog(self, records: list[Any]) -> list[tuple[list[Any], bool]]:
+        """(row, tombstone) per joined row, in projection order."""
         out: list[tuple[list[Any], bool]] = []
         n_keys, n_values = len(self.plan.schema.key), len(self.plan.schema.value)
         for rec in self.query.process(records):
             if self.done:
                 break
             keys = rec.key if rec.key is not None else [None] * n_keys
-            out.append((list(keys) + (list(rec.value) if rec.value is not None else [None] * n_values),
-                        rec.value is None))
+            stored = list(keys) + (list(rec.value) if rec.value is not None else [None] * n_values)
+            out.append(([stored[i] for i in self.order], rec.value is None))
             self.emitted += 1
         return out
 

@@ -25,6 +25,7 @@ class ProjectionPlan:
     partitioned: bool = False
     key_uses_value: list[bool] = field(default_factory=list)  # key expression reads value columns
     result_kind: str = "STREAM"  # TABLE when projecting a table (its changelog)
+    projection_order: list[int] = field(default_factory=list)  # per SELECT item, its index in key + value columns
 
 
 def _check_clauses(q: ast.Query, persistent: bool) -> None:
@@ -224,7 +225,8 @@ def plan_select(q: ast.Query, metastore: MetaStore, sink_name: str | None, new_p
         raise KsqlStatementError(
             f"The query used to build {sink} must include the partitioning expression{'s' if len(texts) > 1 else ''} "
             f"{' and '.join(texts)} in its projection (eg, SELECT {', '.join(texts)}...).")
-    if missing and not new_planner:
+    transient = sink_name is None  # a push query: rows in projection order, with or without the key
+    if missing and not (new_planner or transient):
         keys = [spec.name for spec in key_specs]
         if len(keys) == 1:
             raise KsqlStatementError(
@@ -233,10 +235,10 @@ def plan_select(q: ast.Query, metastore: MetaStore, sink_name: str | None, new_p
         raise KsqlStatementError(
             f"The query used to build {sink} must include the key columns {', '.join(keys[:-1])} and "
             f"{keys[-1]} in its projection (eg, SELECT {', '.join(keys)}...).")
-    if missing and len(missing) != len(key_specs):
+    if missing and len(missing) != len(key_specs) and not transient:
         raise UnsupportedError("new query planner with only some key columns projected")
     if missing:
-        key_positions = []  # the new planner makes the result keyless
+        key_positions = []  # the new planner makes the result keyless, as push queries are
     elif new_planner:
         key_positions.sort()  # the new planner keeps the projection's order of key columns
 
@@ -262,8 +264,9 @@ def plan_select(q: ast.Query, metastore: MetaStore, sink_name: str | None, new_p
     # a tombstone has no value, and ksqlDB gives its pseudo columns no value either
     value_names = {c.name for c in schema.value} | RESERVED
     uses_value = [bool(_column_names(items[i][1]) & value_names) for i in key_positions]
+    stored = key_positions + [i for i in range(len(items)) if i not in key_positions]
     return ProjectionPlan(source, out, where, key_exprs, value_exprs, value_texts, q.limit, errors, partitioned,
-                          uses_value, result_kind=source.kind)
+                          uses_value, result_kind=source.kind, projection_order=[stored.index(i) for i in range(len(items))])
 
 
 def plan_query(q: ast.Query, metastore: MetaStore, sink_name: str | None, new_planner: bool = False,
