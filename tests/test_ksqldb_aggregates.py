@@ -473,3 +473,14 @@ def test_a_failed_batch_is_rolled_back_and_evaluated_again(stack, tmp_path, topi
         reader.close()
     assert not Counter(got) - Counter(expected)  # coalesced per batch: no record the reference lacks, none twice
     assert dict(got) == dict(expected)  # and every key's final aggregate
+
+
+def test_a_push_query_over_a_windowed_table_shows_the_window_bounds(engine):
+    """`SELECT *` from a windowed table: key, WINDOWSTART, WINDOWEND, then the values, as ksqlDB's push
+    queries show it (a persistent query's `*` leaves the bounds in the key)."""
+    engine.execute("CREATE TABLE per_minute AS SELECT usr, COUNT(*) AS n FROM pay WINDOW TUMBLING (SIZE 1 MINUTE) "
+                   "GROUP BY usr;")
+    pay(engine, 61_000, "ann")
+    (res,) = engine.execute("SELECT * FROM per_minute EMIT CHANGES;")
+    assert [name for name, _ in res.data.columns] == ["USR", "WINDOWSTART", "WINDOWEND", "N"]
+    assert res.data.rows(engine.runtime.topics["PER_MINUTE"]) == [["ann", 60_000, 120_000, 1]]

@@ -181,6 +181,9 @@ def plan_select(q: ast.Query, metastore: MetaStore, sink_name: str | None, new_p
             else:
                 star_exprs = [(c.name, ast.ColumnRef(c.name), i if i < len(schema.key) else None)
                               for i, c in enumerate(schema.key + schema.value + schema.headers)]
+                if source.window is not None and sink_name is None:  # a push query's * shows the window bounds
+                    bounds = [(n, ast.ColumnRef(n), None) for n in ("WINDOWSTART", "WINDOWEND")]
+                    star_exprs[len(schema.key):len(schema.key)] = bounds
             for name, expr, key_index in star_exprs:
                 items.append((name, expr, compiler.compile(expr), key_index))
             continue
