@@ -1,5 +1,5 @@
 """Shared fixtures: one embedded stack per test session, unique topic names per test, addresses and a data
-directory for tests that run `fraudstream` itself."""
+directory for tests that run `fraudstream` itself, and a ksqlDB server per test module that asks for one."""
 
 from __future__ import annotations
 
@@ -9,11 +9,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from ksql import KSQLAPI
 
 from cli_helpers import fraudstream
+from ksqldb_server_helpers import running_server
 from stack.config import Addresses
 from stack.embedded import EmbeddedStack
-from stack.supervisor import free_ports
+from stack.supervisor import RunningService, free_ports
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -64,3 +66,15 @@ def data_dir(tmp_path: Path, cli_env: dict[str, str]) -> Iterator[Path]:
     yield tmp_path / "data"
     if (tmp_path / "data" / "stack.json").exists():
         fraudstream("down", "--data-dir", str(tmp_path / "data"), env=cli_env, check=False)
+
+
+@pytest.fixture(scope="module")
+def server(stack: EmbeddedStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningService]:
+    """The ksqlDB-compatible server on the session stack, one per test module."""
+    with running_server(stack.addresses, tmp_path_factory.mktemp("ksqldb-logs")) as service:
+        yield service
+
+
+@pytest.fixture
+def client(server: RunningService) -> KSQLAPI:
+    return KSQLAPI(server.address)

@@ -5,29 +5,15 @@ aggregations, tables (tombstones flagged) and joins (every source topic read, in
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import httpx
-import pytest
 from confluent_kafka import Producer
 from ksql import KSQLAPI
 
-from ksqldb_server_helpers import running_server
 from stack.kafka import producer_config
 from stack.supervisor import RunningService
 
 EARLIEST = {"auto.offset.reset": "earliest"}
-
-
-@pytest.fixture(scope="module")
-def server(stack, tmp_path_factory) -> Iterator[RunningService]:
-    with running_server(stack.addresses, tmp_path_factory.mktemp("ksqldb-logs")) as service:
-        yield service
-
-
-@pytest.fixture
-def client(server: RunningService) -> KSQLAPI:
-    return KSQLAPI(server.address)
 
 
 def _name(topic: str) -> str:

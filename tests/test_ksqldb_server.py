@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -14,18 +14,6 @@ from ksql.errors import KSQLError
 
 from stack.kafka import producer_config
 from stack.supervisor import RunningService
-from ksqldb_server_helpers import running_server
-
-
-@pytest.fixture(scope="module")
-def server(stack, tmp_path_factory) -> Iterator[RunningService]:
-    with running_server(stack.addresses, tmp_path_factory.mktemp("ksqldb-logs")) as service:
-        yield service
-
-
-@pytest.fixture
-def client(server: RunningService) -> KSQLAPI:
-    return KSQLAPI(server.address)
 
 
 def _produce(bootstrap: str, topic: str, values: list[tuple[bytes | None, bytes]]) -> None:

@@ -33,7 +33,7 @@ from typing import Any, Callable, Iterable, Sequence
 from . import ast
 from . import values as V
 from .errors import EvalError, KsqlStatementError, SerdeError, UnsupportedError
-from .executor import Pipeline, ProcessingLog, Record
+from .executor import Pipeline, ProcessingLog, PushRows, Record
 from .expressions import Compiled, Compiler, ErrorSink, Scope
 from .formats import Serde
 from .formatter import format_expr, quote_ident
@@ -1022,20 +1022,18 @@ def _last_per_key(changes: list[tuple[Record, Change]]) -> list[tuple[Record, Ch
     return list(latest.values())
 
 
-class AggregateTransientQuery:
+class AggregateTransientQuery(PushRows):
     """A push query over an aggregation (SELECT ... GROUP BY ... EMIT CHANGES): the changelog of the result
     table, every update (as ksqlDB with no record cache), in projection order, up to LIMIT. Its state lives
     in memory, for as long as the query. `query`: an aggregation built elsewhere (GROUP BY over a join)."""
 
     def __init__(self, query_id: str, plan: AggregatePlan, key_in: Serde | None, value_in: Serde | None,
                  plog: ProcessingLog, query: AggregateQuery | None = None) -> None:
+        super().__init__([(name, t) for name, t, _ in plan.push_columns], [i for _, _, i in plan.push_columns],
+                         plan.limit)
         self.id = query_id
         self.plan = plan
         self.key_in, self.value_in = key_in, value_in
-        self.limit = plan.limit
-        self.emitted = 0
-        self.columns = [(name, t) for name, t, _ in plan.push_columns]
-        self._order = operator.itemgetter(*(i for _, _, i in plan.push_columns))
         if query is None:
             sink = DataSource(query_id, "TABLE", plan.schema, "", plan.source.key_format, plan.source.value_format)
             query = AggregateQuery(query_id, plan, sink, key_in, value_in, key_in, value_in, plog)
@@ -1045,10 +1043,6 @@ class AggregateTransientQuery:
         first_bound = len(plan.group_types) + len(plan.aggregates)
         self._bounds = {j: c.column_index - first_bound for j, c in enumerate(plan.value_exprs)
                         if plan.window is not None and c.column_index in (first_bound, first_bound + 1)}
-
-    @property
-    def done(self) -> bool:
-        return self.limit is not None and self.emitted >= self.limit
 
     def changelog(self, records: list[Record]) -> list[tuple[list[Any], bool]]:
         """(row, tombstone) per change a batch causes: a row that stops passing HAVING is a tombstone, its
@@ -1064,11 +1058,5 @@ class AggregateTransientQuery:
                 values = [None] * width
                 for j, bound in self._bounds.items():
                     values[j] = c.window[bound]  # type: ignore[index]
-            picked = self._order(list(c.keys[:n_groups]) + list(values))
-            out.append((list(picked) if len(self.columns) > 1 else [picked], c.values is None))
-            self.emitted += 1
+            self.emit(out, list(c.keys[:n_groups]) + list(values), c.values is None)
         return out
-
-    def rows(self, records: list[Record]) -> list[list[Any]]:
-        """The rows of `changelog` that are not tombstones."""
-        return [row for row, tombstone in self.changelog(records) if not tombstone]

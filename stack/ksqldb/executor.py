@@ -17,7 +17,7 @@ from typing import Any, Callable, Protocol
 from .errors import EvalError, SerdeError
 from .expressions import Compiled
 from .formats import Serde
-from .metastore import DataSource
+from .metastore import DataSource, LogicalSchema
 from .planner import ProjectionPlan
 from . import values as V
 
@@ -207,21 +207,48 @@ class PersistentQuery(Pipeline):
         return out
 
 
-class TransientQuery(Pipeline):
-    """A push query (SELECT ... EMIT CHANGES): rows are handed to the caller, up to LIMIT."""
+class PushRows:
+    """What every push query shares: rows in projection order, LIMIT, and `rows` without the tombstones.
 
-    def __init__(self, query_id: str, plan: ProjectionPlan, key_in: Serde, value_in: Serde,
-                 plog: ProcessingLog) -> None:
-        super().__init__(query_id, plan, key_in, value_in, plog)
-        self.limit = plan.limit
+    A subclass builds each result row in its own stored order (key columns, then values) and hands it to
+    `emit`; `order[j]` is the stored index of the j-th SELECT item, as the plan worked it out.
+    """
+
+    changelog: Callable[[list[Record]], list[tuple[list[Any], bool]]]
+
+    def __init__(self, columns: list[tuple[str, Any]], order: list[int], limit: int | None) -> None:
+        self.columns = columns  # in projection order
+        self.order = order
+        self.limit = limit
         self.emitted = 0
-        stored = [(c.name, c.type) for c in plan.schema.key + plan.schema.value]
-        self.order = plan.projection_order
-        self.columns = [stored[i] for i in self.order]
 
     @property
     def done(self) -> bool:
         return self.limit is not None and self.emitted >= self.limit
+
+    def emit(self, out: list[tuple[list[Any], bool]], stored: list[Any], tombstone: bool) -> None:
+        out.append(([stored[i] for i in self.order], tombstone))
+        self.emitted += 1
+
+    def rows(self, records: list[Record]) -> list[list[Any]]:
+        """The rows of `changelog` that are not tombstones."""
+        return [row for row, tombstone in self.changelog(records) if not tombstone]
+
+
+def projected_columns(schema: LogicalSchema, order: list[int]) -> list[tuple[str, Any]]:
+    """A result schema's (name, type) pairs in projection order."""
+    stored = [(c.name, c.type) for c in schema.key + schema.value]
+    return [stored[i] for i in order]
+
+
+class TransientQuery(Pipeline, PushRows):
+    """A push query (SELECT ... EMIT CHANGES): rows are handed to the caller, up to LIMIT."""
+
+    def __init__(self, query_id: str, plan: ProjectionPlan, key_in: Serde, value_in: Serde,
+                 plog: ProcessingLog) -> None:
+        Pipeline.__init__(self, query_id, plan, key_in, value_in, plog)
+        PushRows.__init__(self, projected_columns(plan.schema, plan.projection_order), plan.projection_order,
+                          plan.limit)
 
     def changelog(self, records: list[Record]) -> list[tuple[list[Any], bool]]:
         """(row, tombstone) per result row of a batch, in projection order as ksqlDB sends them, honouring
@@ -234,18 +261,11 @@ class TransientQuery(Pipeline):
             if self.done:
                 break
             if value_vals is None:
-                if not table:
-                    continue
-                stored, tombstone = list(key_vals) + [None] * n_values, True
+                if table:
+                    self.emit(out, list(key_vals) + [None] * n_values, True)
             else:
-                stored, tombstone = list(key_vals) + list(value_vals), False
-            out.append(([stored[i] for i in self.order], tombstone))
-            self.emitted += 1
+                self.emit(out, list(key_vals) + list(value_vals), False)
         return out
-
-    def rows(self, records: list[Record]) -> list[list[Any]]:
-        """The rows of `changelog` that are not tombstones."""
-        return [row for row, tombstone in self.changelog(records) if not tombstone]
 
 
 def _header_reader(header: str | None) -> Callable[[list], Any]:

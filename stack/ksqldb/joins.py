@@ -38,9 +38,10 @@ from typing import Any, Callable, Sequence
 from . import ast
 from .aggregation import AggregateQuery
 from .errors import EvalError, KsqlStatementError, SerdeError, UnsupportedError
+from .executor import PushRows, projected_columns
 from .expressions import Compiled, Compiler, ErrorSink, Scope
 from .formatter import format_expr
-from .metastore import RESERVED, Column, DataSource, LogicalSchema, MetaStore, check_projection
+from .metastore import RESERVED, Column, DataSource, LogicalSchema, MetaStore, check_projection, projection_order
 from .state import InMemoryStateStores, StateStores
 from .types import BIGINT, INTEGER, NULL, NullType, SqlType, contains_map
 
@@ -707,8 +708,7 @@ def _plan_projection(q: ast.Query, scope: JoinScope, inputs: list[JoinInput], ca
         value_exprs.append(c)
         value_texts.append(format_expr(expr))
     check_projection(key_cols, value_cols, persistent=sink_name is not None)
-    stored = key_positions + [i for i in range(len(items)) if i not in key_positions]
-    order = [stored.index(i) for i in range(len(items))]
+    order = projection_order(key_positions, len(items))
     return LogicalSchema(tuple(key_cols), tuple(value_cols)), key_exprs, value_exprs, value_texts, order
 
 
@@ -1255,22 +1255,14 @@ class _Values:
         return values
 
 
-class JoinTransientQuery:
+class JoinTransientQuery(PushRows):
     """A push query over a join (SELECT ... FROM a JOIN b ... EMIT CHANGES): the joined rows of the source
     topics' records, up to LIMIT. A table-table join's deleted row is a tombstone (key columns, null values)."""
 
     def __init__(self, query_id: str, plan: JoinPlan, query: JoinQuery) -> None:
+        super().__init__(projected_columns(plan.schema, plan.projection_order), plan.projection_order, plan.limit)
         self.id, self.plan, self.query = query_id, plan, query
         self.source_topics = query.source_topics
-        self.limit = plan.limit
-        self.emitted = 0
-        stored = [(c.name, c.type) for c in plan.schema.key + plan.schema.value]
-        self.order = plan.projection_order
-        self.columns = [stored[i] for i in self.order]
-
-    @property
-    def done(self) -> bool:
-        return self.limit is not None and self.emitted >= self.limit
 
     def changelog(self, records: list[Any]) -> list[tuple[list[Any], bool]]:
         """(row, tombstone) per joined row, in projection order."""
@@ -1280,10 +1272,6 @@ class JoinTransientQuery:
             if self.done:
                 break
             keys = rec.key if rec.key is not None else [None] * n_keys
-            stored = list(keys) + (list(rec.value) if rec.value is not None else [None] * n_values)
-            out.append(([stored[i] for i in self.order], rec.value is None))
-            self.emitted += 1
+            values = rec.value if rec.value is not None else [None] * n_values
+            self.emit(out, list(keys) + list(values), rec.value is None)
         return out
-
-    def rows(self, records: list[Any]) -> list[list[Any]]:
-        return [row for row, tombstone in self.changelog(records) if not tombstone]

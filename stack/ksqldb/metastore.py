@@ -47,6 +47,13 @@ class LogicalSchema:
         return ", ".join(parts)
 
 
+def projection_order(key_positions: list[int], n_items: int) -> list[int]:
+    """Where each SELECT item sits in a result stored as key columns (the items at `key_positions`, in that
+    order) then value columns (the other items, in order): push queries send rows in SELECT order."""
+    stored = key_positions + [i for i in range(n_items) if i not in key_positions]
+    return [stored.index(i) for i in range(n_items)]
+
+
 def check_projection(key_cols: list[Column], value_cols: list[Column], persistent: bool) -> None:
     """ksqlDB's checks of a query's output columns: a sink needs a value column and no pseudo column names;
     no name twice."""

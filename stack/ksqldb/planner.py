@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from . import ast
 from .errors import KsqlStatementError, UnsupportedError
 from .expressions import Compiled, Compiler, ErrorSink, Scope
-from .metastore import RESERVED, Column, DataSource, LogicalSchema, MetaStore, check_projection
+from .metastore import RESERVED, Column, DataSource, LogicalSchema, MetaStore, check_projection, projection_order
 from .types import NullType
 
 
@@ -267,9 +267,9 @@ def plan_select(q: ast.Query, metastore: MetaStore, sink_name: str | None, new_p
     # a tombstone has no value, and ksqlDB gives its pseudo columns no value either
     value_names = {c.name for c in schema.value} | RESERVED
     uses_value = [bool(_column_names(items[i][1]) & value_names) for i in key_positions]
-    stored = key_positions + [i for i in range(len(items)) if i not in key_positions]
     return ProjectionPlan(source, out, where, key_exprs, value_exprs, value_texts, q.limit, errors, partitioned,
-                          uses_value, result_kind=source.kind, projection_order=[stored.index(i) for i in range(len(items))])
+                          uses_value, result_kind=source.kind,
+                          projection_order=projection_order(key_positions, len(items)))
 
 
 def plan_query(q: ast.Query, metastore: MetaStore, sink_name: str | None, new_planner: bool = False,
