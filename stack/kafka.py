@@ -86,6 +86,17 @@ def end_offsets(bootstrap_servers: str, topic: str, timeout: float = 10.0) -> di
         consumer.close()
 
 
+def committed_offsets(bootstrap_servers: str, group: str, topic: str, timeout: float = 10.0) -> dict[int, int]:
+    """`group`'s committed offset per partition of `topic`; partitions without a commit are left out."""
+    partitions = [TopicPartition(topic, p) for p in end_offsets(bootstrap_servers, topic, timeout)]
+    consumer = Consumer(consumer_config(bootstrap_servers, group, enable_auto_commit=False))
+    try:
+        found = consumer.committed(partitions, timeout=timeout)
+    finally:
+        consumer.close()
+    return {tp.partition: tp.offset for tp in found if tp.offset >= 0}
+
+
 def _partition_end(consumer: Consumer, topic: str, partition: int, timeout: float) -> int:
     low, listed = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
     if listed <= low:

@@ -10,12 +10,12 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, Producer
 from ksql import KSQLAPI
 
 from ksqldb_server_helpers import labelled_payments, prefixed_statements, running_server
 from stack.generate import USERS
-from stack.kafka import end_offsets, producer_config
+from stack.kafka import committed_offsets, end_offsets, producer_config
 from stack.ksqldb.apply import KsqlRest, apply_directory
 from stack.ksqldb.kafka_runtime import query_group
 from stack.produce import replay
@@ -215,13 +215,8 @@ def _service_id(server: RunningService) -> str:
 
 
 def _committed_to_end(bootstrap: str, group: str, topic: str) -> bool:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
-    try:
-        ends = end_offsets(bootstrap, topic)
-        committed = consumer.committed([TopicPartition(topic, p) for p in ends], timeout=10)
-        return all(tp.offset >= ends[tp.partition] for tp in committed)
-    finally:
-        consumer.close()
+    committed = committed_offsets(bootstrap, group, topic)
+    return all(p in committed and committed[p] >= end for p, end in end_offsets(bootstrap, topic).items())
 
 
 def _read_json(bootstrap: str, topic: str, want: int) -> list[tuple[bytes, dict]]:

@@ -19,7 +19,7 @@ from confluent_kafka import Consumer, Message, Producer, TopicPartition
 
 from ksqldb_server_helpers import labelled_payments, prefixed_statements, server_spec
 from stack import supervisor
-from stack.kafka import end_offsets, producer_config
+from stack.kafka import committed_offsets, end_offsets, producer_config
 from stack.ksqldb.apply import KsqlRest, apply_directory
 from stack.ksqldb.engine import Engine
 from stack.ksqldb.formats import HttpSchemaRegistry
@@ -32,15 +32,6 @@ RECOVERED = re.compile(r"query (\S+): recovered the batch in flight \((\d+) sour
 
 def _size(bootstrap: str, topic: str) -> int:
     return sum(end_offsets(bootstrap, topic).values())
-
-
-def _committed(bootstrap: str, group: str, topic: str) -> dict[int, int]:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
-    try:
-        parts = [TopicPartition(topic, p) for p in end_offsets(bootstrap, topic)]
-        return {tp.partition: tp.offset for tp in consumer.committed(parts, timeout=10)}
-    finally:
-        consumer.close()
 
 
 def _messages(bootstrap: str, topic: str) -> list[Message]:
@@ -109,7 +100,7 @@ def test_kill_minus_nine_twice_mid_stream_leaves_no_gaps_and_no_duplicates(stack
         assert replay(after, bootstrap_servers=bootstrap, topic=source).ok
         ends = end_offsets(bootstrap, source)
         for sink in sinks:  # every query has consumed and committed all of the source: its output is complete
-            while _committed(bootstrap, query_group(queries[sink], service_id), source) != ends:
+            while committed_offsets(bootstrap, query_group(queries[sink], service_id), source) != ends:
                 time.sleep(0.2)
 
         expected = Counter(p.id.encode() for p in payments)

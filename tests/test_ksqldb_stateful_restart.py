@@ -26,7 +26,7 @@ from ksql import KSQLAPI
 from ksqldb_server_helpers import server_spec
 from stack import supervisor
 from stack.bench import ksql_aggregate_rate
-from stack.kafka import end_offsets, producer_config
+from stack.kafka import committed_offsets, end_offsets, producer_config
 from stack.ksqldb.engine import Engine
 from stack.ksqldb.executor import Record
 from stack.ksqldb.kafka_runtime import query_group
@@ -99,13 +99,7 @@ def _size(bootstrap: str, topic: str) -> int:
 
 
 def _caught_up(bootstrap: str, group: str, topic: str) -> bool:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
-    try:
-        ends = end_offsets(bootstrap, topic)
-        committed = consumer.committed([TopicPartition(topic, p) for p in ends], timeout=10)
-        return {tp.partition: tp.offset for tp in committed} == ends
-    finally:
-        consumer.close()
+    return committed_offsets(bootstrap, group, topic) == end_offsets(bootstrap, topic)
 
 
 def _wait_until_done(bootstrap: str, group: str, source: str) -> None:

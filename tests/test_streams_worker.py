@@ -36,7 +36,7 @@ from models.evaluate import ksql_hash
 from models.registry import ModelRegistry
 from models.training import train
 from stack.bench import create_topics
-from stack.kafka import consumer_config, end_offsets
+from stack.kafka import committed_offsets, consumer_config, end_offsets
 from stack.supervisor import free_port
 from streams.cli import start_worker
 from streams.replay import avro_serializer, generated_payments, produce, replay
@@ -364,17 +364,6 @@ def test_scores_topic_with_other_partition_count_is_keyed_by_murmur2(stack, topi
         for source in {v["source_partition"] for v in rows}:
             offsets = [v["source_offset"] for v in rows if v["source_partition"] == source]
             assert offsets == sorted(offsets)
-
-
-def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int]:
-    """The group's committed offset per partition of `topic` (partitions without a commit left out)."""
-    consumer = Consumer(consumer_config(bootstrap, group, enable_auto_commit=False))
-    try:
-        partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
-        found = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=30)
-    finally:
-        consumer.close()
-    return {tp.partition: tp.offset for tp in found if tp.offset >= 0}
 
 
 def scored_ids(stack, topic: str) -> list[str]:
