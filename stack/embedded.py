@@ -135,7 +135,7 @@ class EmbeddedStack:
         """Start every service that is not already running and healthy; on failure stop what this call started."""
         missing = [name for name in self.services if name not in self.running or not self.running[name].healthy()]
         for name in missing:  # fail before starting anything rather than half-way through
-            if supervisor.port_in_use(self.ports[name], self.host):
+            if not supervisor.port_released(self.ports[name], self.host):
                 raise StackError(f"{name}: port {self.ports[name]} on {self.host} is already in use")
         started: list[str] = []
         try:

@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 logger = logging.getLogger(__name__)
 
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+PORT_RELEASE_SECONDS = 5.0  # how long a start waits for a just-stopped process's port
 
 
 class StackError(RuntimeError):
@@ -99,6 +100,7 @@ def _ephemeral_range() -> tuple[int, int]:
 
 
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    """True when a server could not bind `port` now (the check binds as servers do, with SO_REUSEADDR)."""
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -106,6 +108,21 @@ def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
         except OSError:
             return True
         return False
+
+
+def port_released(port: int, host: str = "127.0.0.1", timeout: float = PORT_RELEASE_SECONDS) -> bool:
+    """Wait, bounded, until `port` can be bound; False if it is still taken after `timeout` seconds.
+
+    The kernel closes a killed process's sockets as its last threads exit, which can be a moment after
+    the process itself is reported gone: a restart right after a `kill -9` must not mistake that moment
+    for another server on the port.
+    """
+    deadline = time.monotonic() + timeout
+    while port_in_use(port, host):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def probe(health_url: str, timeout: float = 1.0) -> bool:
@@ -131,11 +148,15 @@ def pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    # A zombie (exited, not yet reaped by its parent) counts as gone.
+    # A zombie (exited, not yet reaped by its parent) counts as gone once all its threads are gone: a
+    # thread-group leader turns zombie while its other threads still exit, holding the process's files
+    # (and so its listening sockets).
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
-            return stat.read().split(") ", 1)[1][0] != "Z"
-    except OSError:
+            if stat.read().split(") ", 1)[1][0] != "Z":
+                return True
+        return any(int(tid) != pid for tid in os.listdir(f"/proc/{pid}/task"))
+    except (OSError, ValueError):
         return False
 
 
@@ -146,7 +167,7 @@ def start(spec: ServiceSpec, log_dir: Path, outlive_caller: bool = False) -> Run
     a test run that is killed leaves no servers behind.
     """
     for port in spec.ports:
-        if port_in_use(port):
+        if not port_released(port):
             raise StackError(f"{spec.name}: port {port} on 127.0.0.1 is already in use")
     binary = spec.argv[0]
     if not (os.path.isfile(binary) and os.access(binary, os.X_OK)):

@@ -1,0 +1,53 @@
+"""The supervisor's process and port checks (pure OS facts, no services)."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from stack.supervisor import free_port, pid_alive, port_in_use, port_released
+
+
+def test_a_port_released_after_a_moment_counts_as_free() -> None:
+    port = free_port()
+    holder = socket.socket()
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    holder.bind(("127.0.0.1", port))
+    holder.listen()
+    assert port_in_use(port)
+    release = threading.Timer(0.2, holder.close)
+    release.start()
+    assert port_released(port, timeout=30)
+    release.join()
+
+
+def test_a_port_held_by_a_listener_is_reported_taken() -> None:
+    port = free_port()
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", port))
+        holder.listen()
+        assert not port_released(port, timeout=0.2)
+
+
+def test_a_zombie_child_counts_as_gone() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    stat = Path(f"/proc/{child.pid}/stat")
+    deadline = time.monotonic() + 30
+    while stat.read_text().split(") ", 1)[1][0] != "Z" and time.monotonic() < deadline:
+        time.sleep(0.01)  # exited but not reaped: a zombie
+    assert not pid_alive(child.pid)
+    child.wait()
+
+
+def test_a_running_child_counts_as_alive() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        assert pid_alive(child.pid)
+    finally:
+        child.kill()
+        child.wait()
+    assert not pid_alive(child.pid)
