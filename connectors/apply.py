@@ -37,9 +37,15 @@ def load(path: Path) -> ConnectorFile:
         document = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise ConnectorFileError(f"{path}: not a readable JSON file: {exc}") from None
-    if not isinstance(document, dict) or not isinstance(document.get("name"), str) or not isinstance(document.get("config"), dict):
+    if (
+        not isinstance(document, dict)
+        or not isinstance(document.get("name"), str)
+        or not isinstance(document.get("config"), dict)
+    ):
         raise ConnectorFileError(f'{path}: expected {{"name": ..., "config": {{...}}}}')
-    config = {str(key): value if isinstance(value, str) else json.dumps(value) for key, value in document["config"].items()}
+    config = {
+        str(key): value if isinstance(value, str) else json.dumps(value) for key, value in document["config"].items()
+    }
     return ConnectorFile(path, document["name"], config)
 
 
@@ -65,10 +71,21 @@ def apply_dir(url: str, directory: Path) -> list[tuple[str, str]]:
         client.close()
 
 
-@click.command("apply")
-@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path), default=DEFAULT_DIR, required=False)
-@click.option("--url", default=lambda: os.environ.get("CONNECT_URL", "http://127.0.0.1:8083"), show_default="$CONNECT_URL or http://127.0.0.1:8083",
-              help="The Kafka Connect REST endpoint.")
+@click.group("connect")
+def connect_group() -> None:
+    """Kafka Connect: apply the connector configs in connectors/ to any Connect REST endpoint."""
+
+
+@connect_group.command("apply")
+@click.argument(
+    "directory", type=click.Path(exists=True, file_okay=False, path_type=Path), default=DEFAULT_DIR, required=False
+)
+@click.option(
+    "--url",
+    default=lambda: os.environ.get("CONNECT_URL", "http://127.0.0.1:8083"),
+    show_default="$CONNECT_URL or http://127.0.0.1:8083",
+    help="The Kafka Connect REST endpoint.",
+)
 def connect_apply_command(directory: Path, url: str) -> None:
     """Create or update the connectors in DIRECTORY/*.json on a Connect cluster (default: connectors/)."""
     try:

@@ -54,7 +54,10 @@ class ConnectClient:
 
     def offsets(self, name: str) -> dict[tuple[str, int], int]:
         found = self.request("GET", f"/connectors/{name}/offsets")["offsets"]
-        return {(o["partition"]["kafka_topic"], o["partition"]["kafka_partition"]): o["offset"]["kafka_offset"] for o in found}
+        return {
+            (o["partition"]["kafka_topic"], o["partition"]["kafka_partition"]): o["offset"]["kafka_offset"]
+            for o in found
+        }
 
     def close(self) -> None:
         self.http.close()

@@ -15,7 +15,7 @@ from typing import Any
 import fastavro
 import pyarrow.parquet as pq
 
-from stack.objectstore import s3_client
+from fraudstream.s3 import s3_client
 
 _NAME = re.compile(r"^(?P<topic>.+)\+(?P<partition>\d+)\+(?P<offset>\d{10,})\.(?P<ext>avro|parquet|json)$")
 
@@ -36,11 +36,15 @@ def parse_key(key: str) -> LakeObject | None:
     return LakeObject(key, match["topic"], int(match["partition"]), int(match["offset"]), match["ext"])
 
 
-def list_objects(bucket: str, topic: str, topics_dir: str = "topics", endpoint_url: str | None = None) -> list[LakeObject]:
+def list_objects(
+    bucket: str, topic: str, topics_dir: str = "topics", endpoint_url: str | None = None
+) -> list[LakeObject]:
     """Every sink object of `topic`, ordered by partition and start offset."""
     client = s3_client(endpoint_url)
     found: list[LakeObject] = []
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{topics_dir.strip('/')}/{topic}/"):
+    for page in client.get_paginator("list_objects_v2").paginate(
+        Bucket=bucket, Prefix=f"{topics_dir.strip('/')}/{topic}/"
+    ):
         for entry in page.get("Contents", []):
             parsed = parse_key(entry["Key"])
             if parsed is not None and parsed.topic == topic:

@@ -79,14 +79,14 @@ class EpochLogger(keras.callbacks.Callback):
         numbers = {k: float(v) for k, v in (logs or {}).items()}
         numbers["seconds"] = time.perf_counter() - self._started
         self.history.append(numbers)
-        log.info("epoch %d/%d %s", epoch + 1, self.epochs,
-                 " ".join(f"{k}={v:.4g}" for k, v in numbers.items()))
+        log.info("epoch %d/%d %s", epoch + 1, self.epochs, " ".join(f"{k}={v:.4g}" for k, v in numbers.items()))
         if self.on_epoch is not None:
             self.on_epoch(epoch + 1, self.epochs, numbers)
 
 
-def build_network(n_features: int, hidden: Sequence[int], activations: Sequence[str], l1: float,
-                  learning_rate: float) -> keras.Model:
+def build_network(
+    n_features: int, hidden: Sequence[int], activations: Sequence[str], l1: float, learning_rate: float
+) -> keras.Model:
     """Dense encoder/decoder; the output layer is linear so it can reproduce any standardised value."""
     if len(hidden) != len(activations):
         raise ValueError(f"hidden {list(hidden)} and activations {list(activations)} differ in length")
@@ -94,8 +94,7 @@ def build_network(n_features: int, hidden: Sequence[int], activations: Sequence[
     x = inputs
     for i, (units, activation) in enumerate(zip(hidden, activations)):
         regulariser = keras.regularizers.L1(l1) if i == 0 and l1 > 0 else None
-        x = keras.layers.Dense(units, activation=activation, activity_regularizer=regulariser,
-                               name=f"dense_{i}")(x)
+        x = keras.layers.Dense(units, activation=activation, activity_regularizer=regulariser, name=f"dense_{i}")(x)
     outputs = keras.layers.Dense(n_features, activation="linear", name="reconstruction")(x)
     model = keras.Model(inputs, outputs, name="fraud_autoencoder")
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss="mse")
@@ -112,10 +111,18 @@ class Autoencoder:
 
     kind = KIND
 
-    def __init__(self, hidden: Sequence[int] = (14, 7, 7), activations: Sequence[str] = ("tanh", "relu", "tanh"),
-                 l1: float = 1e-5, epochs: int = 20, batch_size: int = 256, learning_rate: float = 1e-3,
-                 validation_fraction: float = 0.1, seed: int = 0,
-                 feature_names: Sequence[str] = FEATURE_COLUMNS) -> None:
+    def __init__(
+        self,
+        hidden: Sequence[int] = (14, 7, 7),
+        activations: Sequence[str] = ("tanh", "relu", "tanh"),
+        l1: float = 1e-5,
+        epochs: int = 20,
+        batch_size: int = 256,
+        learning_rate: float = 1e-3,
+        validation_fraction: float = 0.1,
+        seed: int = 0,
+        feature_names: Sequence[str] = FEATURE_COLUMNS,
+    ) -> None:
         self.hidden = tuple(hidden)
         self.activations = tuple(activations)
         self.l1 = l1
@@ -134,12 +141,19 @@ class Autoencoder:
 
     # scikit-learn conventions -------------------------------------------------------------------------
     def get_params(self, deep: bool = True) -> dict[str, Any]:
-        return {"hidden": list(self.hidden), "activations": list(self.activations), "l1": self.l1,
-                "epochs": self.epochs, "batch_size": self.batch_size, "learning_rate": self.learning_rate,
-                "validation_fraction": self.validation_fraction, "seed": self.seed,
-                "feature_names": list(self.feature_names)}
+        return {
+            "hidden": list(self.hidden),
+            "activations": list(self.activations),
+            "l1": self.l1,
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "learning_rate": self.learning_rate,
+            "validation_fraction": self.validation_fraction,
+            "seed": self.seed,
+            "feature_names": list(self.feature_names),
+        }
 
-    def set_params(self, **params: Any) -> "Autoencoder":
+    def set_params(self, **params: Any) -> Autoencoder:
         unknown = set(params) - set(self.get_params())
         if unknown:
             raise ValueError(f"unknown parameters {sorted(unknown)}; valid: {sorted(self.get_params())}")
@@ -147,9 +161,14 @@ class Autoencoder:
             setattr(self, name, tuple(value) if name in ("hidden", "activations", "feature_names") else value)
         return self
 
-    def fit(self, X: Batch, y: Sequence[int] | np.ndarray | None = None, *,
-            on_epoch: Callable[[int, int, dict[str, float]], None] | None = None,
-            verbose: int = 0) -> "Autoencoder":
+    def fit(
+        self,
+        X: Batch,
+        y: Sequence[int] | np.ndarray | None = None,
+        *,
+        on_epoch: Callable[[int, int, dict[str, float]], None] | None = None,
+        verbose: int = 0,
+    ) -> Autoencoder:
         """Train on the legitimate rows of ``X``.
 
         Labels come from ``y`` or, for a table, from its ``Class`` column; without labels every row is
@@ -169,14 +188,18 @@ class Autoencoder:
         keras.utils.set_random_seed(self.seed)
         self.scaler_ = Standardiser.fit(x, self.feature_names)
         scaled = self.scaler_.transform(x, np.float32)
-        self.model_ = build_network(len(self.feature_names), self.hidden, self.activations, self.l1,
-                                    self.learning_rate)
+        self.model_ = build_network(len(self.feature_names), self.hidden, self.activations, self.l1, self.learning_rate)
         progress = EpochLogger(self.epochs, on_epoch)
         started = time.perf_counter()
         self.model_.fit(
-            scaled, scaled, epochs=self.epochs, batch_size=self.batch_size, shuffle=True,
+            scaled,
+            scaled,
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            shuffle=True,
             validation_split=self.validation_fraction if len(scaled) * self.validation_fraction >= 1 else 0.0,
-            callbacks=[progress], verbose=verbose,
+            callbacks=[progress],
+            verbose=verbose,
         )
         self.training_seconds_ = time.perf_counter() - started
         self.training_rows_ = int(len(scaled))
@@ -220,8 +243,7 @@ class Autoencoder:
             "feature_names": list(self.feature_names),
             "scaler": self.scaler_.to_dict(),
             "params": self.get_params(),
-            "training": {"seconds": self.training_seconds_, "rows": self.training_rows_,
-                         "history": self.history_},
+            "training": {"seconds": self.training_seconds_, "rows": self.training_rows_, "history": self.history_},
             "keras_version": keras.__version__,
         }
 
@@ -235,15 +257,14 @@ class Autoencoder:
         return path
 
     @classmethod
-    def load(cls, directory: str | Path) -> "Autoencoder":
+    def load(cls, directory: str | Path) -> Autoencoder:
         configure_tensorflow()
         path = Path(directory)
         meta = json.loads((path / META_FILE).read_text())
         if meta.get("kind") != KIND:
             raise ValueError(f"{path} holds a {meta.get('kind')!r} model, not an {KIND!r}")
         params = meta["params"]
-        self = cls(**{k: v for k, v in params.items() if k != "feature_names"},
-                   feature_names=meta["feature_names"])
+        self = cls(**{k: v for k, v in params.items() if k != "feature_names"}, feature_names=meta["feature_names"])
         self.model_ = keras.saving.load_model(path / MODEL_FILE, safe_mode=True)
         self.scaler_ = Standardiser.from_dict(meta["scaler"], self.feature_names)
         training = meta.get("training", {})

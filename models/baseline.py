@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import skops.io
 import sklearn
+import skops.io
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
@@ -43,8 +43,14 @@ class LogisticBaseline:
 
     kind = KIND
 
-    def __init__(self, C: float = 1.0, class_weight: str | None = "balanced", max_iter: int = 1000,
-                 seed: int = 0, feature_names: Sequence[str] = FEATURE_COLUMNS) -> None:
+    def __init__(
+        self,
+        C: float = 1.0,
+        class_weight: str | None = "balanced",
+        max_iter: int = 1000,
+        seed: int = 0,
+        feature_names: Sequence[str] = FEATURE_COLUMNS,
+    ) -> None:
         self.C = C
         self.class_weight = class_weight
         self.max_iter = max_iter
@@ -55,10 +61,15 @@ class LogisticBaseline:
         self.training_rows_: int | None = None
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
-        return {"C": self.C, "class_weight": self.class_weight, "max_iter": self.max_iter, "seed": self.seed,
-                "feature_names": list(self.feature_names)}
+        return {
+            "C": self.C,
+            "class_weight": self.class_weight,
+            "max_iter": self.max_iter,
+            "seed": self.seed,
+            "feature_names": list(self.feature_names),
+        }
 
-    def set_params(self, **params: Any) -> "LogisticBaseline":
+    def set_params(self, **params: Any) -> LogisticBaseline:
         unknown = set(params) - set(self.get_params())
         if unknown:
             raise ValueError(f"unknown parameters {sorted(unknown)}; valid: {sorted(self.get_params())}")
@@ -66,7 +77,7 @@ class LogisticBaseline:
             setattr(self, name, tuple(value) if name == "feature_names" else value)
         return self
 
-    def fit(self, X: Batch, y: Sequence[int] | np.ndarray | None = None) -> "LogisticBaseline":
+    def fit(self, X: Batch, y: Sequence[int] | np.ndarray | None = None) -> LogisticBaseline:
         """Supervised: labels come from ``y`` or from the table's ``Class`` column; both classes must occur."""
         x = feature_matrix(X, self.feature_names, np.float64)
         if y is None:
@@ -78,11 +89,17 @@ class LogisticBaseline:
             raise ValueError(f"y has shape {y_arr.shape}, expected ({len(x)},)")
         if len(np.unique(y_arr)) < 2:
             raise ValueError("the baseline needs both legitimate and fraudulent rows to train")
-        self.pipeline_ = Pipeline([
-            ("scale", StandardScaler()),
-            ("classify", LogisticRegression(C=self.C, class_weight=self.class_weight, max_iter=self.max_iter,
-                                            random_state=self.seed)),
-        ])
+        self.pipeline_ = Pipeline(
+            [
+                ("scale", StandardScaler()),
+                (
+                    "classify",
+                    LogisticRegression(
+                        C=self.C, class_weight=self.class_weight, max_iter=self.max_iter, random_state=self.seed
+                    ),
+                ),
+            ]
+        )
         started = time.perf_counter()
         self.pipeline_.fit(x, y_arr)
         self.training_seconds_ = time.perf_counter() - started
@@ -99,9 +116,14 @@ class LogisticBaseline:
 
     def metadata(self) -> dict[str, Any]:
         self._check_fitted()
-        return {"kind": KIND, "format": 1, "feature_names": list(self.feature_names), "params": self.get_params(),
-                "training": {"seconds": self.training_seconds_, "rows": self.training_rows_},
-                "sklearn_version": sklearn.__version__}
+        return {
+            "kind": KIND,
+            "format": 1,
+            "feature_names": list(self.feature_names),
+            "params": self.get_params(),
+            "training": {"seconds": self.training_seconds_, "rows": self.training_rows_},
+            "sklearn_version": sklearn.__version__,
+        }
 
     def save(self, directory: str | Path) -> Path:
         """Write ``model.skops`` and ``model.json`` into ``directory``."""
@@ -113,7 +135,7 @@ class LogisticBaseline:
         return path
 
     @classmethod
-    def load(cls, directory: str | Path) -> "LogisticBaseline":
+    def load(cls, directory: str | Path) -> LogisticBaseline:
         path = Path(directory)
         meta = json.loads((path / META_FILE).read_text())
         if meta.get("kind") != KIND:

@@ -46,7 +46,7 @@ class Threshold:
         return json.dumps(self.to_dict(), indent=2) + "\n"
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Threshold":
+    def from_dict(cls, data: dict[str, Any]) -> Threshold:
         if data.get("method") not in METHODS:
             raise ValueError(f"threshold method must be one of {METHODS}, got {data.get('method')!r}")
         return cls(**data)
@@ -58,7 +58,7 @@ class Threshold:
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> "Threshold":
+    def load(cls, path: str | Path) -> Threshold:
         """From ``threshold.json`` or a directory holding it."""
         path = Path(path)
         if path.is_dir():
@@ -85,8 +85,9 @@ def _validated(scores: np.ndarray) -> np.ndarray:
     return s
 
 
-def for_alert_rate(scores: np.ndarray, rate: float, y: np.ndarray | None = None, *,
-                   model_version: str | None = None, version: int = 1) -> Threshold:
+def for_alert_rate(
+    scores: np.ndarray, rate: float, y: np.ndarray | None = None, *, model_version: str | None = None, version: int = 1
+) -> Threshold:
     """The value above which a fraction ``rate`` of the validation rows fall (fewer if scores tie)."""
     if not 0.0 < rate < 1.0:
         raise ValueError(f"target alert rate must be between 0 and 1 (exclusive), got {rate}")
@@ -95,12 +96,12 @@ def for_alert_rate(scores: np.ndarray, rate: float, y: np.ndarray | None = None,
     ordered = np.sort(s)[::-1]
     value = float(ordered[k]) if k < len(ordered) else float(np.nextafter(ordered[-1], -np.inf))
     y_arr = None if y is None else np.asarray(y)
-    return Threshold(value, ALERT_RATE, rate, version, model_version=model_version,
-                     achieved=_achieved(s, value, y_arr))
+    return Threshold(value, ALERT_RATE, rate, version, model_version=model_version, achieved=_achieved(s, value, y_arr))
 
 
-def for_precision(scores: np.ndarray, y: np.ndarray, precision: float, *, model_version: str | None = None,
-                  version: int = 1) -> Threshold:
+def for_precision(
+    scores: np.ndarray, y: np.ndarray, precision: float, *, model_version: str | None = None, version: int = 1
+) -> Threshold:
     """The lowest value whose alerts on validation reach ``precision``: the most recall at that precision.
 
     Raises ValueError when no threshold reaches it (the model cannot deliver that precision on this data).
@@ -125,12 +126,20 @@ def for_precision(scores: np.ndarray, y: np.ndarray, precision: float, *, model_
         raise ValueError(f"no threshold reaches precision {precision} on the validation data (best {best:.3f})")
     k = int(np.flatnonzero(ok)[-1]) + 1
     value = float(ordered[k]) if k < len(ordered) else float(np.nextafter(ordered[-1], -np.inf))
-    return Threshold(value, PRECISION, precision, version, model_version=model_version,
-                     achieved=_achieved(s, value, y_arr))
+    return Threshold(
+        value, PRECISION, precision, version, model_version=model_version, achieved=_achieved(s, value, y_arr)
+    )
 
 
-def calibrate(scores: np.ndarray, method: str, target: float, y: np.ndarray | None = None, *,
-              model_version: str | None = None, version: int = 1) -> Threshold:
+def calibrate(
+    scores: np.ndarray,
+    method: str,
+    target: float,
+    y: np.ndarray | None = None,
+    *,
+    model_version: str | None = None,
+    version: int = 1,
+) -> Threshold:
     if method == ALERT_RATE:
         return for_alert_rate(scores, target, y, model_version=model_version, version=version)
     if method == PRECISION:
@@ -140,8 +149,20 @@ def calibrate(scores: np.ndarray, method: str, target: float, y: np.ndarray | No
     raise ValueError(f"threshold method must be one of {METHODS}, got {method!r}")
 
 
-def recalibrate(previous: Threshold, scores: np.ndarray, y: np.ndarray | None = None, *,
-                target: float | None = None, method: str | None = None) -> Threshold:
+def recalibrate(
+    previous: Threshold,
+    scores: np.ndarray,
+    y: np.ndarray | None = None,
+    *,
+    target: float | None = None,
+    method: str | None = None,
+) -> Threshold:
     """A new version of ``previous`` for the same model, from fresh scores; the model is untouched."""
-    return calibrate(scores, method or previous.method, previous.target if target is None else target, y,
-                     model_version=previous.model_version, version=previous.version + 1)
+    return calibrate(
+        scores,
+        method or previous.method,
+        previous.target if target is None else target,
+        y,
+        model_version=previous.model_version,
+        version=previous.version + 1,
+    )

@@ -1,8 +1,8 @@
 """`fraudstream train`, `fraudstream evaluate` and `fraudstream models ...`: training and the registry from a shell.
 
 The click objects (:data:`train_command`, :data:`evaluate_command`, :data:`models_group`) are registered
-on the `fraudstream` console script by ``stack/cli.py``. Addresses come from the usual environment
-variables (``stack.config.Addresses.from_env``). Bad arguments and failures end in one line, never a
+on the `fraudstream` console script by ``fraudstream/cli.py``. Addresses come from the usual environment
+variables (``fraudstream.config.Addresses.from_env``). Bad arguments and failures end in one line, never a
 traceback.
 """
 
@@ -19,8 +19,8 @@ from typing import Any
 import click
 from rich.table import Table
 
+from fraudstream.terminal import make_console
 from models.datasets import CsvSource, DatasetSource, GeneratedSource, KafkaSource, LakeSource
-from stack.terminal import make_console
 
 console = make_console()
 
@@ -31,6 +31,7 @@ _RANGE = re.compile(r"^(?P<p>\d+):(?P<start>\d+)-(?P<end>\d+)$")
 
 def _one_line_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     """Expected failures (bad data, unknown versions, unreachable services) become one-line click errors."""
+
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from botocore.exceptions import BotoCoreError, ClientError
@@ -42,29 +43,62 @@ def _one_line_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             return command(*args, **kwargs)
         except click.ClickException:
             raise
-        except (RegistryError, ValueError, LookupError, OSError, TimeoutError, RuntimeError, KafkaException,
-                BotoCoreError, ClientError) as error:
+        except (
+            RegistryError,
+            ValueError,
+            LookupError,
+            OSError,
+            TimeoutError,
+            RuntimeError,
+            KafkaException,
+            BotoCoreError,
+            ClientError,
+        ) as error:
             message = " ".join(str(error).split()) or type(error).__name__
             raise click.ClickException(message) from None
+
     return wrapper
 
 
 def dataset_options(required: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """--csv / --generated / --topic / --lake (exactly one when ``required``, at most one otherwise)."""
     options = [
-        click.option("--csv", "csv_path", type=click.Path(exists=True, dir_okay=False),
-                     help="A payment CSV file (Kaggle or extended layout)."),
-        click.option("--generated", type=click.IntRange(min=1), metavar="N",
-                     help="N generated payments (fraudstream generate's generator)."),
+        click.option(
+            "--csv",
+            "csv_path",
+            type=click.Path(exists=True, dir_okay=False),
+            help="A payment CSV file (Kaggle or extended layout).",
+        ),
+        click.option(
+            "--generated",
+            type=click.IntRange(min=1),
+            metavar="N",
+            help="N generated payments (fraudstream generate's generator).",
+        ),
         click.option("--data-seed", type=int, default=0, show_default=True, help="Seed of --generated."),
-        click.option("--fraud-rate", type=click.FloatRange(0, 1, min_open=True), default=0.0017,
-                     show_default=True, help="Fraud rate of --generated."),
+        click.option(
+            "--fraud-rate",
+            type=click.FloatRange(0, 1, min_open=True),
+            default=0.0017,
+            show_default=True,
+            help="Fraud rate of --generated.",
+        ),
         click.option("--topic", metavar="TOPIC", help="A Kafka topic (Avro values via the Schema Registry)."),
-        click.option("--offsets", "offset_ranges", multiple=True, metavar="P:START-END",
-                     help="With --topic: offsets of partition P, END exclusive (repeatable; default: "
-                          "every partition from the start to the end as it is now)."),
-        click.option("--value-format", type=click.Choice(["avro", "json"]), default="avro", show_default=True,
-                     help="With --topic: how values are encoded."),
+        click.option(
+            "--offsets",
+            "offset_ranges",
+            multiple=True,
+            metavar="P:START-END",
+            help="With --topic: offsets of partition P, END exclusive (repeatable; default: "
+            "every partition from the start to the end as it is now).",
+        ),
+        click.option(
+            "--value-format",
+            type=click.Choice(["avro", "json"]),
+            default="avro",
+            show_default=True,
+            help="With --topic: how values are encoded.",
+        ),
         click.option("--lake", metavar="TOPIC", help="A topic as the S3 sink landed it in the bucket."),
         click.option("--topics-dir", default="topics", show_default=True, help="With --lake: the sink's topics.dir."),
     ]
@@ -73,14 +107,27 @@ def dataset_options(required: bool) -> Callable[[Callable[..., Any]], Callable[.
         for option in reversed(options):
             command = option(command)
         return command
+
     return decorate
 
 
-def source_from_options(csv_path: str | None, generated: int | None, data_seed: int, fraud_rate: float,
-                        topic: str | None, offset_ranges: tuple[str, ...], value_format: str, lake: str | None,
-                        topics_dir: str, required: bool = True) -> DatasetSource | None:
-    given = [flag for flag, value in (("--csv", csv_path), ("--generated", generated), ("--topic", topic),
-                                      ("--lake", lake)) if value is not None]
+def source_from_options(
+    csv_path: str | None,
+    generated: int | None,
+    data_seed: int,
+    fraud_rate: float,
+    topic: str | None,
+    offset_ranges: tuple[str, ...],
+    value_format: str,
+    lake: str | None,
+    topics_dir: str,
+    required: bool = True,
+) -> DatasetSource | None:
+    given = [
+        flag
+        for flag, value in (("--csv", csv_path), ("--generated", generated), ("--topic", topic), ("--lake", lake))
+        if value is not None
+    ]
     if len(given) > 1:
         raise click.UsageError(f"give one dataset, not {' and '.join(given)}")
     if not given:
@@ -115,8 +162,18 @@ def _registry() -> Any:
 
 def _metrics_table(metrics: dict[str, Any], title: str) -> Table:
     table = Table("metric", "value", title=title)
-    for key in ("rows", "frauds", "roc_auc", "average_precision", "precision", "recall", "f1", "alert_rate",
-                "recall_at_budget", "threshold"):
+    for key in (
+        "rows",
+        "frauds",
+        "roc_auc",
+        "average_precision",
+        "precision",
+        "recall",
+        "f1",
+        "alert_rate",
+        "recall_at_budget",
+        "threshold",
+    ):
         value = metrics.get(key)
         table.add_row(key, "n/a" if value is None else (f"{value:.4f}" if isinstance(value, float) else str(value)))
     confusion = metrics.get("confusion") or {}
@@ -133,22 +190,48 @@ name_option = click.option("--name", "-n", default=DEFAULT_NAME, show_default=Tr
 @click.option("--epochs", type=click.IntRange(min=1), default=20, show_default=True, help="Autoencoder epochs.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the model (and a random split).")
 @click.option("--split", type=click.Choice(["chronological", "random"]), default="chronological", show_default=True)
-@click.option("--threshold-method", type=click.Choice(["alert_rate", "precision"]), default="alert_rate",
-              show_default=True)
-@click.option("--threshold-target", type=click.FloatRange(0, 1, min_open=True), default=0.005, show_default=True,
-              help="Target alert rate, or target precision.")
-@click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Keep the artifacts here (default: a temporary folder, removed after registering).")
+@click.option(
+    "--threshold-method", type=click.Choice(["alert_rate", "precision"]), default="alert_rate", show_default=True
+)
+@click.option(
+    "--threshold-target",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=0.005,
+    show_default=True,
+    help="Target alert rate, or target precision.",
+)
+@click.option(
+    "--output-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Keep the artifacts here (default: a temporary folder, removed after registering).",
+)
 @click.option("--register/--no-register", default=True, show_default=True, help="Register as a candidate.")
 @name_option
 @_one_line_errors
-def train_command(csv_path: str | None, generated: int | None, data_seed: int, fraud_rate: float,
-                  topic: str | None, offset_ranges: tuple[str, ...], value_format: str, lake: str | None,
-                  topics_dir: str, kind: str, epochs: int, seed: int, split: str, threshold_method: str,
-                  threshold_target: float, output_dir: Path | None, register: bool, name: str) -> None:
+def train_command(
+    csv_path: str | None,
+    generated: int | None,
+    data_seed: int,
+    fraud_rate: float,
+    topic: str | None,
+    offset_ranges: tuple[str, ...],
+    value_format: str,
+    lake: str | None,
+    topics_dir: str,
+    kind: str,
+    epochs: int,
+    seed: int,
+    split: str,
+    threshold_method: str,
+    threshold_target: float,
+    output_dir: Path | None,
+    register: bool,
+    name: str,
+) -> None:
     """Train a model on a dataset, evaluate it on held-out data and register it as a candidate."""
-    source = source_from_options(csv_path, generated, data_seed, fraud_rate, topic, offset_ranges, value_format,
-                                 lake, topics_dir)
+    source = source_from_options(
+        csv_path, generated, data_seed, fraud_rate, topic, offset_ranges, value_format, lake, topics_dir
+    )
     if not register and output_dir is None:
         raise click.UsageError("--no-register needs --output-dir (otherwise the model would be thrown away)")
     if kind == "autoencoder":
@@ -167,9 +250,17 @@ def train_command(csv_path: str | None, generated: int | None, data_seed: int, f
 
     with tempfile.TemporaryDirectory(prefix="fraudstream-train-") as scratch:
         out = output_dir or Path(scratch)
-        result = train(source, model, split=split, seed=seed, threshold_method=threshold_method,
-                       threshold_target=threshold_target, output_dir=out, progress=console.is_terminal,
-                       on_epoch=on_epoch)
+        result = train(
+            source,
+            model,
+            split=split,
+            seed=seed,
+            threshold_method=threshold_method,
+            threshold_target=threshold_target,
+            output_dir=out,
+            progress=console.is_terminal,
+            on_epoch=on_epoch,
+        )
         d = result.dataset.description
         console.print(f"dataset: {d['rows']} rows, {d['frauds']} frauds, {d['rejected_rows']} rejected")
         for warning in result.split.warnings:
@@ -185,13 +276,28 @@ def train_command(csv_path: str | None, generated: int | None, data_seed: int, f
 @click.command("evaluate")
 @click.argument("version")
 @dataset_options(required=True)
-@click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Where the plots and the model card go.")
+@click.option(
+    "--output-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Where the plots and the model card go.",
+)
 @name_option
 @_one_line_errors
-def evaluate_command(version: str, csv_path: str | None, generated: int | None, data_seed: int, fraud_rate: float,
-                     topic: str | None, offset_ranges: tuple[str, ...], value_format: str, lake: str | None,
-                     topics_dir: str, output_dir: Path, name: str) -> None:
+def evaluate_command(
+    version: str,
+    csv_path: str | None,
+    generated: int | None,
+    data_seed: int,
+    fraud_rate: float,
+    topic: str | None,
+    offset_ranges: tuple[str, ...],
+    value_format: str,
+    lake: str | None,
+    topics_dir: str,
+    output_dir: Path,
+    name: str,
+) -> None:
     """Evaluate a registered VERSION (a number or 'production') on a dataset, with its own threshold."""
     import numpy as np
 
@@ -199,8 +305,9 @@ def evaluate_command(version: str, csv_path: str | None, generated: int | None, 
     from models.evaluate import ModelCard, evaluate, plot_all
     from models.features import labels
 
-    source = source_from_options(csv_path, generated, data_seed, fraud_rate, topic, offset_ranges, value_format,
-                                 lake, topics_dir)
+    source = source_from_options(
+        csv_path, generated, data_seed, fraud_rate, topic, offset_ranges, value_format, lake, topics_dir
+    )
     loaded = _registry().load(name, version)
     dataset = load_dataset(source, progress=console.is_terminal)
     if len(dataset.frame) == 0:
@@ -210,14 +317,18 @@ def evaluate_command(version: str, csv_path: str | None, generated: int | None, 
     metrics = evaluate(y, scores, loaded.threshold.value)
     label = "reconstruction error" if loaded.model.kind == "autoencoder" else "fraud probability"
     plots = plot_all(y, scores, loaded.threshold.value, output_dir, score_label=label)
-    card = ModelCard(model={"kind": loaded.model.kind, "version": f"{name}:{loaded.version}",
-                            "params": loaded.model.get_params()},
-                     dataset={**dataset.description, "part": "all rows (evaluation)"},
-                     metrics=metrics.to_dict(), threshold=loaded.threshold.to_dict(),
-                     training_seconds=getattr(loaded.model, "training_seconds_", None),
-                     plots=[p.name for p in plots.values()])
+    card = ModelCard(
+        model={"kind": loaded.model.kind, "version": f"{name}:{loaded.version}", "params": loaded.model.get_params()},
+        dataset={**dataset.description, "part": "all rows (evaluation)"},
+        metrics=metrics.to_dict(),
+        threshold=loaded.threshold.to_dict(),
+        training_seconds=getattr(loaded.model, "training_seconds_", None),
+        plots=[p.name for p in plots.values()],
+    )
     card.save(output_dir)
-    console.print(_metrics_table(metrics.to_dict(), f"{name} version {loaded.version} on {dataset.description['rows']} rows"))
+    console.print(
+        _metrics_table(metrics.to_dict(), f"{name} version {loaded.version} on {dataset.description['rows']} rows")
+    )
     console.print(f"plots and model card in {output_dir}")
 
 
@@ -239,9 +350,15 @@ def list_command(name: str) -> None:
     table = Table("version", "stage", "kind", "created", "avg precision", "ROC-AUC", "threshold", title=name)
     for entry in registry.versions(name):
         metrics = entry.get("metrics") or {}
-        table.add_row(str(entry["version"]), entry["stage"], str(entry.get("kind")), entry["created_at"],
-                      _num(metrics.get("average_precision")), _num(metrics.get("roc_auc")),
-                      f"{_num(entry.get('threshold'))} (v{entry.get('threshold_version')})")
+        table.add_row(
+            str(entry["version"]),
+            entry["stage"],
+            str(entry.get("kind")),
+            entry["created_at"],
+            _num(metrics.get("average_precision")),
+            _num(metrics.get("roc_auc")),
+            f"{_num(entry.get('threshold'))} (v{entry.get('threshold_version')})",
+        )
     console.print(table)
 
 
@@ -258,32 +375,53 @@ def show_command(version: str, name: str) -> None:
 @models_group.command("promote")
 @click.argument("version")
 @click.option("--force", is_flag=True, help="Promote even if it does not beat production (recorded).")
-@click.option("--metric", type=click.Choice(["average_precision", "roc_auc", "recall_at_budget", "f1", "precision",
-                                             "recall"]), default="average_precision", show_default=True)
+@click.option(
+    "--metric",
+    type=click.Choice(["average_precision", "roc_auc", "recall_at_budget", "f1", "precision", "recall"]),
+    default="average_precision",
+    show_default=True,
+)
 @dataset_options(required=False)
 @name_option
 @_one_line_errors
-def promote_command(version: str, force: bool, metric: str, csv_path: str | None, generated: int | None,
-                    data_seed: int, fraud_rate: float, topic: str | None, offset_ranges: tuple[str, ...],
-                    value_format: str, lake: str | None, topics_dir: str, name: str) -> None:
+def promote_command(
+    version: str,
+    force: bool,
+    metric: str,
+    csv_path: str | None,
+    generated: int | None,
+    data_seed: int,
+    fraud_rate: float,
+    topic: str | None,
+    offset_ranges: tuple[str, ...],
+    value_format: str,
+    lake: str | None,
+    topics_dir: str,
+    name: str,
+) -> None:
     """Make candidate VERSION production if it beats production on the same held-out data.
 
     The held-out data is the dataset given, else the candidate's own test part.
     """
     from models.registry import PromotionRefused
 
-    source = source_from_options(csv_path, generated, data_seed, fraud_rate, topic, offset_ranges, value_format,
-                                 lake, topics_dir, required=False)
+    source = source_from_options(
+        csv_path, generated, data_seed, fraud_rate, topic, offset_ranges, value_format, lake, topics_dir, required=False
+    )
     try:
         done = _registry().promote(name, version, metric=metric, force=force, data=source)
     except PromotionRefused as refused:
         raise click.ClickException(f"{refused} (use --force to promote anyway)") from None
     if done.gate is not None:
         g = done.gate
-        console.print(f"{metric}: candidate {_num(g['candidate'])} vs production {_num(g['production'])} "
-                      f"on {g['rows']} held-out rows" + (" [yellow](forced)[/]" if done.forced else ""))
-    console.print(f"{name} version {done.version} is production"
-                  + (f"; version {done.previous} archived" if done.previous is not None else ""))
+        console.print(
+            f"{metric}: candidate {_num(g['candidate'])} vs production {_num(g['production'])} "
+            f"on {g['rows']} held-out rows" + (" [yellow](forced)[/]" if done.forced else "")
+        )
+    console.print(
+        f"{name} version {done.version} is production"
+        + (f"; version {done.previous} archived" if done.previous is not None else "")
+    )
 
 
 @models_group.command("rollback")
@@ -302,16 +440,30 @@ def rollback_command(name: str) -> None:
 @dataset_options(required=True)
 @name_option
 @_one_line_errors
-def recalibrate_command(version: str, target: float | None, method: str | None, csv_path: str | None,
-                        generated: int | None, data_seed: int, fraud_rate: float, topic: str | None,
-                        offset_ranges: tuple[str, ...], value_format: str, lake: str | None, topics_dir: str,
-                        name: str) -> None:
+def recalibrate_command(
+    version: str,
+    target: float | None,
+    method: str | None,
+    csv_path: str | None,
+    generated: int | None,
+    data_seed: int,
+    fraud_rate: float,
+    topic: str | None,
+    offset_ranges: tuple[str, ...],
+    value_format: str,
+    lake: str | None,
+    topics_dir: str,
+    name: str,
+) -> None:
     """A new threshold version for VERSION from fresh data, without retraining."""
-    source = source_from_options(csv_path, generated, data_seed, fraud_rate, topic, offset_ranges, value_format,
-                                 lake, topics_dir)
+    source = source_from_options(
+        csv_path, generated, data_seed, fraud_rate, topic, offset_ranges, value_format, lake, topics_dir
+    )
     fresh = _registry().recalibrate(name, version, source, method=method, target=target)
-    console.print(f"{name} version {version}: threshold version {fresh.version} = {fresh.value:.6g} "
-                  f"({fresh.method} {fresh.target}; achieved {fresh.achieved})")
+    console.print(
+        f"{name} version {version}: threshold version {fresh.version} = {fresh.value:.6g} "
+        f"({fresh.method} {fresh.target}; achieved {fresh.achieved})"
+    )
 
 
 def _num(value: Any) -> str:

@@ -5,7 +5,7 @@ A source is a small frozen dataclass whose ``describe()`` is a JSON-able dict fr
 source yields pandas DataFrames in batches with the extended layout's columns (Id, Timestamp, User, Time,
 V1..V28, Amount, Class), so training never cares where rows came from.
 
-Sources: ``csv`` (either payment file layout), ``generated`` (``stack.generate``), ``kafka`` (a topic
+Sources: ``csv`` (either payment file layout), ``generated`` (``producers.generate``), ``kafka`` (a topic
 and an offset range per partition, Avro values through a Schema Registry or JSON) and ``lake`` (the objects
 Confluent's S3 sink writes, ``<topics.dir>/<topic>/partition=<p>/<topic>+<p>+<offset>.<avro|parquet>``).
 A source whose description needs resolving first (a file's hash, "to the end" of a topic, which objects
@@ -30,7 +30,7 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
-from stack.payments import (
+from producers.payments import (
     EXTENDED_COLUMNS,
     KAGGLE_COLUMNS,
     KAGGLE_EPOCH,
@@ -55,8 +55,9 @@ class DatasetSource(Protocol):
         """Everything needed to load the same rows again (JSON-able; contains ``kind``)."""
         ...
 
-    def batches(self, batch_rows: int = DEFAULT_BATCH_ROWS, progress: bool = False,
-                rejected: list[Rejected] | None = None) -> Iterator[pd.DataFrame]:
+    def batches(
+        self, batch_rows: int = DEFAULT_BATCH_ROWS, progress: bool = False, rejected: list[Rejected] | None = None
+    ) -> Iterator[pd.DataFrame]:
         """DataFrames of at most ``batch_rows`` rows; rows that are not payments go to ``rejected``."""
         ...
 
@@ -66,9 +67,11 @@ _SOURCES: dict[str, Callable[[dict[str, Any]], DatasetSource]] = {}
 
 def register_source(kind: str) -> Callable[[type], type]:
     """Class decorator: make ``source_from_description`` rebuild sources of ``kind`` with ``cls.from_description``."""
+
     def decorate(cls: type) -> type:
         _SOURCES[kind] = cls.from_description  # type: ignore[attr-defined]
         return cls
+
     return decorate
 
 
@@ -102,10 +105,10 @@ class CsvSource:
     kind: str = field(default="csv", init=False)
 
     @classmethod
-    def from_description(cls, description: dict[str, Any]) -> "CsvSource":
+    def from_description(cls, description: dict[str, Any]) -> CsvSource:
         return cls(path=description["path"], sha256=description.get("sha256"))
 
-    def pinned(self) -> "CsvSource":
+    def pinned(self) -> CsvSource:
         """This source with its content hash filled in (what a description should carry)."""
         return self if self.sha256 else CsvSource(self.path, file_sha256(self.path))
 
@@ -119,21 +122,27 @@ class CsvSource:
     def describe(self) -> dict[str, Any]:
         layout, _ = self.layout()
         path = Path(self.path)
-        return {"kind": self.kind, "path": str(path.resolve()), "sha256": self.pinned().sha256,
-                "bytes": path.stat().st_size, "layout": layout.value}
+        return {
+            "kind": self.kind,
+            "path": str(path.resolve()),
+            "sha256": self.pinned().sha256,
+            "bytes": path.stat().st_size,
+            "layout": layout.value,
+        }
 
-    def batches(self, batch_rows: int = DEFAULT_BATCH_ROWS, progress: bool = False,
-                rejected: list[Rejected] | None = None) -> Iterator[pd.DataFrame]:
+    def batches(
+        self, batch_rows: int = DEFAULT_BATCH_ROWS, progress: bool = False, rejected: list[Rejected] | None = None
+    ) -> Iterator[pd.DataFrame]:
         if self.sha256 and file_sha256(self.path) != self.sha256:
-            raise ValueError(f"{self.path} has changed since it was described (SHA-256 differs): "
-                             "not the same dataset")
+            raise ValueError(f"{self.path} has changed since it was described (SHA-256 differs): not the same dataset")
         layout, has_header = self.layout()
         with ExitStack() as stack:
             if progress:
                 import rich.progress
 
                 handle = stack.enter_context(
-                    rich.progress.open(self.path, "rt", newline="", description=Path(self.path).name))
+                    rich.progress.open(self.path, "rt", newline="", description=Path(self.path).name)
+                )
             else:
                 handle = stack.enter_context(open(self.path, newline=""))
             texts: list[str] = []
@@ -153,8 +162,9 @@ class CsvSource:
             if texts:
                 yield self._parse(texts, np.asarray(numbers), layout, rejected)
 
-    def _parse(self, texts: list[str], lines: np.ndarray, layout: Layout,
-               rejected: list[Rejected] | None) -> pd.DataFrame:
+    def _parse(
+        self, texts: list[str], lines: np.ndarray, layout: Layout, rejected: list[Rejected] | None
+    ) -> pd.DataFrame:
         """A block of lines as a typed frame.
 
         Pandas' C parser converts the numbers when every line is well formed (the common case); when a
@@ -192,8 +202,9 @@ class CsvSource:
             reason = str(error)
         rejected.append(Rejected(self.path, line, text, reason))
 
-    def _convert(self, frame: pd.DataFrame, texts: list[str], lines: np.ndarray, layout: Layout,
-                 rejected: list[Rejected]) -> pd.DataFrame:
+    def _convert(
+        self, frame: pd.DataFrame, texts: list[str], lines: np.ndarray, layout: Layout, rejected: list[Rejected]
+    ) -> pd.DataFrame:
         """Typed columns in the extended layout; rows that are not labelled payments are set aside."""
         for column in NUMERIC_COLUMNS:
             if frame[column].dtype != np.float64:
@@ -225,8 +236,15 @@ def _read_block(texts: list[str], columns: list[str], numeric: bool) -> pd.DataF
     """The block parsed by pandas, or None when some line does not fit (wrong width, or not a number)."""
     dtype = {c: (np.float64 if numeric and c in NUMERIC_COLUMNS else str) for c in columns}
     try:
-        frame = pd.read_csv(io.StringIO("".join(texts)), header=None, names=columns, dtype=dtype,
-                            keep_default_na=False, na_values=[""], skip_blank_lines=False)
+        frame = pd.read_csv(
+            io.StringIO("".join(texts)),
+            header=None,
+            names=columns,
+            dtype=dtype,
+            keep_default_na=False,
+            na_values=[""],
+            skip_blank_lines=False,
+        )
     except (ValueError, pd.errors.ParserError):
         return None
     if len(frame) != len(texts):
@@ -237,7 +255,7 @@ def _read_block(texts: list[str], columns: list[str], numeric: bool) -> pd.DataF
 @register_source("generated")
 @dataclass(frozen=True)
 class GeneratedSource:
-    """Synthetic payments from ``stack.generate.generate_payments`` (same seed, same rows)."""
+    """Synthetic payments from ``producers.generate.generate_payments`` (same seed, same rows)."""
 
     rows: int
     seed: int = 0
@@ -245,15 +263,16 @@ class GeneratedSource:
     kind: str = field(default="generated", init=False)
 
     @classmethod
-    def from_description(cls, description: dict[str, Any]) -> "GeneratedSource":
+    def from_description(cls, description: dict[str, Any]) -> GeneratedSource:
         return cls(int(description["rows"]), int(description["seed"]), float(description["fraud_rate"]))
 
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind, "rows": self.rows, "seed": self.seed, "fraud_rate": self.fraud_rate}
 
-    def batches(self, batch_rows: int = DEFAULT_BATCH_ROWS, progress: bool = False,
-                rejected: list[Rejected] | None = None) -> Iterator[pd.DataFrame]:
-        from stack.generate import generate_payments
+    def batches(
+        self, batch_rows: int = DEFAULT_BATCH_ROWS, progress: bool = False, rejected: list[Rejected] | None = None
+    ) -> Iterator[pd.DataFrame]:
+        from producers.generate import generate_payments
 
         frame = generate_payments(self.rows, seed=self.seed, fraud_rate=self.fraud_rate)
         frame["Class"] = frame["Class"].astype(np.int8)
@@ -263,13 +282,19 @@ class GeneratedSource:
 
             starts = rich.progress.track(starts, description="generated payments", total=len(starts))
         for start in starts:
-            yield frame.iloc[start:start + batch_rows].reset_index(drop=True)
+            yield frame.iloc[start : start + batch_rows].reset_index(drop=True)
 
 
 # records from the pipeline (Kafka topics and the lake) ------------------------------------------------
 
-def _payments_frame(raw: pd.DataFrame, fallback_ids: Sequence[str], where: str, positions: Sequence[int],
-                    rejected: list[Rejected] | None) -> pd.DataFrame:
+
+def _payments_frame(
+    raw: pd.DataFrame,
+    fallback_ids: Sequence[str],
+    where: str,
+    positions: Sequence[int],
+    rejected: list[Rejected] | None,
+) -> pd.DataFrame:
     """Records of the pipeline's topics (fields in any case: ksqlDB upper-cases them) as payment rows.
 
     Id is the record's own ID/PAYMENT_ID field, else ``fallback_ids`` (the Kafka key, or the record's
@@ -281,10 +306,13 @@ def _payments_frame(raw: pd.DataFrame, fallback_ids: Sequence[str], where: str, 
     by_lower = {str(c).lower(): c for c in raw.columns}
     missing = [c for c in NUMERIC_COLUMNS if c.lower() not in by_lower]
     if missing:
-        raise ValueError(f"{where}: records have no {missing} fields (they have {list(raw.columns)}): "
-                         "not the payments of the preprocessed stream")
-    frame = pd.DataFrame({c: pd.to_numeric(raw[by_lower[c.lower()]], errors="coerce").astype(np.float64)
-                          for c in NUMERIC_COLUMNS})
+        raise ValueError(
+            f"{where}: records have no {missing} fields (they have {list(raw.columns)}): "
+            "not the payments of the preprocessed stream"
+        )
+    frame = pd.DataFrame(
+        {c: pd.to_numeric(raw[by_lower[c.lower()]], errors="coerce").astype(np.float64) for c in NUMERIC_COLUMNS}
+    )
     values = frame.to_numpy(dtype=np.float64)
     finite = np.isfinite(values)
     bad = ~finite.all(axis=1) | ~np.isin(frame["Class"].to_numpy(), (0, 1))
@@ -310,8 +338,11 @@ def _payments_frame(raw: pd.DataFrame, fallback_ids: Sequence[str], where: str, 
     if "timestamp" in by_lower:
         stamps = raw[by_lower["timestamp"]].astype(object)
     else:
-        stamps = (pd.Timestamp(KAGGLE_EPOCH) + pd.to_timedelta(frame["Time"], unit="s")).dt.strftime(
-            "%Y-%m-%dT%H:%M:%S.%fZ").str.replace(".000000Z", "Z")
+        stamps = (
+            (pd.Timestamp(KAGGLE_EPOCH) + pd.to_timedelta(frame["Time"], unit="s"))
+            .dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            .str.replace(".000000Z", "Z")
+        )
     frame.insert(0, "Id", ids.astype(str).to_numpy())
     frame.insert(1, "Timestamp", stamps.to_numpy())
     frame.insert(2, "User", raw[by_lower["user"]].to_numpy() if "user" in by_lower else None)
@@ -346,8 +377,11 @@ class _Rows:
         for where in dict.fromkeys(self.where):
             rows = [i for i, w in enumerate(self.where) if w == where]
             part = raw.iloc[rows].reset_index(drop=True) if len(rows) < len(raw) else raw
-            parts.append(_payments_frame(part, [self.ids[i] for i in rows], where,
-                                         [self.positions[i] for i in rows], self.rejected))
+            parts.append(
+                _payments_frame(
+                    part, [self.ids[i] for i in rows], where, [self.positions[i] for i in rows], self.rejected
+                )
+            )
         self.records, self.ids, self.where, self.positions = [], [], [], []
         return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
 
@@ -356,8 +390,9 @@ def _progress(total: float, description: str) -> tuple[Any, Callable[[float], No
     """A rich progress bar to enter as a context, and the callback that advances it."""
     import rich.progress
 
-    bar = rich.progress.Progress(*rich.progress.Progress.get_default_columns(),
-                                 rich.progress.MofNCompleteColumn(), transient=False)
+    bar = rich.progress.Progress(
+        *rich.progress.Progress.get_default_columns(), rich.progress.MofNCompleteColumn(), transient=False
+    )
     task = bar.add_task(description, total=total)
     return bar, lambda n: bar.advance(task, n)
 
@@ -368,7 +403,7 @@ class KafkaSource:
     """Records of ``topic`` between offsets, per partition: ``ranges`` holds (partition, start, end), end exclusive.
 
     Without ``ranges`` it means "every partition, from the earliest offset to the end as it is now";
-    :meth:`pinned` turns that into numbers (the end from ``stack.kafka.end_offsets``, because the embedded
+    :meth:`pinned` turns that into numbers (the end from ``fraudstream.kafka.end_offsets``, because the embedded
     broker's "latest" undercounts), and the description keeps them so the same records load again.
     Values are Avro through the Schema Registry (``AvroDeserializer``) or JSON.
     """
@@ -386,28 +421,40 @@ class KafkaSource:
             raise ValueError(f"value_format must be 'avro' or 'json', got {self.value_format!r}")
         for partition, start, end in self.ranges or ():
             if not 0 <= start <= end:
-                raise ValueError(f"{self.topic}[{partition}]: offsets must satisfy 0 <= start <= end, "
-                                 f"got {start}..{end}")
+                raise ValueError(
+                    f"{self.topic}[{partition}]: offsets must satisfy 0 <= start <= end, got {start}..{end}"
+                )
 
     @classmethod
-    def from_description(cls, description: dict[str, Any]) -> "KafkaSource":
+    def from_description(cls, description: dict[str, Any]) -> KafkaSource:
         given = description.get("partitions")  # absent: every partition, up to the end when loaded
-        ranges = None if given is None else tuple(
-            (int(p), int(r["start"]), int(r["end"])) for p, r in sorted(given.items(), key=lambda item: int(item[0])))
-        return cls(description["topic"], ranges, description.get("bootstrap_servers"),
-                   description.get("schema_registry_url"), description.get("value_format", "avro"))
+        ranges = (
+            None
+            if given is None
+            else tuple(
+                (int(p), int(r["start"]), int(r["end"]))
+                for p, r in sorted(given.items(), key=lambda item: int(item[0]))
+            )
+        )
+        return cls(
+            description["topic"],
+            ranges,
+            description.get("bootstrap_servers"),
+            description.get("schema_registry_url"),
+            description.get("value_format", "avro"),
+        )
 
     def _addresses(self) -> tuple[str, str]:
-        from stack.config import Addresses
+        from fraudstream.config import Addresses
 
         env = Addresses.from_env()
         return self.bootstrap_servers or env.bootstrap_servers, self.schema_registry_url or env.schema_registry_url
 
-    def pinned(self) -> "KafkaSource":
+    def pinned(self) -> KafkaSource:
         """This source with addresses and every partition's start and end offsets filled in."""
         from confluent_kafka import Consumer, TopicPartition
 
-        from stack.kafka import consumer_config, end_offsets
+        from fraudstream.kafka import consumer_config, end_offsets
 
         bootstrap, registry = self._addresses()
         if self.ranges is not None:
@@ -415,8 +462,9 @@ class KafkaSource:
         ends = end_offsets(bootstrap, self.topic)
         consumer = Consumer(consumer_config(bootstrap, f"fraudstream-dataset-{self.topic}"))
         try:  # the earliest offset is reported correctly; only "latest" is not
-            starts = {p: consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=self.timeout)[0]
-                      for p in ends}
+            starts = {
+                p: consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=self.timeout)[0] for p in ends
+            }
         finally:
             consumer.close()
         ranges = tuple((p, starts[p], ends[p]) for p in sorted(ends))
@@ -424,25 +472,34 @@ class KafkaSource:
 
     def describe(self) -> dict[str, Any]:
         pinned = self if self.ranges is not None and self.bootstrap_servers else self.pinned()
-        return {"kind": self.kind, "topic": self.topic, "value_format": self.value_format,
-                "bootstrap_servers": pinned.bootstrap_servers, "schema_registry_url": pinned.schema_registry_url,
-                "partitions": {str(p): {"start": s, "end": e} for p, s, e in pinned.ranges or ()},
-                "end": "exclusive"}
+        return {
+            "kind": self.kind,
+            "topic": self.topic,
+            "value_format": self.value_format,
+            "bootstrap_servers": pinned.bootstrap_servers,
+            "schema_registry_url": pinned.schema_registry_url,
+            "partitions": {str(p): {"start": s, "end": e} for p, s, e in pinned.ranges or ()},
+            "end": "exclusive",
+        }
 
-    def batches(self, batch_rows: int = DEFAULT_BATCH_ROWS, progress: bool = False,
-                rejected: list[Rejected] | None = None) -> Iterator[pd.DataFrame]:
+    def batches(
+        self, batch_rows: int = DEFAULT_BATCH_ROWS, progress: bool = False, rejected: list[Rejected] | None = None
+    ) -> Iterator[pd.DataFrame]:
         import time
 
         from confluent_kafka import Consumer, KafkaError, TopicPartition
 
-        from stack.kafka import consumer_config
+        from fraudstream.kafka import consumer_config
 
         source = self if self.ranges is not None and self.bootstrap_servers else self.pinned()
         bootstrap, registry = source._addresses()
         wanted = {p: (s, e) for p, s, e in source.ranges or () if e > s}
         decode = self._decoder(registry)
-        consumer = Consumer(consumer_config(bootstrap, f"fraudstream-dataset-{self.topic}",
-                                            enable_auto_commit=False, enable_partition_eof=True))
+        consumer = Consumer(
+            consumer_config(
+                bootstrap, f"fraudstream-dataset-{self.topic}", enable_auto_commit=False, enable_partition_eof=True
+            )
+        )
         rows = _Rows(batch_rows, rejected)
         with ExitStack() as stack:
             stack.callback(consumer.close)
@@ -456,8 +513,10 @@ class KafkaSource:
             while pending:
                 messages = consumer.consume(num_messages=min(batch_rows, 5_000), timeout=1.0)
                 if not messages and time.monotonic() - last_progress > self.timeout:
-                    raise TimeoutError(f"no records from {self.topic} partitions {sorted(pending)} for "
-                                       f"{self.timeout:.0f} s; wanted offsets {wanted}")
+                    raise TimeoutError(
+                        f"no records from {self.topic} partitions {sorted(pending)} for "
+                        f"{self.timeout:.0f} s; wanted offsets {wanted}"
+                    )
                 taken = 0
                 for message in messages:
                     partition, offset = message.partition(), message.offset()
@@ -468,8 +527,10 @@ class KafkaSource:
                     if error is not None:
                         if error.code() == KafkaError._PARTITION_EOF:
                             if offset < end:
-                                raise ValueError(f"{self.topic}[{partition}] ends at offset {offset}, before "
-                                                 f"the described end {end}: not the same dataset")
+                                raise ValueError(
+                                    f"{self.topic}[{partition}] ends at offset {offset}, before "
+                                    f"the described end {end}: not the same dataset"
+                                )
                             pending.discard(partition)
                             continue
                         raise RuntimeError(f"reading {self.topic}[{partition}]: {error.str()}")
@@ -484,8 +545,14 @@ class KafkaSource:
                         record = decode(message)
                     except Exception as error:  # noqa: BLE001 - any undecodable value is set aside with why
                         if rejected is not None:
-                            rejected.append(Rejected(where, offset, repr(message.value()[:200]),
-                                                     f"value is not {self.value_format}: {error}"))
+                            rejected.append(
+                                Rejected(
+                                    where,
+                                    offset,
+                                    repr(message.value()[:200]),
+                                    f"value is not {self.value_format}: {error}",
+                                )
+                            )
                         record = None
                     if record is not None:
                         frame = rows.add(record, fallback, where, offset)
@@ -546,26 +613,34 @@ class LakeSource:
     _records: dict[str, int] = field(default_factory=dict, init=False, compare=False, repr=False)
 
     @classmethod
-    def from_description(cls, description: dict[str, Any]) -> "LakeSource":
-        objects = tuple(LakeObject(o["key"], o["etag"], int(o["size"]), int(o["partition"]),
-                                   int(o["start_offset"]), o["format"]) for o in description["objects"])
+    def from_description(cls, description: dict[str, Any]) -> LakeSource:
+        objects = tuple(
+            LakeObject(o["key"], o["etag"], int(o["size"]), int(o["partition"]), int(o["start_offset"]), o["format"])
+            for o in description["objects"]
+        )
         partitions = description.get("partitions")
-        return cls(description["topic"], description["bucket"], description.get("topics_dir", "topics"),
-                   description.get("endpoint_url"), tuple(partitions) if partitions is not None else None, objects)
+        return cls(
+            description["topic"],
+            description["bucket"],
+            description.get("topics_dir", "topics"),
+            description.get("endpoint_url"),
+            tuple(partitions) if partitions is not None else None,
+            objects,
+        )
 
     def _where(self) -> tuple[str, str]:
-        from stack.config import Addresses
+        from fraudstream.config import Addresses
 
         env = Addresses.from_env()
         return self.bucket or env.bucket, self.endpoint_url or env.s3_endpoint_url
 
-    def pinned(self) -> "LakeSource":
+    def pinned(self) -> LakeSource:
         """This source with its bucket, endpoint and the list of objects filled in."""
         bucket, endpoint = self._where()
         if self.objects is not None:
             return LakeSource(self.topic, bucket, self.topics_dir, endpoint, self.partitions, self.objects)
         from connectors.lake import parse_key
-        from stack.objectstore import s3_client
+        from fraudstream.s3 import s3_client
 
         prefix = f"{self.topics_dir.strip('/')}/{self.topic}/"
         found = []
@@ -576,8 +651,16 @@ class LakeSource:
                     continue
                 if self.partitions is not None and parsed.partition not in self.partitions:
                     continue
-                found.append(LakeObject(entry["Key"], entry["ETag"].strip('"'), int(entry["Size"]),
-                                        parsed.partition, parsed.start_offset, parsed.extension))
+                found.append(
+                    LakeObject(
+                        entry["Key"],
+                        entry["ETag"].strip('"'),
+                        int(entry["Size"]),
+                        parsed.partition,
+                        parsed.start_offset,
+                        parsed.extension,
+                    )
+                )
         found.sort(key=lambda o: (o.partition, o.start_offset))
         if not found:
             raise ValueError(f"no Avro or Parquet objects of topic {self.topic!r} under s3://{bucket}/{prefix}")
@@ -587,23 +670,36 @@ class LakeSource:
         pinned = self if self.objects is not None and self.bucket else self.pinned()
         objects = []
         for o in pinned.objects or ():
-            entry: dict[str, Any] = {"key": o.key, "etag": o.etag, "size": o.size, "partition": o.partition,
-                                     "start_offset": o.start_offset, "format": o.format}
+            entry: dict[str, Any] = {
+                "key": o.key,
+                "etag": o.etag,
+                "size": o.size,
+                "partition": o.partition,
+                "start_offset": o.start_offset,
+                "format": o.format,
+            }
             records = self._records.get(o.key)
             if records is not None:
                 entry["records"] = records
                 entry["end_offset"] = o.start_offset + records - 1
             objects.append(entry)
-        return {"kind": self.kind, "topic": self.topic, "bucket": pinned.bucket, "topics_dir": self.topics_dir,
-                "endpoint_url": pinned.endpoint_url,
-                "partitions": list(self.partitions) if self.partitions is not None else None, "objects": objects}
+        return {
+            "kind": self.kind,
+            "topic": self.topic,
+            "bucket": pinned.bucket,
+            "topics_dir": self.topics_dir,
+            "endpoint_url": pinned.endpoint_url,
+            "partitions": list(self.partitions) if self.partitions is not None else None,
+            "objects": objects,
+        }
 
-    def batches(self, batch_rows: int = DEFAULT_BATCH_ROWS, progress: bool = False,
-                rejected: list[Rejected] | None = None) -> Iterator[pd.DataFrame]:
+    def batches(
+        self, batch_rows: int = DEFAULT_BATCH_ROWS, progress: bool = False, rejected: list[Rejected] | None = None
+    ) -> Iterator[pd.DataFrame]:
         import fastavro
         import pyarrow.parquet as pq
 
-        from stack.objectstore import s3_client
+        from fraudstream.s3 import s3_client
 
         source = self if self.objects is not None and self.bucket else self.pinned()
         client = s3_client(source.endpoint_url)
@@ -616,15 +712,18 @@ class LakeSource:
             for obj in source.objects or ():
                 response = client.get_object(Bucket=source.bucket, Key=obj.key)
                 if response["ETag"].strip('"') != obj.etag:
-                    raise ValueError(f"s3://{source.bucket}/{obj.key} has changed since it was described "
-                                     f"(ETag {response['ETag']} != {obj.etag}): not the same dataset")
+                    raise ValueError(
+                        f"s3://{source.bucket}/{obj.key} has changed since it was described "
+                        f"(ETag {response['ETag']} != {obj.etag}): not the same dataset"
+                    )
                 body = io.BytesIO(response["Body"].read())  # one object at a time: flush.size records
                 where = f"{obj.key}"
                 if obj.format == "avro":
                     records: Iterator[dict[str, Any]] = iter(fastavro.reader(body))
                 else:
-                    records = (r for b in pq.ParquetFile(body).iter_batches(batch_size=batch_rows)
-                               for r in b.to_pylist())
+                    records = (
+                        r for b in pq.ParquetFile(body).iter_batches(batch_size=batch_rows) for r in b.to_pylist()
+                    )
                 count = 0
                 for count, record in enumerate(records, start=1):
                     offset = obj.start_offset + count - 1
@@ -668,6 +767,7 @@ def load_dataset(source: DatasetSource, batch_rows: int = DEFAULT_BATCH_ROWS, pr
     }
     if rejected:
         description["rejected_examples"] = [str(r) for r in rejected[:5]]
-        log.warning("%d rows of %s are not payments and were left out, e.g. %s", len(rejected),
-                    source.kind, rejected[0])
+        log.warning(
+            "%d rows of %s are not payments and were left out, e.g. %s", len(rejected), source.kind, rejected[0]
+        )
     return Dataset(frame, description, rejected)

@@ -8,7 +8,6 @@ the ``ksql/`` statements) so a change of preprocessing is visible next to the nu
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import platform
@@ -21,10 +20,10 @@ from typing import Any
 import numpy as np
 from sklearn import metrics as skm
 
+from fraudstream.statements import statements_hash
 from models.calibrate import is_alert
 
 DEFAULT_ALERT_BUDGET = 0.005
-KSQL_DIR = Path(__file__).resolve().parent.parent / "ksql"
 CARD_JSON = "model_card.json"
 CARD_MARKDOWN = "model_card.md"
 LIBRARIES = ("keras", "tensorflow-cpu", "numpy", "pandas", "scikit-learn", "skops", "pyarrow", "matplotlib")
@@ -68,8 +67,9 @@ def recall_at_budget(y: np.ndarray, scores: np.ndarray, budget: float = DEFAULT_
     return int((y[top] == 1).sum()) / positives
 
 
-def evaluate(y_true: np.ndarray, scores: np.ndarray, threshold: float,
-             alert_budget: float = DEFAULT_ALERT_BUDGET) -> Metrics:
+def evaluate(
+    y_true: np.ndarray, scores: np.ndarray, threshold: float, alert_budget: float = DEFAULT_ALERT_BUDGET
+) -> Metrics:
     y = np.asarray(y_true).astype(np.int64)
     s = np.asarray(scores, dtype=np.float64)
     if y.shape != s.shape or y.ndim != 1:
@@ -79,22 +79,34 @@ def evaluate(y_true: np.ndarray, scores: np.ndarray, threshold: float,
     predicted = is_alert(s, threshold).astype(np.int64)
     tn, fp, fn, tp = (int(v) for v in skm.confusion_matrix(y, predicted, labels=[0, 1]).ravel())
     precision, recall, f1, _ = skm.precision_recall_fscore_support(
-        y, predicted, average="binary", pos_label=1, zero_division=0)
+        y, predicted, average="binary", pos_label=1, zero_division=0
+    )
     return Metrics(
-        rows=int(len(y)), frauds=int(y.sum()),
+        rows=int(len(y)),
+        frauds=int(y.sum()),
         roc_auc=_ranking_metric(skm.roc_auc_score, y, s),
         average_precision=_ranking_metric(skm.average_precision_score, y, s),
-        threshold=float(threshold), precision=float(precision), recall=float(recall), f1=float(f1),
+        threshold=float(threshold),
+        precision=float(precision),
+        recall=float(recall),
+        f1=float(f1),
         alert_rate=float(predicted.mean()),
         confusion={"tn": tn, "fp": fp, "fn": fn, "tp": tp},
-        alert_budget=alert_budget, recall_at_budget=recall_at_budget(y, s, alert_budget),
+        alert_budget=alert_budget,
+        recall_at_budget=recall_at_budget(y, s, alert_budget),
     )
 
 
 # plots ------------------------------------------------------------------------------------------------
 
-def plot_all(y_true: np.ndarray, scores: np.ndarray, threshold: float, directory: str | Path,
-             score_label: str = "reconstruction error") -> dict[str, Path]:
+
+def plot_all(
+    y_true: np.ndarray,
+    scores: np.ndarray,
+    threshold: float,
+    directory: str | Path,
+    score_label: str = "reconstruction error",
+) -> dict[str, Path]:
     """ROC, PR, score by class and precision/recall vs threshold as PNG files in ``directory``.
 
     Figures are drawn without pyplot, so the caller's backend (a notebook's inline plots) is left alone.
@@ -160,14 +172,6 @@ def plot_all(y_true: np.ndarray, scores: np.ndarray, threshold: float, directory
 
 # model card -------------------------------------------------------------------------------------------
 
-def ksql_hash(directory: str | Path = KSQL_DIR) -> str:
-    """SHA-256 over every ``*.sql`` file (name and content, in name order): the preprocessing's identity."""
-    digest = hashlib.sha256()
-    for path in sorted(Path(directory).glob("*.sql")):
-        digest.update(path.name.encode() + b"\0")
-        digest.update(path.read_bytes() + b"\0")
-    return digest.hexdigest()
-
 
 def library_versions(names: tuple[str, ...] = LIBRARIES) -> dict[str, str]:
     versions = {"python": platform.python_version()}
@@ -201,7 +205,7 @@ class ModelCard:
     metrics: dict[str, Any]
     threshold: dict[str, Any]
     training_seconds: float | None
-    ksql_sha256: str = field(default_factory=ksql_hash)
+    ksql_sha256: str = field(default_factory=statements_hash)
     libraries: dict[str, str] = field(default_factory=library_versions)
     created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     plots: list[str] = field(default_factory=list)
@@ -222,11 +226,14 @@ class ModelCard:
             "",
             "## Dataset",
             "",
-            "```json", json.dumps(_json_safe(self.dataset), indent=2), "```",
+            "```json",
+            json.dumps(_json_safe(self.dataset), indent=2),
+            "```",
             "",
             "## Metrics (test part)",
             "",
-            "| metric | value |", "|---|---|",
+            "| metric | value |",
+            "|---|---|",
             f"| rows / frauds | {m.get('rows')} / {m.get('frauds')} |",
             f"| ROC-AUC | {num(m.get('roc_auc'))} |",
             f"| average precision (PR-AUC) | {num(m.get('average_precision'))} |",
@@ -238,7 +245,8 @@ class ModelCard:
             "",
             "Confusion matrix at the threshold:",
             "",
-            "| | predicted legitimate | predicted fraud |", "|---|---|---|",
+            "| | predicted legitimate | predicted fraud |",
+            "|---|---|---|",
             f"| legitimate | {m.get('confusion', {}).get('tn')} | {m.get('confusion', {}).get('fp')} |",
             f"| fraud | {m.get('confusion', {}).get('fn')} | {m.get('confusion', {}).get('tp')} |",
             "",
@@ -248,7 +256,9 @@ class ModelCard:
             "",
             "## Model",
             "",
-            "```json", json.dumps(_json_safe(self.model), indent=2), "```",
+            "```json",
+            json.dumps(_json_safe(self.model), indent=2),
+            "```",
             "",
             "## Provenance",
             "",
@@ -267,5 +277,5 @@ class ModelCard:
         return out / CARD_JSON, out / CARD_MARKDOWN
 
     @classmethod
-    def load(cls, directory: str | Path) -> "ModelCard":
+    def load(cls, directory: str | Path) -> ModelCard:
         return cls(**json.loads((Path(directory) / CARD_JSON).read_text()))

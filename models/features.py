@@ -72,8 +72,9 @@ def check_columns(columns: Sequence[str], feature_names: Sequence[str] = FEATURE
     return found
 
 
-def feature_matrix(batch: Batch, feature_names: Sequence[str] = FEATURE_COLUMNS,
-                   dtype: type = np.float32) -> np.ndarray:
+def feature_matrix(
+    batch: Batch, feature_names: Sequence[str] = FEATURE_COLUMNS, dtype: type = np.float32
+) -> np.ndarray:
     """The batch's features as a C-contiguous 2-D array in model column order.
 
     A NumPy array is taken to be in model order already (only its width can be checked); tables are
@@ -98,7 +99,9 @@ def feature_matrix(batch: Batch, feature_names: Sequence[str] = FEATURE_COLUMNS,
                 raise FeatureMismatchError(f"column {name!r} has {column.null_count} null values")
             out[:, j] = column.to_numpy(zero_copy_only=False)
         return out
-    raise TypeError(f"expected a NumPy array, pandas DataFrame or pyarrow Table/RecordBatch, got {type(batch).__name__}")
+    raise TypeError(
+        f"expected a NumPy array, pandas DataFrame or pyarrow Table/RecordBatch, got {type(batch).__name__}"
+    )
 
 
 def has_label(batch: Batch) -> bool:

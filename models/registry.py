@@ -43,6 +43,8 @@ from typing import Any, TypeVar
 import numpy as np
 from botocore.exceptions import ClientError
 
+from fraudstream.kafka import ensure_topic
+from fraudstream.topics import MODEL_UPDATES_TOPIC, ModelUpdate
 from models.artifacts import META_FILE, FraudModel, artifact_files, load_model
 from models.calibrate import THRESHOLD_FILE, Threshold, recalibrate
 from models.datasets import Dataset, DatasetSource, load_dataset, source_from_description
@@ -53,7 +55,7 @@ from models.split import chronological_split, random_split
 log = logging.getLogger(__name__)
 
 PREFIX = "models/"
-UPDATES_TOPIC = "model-updates"
+UPDATES_TOPIC = MODEL_UPDATES_TOPIC  # the registry publishes every stage change there
 INDEX = "index.json"
 CANDIDATE, PRODUCTION, ARCHIVED = "candidate", "production", "archived"
 REGISTERING = "registering"
@@ -104,9 +106,15 @@ class Promotion:
 class ModelRegistry:
     """Register, list, promote, roll back, recalibrate and load model versions (see the module docstring)."""
 
-    def __init__(self, bucket: str, endpoint_url: str | None = None, bootstrap_servers: str | None = None,
-                 cache_dir: str | Path | None = None, prefix: str = PREFIX) -> None:
-        from stack.objectstore import s3_client
+    def __init__(
+        self,
+        bucket: str,
+        endpoint_url: str | None = None,
+        bootstrap_servers: str | None = None,
+        cache_dir: str | Path | None = None,
+        prefix: str = PREFIX,
+    ) -> None:
+        from fraudstream.s3 import s3_client
 
         self.bucket = bucket
         self.endpoint_url = endpoint_url
@@ -119,9 +127,9 @@ class ModelRegistry:
         self._conditional_checked = False
 
     @classmethod
-    def from_addresses(cls, addresses: Any = None, cache_dir: str | Path | None = None) -> "ModelRegistry":
+    def from_addresses(cls, addresses: Any = None, cache_dir: str | Path | None = None) -> ModelRegistry:
         """The registry of a stack's addresses (default: the environment's, else the embedded stack's)."""
-        from stack.config import Addresses
+        from fraudstream.config import Addresses
 
         addresses = addresses or Addresses.from_env()
         return cls(addresses.bucket, addresses.s3_endpoint_url, addresses.bootstrap_servers, cache_dir)
@@ -141,8 +149,9 @@ class ModelRegistry:
 
     def _put_json(self, key: str, value: dict[str, Any], **conditions: str) -> str:
         body = (json.dumps(value, indent=2, default=_json_default) + "\n").encode()
-        return self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType="application/json",
-                                  **conditions)["ETag"]
+        return self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType="application/json", **conditions)[
+            "ETag"
+        ]
 
     def check_conditional_writes(self) -> None:
         """Fail loudly if the store ignores If-Match (then compare-and-swap would silently not happen)."""
@@ -157,8 +166,10 @@ class ModelRegistry:
                 self._conditional_checked = True
                 return
             raise
-        raise RegistryError(f"the object store at {self.endpoint_url} ignores If-Match on PutObject: the "
-                            "registry's index cannot be updated safely there")
+        raise RegistryError(
+            f"the object store at {self.endpoint_url} ignores If-Match on PutObject: the "
+            "registry's index cannot be updated safely there"
+        )
 
     def _update(self, name: str, change: Callable[[dict[str, Any]], T], create: bool = False) -> T:
         """Apply ``change`` to the index of ``name`` and write it back only if nobody wrote in between."""
@@ -169,8 +180,7 @@ class ModelRegistry:
             if index is None:
                 if not create:
                     raise RegistryError(f"no model named {name!r} in s3://{self.bucket}/{self.prefix}")
-                index = {"name": name, "next_version": 1, "production": None, "production_history": [],
-                         "versions": {}}
+                index = {"name": name, "next_version": 1, "production": None, "production_history": [], "versions": {}}
             result = change(index)
             try:
                 self._put_json(key, index, **({"IfMatch": etag} if etag else {"IfNoneMatch": "*"}))
@@ -191,9 +201,10 @@ class ModelRegistry:
     # reading -----------------------------------------------------------------------------------------
     def names(self) -> list[str]:
         found = []
-        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.prefix,
-                                                                       Delimiter="/"):
-            found += [p["Prefix"][len(self.prefix):].rstrip("/") for p in page.get("CommonPrefixes", [])]
+        for page in self.s3.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=self.prefix, Delimiter="/"
+        ):
+            found += [p["Prefix"][len(self.prefix) :].rstrip("/") for p in page.get("CommonPrefixes", [])]
         return sorted(found)
 
     def versions(self, name: str) -> list[dict[str, Any]]:
@@ -248,8 +259,13 @@ class ModelRegistry:
         def reserve(index: dict[str, Any]) -> int:
             number = int(index["next_version"])
             index["next_version"] = number + 1
-            index["versions"][str(number)] = {"version": number, "stage": REGISTERING, "kind": kind,
-                                              "created_at": _now(), "history": []}
+            index["versions"][str(number)] = {
+                "version": number,
+                "stage": REGISTERING,
+                "kind": kind,
+                "created_at": _now(),
+                "history": [],
+            }
             return number
 
         number = self._update(name, reserve, create=True)
@@ -265,10 +281,17 @@ class ModelRegistry:
 
         def finish(index: dict[str, Any]) -> dict[str, Any]:
             entry = index["versions"][str(number)]
-            entry.update(stage=CANDIDATE, files=files, threshold_version=1, threshold=first.value,
-                         metrics=metrics, dataset=(card or {}).get("dataset"))
-            entry["history"].append({"at": _now(), "event": "registered", "stage": CANDIDATE,
-                                     **({"note": note} if note else {})})
+            entry.update(
+                stage=CANDIDATE,
+                files=files,
+                threshold_version=1,
+                threshold=first.value,
+                metrics=metrics,
+                dataset=(card or {}).get("dataset"),
+            )
+            entry["history"].append(
+                {"at": _now(), "event": "registered", "stage": CANDIDATE, **({"note": note} if note else {})}
+            )
             return entry
 
         entry = self._update(name, finish)
@@ -277,8 +300,15 @@ class ModelRegistry:
         return entry
 
     # stages ------------------------------------------------------------------------------------------
-    def promote(self, name: str, version: int | str, *, metric: str = DEFAULT_METRIC, force: bool = False,
-                data: DatasetSource | Dataset | None = None) -> Promotion:
+    def promote(
+        self,
+        name: str,
+        version: int | str,
+        *,
+        metric: str = DEFAULT_METRIC,
+        force: bool = False,
+        data: DatasetSource | Dataset | None = None,
+    ) -> Promotion:
         """Make a candidate production if it beats production on the same held-out data (or ``force``).
 
         The held-out data is ``data`` when given, else the candidate's own test part rebuilt from its
@@ -293,17 +323,20 @@ class ModelRegistry:
         number = self._resolve(index, version)
         stage = index["versions"][str(number)]["stage"]
         if stage != CANDIDATE:
-            raise RegistryError(f"{name} version {number} is {stage}; only candidates can be promoted"
-                                + (" (use rollback to return to an earlier production version)"
-                                   if stage == ARCHIVED else ""))
+            raise RegistryError(
+                f"{name} version {number} is {stage}; only candidates can be promoted"
+                + (" (use rollback to return to an earlier production version)" if stage == ARCHIVED else "")
+            )
         current = index["production"]
         gate = None
         if current is not None:
             gate = self._gate(name, number, int(current), metric, data)
             if not gate["passed"]:
-                message = (f"{name} version {number} does not beat production version {current} on "
-                           f"{metric}: {_fmt(gate['candidate'])} vs {_fmt(gate['production'])} on "
-                           f"{gate['rows']} held-out rows ({gate['frauds']} frauds)")
+                message = (
+                    f"{name} version {number} does not beat production version {current} on "
+                    f"{metric}: {_fmt(gate['candidate'])} vs {_fmt(gate['production'])} on "
+                    f"{gate['rows']} held-out rows ({gate['frauds']} frauds)"
+                )
                 if not force:
                     self._record(name, number, {"event": "promotion refused", "gate": gate})
                     raise PromotionRefused(message, gate)
@@ -311,16 +344,25 @@ class ModelRegistry:
 
         def apply(index: dict[str, Any]) -> None:
             if index["production"] != current:
-                raise RegistryError(f"production of {name} changed to version {index['production']} while "
-                                    "the gate ran; promote again")
+                raise RegistryError(
+                    f"production of {name} changed to version {index['production']} while the gate ran; promote again"
+                )
             entry = index["versions"][str(number)]
             if entry["stage"] != CANDIDATE:
                 raise RegistryError(f"{name} version {number} became {entry['stage']} meanwhile")
             at = _now()
             entry["stage"] = PRODUCTION
-            entry["history"].append({"at": at, "event": "promoted", "stage": PRODUCTION, "previous": current,
-                                     "forced": bool(force and gate is not None and not gate["passed"]),
-                                     "force_requested": force, "gate": gate})
+            entry["history"].append(
+                {
+                    "at": at,
+                    "event": "promoted",
+                    "stage": PRODUCTION,
+                    "previous": current,
+                    "forced": bool(force and gate is not None and not gate["passed"]),
+                    "force_requested": force,
+                    "gate": gate,
+                }
+            )
             if current is not None:
                 old = index["versions"][str(current)]
                 old["stage"] = ARCHIVED
@@ -330,12 +372,24 @@ class ModelRegistry:
 
         self._update(name, apply)
         entry = self.version(name, number)
-        self._publish(name, number, PRODUCTION, previous_stage=CANDIDATE, previous=current,
-                      threshold_version=entry["threshold_version"])
+        self._publish(
+            name,
+            number,
+            PRODUCTION,
+            previous_stage=CANDIDATE,
+            previous=current,
+            threshold_version=entry["threshold_version"],
+        )
         if current is not None:
             old = self.version(name, current)
-            self._publish(name, current, ARCHIVED, previous_stage=PRODUCTION, previous=None,
-                          threshold_version=old["threshold_version"])
+            self._publish(
+                name,
+                current,
+                ARCHIVED,
+                previous_stage=PRODUCTION,
+                previous=None,
+                threshold_version=old["threshold_version"],
+            )
         return Promotion(name, number, current, bool(force and gate is not None and not gate["passed"]), gate)
 
     def rollback(self, name: str) -> Promotion:
@@ -348,30 +402,52 @@ class ModelRegistry:
                 raise RegistryError(f"model {name!r} has no production version to roll back")
             history = [v for v in index["production_history"] if v != current]
             if not history:
-                raise RegistryError(f"{name} version {current} is the only version that was ever in production: "
-                                    "nothing to roll back to")
+                raise RegistryError(
+                    f"{name} version {current} is the only version that was ever in production: nothing to roll back to"
+                )
             previous = history[-1]
             at = _now()
             index["versions"][str(current)]["stage"] = ARCHIVED
             index["versions"][str(current)]["history"].append(
-                {"at": at, "event": "rolled back", "stage": ARCHIVED, "replaced_by": previous})
+                {"at": at, "event": "rolled back", "stage": ARCHIVED, "replaced_by": previous}
+            )
             index["versions"][str(previous)]["stage"] = PRODUCTION
             index["versions"][str(previous)]["history"].append(
-                {"at": at, "event": "restored by rollback", "stage": PRODUCTION, "previous": current})
+                {"at": at, "event": "restored by rollback", "stage": PRODUCTION, "previous": current}
+            )
             index["production"] = previous
             index["production_history"] = history
             moved.update(current=current, previous=previous)
 
         self._update(name, apply)
         current, previous = moved["current"], moved["previous"]
-        self._publish(name, previous, PRODUCTION, previous_stage=ARCHIVED, previous=current,
-                      threshold_version=self.version(name, previous)["threshold_version"])
-        self._publish(name, current, ARCHIVED, previous_stage=PRODUCTION, previous=None,
-                      threshold_version=self.version(name, current)["threshold_version"])
+        self._publish(
+            name,
+            previous,
+            PRODUCTION,
+            previous_stage=ARCHIVED,
+            previous=current,
+            threshold_version=self.version(name, previous)["threshold_version"],
+        )
+        self._publish(
+            name,
+            current,
+            ARCHIVED,
+            previous_stage=PRODUCTION,
+            previous=None,
+            threshold_version=self.version(name, current)["threshold_version"],
+        )
         return Promotion(name, previous, current, False, None)
 
-    def recalibrate(self, name: str, version: int | str, data: DatasetSource | Dataset, *,
-                    method: str | None = None, target: float | None = None) -> Threshold:
+    def recalibrate(
+        self,
+        name: str,
+        version: int | str,
+        data: DatasetSource | Dataset,
+        *,
+        method: str | None = None,
+        target: float | None = None,
+    ) -> Threshold:
         """A new threshold version for ``version`` from fresh scores on ``data``; the model is not retrained."""
         loaded = self.load(name, version)
         dataset = data if isinstance(data, Dataset) else load_dataset(data)
@@ -382,8 +458,9 @@ class ModelRegistry:
         # a new number per attempt, written only if absent, so concurrent recalibrations never overwrite
         for _ in range(CAS_ATTEMPTS):
             try:
-                self._put_json(self._key(name, number, "thresholds", f"{fresh.version}.json"), fresh.to_dict(),
-                               IfNoneMatch="*")
+                self._put_json(
+                    self._key(name, number, "thresholds", f"{fresh.version}.json"), fresh.to_dict(), IfNoneMatch="*"
+                )
                 break
             except ClientError as error:
                 if error.response["ResponseMetadata"]["HTTPStatusCode"] not in (409, 412):
@@ -396,20 +473,31 @@ class ModelRegistry:
             entry = index["versions"][str(number)]
             entry["threshold_version"] = max(fresh.version, int(entry["threshold_version"]))
             entry["threshold"] = fresh.value if entry["threshold_version"] == fresh.version else entry["threshold"]
-            entry["history"].append({"at": _now(), "event": "recalibrated", "threshold_version": fresh.version,
-                                     "threshold": fresh.value, "method": fresh.method, "target": fresh.target,
-                                     "achieved": fresh.achieved, "dataset": dataset.description})
+            entry["history"].append(
+                {
+                    "at": _now(),
+                    "event": "recalibrated",
+                    "threshold_version": fresh.version,
+                    "threshold": fresh.value,
+                    "method": fresh.method,
+                    "target": fresh.target,
+                    "achieved": fresh.achieved,
+                    "dataset": dataset.description,
+                }
+            )
             return entry["stage"]
 
         stage = self._update(name, apply)
         if stage == PRODUCTION:  # workers must pick up the new threshold
-            self._publish(name, number, PRODUCTION, previous_stage=PRODUCTION, previous=number,
-                          threshold_version=fresh.version)
+            self._publish(
+                name, number, PRODUCTION, previous_stage=PRODUCTION, previous=number, threshold_version=fresh.version
+            )
         return fresh
 
     def _record(self, name: str, number: int, event: dict[str, Any]) -> None:
         def apply(index: dict[str, Any]) -> None:
             index["versions"][str(number)]["history"].append({"at": _now(), **event})
+
         self._update(name, apply)
 
     # the gate ----------------------------------------------------------------------------------------
@@ -417,8 +505,9 @@ class ModelRegistry:
         """The version's own test part, rebuilt from its model card's dataset description and split."""
         card = self.card(name, version)
         if not card or "source" not in card.get("dataset", {}):
-            raise RegistryError(f"{name} version {version} has no model card with a dataset description; "
-                                "give the data to compare on")
+            raise RegistryError(
+                f"{name} version {version} has no model card with a dataset description; give the data to compare on"
+            )
         described = card["dataset"]
         dataset = load_dataset(source_from_description(described["source"]))
         split = described.get("split", {})
@@ -428,14 +517,16 @@ class ModelRegistry:
         elif split.get("method", "chronological") == "chronological":
             parts = chronological_split(dataset.frame, fractions)
         else:
-            raise RegistryError(f"{name} version {version} was split {split.get('method')!r}, which cannot be "
-                                "rebuilt from its card; give the data to compare on")
-        description = {**dataset.description, "part": "test", "split": parts.describe(),
-                       "of": f"{name}:{version}"}
+            raise RegistryError(
+                f"{name} version {version} was split {split.get('method')!r}, which cannot be "
+                "rebuilt from its card; give the data to compare on"
+            )
+        description = {**dataset.description, "part": "test", "split": parts.describe(), "of": f"{name}:{version}"}
         return Dataset(parts.test.reset_index(drop=True), description, dataset.rejected)
 
-    def _gate(self, name: str, candidate: int, production: int, metric: str,
-              data: DatasetSource | Dataset | None) -> dict[str, Any]:
+    def _gate(
+        self, name: str, candidate: int, production: int, metric: str, data: DatasetSource | Dataset | None
+    ) -> dict[str, Any]:
         if data is None:
             dataset = self.held_out(name, candidate)
         else:
@@ -447,14 +538,22 @@ class ModelRegistry:
         values: dict[int, float | None] = {}
         for number in (candidate, production):
             loaded = self.load(name, number)
-            measured = evaluate(y, loaded.model.score_samples(frame), loaded.threshold.value,
-                                DEFAULT_ALERT_BUDGET).to_dict()
+            measured = evaluate(
+                y, loaded.model.score_samples(frame), loaded.threshold.value, DEFAULT_ALERT_BUDGET
+            ).to_dict()
             values[number] = measured[metric]
         c, p = values[candidate], values[production]
         passed = c is not None and (p is None or c > p)
-        return {"metric": metric, "candidate": c, "production": p, "production_version": production,
-                "passed": passed, "rows": int(len(frame)), "frauds": int(y.sum()),
-                "dataset": dataset.description}
+        return {
+            "metric": metric,
+            "candidate": c,
+            "production": p,
+            "production_version": production,
+            "passed": passed,
+            "rows": int(len(frame)),
+            "frauds": int(y.sum()),
+            "dataset": dataset.description,
+        }
 
     # loading -----------------------------------------------------------------------------------------
     def load(self, name: str, version: int | str | None = None) -> LoadedModel:
@@ -486,21 +585,36 @@ class ModelRegistry:
         return LoadedModel(name, number, model, self.threshold(name, number, entry["threshold_version"]), target)
 
     # events ------------------------------------------------------------------------------------------
-    def _publish(self, name: str, version: int, stage: str, *, previous_stage: str | None, previous: int | None,
-                 threshold_version: int) -> None:
+    def _publish(
+        self,
+        name: str,
+        version: int,
+        stage: str,
+        *,
+        previous_stage: str | None,
+        previous: int | None,
+        threshold_version: int,
+    ) -> None:
         """One ``model-updates`` record per stage change: key = model name, JSON value."""
         if self.bootstrap_servers is None:
             log.warning("no Kafka bootstrap servers: %s version %d -> %s not published", name, version, stage)
             return
         from confluent_kafka import KafkaException, Producer
 
-        from stack.kafka import producer_config
+        from fraudstream.kafka import producer_config
 
         if self._producer is None:
             _ensure_topic(self.bootstrap_servers, UPDATES_TOPIC)
             self._producer = Producer(producer_config(self.bootstrap_servers))
-        event = {"model": name, "version": version, "stage": stage, "previous": previous,
-                 "previous_stage": previous_stage, "threshold_version": threshold_version, "at": _now()}
+        event = ModelUpdate(
+            model=name,
+            version=version,
+            stage=stage,
+            previous=previous,
+            previous_stage=previous_stage,
+            threshold_version=threshold_version,
+            at=_now(),
+        )
         failures: list[str] = []
 
         def delivered(error: Any, _message: Any) -> None:
@@ -508,31 +622,20 @@ class ModelRegistry:
                 failures.append(str(error))
 
         try:
-            self._producer.produce(UPDATES_TOPIC, key=name.encode(), value=json.dumps(event).encode(),
-                                   on_delivery=delivered)
+            self._producer.produce(UPDATES_TOPIC, key=name.encode(), value=event.to_json(), on_delivery=delivered)
         except KafkaException as error:
             failures.append(str(error))
         if self._producer.flush(30) or failures:
-            raise RegistryError(f"{name} version {version} is {stage} in the registry, but the {UPDATES_TOPIC} "
-                                f"event was not delivered ({'; '.join(failures) or 'timed out'}): workers will "
-                                "not hear of it until the next change")
+            raise RegistryError(
+                f"{name} version {version} is {stage} in the registry, but the {UPDATES_TOPIC} "
+                f"event was not delivered ({'; '.join(failures) or 'timed out'}): workers will "
+                "not hear of it until the next change"
+            )
 
 
 def _ensure_topic(bootstrap_servers: str, topic: str) -> None:
     """One partition, so that every worker sees the updates of a model in order."""
-    from confluent_kafka import KafkaException
-    from confluent_kafka.admin import NewTopic
-
-    from stack.kafka import admin_client
-
-    admin = admin_client(bootstrap_servers)
-    if topic in admin.list_topics(timeout=10).topics:
-        return
-    try:
-        admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(30)
-    except KafkaException as error:
-        if "TOPIC_ALREADY_EXISTS" not in str(error) and "already exists" not in str(error).lower():
-            raise
+    ensure_topic(bootstrap_servers, topic, 1)
 
 
 def _fmt(value: float | None) -> str:

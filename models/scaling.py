@@ -26,8 +26,9 @@ class Standardiser:
     scale: tuple[float, ...]
 
     @classmethod
-    def fit(cls, x: np.ndarray, feature_names: Sequence[str],
-            columns: Sequence[str] = STANDARDISED_COLUMNS) -> "Standardiser":
+    def fit(
+        cls, x: np.ndarray, feature_names: Sequence[str], columns: Sequence[str] = STANDARDISED_COLUMNS
+    ) -> Standardiser:
         """Fit on the training matrix ``x`` (columns in ``feature_names`` order)."""
         names = tuple(feature_names)
         index = [names.index(c) for c in columns if c in names]
@@ -57,7 +58,7 @@ class Standardiser:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], feature_names: Sequence[str]) -> "Standardiser":
+    def from_dict(cls, data: dict[str, Any], feature_names: Sequence[str]) -> Standardiser:
         names = tuple(feature_names)
         unknown = set(data["standardised"]) - set(names)
         if unknown:

@@ -37,7 +37,10 @@ def _linear(x: np.ndarray) -> np.ndarray:
 
 
 ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    "relu": _relu, "tanh": _tanh, "sigmoid": _sigmoid, "linear": _linear,
+    "relu": _relu,
+    "tanh": _tanh,
+    "sigmoid": _sigmoid,
+    "linear": _linear,
 }
 
 
@@ -51,8 +54,13 @@ class DenseLayer:
 class NumpyScorer:
     """Reconstruction MSE per row, computed with NumPy from a trained autoencoder's dense layers."""
 
-    def __init__(self, layers: Sequence[DenseLayer], scaler: Standardiser,
-                 feature_names: Sequence[str] = FEATURE_COLUMNS, dtype: type = np.float32) -> None:
+    def __init__(
+        self,
+        layers: Sequence[DenseLayer],
+        scaler: Standardiser,
+        feature_names: Sequence[str] = FEATURE_COLUMNS,
+        dtype: type = np.float32,
+    ) -> None:
         unknown = [layer.activation for layer in layers if layer.activation not in ACTIVATIONS]
         if unknown:
             raise ValueError(f"activations not supported by the NumPy scorer: {unknown}")
@@ -64,14 +72,19 @@ class NumpyScorer:
         self._mean = mean.astype(self.dtype)
         self._inv_scale = (1.0 / scale).astype(self.dtype)
         self._layers = [
-            (np.ascontiguousarray(layer.kernel, dtype=self.dtype), np.asarray(layer.bias, dtype=self.dtype),
-             ACTIVATIONS[layer.activation])
+            (
+                np.ascontiguousarray(layer.kernel, dtype=self.dtype),
+                np.asarray(layer.bias, dtype=self.dtype),
+                ACTIVATIONS[layer.activation],
+            )
             for layer in layers
         ]
         widths = (self._layers[0][0].shape[0], self._layers[-1][0].shape[1])
         if widths != (len(self.feature_names),) * 2:
-            raise ValueError(f"network maps {widths[0]} -> {widths[1]} columns, "
-                             f"but the model has {len(self.feature_names)} feature names")
+            raise ValueError(
+                f"network maps {widths[0]} -> {widths[1]} columns, "
+                f"but the model has {len(self.feature_names)} feature names"
+            )
 
     def score_matrix(self, x: np.ndarray) -> np.ndarray:
         """Scores for a matrix already in model column order (the hot path)."""
@@ -93,20 +106,33 @@ class NumpyScorer:
     score_samples = __call__
 
     @classmethod
-    def random(cls, hidden: Sequence[int] = (14, 7, 7), activations: Sequence[str] = ("tanh", "relu", "tanh"),
-               seed: int = 0, dtype: type = np.float32) -> "NumpyScorer":
+    def random(
+        cls,
+        hidden: Sequence[int] = (14, 7, 7),
+        activations: Sequence[str] = ("tanh", "relu", "tanh"),
+        seed: int = 0,
+        dtype: type = np.float32,
+    ) -> NumpyScorer:
         """A scorer of the default shape with random weights: as fast as a trained one, for benchmarks
         that should not need TensorFlow or a registry."""
         rng = np.random.default_rng(seed)
         widths = [len(FEATURE_COLUMNS), *hidden, len(FEATURE_COLUMNS)]
-        layers = [DenseLayer(rng.normal(scale=0.3, size=(a, b)), rng.normal(scale=0.1, size=b), act)
-                  for a, b, act in zip(widths, widths[1:], [*activations, "linear"])]
+        layers = [
+            DenseLayer(rng.normal(scale=0.3, size=(a, b)), rng.normal(scale=0.1, size=b), act)
+            for a, b, act in zip(widths, widths[1:], [*activations, "linear"])
+        ]
         scaler = Standardiser(FEATURE_COLUMNS, (0.0,) * len(FEATURE_COLUMNS), (1.0,) * len(FEATURE_COLUMNS))
         return cls(layers, scaler, FEATURE_COLUMNS, dtype)
 
 
-def benchmark(scorer: NumpyScorer | None = None, rows: int = 1_000_000, batch_size: int = 1_000, kind: str = "numpy",
-              seed: int = 0, reference: Callable[[np.ndarray], object] | None = None) -> dict[str, float | str]:
+def benchmark(
+    scorer: NumpyScorer | None = None,
+    rows: int = 1_000_000,
+    batch_size: int = 1_000,
+    kind: str = "numpy",
+    seed: int = 0,
+    reference: Callable[[np.ndarray], object] | None = None,
+) -> dict[str, float | str]:
     """Rows per second of ``scorer`` on batches of ``batch_size`` (for ``fraudstream bench``, not for tests).
 
     ``kind`` is the batch type handed in: "numpy", "pandas" or "arrow" (conversion time included).
@@ -127,8 +153,9 @@ def benchmark(scorer: NumpyScorer | None = None, rows: int = 1_000_000, batch_si
     elif kind == "pandas":
         batch = pd.DataFrame(x, columns=list(scorer.feature_names))
     elif kind == "arrow":
-        batch = pa.RecordBatch.from_arrays([pa.array(x[:, j]) for j in range(x.shape[1])],
-                                           names=list(scorer.feature_names))
+        batch = pa.RecordBatch.from_arrays(
+            [pa.array(x[:, j]) for j in range(x.shape[1])], names=list(scorer.feature_names)
+        )
     else:
         raise ValueError(f"kind must be numpy, pandas or arrow, not {kind!r}")
     scorer(batch)  # warm up
@@ -137,8 +164,13 @@ def benchmark(scorer: NumpyScorer | None = None, rows: int = 1_000_000, batch_si
     for _ in range(batches):
         scorer(batch)
     seconds = time.perf_counter() - start
-    result: dict[str, float | str] = {"kind": kind, "rows": batches * batch_size, "batch_size": batch_size,
-                                      "seconds": seconds, "rows_per_second": batches * batch_size / seconds}
+    result: dict[str, float | str] = {
+        "kind": kind,
+        "rows": batches * batch_size,
+        "batch_size": batch_size,
+        "seconds": seconds,
+        "rows_per_second": batches * batch_size / seconds,
+    }
     if reference is not None:
         reference(x)  # warm up (graph tracing)
         start = time.perf_counter()

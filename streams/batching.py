@@ -58,8 +58,14 @@ class RawBatch:
 class BatchSchema(faust.Schema):
     """Passes a batch message's value (a RawBatch) through untouched: decoding is the agent's, per batch."""
 
-    def compile(self, app: Any, *, on_key_decode_error: Any = None, on_value_decode_error: Any = None,
-                default_propagate: bool = False) -> Any:
+    def compile(
+        self,
+        app: Any,
+        *,
+        on_key_decode_error: Any = None,
+        on_value_decode_error: Any = None,
+        default_propagate: bool = False,
+    ) -> Any:
         create_event = app.create_event
 
         async def decode(message: Any, *, propagate: bool = default_propagate) -> Any:
@@ -120,8 +126,11 @@ class BatchConsumer(faust_aiokafka.Consumer):
                         continue
                     self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
                     r_offset = read_offset[tp]
-                    fresh = tp_records if r_offset is None or tp_records[0].offset >= r_offset else \
-                        [r for r in tp_records if r.offset >= r_offset]  # offsets rise within a partition
+                    fresh = (
+                        tp_records
+                        if r_offset is None or tp_records[0].offset >= r_offset
+                        else [r for r in tp_records if r.offset >= r_offset]
+                    )  # offsets rise within a partition
                     if not fresh:
                         continue
                     if tp.topic in batch_topics:
@@ -158,8 +167,21 @@ class BatchConsumer(faust_aiokafka.Consumer):
         """One message for the whole batch, through the conductor like any record (flow control included)."""
         tp = next(iter(batch.parts))
         last = batch.parts[tp][-1]
-        message = ConsumerMessage(tp.topic, tp.partition, last.offset, last.timestamp / 1000.0, last.timestamp_type,
-                                  [], None, batch, None, 0, 0, tp, generation_id=batch.generation_id)
+        message = ConsumerMessage(
+            tp.topic,
+            tp.partition,
+            last.offset,
+            last.timestamp / 1000.0,
+            last.timestamp_type,
+            [],
+            None,
+            batch,
+            None,
+            0,
+            0,
+            tp,
+            generation_id=batch.generation_id,
+        )
         await self.wait_first(self.callback(message), self.suspend_flow.wait())
 
     async def _maybe_gap(self, tp: TP, offset: int, acks: bool) -> None:
@@ -178,8 +200,12 @@ class BatchConsumer(faust_aiokafka.Consumer):
         for tp in batch.parts:
             first, last = batch.span(tp)
             if batch.generation_id != self.app.consumer_generation_id or tp not in assignment:
-                log.info("not committing %s offsets %d-%d: partition rebalanced since fetch (they will be re-read)",
-                         tp, first, last)
+                log.info(
+                    "not committing %s offsets %d-%d: partition rebalanced since fetch (they will be re-read)",
+                    tp,
+                    first,
+                    last,
+                )
                 continue
             self._acked[tp].extend(range(first, last + 1))
             acked.append(tp)

@@ -20,7 +20,9 @@ def worker_argv(loglevel: str = "info") -> list[str]:
     return [sys.executable, "-m", "faust", "-A", "streams.app", "worker", "-l", loglevel]
 
 
-def worker_env(overrides: Mapping[str, str | int | float | Path], base: Mapping[str, str] = os.environ) -> dict[str, str]:
+def worker_env(
+    overrides: Mapping[str, str | int | float | Path], base: Mapping[str, str] = os.environ
+) -> dict[str, str]:
     """The environment of a worker process: `overrides` are setting names without the FRAUDSTREAM_ prefix."""
     env = dict(base)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -28,25 +30,48 @@ def worker_env(overrides: Mapping[str, str | int | float | Path], base: Mapping[
     return env
 
 
-def start_worker(overrides: Mapping[str, str | int | float | Path], log_path: Path | None = None,
-                 base_env: Mapping[str, str] = os.environ, loglevel: str = "info") -> subprocess.Popen:
+def start_worker(
+    overrides: Mapping[str, str | int | float | Path],
+    log_path: Path | None = None,
+    base_env: Mapping[str, str] = os.environ,
+    loglevel: str = "info",
+) -> subprocess.Popen:
     """One worker process; its output goes to `log_path` (else inherited)."""
     out = open(log_path, "ab") if log_path is not None else None
     try:
-        return subprocess.Popen(worker_argv(loglevel), env=worker_env(overrides, base_env), stdout=out,
-                                stderr=subprocess.STDOUT if out else None, start_new_session=True)
+        return subprocess.Popen(
+            worker_argv(loglevel),
+            env=worker_env(overrides, base_env),
+            stdout=out,
+            stderr=subprocess.STDOUT if out else None,
+            start_new_session=True,
+        )
     finally:
         if out is not None:
             out.close()
 
 
 @click.command("worker")
-@click.option("-p", "--processes", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Worker processes to start (they share the input's partitions).")
-@click.option("--web-port", type=int, default=6066, show_default=True,
-              help="Web port of the first worker (POST /score, /metrics); the others count up from it.")
-@click.option("--model-dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="Score with this trained model folder instead of the registry's production version.")
+@click.option(
+    "-p",
+    "--processes",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Worker processes to start (they share the input's partitions).",
+)
+@click.option(
+    "--web-port",
+    type=int,
+    default=6066,
+    show_default=True,
+    help="Web port of the first worker (POST /score, /metrics); the others count up from it.",
+)
+@click.option(
+    "--model-dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Score with this trained model folder instead of the registry's production version.",
+)
 @click.option("--loglevel", default="info", show_default=True)
 def worker_command(processes: int, web_port: int, model_dir: Path | None, loglevel: str) -> None:
     """Start stream workers that score creditcardfraud_preprocessed_avro into fraud-scores."""

@@ -40,7 +40,8 @@ class DeadLetters:
             (WORKER_HEADER, self.worker.encode()),
         ]
         metrics.DEAD_LETTERS.labels(error.reason).inc()
-        log.warning("dead letter %s[%d]@%d (%s): %s", record.topic, record.partition, record.offset,
-                    error.reason, error)
+        log.warning(
+            "dead letter %s[%d]@%d (%s): %s", record.topic, record.partition, record.offset, error.reason, error
+        )
         value = record.value if record.value is not None or record.key is not None else b""  # Kafka needs one
         return await self.producer.send(self.topic, key=record.key, value=value, headers=headers)

@@ -27,8 +27,9 @@ OVER_BUDGET_BATCHES = 3
 
 
 class ModelHolder:
-    def __init__(self, source: ModelSource, budget_seconds: float, warmup_rows: int = 1000,
-                 shadow: str = "off") -> None:
+    def __init__(
+        self, source: ModelSource, budget_seconds: float, warmup_rows: int = 1000, shadow: str = "off"
+    ) -> None:
         self.source = source
         self.budget = budget_seconds
         self.warmup_rows = warmup_rows
@@ -45,8 +46,13 @@ class ModelHolder:
         model = self.source.load(None)
         seconds = self.warm_up(model)
         if seconds > self.budget:
-            log.warning("%s scores %d rows in %.1f ms, over the %.1f ms budget; no previous version to keep",
-                        model.label, self.warmup_rows, seconds * 1e3, self.budget * 1e3)
+            log.warning(
+                "%s scores %d rows in %.1f ms, over the %.1f ms budget; no previous version to keep",
+                model.label,
+                self.warmup_rows,
+                seconds * 1e3,
+                self.budget * 1e3,
+            )
         self._set(model)
         return model
 
@@ -79,14 +85,22 @@ class ModelHolder:
                 model = await loop.run_in_executor(None, self.source.load, version)
                 seconds = await loop.run_in_executor(None, self.warm_up, model)
             except Exception as error:
-                self._refuse(version, threshold_version, "load",
-                             f"could not load {self.source.name}:{version}: {error!r}; keeping "
-                             f"{current.label if current else 'nothing'}")
+                self._refuse(
+                    version,
+                    threshold_version,
+                    "load",
+                    f"could not load {self.source.name}:{version}: {error!r}; keeping "
+                    f"{current.label if current else 'nothing'}",
+                )
                 return False
             if current is not None and seconds > self.budget:
-                self._refuse(version, threshold_version, "budget",
-                             f"{model.label} scores {self.warmup_rows} rows in {seconds * 1e3:.1f} ms, over the "
-                             f"{self.budget * 1e3:.1f} ms budget; keeping {current.label}")
+                self._refuse(
+                    version,
+                    threshold_version,
+                    "budget",
+                    f"{model.label} scores {self.warmup_rows} rows in {seconds * 1e3:.1f} ms, over the "
+                    f"{self.budget * 1e3:.1f} ms budget; keeping {current.label}",
+                )
                 return False
             self._set(model)
             return True
@@ -108,9 +122,13 @@ class ModelHolder:
         self._over_budget = self._over_budget + 1 if per_full_batch > self.budget else 0
         if self._over_budget >= OVER_BUDGET_BATCHES:
             previous = self.previous
-            self._refuse(model.version, model.threshold_version, "budget",
-                         f"{model.label} took {per_full_batch * 1e3:.1f} ms per full batch "
-                         f"{OVER_BUDGET_BATCHES} times; back to {previous.label}")
+            self._refuse(
+                model.version,
+                model.threshold_version,
+                "budget",
+                f"{model.label} took {per_full_batch * 1e3:.1f} ms per full batch "
+                f"{OVER_BUDGET_BATCHES} times; back to {previous.label}",
+            )
             self._set(previous)
             self.previous = None
 

@@ -15,21 +15,26 @@ EVENTS_SCORED = Counter("fraudstream_events_scored_total", "Events scored and ac
 ALERTS = Counter("fraudstream_alerts_total", "Events scored above the threshold")
 FRAUD_RATE = Gauge("fraudstream_fraud_rate", "Share of the last batch's events flagged as fraud")
 DEAD_LETTERS = Counter("fraudstream_dead_letters_total", "Records sent to the dead-letter topic", ["reason"])
-BATCH_SIZE = Histogram("fraudstream_batch_size", "Records per scored batch",
-                       buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, 5000, 10000))
-BATCH_LATENCY = Histogram("fraudstream_batch_latency_seconds", "Decode, score, send and broker ack of one batch",
-                          buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
-EVENT_TO_SCORE = Histogram("fraudstream_event_to_score_latency_seconds",
-                           "From the event's Kafka timestamp to its score being acknowledged",
-                           buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
-SCORE = Histogram("fraudstream_score", "Model scores",
-                  buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 25, 50, 100))
+BATCH_SIZE = Histogram(
+    "fraudstream_batch_size", "Records per scored batch", buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, 5000, 10000)
+)
+BATCH_LATENCY = Histogram(
+    "fraudstream_batch_latency_seconds",
+    "Decode, score, send and broker ack of one batch",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+EVENT_TO_SCORE = Histogram(
+    "fraudstream_event_to_score_latency_seconds",
+    "From the event's Kafka timestamp to its score being acknowledged",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+SCORE = Histogram("fraudstream_score", "Model scores", buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 25, 50, 100))
 MODEL_INFO = Gauge("fraudstream_model_info", "1 for the model version scoring now", ["model", "version"])
-MODEL_FALLBACKS = Counter("fraudstream_model_fallbacks_total",
-                          "New production versions refused or rolled back by this worker", ["reason"])
+MODEL_FALLBACKS = Counter(
+    "fraudstream_model_fallbacks_total", "New production versions refused or rolled back by this worker", ["reason"]
+)
 SHADOW_SCORED = Counter("fraudstream_shadow_events_scored_total", "Events scored by the shadow model")
-CONSUMER_LAG = Gauge("fraudstream_consumer_lag", "High watermark minus next offset to score",
-                     ["topic", "partition"])
+CONSUMER_LAG = Gauge("fraudstream_consumer_lag", "High watermark minus next offset to score", ["topic", "partition"])
 STALLED = Gauge("fraudstream_stalled_partitions", "Partitions with lag and no progress for the stall window")
 
 for _reason in REASONS:

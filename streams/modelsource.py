@@ -47,8 +47,9 @@ def scoring_model(name: str, version: int, model: Any, threshold: Threshold) -> 
         score_matrix = model.scorer().score_matrix
     else:
         score_matrix = model.score_samples
-    return ScoringModel(name, int(version), float(threshold.value), int(threshold.version), model.kind, model,
-                        score_matrix)
+    return ScoringModel(
+        name, int(version), float(threshold.value), int(threshold.version), model.kind, model, score_matrix
+    )
 
 
 class ModelSource(Protocol):

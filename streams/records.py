@@ -21,11 +21,10 @@ from typing import Any
 import fastavro
 import numpy as np
 
+from fraudstream import wire
 from models.features import FEATURE_COLUMNS
 
-MAGIC = 0
-HEADER = 5
-"""Confluent wire format: magic byte and a big-endian schema id before the Avro body."""
+HEADER = wire.HEADER_SIZE
 
 # Dead-letter reasons (the `reason` label of fraudstream_dead_letters_total).
 DECODE = "decode"
@@ -45,9 +44,10 @@ class RecordError(ValueError):
 
 def schema_id(value: bytes | None) -> int:
     """The schema id of a Confluent-framed value, or a RecordError."""
-    if value is None or len(value) < HEADER or value[0] != MAGIC:
-        raise RecordError(DECODE, "not Confluent Avro: expected magic byte 0 and a 4-byte schema id")
-    return struct.unpack_from(">I", value, 1)[0]
+    try:
+        return wire.schema_id(value)
+    except wire.WireFormatError:
+        raise RecordError(DECODE, "not Confluent Avro: expected magic byte 0 and a 4-byte schema id") from None
 
 
 def _non_null(branches: Any) -> tuple[list[Any], int | None]:
@@ -83,9 +83,12 @@ class WriterLayout:
         if missing:
             layout.error = f"schema {schema_id} lacks the model's input fields {missing}"
             return layout
-        wrong = [c for c in FEATURE_COLUMNS
-                 if not set(_non_null(by_lower[c.lower()]["type"])[0]) <= {"double", "float", "int", "long"}
-                 or not _non_null(by_lower[c.lower()]["type"])[0]]
+        wrong = [
+            c
+            for c in FEATURE_COLUMNS
+            if not set(_non_null(by_lower[c.lower()]["type"])[0]) <= {"double", "float", "int", "long"}
+            or not _non_null(by_lower[c.lower()]["type"])[0]
+        ]
         if wrong:
             layout.error = f"schema {schema_id} has non-numeric input fields {wrong}"
             return layout
@@ -95,8 +98,12 @@ class WriterLayout:
         tags = set()
         for f, c in zip(head, FEATURE_COLUMNS):
             branches = f["type"]
-            if f["name"].lower() != c.lower() or not isinstance(branches, list) or len(branches) != 2 \
-                    or set(branches) != {"null", "double"}:
+            if (
+                f["name"].lower() != c.lower()
+                or not isinstance(branches, list)
+                or len(branches) != 2
+                or set(branches) != {"null", "double"}
+            ):
                 return layout
             tags.add(2 * branches.index("double"))  # the branch index, zigzag-encoded
         if len(tags) == 1:
@@ -114,8 +121,9 @@ def _slow_row(layout: WriterLayout, value: bytes) -> list[float]:
     except Exception as error:  # fastavro raises several types for truncated or corrupt bodies
         raise RecordError(DECODE, f"Avro body does not match schema {layout.schema_id}: {error!r}") from None
     if body.tell() != len(value) - HEADER:
-        raise RecordError(DECODE, f"{len(value) - HEADER - body.tell()} bytes left over after a record of schema "
-                                  f"{layout.schema_id}")
+        raise RecordError(
+            DECODE, f"{len(value) - HEADER - body.tell()} bytes left over after a record of schema {layout.schema_id}"
+        )
     row = []
     for name in layout.feature_fields:
         x = record.get(name)
@@ -146,8 +154,11 @@ def decode_batch(values: Sequence[bytes], layout: WriterLayout) -> Decoded:
     n_features = len(FEATURE_COLUMNS)
     errors: dict[int, RecordError] = {}
     if layout.error is not None:
-        return Decoded(np.empty((0, n_features)), np.empty(0, np.int64),
-                       {i: RecordError(SCHEMA, layout.error) for i in range(len(values))})
+        return Decoded(
+            np.empty((0, n_features)),
+            np.empty(0, np.int64),
+            {i: RecordError(SCHEMA, layout.error) for i in range(len(values))},
+        )
     rows: list[list[float]] = []
     slow_index: list[int] = []
     fast_features = np.empty((0, n_features))
@@ -268,8 +279,12 @@ def _varints(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _join_rows(columns: Sequence[tuple[np.ndarray, np.ndarray | None]], n: int) -> list[bytes]:
     """One bytes object per row from byte-matrix columns; a column's row is cut to its length (None: whole)."""
-    keep = np.hstack([np.ones(matrix.shape, bool) if lengths is None else np.arange(matrix.shape[1]) < lengths[:, None]
-                      for matrix, lengths in columns])
+    keep = np.hstack(
+        [
+            np.ones(matrix.shape, bool) if lengths is None else np.arange(matrix.shape[1]) < lengths[:, None]
+            for matrix, lengths in columns
+        ]
+    )
     blob = np.hstack([matrix for matrix, _ in columns])[keep].tobytes()
     sizes = sum(np.full(n, matrix.shape[1]) if lengths is None else lengths for matrix, lengths in columns)
     ends = np.cumsum(sizes)
@@ -284,15 +299,37 @@ class ScoreEncoder:
     batch is encoded once. tests/test_streams_records.py checks the bytes against fastavro.
     """
 
-    def __init__(self, schema_id: int, threshold: float, model_name: str, model_version: int,
-                 threshold_version: int, ksql_hash: str, scored_at_ms: int) -> None:
-        self.head = struct.pack(">bI", MAGIC, schema_id)
+    def __init__(
+        self,
+        schema_id: int,
+        threshold: float,
+        model_name: str,
+        model_version: int,
+        threshold_version: int,
+        ksql_hash: str,
+        scored_at_ms: int,
+    ) -> None:
+        self.head = wire.header(schema_id)
         self.threshold = _DOUBLE(threshold)
-        self.tail = b"".join((_string(model_name), _zigzag(model_version), _zigzag(threshold_version),
-                              _string(ksql_hash), _zigzag(scored_at_ms)))
+        self.tail = b"".join(
+            (
+                _string(model_name),
+                _zigzag(model_version),
+                _zigzag(threshold_version),
+                _string(ksql_hash),
+                _zigzag(scored_at_ms),
+            )
+        )
 
-    def encode(self, payment_ids: Sequence[bytes | None], partitions: np.ndarray, offsets: np.ndarray,
-               event_timestamps_ms: np.ndarray, scores: np.ndarray, is_fraud: np.ndarray) -> list[bytes]:
+    def encode(
+        self,
+        payment_ids: Sequence[bytes | None],
+        partitions: np.ndarray,
+        offsets: np.ndarray,
+        event_timestamps_ms: np.ndarray,
+        scores: np.ndarray,
+        is_fraud: np.ndarray,
+    ) -> list[bytes]:
         """The values of one score per row (payment ids are the records' keys, None for no key)."""
         n = len(payment_ids)
         if not n:
@@ -309,15 +346,20 @@ class ScoreEncoder:
         fixed[:, :8] = np.asarray(scores, "<f8").view(np.uint8).reshape(n, 8)
         fixed[:, 8:16] = np.frombuffer(self.threshold, np.uint8)
         fixed[:, 16] = np.asarray(is_fraud, bool)
-        return _join_rows([
-            (np.broadcast_to(np.frombuffer(self.head, np.uint8), (n, len(self.head))), None),
-            ((present.astype(np.uint8) * 2)[:, None], None),  # the union branch: 0 null, 1 string
-            (id_lengths, np.where(present, id_length_sizes, 0)),
-            (id_bytes, np.maximum(lengths, 0)),
-            _varints(partitions), _varints(offsets), _varints(event_timestamps_ms),
-            (fixed, None),
-            (np.broadcast_to(np.frombuffer(self.tail, np.uint8), (n, len(self.tail))), None),
-        ], n)
+        return _join_rows(
+            [
+                (np.broadcast_to(np.frombuffer(self.head, np.uint8), (n, len(self.head))), None),
+                ((present.astype(np.uint8) * 2)[:, None], None),  # the union branch: 0 null, 1 string
+                (id_lengths, np.where(present, id_length_sizes, 0)),
+                (id_bytes, np.maximum(lengths, 0)),
+                _varints(partitions),
+                _varints(offsets),
+                _varints(event_timestamps_ms),
+                (fixed, None),
+                (np.broadcast_to(np.frombuffer(self.tail, np.uint8), (n, len(self.tail))), None),
+            ],
+            n,
+        )
 
 
 def parse_json_rows(body: Any) -> tuple[np.ndarray, list[str | None]]:

@@ -27,28 +27,36 @@ import numpy as np
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import murmur2
 
-from models.evaluate import ksql_hash
+from fraudstream.kafka import admin_client, ensure_topic
+from fraudstream.statements import statements_hash
 from streams import metrics
 from streams.batching import RawBatch
 from streams.dlq import DeadLetters
 from streams.hotswap import ModelHolder
 from streams.modelsource import ScoringModel
-from streams.records import DECODE, HEADER, SCORE_SCHEMA, SCORING, Decoded, RecordError, ScoreEncoder, WriterLayout, \
-    decode_batch, parse_json_rows, schema_id
+from streams.records import (
+    DECODE,
+    HEADER,
+    SCORE_SCHEMA,
+    SCORING,
+    Decoded,
+    RecordError,
+    ScoreEncoder,
+    WriterLayout,
+    decode_batch,
+    parse_json_rows,
+    schema_id,
+)
 from streams.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
 
-KSQL_HASH = ksql_hash()
+KSQL_HASH = statements_hash()
 """The identity of the preprocessing statements the scored records went through (lineage)."""
 
 
 def ensure_topics(bootstrap: str, source: str, names: Sequence[str], timeout: float = 30.0) -> int:
     """Create missing output topics with the input's partition count; returns that count."""
-    from confluent_kafka.admin import NewTopic
-
-    from stack.kafka import admin_client
-
     admin = admin_client(bootstrap)
     deadline = time.monotonic() + timeout
     while True:
@@ -59,14 +67,14 @@ def ensure_topics(bootstrap: str, source: str, names: Sequence[str], timeout: fl
             raise RuntimeError(f"input topic {source!r} does not exist on {bootstrap}")
         time.sleep(0.5)
     partitions = len(topics[source].partitions)
-    missing = [NewTopic(name, partitions, 1) for name in names if name not in topics]
-    for name, future in (admin.create_topics(missing).items() if missing else []):
-        try:
-            future.result(30)
-        except Exception as error:
-            if "already exists" not in str(error).lower() and "TOPIC_ALREADY_EXISTS" not in str(error):
-                raise
+    for name in names:
+        if name not in topics:
+            ensure_topic(bootstrap, name, partitions)
     return partitions
+
+
+def _concatenate(arrays: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate(arrays) if arrays else np.empty(0, np.int64)
 
 
 @dataclass(frozen=True)
@@ -90,8 +98,7 @@ class Columns:
             partitions.append(np.full(len(records), tp.partition, np.int64))
             offsets.append(np.fromiter(map(_offset, records), np.int64, len(records)))
             timestamps.append(np.fromiter(map(_timestamp, records), np.int64, len(records)))
-        join = (lambda arrays: np.concatenate(arrays) if arrays else np.empty(0, np.int64))
-        return cls(keys, values, join(partitions), join(offsets), join(timestamps))
+        return cls(keys, values, _concatenate(partitions), _concatenate(offsets), _concatenate(timestamps))
 
 
 _key, _value, _offset, _timestamp = (attrgetter(name) for name in ("key", "value", "offset", "timestamp"))
@@ -138,7 +145,8 @@ class Pipeline:
         loop = asyncio.get_running_loop()
         outputs = [s.scores_topic, s.dlq_topic] + ([s.shadow_topic] if s.shadow != "off" else [])
         self.in_partitions = await loop.run_in_executor(
-            None, ensure_topics, s.addresses.bootstrap_servers, s.input_topic, outputs)
+            None, ensure_topics, s.addresses.bootstrap_servers, s.input_topic, outputs
+        )
         score_topics = [s.scores_topic] + ([s.shadow_topic] if s.shadow != "off" else [])
         for topic in score_topics:
             self.score_schema_ids[topic] = await loop.run_in_executor(None, self._register, topic)
@@ -146,8 +154,13 @@ class Pipeline:
             await loop.run_in_executor(None, self.holder.load_initial)
         await self.holder.refresh_shadow()
         self.producer = AIOKafkaProducer(
-            bootstrap_servers=s.addresses.bootstrap_servers, acks="all",
-            linger_ms=0, max_batch_size=1_048_576, max_request_size=8_388_608, request_timeout_ms=30_000)
+            bootstrap_servers=s.addresses.bootstrap_servers,
+            acks="all",
+            linger_ms=0,
+            max_batch_size=1_048_576,
+            max_request_size=8_388_608,
+            request_timeout_ms=30_000,
+        )
         await self.producer.start()
         for topic in score_topics:
             self.out_partitions[topic] = len(await self.producer.partitions_for(topic))
@@ -245,8 +258,9 @@ class Pipeline:
         outputs = self._score_batches(self.settings.scores_topic, columns, index, scores, alerts, model)
         if shadow is not None and len(index):
             shadow_scores, shadow_alerts = shadow.score(features)
-            outputs += self._score_batches(self.settings.shadow_topic, columns, index, shadow_scores, shadow_alerts,
-                                           shadow)
+            outputs += self._score_batches(
+                self.settings.shadow_topic, columns, index, shadow_scores, shadow_alerts, shadow
+            )
             metrics.SHADOW_SCORED.inc(len(index))
         records = batch.records if errors else []
         dead = [(records[i], error) for i, error in sorted(errors.items())]
@@ -274,8 +288,15 @@ class Pipeline:
         await self.send(scored)
         return await self.complete(scored)
 
-    def _score_batches(self, topic: str, columns: Columns, index: np.ndarray, scores: np.ndarray,
-                       alerts: np.ndarray, model: ScoringModel) -> list[tuple[str, int, Any]]:
+    def _score_batches(
+        self,
+        topic: str,
+        columns: Columns,
+        index: np.ndarray,
+        scores: np.ndarray,
+        alerts: np.ndarray,
+        model: ScoringModel,
+    ) -> list[tuple[str, int, Any]]:
         """The scores as producer batches: (topic, partition, batch), in the order they must be sent."""
         if not len(index):
             return []
@@ -284,12 +305,21 @@ class Pipeline:
         rows = index.tolist()
         keys = [columns.keys[i] for i in rows]
         partitions, offsets = columns.partitions[index], columns.offsets[index]
-        encoder = ScoreEncoder(self.score_schema_ids[topic], model.threshold, model.name, model.version,
-                               model.threshold_version, KSQL_HASH, int(time.time() * 1000))
+        encoder = ScoreEncoder(
+            self.score_schema_ids[topic],
+            model.threshold,
+            model.name,
+            model.version,
+            model.threshold_version,
+            KSQL_HASH,
+            int(time.time() * 1000),
+        )
         values = encoder.encode(keys, partitions, offsets, columns.timestamps[index], scores, alerts)
         lineage = (
-            ("model", model.name.encode()), ("model_version", str(model.version).encode()),
-            ("threshold_version", str(model.threshold_version).encode()), ("ksql_hash", KSQL_HASH.encode()),
+            ("model", model.name.encode()),
+            ("model_version", str(model.version).encode()),
+            ("threshold_version", str(model.threshold_version).encode()),
+            ("ksql_hash", KSQL_HASH.encode()),
             ("source_topic", self.settings.input_topic.encode()),
         )
         offset_texts = [str(o).encode() for o in offsets.tolist()]
@@ -299,21 +329,36 @@ class Pipeline:
             for a, b in zip([0, *bounds], [*bounds, len(keys)]):
                 p = int(partitions[a])
                 head = (*lineage, ("source_partition", str(p).encode()))
-                outputs += self._batches(topic, p, keys[a:b], values[a:b],
-                                         ([*head, ("source_offset", o)] for o in offset_texts[a:b]))
+                outputs += self._batches(
+                    topic, p, keys[a:b], values[a:b], ([*head, ("source_offset", o)] for o in offset_texts[a:b])
+                )
             return outputs
-        outs = np.fromiter((p % n_out if k is None else (murmur2(k) & 0x7FFFFFFF) % n_out
-                            for k, p in zip(keys, partitions.tolist())), np.int64, len(keys))
+        outs = np.fromiter(
+            (p % n_out if k is None else (murmur2(k) & 0x7FFFFFFF) % n_out for k, p in zip(keys, partitions.tolist())),
+            np.int64,
+            len(keys),
+        )
         order = np.argsort(outs, kind="stable")
         sources = [("source_partition", str(p).encode()) for p in partitions.tolist()]
         for group in np.split(order, np.flatnonzero(np.diff(outs[order])) + 1):
             rows = group.tolist()
-            outputs += self._batches(topic, int(outs[rows[0]]), [keys[j] for j in rows], [values[j] for j in rows],
-                                     ([*lineage, sources[j], ("source_offset", offset_texts[j])] for j in rows))
+            outputs += self._batches(
+                topic,
+                int(outs[rows[0]]),
+                [keys[j] for j in rows],
+                [values[j] for j in rows],
+                ([*lineage, sources[j], ("source_offset", offset_texts[j])] for j in rows),
+            )
         return outputs
 
-    def _batches(self, topic: str, partition: int, keys: list[bytes | None], values: list[bytes],
-                 headers: Iterable[list[tuple[str, bytes]]]) -> list[tuple[str, int, Any]]:
+    def _batches(
+        self,
+        topic: str,
+        partition: int,
+        keys: list[bytes | None],
+        values: list[bytes],
+        headers: Iterable[list[tuple[str, bytes]]],
+    ) -> list[tuple[str, int, Any]]:
         """Records for one output partition in as few producer batches as they fit in."""
         assert self.producer is not None
         batches = [self.producer.create_batch()]
@@ -346,8 +391,13 @@ class Pipeline:
         features, ids = parse_json_rows(body)
         scores, alerts = model.score(features)
         return {
-            "model": model.name, "model_version": model.version, "threshold": model.threshold,
-            "threshold_version": model.threshold_version, "ksql_hash": KSQL_HASH,
-            "scores": [{"payment_id": pid, "score": float(s), "is_fraud": bool(a)}
-                       for pid, s, a in zip(ids, scores.tolist(), alerts.tolist())],
+            "model": model.name,
+            "model_version": model.version,
+            "threshold": model.threshold,
+            "threshold_version": model.threshold_version,
+            "ksql_hash": KSQL_HASH,
+            "scores": [
+                {"payment_id": pid, "score": float(s), "is_fraud": bool(a)}
+                for pid, s, a in zip(ids, scores.tolist(), alerts.tolist())
+            ],
         }

@@ -8,20 +8,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from stack.config import Addresses
-
-INPUT_TOPIC = "creditcardfraud_preprocessed_avro"
+from fraudstream.config import Addresses
+from fraudstream.topics import PREPROCESSED_TOPIC, SCORES_TOPIC, SHADOW_SCORES_TOPIC, dead_letter_topic
 
 
 @dataclass(frozen=True)
 class WorkerSettings:
     addresses: Addresses = field(default_factory=Addresses)
     group: str = "fraudstream-scoring"
-    input_topic: str = INPUT_TOPIC
-    scores_topic: str = "fraud-scores"
-    shadow_topic: str = "fraud-scores-shadow"
-    dlq_topic: str = f"{INPUT_TOPIC}-dlq"
-    updates_topic: str = "model-updates"
+    input_topic: str = PREPROCESSED_TOPIC
+    scores_topic: str = SCORES_TOPIC
+    shadow_topic: str = SHADOW_SCORES_TOPIC
+    dlq_topic: str = dead_letter_topic(PREPROCESSED_TOPIC)
     model_name: str = "fraud"
     model_dir: Path | None = None
     """A trained model folder to score with instead of the registry (version 1, no hot swap)."""
@@ -55,8 +53,7 @@ class WorkerSettings:
             input_topic=input_topic,
             scores_topic=str(get("SCORES_TOPIC", d.scores_topic)),
             shadow_topic=str(get("SHADOW_TOPIC", d.shadow_topic)),
-            dlq_topic=str(get("DLQ_TOPIC", f"{input_topic}-dlq")),
-            updates_topic=str(get("UPDATES_TOPIC", d.updates_topic)),
+            dlq_topic=str(get("DLQ_TOPIC", dead_letter_topic(input_topic))),
             model_name=str(get("MODEL", d.model_name)),
             model_dir=Path(str(model_dir)) if model_dir else None,
             shadow=str(get("SHADOW", d.shadow)),

@@ -8,10 +8,14 @@ import subprocess
 import sys
 
 
-def fraudstream(*args: str, env: dict[str, str], check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+def fraudstream(
+    *args: str, env: dict[str, str], check: bool = True, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
     """`fraudstream ARGS` with `env` over this process's environment; `check` fails the test on a non-zero exit."""
-    result = subprocess.run([sys.executable, "-m", "stack.cli", *args], env={**os.environ, **env}, capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-m", "fraudstream.cli", *args], env={**os.environ, **env}, capture_output=True, text=True,
                             timeout=timeout)  # fmt: skip
     if check and result.returncode != 0:
-        raise AssertionError(f"fraudstream {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+        raise AssertionError(
+            f"fraudstream {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+        )
     return result

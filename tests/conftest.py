@@ -9,11 +9,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from ksql import KSQLAPI
-
 from cli_helpers import fraudstream
 from ksqldb_server_helpers import running_server
-from stack.config import Addresses
+
+from fraudstream.config import Addresses
+from ksql import KSQLAPI
 from stack.embedded import EmbeddedStack
 from stack.supervisor import RunningService, free_ports
 
@@ -21,6 +21,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 #: The `shared` folder beside the repository (sample data, ksqlDB's QTT files).
 SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that uses the session stack is an integration test; so is every test of a module that starts
+    its own servers (those modules say so with `pytestmark = pytest.mark.integration`)."""
+    for item in items:
+        if "stack" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.integration)
 
 
 @pytest.fixture(scope="session")

@@ -14,10 +14,10 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
+from fraudstream.config import Addresses
+from producers.generate import generate_payments
+from producers.payments import Payment, frame_payments
 from stack import supervisor
-from stack.config import Addresses
-from stack.generate import generate_payments
-from stack.payments import Payment, frame_payments
 from stack.supervisor import RunningService, ServiceSpec
 
 KSQL_DIR = Path(__file__).resolve().parents[1] / "ksql"
@@ -25,16 +25,30 @@ KSQL_DIR = Path(__file__).resolve().parents[1] / "ksql"
 
 def server_spec(addresses: Addresses, port: int, service_id: str = "default_") -> ServiceSpec:
     url = f"http://127.0.0.1:{port}"
-    argv = [sys.executable, "-m", "stack.ksqldb", "--host", "127.0.0.1", "--port", str(port),
-            "--bootstrap-servers", addresses.bootstrap_servers, "--schema-registry-url", addresses.schema_registry_url,
-            "--service-id", service_id]
-    return ServiceSpec(name=f"ksqldb-{port}", argv=argv, ports=[port], health_url=f"{url}/healthcheck", address=url,
-                       start_timeout=90.0)
+    argv = [
+        sys.executable,
+        "-m",
+        "stack.ksqldb",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--bootstrap-servers",
+        addresses.bootstrap_servers,
+        "--schema-registry-url",
+        addresses.schema_registry_url,
+        "--service-id",
+        service_id,
+    ]
+    return ServiceSpec(
+        name=f"ksqldb-{port}", argv=argv, ports=[port], health_url=f"{url}/healthcheck", address=url, start_timeout=90.0
+    )
 
 
 @contextmanager
-def running_server(addresses: Addresses, log_dir: Path, port: int | None = None,
-                   service_id: str = "default_") -> Iterator[RunningService]:
+def running_server(
+    addresses: Addresses, log_dir: Path, port: int | None = None, service_id: str = "default_"
+) -> Iterator[RunningService]:
     service = supervisor.start(server_spec(addresses, port or supervisor.free_port(), service_id), log_dir)
     try:
         yield service
@@ -59,8 +73,15 @@ def labelled_payments(n: int, seed: int = 7) -> list[Payment]:
 def read_avro(addresses: Addresses, topic: str, want: int, timeout: float = 60.0) -> list[tuple[str, dict]]:
     """(key, value) of the first `want` records of `topic`, values through confluent-kafka's AvroDeserializer."""
     deserializer = AvroDeserializer(SchemaRegistryClient({"url": addresses.schema_registry_url}))
-    consumer = Consumer({"bootstrap.servers": addresses.bootstrap_servers, "group.id": f"read-{uuid.uuid4().hex}",
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False, "session.timeout.ms": 6000})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": addresses.bootstrap_servers,
+            "group.id": f"read-{uuid.uuid4().hex}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "session.timeout.ms": 6000,
+        }
+    )
     consumer.subscribe([topic])
     out: list[tuple[str, dict]] = []
     try:

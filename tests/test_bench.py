@@ -6,8 +6,9 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from stack.bench import broker_rates, ksql_rate
-from stack.cli import main
+from fraudstream.bench.ksql import ksql_rate
+from fraudstream.bench.passthrough import broker_rates
+from fraudstream.cli import main
 from stack.embedded import EmbeddedStack
 
 
@@ -18,7 +19,9 @@ def test_broker_rates_move_every_record(stack: EmbeddedStack) -> None:
 
 
 def test_bench_broker_prints_ratios(stack: EmbeddedStack) -> None:
-    result = CliRunner().invoke(main, ["bench", "broker", "-n", "300", "--bootstrap-servers", stack.addresses.bootstrap_servers])
+    result = CliRunner().invoke(
+        main, ["bench", "broker", "-n", "300", "--bootstrap-servers", stack.addresses.bootstrap_servers]
+    )
     assert result.exit_code == 0, result.output
     assert "passthrough" in result.output
     assert stack.addresses.bootstrap_servers in result.output
@@ -33,7 +36,7 @@ def test_ksql_rate_runs_the_preprocessing_over_every_record(stack: EmbeddedStack
 
 
 def test_sink_throughput_lands_every_record(stack: EmbeddedStack) -> None:
-    from connectors.bench import sink_throughput
+    from fraudstream.bench.connect import sink_throughput
 
     result = sink_throughput(stack.addresses, records=2_000, partitions=2, flush_size=500)
     assert result["records"] == 2_000

@@ -14,8 +14,10 @@ import pytest
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import ConfigResource, NewTopic
 
+from fraudstream.kafka import admin_client, consumer_config, end_offsets, producer_config
 from stack.embedded import EmbeddedStack
-from stack.kafka import admin_client, consumer_config, end_offsets, producer_config
+
+pytestmark = pytest.mark.integration  # starts its own servers
 
 
 def wait_until(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
@@ -38,7 +40,9 @@ def produce(bootstrap: str, topic: str, records: list[dict]) -> list:
     errors: list = []
     producer = Producer(producer_config(bootstrap))
     for record in records:
-        producer.produce(topic, **record, on_delivery=lambda err, msg: (errors if err else delivered).append(err or msg))
+        producer.produce(
+            topic, **record, on_delivery=lambda err, msg: (errors if err else delivered).append(err or msg)
+        )
     assert producer.flush(30) == 0
     assert errors == []
     return delivered
@@ -80,7 +84,12 @@ def test_create_describe_delete_topics(bootstrap: str, topic_name: str) -> None:
 def test_produce_keys_headers_timestamps_acks_all_idempotent(bootstrap: str, topic_name: str) -> None:
     create_topic(bootstrap, topic_name, partitions=2)
     records = [
-        {"key": f"k{i}".encode(), "value": f"v{i}".encode(), "headers": [("source", b"test"), ("n", str(i).encode())], "timestamp": 1_600_000_000_000 + i}
+        {
+            "key": f"k{i}".encode(),
+            "value": f"v{i}".encode(),
+            "headers": [("source", b"test"), ("n", str(i).encode())],
+            "timestamp": 1_600_000_000_000 + i,
+        }
         for i in range(100)
     ]
     delivered = produce(bootstrap, topic_name, records)
@@ -146,7 +155,9 @@ def test_rebalance_between_two_consumers(bootstrap: str, topic_name: str) -> Non
         return consumer
 
     first = member("a")
-    wait_until(lambda: first.poll(0.1) is None and assignments["a"] == {0, 1, 2, 3}, "the first member to own every partition")
+    wait_until(
+        lambda: first.poll(0.1) is None and assignments["a"] == {0, 1, 2, 3}, "the first member to own every partition"
+    )
     second = member("b")
 
     def balanced() -> bool:
@@ -157,7 +168,10 @@ def test_rebalance_between_two_consumers(bootstrap: str, topic_name: str) -> Non
     wait_until(balanced, "the group to rebalance across two members")
     assert assignments["a"] | assignments["b"] == {0, 1, 2, 3}
     second.close()
-    wait_until(lambda: first.poll(0.1) is None and assignments["a"] == {0, 1, 2, 3}, "the partitions to return when a member leaves")
+    wait_until(
+        lambda: first.poll(0.1) is None and assignments["a"] == {0, 1, 2, 3},
+        "the partitions to return when a member leaves",
+    )
     first.close()
 
 

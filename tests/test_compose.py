@@ -2,7 +2,7 @@
 
 Compose's own validator must accept the file, and the properties the project relies on are asserted on the
 parsed file: loopback-only host ports, a scalable worker, pinned images, and the same address variables as
-the embedded stack (stack/config.py), so that client code is the same in both deployments.
+the embedded stack (fraudstream/config.py), so that client code is the same in both deployments.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from stack.config import Addresses
+from fraudstream.config import Addresses
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -133,9 +133,7 @@ def test_worker_image_installs_the_project_as_a_non_root_user() -> None:
 
 
 @pytest.mark.parametrize("name", ADDRESSED_SERVICES)
-def test_services_get_the_embedded_stack_address_variables(
-    services: dict[str, dict[str, Any]], name: str
-) -> None:
+def test_services_get_the_embedded_stack_address_variables(services: dict[str, dict[str, Any]], name: str) -> None:
     env = _environment(services[name])
     expected = set(Addresses().to_env())
     assert expected <= env.keys(), f"{name} lacks {sorted(expected - env.keys())}"

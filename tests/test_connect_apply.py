@@ -12,8 +12,8 @@ from click.testing import CliRunner
 
 from connectors.apply import DEFAULT_DIR, connect_apply_command
 from connectors.client import ConnectClient
-from connectors.worker.process import connect_spec
 from stack import supervisor
+from stack.connect.process import connect_spec
 from stack.embedded import EmbeddedStack
 
 
@@ -73,8 +73,18 @@ def test_apply_reports_bad_files_and_refusals_in_one_line(connect_url: str, tmp_
     code, output = apply(tmp_path, connect_url)
     assert code == 1 and "broken.json" in output and "Traceback" not in output
 
-    (tmp_path / "broken.json").write_text(json.dumps({"name": topic_name, "config": {
-        "connector.class": "io.confluent.connect.s3.S3SinkConnector", "topics": topic_name, "flush.size": "zero"}}))
+    (tmp_path / "broken.json").write_text(
+        json.dumps(
+            {
+                "name": topic_name,
+                "config": {
+                    "connector.class": "io.confluent.connect.s3.S3SinkConnector",
+                    "topics": topic_name,
+                    "flush.size": "zero",
+                },
+            }
+        )
+    )
     code, output = apply(tmp_path, connect_url)
     assert code == 1 and "flush.size" in output and len(output.strip().splitlines()) == 1
 

@@ -13,15 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from connectors.bench import create_topic, produce_payments
 from connectors.client import ConnectClient, wait_until
 from connectors.lake import list_objects, read_object
-from connectors.worker import definitions as d
-from connectors.worker.process import connect_spec
+from fraudstream.bench.connect import create_topic, produce_payments
+from fraudstream.config import Addresses
+from fraudstream.s3 import s3_client
 from stack import supervisor
-from stack.config import Addresses
+from stack.connect import definitions as d
+from stack.connect.process import connect_spec
 from stack.embedded import EmbeddedStack
-from stack.objectstore import s3_client
 from stack.supervisor import RunningService, ServiceSpec
 
 
@@ -29,7 +29,9 @@ class Worker:
     """One worker's spec (fixed port and storage topics), started and stopped as the test says."""
 
     def __init__(self, addresses: Addresses, log_dir: Path) -> None:
-        self.spec: ServiceSpec = connect_spec(addresses, supervisor.free_port(), storage_prefix=f"crash-{uuid.uuid4().hex[:8]}-")
+        self.spec: ServiceSpec = connect_spec(
+            addresses, supervisor.free_port(), storage_prefix=f"crash-{uuid.uuid4().hex[:8]}-"
+        )
         self.log_dir = log_dir
         self.running: RunningService | None = None
         self.client = ConnectClient(self.spec.address)
@@ -56,10 +58,17 @@ def worker(stack: EmbeddedStack, tmp_path: Path) -> Iterator[Worker]:
 
 def sink_config(topic: str, flush_size: int, **extra: str) -> dict[str, str]:
     return {
-        "connector.class": d.S3_SINK_CLASS, "tasks.max": "2", "topics": topic,
-        "s3.bucket.name": "${env:S3_BUCKET}", "store.url": "${env:S3_ENDPOINT_URL}", "storage.class": d.S3_STORAGE,
-        "format.class": d.AVRO_FORMAT, "flush.size": str(flush_size),
-        "value.converter": d.AVRO_CONVERTER, "value.converter.schema.registry.url": "${env:SCHEMA_REGISTRY_URL}", **extra,
+        "connector.class": d.S3_SINK_CLASS,
+        "tasks.max": "2",
+        "topics": topic,
+        "s3.bucket.name": "${env:S3_BUCKET}",
+        "store.url": "${env:S3_ENDPOINT_URL}",
+        "storage.class": d.S3_STORAGE,
+        "format.class": d.AVRO_FORMAT,
+        "flush.size": str(flush_size),
+        "value.converter": d.AVRO_CONVERTER,
+        "value.converter.schema.registry.url": "${env:SCHEMA_REGISTRY_URL}",
+        **extra,
     }
 
 
@@ -80,8 +89,10 @@ def lake_offsets(addresses: Addresses, topic: str) -> dict[int, list[int]]:
 
 def object_bytes(addresses: Addresses, topic: str) -> dict[str, bytes]:
     client = s3_client(addresses.s3_endpoint_url)
-    return {obj.key: client.get_object(Bucket=addresses.bucket, Key=obj.key)["Body"].read()
-            for obj in list_objects(addresses.bucket, topic, endpoint_url=addresses.s3_endpoint_url)}
+    return {
+        obj.key: client.get_object(Bucket=addresses.bucket, Key=obj.key)["Body"].read()
+        for obj in list_objects(addresses.bucket, topic, endpoint_url=addresses.s3_endpoint_url)
+    }
 
 
 def test_restart_keeps_configs_target_states_and_offsets(worker: Worker, stack: EmbeddedStack, topic_name: str) -> None:
@@ -107,27 +118,40 @@ def test_restart_keeps_configs_target_states_and_offsets(worker: Worker, stack: 
 
 
 @pytest.mark.parametrize("per_partition", [2_500, pytest.param(25_000, marks=pytest.mark.slow)], ids=["10k", "100k"])
-def test_kill_9_while_landing_keeps_every_offset_exactly_once(worker: Worker, stack: EmbeddedStack, topic_name: str, per_partition: int) -> None:
+def test_kill_9_while_landing_keeps_every_offset_exactly_once(
+    worker: Worker, stack: EmbeddedStack, topic_name: str, per_partition: int
+) -> None:
     """Kill the worker mid-way, with files open and uploads under way; after a restart the lake holds each offset once."""
     addresses, partitions = stack.addresses, 4
     flush = per_partition // 10
     create_topic(addresses, topic_name, partitions)
-    produce_payments(addresses, topic_name, per_partition - flush // 2, partitions)  # the last file of each partition stays open
+    produce_payments(
+        addresses, topic_name, per_partition - flush // 2, partitions
+    )  # the last file of each partition stays open
     client = worker.start()
     client.create("crash", sink_config(topic_name, flush))
-    wait_until(lambda: list_objects(addresses.bucket, topic_name, endpoint_url=addresses.s3_endpoint_url), 120, interval=0.05,
-               what="first objects")
+    wait_until(
+        lambda: list_objects(addresses.bucket, topic_name, endpoint_url=addresses.s3_endpoint_url),
+        120,
+        interval=0.05,
+        what="first objects",
+    )
     worker.stop(kill=True)
     before = object_bytes(addresses, topic_name)
 
     client = worker.start()
     assert client.status("crash")["connector"]["state"] == "RUNNING"
     produce_payments(addresses, topic_name, flush // 2, partitions, start=per_partition - flush // 2)
-    wait_until(lambda: all_committed(client, "crash", topic_name, partitions, per_partition), 300, what="every record landed")
+    wait_until(
+        lambda: all_committed(client, "crash", topic_name, partitions, per_partition), 300, what="every record landed"
+    )
 
     assert lake_offsets(addresses, topic_name) == {p: list(range(per_partition)) for p in range(partitions)}
     after = object_bytes(addresses, topic_name)
-    assert sorted(after) == sorted(f"topics/{topic_name}/partition={p}/{topic_name}+{p}+{start:010d}.avro"
-                                   for p in range(partitions) for start in range(0, per_partition, flush))
+    assert sorted(after) == sorted(
+        f"topics/{topic_name}/partition={p}/{topic_name}+{p}+{start:010d}.avro"
+        for p in range(partitions)
+        for start in range(0, per_partition, flush)
+    )
     assert len(before) < len(after)  # the kill came before the last files (their records were not even produced)
     assert {key: after[key] for key in before} == before  # a rewritten object holds the very same bytes

@@ -7,8 +7,8 @@ AvroSerializer against the embedded Schema Registry, and objects are read back f
 from __future__ import annotations
 
 import io
-import uuid
 import json
+import uuid
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -23,18 +23,26 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 
 from connectors.client import ConnectAPIError, ConnectClient, wait_until
 from connectors.lake import list_objects, read_object
-from connectors.worker import definitions as d
-from connectors.worker.process import connect_spec
+from fraudstream.config import Addresses
+from fraudstream.kafka import admin_client, consumer_config, producer_config
+from fraudstream.s3 import ensure_bucket, s3_client
 from stack import supervisor
-from stack.config import Addresses
+from stack.connect import definitions as d
+from stack.connect.process import connect_spec
 from stack.embedded import EmbeddedStack
-from stack.kafka import admin_client, consumer_config, producer_config
-from stack.objectstore import ensure_bucket, s3_client
 
-SCHEMA = json.dumps({
-    "type": "record", "name": "Payment", "namespace": "fraudstream.test",
-    "fields": [{"name": "seq", "type": "long"}, {"name": "amount", "type": "double"}, {"name": "note", "type": ["null", "string"], "default": None}],
-})
+SCHEMA = json.dumps(
+    {
+        "type": "record",
+        "name": "Payment",
+        "namespace": "fraudstream.test",
+        "fields": [
+            {"name": "seq", "type": "long"},
+            {"name": "amount", "type": "double"},
+            {"name": "note", "type": ["null", "string"], "default": None},
+        ],
+    }
+)
 
 
 def create_topic(addresses: Addresses, topic: str, partitions: int = 1) -> None:
@@ -42,8 +50,14 @@ def create_topic(addresses: Addresses, topic: str, partitions: int = 1) -> None:
     admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])[topic].result(timeout=30)
 
 
-def produce_avro(addresses: Addresses, topic: str, values: Sequence[dict[str, Any]], partition: int = 0,
-                 timestamps: Sequence[int] | None = None, raw: dict[int, bytes] | None = None) -> None:
+def produce_avro(
+    addresses: Addresses,
+    topic: str,
+    values: Sequence[dict[str, Any]],
+    partition: int = 0,
+    timestamps: Sequence[int] | None = None,
+    raw: dict[int, bytes] | None = None,
+) -> None:
     """Avro records in the Confluent wire format; `raw` puts other bytes at some positions instead."""
     serializer = AvroSerializer(SchemaRegistryClient({"url": addresses.schema_registry_url}), SCHEMA)
     producer = Producer(producer_config(addresses.bootstrap_servers))
@@ -82,7 +96,11 @@ def committed(client: ConnectClient, name: str, topic: str, partition: int = 0) 
 
 
 def wait_committed(client: ConnectClient, name: str, topic: str, offset: int, partition: int = 0) -> None:
-    wait_until(lambda: committed(client, name, topic, partition) >= offset, 90, what=f"{name} committed {topic}[{partition}]@{offset}")
+    wait_until(
+        lambda: committed(client, name, topic, partition) >= offset,
+        90,
+        what=f"{name} committed {topic}[{partition}]@{offset}",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +126,9 @@ def addresses(stack: EmbeddedStack) -> Addresses:
 def test_root_plugins_and_unknown_connectors(worker: ConnectClient) -> None:
     root = worker.request("GET", "/")
     assert set(root) == {"version", "commit", "kafka_cluster_id"} and root["kafka_cluster_id"]
-    assert {"class": d.S3_SINK_CLASS, "type": "sink", "version": d.S3_SINK_VERSION} in worker.request("GET", "/connector-plugins")
+    assert {"class": d.S3_SINK_CLASS, "type": "sink", "version": d.S3_SINK_VERSION} in worker.request(
+        "GET", "/connector-plugins"
+    )
     response = worker.http.get("/connectors/no-such-connector/status")
     assert response.status_code == 404
     assert response.json() == {"error_code": 404, "message": "Connector no-such-connector not found"}
@@ -120,7 +140,10 @@ def test_validation_answers_in_connects_shape(worker: ConnectClient, addresses: 
     assert result["name"] == d.S3_SINK_CLASS
     by_name = {entry["value"]["name"]: entry for entry in result["configs"]}
     assert by_name["flush.size"]["value"]["errors"] and by_name["format.class"]["value"]["errors"]
-    assert by_name["topics.dir"]["definition"]["default_value"] == "topics" and by_name["topics.dir"]["value"]["errors"] == []
+    assert (
+        by_name["topics.dir"]["definition"]["default_value"] == "topics"
+        and by_name["topics.dir"]["value"]["errors"] == []
+    )
     assert d.AVRO_FORMAT in by_name["format.class"]["value"]["recommended_values"]
     assert result["error_count"] == sum(len(entry["value"]["errors"]) for entry in result["configs"]) == 2
     assert "Connector" in result["groups"]
@@ -131,7 +154,9 @@ def test_validation_answers_in_connects_shape(worker: ConnectClient, addresses: 
 
 def test_bad_configs_are_refused_with_400(worker: ConnectClient, addresses: Addresses, topic_name: str) -> None:
     with pytest.raises(ConnectAPIError) as refused:
-        worker.create(topic_name, sink_config(addresses, topic_name, flush_size="0", store_url="${env:NO_SUCH_VARIABLE}"))
+        worker.create(
+            topic_name, sink_config(addresses, topic_name, flush_size="0", store_url="${env:NO_SUCH_VARIABLE}")
+        )
     assert refused.value.status == 400
     assert "flush.size" in refused.value.message and "NO_SUCH_VARIABLE" in refused.value.message
     assert worker.config(topic_name) is None
@@ -140,7 +165,9 @@ def test_bad_configs_are_refused_with_400(worker: ConnectClient, addresses: Addr
 # -- landing ---------------------------------------------------------------------------------------------
 
 
-def test_avro_records_land_in_confluent_named_avro_objects(worker: ConnectClient, addresses: Addresses, topic_name: str) -> None:
+def test_avro_records_land_in_confluent_named_avro_objects(
+    worker: ConnectClient, addresses: Addresses, topic_name: str
+) -> None:
     create_topic(addresses, topic_name)
     produce_avro(addresses, topic_name, payments(0, 25))
     created = worker.create(topic_name, sink_config(addresses, topic_name))
@@ -163,17 +190,31 @@ def test_avro_records_land_in_confluent_named_avro_objects(worker: ConnectClient
     assert f'connect_sink_records_total{{connector="{topic_name}"}} 20.0' in metrics
 
 
-def test_parquet_objects_read_back_with_pyarrow_and_pandas(worker: ConnectClient, addresses: Addresses, topic_name: str) -> None:
+def test_parquet_objects_read_back_with_pyarrow_and_pandas(
+    worker: ConnectClient, addresses: Addresses, topic_name: str
+) -> None:
     create_topic(addresses, topic_name)
     produce_avro(addresses, topic_name, payments(0, 12))
-    worker.create(topic_name, sink_config(addresses, topic_name, format_class=d.PARQUET_FORMAT, flush_size="6", topics_dir="lake"))
+    worker.create(
+        topic_name, sink_config(addresses, topic_name, format_class=d.PARQUET_FORMAT, flush_size="6", topics_dir="lake")
+    )
     wait_committed(worker, topic_name, topic_name, 12)
     objects = list_objects(addresses.bucket, topic_name, topics_dir="lake", endpoint_url=addresses.s3_endpoint_url)
-    assert [o.key.rsplit("/", 1)[1] for o in objects] == [f"{topic_name}+0+0000000000.parquet", f"{topic_name}+0+0000000006.parquet"]
+    assert [o.key.rsplit("/", 1)[1] for o in objects] == [
+        f"{topic_name}+0+0000000000.parquet",
+        f"{topic_name}+0+0000000006.parquet",
+    ]
     assert [r for o in objects for r in read_object(addresses.bucket, o, addresses.s3_endpoint_url)] == payments(0, 12)
     body = s3_client(addresses.s3_endpoint_url).get_object(Bucket=addresses.bucket, Key=objects[1].key)["Body"].read()
     frame = pd.read_parquet(io.BytesIO(body))
-    assert frame["seq"].tolist() == list(range(6, 12)) and frame["note"].isna().tolist() == [False, True, True, False, True, True]
+    assert frame["seq"].tolist() == list(range(6, 12)) and frame["note"].isna().tolist() == [
+        False,
+        True,
+        True,
+        False,
+        True,
+        True,
+    ]
 
 
 def test_json_format_with_schemaless_json(worker: ConnectClient, addresses: Addresses, topic_name: str) -> None:
@@ -182,41 +223,78 @@ def test_json_format_with_schemaless_json(worker: ConnectClient, addresses: Addr
     for i in range(4):
         producer.produce(topic_name, value=json.dumps({"seq": i, "tags": ["a", "b"]}).encode())
     producer.flush(30)
-    worker.create(topic_name, sink_config(addresses, topic_name, format_class=d.JSON_FORMAT, flush_size="4",
-                                          value_converter=d.JSON_CONVERTER, **{"value.converter.schemas.enable": "false"}))
+    worker.create(
+        topic_name,
+        sink_config(
+            addresses,
+            topic_name,
+            format_class=d.JSON_FORMAT,
+            flush_size="4",
+            value_converter=d.JSON_CONVERTER,
+            **{"value.converter.schemas.enable": "false"},
+        ),
+    )
     wait_committed(worker, topic_name, topic_name, 4)
     (obj,) = list_objects(addresses.bucket, topic_name, endpoint_url=addresses.s3_endpoint_url)
     assert obj.key.endswith(f"{topic_name}+0+0000000000.json")
-    assert read_object(addresses.bucket, obj, addresses.s3_endpoint_url) == [{"seq": i, "tags": ["a", "b"]} for i in range(4)]
+    assert read_object(addresses.bucket, obj, addresses.s3_endpoint_url) == [
+        {"seq": i, "tags": ["a", "b"]} for i in range(4)
+    ]
 
 
-def test_rotate_interval_and_time_based_partitions(worker: ConnectClient, addresses: Addresses, topic_name: str) -> None:
+def test_rotate_interval_and_time_based_partitions(
+    worker: ConnectClient, addresses: Addresses, topic_name: str
+) -> None:
     """Record time decides: a file closes when a record is rotate.interval.ms past the file's first one."""
     create_topic(addresses, topic_name)
     hour = 1_714_525_200_000  # 2024-05-01T01:00:00Z
     stamps = [hour + 10_000 * i for i in range(6)] + [hour + 3_600_000]  # 0,10..50 s, then the next hour
     produce_avro(addresses, topic_name, payments(0, 7), timestamps=stamps)
-    worker.create(topic_name, sink_config(
-        addresses, topic_name, flush_size="100", rotate_interval_ms="25000",
-        partitioner_class=d.TIME_BASED_PARTITIONER, path_format="'year'=YYYY/'month'=MM/'day'=dd/'hour'=HH",
-        partition_duration_ms="3600000", locale="en-US", timezone="UTC", timestamp_extractor="Record"))
+    worker.create(
+        topic_name,
+        sink_config(
+            addresses,
+            topic_name,
+            flush_size="100",
+            rotate_interval_ms="25000",
+            partitioner_class=d.TIME_BASED_PARTITIONER,
+            path_format="'year'=YYYY/'month'=MM/'day'=dd/'hour'=HH",
+            partition_duration_ms="3600000",
+            locale="en-US",
+            timezone="UTC",
+            timestamp_extractor="Record",
+        ),
+    )
     wait_committed(worker, topic_name, topic_name, 6)
     objects = list_objects(addresses.bucket, topic_name, endpoint_url=addresses.s3_endpoint_url)
     prefix = f"topics/{topic_name}/year=2024/month=05/day=01/hour=01/{topic_name}+0+"
     assert [o.key for o in objects] == [prefix + "0000000000.avro", prefix + "0000000003.avro"]
-    assert [[r["seq"] for r in read_object(addresses.bucket, o, addresses.s3_endpoint_url)] for o in objects] == [[0, 1, 2], [3, 4, 5]]
+    assert [[r["seq"] for r in read_object(addresses.bucket, o, addresses.s3_endpoint_url)] for o in objects] == [
+        [0, 1, 2],
+        [3, 4, 5],
+    ]
     assert committed(worker, topic_name, topic_name) == 6  # record 6 (next hour) sits in an open file
 
 
 # -- bad records -----------------------------------------------------------------------------------------
 
 
-def test_unreadable_records_go_to_the_dead_letter_topic(worker: ConnectClient, addresses: Addresses, topic_name: str) -> None:
+def test_unreadable_records_go_to_the_dead_letter_topic(
+    worker: ConnectClient, addresses: Addresses, topic_name: str
+) -> None:
     create_topic(addresses, topic_name)
     dlq = f"{topic_name}-dlq"
     produce_avro(addresses, topic_name, payments(0, 12), raw={3: b"not avro", 7: b"\x00\x00\x00\x03\xe7garbage"})
-    worker.create(topic_name, sink_config(addresses, topic_name, flush_size="5", errors_tolerance="all", **{
-        "errors.deadletterqueue.topic.name": dlq, "errors.deadletterqueue.context.headers.enable": "true"}))
+    worker.create(
+        topic_name,
+        sink_config(
+            addresses,
+            topic_name,
+            flush_size="5",
+            errors_tolerance="all",
+            **{"errors.deadletterqueue.topic.name": dlq, "errors.deadletterqueue.context.headers.enable": "true"},
+        ),
+    )
     wait_committed(worker, topic_name, topic_name, 12)
     objects = list_objects(addresses.bucket, topic_name, endpoint_url=addresses.s3_endpoint_url)
     assert [o.start_offset for o in objects] == [0, 6]
@@ -226,11 +304,13 @@ def test_unreadable_records_go_to_the_dead_letter_topic(worker: ConnectClient, a
     consumer.subscribe([dlq])
     letters = []
     try:
+
         def read() -> bool:
             message = consumer.poll(1.0)
             if message is not None and message.error() is None:
                 letters.append(message)
             return len(letters) == 2
+
         wait_until(read, 60, interval=0, what="two dead letters")
     finally:
         consumer.close()
@@ -242,14 +322,22 @@ def test_unreadable_records_go_to_the_dead_letter_topic(worker: ConnectClient, a
     assert headers["__connect.errors.connector.name"] == topic_name.encode()
 
 
-def test_without_tolerance_a_bad_record_fails_the_task_and_a_fixed_config_resumes(worker: ConnectClient, addresses: Addresses, topic_name: str) -> None:
+def test_without_tolerance_a_bad_record_fails_the_task_and_a_fixed_config_resumes(
+    worker: ConnectClient, addresses: Addresses, topic_name: str
+) -> None:
     create_topic(addresses, topic_name)
     produce_avro(addresses, topic_name, payments(0, 6), raw={4: b"not avro"})
     worker.create(topic_name, sink_config(addresses, topic_name, flush_size="2"))
-    failed = wait_until(lambda: (s := worker.status(topic_name))["tasks"] and s["tasks"][0]["state"] == "FAILED" and s, 60, what="task failed")
+    failed = wait_until(
+        lambda: (s := worker.status(topic_name))["tasks"] and s["tasks"][0]["state"] == "FAILED" and s,
+        60,
+        what="task failed",
+    )
     assert "Tolerance exceeded" in failed["tasks"][0]["trace"] and "magic byte" in failed["tasks"][0]["trace"]
     assert committed(worker, topic_name, topic_name) == 4  # the files before the bad record are in
-    restarted = worker.request("POST", f"/connectors/{topic_name}/restart", params={"includeTasks": "true", "onlyFailed": "true"})
+    restarted = worker.request(
+        "POST", f"/connectors/{topic_name}/restart", params={"includeTasks": "true", "onlyFailed": "true"}
+    )
     assert restarted["name"] == topic_name
     worker.put_config(topic_name, sink_config(addresses, topic_name, flush_size="1", errors_tolerance="all"))
     wait_committed(worker, topic_name, topic_name, 6)
@@ -286,8 +374,11 @@ def test_pause_resume_restart_delete(worker: ConnectClient, addresses: Addresses
     assert worker.request("GET", f"/connectors/{name}/tasks/0/status")["id"] == 0
     produce_avro(addresses, topic_name, payments(10, 5))
     wait_committed(worker, name, topic_name, 15)
-    landed = [r["seq"] for o in list_objects(addresses.bucket, topic_name, endpoint_url=addresses.s3_endpoint_url)
-              for r in read_object(addresses.bucket, o, addresses.s3_endpoint_url)]
+    landed = [
+        r["seq"]
+        for o in list_objects(addresses.bucket, topic_name, endpoint_url=addresses.s3_endpoint_url)
+        for r in read_object(addresses.bucket, o, addresses.s3_endpoint_url)
+    ]
     assert landed == list(range(15))
 
     listed = worker.request("GET", "/connectors", params=[("expand", "status"), ("expand", "info")])
@@ -304,7 +395,9 @@ def _metric(worker: ConnectClient, name: str, connector: str) -> float:
     return 0.0
 
 
-def test_a_missing_bucket_stalls_the_task_until_it_is_back(worker: ConnectClient, addresses: Addresses, topic_name: str) -> None:
+def test_a_missing_bucket_stalls_the_task_until_it_is_back(
+    worker: ConnectClient, addresses: Addresses, topic_name: str
+) -> None:
     """Upload errors are retried (the task stays RUNNING and commits nothing), as S3 errors are in Confluent's sink."""
     bucket = f"stall-{uuid.uuid4().hex[:12]}"
     ensure_bucket(bucket, addresses.s3_endpoint_url)
@@ -318,29 +411,50 @@ def test_a_missing_bucket_stalls_the_task_until_it_is_back(worker: ConnectClient
         s3.delete_object(Bucket=bucket, Key=obj.key)
     s3.delete_bucket(Bucket=bucket)
     produce_avro(addresses, topic_name, payments(5, 5))
-    wait_until(lambda: _metric(worker, "connect_sink_upload_failures_total", topic_name) > 0, 60, what="a failed upload")
+    wait_until(
+        lambda: _metric(worker, "connect_sink_upload_failures_total", topic_name) > 0, 60, what="a failed upload"
+    )
     assert worker.status(topic_name)["tasks"][0]["state"] == "RUNNING"
     assert committed(worker, topic_name, topic_name) == 5
 
     ensure_bucket(bucket, addresses.s3_endpoint_url)
     wait_committed(worker, topic_name, topic_name, 10)
     (obj,) = list_objects(bucket, topic_name, endpoint_url=addresses.s3_endpoint_url)
-    assert obj.start_offset == 5 and [r["seq"] for r in read_object(bucket, obj, addresses.s3_endpoint_url)] == list(range(5, 10))
+    assert obj.start_offset == 5 and [r["seq"] for r in read_object(bucket, obj, addresses.s3_endpoint_url)] == list(
+        range(5, 10)
+    )
 
 
-def test_a_bucket_missing_at_start_fails_the_task_with_a_reason(worker: ConnectClient, addresses: Addresses, topic_name: str) -> None:
-    worker.create(topic_name, sink_config(addresses, topic_name, **{"s3.bucket.name": f"absent-{uuid.uuid4().hex[:12]}"}))
-    failed = wait_until(lambda: (s := worker.status(topic_name))["tasks"] and s["tasks"][0]["state"] == "FAILED" and s, 60, what="task failed")
+def test_a_bucket_missing_at_start_fails_the_task_with_a_reason(
+    worker: ConnectClient, addresses: Addresses, topic_name: str
+) -> None:
+    worker.create(
+        topic_name, sink_config(addresses, topic_name, **{"s3.bucket.name": f"absent-{uuid.uuid4().hex[:12]}"})
+    )
+    failed = wait_until(
+        lambda: (s := worker.status(topic_name))["tasks"] and s["tasks"][0]["state"] == "FAILED" and s,
+        60,
+        what="task failed",
+    )
     assert "is not reachable" in failed["tasks"][0]["trace"]
 
 
-def test_scheduled_rotation_lands_a_partial_file_on_the_wall_clock(worker: ConnectClient, addresses: Addresses, topic_name: str) -> None:
+def test_scheduled_rotation_lands_a_partial_file_on_the_wall_clock(
+    worker: ConnectClient, addresses: Addresses, topic_name: str
+) -> None:
     """rotate.schedule.interval.ms closes files at wall-clock boundaries, however few records they hold."""
     create_topic(addresses, topic_name)
     produce_avro(addresses, topic_name, payments(0, 3))
-    worker.create(topic_name, sink_config(addresses, topic_name, flush_size="1000", **{
-        "rotate.schedule.interval.ms": "1000", "timezone": "UTC"}))
+    worker.create(
+        topic_name,
+        sink_config(
+            addresses, topic_name, flush_size="1000", **{"rotate.schedule.interval.ms": "1000", "timezone": "UTC"}
+        ),
+    )
     wait_committed(worker, topic_name, topic_name, 3)
-    landed = [r["seq"] for o in list_objects(addresses.bucket, topic_name, endpoint_url=addresses.s3_endpoint_url)
-              for r in read_object(addresses.bucket, o, addresses.s3_endpoint_url)]
+    landed = [
+        r["seq"]
+        for o in list_objects(addresses.bucket, topic_name, endpoint_url=addresses.s3_endpoint_url)
+        for r in read_object(addresses.bucket, o, addresses.s3_endpoint_url)
+    ]
     assert landed == [0, 1, 2]

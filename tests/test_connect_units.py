@@ -14,29 +14,41 @@ import pytest
 
 from connectors.apply import ConnectorFileError, load
 from connectors.lake import parse_key
-from connectors.worker import definitions as d
-from connectors.worker.converters import AvroConverter, ConversionError, JsonConverter, StringConverter, TransientError
-from connectors.worker.s3sink.formats import AvroFormat, FormatError, JsonFormat, ParquetFormat
-from connectors.worker.s3sink.naming import object_key
-from connectors.worker.s3sink.partitioners import (
-    DefaultPartitioner, FieldPartitioner, PartitionerError, RecordView, TimeBasedPartitioner, joda_format, record_time,
+from stack.connect import definitions as d
+from stack.connect.converters import AvroConverter, ConversionError, JsonConverter, StringConverter, TransientError
+from stack.connect.s3sink.formats import AvroFormat, FormatError, JsonFormat, ParquetFormat
+from stack.connect.s3sink.naming import object_key
+from stack.connect.s3sink.partitioners import (
+    DefaultPartitioner,
+    FieldPartitioner,
+    PartitionerError,
+    RecordView,
+    TimeBasedPartitioner,
+    joda_format,
+    record_time,
 )
-from connectors.worker.s3sink.writer import PartitionWriter, Rotation, next_schedule
-from connectors.worker.settings import ConfigError, SinkSettings, resolve, validate
+from stack.connect.s3sink.writer import PartitionWriter, Rotation, next_schedule
+from stack.connect.settings import ConfigError, SinkSettings, resolve, validate
 from stack.supervisor import free_port
 
 CONNECTORS = Path(__file__).resolve().parents[1] / "connectors"
 
-SCHEMA = fastavro.parse_schema({
-    "type": "record", "name": "Score",
-    "fields": [
-        {"name": "id", "type": "long"},
-        {"name": "score", "type": "double"},
-        {"name": "label", "type": ["null", "string"], "default": None},
-        {"name": "at", "type": {"type": "long", "logicalType": "timestamp-millis"}},
-    ],
-})
-RECORDS = [{"id": i, "score": i / 4, "label": None if i % 2 else f"r{i}", "at": dt.datetime(2024, 5, 1, tzinfo=dt.timezone.utc)} for i in range(5)]
+SCHEMA = fastavro.parse_schema(
+    {
+        "type": "record",
+        "name": "Score",
+        "fields": [
+            {"name": "id", "type": "long"},
+            {"name": "score", "type": "double"},
+            {"name": "label", "type": ["null", "string"], "default": None},
+            {"name": "at", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+        ],
+    }
+)
+RECORDS = [
+    {"id": i, "score": i / 4, "label": None if i % 2 else f"r{i}", "at": dt.datetime(2024, 5, 1, tzinfo=dt.UTC)}
+    for i in range(5)
+]
 
 BASE = {
     "name": "unit",
@@ -58,10 +70,21 @@ def view(offset: int = 0, timestamp: int | None = 0, value: object = None, parti
 
 
 def test_object_names_are_confluents() -> None:
-    assert object_key("topics", "fraud-scores", "partition=3", 3, 1000, "avro") == "topics/fraud-scores/partition=3/fraud-scores+3+0000001000.avro"
-    assert object_key("lake/", "t", "year=2024/month=05", 0, 0, "parquet") == "lake/t/year=2024/month=05/t+0+0000000000.parquet"
+    assert (
+        object_key("topics", "fraud-scores", "partition=3", 3, 1000, "avro")
+        == "topics/fraud-scores/partition=3/fraud-scores+3+0000001000.avro"
+    )
+    assert (
+        object_key("lake/", "t", "year=2024/month=05", 0, 0, "parquet")
+        == "lake/t/year=2024/month=05/t+0+0000000000.parquet"
+    )
     parsed = parse_key("topics/fraud-scores/partition=3/fraud-scores+3+0000001000.avro")
-    assert parsed is not None and (parsed.topic, parsed.partition, parsed.start_offset, parsed.extension) == ("fraud-scores", 3, 1000, "avro")
+    assert parsed is not None and (parsed.topic, parsed.partition, parsed.start_offset, parsed.extension) == (
+        "fraud-scores",
+        3,
+        1000,
+        "avro",
+    )
     assert parse_key("topics/t/partition=0/notes.txt") is None
 
 
@@ -85,10 +108,10 @@ def test_joda_patterns() -> None:
 
 def test_time_based_partitioner_buckets_in_its_timezone() -> None:
     hourly = TimeBasedPartitioner("'date'=YYYY-MM-dd/'hour'=HH", 3_600_000, "UTC", record_time)
-    at = int(dt.datetime(2024, 3, 7, 9, 59, tzinfo=dt.timezone.utc).timestamp() * 1000)
+    at = int(dt.datetime(2024, 3, 7, 9, 59, tzinfo=dt.UTC).timestamp() * 1000)
     assert hourly.encode(view(timestamp=at)) == "date=2024-03-07/hour=09"
     daily_paris = TimeBasedPartitioner("YYYY-MM-dd", 86_400_000, "Europe/Paris", record_time)
-    late = int(dt.datetime(2024, 3, 7, 23, 30, tzinfo=dt.timezone.utc).timestamp() * 1000)  # 00:30 on the 8th in Paris
+    late = int(dt.datetime(2024, 3, 7, 23, 30, tzinfo=dt.UTC).timestamp() * 1000)  # 00:30 on the 8th in Paris
     assert daily_paris.encode(view(timestamp=late)) == "2024-03-08"
     with pytest.raises(PartitionerError):
         hourly.encode(view(timestamp=None))
@@ -100,7 +123,10 @@ def test_time_based_partitioner_buckets_in_its_timezone() -> None:
 def test_flush_size_counts_from_the_file_start() -> None:
     writer = PartitionWriter("t", 0, Rotation(flush_size=3))
     batches = [b for offset in range(7) for b in writer.add(offset, 0, "partition=0", offset, "s", 1, 0)]
-    assert [(b.files[0].start_offset, b.files[0].records, b.end_offset) for b in batches] == [(0, [0, 1, 2], 3), (3, [3, 4, 5], 6)]
+    assert [(b.files[0].start_offset, b.files[0].records, b.end_offset) for b in batches] == [
+        (0, [0, 1, 2], 3),
+        (3, [3, 4, 5], 6),
+    ]
     assert writer.committable() == 6  # the open file's start
 
 
@@ -142,7 +168,10 @@ def test_several_encoded_partitions_close_together() -> None:
     writer = PartitionWriter("t", 0, Rotation(flush_size=4))
     out = [b for offset, where in enumerate("abab") for b in writer.add(offset, 0, where, offset, "s", 1, 0)]
     (batch,) = out
-    assert {(f.encoded_partition, f.start_offset, tuple(f.records)) for f in batch.files} == {("a", 0, (0, 2)), ("b", 1, (1, 3))}
+    assert {(f.encoded_partition, f.start_offset, tuple(f.records)) for f in batch.files} == {
+        ("a", 0, (0, 2)),
+        ("b", 1, (1, 3)),
+    }
 
 
 # -- formats ---------------------------------------------------------------------------------------------
@@ -176,7 +205,9 @@ def test_json_lines() -> None:
 def test_an_unreachable_registry_is_transient_not_bad_data() -> None:
     """Such records must be retried, not dead-lettered: the bytes may be fine."""
     with pytest.raises(TransientError):
-        AvroConverter({"schema.registry.url": f"http://127.0.0.1:{free_port()}"}).convert("t", b"\x00\x00\x00\x00\x01\x02")
+        AvroConverter({"schema.registry.url": f"http://127.0.0.1:{free_port()}"}).convert(
+            "t", b"\x00\x00\x00\x00\x01\x02"
+        )
 
 
 def test_converters_reject_unreadable_bytes() -> None:
@@ -186,12 +217,22 @@ def test_converters_reject_unreadable_bytes() -> None:
         JsonConverter({}).convert("t", b'{"no": "envelope"}')
     with pytest.raises(ConversionError):
         StringConverter().convert("t", b"\xff\xfe")
-    enveloped = JsonConverter({}).convert("t", json.dumps({
-        "schema": {"type": "struct", "fields": [{"field": "id", "type": "int64"}, {"field": "note", "type": "string", "optional": True}]},
-        "payload": {"id": 7, "note": None},
-    }).encode())
+    enveloped = JsonConverter({}).convert(
+        "t",
+        json.dumps(
+            {
+                "schema": {
+                    "type": "struct",
+                    "fields": [{"field": "id", "type": "int64"}, {"field": "note", "type": "string", "optional": True}],
+                },
+                "payload": {"id": 7, "note": None},
+            }
+        ).encode(),
+    )
     assert enveloped.value == {"id": 7, "note": None}
-    assert list(fastavro.reader(io.BytesIO(AvroFormat().encode([enveloped.value], enveloped.schema, "k")))) == [{"id": 7, "note": None}]
+    assert list(fastavro.reader(io.BytesIO(AvroFormat().encode([enveloped.value], enveloped.schema, "k")))) == [
+        {"id": 7, "note": None}
+    ]
     assert JsonConverter({"schemas.enable": "false"}).convert("t", b'{"a": 1}').schema is None
 
 
@@ -207,7 +248,9 @@ def test_env_placeholders_resolve_and_missing_ones_are_errors() -> None:
 def test_validation_reports_each_bad_key() -> None:
     _, errors = validate({**BASE, "flush.size": "many", "format.class": "com.example.Csv", "topics": ""}, {})
     assert "Not a number" in errors["flush.size"][0]
-    assert errors["format.class"] and errors["topics"] == errors["topics.regex"] == ["Must configure one of topics or topics.regex"]
+    assert errors["format.class"] and errors["topics"] == errors["topics.regex"] == [
+        "Must configure one of topics or topics.regex"
+    ]
     _, errors = validate({**BASE, "partitioner.class": d.TIME_BASED_PARTITIONER}, {})
     assert errors["path.format"] and errors["timezone"] and errors["locale"]
     _, errors = validate({**BASE, "errors.deadletterqueue.topic.name": "t"}, {})
@@ -221,8 +264,15 @@ def test_validation_reports_each_bad_key() -> None:
 def test_shipped_connector_files_are_valid(path: Path) -> None:
     connector = load(path)
     assert connector.config["connector.class"] == d.S3_SINK_CLASS
-    assert connector.config["s3.bucket.name"] == "${env:S3_BUCKET}" and connector.config["store.url"] == "${env:S3_ENDPOINT_URL}"
-    environ = {"S3_BUCKET": "fraudstream", "S3_ENDPOINT_URL": "http://127.0.0.1:8333", "SCHEMA_REGISTRY_URL": "http://127.0.0.1:8081"}
+    assert (
+        connector.config["s3.bucket.name"] == "${env:S3_BUCKET}"
+        and connector.config["store.url"] == "${env:S3_ENDPOINT_URL}"
+    )
+    environ = {
+        "S3_BUCKET": "fraudstream",
+        "S3_ENDPOINT_URL": "http://127.0.0.1:8333",
+        "SCHEMA_REGISTRY_URL": "http://127.0.0.1:8081",
+    }
     settings = SinkSettings.parse({**connector.config, "name": connector.name}, environ)
     assert settings["s3.bucket.name"] == "fraudstream"
     assert settings["format.class"] in (d.AVRO_FORMAT, d.PARQUET_FORMAT)

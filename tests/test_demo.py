@@ -5,8 +5,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
 from cli_helpers import fraudstream
-from stack.live import topic_size
+
+from fraudstream.live import topic_size
+
+pytestmark = pytest.mark.integration  # starts its own servers
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -37,13 +41,25 @@ def test_demo_scores_payments_live_and_says_where_everything_is(data_dir: Path, 
     assert re.search(r"first score [\d,.]+ s after the demo started", out)
     # Where things are, now that the stack stays up.
     worker = f"http://127.0.0.1:{cli_env['FRAUDSTREAM_WEB_PORT']}"
-    for expected in (f"{worker}/metrics", f"POST {worker}/score", cli_env["SCHEMA_REGISTRY_URL"], cli_env["KSQLDB_URL"],
-                     cli_env["CONNECT_URL"], cli_env["S3_ENDPOINT_URL"], cli_env["KAFKA_BOOTSTRAP_SERVERS"], "fraud-scores",
-                     "creditcardfraud_source", "jupyter lab", f"fraudstream down --data-dir {data_dir}"):
+    for expected in (
+        f"{worker}/metrics",
+        f"POST {worker}/score",
+        cli_env["SCHEMA_REGISTRY_URL"],
+        cli_env["KSQLDB_URL"],
+        cli_env["CONNECT_URL"],
+        cli_env["S3_ENDPOINT_URL"],
+        cli_env["KAFKA_BOOTSTRAP_SERVERS"],
+        "fraud-scores",
+        "creditcardfraud_source",
+        "jupyter lab",
+        f"fraudstream down --data-dir {data_dir}",
+    ):
         assert expected in out, expected
 
     # Again on the running stack: nothing re-created, the model kept, exactly the payments asked for.
-    again = fraudstream("demo", "--data-dir", str(data_dir), "-n", "10", "--rate", "0", "--duration", "1", *dirs, env=cli_env)
+    again = fraudstream(
+        "demo", "--data-dir", str(data_dir), "-n", "10", "--rate", "0", "--duration", "1", *dirs, env=cli_env
+    )
     assert "STREAM CREDITCARDFRAUD_PREPROCESSED_AVRO unchanged" in again.stdout
     assert "fraud version 1 is in production" in again.stdout
     assert counts(again.stdout) == (10, 10, 10)

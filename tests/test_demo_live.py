@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from stack.live import PipelineStats, Topics, plain_line, render, watch
+from fraudstream.live import PipelineStats, Topics, plain_line, render, watch
 
 TOPICS = Topics()
 
@@ -51,9 +51,11 @@ def test_fraud_rate_model_and_first_score_come_from_the_scores() -> None:
 def test_latency_is_produced_to_scored_per_payment_over_the_window() -> None:
     stats = PipelineStats(TOPICS, started=0.0, window=10.0)
     latencies = np.arange(1, 101) * 10.0  # 10 ms .. 1000 ms
-    for i, latency in enumerate(latencies):
+    for i, _latency in enumerate(latencies):
         stats.observe_payment(f"p{i}", produced_ms=1_000_000 + i)
-    stats.observe_score(1.0, "unknown-payment", False, ("fraud", 1), scored_at_ms=5)  # no produce time: counted, no latency
+    stats.observe_score(
+        1.0, "unknown-payment", False, ("fraud", 1), scored_at_ms=5
+    )  # no produce time: counted, no latency
     for i, latency in enumerate(latencies):
         stats.observe_score(2.0, f"p{i}", False, ("fraud", 1), scored_at_ms=1_000_000 + i + int(latency))
     p50, p99 = stats.latency_ms(now=3.0)
@@ -84,9 +86,23 @@ def test_the_view_and_the_line_show_every_measure() -> None:
     stats.observe_score(3.0, "a", True, ("fraud", 3), scored_at_ms=1_042)
     stats.observe_score(3.5, "b", False, ("fraud", 3), scored_at_ms=2_000)
     view = text(render(stats, now=4.0))
-    for expected in ("events in", "2,000", "1,000", TOPICS.source, "scores out", "1,900", "950", TOPICS.scores,
-                     "creditcardfraud_preprocessed_avro-dlq 7", "50.00% (1 of 2 scores flagged)", "p50 42 ms, p99 42 ms",
-                     "fraud version 3", "3.0 s after start", "generating 200 payments/s", "2,345 payments sent"):
+    for expected in (
+        "events in",
+        "2,000",
+        "1,000",
+        TOPICS.source,
+        "scores out",
+        "1,900",
+        "950",
+        TOPICS.scores,
+        "creditcardfraud_preprocessed_avro-dlq 7",
+        "50.00% (1 of 2 scores flagged)",
+        "p50 42 ms, p99 42 ms",
+        "fraud version 3",
+        "3.0 s after start",
+        "generating 200 payments/s",
+        "2,345 payments sent",
+    ):
         assert expected in view, expected
     line = plain_line(stats, now=4.0)
     assert line.startswith("[4 s] in 2,000 (1,000/s), preprocessed 1,990, scored 1,900 (950/s)")

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from stack.generate import USERS, generate_command, generate_payments, write_csv
-from stack.payments import EXTENDED_COLUMNS, FEATURES, Layout, Payment, frame_payments, read_payments
+from producers.generate import USERS, generate_command, generate_payments, write_csv
+from producers.payments import EXTENDED_COLUMNS, FEATURES, Layout, Payment, frame_payments, read_payments
 
 
 def test_columns_and_types_are_the_extended_layout():

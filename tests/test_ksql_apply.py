@@ -7,11 +7,10 @@ import uuid
 
 import pytest
 from click.testing import CliRunner
-
 from ksqldb_server_helpers import labelled_payments, prefixed_statements, read_avro, running_server
-from stack.ksqldb.apply import as_replace, normalise
-from stack.ksqldb.apply import ksql_group
-from stack.produce import replay
+
+from producers.replay import replay
+from stack.ksqldb.apply import as_replace, ksql_group, normalise
 
 
 def test_normalise_ignores_layout_and_create_prefix() -> None:
@@ -36,8 +35,9 @@ def test_apply_twice_then_payments_flow_through(stack, tmp_path) -> None:
         assert second.output.count("unchanged") == files and "created" not in second.output, second.output
 
         payments = labelled_payments(300)
-        summary = replay(payments, bootstrap_servers=stack.addresses.bootstrap_servers,
-                         topic=f"{prefix}_creditcardfraud_source")
+        summary = replay(
+            payments, bootstrap_servers=stack.addresses.bootstrap_servers, topic=f"{prefix}_creditcardfraud_source"
+        )
         assert summary.ok
         labelled = {p.id: p for p in payments if p.label is not None}
         records = read_avro(stack.addresses, f"{prefix}_creditcardfraud_preprocessed_avro", len(labelled))
@@ -54,10 +54,13 @@ def test_apply_twice_then_payments_flow_through(stack, tmp_path) -> None:
         third = runner.invoke(ksql_group, ["--url", server.address, "apply", str(statements)])
         assert third.exit_code == 0 and "changed" in third.output and "--replace" in third.output, third.output
 
-        prompt = runner.invoke(ksql_group, ["--url", server.address],
-                               input="SHOW\n STREAMS;\nDESCRIBE nope;\nSET 'auto.offset.reset'='earliest';\n"
-                                     f"SELECT PAYMENT_ID, AMOUNT FROM {prefix}_creditcardfraud_source EMIT CHANGES "
-                                     "LIMIT 2;\nexit\n")
+        prompt = runner.invoke(
+            ksql_group,
+            ["--url", server.address],
+            input="SHOW\n STREAMS;\nDESCRIBE nope;\nSET 'auto.offset.reset'='earliest';\n"
+            f"SELECT PAYMENT_ID, AMOUNT FROM {prefix}_creditcardfraud_source EMIT CHANGES "
+            "LIMIT 2;\nexit\n",
+        )
         assert prompt.exit_code == 0, prompt.output
         assert f"{prefix}_CREDITCARDFRAUD_ANONYMISED".upper() in prompt.output
         assert "Could not find STREAM/TABLE 'NOPE'" in prompt.output

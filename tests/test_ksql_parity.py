@@ -18,26 +18,29 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
-from ksql import KSQLAPI
-
 from ksqldb_server_helpers import prefixed_statements
-from stack.config import Addresses
-from stack.generate import generate_payments
-from stack.kafka import consumer_config, end_offsets, producer_config
+
+from fraudstream.config import Addresses
+from fraudstream.kafka import consumer_config, end_offsets, producer_config
+from ksql import KSQLAPI
+from producers.generate import generate_payments
 from stack.ksqldb.apply import ksql_group
 from stack.ksqldb.kafka_runtime import PARTITIONER
 
 #: Output topic -> how its values are encoded (see ksql/*.sql).
-OUTPUTS = {"creditcardfraud_preprocessed_avro": "avro", "creditcardfraud_anonymised": "json",
-           "creditcardfraud_enriched": "json"}
+OUTPUTS = {
+    "creditcardfraud_preprocessed_avro": "avro",
+    "creditcardfraud_anonymised": "json",
+    "creditcardfraud_enriched": "json",
+}
 Record = tuple[bytes | None, Any]
 
 
 def source_records(n: int) -> list[tuple[bytes, bytes]]:
     """(key, value) of labelled and live payments, some fields empty, and one malformed line."""
     frame = generate_payments(n, seed=11, fraud_rate=0.05).astype({"User": object, "Class": object})
-    frame.loc[frame.index[::7], "Class"] = None   # live payments: no label (left out of the preprocessed stream)
-    frame.loc[frame.index[::5], "User"] = None    # no user: MASK_LEFT of null, IFNULL's default
+    frame.loc[frame.index[::7], "Class"] = None  # live payments: no label (left out of the preprocessed stream)
+    frame.loc[frame.index[::5], "User"] = None  # no user: MASK_LEFT of null, IFNULL's default
     records = []
     for row in frame.itertuples(index=False):
         values = ["" if value is None else str(value) for value in row]
@@ -75,10 +78,13 @@ def read_partitions(addresses: Addresses, topic: str, value_format: str) -> dict
         def decode(value: bytes | None) -> Any:
             return deserializer(value, context)
     else:
+
         def decode(value: bytes | None) -> Any:
             return None if value is None else json.loads(value)
-    consumer = Consumer(consumer_config(addresses.bootstrap_servers, f"parity-{uuid.uuid4().hex}",
-                                        enable_auto_commit=False))
+
+    consumer = Consumer(
+        consumer_config(addresses.bootstrap_servers, f"parity-{uuid.uuid4().hex}", enable_auto_commit=False)
+    )
     out: dict[int, list[Record]] = {p: [] for p in ends}
     try:
         consumer.assign([TopicPartition(topic, p, 0) for p, end in ends.items() if end > 0])
@@ -105,8 +111,10 @@ def test_notebook_and_apply_produce_identical_records(stack, tmp_path: Path) -> 
     client = KSQLAPI(addresses.ksqldb_url)  # the notebook's way: each file's text, as read
     for path in sorted(prefixed_statements(tmp_path / "notebook", notebook).glob("*.sql")):
         client.ksql(path.read_text())
-    result = CliRunner().invoke(ksql_group, ["--url", addresses.ksqldb_url, "apply",
-                                             str(prefixed_statements(tmp_path / "production", production))])
+    result = CliRunner().invoke(
+        ksql_group,
+        ["--url", addresses.ksqldb_url, "apply", str(prefixed_statements(tmp_path / "production", production))],
+    )
     assert result.exit_code == 0, result.output
 
     records = source_records(300)
@@ -114,8 +122,11 @@ def test_notebook_and_apply_produce_identical_records(stack, tmp_path: Path) -> 
         produce(addresses, f"{prefix}_creditcardfraud_source", records)
     payments = len(records) - 1  # the malformed line goes to the processing log on both sides
     labelled = sum(1 for _, value in records[:-1] if not value.endswith(b","))
-    expected = {"creditcardfraud_preprocessed_avro": labelled, "creditcardfraud_anonymised": payments,
-                "creditcardfraud_enriched": payments}
+    expected = {
+        "creditcardfraud_preprocessed_avro": labelled,
+        "creditcardfraud_anonymised": payments,
+        "creditcardfraud_enriched": payments,
+    }
     assert 0 < labelled < payments
 
     for topic, value_format in OUTPUTS.items():

@@ -12,8 +12,10 @@ from stack.ksqldb.executor import InMemoryRuntime, Record
 from stack.ksqldb.formats import InMemorySchemaRegistry
 from stack.ksqldb.windows import parse_window
 
-STREAM = ("CREATE STREAM pay (id STRING KEY, usr STRING, amount DOUBLE, n INT) "
-          "WITH (kafka_topic='pay', value_format='JSON', key_format='KAFKA');")
+STREAM = (
+    "CREATE STREAM pay (id STRING KEY, usr STRING, amount DOUBLE, n INT) "
+    "WITH (kafka_topic='pay', value_format='JSON', key_format='KAFKA');"
+)
 
 
 @pytest.fixture()
@@ -44,33 +46,57 @@ def out(engine, topic, windowed=None):
 
 # ---------------------------------------------------------------- typing and functions
 def test_aggregate_result_types_follow_ksqldb(engine):
-    engine.execute("CREATE TABLE t AS SELECT usr, COUNT(*) AS c, SUM(n) AS s, SUM(amount) AS sa, AVG(n) AS a, "
-                   "MIN(n) AS lo, MAX(amount) AS hi, COLLECT_LIST(n) AS l, TOPK(n, 2) AS tk, "
-                   "COUNT_DISTINCT(n) AS cd, LATEST_BY_OFFSET(n, 2) AS lbo FROM pay GROUP BY usr;")
+    engine.execute(
+        "CREATE TABLE t AS SELECT usr, COUNT(*) AS c, SUM(n) AS s, SUM(amount) AS sa, AVG(n) AS a, "
+        "MIN(n) AS lo, MAX(amount) AS hi, COLLECT_LIST(n) AS l, TOPK(n, 2) AS tk, "
+        "COUNT_DISTINCT(n) AS cd, LATEST_BY_OFFSET(n, 2) AS lbo FROM pay GROUP BY usr;"
+    )
     schema = engine.metastore.require("T").schema
     assert [(c.name, str(c.type)) for c in schema.key] == [("USR", "STRING")]
     assert [(c.name, str(c.type)) for c in schema.value] == [
-        ("C", "BIGINT"), ("S", "INTEGER"), ("SA", "DOUBLE"), ("A", "DOUBLE"), ("LO", "INTEGER"), ("HI", "DOUBLE"),
-        ("L", "ARRAY<INTEGER>"), ("TK", "ARRAY<INTEGER>"), ("CD", "BIGINT"), ("LBO", "ARRAY<INTEGER>")]
+        ("C", "BIGINT"),
+        ("S", "INTEGER"),
+        ("SA", "DOUBLE"),
+        ("A", "DOUBLE"),
+        ("LO", "INTEGER"),
+        ("HI", "DOUBLE"),
+        ("L", "ARRAY<INTEGER>"),
+        ("TK", "ARRAY<INTEGER>"),
+        ("CD", "BIGINT"),
+        ("LBO", "ARRAY<INTEGER>"),
+    ]
 
 
 def test_aggregate_functions_over_a_stream(engine):
-    engine.execute("CREATE TABLE t AS SELECT usr, COUNT(n) AS c, SUM(n) AS s, COLLECT_LIST(n) AS l, "
-                   "COLLECT_SET(n) AS st, COUNT_DISTINCT(n) AS cd, TOPK(n, 2) AS tk, TOPKDISTINCT(n, 2) AS tkd, "
-                   "EARLIEST_BY_OFFSET(n) AS e, EARLIEST_BY_OFFSET(n, 2) AS e2, MIN(n) AS lo, MAX(n) AS hi "
-                   "FROM pay GROUP BY usr;")
+    engine.execute(
+        "CREATE TABLE t AS SELECT usr, COUNT(n) AS c, SUM(n) AS s, COLLECT_LIST(n) AS l, "
+        "COLLECT_SET(n) AS st, COUNT_DISTINCT(n) AS cd, TOPK(n, 2) AS tk, TOPKDISTINCT(n, 2) AS tkd, "
+        "EARLIEST_BY_OFFSET(n) AS e, EARLIEST_BY_OFFSET(n, 2) AS e2, MIN(n) AS lo, MAX(n) AS hi "
+        "FROM pay GROUP BY usr;"
+    )
     for n in (3, None, 3, 7):
         pay(engine, 1, "a", n=n)
     last = out(engine, "T")[-1][2]
-    assert last == {"C": 3, "S": 13, "L": [3, None, 3, 7], "ST": [3, None, 7], "CD": 2, "TK": [7, 3],
-                    "TKD": [7, 3], "E": 3, "E2": [3, 3], "LO": 3, "HI": 7}
+    assert last == {
+        "C": 3,
+        "S": 13,
+        "L": [3, None, 3, 7],
+        "ST": [3, None, 7],
+        "CD": 2,
+        "TK": [7, 3],
+        "TKD": [7, 3],
+        "E": 3,
+        "E2": [3, 3],
+        "LO": 3,
+        "HI": 7,
+    }
 
 
 def test_sum_of_int_wraps_like_java(engine):
     engine.execute("CREATE TABLE t AS SELECT usr, SUM(n) AS s FROM pay GROUP BY usr;")
     pay(engine, 1, "a", n=2**31 - 1)
     pay(engine, 2, "a", n=1)
-    assert [r[2]["S"] for r in out(engine, "T")] == [2**31 - 1, -2**31]
+    assert [r[2]["S"] for r in out(engine, "T")] == [2**31 - 1, -(2**31)]
 
 
 def test_invalid_aggregations_are_refused_with_ksqldb_messages(engine):
@@ -88,19 +114,23 @@ def test_invalid_aggregations_are_refused_with_ksqldb_messages(engine):
 
 # ---------------------------------------------------------------- tables: undo, tombstones
 def test_table_aggregation_takes_updated_rows_out_of_their_old_group(engine):
-    engine.execute("CREATE TABLE acct (id STRING PRIMARY KEY, region STRING, bal INT) "
-                   "WITH (kafka_topic='acct', value_format='JSON');")
-    engine.execute("CREATE TABLE by_region AS SELECT region, COUNT(*) AS c, SUM(bal) AS s, "
-                   "COLLECT_LIST(bal) AS l FROM acct GROUP BY region;")
+    engine.execute(
+        "CREATE TABLE acct (id STRING PRIMARY KEY, region STRING, bal INT) "
+        "WITH (kafka_topic='acct', value_format='JSON');"
+    )
+    engine.execute(
+        "CREATE TABLE by_region AS SELECT region, COUNT(*) AS c, SUM(bal) AS s, "
+        "COLLECT_LIST(bal) AS l FROM acct GROUP BY region;"
+    )
 
     def acct(key, value, ts):
         engine.runtime.produce(Record("acct", key.encode(), None if value is None else json.dumps(value).encode(), ts))
 
     acct("1", {"REGION": "eu", "BAL": 10}, 1)
     acct("2", {"REGION": "eu", "BAL": 5}, 2)
-    acct("1", {"REGION": "eu", "BAL": 7}, 3)    # same group: one update (undo 10, add 7)
-    acct("1", {"REGION": "us", "BAL": 7}, 4)    # moves: eu loses it, then us gains it
-    acct("2", None, 5)                          # deleted: eu loses it; the count reaches 0, not a tombstone
+    acct("1", {"REGION": "eu", "BAL": 7}, 3)  # same group: one update (undo 10, add 7)
+    acct("1", {"REGION": "us", "BAL": 7}, 4)  # moves: eu loses it, then us gains it
+    acct("2", None, 5)  # deleted: eu loses it; the count reaches 0, not a tombstone
     assert [(k, v) for k, _, v, _ in out(engine, "BY_REGION")] == [
         ("eu", {"C": 1, "S": 10, "L": [10]}),
         ("eu", {"C": 2, "S": 15, "L": [10, 5]}),
@@ -112,8 +142,10 @@ def test_table_aggregation_takes_updated_rows_out_of_their_old_group(engine):
 
 
 def test_table_only_functions_are_refused_over_tables(engine):
-    engine.execute("CREATE TABLE acct (id STRING PRIMARY KEY, region STRING, bal INT) "
-                   "WITH (kafka_topic='acct', value_format='JSON');")
+    engine.execute(
+        "CREATE TABLE acct (id STRING PRIMARY KEY, region STRING, bal INT) "
+        "WITH (kafka_topic='acct', value_format='JSON');"
+    )
     with pytest.raises(KsqlStatementError, match="cannot be applied to a table source"):
         engine.execute("CREATE TABLE t AS SELECT region, MAX(bal) FROM acct GROUP BY region;")
 
@@ -126,21 +158,32 @@ def test_having_emits_a_tombstone_only_for_a_row_that_passed_before(engine):
 
 
 def test_table_projection_turns_rows_that_stop_matching_into_tombstones(engine):
-    engine.execute("CREATE TABLE acct (id STRING PRIMARY KEY, region STRING, bal INT) "
-                   "WITH (kafka_topic='acct', value_format='JSON');")
+    engine.execute(
+        "CREATE TABLE acct (id STRING PRIMARY KEY, region STRING, bal INT) "
+        "WITH (kafka_topic='acct', value_format='JSON');"
+    )
     engine.execute("CREATE TABLE rich AS SELECT id, bal FROM acct WHERE bal > 100;")
-    for key, value in (("1", {"REGION": "eu", "BAL": 500}), ("1", {"REGION": "eu", "BAL": 50}),
-                       ("2", None), (None, {"REGION": "eu", "BAL": 900})):
+    for key, value in (
+        ("1", {"REGION": "eu", "BAL": 500}),
+        ("1", {"REGION": "eu", "BAL": 50}),
+        ("2", None),
+        (None, {"REGION": "eu", "BAL": 900}),
+    ):
         engine.runtime.produce(Record("acct", key and key.encode(), value and json.dumps(value).encode(), 0))
     assert [(r.key, r.value) for r in engine.runtime.topics["RICH"]] == [
-        (b"1", b'{"BAL":500}'), (b"1", None), (b"2", None)]
+        (b"1", b'{"BAL":500}'),
+        (b"1", None),
+        (b"2", None),
+    ]
     assert engine.metastore.require("RICH").kind == "TABLE"
 
 
 # ---------------------------------------------------------------- windows
 def test_tumbling_window_keys_carry_the_window_start(engine):
-    engine.execute("CREATE TABLE t AS SELECT usr, COUNT(*) AS c, WINDOWSTART AS ws, WINDOWEND AS we "
-                   "FROM pay WINDOW TUMBLING (SIZE 10 SECONDS) GROUP BY usr;")
+    engine.execute(
+        "CREATE TABLE t AS SELECT usr, COUNT(*) AS c, WINDOWSTART AS ws, WINDOWEND AS we "
+        "FROM pay WINDOW TUMBLING (SIZE 10 SECONDS) GROUP BY usr;"
+    )
     pay(engine, 12_000, "a")
     rec = engine.runtime.topics["T"][0]
     assert rec.key == b"a" + struct.pack(">q", 10_000)
@@ -150,23 +193,26 @@ def test_tumbling_window_keys_carry_the_window_start(engine):
 
 
 def test_late_records_beyond_grace_are_dropped(engine):
-    engine.execute("CREATE TABLE t AS SELECT usr, COUNT(*) AS c FROM pay "
-                   "WINDOW TUMBLING (SIZE 10 SECONDS, GRACE PERIOD 5 SECONDS) GROUP BY usr;")
+    engine.execute(
+        "CREATE TABLE t AS SELECT usr, COUNT(*) AS c FROM pay "
+        "WINDOW TUMBLING (SIZE 10 SECONDS, GRACE PERIOD 5 SECONDS) GROUP BY usr;"
+    )
     pay(engine, 1_000, "a")
-    pay(engine, 14_999, "a")   # stream time 14999: [0, 10000) is open until 15000
-    pay(engine, 2_000, "a")    # accepted
-    pay(engine, 15_000, "a")   # closes [0, 10000)
-    pay(engine, 3_000, "a")    # dropped
+    pay(engine, 14_999, "a")  # stream time 14999: [0, 10000) is open until 15000
+    pay(engine, 2_000, "a")  # accepted
+    pay(engine, 15_000, "a")  # closes [0, 10000)
+    pay(engine, 3_000, "a")  # dropped
     assert [(w, v["C"]) for _, w, v, _ in out(engine, "T", "time")] == [(0, 1), (10_000, 1), (0, 2), (10_000, 2)]
 
 
 def test_session_windows_merge_and_leave_tombstones(engine):
-    engine.execute("CREATE TABLE t AS SELECT usr, COUNT(*) AS c, SUM(n) AS s FROM pay "
-                   "WINDOW SESSION (5 SECONDS) GROUP BY usr;")
+    engine.execute(
+        "CREATE TABLE t AS SELECT usr, COUNT(*) AS c, SUM(n) AS s FROM pay WINDOW SESSION (5 SECONDS) GROUP BY usr;"
+    )
     pay(engine, 0, "a", n=1)
     pay(engine, 20_000, "a", n=2)
-    pay(engine, 10_000, "a", n=3)   # 10 s from each: separate
-    pay(engine, 5_000, "a", n=4)    # bridges [0,0] and [10000,10000]
+    pay(engine, 10_000, "a", n=3)  # 10 s from each: separate
+    pay(engine, 5_000, "a", n=4)  # bridges [0,0] and [10000,10000]
     assert out(engine, "T", "session") == [
         ("a", (0, 0), {"C": 1, "S": 1}, 0),
         ("a", (20_000, 20_000), {"C": 1, "S": 2}, 20_000),
@@ -179,25 +225,32 @@ def test_session_windows_merge_and_leave_tombstones(engine):
 
 
 def test_emit_final_holds_each_window_until_it_closes(engine):
-    engine.execute("CREATE TABLE t AS SELECT usr, COUNT(*) AS c FROM pay "
-                   "WINDOW TUMBLING (SIZE 10 SECONDS, GRACE PERIOD 2 SECONDS) GROUP BY usr EMIT FINAL;")
+    engine.execute(
+        "CREATE TABLE t AS SELECT usr, COUNT(*) AS c FROM pay "
+        "WINDOW TUMBLING (SIZE 10 SECONDS, GRACE PERIOD 2 SECONDS) GROUP BY usr EMIT FINAL;"
+    )
     for ts, usr in ((1_000, "a"), (2_000, "b"), (3_000, "a"), (11_000, "a")):
         pay(engine, ts, usr)
-    assert engine.runtime.topics["T"] == []          # [0, 10000) closes at stream time 12000
+    assert engine.runtime.topics["T"] == []  # [0, 10000) closes at stream time 12000
     pay(engine, 12_000, "c")
     assert [(k, w, v) for k, w, v, _ in out(engine, "T", "time")] == [("a", 0, {"C": 2}), ("b", 0, {"C": 1})]
-    pay(engine, 9_000, "a")                          # late: the window is closed and was emitted
+    pay(engine, 9_000, "a")  # late: the window is closed and was emitted
     pay(engine, 30_000, "c")
-    assert [(k, w, v) for k, w, v, _ in out(engine, "T", "time")][2:] == [("a", 10_000, {"C": 1}),
-                                                                         ("c", 10_000, {"C": 1})]
+    assert [(k, w, v) for k, w, v, _ in out(engine, "T", "time")][2:] == [
+        ("a", 10_000, {"C": 1}),
+        ("c", 10_000, {"C": 1}),
+    ]
 
 
 def test_hopping_windows_and_push_queries_over_aggregates(engine):
-    result = engine.execute("SELECT usr, COUNT(*) AS c FROM pay WINDOW HOPPING (SIZE 10 SECONDS, "
-                            "ADVANCE BY 5 SECONDS) GROUP BY usr EMIT CHANGES LIMIT 3;")[0]
+    result = engine.execute(
+        "SELECT usr, COUNT(*) AS c FROM pay WINDOW HOPPING (SIZE 10 SECONDS, "
+        "ADVANCE BY 5 SECONDS) GROUP BY usr EMIT CHANGES LIMIT 3;"
+    )[0]
     tq = result.data
-    records = [Record("pay", b"p", json.dumps({"USR": "a", "AMOUNT": 1.0, "N": 1}).encode(), ts)
-               for ts in (7_000, 8_000)]
+    records = [
+        Record("pay", b"p", json.dumps({"USR": "a", "AMOUNT": 1.0, "N": 1}).encode(), ts) for ts in (7_000, 8_000)
+    ]
     assert tq.rows(records) == [["a", 1], ["a", 1], ["a", 2]]
     assert tq.done
 
@@ -216,20 +269,34 @@ def test_coalescing_keeps_each_keys_last_change_of_a_batch(engine):
     engine.execute("CREATE TABLE t AS SELECT usr, COUNT(*) AS c FROM pay GROUP BY usr;")
     (q,) = engine.queries.values()
     q.coalesce = True
-    batch = [Record("pay", b"p", json.dumps({"USR": u, "AMOUNT": 1.0, "N": 1}).encode(), ts)
-             for ts, u in enumerate("abab")]
+    batch = [
+        Record("pay", b"p", json.dumps({"USR": u, "AMOUNT": 1.0, "N": 1}).encode(), ts) for ts, u in enumerate("abab")
+    ]
     assert [(r.key, json.loads(r.value)) for r in q.process(batch)] == [(b"a", {"C": 2}), (b"b", {"C": 2})]
 
 
-@pytest.mark.parametrize("window", ["", "WINDOW TUMBLING (SIZE 10 SECONDS)",
-                                    "WINDOW HOPPING (SIZE 10 SECONDS, ADVANCE BY 2 SECONDS)"])
+@pytest.mark.parametrize(
+    "window", ["", "WINDOW TUMBLING (SIZE 10 SECONDS)", "WINDOW HOPPING (SIZE 10 SECONDS, ADVANCE BY 2 SECONDS)"]
+)
 def test_a_coalesced_batch_is_each_keys_last_update(window):
     """With the record cache on, values are computed only for the changes it lets out (`Aggregator.lazy`):
     the same bytes, in the same order, as every update with the cache's rule applied afterwards."""
-    sql = (f"CREATE TABLE t AS SELECT usr, COUNT(*) AS c, SUM(amount) AS s, MAX(n) AS m, LATEST_BY_OFFSET(n) AS l "
-           f"FROM pay {window} GROUP BY usr;")
-    batches = [[Record("pay", b"p", json.dumps({"USR": "abc"[(i * 7 + j) % 3], "AMOUNT": i * 1.5, "N": i % 4}).encode(),
-                       1_000 * i + j) for i in range(b * 20, b * 20 + 20)] for b, j in ((0, 0), (1, 3))]
+    sql = (
+        f"CREATE TABLE t AS SELECT usr, COUNT(*) AS c, SUM(amount) AS s, MAX(n) AS m, LATEST_BY_OFFSET(n) AS l "
+        f"FROM pay {window} GROUP BY usr;"
+    )
+    batches = [
+        [
+            Record(
+                "pay",
+                b"p",
+                json.dumps({"USR": "abc"[(i * 7 + j) % 3], "AMOUNT": i * 1.5, "N": i % 4}).encode(),
+                1_000 * i + j,
+            )
+            for i in range(b * 20, b * 20 + 20)
+        ]
+        for b, j in ((0, 0), (1, 3))
+    ]
     outputs = []
     for coalesce in (False, True):
         engine = Engine(InMemorySchemaRegistry(), InMemoryRuntime(), {"auto.offset.reset": "earliest"})
@@ -247,12 +314,15 @@ def test_a_coalesced_batch_is_each_keys_last_update(window):
         assert coalesced == list(last.values()) and len(coalesced) < len(every)
 
 
-FEATURES = ("CREATE TABLE F AS SELECT `USER`, COUNT(*) AS N, SUM(AMOUNT) AS TOTAL, MAX(AMOUNT) AS BIGGEST, "
-            "MIN(CLASS) AS LEAST_CLASS FROM creditcardfraud_source {window} GROUP BY `USER` {having};")
+FEATURES = (
+    "CREATE TABLE F AS SELECT `USER`, COUNT(*) AS N, SUM(AMOUNT) AS TOTAL, MAX(AMOUNT) AS BIGGEST, "
+    "MIN(CLASS) AS LEAST_CLASS FROM creditcardfraud_source {window} GROUP BY `USER` {having};"
+)
 
 
-@pytest.mark.parametrize("window", ["", "WINDOW TUMBLING (SIZE 1 HOUR)",
-                                    "WINDOW HOPPING (SIZE 1 HOUR, ADVANCE BY 5 MINUTES)"])
+@pytest.mark.parametrize(
+    "window", ["", "WINDOW TUMBLING (SIZE 1 HOUR)", "WINDOW HOPPING (SIZE 1 HOUR, ADVANCE BY 5 MINUTES)"]
+)
 @pytest.mark.parametrize("coalesce", [False, True])
 @pytest.mark.parametrize("having", ["", "HAVING SUM(AMOUNT) > 100"])
 def test_delimited_input_read_column_wise_agrees_with_the_row_path(window, coalesce, having):
@@ -264,7 +334,7 @@ def test_delimited_input_read_column_wise_agrees_with_the_row_path(window, coale
     from stack.ksqldb.vectorized import Columns
 
     good = [r.value for r in _payments(400, seed=9)]
-    values = [v for pair in zip(good, AWKWARD_LINES) for v in pair] + good[len(AWKWARD_LINES):]
+    values = [v for pair in zip(good, AWKWARD_LINES) for v in pair] + good[len(AWKWARD_LINES) :]
     keys = [f"k{i}".encode() for i in range(len(values))]
     keys[3], keys[7], keys[11] = None, b"\xff\xfe", b""
     records = _records(values, keys)
@@ -277,9 +347,12 @@ def test_delimited_input_read_column_wise_agrees_with_the_row_path(window, coale
         assert q.vectorized is not None
         out = []
         for start in range(0, len(records), 150):
-            batch = records[start:start + 150]
-            out += q.vectorized.process(Columns.from_records(batch)).records(q.sink.topic) if columnar \
+            batch = records[start : start + 150]
+            out += (
+                q.vectorized.process(Columns.from_records(batch)).records(q.sink.topic)
+                if columnar
                 else q.process(batch)
+            )
         entries = [{k: v for k, v in e.items() if k != "time"} for e in engine.processing_log.entries]
         results.append((out, entries, q.processed))
     assert 0 < q.vectorized.handed_back < len(AWKWARD_LINES) + 3, "good lines are read column-wise"
@@ -287,12 +360,15 @@ def test_delimited_input_read_column_wise_agrees_with_the_row_path(window, coale
     assert results[0][1] and results[0][0], "awkward lines reach the processing log, good ones the sink"
 
 
-@pytest.mark.parametrize("statement", [
-    "CREATE TABLE W AS SELECT `USER`, COUNT(*) AS N FROM creditcardfraud_source WHERE AMOUNT > 1 GROUP BY `USER`;",
-    "CREATE TABLE U AS SELECT UCASE(`USER`) AS U, COUNT(*) AS N FROM creditcardfraud_source GROUP BY UCASE(`USER`);",
-    "CREATE TABLE P AS SELECT PAYMENT_ID, COUNT(*) AS N FROM creditcardfraud_source GROUP BY PAYMENT_ID;",
-    "CREATE TABLE S AS SELECT `USER`, SUM(AMOUNT * 2) AS S FROM creditcardfraud_source GROUP BY `USER`;",
-])
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "CREATE TABLE W AS SELECT `USER`, COUNT(*) AS N FROM creditcardfraud_source WHERE AMOUNT > 1 GROUP BY `USER`;",
+        "CREATE TABLE U AS SELECT UCASE(`USER`) AS U, COUNT(*) AS N FROM creditcardfraud_source GROUP BY UCASE(`USER`);",
+        "CREATE TABLE P AS SELECT PAYMENT_ID, COUNT(*) AS N FROM creditcardfraud_source GROUP BY PAYMENT_ID;",
+        "CREATE TABLE S AS SELECT `USER`, SUM(AMOUNT * 2) AS S FROM creditcardfraud_source GROUP BY `USER`;",
+    ],
+)
 def test_aggregations_it_cannot_read_column_wise_read_row_by_row(statement):
     from test_ksqldb_vectorized import _engine
 
@@ -303,8 +379,10 @@ def test_aggregations_it_cannot_read_column_wise_read_row_by_row(statement):
 
 
 def test_collect_list_limit_comes_from_the_config(engine):
-    engine.execute("CREATE TABLE t AS SELECT usr, COLLECT_LIST(n) AS l, COLLECT_SET(n) AS s FROM pay GROUP BY usr;",
-                   {"ksql.functions.collect_list.limit": "2", "ksql.functions.collect_set.limit": 1})
+    engine.execute(
+        "CREATE TABLE t AS SELECT usr, COLLECT_LIST(n) AS l, COLLECT_SET(n) AS s FROM pay GROUP BY usr;",
+        {"ksql.functions.collect_list.limit": "2", "ksql.functions.collect_set.limit": 1},
+    )
     for n in (1, 2, 3):
         pay(engine, 1, "a", n=n)
     assert out(engine, "T")[-1][2] == {"L": [1, 2], "S": [1]}
@@ -316,32 +394,46 @@ def test_windowed_aggregate_through_the_server(stack, tmp_path, topic_name):
     the output topic holds windowed keys (key bytes + 8-byte window start); the runtime's record cache keeps
     each key's last update of a batch, so the updates arrive in order, some perhaps coalesced away."""
     from confluent_kafka import Consumer, Producer
-    from ksql import KSQLAPI
-
     from ksqldb_server_helpers import running_server
-    from stack.kafka import producer_config
+
+    from fraudstream.kafka import producer_config
+    from ksql import KSQLAPI
 
     bootstrap = stack.addresses.bootstrap_servers
     name = topic_name.upper().replace("-", "_")
     with running_server(stack.addresses, tmp_path) as server:
         client = KSQLAPI(server.address)
-        client.ksql(f"CREATE STREAM P_{name} (id STRING KEY, usr STRING, amount DOUBLE) "
-                    f"WITH (kafka_topic='{topic_name}', value_format='JSON', partitions=1);")
-        client.ksql(f"CREATE TABLE F_{name} WITH (kafka_topic='{topic_name}-f') AS SELECT usr, COUNT(*) AS n, "
-                    f"SUM(amount) AS total FROM P_{name} WINDOW HOPPING (SIZE 10 SECONDS, ADVANCE BY 5 SECONDS) "
-                    "GROUP BY usr EMIT CHANGES;", stream_properties={"auto.offset.reset": "earliest"})
+        client.ksql(
+            f"CREATE STREAM P_{name} (id STRING KEY, usr STRING, amount DOUBLE) "
+            f"WITH (kafka_topic='{topic_name}', value_format='JSON', partitions=1);"
+        )
+        client.ksql(
+            f"CREATE TABLE F_{name} WITH (kafka_topic='{topic_name}-f') AS SELECT usr, COUNT(*) AS n, "
+            f"SUM(amount) AS total FROM P_{name} WINDOW HOPPING (SIZE 10 SECONDS, ADVANCE BY 5 SECONDS) "
+            "GROUP BY usr EMIT CHANGES;",
+            stream_properties={"auto.offset.reset": "earliest"},
+        )
         producer = Producer(producer_config(bootstrap))
         for ts, usr, amount in ((1_000, "alice", 5.0), (6_000, "alice", 7.0), (7_000, "bob", 1.0)):
-            producer.produce(topic_name, key=b"p", value=json.dumps({"USR": usr, "AMOUNT": amount}).encode(),
-                             timestamp=ts)
+            producer.produce(
+                topic_name, key=b"p", value=json.dumps({"USR": usr, "AMOUNT": amount}).encode(), timestamp=ts
+            )
         assert producer.flush(30) == 0
-        consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"t-{topic_name}",
-                             "auto.offset.reset": "earliest", "session.timeout.ms": 6000})
+        consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": f"t-{topic_name}",
+                "auto.offset.reset": "earliest",
+                "session.timeout.ms": 6000,
+            }
+        )
         consumer.subscribe([f"{topic_name}-f"])
         every_update = [
             ("alice", 0, {"N": 1, "TOTAL": 5.0}),
-            ("alice", 0, {"N": 2, "TOTAL": 12.0}), ("alice", 5_000, {"N": 1, "TOTAL": 7.0}),
-            ("bob", 0, {"N": 1, "TOTAL": 1.0}), ("bob", 5_000, {"N": 1, "TOTAL": 1.0}),
+            ("alice", 0, {"N": 2, "TOTAL": 12.0}),
+            ("alice", 5_000, {"N": 1, "TOTAL": 7.0}),
+            ("bob", 0, {"N": 1, "TOTAL": 1.0}),
+            ("bob", 5_000, {"N": 1, "TOTAL": 1.0}),
         ]
         final = {(usr, start): value for usr, start, value in every_update}
         got, latest = [], {}
@@ -380,8 +472,10 @@ def test_min_max_and_topk_order_strings_and_bytes_as_java_does(engine):
 
 
 def test_a_table_row_that_stops_matching_where_leaves_its_group(engine):
-    engine.execute("CREATE TABLE acct (id STRING PRIMARY KEY, region STRING, bal INT) "
-                   "WITH (kafka_topic='acct', value_format='JSON');")
+    engine.execute(
+        "CREATE TABLE acct (id STRING PRIMARY KEY, region STRING, bal INT) "
+        "WITH (kafka_topic='acct', value_format='JSON');"
+    )
     engine.execute("CREATE TABLE t AS SELECT region, COUNT(*) AS c FROM acct WHERE bal > 0 GROUP BY region;")
     for key, bal in (("1", 5), ("2", 7), ("1", -1), ("1", 3)):
         engine.runtime.produce(Record("acct", key.encode(), json.dumps({"REGION": "eu", "BAL": bal}).encode(), 0))
@@ -389,13 +483,16 @@ def test_a_table_row_that_stops_matching_where_leaves_its_group(engine):
 
 
 def test_session_update_failing_having_emits_nothing_as_kafka_streams(engine):
-    engine.execute("CREATE TABLE t AS SELECT usr, SUM(n) AS s FROM pay WINDOW SESSION (5 SECONDS) "
-                   "GROUP BY usr HAVING SUM(n) > 0;")
+    engine.execute(
+        "CREATE TABLE t AS SELECT usr, SUM(n) AS s FROM pay WINDOW SESSION (5 SECONDS) GROUP BY usr HAVING SUM(n) > 0;"
+    )
     pay(engine, 1_000, "a", n=2)
-    pay(engine, 1_000, "a", n=-5)   # same session [1000, 1000]: fails HAVING, sent without an old value
-    pay(engine, 2_000, "a", n=4)    # extends it: the old session's tombstone only if it had passed
-    assert [(w, v) for _, w, v, _ in out(engine, "T", "session")] == [((1_000, 1_000), {"S": 2}),
-                                                                       ((1_000, 2_000), {"S": 1})]
+    pay(engine, 1_000, "a", n=-5)  # same session [1000, 1000]: fails HAVING, sent without an old value
+    pay(engine, 2_000, "a", n=4)  # extends it: the old session's tombstone only if it had passed
+    assert [(w, v) for _, w, v, _ in out(engine, "T", "session")] == [
+        ((1_000, 1_000), {"S": 2}),
+        ((1_000, 2_000), {"S": 1}),
+    ]
 
 
 def test_a_failed_batch_is_rolled_back_and_evaluated_again(stack, tmp_path, topic_name, monkeypatch):
@@ -408,7 +505,7 @@ def test_a_failed_batch_is_rolled_back_and_evaluated_again(stack, tmp_path, topi
 
     from confluent_kafka import Consumer, Producer, TopicPartition
 
-    from stack.kafka import end_offsets, producer_config
+    from fraudstream.kafka import end_offsets, producer_config
     from stack.ksqldb.kafka_runtime import KafkaRuntime, QueryRunner, query_group
 
     statements = [
@@ -417,8 +514,10 @@ def test_a_failed_batch_is_rolled_back_and_evaluated_again(stack, tmp_path, topi
         f"CREATE TABLE t WITH (kafka_topic='{topic_name}-t') AS SELECT usr, COUNT(*) AS n, SUM(amount) AS total, "
         "LATEST_BY_OFFSET(amount) AS last FROM pay WINDOW TUMBLING (SIZE 10 SECONDS) GROUP BY usr;",
     ]
-    records = [(b"p", json.dumps({"USR": f"u{i % 7}", "AMOUNT": float(i % 13)}).encode(), 1_000 * (i + 1))
-               for i in range(1_000)]
+    records = [
+        (b"p", json.dumps({"USR": f"u{i % 7}", "AMOUNT": float(i % 13)}).encode(), 1_000 * (i + 1))
+        for i in range(1_000)
+    ]
     reference = Engine(None, InMemoryRuntime())
     for sql in statements:
         reference.execute(sql, {"auto.offset.reset": "earliest"})
@@ -478,8 +577,9 @@ def test_a_failed_batch_is_rolled_back_and_evaluated_again(stack, tmp_path, topi
 def test_a_push_query_over_a_windowed_table_shows_the_window_bounds(engine):
     """`SELECT *` from a windowed table: key, WINDOWSTART, WINDOWEND, then the values, as ksqlDB's push
     queries show it (a persistent query's `*` leaves the bounds in the key)."""
-    engine.execute("CREATE TABLE per_minute AS SELECT usr, COUNT(*) AS n FROM pay WINDOW TUMBLING (SIZE 1 MINUTE) "
-                   "GROUP BY usr;")
+    engine.execute(
+        "CREATE TABLE per_minute AS SELECT usr, COUNT(*) AS n FROM pay WINDOW TUMBLING (SIZE 1 MINUTE) GROUP BY usr;"
+    )
     pay(engine, 61_000, "ann")
     (res,) = engine.execute("SELECT * FROM per_minute EMIT CHANGES;")
     assert [name for name, _ in res.data.columns] == ["USR", "WINDOWSTART", "WINDOWEND", "N"]

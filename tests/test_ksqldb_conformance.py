@@ -79,8 +79,9 @@ def test_engine_never_crashes_on_any_file():
 
 
 def test_cli_prints_table_and_totals():
-    result = CliRunner().invoke(conformance_command, [str(QTT_DIR), "--file", "like.json", "--verbose"],
-                                terminal_width=200)
+    result = CliRunner().invoke(
+        conformance_command, [str(QTT_DIR), "--file", "like.json", "--verbose"], terminal_width=200
+    )
     assert result.exit_code == 0, result.output
     assert "like.json" in result.output
     assert "TOTAL" in result.output

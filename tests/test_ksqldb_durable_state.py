@@ -9,7 +9,7 @@ from pathlib import Path
 from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import NewTopic
 
-from stack.kafka import admin_client, producer_config
+from fraudstream.kafka import admin_client, producer_config
 from stack.ksqldb.durable_state import Changelog, Checkpoint, DurableStateStores, StateReader, changelog_topic
 from stack.ksqldb.state import encode
 
@@ -26,6 +26,7 @@ def _create_topic(bootstrap: str):
                 raise
         while name not in admin.list_topics(timeout=10).topics:
             pass
+
     return create
 
 
@@ -91,10 +92,12 @@ def test_a_second_process_restores_from_the_changelogs(stack, tmp_path: Path) ->
 
     # a crash while commit 3 was being written: entries in the changelogs, no checkpoint after them
     producer = Producer(producer_config(bootstrap))
-    producer.produce(changelog_topic(group, "counts"), encode(123), encode(["kv", ("user0",)]),
-                     headers=[("commit", b"3")])
-    producer.produce(changelog_topic(group, "windows"), encode([5]), encode(["w", ("user5",), 0, 10]),
-                     headers=[("commit", b"3")])
+    producer.produce(
+        changelog_topic(group, "counts"), encode(123), encode(["kv", ("user0",)]), headers=[("commit", b"3")]
+    )
+    producer.produce(
+        changelog_topic(group, "windows"), encode([5]), encode(["w", ("user5",), 0, 10]), headers=[("commit", b"3")]
+    )
     producer.flush(10)
     behind = tmp_path / "d" / "q.db"
     behind.parent.mkdir()

@@ -43,9 +43,10 @@ def test_delimited_to_avro_with_filter_mask_and_ifnull(engine):
     engine.execute(
         "CREATE STREAM clean WITH (kafka_topic='clean_avro', value_format='AVRO') AS "
         "SELECT payment_id, amount, MASK_LEFT(user_name, 2) AS user_masked, IFNULL(class, -1) AS label "
-        "FROM payments WHERE class IS NOT NULL;")
+        "FROM payments WHERE class IS NOT NULL;"
+    )
     produce(engine, "payments_src", b"p1", b"12.5,alice,0")
-    produce(engine, "payments_src", b"p2", b"3.0,bob,")          # class null: filtered out
+    produce(engine, "payments_src", b"p2", b"3.0,bob,")  # class null: filtered out
     produce(engine, "payments_src", b"p3", b"99.0,carol,1")
     rows = avro_values(engine, "clean_avro")
     assert rows == [
@@ -115,7 +116,9 @@ def test_push_query_rows_with_limit(engine):
     engine.execute(SOURCE)
     for i in range(5):
         produce(engine, "payments_src", f"p{i}".encode(), f"{i}.0,u{i},{i % 2}".encode())
-    (res,) = engine.execute("SELECT payment_id, amount * 2 AS twice FROM payments WHERE class = 1 EMIT CHANGES LIMIT 1;")
+    (res,) = engine.execute(
+        "SELECT payment_id, amount * 2 AS twice FROM payments WHERE class = 1 EMIT CHANGES LIMIT 1;"
+    )
     tq = res.data
     assert tq.columns[0][0] == "PAYMENT_ID"
     rows = tq.rows(engine.runtime.topics["payments_src"])
@@ -138,8 +141,10 @@ def test_push_query_rows_keep_projection_order_and_need_no_key(engine):
 
 
 def test_a_table_push_query_tombstone_fills_the_key_where_it_was_selected(engine):
-    engine.execute("CREATE TABLE users (id STRING PRIMARY KEY, name STRING, limit_eur INT) "
-                   "WITH (kafka_topic='users', value_format='JSON');")
+    engine.execute(
+        "CREATE TABLE users (id STRING PRIMARY KEY, name STRING, limit_eur INT) "
+        "WITH (kafka_topic='users', value_format='JSON');"
+    )
     (res,) = engine.execute("SELECT name, id, limit_eur FROM users EMIT CHANGES;")
     records = [Record("users", b"u1", b'{"NAME": "ann", "LIMIT_EUR": 5}', 1), Record("users", b"u1", None, 2)]
     assert res.data.changelog(records) == [(["ann", "u1", 5], False), ([None, "u1", None], True)]
@@ -163,34 +168,59 @@ TWO_SOURCES = (
 )
 
 
-@pytest.mark.parametrize("statement, message", [
-    ("CREATE STREAM o AS SELECT id, x FROM s;", "Line: 3, Col: 31: SELECT column 'X' cannot be resolved."),
-    ("CREATE STREAM o AS SELECT id FROM s WHERE abs(s.x) > 1;",
-     "Line: 3, Col: 47: WHERE column 'S.X' cannot be resolved."),
-    ("CREATE TABLE o AS SELECT x, COUNT(*) FROM s GROUP BY x;",
-     "Line: 3, Col: 54: GROUP BY column 'X' cannot be resolved."),
-    ("CREATE STREAM o AS SELECT id, a FROM s PARTITION BY x;",
-     "Line: 3, Col: 53: PARTITION BY column 'X' cannot be resolved."),
-    ("CREATE STREAM o AS SELECT * FROM s JOIN t ON s.id = t.nope;",
-     "Line: 3, Col: 53: JOIN ON column 'T.NOPE' cannot be resolved."),
-    ("CREATE STREAM o AS SELECT s.id, a FROM s JOIN t ON s.id = t.id;",
-     "Exception while preparing statement: Line: 3, Col: 33: Column 'A' is ambiguous. Could be S.A or T.A."),
-    # columns are resolved clause by clause before grouping and projection are analysed, as in ksqlDB
-    ("CREATE TABLE o AS SELECT x, COUNT(*) FROM s GROUP BY id;",
-     "Line: 3, Col: 26: SELECT column 'X' cannot be resolved."),
-    ("CREATE TABLE o AS SELECT id, COUNT(x) FROM s GROUP BY id HAVING SUM(y) > 1;",
-     "Line: 3, Col: 69: HAVING column 'Y' cannot be resolved."),
-    ("CREATE STREAM o AS SELECT s.id FROM s JOIN t ON s.id = t.id WHERE x = 1;",
-     "Line: 3, Col: 67: WHERE column 'X' cannot be resolved."),
-    # a qualifier naming no source is refused first, without a position, as ksqlDB does while building the AST
-    ("CREATE TABLE o AS SELECT q.id, COUNT(*) FROM s GROUP BY q.id;",
-     "Failed to prepare statement: 'Q' is not a valid stream/table name or alias."),
-    ("CREATE STREAM o AS SELECT q.* FROM s;", "Failed to prepare statement: 'Q' is not a valid stream/table name"),
-    ("CREATE STREAM o AS SELECT id, a FROM s WINDOW TUMBLING (SIZE 1 SECOND);",
-     "Line: 3, Col: 47: WINDOW clause requires a GROUP BY clause."),
-    ("CREATE STREAM o (k INT PRIMARY KEY, v INT) WITH (kafka_topic='o', value_format='JSON');",
-     "Line: 3, Col: 18: Column `K` is a 'PRIMARY KEY' column: please use 'KEY' for streams."),
-])
+@pytest.mark.parametrize(
+    "statement, message",
+    [
+        ("CREATE STREAM o AS SELECT id, x FROM s;", "Line: 3, Col: 31: SELECT column 'X' cannot be resolved."),
+        (
+            "CREATE STREAM o AS SELECT id FROM s WHERE abs(s.x) > 1;",
+            "Line: 3, Col: 47: WHERE column 'S.X' cannot be resolved.",
+        ),
+        (
+            "CREATE TABLE o AS SELECT x, COUNT(*) FROM s GROUP BY x;",
+            "Line: 3, Col: 54: GROUP BY column 'X' cannot be resolved.",
+        ),
+        (
+            "CREATE STREAM o AS SELECT id, a FROM s PARTITION BY x;",
+            "Line: 3, Col: 53: PARTITION BY column 'X' cannot be resolved.",
+        ),
+        (
+            "CREATE STREAM o AS SELECT * FROM s JOIN t ON s.id = t.nope;",
+            "Line: 3, Col: 53: JOIN ON column 'T.NOPE' cannot be resolved.",
+        ),
+        (
+            "CREATE STREAM o AS SELECT s.id, a FROM s JOIN t ON s.id = t.id;",
+            "Exception while preparing statement: Line: 3, Col: 33: Column 'A' is ambiguous. Could be S.A or T.A.",
+        ),
+        # columns are resolved clause by clause before grouping and projection are analysed, as in ksqlDB
+        (
+            "CREATE TABLE o AS SELECT x, COUNT(*) FROM s GROUP BY id;",
+            "Line: 3, Col: 26: SELECT column 'X' cannot be resolved.",
+        ),
+        (
+            "CREATE TABLE o AS SELECT id, COUNT(x) FROM s GROUP BY id HAVING SUM(y) > 1;",
+            "Line: 3, Col: 69: HAVING column 'Y' cannot be resolved.",
+        ),
+        (
+            "CREATE STREAM o AS SELECT s.id FROM s JOIN t ON s.id = t.id WHERE x = 1;",
+            "Line: 3, Col: 67: WHERE column 'X' cannot be resolved.",
+        ),
+        # a qualifier naming no source is refused first, without a position, as ksqlDB does while building the AST
+        (
+            "CREATE TABLE o AS SELECT q.id, COUNT(*) FROM s GROUP BY q.id;",
+            "Failed to prepare statement: 'Q' is not a valid stream/table name or alias.",
+        ),
+        ("CREATE STREAM o AS SELECT q.* FROM s;", "Failed to prepare statement: 'Q' is not a valid stream/table name"),
+        (
+            "CREATE STREAM o AS SELECT id, a FROM s WINDOW TUMBLING (SIZE 1 SECOND);",
+            "Line: 3, Col: 47: WINDOW clause requires a GROUP BY clause.",
+        ),
+        (
+            "CREATE STREAM o (k INT PRIMARY KEY, v INT) WITH (kafka_topic='o', value_format='JSON');",
+            "Line: 3, Col: 18: Column `K` is a 'PRIMARY KEY' column: please use 'KEY' for streams.",
+        ),
+    ],
+)
 def test_analysis_errors_point_at_the_node_in_the_request(engine, statement, message):
     """ksqlDB prefixes these errors with the offending node's line and column, counted over the request."""
     with pytest.raises(KsqlStatementError) as e:
@@ -241,10 +271,14 @@ def test_avro_sink_readable_with_confluent_deserializer(stack, topic_name):
 
     url = stack.addresses.schema_registry_url
     engine = Engine(HttpSchemaRegistry(url), InMemoryRuntime(), {"auto.offset.reset": "earliest"})
-    engine.execute(f"CREATE STREAM src (id STRING KEY, amount DOUBLE, label INT) "
-                   f"WITH (kafka_topic='{topic_name}-src', value_format='DELIMITED');")
-    engine.execute(f"CREATE STREAM out WITH (kafka_topic='{topic_name}', value_format='AVRO') AS "
-                   f"SELECT id, amount, label FROM src;")
+    engine.execute(
+        f"CREATE STREAM src (id STRING KEY, amount DOUBLE, label INT) "
+        f"WITH (kafka_topic='{topic_name}-src', value_format='DELIMITED');"
+    )
+    engine.execute(
+        f"CREATE STREAM out WITH (kafka_topic='{topic_name}', value_format='AVRO') AS "
+        f"SELECT id, amount, label FROM src;"
+    )
     produce(engine, f"{topic_name}-src", b"a", b"1.5,1")
     (rec,) = engine.runtime.topics[topic_name]
     deserializer = AvroDeserializer(SchemaRegistryClient({"url": url}))
@@ -255,8 +289,10 @@ def test_avro_sink_readable_with_confluent_deserializer(stack, topic_name):
 
 
 def test_header_columns_read_record_headers(engine):
-    engine.execute("CREATE STREAM h (k STRING KEY, v INT, hs ARRAY<STRUCT<key STRING, value BYTES>> HEADERS, "
-                   "x BYTES HEADER('abc')) WITH (kafka_topic='h', value_format='JSON');")
+    engine.execute(
+        "CREATE STREAM h (k STRING KEY, v INT, hs ARRAY<STRUCT<key STRING, value BYTES>> HEADERS, "
+        "x BYTES HEADER('abc')) WITH (kafka_topic='h', value_format='JSON');"
+    )
     engine.execute("CREATE STREAM ho AS SELECT k, v, FROM_BYTES(x, 'utf8') AS xs, ARRAY_LENGTH(hs) AS n FROM h;")
     engine.runtime.produce(Record("h", b"a", b'{"V": 1}', 0, headers=[("abc", b"one"), ("z", None), ("abc", b"two")]))
     assert [json.loads(r.value) for r in engine.runtime.topics["HO"]] == [{"V": 1, "XS": "two", "N": 3}]
@@ -298,8 +334,10 @@ def test_drop_of_a_csas_sink_terminates_its_query(engine):
 
 
 def test_insert_values_widens_but_does_not_parse_strings(engine):
-    engine.execute("CREATE STREAM iv (k STRING KEY, b BIGINT, d DOUBLE, m DECIMAL(5,2)) "
-                   "WITH (kafka_topic='iv', value_format='JSON');")
+    engine.execute(
+        "CREATE STREAM iv (k STRING KEY, b BIGINT, d DOUBLE, m DECIMAL(5,2)) "
+        "WITH (kafka_topic='iv', value_format='JSON');"
+    )
     engine.execute("INSERT INTO iv (ROWTIME, k, b, d, m) VALUES (1234, 'x', 1, 2, 3.5);")
     (rec,) = engine.runtime.topics["iv"]
     assert (rec.key, rec.value, rec.timestamp) == (b"x", b'{"B":1,"D":2.0,"M":3.50}', 1234)
@@ -309,8 +347,10 @@ def test_insert_values_widens_but_does_not_parse_strings(engine):
 
 @pytest.mark.parametrize("value_format", ["AVRO", "JSON"])  # AVRO from DELIMITED takes the vectorized path
 def test_an_event_time_beyond_year_9999_goes_to_the_processing_log(engine, value_format):
-    engine.execute("CREATE STREAM t (id STRING KEY, ts STRING, amount DOUBLE) WITH (kafka_topic='t_src', "
-                   "value_format='DELIMITED', timestamp='TS', timestamp_format='yyyy-MM-dd''T''HH:mm:ssXXX');")
+    engine.execute(
+        "CREATE STREAM t (id STRING KEY, ts STRING, amount DOUBLE) WITH (kafka_topic='t_src', "
+        "value_format='DELIMITED', timestamp='TS', timestamp_format='yyyy-MM-dd''T''HH:mm:ssXXX');"
+    )
     engine.execute(f"CREATE STREAM t_out WITH (value_format='{value_format}') AS SELECT id, amount FROM t;")
     produce(engine, "t_src", b"a", b"9999-12-31T23:59:59-01:00,1.0")
     produce(engine, "t_src", b"b", b"2020-01-01T00:00:00Z,2.0")

@@ -9,16 +9,30 @@ from stack.ksqldb.errors import EvalError, KsqlStatementError
 from stack.ksqldb.expressions import Compiler, Scope
 from stack.ksqldb.parser import parse_expression
 from stack.ksqldb.types import (
-    BIGINT, BOOLEAN, DOUBLE, INTEGER, STRING, ArrayType, DecimalType, MapType, StructType,
+    BIGINT,
+    BOOLEAN,
+    DOUBLE,
+    INTEGER,
+    STRING,
+    ArrayType,
+    DecimalType,
+    MapType,
+    StructType,
 )
 
 COLUMNS = [
-    ("I", INTEGER), ("L", BIGINT), ("D", DOUBLE), ("S", STRING), ("DEC", DecimalType(4, 2)),
-    ("A", ArrayType(INTEGER)), ("M", MapType(STRING, INTEGER)),
-    ("ST", StructType((("NAME", STRING), ("AGE", INTEGER)))), ("B", BOOLEAN), ("N", INTEGER),
+    ("I", INTEGER),
+    ("L", BIGINT),
+    ("D", DOUBLE),
+    ("S", STRING),
+    ("DEC", DecimalType(4, 2)),
+    ("A", ArrayType(INTEGER)),
+    ("M", MapType(STRING, INTEGER)),
+    ("ST", StructType((("NAME", STRING), ("AGE", INTEGER)))),
+    ("B", BOOLEAN),
+    ("N", INTEGER),
 ]
-ROW = (7, 10_000_000_000, 2.5, "hello", Decimal("1.25"), [1, 2, 3], {"a": 1},
-       {"NAME": "ann", "AGE": 30}, True, None)
+ROW = (7, 10_000_000_000, 2.5, "hello", Decimal("1.25"), [1, 2, 3], {"a": 1}, {"NAME": "ann", "AGE": 30}, True, None)
 
 
 def ev(text: str, row=ROW):
@@ -26,32 +40,35 @@ def ev(text: str, row=ROW):
     return c.type, c.fn(row)
 
 
-@pytest.mark.parametrize("text,expected_type,expected", [
-    ("I + 1", INTEGER, 8),
-    ("I + L", BIGINT, 10_000_000_007),
-    ("I / 2", INTEGER, 3),
-    ("-7 / 2", INTEGER, -3),
-    ("-7 % 3", INTEGER, -1),
-    ("I * 1.5", DecimalType(13, 1), Decimal("10.5")),
-    ("DEC + 1", DecimalType(13, 2), Decimal("2.25")),
-    ("DEC / 3", DecimalType(15, 13), Decimal("0.4166666666667")),
-    ("D * 2", DOUBLE, 5.0),
-    ("2147483647 + 1", INTEGER, -2147483648),
-    ("S + ' world'", STRING, "hello world"),
-    ("A[1]", INTEGER, 1),
-    ("A[-1]", INTEGER, 3),
-    ("A[10]", INTEGER, None),
-    ("M['a']", INTEGER, 1),
-    ("M['zz']", INTEGER, None),
-    ("ST->NAME", STRING, "ann"),
-    ("CAST(I AS STRING)", STRING, "7"),
-    ("CAST(D AS INT)", INTEGER, 2),
-    ("CAST('12.5' AS DECIMAL(5,2))", DecimalType(5, 2), Decimal("12.50")),
-    ("CAST(1e10 AS STRING)", STRING, "1.0E10"),
-    ("CASE WHEN I > 5 THEN 'big' ELSE 'small' END", STRING, "big"),
-    ("CASE I WHEN 7 THEN 1 WHEN 8 THEN 2 END", INTEGER, 1),
-    ("CASE WHEN N > 5 THEN 'big' END", STRING, None),
-])
+@pytest.mark.parametrize(
+    "text,expected_type,expected",
+    [
+        ("I + 1", INTEGER, 8),
+        ("I + L", BIGINT, 10_000_000_007),
+        ("I / 2", INTEGER, 3),
+        ("-7 / 2", INTEGER, -3),
+        ("-7 % 3", INTEGER, -1),
+        ("I * 1.5", DecimalType(13, 1), Decimal("10.5")),
+        ("DEC + 1", DecimalType(13, 2), Decimal("2.25")),
+        ("DEC / 3", DecimalType(15, 13), Decimal("0.4166666666667")),
+        ("D * 2", DOUBLE, 5.0),
+        ("2147483647 + 1", INTEGER, -2147483648),
+        ("S + ' world'", STRING, "hello world"),
+        ("A[1]", INTEGER, 1),
+        ("A[-1]", INTEGER, 3),
+        ("A[10]", INTEGER, None),
+        ("M['a']", INTEGER, 1),
+        ("M['zz']", INTEGER, None),
+        ("ST->NAME", STRING, "ann"),
+        ("CAST(I AS STRING)", STRING, "7"),
+        ("CAST(D AS INT)", INTEGER, 2),
+        ("CAST('12.5' AS DECIMAL(5,2))", DecimalType(5, 2), Decimal("12.50")),
+        ("CAST(1e10 AS STRING)", STRING, "1.0E10"),
+        ("CASE WHEN I > 5 THEN 'big' ELSE 'small' END", STRING, "big"),
+        ("CASE I WHEN 7 THEN 1 WHEN 8 THEN 2 END", INTEGER, 1),
+        ("CASE WHEN N > 5 THEN 'big' END", STRING, None),
+    ],
+)
 def test_typing_and_values(text, expected_type, expected):
     t, v = ev(text)
     assert t == expected_type
@@ -71,28 +88,31 @@ def test_integer_division_by_zero_is_a_record_error():
         c.fn(ROW)
 
 
-@pytest.mark.parametrize("text,expected", [
-    ("N > 1", False),  # ksqlDB: comparisons with a null operand are false
-    ("N IS NULL", True),
-    ("N IS NOT NULL", False),
-    ("N IS DISTINCT FROM 1", True),
-    ("N IS NOT DISTINCT FROM N", True),
-    ("B AND N > 1", False),
-    ("NOT (N > 1)", True),
-    ("I BETWEEN 1 AND 7", True),
-    ("I NOT BETWEEN 1 AND 7", False),
-    ("I IN (1, 7)", True),
-    ("I IN (1, '7.000')", True),
-    ("I NOT IN (1, 2)", True),
-    ("S LIKE 'h%o'", True),
-    ("S LIKE 'h_llo'", True),
-    ("S LIKE 'H%'", False),
-    ("'50%' LIKE '50!%' ESCAPE '!'", True),
-    ("'500' LIKE '50!%' ESCAPE '!'", False),
-    ("D > DEC", True),
-    ("ST IN (STRUCT(NAME:='ann', AGE:=30))", True),
-    ("A IN (ARRAY[1, 2, 3])", True),
-])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("N > 1", False),  # ksqlDB: comparisons with a null operand are false
+        ("N IS NULL", True),
+        ("N IS NOT NULL", False),
+        ("N IS DISTINCT FROM 1", True),
+        ("N IS NOT DISTINCT FROM N", True),
+        ("B AND N > 1", False),
+        ("NOT (N > 1)", True),
+        ("I BETWEEN 1 AND 7", True),
+        ("I NOT BETWEEN 1 AND 7", False),
+        ("I IN (1, 7)", True),
+        ("I IN (1, '7.000')", True),
+        ("I NOT IN (1, 2)", True),
+        ("S LIKE 'h%o'", True),
+        ("S LIKE 'h_llo'", True),
+        ("S LIKE 'H%'", False),
+        ("'50%' LIKE '50!%' ESCAPE '!'", True),
+        ("'500' LIKE '50!%' ESCAPE '!'", False),
+        ("D > DEC", True),
+        ("ST IN (STRUCT(NAME:='ann', AGE:=30))", True),
+        ("A IN (ARRAY[1, 2, 3])", True),
+    ],
+)
 def test_predicates(text, expected):
     t, v = ev(text)
     assert t == BOOLEAN
@@ -108,47 +128,50 @@ def test_three_valued_or_and_not_with_null_boolean():
     assert comp.compile(parse_expression("NOT X")).fn((None, False)) is None
 
 
-@pytest.mark.parametrize("text,expected", [
-    ("IFNULL(N, 10)", 10),
-    ("COALESCE(N, N, 3)", 3),
-    ("NULLIF(I, 7)", None),
-    ("GREATEST(I, 3, N)", 7),
-    ("LEAST(I, 3, N)", 3),
-    ("CONCAT('a', CAST(N AS STRING), S)", "ahello"),
-    ("CONCAT('a', S)", "ahello"),
-    ("CONCAT_WS('-', 'a', CAST(N AS STRING), 'b')", "a-b"),
-    ("SUBSTRING(S, 2)", "ello"),
-    ("SUBSTRING(S, -3, 2)", "ll"),
-    ("INSTR('corporate floor', 'or', -4, 2)", 2),
-    ("LPAD(S, 8, 'xy')", "xyxhello"),
-    ("RPAD(S, 3, 'xy')", "hel"),
-    ("UCASE(S)", "HELLO"),
-    ("TRIM('  x ')", "x"),
-    ("LEN(S)", 5),
-    ("REPLACE(S, 'l', 'L')", "heLLo"),
-    ("REGEXP_EXTRACT('(.*) (.*)', 'a b', 2)", "b"),
-    ("REGEXP_REPLACE('aaa', 'a(a)?', 'x$1')", "xax"),
-    ("SPLIT('a,b', ',')", ["a", "b"]),
-    ("MASK('Ab1-')", "Xxn-"),
-    ("MASK_LEFT('Abc123', 2)", "Xxc123"),
-    ("MASK_RIGHT('Abc123', 2)", "Abc1nn"),
-    ("MASK_KEEP_LEFT('Abc123', 2)", "Abxnnn"),
-    ("MASK_KEEP_RIGHT('Ab-123', 2, '*', '*', '#', NULL)", "**-#23"),
-    ("ENCODE('4578616d706C6521', 'hex', 'utf8')", "Example!"),
-    ("ABS(-3)", 3),
-    ("ROUND(2.5E0)", 3),
-    ("ROUND(-2.5E0)", -2),
-    ("ROUND(DEC, 1)", Decimal("1.30")),
-    ("FLOOR(DEC)", Decimal("1.00")),
-    ("SIGN(-2.0E0)", -1),
-    ("SQRT(16)", 4.0),
-    ("ARRAY_LENGTH(A)", 3),
-    ("FORMAT_DATE(PARSE_DATE('2021-03-04', 'yyyy-MM-dd'), 'dd/MM/yyyy')", "04/03/2021"),
-    ("TIMESTAMPTOSTRING(0, 'yyyy-MM-dd HH:mm:ss.SSS')", "1970-01-01 00:00:00.000"),
-    ("STRINGTOTIMESTAMP('1970-01-01 00:00:01', 'yyyy-MM-dd HH:mm:ss')", 1000),
-    ("STRINGTOTIMESTAMP('1970-01-01T00:00:01Z', 'yyyy-MM-dd''T''HH:mm:ss[.SSS]X')", 1000),
-    ("STRINGTOTIMESTAMP('1970-01-01T00:00:01.250Z', 'yyyy-MM-dd''T''HH:mm:ss[.SSS]X')", 1250),
-])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("IFNULL(N, 10)", 10),
+        ("COALESCE(N, N, 3)", 3),
+        ("NULLIF(I, 7)", None),
+        ("GREATEST(I, 3, N)", 7),
+        ("LEAST(I, 3, N)", 3),
+        ("CONCAT('a', CAST(N AS STRING), S)", "ahello"),
+        ("CONCAT('a', S)", "ahello"),
+        ("CONCAT_WS('-', 'a', CAST(N AS STRING), 'b')", "a-b"),
+        ("SUBSTRING(S, 2)", "ello"),
+        ("SUBSTRING(S, -3, 2)", "ll"),
+        ("INSTR('corporate floor', 'or', -4, 2)", 2),
+        ("LPAD(S, 8, 'xy')", "xyxhello"),
+        ("RPAD(S, 3, 'xy')", "hel"),
+        ("UCASE(S)", "HELLO"),
+        ("TRIM('  x ')", "x"),
+        ("LEN(S)", 5),
+        ("REPLACE(S, 'l', 'L')", "heLLo"),
+        ("REGEXP_EXTRACT('(.*) (.*)', 'a b', 2)", "b"),
+        ("REGEXP_REPLACE('aaa', 'a(a)?', 'x$1')", "xax"),
+        ("SPLIT('a,b', ',')", ["a", "b"]),
+        ("MASK('Ab1-')", "Xxn-"),
+        ("MASK_LEFT('Abc123', 2)", "Xxc123"),
+        ("MASK_RIGHT('Abc123', 2)", "Abc1nn"),
+        ("MASK_KEEP_LEFT('Abc123', 2)", "Abxnnn"),
+        ("MASK_KEEP_RIGHT('Ab-123', 2, '*', '*', '#', NULL)", "**-#23"),
+        ("ENCODE('4578616d706C6521', 'hex', 'utf8')", "Example!"),
+        ("ABS(-3)", 3),
+        ("ROUND(2.5E0)", 3),
+        ("ROUND(-2.5E0)", -2),
+        ("ROUND(DEC, 1)", Decimal("1.30")),
+        ("FLOOR(DEC)", Decimal("1.00")),
+        ("SIGN(-2.0E0)", -1),
+        ("SQRT(16)", 4.0),
+        ("ARRAY_LENGTH(A)", 3),
+        ("FORMAT_DATE(PARSE_DATE('2021-03-04', 'yyyy-MM-dd'), 'dd/MM/yyyy')", "04/03/2021"),
+        ("TIMESTAMPTOSTRING(0, 'yyyy-MM-dd HH:mm:ss.SSS')", "1970-01-01 00:00:00.000"),
+        ("STRINGTOTIMESTAMP('1970-01-01 00:00:01', 'yyyy-MM-dd HH:mm:ss')", 1000),
+        ("STRINGTOTIMESTAMP('1970-01-01T00:00:01Z', 'yyyy-MM-dd''T''HH:mm:ss[.SSS]X')", 1000),
+        ("STRINGTOTIMESTAMP('1970-01-01T00:00:01.250Z', 'yyyy-MM-dd''T''HH:mm:ss[.SSS]X')", 1250),
+    ],
+)
 def test_functions(text, expected):
     assert ev(text)[1] == expected
 
@@ -181,15 +204,18 @@ def test_unresolved_column_and_type_errors():
         ev("I = NULL")
 
 
-@pytest.mark.parametrize("text,expected", [
-    ("TRANSFORM(A, x => x * 2)", [2, 4, 6]),
-    ("FILTER(A, x => x > 1)", [2, 3]),
-    ("REDUCE(A, 0, (s, x) => s + x)", 6),
-    ("TRANSFORM(M, (k, v) => UCASE(k), (k, v) => v + 1)", {"A": 2}),
-    ("FILTER(M, (k, v) => v = 1)", {"a": 1}),
-    ("TRANSFORM(A, I => I + 1)", [2, 3, 4]),  # a lambda parameter shadows the column I
-    ("TRANSFORM(A, x => x + I)", [8, 9, 10]),  # and columns stay visible inside the lambda
-])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("TRANSFORM(A, x => x * 2)", [2, 4, 6]),
+        ("FILTER(A, x => x > 1)", [2, 3]),
+        ("REDUCE(A, 0, (s, x) => s + x)", 6),
+        ("TRANSFORM(M, (k, v) => UCASE(k), (k, v) => v + 1)", {"A": 2}),
+        ("FILTER(M, (k, v) => v = 1)", {"a": 1}),
+        ("TRANSFORM(A, I => I + 1)", [2, 3, 4]),  # a lambda parameter shadows the column I
+        ("TRANSFORM(A, x => x + I)", [8, 9, 10]),  # and columns stay visible inside the lambda
+    ],
+)
 def test_lambdas(text, expected):
     assert ev(text)[1] == expected
 

@@ -10,7 +10,15 @@ import pytest
 from stack.ksqldb.errors import KsqlStatementError, SerdeError
 from stack.ksqldb.formats import FormatInfo, InMemorySchemaRegistry, make_serde, validate
 from stack.ksqldb.types import (
-    BIGINT, BOOLEAN, DOUBLE, INTEGER, STRING, ArrayType, DecimalType, MapType, StructType,
+    BIGINT,
+    BOOLEAN,
+    DOUBLE,
+    INTEGER,
+    STRING,
+    ArrayType,
+    DecimalType,
+    MapType,
+    StructType,
 )
 from stack.ksqldb.values import java_double_str
 
@@ -21,10 +29,20 @@ def serde(fmt, columns=COLS, is_key=False, **kw):
     return make_serde(FormatInfo(fmt, **kw), columns, is_key=is_key, topic="t", registry=InMemorySchemaRegistry())
 
 
-@pytest.mark.parametrize("value,text", [
-    (1.0, "1.0"), (0.001, "0.001"), (1e-4, "1.0E-4"), (1e7, "1.0E7"), (1234567.5, "1234567.5"),
-    (-2.5e-7, "-2.5E-7"), (float("nan"), "NaN"), (float("-inf"), "-Infinity"), (-0.0, "-0.0"),
-])
+@pytest.mark.parametrize(
+    "value,text",
+    [
+        (1.0, "1.0"),
+        (0.001, "0.001"),
+        (1e-4, "1.0E-4"),
+        (1e7, "1.0E7"),
+        (1234567.5, "1234567.5"),
+        (-2.5e-7, "-2.5E-7"),
+        (float("nan"), "NaN"),
+        (float("-inf"), "-Infinity"),
+        (-0.0, "-0.0"),
+    ],
+)
 def test_doubles_print_as_java_does(value, text):
     assert java_double_str(value) == text
 
@@ -48,7 +66,10 @@ def test_delimited_custom_delimiter():
 def test_json_case_insensitive_fields_and_coercion():
     s = serde("JSON")
     assert s.deserialize(b'{"id": "7", "Name": 5, "AMOUNT": 1, "price": 1.005}') == [7, "5", 1.0, Decimal("1.01")]
-    assert s.serialize([1, "é", float("nan"), Decimal("2.50")]) == '{"ID":1,"NAME":"é","AMOUNT":"NaN","PRICE":2.50}'.encode()
+    assert (
+        s.serialize([1, "é", float("nan"), Decimal("2.50")])
+        == '{"ID":1,"NAME":"é","AMOUNT":"NaN","PRICE":2.50}'.encode()
+    )
     with pytest.raises(SerdeError):
         s.deserialize(b'{"ID": true}')
     with pytest.raises(SerdeError):
@@ -113,8 +134,8 @@ def test_compiled_avro_encoder_writes_the_same_bytes_as_fastavro():
     for _ in range(500):
         values = [
             rng.choice([None, rng.uniform(-1e9, 1e9), float("inf")]),
-            rng.choice([None, rng.randint(-2**31, 2**31 - 1)]),
-            rng.choice([None, rng.randint(-2**63, 2**63 - 1)]),
+            rng.choice([None, rng.randint(-(2**31), 2**31 - 1)]),
+            rng.choice([None, rng.randint(-(2**63), 2**63 - 1)]),
             rng.choice([None, "é" * rng.randint(0, 200)]),
             rng.choice([None, True, False]),
             rng.choice([None, bytes(rng.randint(0, 300))]),

@@ -14,7 +14,8 @@ def test_create_stream_with_key_columns_and_properties():
     (stmt,) = parse(
         "create stream Payments (`id` varchar key, Amount decimal(10, 2), tags array<string>, "
         "m MAP<STRING, BIGINT>, s STRUCT<a INT, `b` STRING>) "
-        "with (kafka_topic='payments', value_format='delimited', partitions=4, wrap_single_value=false);")
+        "with (kafka_topic='payments', value_format='delimited', partitions=4, wrap_single_value=false);"
+    )
     assert isinstance(stmt, ast.CreateSource)
     assert stmt.name == "PAYMENTS" and stmt.kind == "STREAM" and stmt.query is None
     assert [(e.name, e.type, e.constraint) for e in stmt.elements] == [
@@ -44,10 +45,24 @@ def test_csas_insert_drop_show_describe_terminate_set():
         "SHOW STREAMS; LIST TOPICS; SHOW QUERIES; SHOW PROPERTIES;"
         "DESCRIBE EXTENDED out; TERMINATE CSAS_OUT_0;"
         "SET 'auto.offset.reset' = 'earliest'; UNSET 'auto.offset.reset';"
-        "SELECT a FROM src EMIT CHANGES LIMIT 5;")
+        "SELECT a FROM src EMIT CHANGES LIMIT 5;"
+    )
     kinds = [type(s).__name__ for s in stmts]
-    assert kinds == ["CreateSource", "InsertInto", "InsertValues", "DropSource", "ShowList", "ShowList",
-                     "ShowList", "ShowList", "Describe", "Terminate", "SetProperty", "UnsetProperty", "PushQuery"]
+    assert kinds == [
+        "CreateSource",
+        "InsertInto",
+        "InsertValues",
+        "DropSource",
+        "ShowList",
+        "ShowList",
+        "ShowList",
+        "ShowList",
+        "Describe",
+        "Terminate",
+        "SetProperty",
+        "UnsetProperty",
+        "PushQuery",
+    ]
     assert stmts[0].query.emit == "CHANGES"
     assert stmts[2].columns == ("A", "B")
     assert stmts[3].if_exists and stmts[3].delete_topic
@@ -63,8 +78,9 @@ def test_operator_precedence():
     assert isinstance(left, ast.Logical) and left.op == "AND"
     cmp = left.left
     assert isinstance(cmp, ast.Comparison) and cmp.op == ">"
-    assert cmp.left == ast.Arithmetic("+", ast.Literal(1, "INTEGER"),
-                                      ast.Arithmetic("*", ast.Literal(2, "INTEGER"), ast.Literal(3, "INTEGER")))
+    assert cmp.left == ast.Arithmetic(
+        "+", ast.Literal(1, "INTEGER"), ast.Arithmetic("*", ast.Literal(2, "INTEGER"), ast.Literal(3, "INTEGER"))
+    )
     assert isinstance(left.right, ast.Not)
 
 
@@ -81,8 +97,9 @@ def test_predicates_and_accessors():
     assert e == ast.Like(ast.Dereference(ast.ColumnRef("S"), "end"), ast.Literal("a!%%", "STRING"), "!")
     e = parse_expression("arr[1][2] NOT IN (1, 2)")
     assert isinstance(e, ast.InList) and e.negated
-    assert e.value == ast.Subscript(ast.Subscript(ast.ColumnRef("ARR"), ast.Literal(1, "INTEGER")),
-                                    ast.Literal(2, "INTEGER"))
+    assert e.value == ast.Subscript(
+        ast.Subscript(ast.ColumnRef("ARR"), ast.Literal(1, "INTEGER")), ast.Literal(2, "INTEGER")
+    )
     e = parse_expression("x IS NOT DISTINCT FROM y")
     assert e == ast.IsDistinct(ast.ColumnRef("X"), ast.ColumnRef("Y"), negated=True)
     e = parse_expression("CASE WHEN a < 2 THEN 'small' ELSE 'big' END")
@@ -94,11 +111,14 @@ def test_aliases_including_digit_identifiers():
     assert [i.alias for i in stmt.query.select] == ["1R", "X"]
 
 
-@pytest.mark.parametrize("sql", [
-    "CREATE STREAM s (a NULL) WITH (kafka_topic='t', value_format='JSON');",
-    "SELECT * FROM s WHERE x IN ();",
-    "CREATE STREAM s (a INT WITH (kafka_topic='t');",
-])
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "CREATE STREAM s (a NULL) WITH (kafka_topic='t', value_format='JSON');",
+        "SELECT * FROM s WHERE x IN ();",
+        "CREATE STREAM s (a INT WITH (kafka_topic='t');",
+    ],
+)
 def test_syntax_errors(sql):
     with pytest.raises(ParseError, match="Syntax Error"):
         parse(sql)
@@ -106,9 +126,11 @@ def test_syntax_errors(sql):
 
 def test_nodes_carry_their_position_in_the_whole_text():
     """1-based line and column over every statement of the request; equality ignores positions."""
-    stmts = parse("CREATE STREAM s (id INT KEY, v INT) WITH (kafka_topic='t', value_format='JSON');\n"
-                  "SELECT abs(s.v) * 2 AS x FROM s\n  WINDOW TUMBLING (SIZE 1 SECOND) WHERE v = 1 AND v > 0 "
-                  "EMIT CHANGES;")
+    stmts = parse(
+        "CREATE STREAM s (id INT KEY, v INT) WITH (kafka_topic='t', value_format='JSON');\n"
+        "SELECT abs(s.v) * 2 AS x FROM s\n  WINDOW TUMBLING (SIZE 1 SECOND) WHERE v = 1 AND v > 0 "
+        "EMIT CHANGES;"
+    )
     assert [e.loc for e in stmts[0].elements] == [ast.Location(1, 18), ast.Location(1, 30)]
     q = stmts[1].query
     product = q.select[0].expr
@@ -130,15 +152,20 @@ def test_syntax_error_counts_lines_over_the_request_and_shows_the_failed_line():
     assert e.value.message.endswith("\nStatement: SELECT * FROM s WHERE a IN 1;")
 
 
-@pytest.mark.parametrize("sql, detail", [
-    # ANTLR inserts the one token that fits and reports it missing
-    ("SELECT a FROM b GROUP BY c, (d, e);", "line 1:31: Syntax Error\nmissing ')' at ','"),
-    ("SELECT a FROM b WHERE (c = 1;", "line 1:29: Syntax Error\nmissing ')' at ';'"),
-    # no insertion fits: ANTLR lists what it expected
-    ("SELECT a FROM b WHERE (c = 1 1;", "line 1:30: Syntax Error\nExpecting {')'}"),
-    ("CREATE STREAM INPUT (K INT (KEY)) WITH (kafka_topic='input',value_format='JSON');",
-     "line 1:29: Syntax Error\nExpecting {'STRING', INTEGER_VALUE}"),
-])
+@pytest.mark.parametrize(
+    "sql, detail",
+    [
+        # ANTLR inserts the one token that fits and reports it missing
+        ("SELECT a FROM b GROUP BY c, (d, e);", "line 1:31: Syntax Error\nmissing ')' at ','"),
+        ("SELECT a FROM b WHERE (c = 1;", "line 1:29: Syntax Error\nmissing ')' at ';'"),
+        # no insertion fits: ANTLR lists what it expected
+        ("SELECT a FROM b WHERE (c = 1 1;", "line 1:30: Syntax Error\nExpecting {')'}"),
+        (
+            "CREATE STREAM INPUT (K INT (KEY)) WITH (kafka_topic='input',value_format='JSON');",
+            "line 1:29: Syntax Error\nExpecting {'STRING', INTEGER_VALUE}",
+        ),
+    ],
+)
 def test_syntax_error_wording_follows_antlr_recovery(sql, detail):
     with pytest.raises(ParseError) as e:
         parse(sql)
@@ -150,12 +177,15 @@ def test_unknown_type_is_a_clear_error():
         parse("CREATE STREAM s (a FOO) WITH (kafka_topic='t', value_format='JSON');")
 
 
-@pytest.mark.parametrize("sql", [
-    "EXPLAIN SELECT * FROM s EMIT CHANGES;",
-    "PRINT 'topic' FROM BEGINNING;",
-    "CREATE TYPE address AS STRUCT<street STRING>;",
-    "DESCRIBE FUNCTION ucase;",
-])
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "EXPLAIN SELECT * FROM s EMIT CHANGES;",
+        "PRINT 'topic' FROM BEGINNING;",
+        "CREATE TYPE address AS STRUCT<street STRING>;",
+        "DESCRIBE FUNCTION ucase;",
+    ],
+)
 def test_valid_ksqldb_statements_not_implemented_are_unsupported_not_syntax_errors(sql):
     from stack.ksqldb.errors import UnsupportedError
 

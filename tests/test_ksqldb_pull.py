@@ -11,16 +11,16 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from confluent_kafka import Consumer, Producer
-from ksql import KSQLAPI
-
 from ksqldb_server_helpers import labelled_payments, prefixed_statements, running_server
-from stack.generate import USERS
-from stack.kafka import committed_offsets, end_offsets, producer_config
+
+from fraudstream.kafka import committed_offsets, end_offsets, producer_config
+from ksql import KSQLAPI
+from producers.generate import USERS
+from producers.replay import replay
 from stack.ksqldb.apply import KsqlRest, apply_directory
-from stack.ksqldb.kafka_runtime import query_group
-from stack.produce import replay
 from stack.ksqldb.engine import Engine
 from stack.ksqldb.errors import KsqlError, UnsupportedError
+from stack.ksqldb.kafka_runtime import query_group
 from stack.supervisor import RunningService
 
 HOUR, FIVE_MINUTES = 3_600_000, 300_000
@@ -28,8 +28,9 @@ HOUR, FIVE_MINUTES = 3_600_000, 300_000
 
 @pytest.fixture(scope="module")
 def server(stack, tmp_path_factory) -> Iterator[RunningService]:
-    with running_server(stack.addresses, tmp_path_factory.mktemp("ksqldb-logs"),
-                        service_id=f"p{uuid.uuid4().hex[:8]}_") as service:
+    with running_server(
+        stack.addresses, tmp_path_factory.mktemp("ksqldb-logs"), service_id=f"p{uuid.uuid4().hex[:8]}_"
+    ) as service:
         yield service
 
 
@@ -50,22 +51,41 @@ def _rows_when(client: KSQLAPI, sql: str, expected: list[list]) -> list[dict]:
 def tables(stack, server: RunningService) -> dict[str, str]:
     """A stream of 60 records over 3 keys, a count/sum table and a tumbling-window table over it."""
     tag = uuid.uuid4().hex[:8]
-    names = {"stream": f"PAYS_{tag}", "totals": f"TOTALS_{tag}", "windows": f"WIN_{tag}", "topic": f"pays-{tag}",
-             "plain": f"PLAIN_{tag}"}
+    names = {
+        "stream": f"PAYS_{tag}",
+        "totals": f"TOTALS_{tag}",
+        "windows": f"WIN_{tag}",
+        "topic": f"pays-{tag}",
+        "plain": f"PLAIN_{tag}",
+    }
     client = KSQLAPI(server.address)
-    client.ksql(f"CREATE STREAM {names['stream']} (USER_ID STRING KEY, AMOUNT DOUBLE) WITH "
-                f"(KAFKA_TOPIC='{names['topic']}', VALUE_FORMAT='JSON', PARTITIONS=2);")
+    client.ksql(
+        f"CREATE STREAM {names['stream']} (USER_ID STRING KEY, AMOUNT DOUBLE) WITH "
+        f"(KAFKA_TOPIC='{names['topic']}', VALUE_FORMAT='JSON', PARTITIONS=2);"
+    )
     earliest = {"auto.offset.reset": "earliest"}
-    client.ksql(f"CREATE TABLE {names['totals']} AS SELECT USER_ID, COUNT(*) AS N, SUM(AMOUNT) AS TOTAL "
-                f"FROM {names['stream']} GROUP BY USER_ID;", stream_properties=earliest)
-    client.ksql(f"CREATE TABLE {names['windows']} AS SELECT USER_ID, COUNT(*) AS N FROM {names['stream']} "
-                "WINDOW TUMBLING (SIZE 10 SECONDS) GROUP BY USER_ID;", stream_properties=earliest)
-    client.ksql(f"CREATE TABLE {names['plain']} (ID STRING PRIMARY KEY, NAME STRING) WITH "
-                f"(KAFKA_TOPIC='{names['topic']}-plain', VALUE_FORMAT='JSON', PARTITIONS=1);")
+    client.ksql(
+        f"CREATE TABLE {names['totals']} AS SELECT USER_ID, COUNT(*) AS N, SUM(AMOUNT) AS TOTAL "
+        f"FROM {names['stream']} GROUP BY USER_ID;",
+        stream_properties=earliest,
+    )
+    client.ksql(
+        f"CREATE TABLE {names['windows']} AS SELECT USER_ID, COUNT(*) AS N FROM {names['stream']} "
+        "WINDOW TUMBLING (SIZE 10 SECONDS) GROUP BY USER_ID;",
+        stream_properties=earliest,
+    )
+    client.ksql(
+        f"CREATE TABLE {names['plain']} (ID STRING PRIMARY KEY, NAME STRING) WITH "
+        f"(KAFKA_TOPIC='{names['topic']}-plain', VALUE_FORMAT='JSON', PARTITIONS=1);"
+    )
     producer = Producer(producer_config(stack.addresses.bootstrap_servers))
     for i in range(60):  # user u<i % 3>, amount i, at 1 s steps from 1000 s
-        producer.produce(names["topic"], json.dumps({"AMOUNT": float(i)}).encode(), f"u{i % 3}".encode(),
-                         timestamp=1_000_000 + 1000 * i)
+        producer.produce(
+            names["topic"],
+            json.dumps({"AMOUNT": float(i)}).encode(),
+            f"u{i % 3}".encode(),
+            timestamp=1_000_000 + 1000 * i,
+        )
     assert producer.flush(30) == 0
     return names
 
@@ -76,7 +96,9 @@ def test_key_lookups_in_and_scans(server: RunningService, tables: dict[str, str]
     body = _rows_when(client, f"SELECT * FROM {totals} WHERE USER_ID = 'u1';", [["u1", 20, 590.0]])
     assert body[0]["header"]["schema"] == "`USER_ID` STRING KEY, `N` BIGINT, `TOTAL` DOUBLE"
     assert body[0]["header"]["queryId"]
-    body = _pull(client, f"SELECT USER_ID, TOTAL / N AS MEAN, ROWTIME FROM {totals} WHERE USER_ID IN ('u2', 'u0', 'nobody');")
+    body = _pull(
+        client, f"SELECT USER_ID, TOTAL / N AS MEAN, ROWTIME FROM {totals} WHERE USER_ID IN ('u2', 'u0', 'nobody');"
+    )
     assert body[0]["header"]["schema"] == "`USER_ID` STRING KEY, `MEAN` DOUBLE, `ROWTIME` BIGINT"
     assert [r["row"]["columns"] for r in body[1:]] == [["u2", 30.5, 1_059_000], ["u0", 28.5, 1_057_000]]
     assert _pull(client, f"SELECT * FROM {totals} WHERE USER_ID = 'nobody';")[1:] == []
@@ -88,13 +110,17 @@ def test_key_lookups_in_and_scans(server: RunningService, tables: dict[str, str]
 def test_windowed_tables_with_window_bounds(server: RunningService, tables: dict[str, str]) -> None:
     client = KSQLAPI(server.address)
     windows = tables["windows"]
-    expected = [["u0", start, start + 10_000, n] for start, n in
-                [(1_000_000, 4), (1_010_000, 3), (1_020_000, 3), (1_030_000, 4), (1_040_000, 3), (1_050_000, 3)]]
+    expected = [
+        ["u0", start, start + 10_000, n]
+        for start, n in [(1_000_000, 4), (1_010_000, 3), (1_020_000, 3), (1_030_000, 4), (1_040_000, 3), (1_050_000, 3)]
+    ]
     body = _rows_when(client, f"SELECT * FROM {windows} WHERE USER_ID = 'u0';", expected)
-    assert body[0]["header"]["schema"] == ("`USER_ID` STRING KEY, `WINDOWSTART` BIGINT KEY, `WINDOWEND` BIGINT KEY, "
-                                           "`N` BIGINT")
-    bounded = _pull(client, f"SELECT * FROM {windows} WHERE USER_ID = 'u0' AND 1020000 <= WINDOWSTART "
-                            "AND WINDOWEND <= 1040000;")
+    assert body[0]["header"]["schema"] == (
+        "`USER_ID` STRING KEY, `WINDOWSTART` BIGINT KEY, `WINDOWEND` BIGINT KEY, `N` BIGINT"
+    )
+    bounded = _pull(
+        client, f"SELECT * FROM {windows} WHERE USER_ID = 'u0' AND 1020000 <= WINDOWSTART AND WINDOWEND <= 1040000;"
+    )
     assert [r["row"]["columns"] for r in bounded[1:]] == expected[2:4]
     iso = _pull(client, f"SELECT N FROM {windows} WHERE USER_ID = 'u0' AND WINDOWSTART = '1970-01-01T00:17:00';")
     assert [r["row"]["columns"] for r in iso[1:]] == [[3]]  # 1,020,000 ms
@@ -103,17 +129,25 @@ def test_windowed_tables_with_window_bounds(server: RunningService, tables: dict
 def test_query_stream_answers_pull_queries(server: RunningService, tables: dict[str, str]) -> None:
     totals = tables["totals"]
     _rows_when(KSQLAPI(server.address), f"SELECT * FROM {totals} WHERE USER_ID = 'u1';", [["u1", 20, 590.0]])
-    response = httpx.post(f"{server.address}/query-stream",
-                          json={"sql": f"SELECT USER_ID, N FROM {totals} WHERE USER_ID = 'u1';", "properties": {}})
+    response = httpx.post(
+        f"{server.address}/query-stream",
+        json={"sql": f"SELECT USER_ID, N FROM {totals} WHERE USER_ID = 'u1';", "properties": {}},
+    )
     assert response.status_code == 200
     header, *rows = [json.loads(line) for line in response.text.splitlines() if line]
     assert header["columnNames"] == ["USER_ID", "N"] and header["columnTypes"] == ["STRING", "BIGINT"]
     assert rows == [["u1", 20]]
-    response = httpx.post(f"{server.address}/query-stream", headers={"Accept": "application/json"},
-                          json={"sql": f"SELECT USER_ID, N FROM {totals} WHERE USER_ID = 'u1';"})
+    response = httpx.post(
+        f"{server.address}/query-stream",
+        headers={"Accept": "application/json"},
+        json={"sql": f"SELECT USER_ID, N FROM {totals} WHERE USER_ID = 'u1';"},
+    )
     assert response.json()[1:] == [["u1", 20]]
-    rows = list(KSQLAPI(server.address).query(f"SELECT USER_ID, N FROM {totals} WHERE USER_ID = 'u1';",
-                                              use_http2=True, parse=True))  # ksql-python over HTTP/2
+    rows = list(
+        KSQLAPI(server.address).query(
+            f"SELECT USER_ID, N FROM {totals} WHERE USER_ID = 'u1';", use_http2=True, parse=True
+        )
+    )  # ksql-python over HTTP/2
     assert rows == [{"USER_ID": "u1", "N": 20}]
 
 
@@ -133,21 +167,32 @@ def test_what_cannot_be_pulled_is_a_ksqldb_error(server: RunningService, tables:
 def test_pull_query_planning_errors() -> None:
     """Validation happens before any state is read: an in-memory engine shows ksqlDB's messages."""
     engine = Engine(None)
-    engine.execute("CREATE STREAM S (ID STRING KEY, V INT) WITH (KAFKA_TOPIC='s', VALUE_FORMAT='JSON', PARTITIONS=1);"
-                   "CREATE TABLE T AS SELECT ID, COUNT(*) AS C FROM S GROUP BY ID;"
-                   "CREATE TABLE U (ID STRING PRIMARY KEY, NAME STRING) WITH (KAFKA_TOPIC='u', VALUE_FORMAT='JSON', "
-                   "PARTITIONS=1);")
+    engine.execute(
+        "CREATE STREAM S (ID STRING KEY, V INT) WITH (KAFKA_TOPIC='s', VALUE_FORMAT='JSON', PARTITIONS=1);"
+        "CREATE TABLE T AS SELECT ID, COUNT(*) AS C FROM S GROUP BY ID;"
+        "CREATE TABLE U (ID STRING PRIMARY KEY, NAME STRING) WITH (KAFKA_TOPIC='u', VALUE_FORMAT='JSON', "
+        "PARTITIONS=1);"
+    )
     cases = [
-        ("SELECT * FROM T WHERE C > 1;", {"ksql.query.pull.table.scan.enabled": "false"},
-         "WHERE clause missing key column for disjunct: (C > 1)"),
+        (
+            "SELECT * FROM T WHERE C > 1;",
+            {"ksql.query.pull.table.scan.enabled": "false"},
+            "WHERE clause missing key column for disjunct: (C > 1)",
+        ),
         ("SELECT * FROM T;", {"ksql.query.pull.table.scan.enabled": False}, "Missing WHERE clause."),
         ("SELECT * FROM T WHERE ID = 'a' AND WINDOWSTART > 1;", {}, "Cannot use WINDOWSTART/WINDOWEND on non-windowed"),
-        ("SELECT ID, ROWOFFSET FROM T WHERE ID = 'a';", {},
-         "Pull queries don't support the following columns in SELECT clauses: ROWOFFSET"),
+        (
+            "SELECT ID, ROWOFFSET FROM T WHERE ID = 'a';",
+            {},
+            "Pull queries don't support the following columns in SELECT clauses: ROWOFFSET",
+        ),
         ("SELECT ID, COUNT(*) FROM T GROUP BY ID;", {}, "Pull queries don't support GROUP BY clauses."),
-        ("SELECT * FROM U WHERE ID = 'a';", {},
-         "The `U` table isn't queryable. To derive a queryable table, you can do 'CREATE TABLE QUERYABLE_U AS SELECT * "
-         "FROM U'. See https://cnfl.io/queries for more info.\nAdd EMIT CHANGES if you intended to issue a push query."),
+        (
+            "SELECT * FROM U WHERE ID = 'a';",
+            {},
+            "The `U` table isn't queryable. To derive a queryable table, you can do 'CREATE TABLE QUERYABLE_U AS SELECT * "
+            "FROM U'. See https://cnfl.io/queries for more info.\nAdd EMIT CHANGES if you intended to issue a push query.",
+        ),
         ("SELECT * FROM T WHERE ID = NULL;", {}, "Primary key columns can not be NULL"),
     ]
     for sql, props, message in cases:
@@ -173,9 +218,19 @@ def test_fraud_features_from_the_ksql_files(stack, server: RunningService, tmp_p
     users_topic = f"{prefix}_creditcardfraud_users"
     producer = Producer(producer_config(bootstrap))
     for i, name in enumerate(USERS):  # users exist before any payment (timestamp 1 ms)
-        producer.produce(users_topic, json.dumps({"COUNTRY": ["DE", "FR", "NL"][i % 3], "CARD_TYPE": "VISA",
-                                                  "CREDIT_LIMIT": 1000.0 + i, "SIGNUP_DATE": "2020-01-01"}).encode(),
-                         name.encode(), timestamp=1)
+        producer.produce(
+            users_topic,
+            json.dumps(
+                {
+                    "COUNTRY": ["DE", "FR", "NL"][i % 3],
+                    "CARD_TYPE": "VISA",
+                    "CREDIT_LIMIT": 1000.0 + i,
+                    "SIGNUP_DATE": "2020-01-01",
+                }
+            ).encode(),
+            name.encode(),
+            timestamp=1,
+        )
     assert producer.flush(30) == 0
     group = query_group(join_query, _service_id(server))
     while not _committed_to_end(bootstrap, group, users_topic):
@@ -206,7 +261,7 @@ def test_fraud_features_from_the_ksql_files(stack, server: RunningService, tmp_p
         if sorted(r[:2] for r in rows) == want:
             break
         time.sleep(0.2)
-    for start, count, total, biggest in rows:
+    for start, _count, total, biggest in rows:
         assert total == pytest.approx(sum(expected[start])) and biggest == pytest.approx(max(expected[start]))
 
 
@@ -220,8 +275,15 @@ def _committed_to_end(bootstrap: str, group: str, topic: str) -> bool:
 
 
 def _read_json(bootstrap: str, topic: str, want: int) -> list[tuple[bytes, dict]]:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"read-{uuid.uuid4().hex}",
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False, "session.timeout.ms": 6000})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"read-{uuid.uuid4().hex}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "session.timeout.ms": 6000,
+        }
+    )
     consumer.subscribe([topic])
     out: list[tuple[bytes, dict]] = []
     try:

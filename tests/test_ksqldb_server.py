@@ -9,10 +9,10 @@ from collections.abc import Callable
 import httpx
 import pytest
 from confluent_kafka import Consumer, Producer
-from ksql import KSQLAPI
 from ksql.errors import KSQLError
 
-from stack.kafka import producer_config
+from fraudstream.kafka import producer_config
+from ksql import KSQLAPI
 from stack.supervisor import RunningService
 
 
@@ -24,8 +24,14 @@ def _produce(bootstrap: str, topic: str, values: list[tuple[bytes | None, bytes]
 
 
 def _read(bootstrap: str, topic: str, n: int) -> list[tuple[bytes | None, bytes | None]]:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"t-{topic}", "auto.offset.reset": "earliest",
-                         "session.timeout.ms": 6000})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"t-{topic}",
+            "auto.offset.reset": "earliest",
+            "session.timeout.ms": 6000,
+        }
+    )
     consumer.subscribe([topic])
     out = []
     try:
@@ -41,8 +47,14 @@ def _read(bootstrap: str, topic: str, n: int) -> list[tuple[bytes | None, bytes 
 
 def _first(bootstrap: str, topic: str, match: Callable[[bytes], bool]) -> dict:
     """The first record of `topic` whose value matches (topics such as the processing log are shared by tests)."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"t-{uuid.uuid4().hex}",
-                         "auto.offset.reset": "earliest", "session.timeout.ms": 6000})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"t-{uuid.uuid4().hex}",
+            "auto.offset.reset": "earliest",
+            "session.timeout.ms": 6000,
+        }
+    )
     consumer.subscribe([topic])
     try:
         while True:
@@ -68,11 +80,22 @@ def test_client_methods_end_to_end(stack, client: KSQLAPI, topic_name: str) -> N
     assert described["@type"] == "sourceDescription"
     assert [f["name"] for f in described["sourceDescription"]["fields"]] == ["ID", "AMOUNT"]
 
-    _produce(stack.addresses.bootstrap_servers, topic_name, [(None, b'{"ID":"a","AMOUNT":1.5}'),
-                                                             (None, b'{"ID":"b","AMOUNT":20.0}')])
-    assert client.create_stream_as(out, ["ID", "AMOUNT * 2 AS DOUBLED"], src, kafka_topic=f"{topic_name}-out",
-                                   value_format="JSON", conditions="AMOUNT > 10",
-                                   ) is True
+    _produce(
+        stack.addresses.bootstrap_servers,
+        topic_name,
+        [(None, b'{"ID":"a","AMOUNT":1.5}'), (None, b'{"ID":"b","AMOUNT":20.0}')],
+    )
+    assert (
+        client.create_stream_as(
+            out,
+            ["ID", "AMOUNT * 2 AS DOUBLED"],
+            src,
+            kafka_topic=f"{topic_name}-out",
+            value_format="JSON",
+            conditions="AMOUNT > 10",
+        )
+        is True
+    )
     queries = client.ksql("SHOW QUERIES")[0]["queries"]
     assert any(q["sinks"] == [out] and q["state"] == "RUNNING" for q in queries)
     streams = client.ksql("SHOW STREAMS")[0]["streams"]
@@ -83,8 +106,11 @@ def test_client_methods_end_to_end(stack, client: KSQLAPI, topic_name: str) -> N
     # the query started at "latest": only the inserted row with AMOUNT > 10 comes out
     assert _read(stack.addresses.bootstrap_servers, f"{topic_name}-out", 1) == [(None, b'{"ID":"c","DOUBLED":60.0}')]
 
-    chunks = list(client.query(f"SELECT ID, AMOUNT FROM {src} EMIT CHANGES LIMIT 3",
-                               stream_properties={"auto.offset.reset": "earliest"}))
+    chunks = list(
+        client.query(
+            f"SELECT ID, AMOUNT FROM {src} EMIT CHANGES LIMIT 3", stream_properties={"auto.offset.reset": "earliest"}
+        )
+    )
     body = json.loads("".join(chunks))
     assert body[0]["header"]["schema"] == "`ID` STRING, `AMOUNT` DOUBLE"
     assert [r["row"]["columns"] for r in body[1:4]] == [["a", 1.5], ["b", 20.0], ["c", 30.0]]
@@ -111,8 +137,10 @@ def test_errors_are_ksqldb_bodies(server: RunningService, client: KSQLAPI) -> No
 
 def test_query_stream_formats_and_close(stack, server: RunningService, client: KSQLAPI, topic_name: str) -> None:
     name = "QS_" + topic_name.upper().replace("-", "_")
-    client.ksql(f"CREATE STREAM {name} (K STRING KEY, N INT) WITH (KAFKA_TOPIC='{topic_name}', "
-                "VALUE_FORMAT='DELIMITED', PARTITIONS=1)")
+    client.ksql(
+        f"CREATE STREAM {name} (K STRING KEY, N INT) WITH (KAFKA_TOPIC='{topic_name}', "
+        "VALUE_FORMAT='DELIMITED', PARTITIONS=1)"
+    )
     _produce(stack.addresses.bootstrap_servers, topic_name, [(b"k1", b"1"), (b"k2", b"2")])
     sql = f"SELECT * FROM {name} EMIT CHANGES LIMIT 2;"
     body = {"sql": sql, "properties": {"auto.offset.reset": "earliest"}}
@@ -120,13 +148,18 @@ def test_query_stream_formats_and_close(stack, server: RunningService, client: K
     header = json.loads(lines[0])
     assert header["columnNames"] == ["K", "N"] and header["columnTypes"] == ["STRING", "INTEGER"]
     assert [json.loads(line) for line in lines[1:]] == [["k1", 1], ["k2", 2]]
-    as_json = httpx.post(f"{server.address}/query-stream", json=body, headers={"Accept": "application/json"},
-                         timeout=30).json()
+    as_json = httpx.post(
+        f"{server.address}/query-stream", json=body, headers={"Accept": "application/json"}, timeout=30
+    ).json()
     assert as_json[1:] == [["k1", 1], ["k2", 2]]
 
     # an endless push query, closed from another request
-    with httpx.stream("POST", f"{server.address}/query-stream", timeout=30,
-                      json={"sql": f"SELECT * FROM {name} EMIT CHANGES;", "properties": {}}) as stream:
+    with httpx.stream(
+        "POST",
+        f"{server.address}/query-stream",
+        timeout=30,
+        json={"sql": f"SELECT * FROM {name} EMIT CHANGES;", "properties": {}},
+    ) as stream:
         lines_iter = stream.iter_lines()
         query_id = json.loads(next(lines_iter))["queryId"]
         assert client.close_query(query_id) is True
@@ -140,8 +173,11 @@ def test_bad_records_go_to_the_processing_log(stack, client: KSQLAPI, topic_name
     client.ksql(f"CREATE STREAM {name}_OUT WITH (KAFKA_TOPIC='{topic_name}-out') AS SELECT N * 10 AS N10 FROM {name};")
     _produce(stack.addresses.bootstrap_servers, topic_name, [(None, b"{not json"), (None, b'{"N": 4}')])
     assert _read(stack.addresses.bootstrap_servers, f"{topic_name}-out", 1) == [(None, b'{"N10":40}')]
-    entry = _first(stack.addresses.bootstrap_servers, "default_ksql_processing_log",
-                   lambda value: json.loads(value).get("topic") == topic_name)
+    entry = _first(
+        stack.addresses.bootstrap_servers,
+        "default_ksql_processing_log",
+        lambda value: json.loads(value).get("topic") == topic_name,
+    )
     assert entry["target"] == "value" and "JSON" in entry["errorMessage"] and entry["offset"] == 0
 
 
@@ -149,6 +185,12 @@ def test_query_over_http2(stack, client: KSQLAPI, topic_name: str) -> None:
     name = "H2_" + topic_name.upper().replace("-", "_")
     client.ksql(f"CREATE STREAM {name} (N INT) WITH (KAFKA_TOPIC='{topic_name}', VALUE_FORMAT='JSON', PARTITIONS=1)")
     assert client.inserts_stream(name, [{"N": 1}, {"N": "x"}])[1]["status"] == "error"
-    rows = list(client.query(f"SELECT N FROM {name} EMIT CHANGES LIMIT 1", use_http2=True, parse=True,
-                             stream_properties={"auto.offset.reset": "earliest"}))
+    rows = list(
+        client.query(
+            f"SELECT N FROM {name} EMIT CHANGES LIMIT 1",
+            use_http2=True,
+            parse=True,
+            stream_properties={"auto.offset.reset": "earliest"},
+        )
+    )
     assert rows == [{"N": 1}]

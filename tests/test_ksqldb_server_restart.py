@@ -16,18 +16,20 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
-
 from ksqldb_server_helpers import labelled_payments, prefixed_statements, server_spec
+
+from fraudstream.kafka import committed_offsets, end_offsets, producer_config
+from producers.replay import replay
 from stack import supervisor
-from stack.kafka import committed_offsets, end_offsets, producer_config
 from stack.ksqldb.apply import KsqlRest, apply_directory
 from stack.ksqldb.engine import Engine
 from stack.ksqldb.formats import HttpSchemaRegistry
 from stack.ksqldb.kafka_runtime import KafkaRuntime, Progress, progress_topic, query_group, read_progress, to_columns
 from stack.ksqldb.vectorized import evaluate
-from stack.produce import replay
 
-RECOVERED = re.compile(r"query (\S+): recovered the batch in flight \((\d+) source records\): (\d+) of its (\d+) output")
+RECOVERED = re.compile(
+    r"query (\S+): recovered the batch in flight \((\d+) source records\): (\d+) of its (\d+) output"
+)
 
 
 def _size(bootstrap: str, topic: str) -> int:
@@ -37,8 +39,9 @@ def _size(bootstrap: str, topic: str) -> int:
 def _messages(bootstrap: str, topic: str) -> list[Message]:
     """Every record of `topic`, up to its true end."""
     ends = {p: e for p, e in end_offsets(bootstrap, topic).items() if e > 0}
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"read-{uuid.uuid4().hex}",
-                         "enable.auto.commit": False})
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": f"read-{uuid.uuid4().hex}", "enable.auto.commit": False}
+    )
     consumer.assign([TopicPartition(topic, p, 0) for p in ends])
     out = []
     deadline = time.monotonic() + 60
@@ -82,7 +85,9 @@ def test_kill_minus_nine_twice_mid_stream_leaves_no_gaps_and_no_duplicates(stack
     try:
         outcomes = apply_directory(KsqlRest(server.address), prefixed_statements(tmp_path / "ksql", prefix))
         assert outcomes and all(o.status == "created" for o in outcomes)
-        queries = {q["sinkKafkaTopics"][0]: q["id"] for q in KsqlRest(server.address).ksql("SHOW QUERIES;")[0]["queries"]}
+        queries = {
+            q["sinkKafkaTopics"][0]: q["id"] for q in KsqlRest(server.address).ksql("SHOW QUERIES;")[0]["queries"]
+        }
 
         payments = labelled_payments(60_000, seed=11)
         before, after = payments[:50_000], payments[50_000:]
@@ -106,13 +111,16 @@ def test_kill_minus_nine_twice_mid_stream_leaves_no_gaps_and_no_duplicates(stack
         expected = Counter(p.id.encode() for p in payments)
         for sink in sinks:
             keys = Counter(key for _, key, _, _ in _read_all(bootstrap, sink))
-            assert keys == expected, (f"{sink}: {sum((keys - expected).values())} duplicates, "
-                                      f"{sum((expected - keys).values())} missing")
+            assert keys == expected, (
+                f"{sink}: {sum((keys - expected).values())} duplicates, {sum((expected - keys).values())} missing"
+            )
         recoveries = _recoveries(logs)
         with capsys.disabled():
-            print(f"\nkill -9 twice: {len(payments)} inputs, {at_kills} preprocessed records at the kills; "
-                  f"0 duplicates, 0 gaps in {len(sinks)} sinks; recoveries (query, batch, already in sink, "
-                  f"outputs): {recoveries}")
+            print(
+                f"\nkill -9 twice: {len(payments)} inputs, {at_kills} preprocessed records at the kills; "
+                f"0 duplicates, 0 gaps in {len(sinks)} sinks; recoveries (query, batch, already in sink, "
+                f"outputs): {recoveries}"
+            )
         assert recoveries, "no batch was in flight at either kill"
     finally:
         supervisor.stop(server)
@@ -136,20 +144,25 @@ def test_recovery_produces_exactly_what_the_batch_in_flight_lacks(stack, topic_n
     source, sink = topic_name, f"{topic_name}-out"
     engine, runtime = _engine(stack, service_id)
     try:
-        engine.execute(f"CREATE STREAM S (ID STRING KEY, N INT, NAME STRING) WITH (KAFKA_TOPIC='{source}', "
-                       "VALUE_FORMAT='DELIMITED', PARTITIONS=2);")
+        engine.execute(
+            f"CREATE STREAM S (ID STRING KEY, N INT, NAME STRING) WITH (KAFKA_TOPIC='{source}', "
+            "VALUE_FORMAT='DELIMITED', PARTITIONS=2);"
+        )
         # identical records (same key, value and timestamp) must each come out once: repeats are not replays
         producer = Producer(producer_config(bootstrap))
         for i in range(3000):
             n = i // 3 if i % 10 == 0 else i
-            producer.produce(source, key=f"id{n}".encode(), value=f"{n},name{n % 7}".encode(), timestamp=1_000 + n,
-                             partition=i % 2)
+            producer.produce(
+                source, key=f"id{n}".encode(), value=f"{n},name{n % 7}".encode(), timestamp=1_000 + n, partition=i % 2
+            )
         assert producer.flush(30) == 0
 
         runtime.deferring = True  # the query is set up but not started, as while the server replays its commands
-        engine.execute(f"CREATE STREAM T WITH (KAFKA_TOPIC='{sink}', VALUE_FORMAT='JSON', PARTITIONS=3) AS "
-                       "SELECT ID, N, UCASE(NAME) AS NAME FROM S WHERE N % 7 <> 3 EMIT CHANGES;",
-                       {"auto.offset.reset": "earliest"})
+        engine.execute(
+            f"CREATE STREAM T WITH (KAFKA_TOPIC='{sink}', VALUE_FORMAT='JSON', PARTITIONS=3) AS "
+            "SELECT ID, N, UCASE(NAME) AS NAME FROM S WHERE N % 7 <> 3 EMIT CHANGES;",
+            {"auto.offset.reset": "earliest"},
+        )
         (query_id,) = engine.queries
         query = engine.queries[query_id]
 
@@ -192,12 +205,16 @@ def test_restart_replays_drops_and_terminations(stack, tmp_path, topic_name) -> 
     server = supervisor.start(spec, tmp_path / "logs")
     try:
         rest = KsqlRest(server.address)
-        rest.ksql(f"CREATE STREAM A (N INT) WITH (KAFKA_TOPIC='{topic_name}', VALUE_FORMAT='JSON', PARTITIONS=1);"
-                  f"CREATE STREAM B WITH (KAFKA_TOPIC='{topic_name}-b') AS SELECT * FROM A;"
-                  f"CREATE STREAM C WITH (KAFKA_TOPIC='{topic_name}-c') AS SELECT N FROM A;")
+        rest.ksql(
+            f"CREATE STREAM A (N INT) WITH (KAFKA_TOPIC='{topic_name}', VALUE_FORMAT='JSON', PARTITIONS=1);"
+            f"CREATE STREAM B WITH (KAFKA_TOPIC='{topic_name}-b') AS SELECT * FROM A;"
+            f"CREATE STREAM C WITH (KAFKA_TOPIC='{topic_name}-c') AS SELECT N FROM A;"
+        )
         queries = {q["sinks"][0]: q["id"] for q in rest.ksql("SHOW QUERIES;")[0]["queries"]}
-        rest.ksql(f"TERMINATE {queries['C']}; DROP STREAM C DELETE TOPIC;"
-                  f"CREATE STREAM C (M STRING) WITH (KAFKA_TOPIC='{topic_name}-c2', VALUE_FORMAT='JSON', PARTITIONS=1);")
+        rest.ksql(
+            f"TERMINATE {queries['C']}; DROP STREAM C DELETE TOPIC;"
+            f"CREATE STREAM C (M STRING) WITH (KAFKA_TOPIC='{topic_name}-c2', VALUE_FORMAT='JSON', PARTITIONS=1);"
+        )
         supervisor.stop(server)
         server = supervisor.start(spec, tmp_path / "logs")
         rest = KsqlRest(server.address)

@@ -21,12 +21,12 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
-from ksql import KSQLAPI
-
 from ksqldb_server_helpers import server_spec
+
+from fraudstream.bench.ksql import ksql_aggregate_rate
+from fraudstream.kafka import committed_offsets, end_offsets, producer_config
+from ksql import KSQLAPI
 from stack import supervisor
-from stack.bench import ksql_aggregate_rate
-from stack.kafka import committed_offsets, end_offsets, producer_config
 from stack.ksqldb.engine import Engine
 from stack.ksqldb.executor import Record
 from stack.ksqldb.kafka_runtime import query_group
@@ -48,8 +48,14 @@ def _statements(source: str, table: str, topic: str) -> list[str]:
 
 def _payments(start: int, count: int) -> list[tuple[bytes, bytes, int]]:
     """(key, value, timestamp): USERS users, one payment every 400 ms from t = 1 h (so within the grace period)."""
-    return [(f"u{i % USERS}".encode(), json.dumps({"AMOUNT": round((i * 7919) % 10_000 / 100, 2)}).encode(),
-             3_600_000 + 400 * i) for i in range(start, start + count)]
+    return [
+        (
+            f"u{i % USERS}".encode(),
+            json.dumps({"AMOUNT": round((i * 7919) % 10_000 / 100, 2)}).encode(),
+            3_600_000 + 400 * i,
+        )
+        for i in range(start, start + count)
+    ]
 
 
 def _produce(bootstrap: str, topic: str, payments: list[tuple[bytes, bytes, int]]) -> None:
@@ -76,8 +82,9 @@ def _reference(payments: list[tuple[bytes, bytes, int]]) -> list[tuple[bytes | N
 
 def _read_all(bootstrap: str, topic: str) -> list[tuple[bytes | None, bytes | None, int]]:
     ends = {p: e for p, e in end_offsets(bootstrap, topic).items() if e > 0}
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"read-{uuid.uuid4().hex}",
-                         "enable.auto.commit": False})
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": f"read-{uuid.uuid4().hex}", "enable.auto.commit": False}
+    )
     consumer.assign([TopicPartition(topic, p, 0) for p in ends])
     out = []
     deadline = time.monotonic() + 120
@@ -155,8 +162,10 @@ def test_kill_minus_nine_during_a_windowed_aggregation(stack, tmp_path: Path, ca
         _wait_until_done(bootstrap, group, topic)
         produced = _read_all(bootstrap, output)
         with capsys.disabled():
-            print(f"\nkill -9 with {at_kill} output records; after the restart {len(produced)} (an uninterrupted "
-                  f"run emits {len(expected)} updates without ksqlDB's record cache)")
+            print(
+                f"\nkill -9 with {at_kill} output records; after the restart {len(produced)} (an uninterrupted "
+                f"run emits {len(expected)} updates without ksqlDB's record cache)"
+            )
         assert not Counter(produced) - Counter(expected)  # nothing an uninterrupted run lacks, no duplicate
         final = _latest(expected)
         assert _latest(produced) == final
@@ -166,7 +175,8 @@ def test_kill_minus_nine_during_a_windowed_aggregation(stack, tmp_path: Path, ca
         rows = json.loads("".join(client.query(f"SELECT * FROM {table} WHERE USER_ID = 'u7';")))[1:]
         windows = {key: json.loads(value) for key, value in final.items() if key[:-8] == b"u7"}
         assert sorted((r["row"]["columns"][1], r["row"]["columns"][3:]) for r in rows) == sorted(
-            (int.from_bytes(key[-8:], "big"), [v["N"], v["TOTAL"], v["BIGGEST"]]) for key, v in windows.items())
+            (int.from_bytes(key[-8:], "big"), [v["N"], v["TOTAL"], v["BIGGEST"]]) for key, v in windows.items()
+        )
 
         # another engine process, an empty state directory: the state comes back from the changelogs
         supervisor.stop(server)

@@ -27,8 +27,10 @@ def records(engine, topic):
 
 # ---------------------------------------------------------------- CREATE TABLE
 def test_create_table_registers_a_table_with_its_primary_key(engine):
-    engine.execute("CREATE TABLE users (id STRING PRIMARY KEY, name STRING, limit_eur DOUBLE) "
-                   "WITH (kafka_topic='users', value_format='JSON');")
+    engine.execute(
+        "CREATE TABLE users (id STRING PRIMARY KEY, name STRING, limit_eur DOUBLE) "
+        "WITH (kafka_topic='users', value_format='JSON');"
+    )
     users = engine.metastore.require("USERS")
     assert users.kind == "TABLE"
     assert [c.name for c in users.schema.key] == ["ID"]
@@ -49,8 +51,9 @@ def test_table_key_rules_follow_ksqldb(engine):
 
 def test_table_schema_from_the_registry_for_avro(engine):
     engine.registry.register("users_avro-key", "string")
-    engine.registry.register("users_avro-value", {
-        "type": "record", "name": "User", "fields": [{"name": "name", "type": ["null", "string"]}]})
+    engine.registry.register(
+        "users_avro-value", {"type": "record", "name": "User", "fields": [{"name": "name", "type": ["null", "string"]}]}
+    )
     engine.execute("CREATE TABLE users WITH (kafka_topic='users_avro', format='AVRO');")
     users = engine.metastore.require("USERS")
     assert users.kind == "TABLE"
@@ -98,11 +101,26 @@ def test_stores_are_shared_by_name_within_a_query():
     assert stores.key_value("x").get((1,)) == 1
 
 
-@pytest.mark.parametrize("value", [
-    None, True, 2**70, -3, 1.5, float("inf"), "text", b"\x00\xff", Decimal("1.10"),
-    dt.date(2024, 2, 29), dt.time(12, 30, 1, 5000), dt.datetime(2024, 1, 2, 3, 4, 5, 6000),
-    [1, [2, None]], (1, "a", (Decimal("0.5"),)), {"K": [1, 2], "M": {"x": 1.0}},
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        None,
+        True,
+        2**70,
+        -3,
+        1.5,
+        float("inf"),
+        "text",
+        b"\x00\xff",
+        Decimal("1.10"),
+        dt.date(2024, 2, 29),
+        dt.time(12, 30, 1, 5000),
+        dt.datetime(2024, 1, 2, 3, 4, 5, 6000),
+        [1, [2, None]],
+        (1, "a", (Decimal("0.5"),)),
+        {"K": [1, 2], "M": {"x": 1.0}},
+    ],
+)
 def test_state_codec_round_trips_exactly(value):
     back = state.decode(state.encode(value))
     assert back == value and type(back) is type(value)
@@ -119,15 +137,18 @@ def test_state_codec_refuses_objects():
 def test_a_windowed_source_exposes_its_bounds_and_keeps_its_windows(engine):
     import struct
 
-    engine.execute("CREATE STREAM w (k STRING KEY, v INT) WITH (kafka_topic='w', value_format='JSON', "
-                   "WINDOW_TYPE='SESSION');")
+    engine.execute(
+        "CREATE STREAM w (k STRING KEY, v INT) WITH (kafka_topic='w', value_format='JSON', WINDOW_TYPE='SESSION');"
+    )
     engine.execute("CREATE STREAM w2 AS SELECT k, v, WINDOWSTART AS ws, WINDOWEND AS we FROM w;")
     session_key = b"a" + struct.pack(">qq", 20, 10)  # key, end, start
     produce(engine, "w", session_key, b'{"V": 1}')
     assert records(engine, "W2") == [(session_key, b'{"V":1,"WS":10,"WE":20}')]
     assert engine.metastore.require("W2").window.type == "SESSION"
-    engine.execute("CREATE TABLE t (k STRING PRIMARY KEY, v INT) WITH (kafka_topic='t', value_format='JSON', "
-                   "WINDOW_TYPE='TUMBLING', WINDOW_SIZE='10 SECONDS');")
+    engine.execute(
+        "CREATE TABLE t (k STRING PRIMARY KEY, v INT) WITH (kafka_topic='t', value_format='JSON', "
+        "WINDOW_TYPE='TUMBLING', WINDOW_SIZE='10 SECONDS');"
+    )
     assert engine.metastore.require("T").window.size == 10_000
     with pytest.raises(KsqlStatementError, match="WINDOW_SIZE"):
         engine.execute("CREATE STREAM bad (v INT) WITH (kafka_topic='b', value_format='JSON', WINDOW_TYPE='HOPPING');")
@@ -144,7 +165,9 @@ def test_insert_into_a_stream_refuses_a_table_result(engine):
 
 def test_drop_must_name_the_kind_of_the_source(engine):
     engine.execute("CREATE TABLE t (k STRING PRIMARY KEY, v INT) WITH (kafka_topic='t', value_format='JSON');")
-    with pytest.raises(KsqlStatementError, match="Incompatible data source type is table, but statement was DROP stream"):
+    with pytest.raises(
+        KsqlStatementError, match="Incompatible data source type is table, but statement was DROP stream"
+    ):
         engine.execute("DROP STREAM t;")
     engine.execute("DROP TABLE t;")
     assert engine.metastore.get("T") is None

@@ -26,22 +26,24 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from connectors.client import ConnectClient
 from connectors.lake import list_objects
+from fraudstream.kafka import consumer_config, end_offsets
 from models.autoencoder import Autoencoder
 from models.datasets import GeneratedSource, LakeSource
 from models.registry import ModelRegistry
 from models.training import train
+from producers.generate import generate_payments
+from producers.replay import replay
 from stack.embedded import EmbeddedStack
-from stack.generate import generate_payments
-from stack.kafka import consumer_config, end_offsets
 from stack.ksqldb.apply import KsqlRest
-from stack.produce import replay
 from stack.supervisor import free_port
 from streams.cli import start_worker
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = 180.0, proc: subprocess.Popen | None = None) -> None:
+def wait_until(
+    condition: Callable[[], bool], what: str, timeout: float = 180.0, proc: subprocess.Popen | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if proc is not None and proc.poll() is not None:
@@ -70,7 +72,9 @@ def model_versions(stack: EmbeddedStack, topic: str) -> list[int]:
         while len(versions) < sum(ends.values()):
             message = consumer.poll(10)
             assert message is not None and message.error() is None, "could not read the scores back"
-            versions.append(deserialize(message.value(), SerializationContext(topic, MessageField.VALUE))["model_version"])
+            versions.append(
+                deserialize(message.value(), SerializationContext(topic, MessageField.VALUE))["model_version"]
+            )
     finally:
         consumer.close()
     return versions
@@ -83,8 +87,13 @@ def scoring_versions(port: int) -> set[str]:
             text = response.read().decode()
     except OSError:
         return set()
-    return {sample.labels["version"] for family in text_string_to_metric_families(text)
-            if family.name == "fraudstream_model_info" for sample in family.samples if sample.value == 1}
+    return {
+        sample.labels["version"]
+        for family in text_string_to_metric_families(text)
+        if family.name == "fraudstream_model_info"
+        for sample in family.samples
+        if sample.value == 1
+    }
 
 
 @pytest.fixture
@@ -101,16 +110,25 @@ def names() -> dict[str, str]:
 
 
 @pytest.fixture
-def worker(stack: EmbeddedStack, names: dict[str, str], tmp_path: Path) -> Iterator[Callable[[], tuple[subprocess.Popen, int]]]:
+def worker(
+    stack: EmbeddedStack, names: dict[str, str], tmp_path: Path
+) -> Iterator[Callable[[], tuple[subprocess.Popen, int]]]:
     """Starts a worker; returns its process and its web port."""
     started: list[subprocess.Popen] = []
 
     def start() -> tuple[subprocess.Popen, int]:
         port = free_port()
         env = {**os.environ, **stack.addresses.to_env(), "FRAUDSTREAM_MODEL_CACHE": str(tmp_path / "cache")}
-        overrides = {"INPUT_TOPIC": names["preprocessed"], "SCORES_TOPIC": names["scores"], "SHADOW_TOPIC": f"{names['scores']}-shadow",
-                     "GROUP": f"{names['prefix']}scoring", "MODEL": names["model"], "WEB_PORT": port,
-                     "DATA_DIR": tmp_path / "workers", "POLL_SECONDS": 2}
+        overrides = {
+            "INPUT_TOPIC": names["preprocessed"],
+            "SCORES_TOPIC": names["scores"],
+            "SHADOW_TOPIC": f"{names['scores']}-shadow",
+            "GROUP": f"{names['prefix']}scoring",
+            "MODEL": names["model"],
+            "WEB_PORT": port,
+            "DATA_DIR": tmp_path / "workers",
+            "POLL_SECONDS": 2,
+        }
         started.append(start_worker(overrides, tmp_path / "worker.log", env))
         return started[-1], port
 
@@ -132,17 +150,27 @@ def test_replay_ksql_lake_retrain_promote_and_the_workers_switch(
     ksql = KsqlRest(stack.addresses.ksqldb_url)
     for path in (REPO / "ksql" / "010-source.sql", REPO / "ksql" / "020-preprocessed.sql"):
         text = path.read_text().replace("creditcardfraud_source", names["source"])
-        ksql.ksql(text.replace("creditcardfraud_preprocessed_avro", names["preprocessed"]), {"auto.offset.reset": "earliest"})
+        ksql.ksql(
+            text.replace("creditcardfraud_preprocessed_avro", names["preprocessed"]), {"auto.offset.reset": "earliest"}
+        )
     # 2. The lake, from the same connector config production posts.
     connector = json.loads((REPO / "connectors" / "s3-sink-preprocessed.json").read_text())["config"]
-    connector.update({"topics": names["preprocessed"], "flush.size": "500",
-                      "errors.deadletterqueue.topic.name": f"{names['preprocessed']}-s3-dlq"})
+    connector.update(
+        {
+            "topics": names["preprocessed"],
+            "flush.size": "500",
+            "errors.deadletterqueue.topic.name": f"{names['preprocessed']}-s3-dlq",
+        }
+    )
     connect = ConnectClient(stack.addresses.connect_url)
     connect.create(names["connector"], connector)
     # 3. A first production model that has hardly learnt anything (one epoch at a tiny learning rate).
     registry = ModelRegistry.from_addresses(stack.addresses, cache_dir=tmp_path / "registry-cache")
-    first = train(GeneratedSource(2_000, seed=3, fraud_rate=0.02), Autoencoder(epochs=1, learning_rate=1e-6, seed=3),
-                  output_dir=tmp_path / "v1")
+    first = train(
+        GeneratedSource(2_000, seed=3, fraud_rate=0.02),
+        Autoencoder(epochs=1, learning_rate=1e-6, seed=3),
+        output_dir=tmp_path / "v1",
+    )
     v1 = registry.register(names["model"], first.output_dir)["version"]
     registry.promote(names["model"], v1, force=True)
 
@@ -153,8 +181,17 @@ def test_replay_ksql_lake_retrain_promote_and_the_workers_switch(
     assert set(model_versions(stack, names["scores"])) == {v1}
 
     # 4. Retrain on what the lake holds, and promote only through the gate.
-    wait_until(lambda: len(list_objects(stack.addresses.bucket, names["preprocessed"],
-                                        endpoint_url=stack.addresses.s3_endpoint_url)) >= 8, "the lake to fill")
+    wait_until(
+        lambda: (
+            len(
+                list_objects(
+                    stack.addresses.bucket, names["preprocessed"], endpoint_url=stack.addresses.s3_endpoint_url
+                )
+            )
+            >= 8
+        ),
+        "the lake to fill",
+    )
     lake = LakeSource(names["preprocessed"], stack.addresses.bucket, endpoint_url=stack.addresses.s3_endpoint_url)
     second = train(lake, Autoencoder(epochs=8, seed=4), output_dir=tmp_path / "v2")
     assert second.dataset.description["source"]["kind"] == "lake"

@@ -13,7 +13,7 @@ from sklearn.metrics import roc_auc_score
 from models.autoencoder import Autoencoder
 from models.features import FEATURE_COLUMNS, FeatureMismatchError
 from models.scorer import NumpyScorer, benchmark
-from stack.generate import generate_payments
+from producers.generate import generate_payments
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +61,12 @@ def test_scaler_fitted_on_training_rows_and_only_time_and_amount(trained):
 def test_numpy_scorer_equals_keras_for_every_batch_type(trained, held_out):
     reference = trained.keras_scores(held_out)
     fast = trained.scorer()
-    for batch in (held_out, held_out[list(FEATURE_COLUMNS)].to_numpy(), pa.Table.from_pandas(held_out),
-                  pa.RecordBatch.from_pandas(held_out)):
+    for batch in (
+        held_out,
+        held_out[list(FEATURE_COLUMNS)].to_numpy(),
+        pa.Table.from_pandas(held_out),
+        pa.RecordBatch.from_pandas(held_out),
+    ):
         np.testing.assert_allclose(fast(batch), reference, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(trained.scorer(np.float64)(held_out), reference, rtol=1e-5, atol=1e-5)
 

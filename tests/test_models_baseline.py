@@ -11,7 +11,7 @@ from sklearn.tree import DecisionTreeClassifier
 from models.artifacts import artifact_files, load_model
 from models.baseline import LogisticBaseline
 from models.calibrate import ALERT_RATE, calibrate, is_alert
-from stack.generate import generate_payments
+from producers.generate import generate_payments
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,7 @@ def run(stack, tmp_path):
         result = runner.invoke(command, [str(a) for a in args], env=env)
         assert "Traceback" not in result.output
         return result
+
     return invoke
 
 
@@ -56,8 +57,20 @@ def test_train_twice_reproduces_then_promote_gate_rollback_evaluate(run, stack, 
     assert back.exit_code == 0 and f"{name} version 1 is production again" in back.output
 
     out = tmp_path / "evaluation"
-    evaluated = run(evaluate_command, "production", "--generated", 1000, "--data-seed", 5, "--fraud-rate", 0.03,
-                    "--output-dir", out, "-n", name)
+    evaluated = run(
+        evaluate_command,
+        "production",
+        "--generated",
+        1000,
+        "--data-seed",
+        5,
+        "--fraud-rate",
+        0.03,
+        "--output-dir",
+        out,
+        "-n",
+        name,
+    )
     assert evaluated.exit_code == 0, evaluated.output
     card = json.loads((out / "model_card.json").read_text())
     assert card["model"]["version"] == f"{name}:1" and card["dataset"]["rows"] == 1000
@@ -70,13 +83,16 @@ def test_train_on_the_lake(run, stack, name, tmp_path):
 
     import fastavro
 
-    from stack.generate import generate_payments
-    from stack.objectstore import s3_client
+    from fraudstream.s3 import s3_client
+    from producers.generate import generate_payments
 
     def avro_object(part) -> bytes:  # the value columns of the preprocessed stream, as ksqlDB names them
         columns = ["Time", *(f"V{i}" for i in range(1, 29)), "Amount"]
-        schema = {"type": "record", "name": "Payment", "fields": [
-            *({"name": c.upper(), "type": "double"} for c in columns), {"name": "CLASS", "type": "int"}]}
+        schema = {
+            "type": "record",
+            "name": "Payment",
+            "fields": [*({"name": c.upper(), "type": "double"} for c in columns), {"name": "CLASS", "type": "int"}],
+        }
         records = [{**{c.upper(): float(r[c]) for c in columns}, "CLASS": int(r["Class"])} for _, r in part.iterrows()]
         out = io.BytesIO()
         fastavro.writer(out, fastavro.parse_schema(schema), records)
@@ -86,31 +102,49 @@ def test_train_on_the_lake(run, stack, name, tmp_path):
     client = s3_client(stack.addresses.s3_endpoint_url)
     for start in (0, 1000):
         key = f"topics/{topic}/partition=0/{topic}+0+{start:010d}.avro"
-        client.put_object(Bucket=stack.addresses.bucket, Key=key, Body=avro_object(frame.iloc[start:start + 1000]))
+        client.put_object(Bucket=stack.addresses.bucket, Key=key, Body=avro_object(frame.iloc[start : start + 1000]))
     result = run(train_command, "--lake", topic, "--kind", "baseline", "-n", name)
     assert result.exit_code == 0, result.output
     registry = ModelRegistry.from_addresses(stack.addresses, cache_dir=tmp_path / "cache")
     source = registry.version(name, 1)["dataset"]["source"]
     assert source["kind"] == "lake" and [(o["start_offset"], o["end_offset"]) for o in source["objects"]] == [
-        (0, 999), (1000, 1999)]
+        (0, 999),
+        (1000, 1999),
+    ]
 
 
 def test_baseline_and_recalibrate(run, name):
     trained = run(train_command, "--generated", 2000, "--fraud-rate", 0.03, "--kind", "baseline", "-n", name)
     assert trained.exit_code == 0 and f"registered {name} version 1 (candidate)" in trained.output
     assert "epoch" not in trained.output  # the baseline has no epochs
-    done = run(models_group, "recalibrate", 1, "--generated", 1000, "--data-seed", 3, "--fraud-rate", 0.03,
-               "--target", 0.01, "-n", name)
+    done = run(
+        models_group,
+        "recalibrate",
+        1,
+        "--generated",
+        1000,
+        "--data-seed",
+        3,
+        "--fraud-rate",
+        0.03,
+        "--target",
+        0.01,
+        "-n",
+        name,
+    )
     assert done.exit_code == 0 and "threshold version 2" in done.output
 
 
-@pytest.mark.parametrize("args, message", [
-    ((), "give a dataset: --csv FILE, --generated N, --topic TOPIC or --lake TOPIC"),
-    (("--generated", 10, "--lake", "t"), "give one dataset, not --generated and --lake"),
-    (("--topic", "t", "--offsets", "zero"), "'zero' is not P:START-END"),
-    (("--generated", 10, "--offsets", "0:0-5"), "--offsets only applies to --topic"),
-    (("--generated", 10, "--kind", "forest"), "'forest' is not one of 'autoencoder', 'baseline'"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ((), "give a dataset: --csv FILE, --generated N, --topic TOPIC or --lake TOPIC"),
+        (("--generated", 10, "--lake", "t"), "give one dataset, not --generated and --lake"),
+        (("--topic", "t", "--offsets", "zero"), "'zero' is not P:START-END"),
+        (("--generated", 10, "--offsets", "0:0-5"), "--offsets only applies to --topic"),
+        (("--generated", 10, "--kind", "forest"), "'forest' is not one of 'autoencoder', 'baseline'"),
+    ],
+)
 def test_bad_arguments_are_one_line_usage_errors(run, args, message):
     result = run(train_command, *args)
     assert result.exit_code == 2 and message in result.output

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from models.datasets import CsvSource, GeneratedSource, load_dataset, source_from_description
-from stack.generate import generate_payments, write_csv
-from stack.payments import EXTENDED_COLUMNS, Layout
+from producers.generate import generate_payments, write_csv
+from producers.payments import EXTENDED_COLUMNS, Layout
 
 
 def test_kaggle_sample(shared_data):
@@ -27,7 +27,8 @@ def test_extended_sample_rejects_the_unlabelled_row(shared_data):
     dataset = load_dataset(CsvSource(str(shared_data / "creditcard_extended.csv")))
     assert dataset.description["rows"] == 9 and dataset.description["source"]["layout"] == "extended"
     assert [(r.line, r.reason) for r in dataset.rejected] == [
-        (4, "Class is empty: unlabelled rows cannot be trained or evaluated on")]
+        (4, "Class is empty: unlabelled rows cannot be trained or evaluated on")
+    ]
     assert dataset.frame["User"].iloc[0] == "Kai"
 
 
@@ -46,16 +47,16 @@ def test_batches_are_bounded_and_same_as_one_read(tmp_path):
 
 def test_bad_rows_are_reported_not_lost(tmp_path, shared_data):
     lines = (shared_data / "creditcard_small.csv").read_text().splitlines()
-    lines[5] = lines[5] + ",extra"           # line 6: a field too many
+    lines[5] = lines[5] + ",extra"  # line 6: a field too many
     fields = lines[7].split(",")
-    fields[3] = "abc"                         # line 8: V3 not a number
+    fields[3] = "abc"  # line 8: V3 not a number
     lines[7] = ",".join(fields)
     lines[12] = lines[12].rsplit(",", 1)[0] + ',"7"'  # line 13: bad label
-    lines[14] = lines[14].rsplit(",", 1)[0]   # line 15: a field short
+    lines[14] = lines[14].rsplit(",", 1)[0]  # line 15: a field short
     fields = lines[16].split(",")
-    fields[29] = "nan"                        # line 17: Amount not a number
+    fields[29] = "nan"  # line 17: Amount not a number
     lines[16] = ",".join(fields)
-    lines.insert(20, "")                      # a blank line carries no record
+    lines.insert(20, "")  # a blank line carries no record
     path = tmp_path / "bad.csv"
     path.write_text("\n".join(lines) + "\n")
     dataset = load_dataset(CsvSource(str(path)), batch_rows=100, progress=True)
@@ -67,7 +68,9 @@ def test_bad_rows_are_reported_not_lost(tmp_path, shared_data):
         (15, "expected 31 columns (kaggle layout), got 30"),
         (17, "Amount 'nan' is not a number"),
     ]
-    assert dataset.description["rejected_examples"][0].endswith("bad.csv:6: expected 31 columns (kaggle layout), got 32")
+    assert dataset.description["rejected_examples"][0].endswith(
+        "bad.csv:6: expected 31 columns (kaggle layout), got 32"
+    )
 
 
 def test_description_rebuilds_the_source_and_pins_the_content(tmp_path, shared_data):
@@ -88,7 +91,11 @@ def test_generated_source_is_reproducible():
     b = load_dataset(source_from_description(a.description["source"]))
     pd.testing.assert_frame_equal(a.frame, b.frame)
     assert a.description["frauds"] == 20 and a.description["source"] == {
-        "kind": "generated", "rows": 2_000, "seed": 9, "fraud_rate": 0.01}
+        "kind": "generated",
+        "rows": 2_000,
+        "seed": 9,
+        "fraud_rate": 0.01,
+    }
 
 
 def test_unknown_source_kind():

@@ -5,7 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from models.evaluate import ModelCard, evaluate, ksql_hash, library_versions, plot_all, recall_at_budget
+from fraudstream.statements import statements_hash
+from models.evaluate import ModelCard, evaluate, library_versions, plot_all, recall_at_budget
 
 
 def test_metrics_at_a_threshold():
@@ -41,26 +42,16 @@ def test_plots_are_png_files(tmp_path):
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_ksql_hash_covers_names_and_contents_in_order(tmp_path):
-    empty = ksql_hash(tmp_path)
-    (tmp_path / "01_source.sql").write_text("CREATE STREAM a (x INT);")
-    (tmp_path / "notes.txt").write_text("ignored")
-    one = ksql_hash(tmp_path)
-    (tmp_path / "02_preprocess.sql").write_text("CREATE STREAM b AS SELECT * FROM a;")
-    two = ksql_hash(tmp_path)
-    assert len({empty, one, two}) == 3
-    (tmp_path / "notes.txt").write_text("changed")
-    assert ksql_hash(tmp_path) == two
-    (tmp_path / "02_preprocess.sql").write_text("CREATE STREAM b AS SELECT x FROM a;")
-    assert ksql_hash(tmp_path) != two
-
-
 def test_model_card_markdown_and_json(tmp_path):
     metrics = evaluate(np.array([0, 1, 0, 1]), np.array([0.1, 0.9, 0.2, 0.8]), 0.5).to_dict()
-    card = ModelCard(model={"kind": "autoencoder", "version": "v1", "params": {"epochs": 3}},
-                     dataset={"source": {"kind": "csv", "path": "x.csv"}, "rows": 4, "fraud_rate": 0.5},
-                     metrics=metrics, threshold={"value": 0.5, "method": "alert_rate", "target": 0.5, "version": 1},
-                     training_seconds=1.5, ksql_sha256=ksql_hash(tmp_path))
+    card = ModelCard(
+        model={"kind": "autoencoder", "version": "v1", "params": {"epochs": 3}},
+        dataset={"source": {"kind": "csv", "path": "x.csv"}, "rows": 4, "fraud_rate": 0.5},
+        metrics=metrics,
+        threshold={"value": 0.5, "method": "alert_rate", "target": 0.5, "version": 1},
+        training_seconds=1.5,
+        ksql_sha256=statements_hash(),
+    )
     json_path, md_path = card.save(tmp_path)
     data = json.loads(json_path.read_text())
     assert data["metrics"]["roc_auc"] == 1.0 and data["dataset"]["rows"] == 4

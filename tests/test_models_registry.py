@@ -13,13 +13,19 @@ import numpy as np
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
+from fraudstream.kafka import consumer_config, end_offsets
 from models.baseline import LogisticBaseline
 from models.datasets import Dataset, GeneratedSource, load_dataset
 from models.registry import (
-    ARCHIVED, CANDIDATE, PRODUCTION, UPDATES_TOPIC, ModelRegistry, PromotionRefused, RegistryError,
+    ARCHIVED,
+    CANDIDATE,
+    PRODUCTION,
+    UPDATES_TOPIC,
+    ModelRegistry,
+    PromotionRefused,
+    RegistryError,
 )
 from models.training import train
-from stack.kafka import consumer_config, end_offsets
 
 SOURCE = GeneratedSource(3_000, seed=1, fraud_rate=0.02)
 
@@ -89,8 +95,9 @@ def test_register_gate_promote_rollback_and_events(stack, registry, name, tmp_pa
     assert entry["stage"] == CANDIDATE and entry["history"][-1]["event"] == "promotion refused"
     assert registry.version(name)["version"] == 2
 
-    forced = registry.promote(name, 3, metric="roc_auc", force=True,
-                              data=GeneratedSource(2_000, seed=7, fraud_rate=0.02))
+    forced = registry.promote(
+        name, 3, metric="roc_auc", force=True, data=GeneratedSource(2_000, seed=7, fraud_rate=0.02)
+    )
     assert forced.forced and forced.previous == 2
     promoted = registry.version(name, 3)["history"][-1]
     assert promoted["event"] == "promoted" and promoted["forced"] is True and not promoted["gate"]["passed"]
@@ -106,11 +113,18 @@ def test_register_gate_promote_rollback_and_events(stack, registry, name, tmp_pa
 
     events = [(e["version"], e["stage"], e["previous"]) for e in updates_for(stack.addresses.bootstrap_servers, name)]
     assert events == [
-        (1, CANDIDATE, None), (1, PRODUCTION, None),
-        (2, CANDIDATE, None), (2, PRODUCTION, 1), (1, ARCHIVED, None),
-        (3, CANDIDATE, None), (3, PRODUCTION, 2), (2, ARCHIVED, None),
-        (2, PRODUCTION, 3), (3, ARCHIVED, None),
-        (1, PRODUCTION, 2), (2, ARCHIVED, None),
+        (1, CANDIDATE, None),
+        (1, PRODUCTION, None),
+        (2, CANDIDATE, None),
+        (2, PRODUCTION, 1),
+        (1, ARCHIVED, None),
+        (3, CANDIDATE, None),
+        (3, PRODUCTION, 2),
+        (2, ARCHIVED, None),
+        (2, PRODUCTION, 3),
+        (3, ARCHIVED, None),
+        (1, PRODUCTION, 2),
+        (2, ARCHIVED, None),
     ]
 
 

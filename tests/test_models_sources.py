@@ -22,17 +22,21 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
+from fraudstream.kafka import admin_client, producer_config
+from fraudstream.s3 import s3_client
 from models.datasets import KafkaSource, LakeSource, load_dataset, source_from_description
-from stack.generate import generate_payments
-from stack.kafka import admin_client, producer_config
-from stack.objectstore import s3_client
+from producers.generate import generate_payments
 
 FIELDS = ["TIME", *(f"V{i}" for i in range(1, 29)), "AMOUNT"]
 #: The value schema ksqlDB gives creditcardfraud_preprocessed_avro (nullable fields, upper-case names).
 PREPROCESSED_SCHEMA = {
-    "type": "record", "name": "KsqlDataSourceSchema", "namespace": "io.confluent.ksql.avro_schemas",
-    "fields": [*({"name": f, "type": ["null", "double"], "default": None} for f in FIELDS),
-               {"name": "CLASS", "type": ["null", "int"], "default": None}],
+    "type": "record",
+    "name": "KsqlDataSourceSchema",
+    "namespace": "io.confluent.ksql.avro_schemas",
+    "fields": [
+        *({"name": f, "type": ["null", "double"], "default": None} for f in FIELDS),
+        {"name": "CLASS", "type": ["null", "int"], "default": None},
+    ],
 }
 
 
@@ -49,13 +53,15 @@ def create_topic(addresses, topic: str, partitions: int) -> None:
 
 def produce_payments(addresses, topic: str, frame: pd.DataFrame, partitions: int) -> None:
     create_topic(addresses, topic, partitions)
-    serializer = AvroSerializer(SchemaRegistryClient({"url": addresses.schema_registry_url}),
-                                json.dumps(PREPROCESSED_SCHEMA))
+    serializer = AvroSerializer(
+        SchemaRegistryClient({"url": addresses.schema_registry_url}), json.dumps(PREPROCESSED_SCHEMA)
+    )
     context = SerializationContext(topic, MessageField.VALUE)
     producer = Producer(producer_config(addresses.bootstrap_servers))
     for i, (_, row) in enumerate(frame.iterrows()):
-        producer.produce(topic, key=row["Id"].encode(), value=serializer(value_of(row), context),
-                         partition=i % partitions)
+        producer.produce(
+            topic, key=row["Id"].encode(), value=serializer(value_of(row), context), partition=i % partitions
+        )
     assert producer.flush(30) == 0
 
 
@@ -64,8 +70,9 @@ def test_kafka_topic_by_offsets_is_pinned_and_reproducible(stack, topic_name):
     frame = generate_payments(600, seed=3, fraud_rate=0.02)
     produce_payments(addresses, topic_name, frame, partitions=2)
 
-    source = KafkaSource(topic_name, bootstrap_servers=addresses.bootstrap_servers,
-                         schema_registry_url=addresses.schema_registry_url)
+    source = KafkaSource(
+        topic_name, bootstrap_servers=addresses.bootstrap_servers, schema_registry_url=addresses.schema_registry_url
+    )
     dataset = load_dataset(source, batch_rows=128, progress=True)
     d = dataset.description
     # "to the end" resolved to the true end offsets (the broker's own "latest" would say far fewer)
@@ -78,28 +85,32 @@ def test_kafka_topic_by_offsets_is_pinned_and_reproducible(stack, topic_name):
     # more records arrive: the stored description still loads exactly the same rows
     late = generate_payments(50, seed=9)
     producer = Producer(producer_config(addresses.bootstrap_servers))
-    serializer = AvroSerializer(SchemaRegistryClient({"url": addresses.schema_registry_url}),
-                                json.dumps(PREPROCESSED_SCHEMA))
+    serializer = AvroSerializer(
+        SchemaRegistryClient({"url": addresses.schema_registry_url}), json.dumps(PREPROCESSED_SCHEMA)
+    )
     context = SerializationContext(topic_name, MessageField.VALUE)
     for _, row in late.iterrows():
         producer.produce(topic_name, key=b"late", value=serializer(value_of(row), context), partition=0)
     assert producer.flush(30) == 0
     again = load_dataset(source_from_description(d["source"]), batch_rows=1000)
     assert again.description["rows"] == 600
-    pd.testing.assert_frame_equal(again.frame.sort_values("Id").reset_index(drop=True),
-                                  dataset.frame.sort_values("Id").reset_index(drop=True))
+    pd.testing.assert_frame_equal(
+        again.frame.sort_values("Id").reset_index(drop=True), dataset.frame.sort_values("Id").reset_index(drop=True)
+    )
 
     # an explicit range per partition
-    part = load_dataset(KafkaSource(topic_name, ((0, 100, 110), (1, 0, 0)), addresses.bootstrap_servers,
-                                    addresses.schema_registry_url))
+    part = load_dataset(
+        KafkaSource(topic_name, ((0, 100, 110), (1, 0, 0)), addresses.bootstrap_servers, addresses.schema_registry_url)
+    )
     assert part.frame["Id"].tolist() == frame["Id"].iloc[200:220:2].tolist()
 
 
 def test_kafka_records_that_are_not_payments_are_set_aside(stack, topic_name):
     addresses = stack.addresses
     create_topic(addresses, topic_name, 1)
-    serializer = AvroSerializer(SchemaRegistryClient({"url": addresses.schema_registry_url}),
-                                json.dumps(PREPROCESSED_SCHEMA))
+    serializer = AvroSerializer(
+        SchemaRegistryClient({"url": addresses.schema_registry_url}), json.dumps(PREPROCESSED_SCHEMA)
+    )
     context = SerializationContext(topic_name, MessageField.VALUE)
     good = value_of(generate_payments(1, seed=1).iloc[0])
     producer = Producer(producer_config(addresses.bootstrap_servers))
@@ -108,8 +119,11 @@ def test_kafka_records_that_are_not_payments_are_set_aside(stack, topic_name):
     producer.produce(topic_name, key=b"c", value=b"not avro")
     producer.produce(topic_name, key=b"d", value=serializer({**good, "V3": None}, context))
     assert producer.flush(30) == 0
-    dataset = load_dataset(KafkaSource(topic_name, bootstrap_servers=addresses.bootstrap_servers,
-                                       schema_registry_url=addresses.schema_registry_url))
+    dataset = load_dataset(
+        KafkaSource(
+            topic_name, bootstrap_servers=addresses.bootstrap_servers, schema_registry_url=addresses.schema_registry_url
+        )
+    )
     assert dataset.frame["Id"].tolist() == ["a"]
     reasons = {r.line: r.reason for r in dataset.rejected}
     assert reasons[1].startswith("Class is empty")
@@ -151,10 +165,14 @@ def test_lake_objects_in_the_s3_sink_layout(stack, topic_name):
     assert sum(sizes) == 500 and max(sizes) <= 150
     dataset = load_dataset(source, batch_rows=150, progress=True)
     d = dataset.description
-    objects = [(o["key"].rsplit("/", 1)[1], o["partition"], o["start_offset"], o["end_offset"])
-               for o in d["source"]["objects"]]
-    assert objects == [(f"{topic}+0+0000000000.avro", 0, 0, 199), (f"{topic}+0+0000000200.avro", 0, 200, 299),
-                       (f"{topic}+1+0000000000.parquet", 1, 0, 199)]
+    objects = [
+        (o["key"].rsplit("/", 1)[1], o["partition"], o["start_offset"], o["end_offset"]) for o in d["source"]["objects"]
+    ]
+    assert objects == [
+        (f"{topic}+0+0000000000.avro", 0, 0, 199),
+        (f"{topic}+0+0000000200.avro", 0, 200, 299),
+        (f"{topic}+1+0000000000.parquet", 1, 0, 199),
+    ]
     assert all(len(o["etag"]) >= 32 and o["size"] > 0 for o in d["source"]["objects"])
     assert (d["rows"], d["frauds"]) == (500, int(frame["Class"].sum()))
     assert dataset.frame["V12"].tolist() == frame["V12"].tolist()

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from models.split import UnevenSplitWarning, chronological_split, explicit_split, random_split
-from stack.generate import generate_payments
+from producers.generate import generate_payments
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +41,7 @@ def test_random_split_is_seeded(payments):
 
 def test_explicit_split_by_ids(payments):
     ids = payments["Id"].tolist()
-    split = explicit_split(payments, train=ids[:100], validation=ids[100:150], test=ids[150:200], by="Id",
-                           min_frauds=0)
+    split = explicit_split(payments, train=ids[:100], validation=ids[100:150], test=ids[150:200], by="Id", min_frauds=0)
     assert split.test["Id"].tolist() == ids[150:200]
     with pytest.raises(ValueError, match="more than one part"):
         explicit_split(payments, train=ids[:10], test=ids[5:15], by="Id")

@@ -14,8 +14,16 @@ from models.datasets import CsvSource, GeneratedSource
 from models.split import UnevenSplitWarning
 from models.training import train
 
-ARTIFACTS = {"model.json", "threshold.json", "model_card.json", "model_card.md", "roc.png", "pr.png",
-             "error_by_class.png", "precision_recall_vs_threshold.png"}
+ARTIFACTS = {
+    "model.json",
+    "threshold.json",
+    "model_card.json",
+    "model_card.md",
+    "roc.png",
+    "pr.png",
+    "error_by_class.png",
+    "precision_recall_vs_threshold.png",
+}
 
 
 def test_same_description_and_seed_reproduce_the_metrics(tmp_path):
@@ -24,6 +32,7 @@ def test_same_description_and_seed_reproduce_the_metrics(tmp_path):
     first, second = (json.loads((tmp_path / str(i) / "model_card.json").read_text()) for i in range(2))
     assert first["metrics"] == second["metrics"] and first["threshold"]["value"] == second["threshold"]["value"]
     assert first["metrics"]["roc_auc"] >= 0.95
+
     def losses(result):
         return [(epoch["loss"], epoch["val_loss"]) for epoch in result.model.history_]
 
@@ -35,8 +44,12 @@ def test_same_description_and_seed_reproduce_the_metrics(tmp_path):
 def test_autoencoder_end_to_end_on_the_real_sample(shared_data, tmp_path):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = train(CsvSource(str(shared_data / "creditcard_small.csv")), Autoencoder(epochs=3),
-                       output_dir=tmp_path, model_version="sample-1")
+        result = train(
+            CsvSource(str(shared_data / "creditcard_small.csv")),
+            Autoencoder(epochs=3),
+            output_dir=tmp_path,
+            model_version="sample-1",
+        )
     # 15 frauds in 999 rows cannot give 10 frauds to every part: the split says so.
     assert any(issubclass(w.category, UnevenSplitWarning) for w in caught)
     assert {str(p) for p in artifact_files(tmp_path)} == ARTIFACTS | {"model.keras"}
@@ -56,8 +69,13 @@ def test_autoencoder_end_to_end_on_the_real_sample(shared_data, tmp_path):
 def test_baseline_through_the_same_run(shared_data, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UnevenSplitWarning)
-        result = train(CsvSource(str(shared_data / "creditcard_small.csv")), LogisticBaseline(), split="random",
-                       seed=3, output_dir=tmp_path)
+        result = train(
+            CsvSource(str(shared_data / "creditcard_small.csv")),
+            LogisticBaseline(),
+            split="random",
+            seed=3,
+            output_dir=tmp_path,
+        )
     assert {str(p) for p in artifact_files(tmp_path)} == ARTIFACTS | {"model.skops"}
     assert result.card.model["kind"] == "logistic-baseline"
     assert result.card.dataset["split"]["seed"] == 3

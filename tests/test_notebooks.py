@@ -20,8 +20,8 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
+from fraudstream.kafka import end_offsets
 from models.registry import ModelRegistry
-from stack.kafka import end_offsets
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 KERNEL = "python3"
@@ -58,8 +58,9 @@ def environment(values: dict[str, str]) -> Iterator[None]:
 def execute(path: Path, env: dict[str, str], **parameters: Any) -> nbformat.NotebookNode:
     notebook = with_parameters(nbformat.read(path, as_version=4), **parameters)
     with environment(env):
-        NotebookClient(notebook, kernel_name=KERNEL, timeout=600,
-                       resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
+        NotebookClient(
+            notebook, kernel_name=KERNEL, timeout=600, resources={"metadata": {"path": str(NOTEBOOKS)}}
+        ).execute()
     return notebook
 
 
@@ -83,8 +84,9 @@ def test_committed_notebooks_carry_no_outputs(path: Path) -> None:
     code = [cell for cell in notebook.cells if cell.cell_type == "code"]
     assert code, f"{path.name} has no code"
     assert [i for i, cell in enumerate(code) if cell.outputs] == [], f"{path.name} has outputs"
-    assert [i for i, cell in enumerate(code) if cell.execution_count is not None] == [], \
+    assert [i for i, cell in enumerate(code) if cell.execution_count is not None] == [], (
         f"{path.name} has execution counts"
+    )
 
 
 def test_both_notebooks_are_committed() -> None:
@@ -105,11 +107,18 @@ def test_notebooks_explore_then_train_and_promote(stack, tmp_path) -> None:
     env = {**stack.addresses.to_env(), "FRAUDSTREAM_MODEL_CACHE": str(tmp_path / "cache")}
     payments, unlabelled = 1000, 0.05
 
-    explored = execute(NOTEBOOKS / "01-explore-with-ksql.ipynb", env, PREFIX=prefix, GENERATE=payments,
-                       FRAUD_RATE=0.03, UNLABELLED=unlabelled)
+    explored = execute(
+        NOTEBOOKS / "01-explore-with-ksql.ipynb",
+        env,
+        PREFIX=prefix,
+        GENERATE=payments,
+        FRAUD_RATE=0.03,
+        UNLABELLED=unlabelled,
+    )
     source = sum(end_offsets(stack.addresses.bootstrap_servers, f"{prefix}_creditcardfraud_source").values())
-    labelled = sum(end_offsets(stack.addresses.bootstrap_servers,
-                               f"{prefix}_creditcardfraud_preprocessed_avro").values())
+    labelled = sum(
+        end_offsets(stack.addresses.bootstrap_servers, f"{prefix}_creditcardfraud_preprocessed_avro").values()
+    )
     assert source == payments
     assert labelled == payments - round(payments * unlabelled)
     shown = text_outputs(explored)
@@ -121,8 +130,15 @@ def test_notebooks_explore_then_train_and_promote(stack, tmp_path) -> None:
     assert images(explored) >= 1
     assert "unknown" in shown  # the enriched stream's IFNULL default, next to a user left empty
 
-    trained = execute(NOTEBOOKS / "02-train-autoencoder.ipynb", env, PREFIX=prefix, MODEL_NAME=model, EPOCHS=2,
-                      HIDDEN=(8, 4, 4), BATCH_SIZE=64)
+    trained = execute(
+        NOTEBOOKS / "02-train-autoencoder.ipynb",
+        env,
+        PREFIX=prefix,
+        MODEL_NAME=model,
+        EPOCHS=2,
+        HIDDEN=(8, 4, 4),
+        BATCH_SIZE=64,
+    )
     shown = text_outputs(trained)
     assert f"from the kafka: {labelled} payments, {frauds} frauds, 0 rejected" in shown
     assert "version 1 promoted (first model)" in shown
@@ -132,8 +148,17 @@ def test_notebooks_explore_then_train_and_promote(stack, tmp_path) -> None:
     assert registry.index(model)["production"] == 1
 
     # Again: version 2 now faces production on the same held-out rows, and the notebook reports what the gate said.
-    retrained = text_outputs(execute(NOTEBOOKS / "02-train-autoencoder.ipynb", env, PREFIX=prefix, MODEL_NAME=model,
-                                     EPOCHS=2, HIDDEN=(8, 4, 4), BATCH_SIZE=64))
+    retrained = text_outputs(
+        execute(
+            NOTEBOOKS / "02-train-autoencoder.ipynb",
+            env,
+            PREFIX=prefix,
+            MODEL_NAME=model,
+            EPOCHS=2,
+            HIDDEN=(8, 4, 4),
+            BATCH_SIZE=64,
+        )
+    )
     promoted = "version 2 promoted over version 1" in retrained
     refused = "version 2 stays a candidate" in retrained and "does not beat production version 1" in retrained
     assert promoted != refused, retrained

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import uuid
 
+from fraudstream.s3 import ensure_bucket, s3_client
 from stack.embedded import EmbeddedStack
-from stack.objectstore import ensure_bucket, s3_client
 
 
 def test_writes_into_many_new_buckets(stack: EmbeddedStack) -> None:

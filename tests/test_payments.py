@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from stack.payments import (
+from producers.payments import (
     EXTENDED_COLUMNS,
     FEATURES,
     JSON_FIELDS,

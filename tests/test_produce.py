@@ -10,10 +10,10 @@ import pytest
 from click.testing import CliRunner, Result
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
-from stack.generate import generate_command, generate_payments
-from stack.kafka import admin_client, end_offsets
-from stack.payments import JSON_FIELDS, Payment, frame_payments, read_payments
-from stack.produce import BrokerUnavailable, TokenBucket, produce_command, replay
+from fraudstream.kafka import admin_client, end_offsets
+from producers.generate import generate_command, generate_payments
+from producers.payments import JSON_FIELDS, Payment, frame_payments, read_payments
+from producers.replay import BrokerUnavailable, TokenBucket, produce_command, replay
 from stack.supervisor import free_port
 
 KAGGLE_HEADER = ",".join(f'"{name}"' for name in ("Time", *(f"V{i}" for i in range(1, 29)), "Amount", "Class"))

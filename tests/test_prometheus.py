@@ -9,8 +9,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from cli_helpers import fraudstream
+
 from stack.embedded import EmbeddedStack
 from stack.prometheus import PROMETHEUS, scrape_config
 from stack.supervisor import free_port, pid_alive
@@ -25,7 +25,9 @@ def test_the_scrape_configuration_has_a_job_per_service_and_prometheus_itself() 
 
 
 def test_without_the_binary_up_says_so_in_one_line_and_starts_nothing(tmp_path: Path) -> None:
-    result = fraudstream("up", "--prometheus", "--data-dir", str(tmp_path / "data"), env={"PATH": str(tmp_path)}, check=False)
+    result = fraudstream(
+        "up", "--prometheus", "--data-dir", str(tmp_path / "data"), env={"PATH": str(tmp_path)}, check=False
+    )
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert "apt-get install prometheus" in result.stderr
@@ -40,7 +42,10 @@ def targets(url: str) -> dict[str, str]:
     return {target["labels"]["job"]: target["health"] for target in body["data"]["activeTargets"]}
 
 
-@pytest.mark.skipif(shutil.which("prometheus") is None, reason="Debian's prometheus package is not installed (apt-get install prometheus)")
+@pytest.mark.skipif(
+    shutil.which("prometheus") is None,
+    reason="Debian's prometheus package is not installed (apt-get install prometheus)",
+)
 def test_up_prometheus_scrapes_the_running_stack(stack: EmbeddedStack) -> None:
     """`up --prometheus` on the session's stack: Prometheus joins it, lists every service and finds them up."""
     port = free_port()
@@ -52,7 +57,9 @@ def test_up_prometheus_scrapes_the_running_stack(stack: EmbeddedStack) -> None:
         assert f"prometheus: {url}" in result.stdout
         jobs = targets(url)  # empty until Prometheus has loaded its configuration's targets
         deadline = time.monotonic() + 120  # a bound, not a measurement: targets are scraped every 5 s
-        while not {"schema-registry", "connect", "objectstore"} <= {job for job, health in jobs.items() if health == "up"}:
+        while not {"schema-registry", "connect", "objectstore"} <= {
+            job for job, health in jobs.items() if health == "up"
+        }:
             assert time.monotonic() < deadline, f"targets not up: {jobs}"
             time.sleep(1)
             jobs = targets(url)

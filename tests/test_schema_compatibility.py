@@ -28,8 +28,16 @@ def kinds(reader: Any, writer: Any) -> list[str]:
 
 # -- primitives and promotions ----------------------------------------------------------------
 
-PROMOTABLE = [("int", "long"), ("int", "float"), ("int", "double"), ("long", "float"), ("long", "double"),
-              ("float", "double"), ("string", "bytes"), ("bytes", "string")]
+PROMOTABLE = [
+    ("int", "long"),
+    ("int", "float"),
+    ("int", "double"),
+    ("long", "float"),
+    ("long", "double"),
+    ("float", "double"),
+    ("string", "bytes"),
+    ("bytes", "string"),
+]
 
 
 @pytest.mark.parametrize(("writer", "reader"), PROMOTABLE)
@@ -106,10 +114,15 @@ def test_record_names_must_match_unless_aliased() -> None:
 def test_every_problem_is_reported() -> None:
     old = record("R", field("a", "int"))
     new = record("R", field("a", "string"), field("b", "int"), field("c", "int"))
-    assert kinds(new, old) == ["TYPE_MISMATCH", "READER_FIELD_MISSING_DEFAULT_VALUE", "READER_FIELD_MISSING_DEFAULT_VALUE"]
+    assert kinds(new, old) == [
+        "TYPE_MISMATCH",
+        "READER_FIELD_MISSING_DEFAULT_VALUE",
+        "READER_FIELD_MISSING_DEFAULT_VALUE",
+    ]
 
 
 # -- enums, fixed ------------------------------------------------------------------------------
+
 
 def enum(symbols: list[str], **extra: Any) -> dict[str, Any]:
     return {"type": "enum", "name": "Channel", "symbols": symbols, **extra}
@@ -137,6 +150,7 @@ def test_fixed_size_and_name() -> None:
 
 # -- unions ------------------------------------------------------------------------------------
 
+
 def test_union_reader_needs_a_branch_for_the_writer_type() -> None:
     assert kinds(["null", "string"], "string") == []
     assert kinds(["null", "long"], "int") == []  # a branch may promote
@@ -157,6 +171,7 @@ def test_making_a_field_optional_with_default_is_fully_compatible() -> None:
 
 
 # -- nested types, arrays, maps, named references, recursion ----------------------------------
+
 
 def test_arrays_and_maps_check_their_elements() -> None:
     assert kinds({"type": "array", "items": "long"}, {"type": "array", "items": "int"}) == []
@@ -223,6 +238,7 @@ def test_unknown_level_is_refused() -> None:
 
 # -- schema identity and parsing ---------------------------------------------------------------
 
+
 def request(schema: Any, **extra: Any) -> dict[str, Any]:
     return {"schema": schema if isinstance(schema, str) else json.dumps(schema), **extra}
 
@@ -263,7 +279,10 @@ def test_bad_avro_is_an_invalid_schema() -> None:
 def test_references_bring_their_named_types() -> None:
     card = Schema.from_request(request(record("Card", field("pan", "string"), namespace="bank")))
     payment = Schema.from_request(
-        request(record("Payment", field("card", "bank.Card")), references=[{"name": "bank.Card", "subject": "card", "version": 1}])
+        request(
+            record("Payment", field("card", "bank.Card")),
+            references=[{"name": "bank.Card", "subject": "card", "version": 1}],
+        )
     )
     assert payment.references == (Reference("bank.Card", "card", 1),)
     parsed = parse_avro(payment, lambda ref: card)
@@ -273,6 +292,7 @@ def test_references_bring_their_named_types() -> None:
 
 
 # -- state replay --------------------------------------------------------------------------------
+
 
 def replay(*records: tuple[bytes, bytes | None]) -> RegistryState:
     state = RegistryState()

@@ -23,9 +23,9 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerialize
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 from confluent_kafka.serialization import MessageField, SerializationContext
 
+from fraudstream.kafka import admin_client, consumer_config, producer_config
 from stack import supervisor
 from stack.embedded import EmbeddedStack
-from stack.kafka import admin_client, consumer_config, producer_config
 
 CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
 
@@ -234,7 +234,12 @@ def test_version_endpoints(http: httpx.Client, subject: str) -> None:
     schema_id = register(http, subject, PAYMENT_V1)["id"]
     register(http, subject, PAYMENT_V2)
     v1 = http.get(f"/subjects/{subject}/versions/1").json()
-    assert v1 == {"subject": subject, "version": 1, "id": schema_id, "schema": json.dumps(json.loads(PAYMENT_V1), separators=(",", ":"))}
+    assert v1 == {
+        "subject": subject,
+        "version": 1,
+        "id": schema_id,
+        "schema": json.dumps(json.loads(PAYMENT_V1), separators=(",", ":")),
+    }
     assert http.get(f"/subjects/{subject}/versions/-1").json()["version"] == 2
     assert json.loads(http.get(f"/subjects/{subject}/versions/1/schema").text) == json.loads(PAYMENT_V1)
     assert subject in http.get(f"/schemas/ids/{schema_id}/subjects").json()
@@ -250,7 +255,9 @@ def test_subject_config_falls_back_to_global_only_when_asked(http: httpx.Client,
     global_level = http.get("/config").json()["compatibilityLevel"]
     assert_error(http.get(f"/config/{subject}"), 404, 40408)
     assert http.get(f"/config/{subject}?defaultToGlobal=true").json() == {"compatibilityLevel": global_level}
-    assert http.put(f"/config/{subject}", json={"compatibility": "FULL_TRANSITIVE"}).json() == {"compatibility": "FULL_TRANSITIVE"}
+    assert http.put(f"/config/{subject}", json={"compatibility": "FULL_TRANSITIVE"}).json() == {
+        "compatibility": "FULL_TRANSITIVE"
+    }
     assert http.get(f"/config/{subject}").json() == {"compatibilityLevel": "FULL_TRANSITIVE"}
     assert http.delete(f"/config/{subject}").json() == {"compatibilityLevel": "FULL_TRANSITIVE"}
     assert_error(http.get(f"/config/{subject}"), 404, 40408)
@@ -302,7 +309,9 @@ def test_soft_and_permanent_deletes(http: httpx.Client, subject: str) -> None:
 
 def test_references_are_stored_and_protect_their_target(http: httpx.Client, subject: str) -> None:
     card_subject = f"{subject}-card"
-    card = json.dumps({"type": "record", "name": "Card", "namespace": "bank", "fields": [{"name": "pan", "type": "string"}]})
+    card = json.dumps(
+        {"type": "record", "name": "Card", "namespace": "bank", "fields": [{"name": "pan", "type": "string"}]}
+    )
     register(http, card_subject, card)
     payment = avro(("card", "bank.Card"))
     reference = {"name": "bank.Card", "subject": card_subject, "version": 1}
@@ -311,7 +320,9 @@ def test_references_are_stored_and_protect_their_target(http: httpx.Client, subj
     assert http.get(f"/subjects/{card_subject}/versions/1/referencedby").json() == [schema_id]
     assert_error(http.delete(f"/subjects/{card_subject}/versions/1"), 422, 42206)
     missing = {**reference, "version": 5}
-    assert_error(post(http, f"/subjects/{subject}-x/versions", {"schema": payment, "references": [missing]}), 422, 42201)
+    assert_error(
+        post(http, f"/subjects/{subject}-x/versions", {"schema": payment, "references": [missing]}), 422, 42201
+    )
     assert_error(post(http, f"/subjects/{subject}-y/versions", {"schema": payment}), 422, 42201)
 
 
@@ -321,7 +332,9 @@ def test_json_and_protobuf_are_stored_but_checked_only_at_none(http: httpx.Clien
     assert http.get(f"/schemas/ids/{schema_id}").json()["schemaType"] == "JSON"
     assert register(http, subject, doc, schemaType="JSON")["id"] == schema_id
     changed = json.dumps({"type": "object", "properties": {"id": {"type": "integer"}}})
-    message = assert_error(post(http, f"/subjects/{subject}/versions", {"schema": changed, "schemaType": "JSON"}), 409, 409)
+    message = assert_error(
+        post(http, f"/subjects/{subject}/versions", {"schema": changed, "schemaType": "JSON"}), 409, 409
+    )
     assert "NONE" in message
     http.put(f"/config/{subject}", json={"compatibility": "NONE"})
     register(http, subject, changed, schemaType="JSON")
@@ -384,6 +397,7 @@ def _wait_for_port(process: subprocess.Popen[bytes], port: int) -> bool:
     return True
 
 
+@pytest.mark.integration  # starts its own broker and registry
 def test_a_write_the_broker_did_not_acknowledge_is_not_applied(tmp_path: Any) -> None:
     """With the broker gone a registration fails with 50001 and is not half-applied; the registry reloads
     from the topic once the broker is back, and nothing acknowledged before was lost."""
@@ -393,9 +407,20 @@ def test_a_write_the_broker_did_not_acknowledge_is_not_applied(tmp_path: Any) ->
         url = f"http://127.0.0.1:{port}"
         spec = supervisor.ServiceSpec(
             name="schema-registry",
-            argv=[sys.executable, "-m", "stack.registry", "--port", str(port), "--store-timeout", "3",
-                  "--bootstrap-servers", own.addresses.bootstrap_servers],
-            ports=[port], health_url=f"{url}/subjects", address=url,
+            argv=[
+                sys.executable,
+                "-m",
+                "stack.registry",
+                "--port",
+                str(port),
+                "--store-timeout",
+                "3",
+                "--bootstrap-servers",
+                own.addresses.bootstrap_servers,
+            ],
+            ports=[port],
+            health_url=f"{url}/subjects",
+            address=url,
         )
         registry = supervisor.start(spec, tmp_path / "logs")
         try:

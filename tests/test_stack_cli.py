@@ -10,13 +10,15 @@ import time
 from pathlib import Path
 
 import pytest
+from cli_helpers import fraudstream
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import NewTopic
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 
-from cli_helpers import fraudstream
-from stack.kafka import admin_client, consumer_config, end_offsets, producer_config
+from fraudstream.kafka import admin_client, consumer_config, end_offsets, producer_config
 from stack.supervisor import ServiceSpec, StackError, pid_alive, start
+
+pytestmark = pytest.mark.integration  # starts its own servers
 
 
 def recorded_pids(data_dir: Path) -> list[int]:
@@ -40,7 +42,9 @@ def test_up_down_up_keeps_topics_records_offsets_and_schema_ids(data_dir: Path, 
     consumer.commit(offsets=[TopicPartition(topic, 0, 42)], asynchronous=False)
     consumer.close()
     registry = SchemaRegistryClient({"url": cli_env["SCHEMA_REGISTRY_URL"]})
-    schema = Schema(json.dumps({"type": "record", "name": "Payment", "fields": [{"name": "id", "type": "string"}]}), "AVRO")
+    schema = Schema(
+        json.dumps({"type": "record", "name": "Payment", "fields": [{"name": "id", "type": "string"}]}), "AVRO"
+    )
     schema_id = registry.register_schema(f"{topic}-value", schema)
 
     status = fraudstream("status", "--data-dir", str(data_dir), env=cli_env)
@@ -83,7 +87,9 @@ def test_status_and_down_without_a_stack_say_so_in_one_line(data_dir: Path, cli_
 
 
 def test_a_missing_binary_is_an_error_naming_it(tmp_path: Path) -> None:
-    spec = ServiceSpec(name="broker", argv=[str(tmp_path / "no-such-tansu")], ports=[], health_url="tcp://127.0.0.1:1", address="")
+    spec = ServiceSpec(
+        name="broker", argv=[str(tmp_path / "no-such-tansu")], ports=[], health_url="tcp://127.0.0.1:1", address=""
+    )
     with pytest.raises(StackError, match="no-such-tansu"):
         start(spec, tmp_path)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from streams.bench import print_bench, scoring_bench
+from fraudstream.bench.scoring import print_bench, scoring_bench
 
 
 def test_scoring_bench_smoke(stack, tmp_path):

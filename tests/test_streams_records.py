@@ -11,11 +11,20 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry, Histogram
 
+from fraudstream.bench.replay import PREPROCESSED_SCHEMA, VALUE_FIELDS
 from models.features import FEATURE_COLUMNS
 from streams.metrics import observe_many
-from streams.records import DECODE, SCHEMA, SCORE_SCHEMA, VALIDATION, ScoreEncoder, WriterLayout, decode_batch, \
-    parse_json_rows, schema_id
-from streams.replay import PREPROCESSED_SCHEMA, VALUE_FIELDS
+from streams.records import (
+    DECODE,
+    SCHEMA,
+    SCORE_SCHEMA,
+    VALIDATION,
+    ScoreEncoder,
+    WriterLayout,
+    decode_batch,
+    parse_json_rows,
+    schema_id,
+)
 
 PARSED = fastavro.parse_schema(PREPROCESSED_SCHEMA)
 
@@ -47,8 +56,13 @@ def test_fast_path_equals_fastavro_and_routes_bad_records():
     values[20] = values[20][:100]  # truncated
     values[21] = values[21] + b"\x00\x00"  # trailing garbage after a valid record
     decoded = decode_batch(values, layout)
-    assert {i: e.reason for i, e in decoded.errors.items()} == {3: VALIDATION, 8: VALIDATION, 9: VALIDATION,
-                                                                20: DECODE, 21: DECODE}
+    assert {i: e.reason for i, e in decoded.errors.items()} == {
+        3: VALIDATION,
+        8: VALIDATION,
+        9: VALIDATION,
+        20: DECODE,
+        21: DECODE,
+    }
     assert "V5" in str(decoded.errors[3])
     for j, i in enumerate(decoded.index.tolist()):
         expected = [good[i][name] for name in VALUE_FIELDS[:-1]]
@@ -77,20 +91,45 @@ def test_schema_id_and_score_encoding_matches_fastavro():
             schema_id(value)
     parsed = fastavro.parse_schema(json.loads(json.dumps(SCORE_SCHEMA)))
     encoder = ScoreEncoder(42, 0.5, "fraud", 3, 1, "ab" * 32, 1_700_000_000_123)
-    cases = [("p-1", 2, 10, 1_700_000_000_000, 0.25, False), (None, 0, 0, 0, 7.5, True),
-             ("ü-" * 40, 65, 2**40, 2**62, -1e-300, True), ("", 1, 127, -1, 0.0, False),
-             ("tail\x00", 3, 128, -(2**63), 1e300, False), ("x" * 300, 2**31 - 1, 2**63 - 1, 63, 0.5, True)]
+    cases = [
+        ("p-1", 2, 10, 1_700_000_000_000, 0.25, False),
+        (None, 0, 0, 0, 7.5, True),
+        ("ü-" * 40, 65, 2**40, 2**62, -1e-300, True),
+        ("", 1, 127, -1, 0.0, False),
+        ("tail\x00", 3, 128, -(2**63), 1e300, False),
+        ("x" * 300, 2**31 - 1, 2**63 - 1, 63, 0.5, True),
+    ]
     ids, partitions, offsets, stamps, scores, frauds = zip(*cases)
-    values = encoder.encode([None if pid is None else pid.encode() for pid in ids], np.array(partitions),
-                            np.array(offsets), np.array(stamps), np.array(scores), np.array(frauds))
+    values = encoder.encode(
+        [None if pid is None else pid.encode() for pid in ids],
+        np.array(partitions),
+        np.array(offsets),
+        np.array(stamps),
+        np.array(scores),
+        np.array(frauds),
+    )
     assert len(values) == len(cases) and encoder.encode([], *[np.empty(0)] * 5) == []
     for data, (pid, partition, offset, ts, score, fraud) in zip(values, cases):
         assert schema_id(data) == 42
         expected = io.BytesIO()
-        fastavro.schemaless_writer(expected, parsed, {
-            "payment_id": pid, "source_partition": partition, "source_offset": offset, "event_timestamp": ts,
-            "score": score, "threshold": 0.5, "is_fraud": fraud, "model_name": "fraud", "model_version": 3,
-            "threshold_version": 1, "ksql_hash": "ab" * 32, "scored_at": 1_700_000_000_123})
+        fastavro.schemaless_writer(
+            expected,
+            parsed,
+            {
+                "payment_id": pid,
+                "source_partition": partition,
+                "source_offset": offset,
+                "event_timestamp": ts,
+                "score": score,
+                "threshold": 0.5,
+                "is_fraud": fraud,
+                "model_name": "fraud",
+                "model_version": 3,
+                "threshold_version": 1,
+                "ksql_hash": "ab" * 32,
+                "scored_at": 1_700_000_000_123,
+            },
+        )
         assert data[5:] == expected.getvalue()
 
 
@@ -114,9 +153,17 @@ def test_observe_many_matches_one_by_one():
     observe_many(bulk, values)
     for v in values:
         single.observe(v)
-    samples = {s.name.split("_", 1)[1] + str(s.labels): s.value for m in registry.collect() for s in m.samples
-               if m.name == "bulk"}
-    expected = {s.name.split("_", 1)[1] + str(s.labels): s.value for m in registry.collect() for s in m.samples
-                if m.name == "single"}
+    samples = {
+        s.name.split("_", 1)[1] + str(s.labels): s.value
+        for m in registry.collect()
+        for s in m.samples
+        if m.name == "bulk"
+    }
+    expected = {
+        s.name.split("_", 1)[1] + str(s.labels): s.value
+        for m in registry.collect()
+        for s in m.samples
+        if m.name == "single"
+    }
     samples.pop("created{}"), expected.pop("created{}")
     assert samples == pytest.approx(expected)

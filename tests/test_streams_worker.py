@@ -1,6 +1,6 @@
 """Scoring workers against the real embedded stack: real `faust -A streams.app worker` processes.
 
-Input is produced as ksqlDB writes the preprocessed stream (streams/replay.py); scores are read back with
+Input is produced as ksqlDB writes the preprocessed stream (fraudstream/bench/replay.py); scores are read back with
 confluent-kafka's AvroDeserializer. Models are quick logistic baselines in the real registry. Every wait
 is on an observable condition (records arrived, a metric moved) with a bound.
 """
@@ -30,16 +30,17 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
+from fraudstream.bench.ksql import create_topics
+from fraudstream.bench.replay import avro_serializer, generated_payments, produce, replay
+from fraudstream.kafka import committed_offsets, consumer_config, end_offsets
+from fraudstream.statements import statements_hash
 from models.baseline import LogisticBaseline
 from models.datasets import GeneratedSource
-from models.evaluate import ksql_hash
 from models.registry import ModelRegistry
 from models.training import train
-from stack.bench import create_topics
-from stack.kafka import committed_offsets, consumer_config, end_offsets
 from stack.supervisor import free_port
 from streams.cli import start_worker
-from streams.replay import avro_serializer, generated_payments, produce, replay
+
 
 def wait_until(condition: Callable[[], bool], what: str, timeout: float = 120.0, proc: Any = None) -> None:
     """Poll an observable condition; fail with `what` if it never holds (a bound, not a timing assertion)."""
@@ -88,10 +89,23 @@ class Worker:
     def __init__(self, stack, topics: Topics, model: str, tmp_path: Path, **settings: Any) -> None:
         self.port = free_port()
         self.log = tmp_path / f"worker-{self.port}.log"
-        env = {**os.environ, **stack.addresses.to_env(), "FRAUDSTREAM_MODEL_CACHE": str(tmp_path / f"cache-{self.port}")}
-        overrides = {"INPUT_TOPIC": topics.input, "SCORES_TOPIC": topics.scores, "SHADOW_TOPIC": topics.shadow,
-                     "GROUP": topics.group, "MODEL": model, "WEB_PORT": self.port, "DATA_DIR": tmp_path / "workers",
-                     "WORKER": f"test-worker-{self.port}", "POLL_SECONDS": 2, **settings}
+        env = {
+            **os.environ,
+            **stack.addresses.to_env(),
+            "FRAUDSTREAM_MODEL_CACHE": str(tmp_path / f"cache-{self.port}"),
+        }
+        overrides = {
+            "INPUT_TOPIC": topics.input,
+            "SCORES_TOPIC": topics.scores,
+            "SHADOW_TOPIC": topics.shadow,
+            "GROUP": topics.group,
+            "MODEL": model,
+            "WEB_PORT": self.port,
+            "DATA_DIR": tmp_path / "workers",
+            "WORKER": f"test-worker-{self.port}",
+            "POLL_SECONDS": 2,
+            **settings,
+        }
         self.proc: subprocess.Popen = start_worker(overrides, self.log, env)
 
     def metrics(self) -> dict[str, float]:
@@ -111,8 +125,12 @@ class Worker:
         return self.metrics().get(name, 0.0)
 
     def post(self, path: str, body: bytes) -> tuple[int, Any]:
-        request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=body, method="POST",
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}{path}",
+            data=body,
+            method="POST",
+            headers={"Content-Type": "application/json"},
+        )
         try:
             with urllib.request.urlopen(request, timeout=10) as response:
                 return response.status, json.loads(response.read())
@@ -168,8 +186,15 @@ def read_all(stack, topic: str, avro: bool = True) -> list[dict[str, Any]]:
             value = message.value()
             if avro:
                 value = deserialize(value, SerializationContext(topic, MessageField.VALUE))
-            out.append({"key": message.key(), "value": value, "partition": message.partition(),
-                        "offset": message.offset(), "headers": dict(message.headers() or [])})
+            out.append(
+                {
+                    "key": message.key(),
+                    "value": value,
+                    "partition": message.partition(),
+                    "offset": message.offset(),
+                    "headers": dict(message.headers() or []),
+                }
+            )
             if message.offset() >= remaining.get(message.partition(), math.inf) - 1:
                 remaining.pop(message.partition())
     finally:
@@ -206,8 +231,12 @@ def test_end_to_end_scores_dead_letters_and_score_view(stack, topics, registry, 
     nan_value = {**payments[0][1], "V3": float("nan")}
     null_value = {**payments[0][1], "AMOUNT": None}
     other = avro_serializer(sr_url, {"type": "record", "name": "Other", "fields": [{"name": "x", "type": "string"}]})
-    bad = [(b"bad-bytes", b"\x07 not avro"), (b"bad-nan", serialize(nan_value, ctx)),
-           (b"bad-null", serialize(null_value, ctx)), (b"bad-schema", other({"x": "y"}, SerializationContext(f"{topics.input}-other", MessageField.VALUE)))]
+    bad = [
+        (b"bad-bytes", b"\x07 not avro"),
+        (b"bad-nan", serialize(nan_value, ctx)),
+        (b"bad-null", serialize(null_value, ctx)),
+        (b"bad-schema", other({"x": "y"}, SerializationContext(f"{topics.input}-other", MessageField.VALUE))),
+    ]
     produce(bootstrap, topics.input, bad)
 
     with running(stack, topics, model_name, tmp_path) as worker:
@@ -224,18 +253,22 @@ def test_end_to_end_scores_dead_letters_and_score_view(stack, topics, registry, 
             assert value["score"] == pytest.approx(expected[pid], rel=1e-9, abs=1e-12)
             assert value["is_fraud"] == (value["score"] > value["threshold"])
             assert (value["model_name"], value["model_version"], value["threshold_version"]) == (model_name, 1, 1)
-            assert value["ksql_hash"] == ksql_hash()
+            assert value["ksql_hash"] == statements_hash()
             assert value["source_partition"] == record["partition"]
             assert value["scored_at"] >= value["event_timestamp"]
             assert headers["model"] == model_name.encode() and headers["model_version"] == b"1"
             assert headers["source_offset"] == str(value["source_offset"]).encode()
-            assert headers["ksql_hash"] == ksql_hash().encode()
+            assert headers["ksql_hash"] == statements_hash().encode()
         assert any(r["value"]["is_fraud"] for r in scores) and not all(r["value"]["is_fraud"] for r in scores)
 
         letters = {r["key"]: r for r in read_all(stack, topics.dlq, avro=False)}
         reasons = {key: r["headers"]["error.reason"].decode() for key, r in letters.items()}
-        assert reasons == {b"bad-bytes": "decode", b"bad-nan": "validation", b"bad-null": "validation",
-                           b"bad-schema": "schema"}
+        assert reasons == {
+            b"bad-bytes": "decode",
+            b"bad-nan": "validation",
+            b"bad-null": "validation",
+            b"bad-schema": "schema",
+        }
         assert letters[b"bad-bytes"]["value"] == b"\x07 not avro"  # kept byte for byte
         for r in letters.values():
             assert r["headers"]["worker"] == f"test-worker-{worker.port}".encode()
@@ -270,9 +303,14 @@ def test_hot_swap_and_shadow(stack, topics, registry, model_name, tmp_path):
     with running(stack, topics, model_name, tmp_path, SHADOW="candidate") as worker:
         wait_until(lambda: total(bootstrap, topics.scores) >= 1_000, "scores of version 1", proc=worker.proc)
         registry.register(model_name, v2_dir)  # a candidate: scored in shadow
-        wait_until(lambda: worker.metric("fraudstream_shadow_events_scored_total") > 0 or
-                   (replay(bootstrap, sr_url, topics.input, generated_payments(50, seed=int(time.time()))) and False),
-                   "shadow scores of the candidate", proc=worker.proc)
+        wait_until(
+            lambda: (
+                worker.metric("fraudstream_shadow_events_scored_total") > 0
+                or (replay(bootstrap, sr_url, topics.input, generated_payments(50, seed=int(time.time()))) and False)
+            ),
+            "shadow scores of the candidate",
+            proc=worker.proc,
+        )
         registry.promote(model_name, 2, force=True)
         batches = 0
 
@@ -281,12 +319,16 @@ def test_hot_swap_and_shadow(stack, topics, registry, model_name, tmp_path):
             batches += 1
             replay(bootstrap, sr_url, topics.input, generated_payments(200, seed=1000 + batches))
             return worker.metric(f'fraudstream_model_info{{model="{model_name}",version="2"}}') == 1
+
         wait_until(scored_by_v2, "the worker to switch to version 2", proc=worker.proc)
         last = generated_payments(500, seed=99)
         replay(bootstrap, sr_url, topics.input, last)
         ids = {pid for pid, _ in last}
-        wait_until(lambda: ids <= {r["value"]["payment_id"] for r in read_all(stack, topics.scores)},
-                   "the last payments scored", proc=worker.proc)
+        wait_until(
+            lambda: ids <= {r["value"]["payment_id"] for r in read_all(stack, topics.scores)},
+            "the last payments scored",
+            proc=worker.proc,
+        )
 
     scores = read_all(stack, topics.scores)
     versions = [r["value"]["model_version"] for r in scores]
@@ -325,13 +367,19 @@ def test_fallback_on_load_failure_and_over_budget(stack, topics, registry, model
         key = f"models/{model_name}/{v2}/artifacts/model.skops"
         registry.s3.put_object(Bucket=registry.bucket, Key=key, Body=b"corrupted")
         registry.promote(model_name, v2, force=True)
-        wait_until(lambda: worker.metric('fraudstream_model_fallbacks_total{reason="load"}') >= 1,
-                   "the load failure to be counted", proc=worker.proc)
+        wait_until(
+            lambda: worker.metric('fraudstream_model_fallbacks_total{reason="load"}') >= 1,
+            "the load failure to be counted",
+            proc=worker.proc,
+        )
 
         # version 3 loads, but is over the budget: refused
         v3 = promote(registry, model_name, trained(tmp_path, 2, "v3"))
-        wait_until(lambda: worker.metric('fraudstream_model_fallbacks_total{reason="budget"}') >= 1,
-                   "the over-budget refusal to be counted", proc=worker.proc)
+        wait_until(
+            lambda: worker.metric('fraudstream_model_fallbacks_total{reason="budget"}') >= 1,
+            "the over-budget refusal to be counted",
+            proc=worker.proc,
+        )
         more = generated_payments(300, seed=4)
         replay(bootstrap, sr_url, topics.input, more)
         wait_until(lambda: total(bootstrap, topics.scores) >= 600, "the next scores", proc=worker.proc)
@@ -375,22 +423,27 @@ def test_two_workers_share_partitions_and_rebalance(stack, topics, registry, mod
     promote(registry, model_name, trained(tmp_path, 0, "v1"))
     first = generated_payments(4_000, seed=21)
     with running(stack, topics, model_name, tmp_path) as a, running(stack, topics, model_name, tmp_path) as b:
+
         def both_assigned() -> bool:
             lags = [{k for k in w.metrics() if k.startswith("fraudstream_consumer_lag{")} for w in (a, b)]
             return all(lags) and len(lags[0] | lags[1]) == 4 and not lags[0] & lags[1]
+
         replay(bootstrap, sr_url, topics.input, first)
-        wait_until(lambda: total(bootstrap, topics.scores) >= len(first), "all events scored by two workers",
-                   proc=a.proc)
+        wait_until(
+            lambda: total(bootstrap, topics.scores) >= len(first), "all events scored by two workers", proc=a.proc
+        )
         wait_until(both_assigned, "the two workers to share the 4 partitions", proc=b.proc)
         assert a.metric("fraudstream_events_scored_total") > 0 and b.metric("fraudstream_events_scored_total") > 0
         b.stop()  # leaves the group: a rebalance gives its partitions to a
         second = generated_payments(4_000, seed=22)
         replay(bootstrap, sr_url, topics.input, second)
         ids = {pid for pid, _ in first + second}
-        wait_until(lambda: ids <= set(scored_ids(stack, topics.scores)), "every event scored after b left",
-                   proc=a.proc)
-        wait_until(lambda: len({k for k in a.metrics() if k.startswith("fraudstream_consumer_lag{")}) == 4,
-                   "the remaining worker to report all 4 partitions", proc=a.proc)
+        wait_until(lambda: ids <= set(scored_ids(stack, topics.scores)), "every event scored after b left", proc=a.proc)
+        wait_until(
+            lambda: len({k for k in a.metrics() if k.startswith("fraudstream_consumer_lag{")}) == 4,
+            "the remaining worker to report all 4 partitions",
+            proc=a.proc,
+        )
 
 
 def crash_replay(stack, topics, registry, model_name, tmp_path, events: int) -> int:
@@ -400,12 +453,16 @@ def crash_replay(stack, topics, registry, model_name, tmp_path, events: int) -> 
     payments = generated_payments(events, seed=31)
     worker = Worker(stack, topics, model_name, tmp_path)
     chunk = 1_000
-    replaying = threading.Thread(target=lambda: [replay(bootstrap, sr_url, topics.input, payments[i:i + chunk])
-                                                 for i in range(0, events, chunk)])
+    replaying = threading.Thread(
+        target=lambda: [
+            replay(bootstrap, sr_url, topics.input, payments[i : i + chunk]) for i in range(0, events, chunk)
+        ]
+    )
     replaying.start()
     try:
-        wait_until(lambda: total(bootstrap, topics.scores) >= events // 4, "a quarter of the replay scored",
-                   proc=worker.proc)
+        wait_until(
+            lambda: total(bootstrap, topics.scores) >= events // 4, "a quarter of the replay scored", proc=worker.proc
+        )
     finally:
         worker.stop(kill=True)
         mid_replay = replaying.is_alive()
@@ -414,19 +471,28 @@ def crash_replay(stack, topics, registry, model_name, tmp_path, events: int) -> 
     scored_before_restart = total(bootstrap, topics.scores)
     committed = committed_offsets(bootstrap, topics.group, topics.input)
     with running(stack, topics, model_name, tmp_path) as again:
-        wait_until(lambda: total(bootstrap, topics.scores) >= events, "the replay scored after restart",
-                   proc=again.proc, timeout=300)
+        wait_until(
+            lambda: total(bootstrap, topics.scores) >= events,
+            "the replay scored after restart",
+            proc=again.proc,
+            timeout=300,
+        )
         scores = [r["value"] for r in read_all(stack, topics.scores)]
     ids = [score["payment_id"] for score in scores]
     assert set(ids) == {pid for pid, _ in payments}
     duplicates = len(ids) - len(set(ids))
     # Only what was scored but not yet committed when the worker died is scored again.
-    repeated = {source: n - 1 for source, n in Counter((score["source_partition"], score["source_offset"])
-                                                       for score in scores).items() if n > 1}
+    repeated = {
+        source: n - 1
+        for source, n in Counter((score["source_partition"], score["source_offset"]) for score in scores).items()
+        if n > 1
+    }
     assert sum(repeated.values()) == duplicates
     assert all(offset >= committed.get(partition, 0) for partition, offset in repeated)
-    print(f"crash test: {events} events, killed with {scored_before_restart} scored "
-          f"({'during' if mid_replay else 'after'} the replay), {len(ids)} scores, {duplicates} duplicates")
+    print(
+        f"crash test: {events} events, killed with {scored_before_restart} scored "
+        f"({'during' if mid_replay else 'after'} the replay), {len(ids)} scores, {duplicates} duplicates"
+    )
     return duplicates
 
 
@@ -446,22 +512,47 @@ def test_crash_mid_replay_100k(stack, topics, registry, model_name, tmp_path, re
 def test_worker_command_starts_n_processes(stack, topics, registry, model_name, tmp_path):
     promote(registry, model_name, trained(tmp_path, 0, "v1"))
     port, log = free_port(), tmp_path / "worker-command.log"
-    env = {**os.environ, **stack.addresses.to_env(), "FRAUDSTREAM_INPUT_TOPIC": topics.input,
-           "FRAUDSTREAM_SCORES_TOPIC": topics.scores, "FRAUDSTREAM_GROUP": topics.group, "FRAUDSTREAM_MODEL": model_name,
-           "FRAUDSTREAM_DATA_DIR": str(tmp_path / "workers"), "FRAUDSTREAM_MODEL_CACHE": str(tmp_path / "cache")}
+    env = {
+        **os.environ,
+        **stack.addresses.to_env(),
+        "FRAUDSTREAM_INPUT_TOPIC": topics.input,
+        "FRAUDSTREAM_SCORES_TOPIC": topics.scores,
+        "FRAUDSTREAM_GROUP": topics.group,
+        "FRAUDSTREAM_MODEL": model_name,
+        "FRAUDSTREAM_DATA_DIR": str(tmp_path / "workers"),
+        "FRAUDSTREAM_MODEL_CACHE": str(tmp_path / "cache"),
+    }
     command = subprocess.Popen(
-        [sys.executable, "-c", "from streams.cli import worker_command; worker_command()", "--processes", "2",
-         "--web-port", str(port)], env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
+        [
+            sys.executable,
+            "-c",
+            "from streams.cli import worker_command; worker_command()",
+            "--processes",
+            "2",
+            "--web-port",
+            str(port),
+        ],
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
+
         def answering(p: int) -> bool:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{p}/metrics", timeout=2) as response:
                     return b"fraudstream_events_scored_total" in response.read()
             except OSError:
                 return False
+
         wait_until(lambda: answering(port) and answering(port + 1), "both workers' metrics", proc=command)
-        replay(stack.addresses.bootstrap_servers, stack.addresses.schema_registry_url, topics.input,
-               generated_payments(500, seed=41))
+        replay(
+            stack.addresses.bootstrap_servers,
+            stack.addresses.schema_registry_url,
+            topics.input,
+            generated_payments(500, seed=41),
+        )
         wait_until(lambda: total(stack.addresses.bootstrap_servers, topics.scores) >= 500, "500 scores", proc=command)
     finally:
         command.send_signal(signal.SIGTERM)

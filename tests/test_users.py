@@ -8,10 +8,10 @@ import sys
 
 from confluent_kafka import Consumer, TopicPartition
 
+from fraudstream.kafka import consumer_config, end_offsets
+from producers.generate import USERS
+from producers.users import User, produce_users
 from stack.embedded import EmbeddedStack
-from stack.generate import USERS
-from stack.kafka import consumer_config, end_offsets
-from stack.users import User, produce_users
 
 
 def test_a_name_always_gets_the_same_holder_and_names_differ() -> None:
@@ -40,8 +40,12 @@ def test_users_are_written_keyed_by_name_and_stamped_with_their_signup(stack: Em
 
 
 def test_the_cli_says_what_it_wrote_and_a_dead_broker_in_one_line() -> None:
-    result = subprocess.run([sys.executable, "-m", "stack.cli", "users", "--bootstrap-servers", "127.0.0.1:1"],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "fraudstream.cli", "users", "--bootstrap-servers", "127.0.0.1:1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert "127.0.0.1:1" in result.stderr and len(result.stderr.strip().splitlines()) == 1

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from stack.config import DEFAULT_HOST, DEFAULT_PORTS
+from fraudstream.config import DEFAULT_HOST, DEFAULT_PORTS
 from stack.ksqldb.server import create_app
 from stack.ksqldb.server.h2c import protocol_factory
 from stack.ksqldb.server.service import KsqlService
@@ -26,19 +26,27 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=DEFAULT_PORTS["ksqldb"], help="default %(default)s")
     parser.add_argument("--bootstrap-servers", required=True, help="Kafka bootstrap servers, HOST:PORT")
     parser.add_argument("--schema-registry-url", default=None, help="Schema Registry URL (needed for AVRO)")
-    parser.add_argument("--service-id", default="default_",
-                        help="ksql.service.id: names the command topic and query groups (default %(default)s)")
-    parser.add_argument("--state-dir", type=Path, default=None,
-                        help="ksql.streams.state.dir: persistent queries' state files (default: a temporary "
-                             "directory, state restored from the changelog topics on every start)")
+    parser.add_argument(
+        "--service-id",
+        default="default_",
+        help="ksql.service.id: names the command topic and query groups (default %(default)s)",
+    )
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=None,
+        help="ksql.streams.state.dir: persistent queries' state files (default: a temporary "
+        "directory, state restored from the changelog topics on every start)",
+    )
     parser.add_argument("--log-level", default="INFO", help="logging level (default %(default)s)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # Queries hold batches of tens of thousands of records and rows, none in cycles: with CPython's default
     # (a young collection every 700 allocations) the collector walks them again and again (+10-15% end to end).
     gc.set_threshold(50_000, 20, 100)
-    service = KsqlService(args.bootstrap_servers, args.schema_registry_url, service_id=args.service_id,
-                          state_dir=args.state_dir)
+    service = KsqlService(
+        args.bootstrap_servers, args.schema_registry_url, service_id=args.service_id, state_dir=args.state_dir
+    )
     logger.info("ksqlDB-compatible server on http://%s:%d, Kafka at %s", args.host, args.port, args.bootstrap_servers)
     try:
         asyncio.run(serve(service, args.host, args.port))

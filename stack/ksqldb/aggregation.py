@@ -27,8 +27,9 @@ import dataclasses
 import heapq
 import logging
 import operator
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 from . import ast
 from . import values as V
@@ -41,7 +42,7 @@ from .functions.aggregates import Aggregate, is_aggregate, resolve_aggregate
 from .metastore import RESERVED, Column, DataSource, LogicalSchema, MetaStore
 from .planner import ProjectionPlan
 from .state import InMemoryStateStores, StateStores
-from .types import BIGINT, ArrayType, MapType, NullType, StructType, SqlType
+from .types import BIGINT, ArrayType, MapType, NullType, SqlType, StructType
 from .windows import WindowSpec, parse_window
 
 log = logging.getLogger(__name__)
@@ -108,8 +109,9 @@ def _free_columns(e: ast.Expr, bound: frozenset[str] = frozenset()) -> list[ast.
 
 
 def _unqualified(e: ast.Expr) -> ast.Expr:
-    return _rewrite(e, lambda x: dataclasses.replace(x, source=None)
-                    if isinstance(x, ast.ColumnRef) and x.source else None)
+    return _rewrite(
+        e, lambda x: dataclasses.replace(x, source=None) if isinstance(x, ast.ColumnRef) and x.source else None
+    )
 
 
 def _qualified(e: ast.Expr, source: str) -> ast.Expr:
@@ -136,8 +138,11 @@ def is_aggregate_query(q: ast.Query) -> bool:
     return any(item.expr is not None and contains_aggregate(item.expr) for item in q.select)
 
 
-def check_columns(clauses: Sequence[tuple[str, Sequence[ast.Expr | None]]], scope: Scope,
-                  skip: Callable[[str, ast.ColumnRef], bool] = lambda clause, ref: False) -> None:
+def check_columns(
+    clauses: Sequence[tuple[str, Sequence[ast.Expr | None]]],
+    scope: Scope,
+    skip: Callable[[str, ast.ColumnRef], bool] = lambda clause, ref: False,
+) -> None:
     """ksqlDB resolves every column reference, clause by clause, before it analyses the query: the first
     unknown one is reported as unknown, with its position, before any type or grouping error. `skip`
     leaves references to the later checks that know them (window bounds, synthetic join keys, ...)."""
@@ -155,12 +160,14 @@ def check_qualifiers(q: ast.Query, names: set[str]) -> None:
     for item in q.select:
         if item.star_source is not None and item.star_source not in names:
             raise KsqlStatementError(
-                f"Failed to prepare statement: '{item.star_source}' is not a valid stream/table name or alias.")
+                f"Failed to prepare statement: '{item.star_source}' is not a valid stream/table name or alias."
+            )
     for e in exprs:
         for ref in _free_columns(e) if e is not None else []:
             if ref.source is not None and ref.source not in names:
                 raise KsqlStatementError(
-                    f"Failed to prepare statement: '{ref.source}' is not a valid stream/table name or alias.")
+                    f"Failed to prepare statement: '{ref.source}' is not a valid stream/table name or alias."
+                )
 
 
 def _check_columns(q: ast.Query, scope: Scope, windowed: bool) -> None:
@@ -171,8 +178,16 @@ def _check_columns(q: ast.Query, scope: Scope, windowed: bool) -> None:
     def skip(_: str, ref: ast.ColumnRef) -> bool:
         return ref.name in bounds or (ref.source is not None and ref.source not in scope.source_names)
 
-    check_columns([("WHERE", [q.where]), ("GROUP BY", q.group_by), ("HAVING", [q.having]),
-                   ("SELECT", [item.expr for item in q.select])], scope, skip)
+    check_columns(
+        [
+            ("WHERE", [q.where]),
+            ("GROUP BY", q.group_by),
+            ("HAVING", [q.having]),
+            ("SELECT", [item.expr for item in q.select]),
+        ],
+        scope,
+        skip,
+    )
 
 
 def _and_list(names: list[str]) -> str:
@@ -218,14 +233,24 @@ class AggregatePlan:
         start = 0 if self.where_index is None else 1
         return slice(start, start + len(self.group_types))
 
-    def build(self, query_id: str, sink: DataSource, key_in: Serde, value_in: Serde, key_out: Serde,
-              value_out: Serde, plog: ProcessingLog, sql: str = "",
-              stores: StateStores | None = None) -> "AggregateQuery":
+    def build(
+        self,
+        query_id: str,
+        sink: DataSource,
+        key_in: Serde,
+        value_in: Serde,
+        key_out: Serde,
+        value_out: Serde,
+        plog: ProcessingLog,
+        sql: str = "",
+        stores: StateStores | None = None,
+    ) -> AggregateQuery:
         return AggregateQuery(query_id, self, sink, key_in, value_in, key_out, value_out, plog, sql, stores)
 
 
-def plan_aggregate(q: ast.Query, metastore: MetaStore, sink_name: str | None,
-                   config: dict[str, Any] | None = None) -> AggregatePlan:
+def plan_aggregate(
+    q: ast.Query, metastore: MetaStore, sink_name: str | None, config: dict[str, Any] | None = None
+) -> AggregatePlan:
     """Analyse an aggregation (see the module docstring); raises ksqlDB's errors for invalid ones.
     `config`: the statement's properties (ksql.functions.collect_list.limit, ...)."""
     if q.joins:
@@ -239,12 +264,17 @@ def plan_aggregate(q: ast.Query, metastore: MetaStore, sink_name: str | None,
     source = metastore.require(q.source.name)
     if source.value_format.name == "KAFKA":
         raise KsqlStatementError(
-            f"Source(s) {source.name} are using the 'KAFKA' value format. This format does not yet support GROUP BY.")
+            f"Source(s) {source.name} are using the 'KAFKA' value format. This format does not yet support GROUP BY."
+        )
     if getattr(source, "window", None) is not None:
         raise UnsupportedError("aggregations over windowed sources")
     window = parse_window(q.window) if q.window else None
-    if window is not None and not q.group_by and q.having is None and not any(
-            item.expr is not None and contains_aggregate(item.expr) for item in q.select):
+    if (
+        window is not None
+        and not q.group_by
+        and q.having is None
+        and not any(item.expr is not None and contains_aggregate(item.expr) for item in q.select)
+    ):
         raise KsqlStatementError(f"{ast.at(q.window_loc)}WINDOW clause requires a GROUP BY clause.")
     if window is not None and source.kind == "TABLE":
         raise UnsupportedError("windowed aggregations over tables")
@@ -281,12 +311,13 @@ def plan_aggregate(q: ast.Query, metastore: MetaStore, sink_name: str | None,
         found = _find_aggregates(g)
         if found:
             raise KsqlStatementError(
-                f"GROUP BY does not support aggregate functions: {found[0].name.upper()} is an aggregate function.")
+                f"GROUP BY does not support aggregate functions: {found[0].name.upper()} is an aggregate function."
+            )
     for i, g in enumerate(group_by):
         if g in group_by[:i]:
             raise KsqlStatementError(f"Duplicate GROUP BY expression: {format_expr(_qualified(g, source.name))}")
     group_compiled = [Compiler(scope, "GROUP BY", errors).compile(g) for g in group_by]
-    for g, c in zip(group_by, group_compiled):
+    for c in group_compiled:
         if isinstance(c.type, NullType):
             raise KsqlStatementError("Can't infer a type of null in GROUP BY.")
 
@@ -312,19 +343,25 @@ def plan_aggregate(q: ast.Query, metastore: MetaStore, sink_name: str | None,
             if isinstance(x, ast.FunctionCall) and is_aggregate(x.name):
                 return ast.ColumnRef(agg_names[calls.index(plain)])
             return None
+
         return _rewrite(e, fn)
 
     window_names = set(WINDOW_COLUMNS) if window is not None else set()
 
     def unresolved(e: ast.Expr) -> list[ast.ColumnRef]:
-        return [c for c in _free_columns(to_agg_row(e)) if not c.name.startswith("\0")
-                and not (c.name in window_names and c.source in (None, source.name, q.source.alias))]
+        return [
+            c
+            for c in _free_columns(to_agg_row(e))
+            if not c.name.startswith("\0")
+            and not (c.name in window_names and c.source in (None, source.name, q.source.alias))
+        ]
 
     bad = [format_expr(_unqualified(e)) for e, _ in items if unresolved(e)]
     if bad:
         raise KsqlStatementError(
             f"Non-aggregate SELECT expression(s) not part of GROUP BY: {', '.join(bad)}\n"
-            "Either add the column(s) to the GROUP BY or remove them from the SELECT.")
+            "Either add the column(s) to the GROUP BY or remove them from the SELECT."
+        )
     if having_expr is not None:
         cols = []
         for c in unresolved(having_expr):
@@ -336,7 +373,8 @@ def plan_aggregate(q: ast.Query, metastore: MetaStore, sink_name: str | None,
         kind = "CREATE TABLE AS SELECT" if sink_name is not None else "SELECT"
         raise KsqlStatementError(
             f"{kind} statement does not support aggregate function [{', '.join(format_expr(c) for c in calls)}] "
-            "without a GROUP BY clause.")
+            "without a GROUP BY clause."
+        )
 
     # ---- resolve the aggregate functions; their arguments are computed before aggregation
     where_index = 0 if (q.where is not None and source.kind == "TABLE") else None
@@ -361,12 +399,13 @@ def plan_aggregate(q: ast.Query, metastore: MetaStore, sink_name: str | None,
         if not_for_tables:
             raise KsqlStatementError(
                 f"The aggregation function{'s' if len(not_for_tables) > 1 else ''} {_and_list(not_for_tables)} "
-                f"cannot be applied to a table source, only to a stream source.")
-    if source.value_format.name == "DELIMITED" and any(
-            _complex(a.function.intermediate) for a in aggregates):
+                f"cannot be applied to a table source, only to a stream source."
+            )
+    if source.value_format.name == "DELIMITED" and any(_complex(a.function.intermediate) for a in aggregates):
         raise KsqlStatementError(
             "One of the functions used in the statement has an intermediate type that the value format can not "
-            "handle. Please remove the function or change the format.")
+            "handle. Please remove the function or change the format."
+        )
 
     agg_columns = [(n, c.type) for n, c in zip(gb_names, group_compiled)]
     agg_columns += [(n, a.function.return_type) for n, a in zip(agg_names, aggregates)]
@@ -403,7 +442,8 @@ def plan_aggregate(q: ast.Query, metastore: MetaStore, sink_name: str | None,
         elif len(matches) > 1:
             raise KsqlStatementError(
                 "The projection contains a key column more than once: "
-                f"{' and '.join(f'`{named[i][0]}`' for i in matches)}.")
+                f"{' and '.join(f'`{named[i][0]}`' for i in matches)}."
+            )
         else:
             key_positions.append(matches[0])
             key_groups.append(gi)
@@ -411,7 +451,8 @@ def plan_aggregate(q: ast.Query, metastore: MetaStore, sink_name: str | None,
         many = len(missing) > 1
         raise KsqlStatementError(
             f"The query used to build `{sink_name}` must include the grouping expression{'s' if many else ''} "
-            f"{_and_list(missing)} in its projection (eg, SELECT {', '.join(missing)}...).")
+            f"{_and_list(missing)} in its projection (eg, SELECT {', '.join(missing)}...)."
+        )
 
     key_cols = [Column(named[i][0], group_compiled[gi].type, key=True) for gi, i in zip(key_groups, key_positions)]
     value_cols: list[Column] = []
@@ -424,7 +465,8 @@ def plan_aggregate(q: ast.Query, metastore: MetaStore, sink_name: str | None,
         c = compiler.compile(to_agg_row(e))
         if isinstance(c.type, NullType):
             raise KsqlStatementError(
-                "Can't infer a type of null. Please explicitly cast it to a required type, e.g. CAST(null AS VARCHAR).")
+                "Can't infer a type of null. Please explicitly cast it to a required type, e.g. CAST(null AS VARCHAR)."
+            )
         value_cols.append(Column(name, c.type))
         value_exprs.append(c)
         value_texts.append(format_expr(_unqualified(e)))
@@ -434,7 +476,8 @@ def plan_aggregate(q: ast.Query, metastore: MetaStore, sink_name: str | None,
         for col in value_cols:
             if col.name in RESERVED or col.name in WINDOW_COLUMNS:
                 raise KsqlStatementError(
-                    f"Reserved column name in select: `{col.name}`. Please remove or alias the column.")
+                    f"Reserved column name in select: `{col.name}`. Please remove or alias the column."
+                )
     key_names = {c.name for c in key_cols}
     seen: set[str] = set()
     for col in value_cols:
@@ -443,8 +486,11 @@ def plan_aggregate(q: ast.Query, metastore: MetaStore, sink_name: str | None,
         if col.name in seen:
             raise KsqlStatementError(f"The projection contains the column `{col.name}` more than once.")
         seen.add(col.name)
-    having = Compiler(agg_scope, "HAVING", post_errors).compile_predicate(to_agg_row(having_expr)) \
-        if having_expr is not None else None
+    having = (
+        Compiler(agg_scope, "HAVING", post_errors).compile_predicate(to_agg_row(having_expr))
+        if having_expr is not None
+        else None
+    )
 
     # ---- the pre-aggregation projection run by the Pipeline
     pre_exprs: list[Compiled] = []
@@ -459,11 +505,11 @@ def plan_aggregate(q: ast.Query, metastore: MetaStore, sink_name: str | None,
             where = predicate
     pre_exprs += group_compiled + arg_exprs
     pre_texts += [format_expr(g) for g in group_by] + arg_texts
-    key_exprs = [Compiler(scope).compile(ast.ColumnRef(c.name)) for c in schema.key] \
-        if source.kind == "TABLE" else []
+    key_exprs = [Compiler(scope).compile(ast.ColumnRef(c.name)) for c in schema.key] if source.kind == "TABLE" else []
     pre_schema = LogicalSchema((), tuple(Column(f"\0PRE{i}", c.type) for i, c in enumerate(pre_exprs)))
-    pre = ProjectionPlan(source, pre_schema, where, key_exprs, pre_exprs, pre_texts, None, errors, False,
-                         [False] * len(key_exprs))
+    pre = ProjectionPlan(
+        source, pre_schema, where, key_exprs, pre_exprs, pre_texts, None, errors, False, [False] * len(key_exprs)
+    )
     push_columns: list[tuple[str, SqlType, int]] = []
     value_positions = [i for i in range(len(named)) if i not in key_positions]
     for i in range(len(named)):
@@ -474,10 +520,22 @@ def plan_aggregate(q: ast.Query, metastore: MetaStore, sink_name: str | None,
             v = value_positions.index(i)
             push_columns.append((value_cols[v].name, value_cols[v].type, len(group_by) + v))
     return AggregatePlan(
-        source, LogicalSchema(tuple(key_cols), tuple(value_cols)), pre, where_index,
-        [c.type for c in group_compiled], aggregates, having, value_exprs, value_texts, window, emit_final,
-        q.limit, post_errors, query_sql=_query_sql(q, source.name, [name for name, _ in named]),
-        push_columns=push_columns)
+        source,
+        LogicalSchema(tuple(key_cols), tuple(value_cols)),
+        pre,
+        where_index,
+        [c.type for c in group_compiled],
+        aggregates,
+        having,
+        value_exprs,
+        value_texts,
+        window,
+        emit_final,
+        q.limit,
+        post_errors,
+        query_sql=_query_sql(q, source.name, [name for name, _ in named]),
+        push_columns=push_columns,
+    )
 
 
 def _query_sql(q: ast.Query, source: str, names: list[str]) -> str:
@@ -486,11 +544,14 @@ def _query_sql(q: ast.Query, source: str, names: list[str]) -> str:
     written: list[ast.Expr] = []
     for item in q.select:
         if item.expr is None:
-            written += [ast.ColumnRef(n) for n in names[len(written):len(written) + 1]]
+            written += [ast.ColumnRef(n) for n in names[len(written) : len(written) + 1]]
         else:
             written.append(item.expr)
-    lines = ["SELECT", ",\n".join(f"  {format_expr(_qualified(e, alias))} {quote_ident(n)}"
-                                   for e, n in zip(written, names)), f"FROM {quote_ident(source)} {quote_ident(alias)}"]
+    lines = [
+        "SELECT",
+        ",\n".join(f"  {format_expr(_qualified(e, alias))} {quote_ident(n)}" for e, n in zip(written, names)),
+        f"FROM {quote_ident(source)} {quote_ident(alias)}",
+    ]
     if q.window:
         lines.append(f"WINDOW {q.window}")
     if q.where is not None:
@@ -515,21 +576,28 @@ def _check_functions_exist(exprs: list[ast.Expr]) -> None:
     from .functions import REGISTRY
 
     def visit(e: ast.Expr) -> None:
-        if isinstance(e, ast.FunctionCall) and not is_aggregate(e.name) and e.name.upper() not in REGISTRY \
-                and e.name.upper() not in ("TRANSFORM", "FILTER", "REDUCE"):
+        if (
+            isinstance(e, ast.FunctionCall)
+            and not is_aggregate(e.name)
+            and e.name.upper() not in REGISTRY
+            and e.name.upper() not in ("TRANSFORM", "FILTER", "REDUCE")
+        ):
             raise KsqlStatementError(f"Can't find any functions with the name '{e.name.upper()}'")
         for c in _children(e):
             visit(c)
+
     for e in exprs:
         visit(e)
 
 
 def _star_args(e: ast.Expr) -> ast.Expr:
     """`COUNT(*)` and `COUNT()` aggregate ROWTIME, as ksqlDB documents for every aggregate function."""
+
     def fn(x: ast.Expr) -> ast.Expr | None:
         if isinstance(x, ast.FunctionCall) and is_aggregate(x.name) and (x.star or not x.args):
             return ast.FunctionCall(x.name, (ast.ColumnRef("ROWTIME"),))
         return None
+
     return _rewrite(e, fn)
 
 
@@ -538,7 +606,8 @@ def _literal_value(call: ast.FunctionCall, e: ast.Expr) -> Any:
         return e.value
     raise KsqlStatementError(
         f"Parameter {format_expr(e)} of {call.name.upper()} must be a literal: only the first argument of an "
-        "aggregate function may reference columns.")
+        "aggregate function may reference columns."
+    )
 
 
 def _complex(t: SqlType) -> bool:
@@ -636,8 +705,10 @@ class Aggregator:
         group = tuple(values[self.group_slice])
         for i, v in enumerate(group):
             if v is None:
-                self.on_error("GROUP BY", f"Group-by column with index {i} resolved to null. "
-                                          "The source row will be excluded from the table.")
+                self.on_error(
+                    "GROUP BY",
+                    f"Group-by column with index {i} resolved to null. The source row will be excluded from the table.",
+                )
                 return None
         return group
 
@@ -688,8 +759,9 @@ class Aggregator:
         row = change.keys + [a.result(s) for a, s in zip(self.aggs, change.states)]
         return self._project(row + list(change.window) if change.window is not None else row)
 
-    def _changed(self, group: tuple, window: tuple[int, int] | None, states: list, ts: int,
-                 passed_before: bool) -> tuple[list[Change], bool]:
+    def _changed(
+        self, group: tuple, window: tuple[int, int] | None, states: list, ts: int, passed_before: bool
+    ) -> tuple[list[Change], bool]:
         if self.lazy:  # (no HAVING: every row passes)
             return [Change(list(group), window, None, ts, states)], True
         values, passed = self._output(group, window, states)
@@ -832,9 +904,19 @@ class AggregateQuery:
     """A persistent aggregation: `process(records) -> records` like `PersistentQuery`, with its state in
     `stores` (in memory unless the runtime hands in durable ones)."""
 
-    def __init__(self, query_id: str, plan: AggregatePlan, sink: DataSource, key_in: Serde, value_in: Serde,
-                 key_out: Serde, value_out: Serde, plog: ProcessingLog, sql: str = "",
-                 stores: StateStores | None = None) -> None:
+    def __init__(
+        self,
+        query_id: str,
+        plan: AggregatePlan,
+        sink: DataSource,
+        key_in: Serde,
+        value_in: Serde,
+        key_out: Serde,
+        value_out: Serde,
+        plog: ProcessingLog,
+        sql: str = "",
+        stores: StateStores | None = None,
+    ) -> None:
         self.id = query_id
         self.plan = plan
         self.source = plan.source
@@ -961,15 +1043,14 @@ class ColumnarInput:
         self.handed_back = 0  # records read row by row instead (counted for tests and curious operators)
 
     @staticmethod
-    def compile(query: AggregateQuery) -> "ColumnarInput | None":
+    def compile(query: AggregateQuery) -> ColumnarInput | None:
         from .vectorized import ColumnReader
 
         plan = query.plan.pre
         source = plan.source
         slots = [c.column_index for c in plan.value_exprs]
         n_keys = len(source.schema.key)
-        if source.kind != "STREAM" or plan.where is not None or any(
-                i is None or (0 < i < 3 + n_keys) for i in slots):
+        if source.kind != "STREAM" or plan.where is not None or any(i is None or (0 < i < 3 + n_keys) for i in slots):
             return None  # a table, a WHERE, an expression, or ROWPARTITION, ROWOFFSET or a key column
         reader = ColumnReader.of(source, query.pipeline.key_in, query.pipeline.value_in)
         return ColumnarInput(query, reader, slots) if reader is not None else None
@@ -980,8 +1061,14 @@ class ColumnarInput:
         first_value = 3 + self.reader.n_keys
         columns = [rowtime.tolist() if slot == 0 else values[slot - first_value].to_pylist() for slot in self.slots]
         times = rowtime.tolist()
-        topic, keys, raw, stamps, partitions, offsets = (batch.topic, batch.keys, batch.values, batch.timestamps,
-                                                         batch.partitions, batch.offsets)
+        topic, keys, raw, stamps, partitions, offsets = (
+            batch.topic,
+            batch.keys,
+            batch.values,
+            batch.timestamps,
+            batch.partitions,
+            batch.offsets,
+        )
         pipeline = self.query.pipeline
         out: list[tuple[Record, list, Any, int]] = []
         for i, (row, ts, is_bad) in enumerate(zip(zip(*columns), times, bad.tolist())):
@@ -1027,10 +1114,18 @@ class AggregateTransientQuery(PushRows):
     table, every update (as ksqlDB with no record cache), in projection order, up to LIMIT. Its state lives
     in memory, for as long as the query. `query`: an aggregation built elsewhere (GROUP BY over a join)."""
 
-    def __init__(self, query_id: str, plan: AggregatePlan, key_in: Serde | None, value_in: Serde | None,
-                 plog: ProcessingLog, query: AggregateQuery | None = None) -> None:
-        super().__init__([(name, t) for name, t, _ in plan.push_columns], [i for _, _, i in plan.push_columns],
-                         plan.limit)
+    def __init__(
+        self,
+        query_id: str,
+        plan: AggregatePlan,
+        key_in: Serde | None,
+        value_in: Serde | None,
+        plog: ProcessingLog,
+        query: AggregateQuery | None = None,
+    ) -> None:
+        super().__init__(
+            [(name, t) for name, t, _ in plan.push_columns], [i for _, _, i in plan.push_columns], plan.limit
+        )
         self.id = query_id
         self.plan = plan
         self.key_in, self.value_in = key_in, value_in
@@ -1041,8 +1136,11 @@ class AggregateTransientQuery(PushRows):
         self.source_topics: list[str] = getattr(query, "source_topics", None) or [plan.source.topic]
         # value columns that are the window bounds (a tombstone keeps them: they are part of its key)
         first_bound = len(plan.group_types) + len(plan.aggregates)
-        self._bounds = {j: c.column_index - first_bound for j, c in enumerate(plan.value_exprs)
-                        if plan.window is not None and c.column_index in (first_bound, first_bound + 1)}
+        self._bounds = {
+            j: c.column_index - first_bound
+            for j, c in enumerate(plan.value_exprs)
+            if plan.window is not None and c.column_index in (first_bound, first_bound + 1)
+        }
 
     def changelog(self, records: list[Record]) -> list[tuple[list[Any], bool]]:
         """(row, tombstone) per change a batch causes: a row that stops passing HAVING is a tombstone, its

@@ -18,8 +18,8 @@ import click
 import httpx
 from rich.table import Table
 
-from stack.config import Addresses
-from stack.terminal import make_console
+from fraudstream.config import Addresses
+from fraudstream.terminal import make_console
 
 from . import ast
 from .errors import KsqlError
@@ -46,8 +46,11 @@ class KsqlRest:
 
     def ksql(self, sql: str, properties: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         try:
-            response = self.http.post(f"{self.url}/ksql", json={"ksql": sql, "streamsProperties": properties or {}},
-                                      headers={"Accept": "application/vnd.ksql.v1+json"})
+            response = self.http.post(
+                f"{self.url}/ksql",
+                json={"ksql": sql, "streamsProperties": properties or {}},
+                headers={"Accept": "application/vnd.ksql.v1+json"},
+            )
         except httpx.HTTPError as e:
             raise click.ClickException(f"cannot reach ksqlDB at {self.url}: {e}") from None
         body = response.json() if response.content else []
@@ -134,8 +137,11 @@ def _apply_one(client: KsqlRest, stmt: ast.Statement, props: dict[str, Any], rep
             outcome.status = "replaced"
         else:
             outcome.status = "changed"
-            outcome.detail = ("differs from the running statement; re-run with --replace" if stmt.query is not None
-                              else "differs from the existing source; drop it to change it")
+            outcome.detail = (
+                "differs from the running statement; re-run with --replace"
+                if stmt.query is not None
+                else "differs from the existing source; drop it to change it"
+            )
         return
     if isinstance(stmt, ast.InsertInto):
         queries = client.ksql("SHOW QUERIES;")[0].get("queries", [])
@@ -152,8 +158,13 @@ STATUS_STYLE = {"created": "green", "replaced": "yellow", "changed": "yellow", "
 
 
 def _url_option(f: Any) -> Any:
-    return click.option("--url", envvar="KSQLDB_URL", default=lambda: Addresses.from_env().ksqldb_url,
-                        show_default="KSQLDB_URL or http://127.0.0.1:8088", help="ksqlDB REST address")(f)
+    return click.option(
+        "--url",
+        envvar="KSQLDB_URL",
+        default=lambda: Addresses.from_env().ksqldb_url,
+        show_default="KSQLDB_URL or http://127.0.0.1:8088",
+        help="ksqlDB REST address",
+    )(f)
 
 
 @click.group("ksql", invoke_without_command=True)
@@ -264,22 +275,29 @@ def render(item: dict[str, Any]) -> Any:
         status = item.get("commandStatus", {})
         return f"{status.get('message', '')}" + (f" (query {status['queryId']})" if status.get("queryId") else "")
     if kind == "streams":
-        return _table(["Stream Name", "Kafka Topic", "Key Format", "Value Format"],
-                      [[s["name"], s["topic"], s["keyFormat"], s["valueFormat"]] for s in item["streams"]])
+        return _table(
+            ["Stream Name", "Kafka Topic", "Key Format", "Value Format"],
+            [[s["name"], s["topic"], s["keyFormat"], s["valueFormat"]] for s in item["streams"]],
+        )
     if kind == "tables":
         return _table(["Table Name", "Kafka Topic"], [[t["name"], t["topic"]] for t in item["tables"]])
     if kind == "kafka_topics":
         return _table(["Kafka Topic", "Partitions"], [[t["name"], str(len(t["replicaInfo"]))] for t in item["topics"]])
     if kind == "queries":
-        return _table(["Query ID", "Status", "Sink Name", "Query String"],
-                      [[q["id"], q["state"], ",".join(q["sinks"]), q["queryString"]] for q in item["queries"]])
+        return _table(
+            ["Query ID", "Status", "Sink Name", "Query String"],
+            [[q["id"], q["state"], ",".join(q["sinks"]), q["queryString"]] for q in item["queries"]],
+        )
     if kind == "properties":
         return _table(["Property", "Value"], [[p["name"], str(p["value"])] for p in item["properties"]])
     if kind == "sourceDescription":
         d = item["sourceDescription"]
         rows = [[f["name"], f["schema"]["type"] + (" (key)" if f.get("type") == "KEY" else "")] for f in d["fields"]]
-        return _table(["Field", "Type"], rows, title=f"{d['type']} {d['name']} (topic {d['topic']}, "
-                                                      f"{d['keyFormat']}/{d['valueFormat']})")
+        return _table(
+            ["Field", "Type"],
+            rows,
+            title=f"{d['type']} {d['name']} (topic {d['topic']}, {d['keyFormat']}/{d['valueFormat']})",
+        )
     return json.dumps(item, indent=2)
 
 

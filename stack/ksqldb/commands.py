@@ -15,11 +15,12 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
-from stack.kafka import end_offsets, producer_config
+from fraudstream.kafka import end_offsets, producer_config
 
 from .kafka_runtime import KafkaRuntime
 
 log = logging.getLogger(__name__)
+
 
 def command_topic(service_id: str) -> str:
     """`_confluent-ksql-default__command_topic` for ksqlDB's default service id `default_`."""
@@ -34,8 +35,9 @@ class Command:
     offset: int = -1
 
     def to_json(self) -> bytes:
-        return json.dumps({"statement": self.statement, "streamsProperties": self.properties,
-                           "queryId": self.query_id}).encode()
+        return json.dumps(
+            {"statement": self.statement, "streamsProperties": self.properties, "queryId": self.query_id}
+        ).encode()
 
     @classmethod
     def from_json(cls, data: bytes, offset: int) -> Command:
@@ -56,15 +58,17 @@ class CommandLog:
         end = end_offsets(self.bootstrap, self.topic).get(0, 0)
         commands: list[Command] = []
         if end > 0:
-            consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": "_ksql-command-replay",
-                                 "enable.auto.commit": False})
+            consumer = Consumer(
+                {"bootstrap.servers": self.bootstrap, "group.id": "_ksql-command-replay", "enable.auto.commit": False}
+            )
             try:
                 consumer.assign([TopicPartition(self.topic, 0, 0)])
                 while len(commands) < end:
                     message = consumer.poll(timeout)
                     if message is None:
-                        raise TimeoutError(f"command topic: no record within {timeout} s "
-                                           f"({len(commands)} of {end} read)")
+                        raise TimeoutError(
+                            f"command topic: no record within {timeout} s ({len(commands)} of {end} read)"
+                        )
                     if message.error() is not None:
                         if message.error().code() == KafkaError._PARTITION_EOF:
                             continue

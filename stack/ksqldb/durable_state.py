@@ -36,13 +36,14 @@ import json
 import logging
 import sqlite3
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
-from stack.kafka import admin_client, end_offsets, producer_config
+from fraudstream.kafka import admin_client, end_offsets, producer_config
 
 from .state import InMemoryKeyValueStore, InMemoryWindowStore, Key, _hashable, decode, encode
 
@@ -71,17 +72,26 @@ class Checkpoint:
     positions: Positions | None
 
     def encode(self) -> bytes:
-        positions = None if self.positions is None else {
-            t: {str(p): o for p, o in sorted(parts.items())} for t, parts in sorted(self.positions.items())}
-        return json.dumps({"epoch": self.epoch, "commit": self.commit, "positions": positions},
-                          separators=(",", ":")).encode()
+        positions = (
+            None
+            if self.positions is None
+            else {t: {str(p): o for p, o in sorted(parts.items())} for t, parts in sorted(self.positions.items())}
+        )
+        return json.dumps(
+            {"epoch": self.epoch, "commit": self.commit, "positions": positions}, separators=(",", ":")
+        ).encode()
 
     @classmethod
     def decode(cls, data: bytes | str) -> Checkpoint:
         raw = json.loads(data)
         positions = raw.get("positions")
-        return cls(str(raw["epoch"]), int(raw["commit"]), None if positions is None else {
-            t: {int(p): int(o) for p, o in parts.items()} for t, parts in positions.items()})
+        return cls(
+            str(raw["epoch"]),
+            int(raw["commit"]),
+            None
+            if positions is None
+            else {t: {int(p): int(o) for p, o in parts.items()} for t, parts in positions.items()},
+        )
 
 
 # ---------------------------------------------------------------- in-memory stores that remember changes
@@ -186,12 +196,19 @@ class StateFile:
         return None if row is None else decode(row[0])
 
     def window_get(self, store: str, key: Key, start: int, end: int) -> Any | None:
-        row = self.db.execute("SELECT value FROM windows WHERE store = ? AND key = ? AND wstart = ? AND wend = ?",
-                              (store, encode(key), start, end)).fetchone()
+        row = self.db.execute(
+            "SELECT value FROM windows WHERE store = ? AND key = ? AND wstart = ? AND wend = ?",
+            (store, encode(key), start, end),
+        ).fetchone()
         return None if row is None else decode(row[0])
 
-    def write(self, checkpoint: Checkpoint, kv: list[tuple[str, bytes, bytes | None]],
-              windows: list[tuple[str, bytes, int, int, bytes | None]], replace: bool = False) -> None:
+    def write(
+        self,
+        checkpoint: Checkpoint,
+        kv: list[tuple[str, bytes, bytes | None]],
+        windows: list[tuple[str, bytes, int, int, bytes | None]],
+        replace: bool = False,
+    ) -> None:
         """One transaction: the changed entries (value None deletes) and the checkpoint; `replace` empties
         the file first (a rebuild)."""
         db = self.db
@@ -200,13 +217,18 @@ class StateFile:
             if replace:
                 db.execute("DELETE FROM kv")
                 db.execute("DELETE FROM windows")
-            db.executemany("INSERT OR REPLACE INTO kv (store, key, value) VALUES (?, ?, ?)",
-                           [e for e in kv if e[2] is not None])
+            db.executemany(
+                "INSERT OR REPLACE INTO kv (store, key, value) VALUES (?, ?, ?)", [e for e in kv if e[2] is not None]
+            )
             db.executemany("DELETE FROM kv WHERE store = ? AND key = ?", [e[:2] for e in kv if e[2] is None])
-            db.executemany("INSERT OR REPLACE INTO windows (store, key, wstart, wend, value) VALUES (?, ?, ?, ?, ?)",
-                           [e for e in windows if e[4] is not None])
-            db.executemany("DELETE FROM windows WHERE store = ? AND key = ? AND wstart = ? AND wend = ?",
-                           [e[:4] for e in windows if e[4] is None])
+            db.executemany(
+                "INSERT OR REPLACE INTO windows (store, key, wstart, wend, value) VALUES (?, ?, ?, ?, ?)",
+                [e for e in windows if e[4] is not None],
+            )
+            db.executemany(
+                "DELETE FROM windows WHERE store = ? AND key = ? AND wstart = ? AND wend = ?",
+                [e[:4] for e in windows if e[4] is None],
+            )
             db.execute("INSERT OR REPLACE INTO checkpoint (id, body) VALUES (0, ?)", (checkpoint.encode().decode(),))
             db.execute("COMMIT")
         except BaseException:
@@ -248,11 +270,14 @@ class StateReader:
     def windows(self, store: str, key: Key | None = None) -> list[tuple[Key, int, int, Any]]:
         """Every window of `key` (of every key when None), ordered by key then window start."""
         if key is None:
-            rows = self._rows("SELECT key, wstart, wend, value FROM windows WHERE store = ? ORDER BY key, wstart, wend",
-                              (store,))
+            rows = self._rows(
+                "SELECT key, wstart, wend, value FROM windows WHERE store = ? ORDER BY key, wstart, wend", (store,)
+            )
         else:
-            rows = self._rows("SELECT key, wstart, wend, value FROM windows WHERE store = ? AND key = ? "
-                              "ORDER BY wstart, wend", (store, encode(key)))
+            rows = self._rows(
+                "SELECT key, wstart, wend, value FROM windows WHERE store = ? AND key = ? ORDER BY wstart, wend",
+                (store, encode(key)),
+            )
         return [(decode(k), s, e, decode(v)) for k, s, e, v in rows]
 
 
@@ -264,8 +289,9 @@ def _entry_key(key: Key, window: tuple[int, int] | None) -> bytes:
 class Changelog:
     """The changelog topics of one query's stores (one partition each, compacted, created explicitly)."""
 
-    def __init__(self, bootstrap: str, query_group: str,
-                 create_topic: Callable[[str, int, dict[str, str]], None]) -> None:
+    def __init__(
+        self, bootstrap: str, query_group: str, create_topic: Callable[[str, int, dict[str, str]], None]
+    ) -> None:
         self.bootstrap = bootstrap
         self.group = query_group
         self.create_topic = create_topic
@@ -296,8 +322,11 @@ class Changelog:
 
     def _produce(self, topic: str, key: bytes, value: bytes | None, headers: list | None = None) -> None:
         if self._producer is None:
-            self._producer = Producer(producer_config(self.bootstrap, linger_ms=5, batch_num_messages=10_000,
-                                                      queue_buffering_max_messages=1_000_000))
+            self._producer = Producer(
+                producer_config(
+                    self.bootstrap, linger_ms=5, batch_num_messages=10_000, queue_buffering_max_messages=1_000_000
+                )
+            )
         while True:
             try:
                 self._producer.produce(topic, value, key, headers=headers, on_delivery=self._delivered)
@@ -313,8 +342,9 @@ class Changelog:
             self._failures.clear()
             raise KafkaException(failure)
 
-    def write(self, checkpoint: Checkpoint, entries: dict[str, list[tuple[bytes, bytes | None]]],
-              stores: list[str]) -> None:
+    def write(
+        self, checkpoint: Checkpoint, entries: dict[str, list[tuple[bytes, bytes | None]]], stores: list[str]
+    ) -> None:
         """Every changed entry, acknowledged, then the checkpoint to every store's changelog, acknowledged."""
         headers = [(COMMIT_HEADER, str(checkpoint.commit).encode())]
         self._failures.clear()
@@ -359,7 +389,7 @@ class Changelog:
         tails: dict[str, list[bytes]] = {}
         checkpoints: list[Checkpoint] = []
         for topic in self.existing():
-            store = topic[len(self.group) + 1:-len("-changelog")]
+            store = topic[len(self.group) + 1 : -len("-changelog")]
             records = pending.setdefault(store, [])
             tail: list[bytes] = []
             for m in read_window(self.bootstrap, topic, {0: 0}):
@@ -462,8 +492,12 @@ class DurableStateStores:
         fresh = Checkpoint(uuid.uuid4().hex, 0, None)
         if remote is None and not tail:
             if local is not None:
-                log.warning("state %s: %s is at commit %d but no changelog has a checkpoint: starting empty",
-                            self.path.stem, self.path, local.commit)
+                log.warning(
+                    "state %s: %s is at commit %d but no changelog has a checkpoint: starting empty",
+                    self.path.stem,
+                    self.path,
+                    local.commit,
+                )
                 self._open_file().write(fresh, [], [], replace=True)
             return fresh
         assert self.changelog is not None
@@ -486,8 +520,13 @@ class DurableStateStores:
         checkpoint = checkpoint or fresh
         self._open_file().write(checkpoint, kv_rows, window_rows, replace=True)
         self._load_file()
-        log.info("state %s: rebuilt from its changelogs at commit %d (%d entries, %d to repair)", self.path.stem,
-                 checkpoint.commit, len(kv_rows) + len(window_rows), sum(len(k) for k in self._repair.values()))
+        log.info(
+            "state %s: rebuilt from its changelogs at commit %d (%d entries, %d to repair)",
+            self.path.stem,
+            checkpoint.commit,
+            len(kv_rows) + len(window_rows),
+            sum(len(k) for k in self._repair.values()),
+        )
         return checkpoint
 
     def _load_file(self) -> None:

@@ -14,16 +14,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import ast
+from . import values as V
 from .errors import EvalError, KsqlError, KsqlStatementError, UnsupportedError
 from .executor import InMemoryRuntime, PersistentQuery, ProcessingLog, Record, Runtime, TransientQuery
 from .expressions import Compiler, Scope
 from .formats import FormatInfo, SchemaRegistry, check_format_name, make_serde, validate
 from .formats.delimited import parse_delimiter
-from .metastore import RESERVED, Column, DataSource, LogicalSchema, MetaStore
 from .joins import JoinPlan
+from .metastore import RESERVED, Column, DataSource, LogicalSchema, MetaStore
 from .parser import parse
 from .planner import ProjectionPlan, plan_query
-from . import values as V
 from .types import BYTES, STRING, ArrayType, DecimalType, StructType, can_implicitly_cast
 from .windows import WindowedKeySerde, parse_window_source, with_window_bounds
 
@@ -38,17 +38,35 @@ DEFAULT_CONFIG: dict[str, Any] = {
 }
 
 _KNOWN_PROPS = {
-    "KAFKA_TOPIC", "VALUE_FORMAT", "KEY_FORMAT", "FORMAT", "PARTITIONS", "REPLICAS", "TIMESTAMP",
-    "TIMESTAMP_FORMAT", "VALUE_DELIMITER", "KEY_DELIMITER", "WRAP_SINGLE_VALUE", "VALUE_AVRO_SCHEMA_FULL_NAME",
-    "KEY_AVRO_SCHEMA_FULL_NAME", "VALUE_SCHEMA_ID", "RETENTION_MS", "CLEANUP_POLICY", "WINDOW_TYPE", "WINDOW_SIZE",
+    "KAFKA_TOPIC",
+    "VALUE_FORMAT",
+    "KEY_FORMAT",
+    "FORMAT",
+    "PARTITIONS",
+    "REPLICAS",
+    "TIMESTAMP",
+    "TIMESTAMP_FORMAT",
+    "VALUE_DELIMITER",
+    "KEY_DELIMITER",
+    "WRAP_SINGLE_VALUE",
+    "VALUE_AVRO_SCHEMA_FULL_NAME",
+    "KEY_AVRO_SCHEMA_FULL_NAME",
+    "VALUE_SCHEMA_ID",
+    "RETENTION_MS",
+    "CLEANUP_POLICY",
+    "WINDOW_TYPE",
+    "WINDOW_SIZE",
 }
 
 
 #: Valid ksqlDB WITH properties this engine does not implement (refused loudly, never ignored).
 _UNSUPPORTED_PROPS = {
-    "KEY_SCHEMA_FULL_NAME": "schema full names for keys", "VALUE_SCHEMA_FULL_NAME": "schema full names",
-    "KEY_SCHEMA_ID": "key schema ids", "KEY_PROTOBUF_NULLABLE_REPRESENTATION": "PROTOBUF",
-    "VALUE_PROTOBUF_NULLABLE_REPRESENTATION": "PROTOBUF", "SOURCED_BY_CONNECTOR": "connector-sourced sources",
+    "KEY_SCHEMA_FULL_NAME": "schema full names for keys",
+    "VALUE_SCHEMA_FULL_NAME": "schema full names",
+    "KEY_SCHEMA_ID": "key schema ids",
+    "KEY_PROTOBUF_NULLABLE_REPRESENTATION": "PROTOBUF",
+    "VALUE_PROTOBUF_NULLABLE_REPRESENTATION": "PROTOBUF",
+    "SOURCED_BY_CONNECTOR": "connector-sourced sources",
 }
 
 
@@ -70,8 +88,9 @@ def _bool_prop(v: Any) -> bool:
 
 
 class Engine:
-    def __init__(self, registry: SchemaRegistry, runtime: Runtime | None = None,
-                 config: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, registry: SchemaRegistry, runtime: Runtime | None = None, config: dict[str, Any] | None = None
+    ) -> None:
         self.registry = registry
         self.runtime = runtime if runtime is not None else InMemoryRuntime()
         self.config = dict(DEFAULT_CONFIG)
@@ -97,19 +116,26 @@ class Engine:
         return handler(stmt, props)
 
     # ------------------------------------------------------------------ helpers
-    def _formats(self, stmt_props: dict[str, Any], props: dict[str, Any], inherit_key: FormatInfo | None,
-                 inherit_value: FormatInfo | None) -> tuple[FormatInfo, FormatInfo]:
+    def _formats(
+        self,
+        stmt_props: dict[str, Any],
+        props: dict[str, Any],
+        inherit_key: FormatInfo | None,
+        inherit_value: FormatInfo | None,
+    ) -> tuple[FormatInfo, FormatInfo]:
         fmt = stmt_props.get("FORMAT")
         key_fmt = stmt_props.get("KEY_FORMAT")
         value_fmt = stmt_props.get("VALUE_FORMAT")
         if fmt is not None and key_fmt is not None:
             raise KsqlStatementError(
                 "Cannot supply both 'KEY_FORMAT' and 'FORMAT' properties, as 'FORMAT' sets both key and value "
-                "formats. Either use just 'FORMAT', or use 'KEY_FORMAT' and 'VALUE_FORMAT'.")
+                "formats. Either use just 'FORMAT', or use 'KEY_FORMAT' and 'VALUE_FORMAT'."
+            )
         if fmt is not None and value_fmt is not None:
             raise KsqlStatementError(
                 "Cannot supply both 'VALUE_FORMAT' and 'FORMAT' properties, as 'FORMAT' sets both key and value "
-                "formats. Either use just 'FORMAT', or use 'KEY_FORMAT' and 'VALUE_FORMAT'.")
+                "formats. Either use just 'FORMAT', or use 'KEY_FORMAT' and 'VALUE_FORMAT'."
+            )
         if fmt is not None:
             key_fmt = value_fmt = fmt
         if value_fmt is None:
@@ -120,12 +146,16 @@ class Engine:
             else:
                 raise KsqlStatementError(
                     "Statement is missing the 'VALUE_FORMAT' property from the WITH clause. Either provide one or "
-                    "set a default via the 'ksql.persistence.default.format.value' config.")
+                    "set a default via the 'ksql.persistence.default.format.value' config."
+                )
         else:
             value_name = str(value_fmt)
         if key_fmt is None:
-            key_name = inherit_key.name if inherit_key is not None else str(
-                props.get("ksql.persistence.default.format.key") or "KAFKA")
+            key_name = (
+                inherit_key.name
+                if inherit_key is not None
+                else str(props.get("ksql.persistence.default.format.key") or "KAFKA")
+            )
         else:
             key_name = str(key_fmt)
         key_name = check_format_name(key_name)
@@ -154,8 +184,11 @@ class Engine:
         )
         key_delim = stmt_props.get("KEY_DELIMITER")
         key_full_name = stmt_props.get("KEY_AVRO_SCHEMA_FULL_NAME")
-        key = FormatInfo(key_name, delimiter=parse_delimiter(str(key_delim)) if key_delim is not None else None,
-                         full_schema_name=str(key_full_name).strip() if key_full_name is not None else None)
+        key = FormatInfo(
+            key_name,
+            delimiter=parse_delimiter(str(key_delim)) if key_delim is not None else None,
+            full_schema_name=str(key_full_name).strip() if key_full_name is not None else None,
+        )
         return key, value
 
     def _check_props(self, stmt_props: dict[str, Any]) -> None:
@@ -177,8 +210,14 @@ class Engine:
             key = WindowedKeySerde(key, source.window)
         return key, value
 
-    def _infer_columns(self, topic: str, key_fmt: FormatInfo, value_fmt: FormatInfo,
-                       elements: tuple[ast.TableElement, ...], kind: str = "STREAM") -> tuple[ast.TableElement, ...]:
+    def _infer_columns(
+        self,
+        topic: str,
+        key_fmt: FormatInfo,
+        value_fmt: FormatInfo,
+        elements: tuple[ast.TableElement, ...],
+        kind: str = "STREAM",
+    ) -> tuple[ast.TableElement, ...]:
         """Schema inference from the registry for AVRO sources created without (some) columns."""
         from .formats.avro import sql_type_of
 
@@ -213,12 +252,13 @@ class Engine:
         if stmt.or_replace and (stmt.is_source or (existing is not None and existing.is_source)):
             raise KsqlError(
                 f"Cannot add {stmt.kind.lower()} '{stmt.name}': CREATE OR REPLACE is not supported on source "
-                f"{stmt.kind.lower()}s.")
+                f"{stmt.kind.lower()}s."
+            )
         if existing is not None and stmt.if_not_exists:
             return Result("currentStatus", stmt.text, f"{stmt.kind.title()} {stmt.name} already exists")
         topic = stmt_props.get("KAFKA_TOPIC")
         if topic is None:
-            raise KsqlStatementError("Missing required property \"KAFKA_TOPIC\" for the stream or table.")
+            raise KsqlStatementError('Missing required property "KAFKA_TOPIC" for the stream or table.')
         topic = str(topic)
         key_fmt, value_fmt = self._formats(stmt_props, props, None, None)
         elements = stmt.elements or ()
@@ -237,22 +277,24 @@ class Engine:
                 raise KsqlStatementError(
                     f"{ast.at(el)}Column `{el.name}` is a 'KEY' column: please use 'PRIMARY KEY' for tables.\n"
                     "Tables have PRIMARY KEYs, which are unique and NON NULL.\n"
-                    "Streams have KEYs, which have no uniqueness or NON NULL constraints.")
+                    "Streams have KEYs, which have no uniqueness or NON NULL constraints."
+                )
             if el.constraint == "PRIMARY KEY" and stmt.kind == "STREAM":
                 raise KsqlStatementError(
                     f"{ast.at(el)}Column `{el.name}` is a 'PRIMARY KEY' column: please use 'KEY' for streams.\n"
                     "Tables have PRIMARY KEYs, which are unique and NON NULL.\n"
-                    "Streams have KEYs, which have no uniqueness or NON NULL constraints.")
+                    "Streams have KEYs, which have no uniqueness or NON NULL constraints."
+                )
             if el.constraint == "HEADERS":
                 if el.type != HEADERS_TYPE:
-                    raise KsqlStatementError(
-                        f"Invalid type for HEADERS column: expected {HEADERS_TYPE}, got {el.type}")
+                    raise KsqlStatementError(f"Invalid type for HEADERS column: expected {HEADERS_TYPE}, got {el.type}")
                 header_cols.append(Column(el.name, el.type, header="*"))
                 continue
             if el.constraint == "HEADER":
                 if el.type != BYTES:
                     raise KsqlStatementError(
-                        f"Invalid type for HEADER('{el.header_key}') column: expected BYTES, got {el.type}")
+                        f"Invalid type for HEADER('{el.header_key}') column: expected BYTES, got {el.type}"
+                    )
                 header_cols.append(Column(el.name, el.type, header=el.header_key))
                 continue
             is_key = el.constraint in ("KEY", "PRIMARY KEY")
@@ -260,7 +302,11 @@ class Engine:
         if stmt.kind == "TABLE" and not key_cols:
             raise KsqlStatementError("Tables require a PRIMARY KEY. Please define the PRIMARY KEY.")
         if not key_cols:
-            key_fmt = FormatInfo("NONE") if stmt_props.get("KEY_FORMAT") is None and stmt_props.get("FORMAT") is None else key_fmt
+            key_fmt = (
+                FormatInfo("NONE")
+                if stmt_props.get("KEY_FORMAT") is None and stmt_props.get("FORMAT") is None
+                else key_fmt
+            )
         validate(key_fmt, [(c.name, c.type) for c in key_cols], is_key=True)
         validate(value_fmt, [(c.name, c.type) for c in value_cols], is_key=False)
         window = None
@@ -274,16 +320,27 @@ class Engine:
             ts_col = str(ts_col).upper()
             ts_column = schema.find(ts_col)
             if ts_column is None:
-                raise KsqlStatementError(f"The TIMESTAMP column set in the WITH clause does not exist in the schema: '{ts_col}'")
+                raise KsqlStatementError(
+                    f"The TIMESTAMP column set in the WITH clause does not exist in the schema: '{ts_col}'"
+                )
             if ts_column.type.name not in ("BIGINT", "TIMESTAMP", "STRING"):
                 raise KsqlStatementError(
                     f"Timestamp column, `{ts_col}`, should be LONG(INT64), TIMESTAMP, or a String with a "
-                    "timestamp.format specified.")
+                    "timestamp.format specified."
+                )
         source = DataSource(
-            name=stmt.name, kind=stmt.kind, schema=schema, topic=topic, key_format=key_fmt, value_format=value_fmt,
-            sql=stmt.text, is_source=stmt.is_source, timestamp_column=ts_col,
+            name=stmt.name,
+            kind=stmt.kind,
+            schema=schema,
+            topic=topic,
+            key_format=key_fmt,
+            value_format=value_fmt,
+            sql=stmt.text,
+            is_source=stmt.is_source,
+            timestamp_column=ts_col,
             timestamp_format=stmt_props.get("TIMESTAMP_FORMAT"),
-            partitions=int(stmt_props.get("PARTITIONS", 1) or 1), window=window,
+            partitions=int(stmt_props.get("PARTITIONS", 1) or 1),
+            window=window,
         )
         self.metastore.add(source, replace=stmt.or_replace)
         self.runtime.create_topic(topic, source.partitions)
@@ -301,9 +358,12 @@ class Engine:
             if stmt.if_not_exists:
                 return Result("currentStatus", stmt.text, f"{stmt.kind.title()} {stmt.name} already exists")
             raise KsqlStatementError(
-                f"Cannot add {stmt.kind.lower()} '{stmt.name}': A {existing.kind.lower()} with the same name already exists")
+                f"Cannot add {stmt.kind.lower()} '{stmt.name}': A {existing.kind.lower()} with the same name already exists"
+            )
         if existing is not None and existing.is_source:
-            raise KsqlError(f"Cannot add {stmt.kind.lower()} '{stmt.name}': CREATE OR REPLACE is not supported on source {stmt.kind.lower()}s.")
+            raise KsqlError(
+                f"Cannot add {stmt.kind.lower()} '{stmt.name}': CREATE OR REPLACE is not supported on source {stmt.kind.lower()}s."
+            )
         if stmt.or_replace and existing is not None:
             raise UnsupportedError("CREATE OR REPLACE ... AS SELECT on an existing source")
         new_planner = _bool_prop(props.get("ksql.new.query.planner.enabled", False))
@@ -311,13 +371,16 @@ class Engine:
         if stmt.kind != plan.result_kind:
             raise KsqlStatementError(
                 f"Invalid result type. Your SELECT query produces a {plan.result_kind}. "
-                f"Please use CREATE {plan.result_kind} AS SELECT statement instead.")
+                f"Please use CREATE {plan.result_kind} AS SELECT statement instead."
+            )
         source = plan.source
         window = plan.window.info() if getattr(plan, "window", None) is not None else source.window
         if isinstance(plan, ProjectionPlan) and source.window is not None:
             if plan.partitioned:
-                raise KsqlStatementError("Implicit repartitioning of windowed sources is not supported. "
-                                         "See https://github.com/confluentinc/ksql/issues/4385.")
+                raise KsqlStatementError(
+                    "Implicit repartitioning of windowed sources is not supported. "
+                    "See https://github.com/confluentinc/ksql/issues/4385."
+                )
             plan = with_window_bounds(plan)  # the sink's keys keep their source windows
         key_fmt, value_fmt = self._formats(stmt_props, props, source.key_format, source.value_format)
         if not plan.schema.key:
@@ -326,16 +389,24 @@ class Engine:
             key_fmt = FormatInfo("NONE")
         elif key_fmt.name == "NONE":
             key_fmt = FormatInfo(str(props.get("ksql.persistence.default.format.key") or "KAFKA"))
-        if value_fmt.delimiter is None and value_fmt.name == "DELIMITED" and source.value_format.name == "DELIMITED" \
-                and stmt_props.get("VALUE_FORMAT") is None and stmt_props.get("FORMAT") is None:
-            value_fmt = FormatInfo("DELIMITED", delimiter=source.value_format.delimiter,
-                                   wrap_single=value_fmt.wrap_single)
+        if (
+            value_fmt.delimiter is None
+            and value_fmt.name == "DELIMITED"
+            and source.value_format.name == "DELIMITED"
+            and stmt_props.get("VALUE_FORMAT") is None
+            and stmt_props.get("FORMAT") is None
+        ):
+            value_fmt = FormatInfo(
+                "DELIMITED", delimiter=source.value_format.delimiter, wrap_single=value_fmt.wrap_single
+            )
         try:
             validate(key_fmt, [(c.name, c.type) for c in plan.schema.key], is_key=True)
         except KsqlStatementError as e:
             if not hasattr(plan, "statement_sql"):
                 raise
-            raise KsqlStatementError(f"{e.message}\nStatement: {plan.statement_sql(stmt.name, stmt.properties)}") from None
+            raise KsqlStatementError(
+                f"{e.message}\nStatement: {plan.statement_sql(stmt.name, stmt.properties)}"
+            ) from None
         validate(value_fmt, [(c.name, c.type) for c in plan.schema.value], is_key=False)
         topic = stmt_props.get("KAFKA_TOPIC")
         topic = str(topic) if topic is not None else f"{props.get('ksql.output.topic.name.prefix') or ''}{stmt.name}"
@@ -344,16 +415,25 @@ class Engine:
             ts_col = str(ts_col).upper()
             if plan.schema.find(ts_col) is None:
                 raise KsqlStatementError(
-                    f"The TIMESTAMP column set in the WITH clause does not exist in the schema: '{ts_col}'")
+                    f"The TIMESTAMP column set in the WITH clause does not exist in the schema: '{ts_col}'"
+                )
         if any(topic == s.topic for s in _sources(plan)):
             raise KsqlStatementError(
-                f"Cannot create {stmt.name}: the query would write to the topic it reads from ({topic}).")
+                f"Cannot create {stmt.name}: the query would write to the topic it reads from ({topic})."
+            )
         partitions = int(stmt_props.get("PARTITIONS", source.partitions) or 1)
         sink = DataSource(
-            name=stmt.name, kind=stmt.kind,
+            name=stmt.name,
+            kind=stmt.kind,
             schema=dataclasses.replace(plan.schema, windowed=True) if window is not None else plan.schema,
-            topic=topic, key_format=key_fmt, value_format=value_fmt, sql=stmt.text, timestamp_column=ts_col,
-            timestamp_format=stmt_props.get("TIMESTAMP_FORMAT"), partitions=partitions, window=window,
+            topic=topic,
+            key_format=key_fmt,
+            value_format=value_fmt,
+            sql=stmt.text,
+            timestamp_column=ts_col,
+            timestamp_format=stmt_props.get("TIMESTAMP_FORMAT"),
+            partitions=partitions,
+            window=window,
         )
         query_id = self._next_query_id("CTAS" if stmt.kind == "TABLE" else "CSAS", stmt.name)
         query = self._build_query(query_id, plan, sink, stmt.text)
@@ -376,8 +456,7 @@ class Engine:
             if not getattr(self.runtime, "runs_joins", False):
                 raise UnsupportedError("join queries on this runtime (it reads one topic per query)")
             return plan.build(query_id, sink, self._serdes, key_out, value_out, self.processing_log, sql, stores)
-        return build_query(query_id, plan, sink, key_in, value_in, key_out, value_out, self.processing_log, sql,
-                           stores)
+        return build_query(query_id, plan, sink, key_in, value_in, key_out, value_out, self.processing_log, sql, stores)
 
     def _start(self, query: PersistentQuery, props: dict[str, Any]) -> None:
         """Register and run a query; `auto.offset.reset` (session or request property) picks where it starts."""
@@ -393,17 +472,21 @@ class Engine:
         if plan.result_kind != target.kind:
             raise KsqlStatementError(
                 f"Incompatible data sink and query result. Data sink ({target.name}) type is K{target.kind} "
-                f"but select query result is K{plan.result_kind}.")
+                f"but select query result is K{plan.result_kind}."
+            )
         if target.kind != "STREAM":
             raise UnsupportedError("INSERT INTO tables")
-        if [(c.name, c.type) for c in plan.schema.key] != [(c.name, c.type) for c in target.schema.key] or \
-                [(c.name, c.type) for c in plan.schema.value] != [(c.name, c.type) for c in target.schema.value]:
+        if [(c.name, c.type) for c in plan.schema.key] != [(c.name, c.type) for c in target.schema.key] or [
+            (c.name, c.type) for c in plan.schema.value
+        ] != [(c.name, c.type) for c in target.schema.value]:
             raise KsqlStatementError(
                 "Incompatible schema between results and sink.\n"
-                f"Result schema is {plan.schema}\nSink schema is {target.schema}")
+                f"Result schema is {plan.schema}\nSink schema is {target.schema}"
+            )
         if any(s.topic == target.topic for s in _sources(plan)):
             raise KsqlStatementError(
-                f"Cannot insert into {target.name}: the query reads from the same topic ({target.topic}) it writes to.")
+                f"Cannot insert into {target.name}: the query reads from the same topic ({target.topic}) it writes to."
+            )
         query_id = self._next_query_id("INSERTQUERY", "").replace("__", "_")
         query = self._build_query(query_id, plan, target, stmt.text)
         target.writers.append(query_id)
@@ -421,7 +504,8 @@ class Engine:
         columns = list(stmt.columns) if stmt.columns else all_cols
         if len(columns) != len(stmt.values):
             raise KsqlStatementError(
-                f"Expected a value for each column. Expected Columns: {columns}. Got {list(stmt.values)}")
+                f"Expected a value for each column. Expected Columns: {columns}. Got {list(stmt.values)}"
+            )
         compiler = Compiler(Scope([]), "INSERT VALUES")
         provided: dict[str, Any] = {}
         rowtime = None
@@ -442,10 +526,12 @@ class Engine:
             if value is not None and c.type != col.type:
                 # values widen as ksqlDB's coercer allows (INT -> BIGINT/DECIMAL/DOUBLE, decimal scale), no more
                 if not can_implicitly_cast(c.type, col.type) and not (
-                        isinstance(c.type, DecimalType) and isinstance(col.type, DecimalType)):
+                    isinstance(c.type, DecimalType) and isinstance(col.type, DecimalType)
+                ):
                     raise KsqlStatementError(
                         f"Failed to insert values into '{target.name}'. Expected type {col.type} for field "
-                        f"`{name}` but got {value!r}({c.type})")
+                        f"`{name}` but got {value!r}({c.type})"
+                    )
                 try:
                     value = V.cast(value, c.type, col.type)
                 except EvalError as e:
@@ -470,8 +556,9 @@ class Engine:
                 return Result("currentStatus", stmt.text, f"Source `{stmt.name}` does not exist.")
             raise KsqlStatementError(f"Source {stmt.name} does not exist.")
         if source.kind != stmt.kind:
-            raise KsqlStatementError(f"Incompatible data source type is {source.kind.lower()}, but statement was "
-                                     f"DROP {stmt.kind.lower()}")
+            raise KsqlStatementError(
+                f"Incompatible data source type is {source.kind.lower()}, but statement was DROP {stmt.kind.lower()}"
+            )
         if stmt.delete_topic and source.is_source:
             raise KsqlError(f"Cannot delete topic for read-only source: {source.name}")
         readers = [q for q in source.readers if q in self.queries]
@@ -480,7 +567,8 @@ class Engine:
             raise KsqlStatementError(
                 f"Cannot drop {source.name}.\nThe following queries read from this source: [{', '.join(readers)}].\n"
                 f"The following queries write into this source: [{', '.join(writers)}].\n"
-                "You need to terminate them before dropping {source.name}.".replace("{source.name}", source.name))
+                "You need to terminate them before dropping {source.name}.".replace("{source.name}", source.name)
+            )
         if source.created_by in self.queries:  # as ksqlDB does: dropping a CSAS sink ends its query
             self._Terminate(ast.Terminate(source.created_by), props)
         self.metastore.remove(source.name)
@@ -493,13 +581,16 @@ class Engine:
         if source.is_source:
             raise KsqlError(
                 f"Cannot alter {source.kind.lower()} '{source.name}': ALTER operations are not supported on "
-                f"source {source.kind.lower()}s.")
+                f"source {source.kind.lower()}s."
+            )
         if source.writers:
             raise KsqlStatementError("ALTER command is not supported for CREATE ... AS statements.")
         new_cols = list(source.schema.value)
         for el in stmt.columns:
             if source.schema.find(el.name) is not None:
-                raise KsqlStatementError(f"Cannot add column `{el.name}` to schema. A column with the same name already exists.")
+                raise KsqlStatementError(
+                    f"Cannot add column `{el.name}` to schema. A column with the same name already exists."
+                )
             new_cols.append(Column(el.name, el.type))
         source.schema = LogicalSchema(source.schema.key, tuple(new_cols), source.schema.headers)
         return Result("currentStatus", stmt.text, f"{source.kind.title()} {source.name} altered")
@@ -556,23 +647,52 @@ class Engine:
     def _ShowList(self, stmt: ast.ShowList, props: dict[str, Any]) -> Result:
         what = stmt.what
         if what == "STREAMS":
-            data = [{"type": "STREAM", "name": s.name, "topic": s.topic, "keyFormat": s.key_format.name,
-                     "valueFormat": s.value_format.name, "isWindowed": s.window is not None}
-                    for s in self.metastore.sources.values() if s.kind == "STREAM"]
+            data = [
+                {
+                    "type": "STREAM",
+                    "name": s.name,
+                    "topic": s.topic,
+                    "keyFormat": s.key_format.name,
+                    "valueFormat": s.value_format.name,
+                    "isWindowed": s.window is not None,
+                }
+                for s in self.metastore.sources.values()
+                if s.kind == "STREAM"
+            ]
             return Result("streams", stmt.text, data=data)
         if what == "TABLES":
-            data = [{"type": "TABLE", "name": s.name, "topic": s.topic, "keyFormat": s.key_format.name,
-                     "valueFormat": s.value_format.name, "isWindowed": s.window is not None}
-                    for s in self.metastore.sources.values() if s.kind == "TABLE"]
+            data = [
+                {
+                    "type": "TABLE",
+                    "name": s.name,
+                    "topic": s.topic,
+                    "keyFormat": s.key_format.name,
+                    "valueFormat": s.value_format.name,
+                    "isWindowed": s.window is not None,
+                }
+                for s in self.metastore.sources.values()
+                if s.kind == "TABLE"
+            ]
             return Result("tables", stmt.text, data=data)
         if what == "TOPICS":
-            data = [{"name": t, "replicaInfo": [1] * self.runtime.partitions.get(t, 1)}
-                    for t in sorted(self.runtime.topics) if not t.startswith("_")]
+            data = [
+                {"name": t, "replicaInfo": [1] * self.runtime.partitions.get(t, 1)}
+                for t in sorted(self.runtime.topics)
+                if not t.startswith("_")
+            ]
             return Result("kafka_topics", stmt.text, data=data)
         if what == "QUERIES":
-            data = [{"queryString": q.sql, "sinks": [q.sink.name], "sinkKafkaTopics": [q.sink.topic],
-                     "id": q.id, "queryType": "PERSISTENT", "state": q.state}
-                    for q in self.queries.values()]
+            data = [
+                {
+                    "queryString": q.sql,
+                    "sinks": [q.sink.name],
+                    "sinkKafkaTopics": [q.sink.topic],
+                    "id": q.id,
+                    "queryType": "PERSISTENT",
+                    "state": q.state,
+                }
+                for q in self.queries.values()
+            ]
             return Result("queries", stmt.text, data=data)
         if what == "PROPERTIES":
             data = {k: v for k, v in self.config.items()}
@@ -597,8 +717,18 @@ def _sources(plan: Any) -> list[DataSource]:
     return plan.sources if isinstance(plan, JoinPlan) else [plan.source]
 
 
-def build_query(query_id: str, plan: Any, sink: DataSource, key_in: Any, value_in: Any, key_out: Any, value_out: Any,
-                plog: ProcessingLog, sql: str = "", stores: Any = None) -> PersistentQuery:
+def build_query(
+    query_id: str,
+    plan: Any,
+    sink: DataSource,
+    key_in: Any,
+    value_in: Any,
+    key_out: Any,
+    value_out: Any,
+    plog: ProcessingLog,
+    sql: str = "",
+    stores: Any = None,
+) -> PersistentQuery:
     """The persistent query for a plan: a projection of a stream or of a table, or an aggregation (with its
     state in `stores`, in memory when None). Runtimes run them all the same way (`process(records) -> records`)."""
     if not isinstance(plan, ProjectionPlan):
@@ -617,13 +747,21 @@ def describe(source: DataSource, engine: Engine, extended: bool) -> dict[str, An
     for c in source.schema.value:
         fields.append({"name": c.name, "schema": _schema_json(c.type)})
     return {
-        "name": source.name, "type": source.kind, "topic": source.topic,
-        "keyFormat": source.key_format.name, "valueFormat": source.value_format.name,
-        "fields": fields, "statement": source.sql, "extended": extended,
+        "name": source.name,
+        "type": source.kind,
+        "topic": source.topic,
+        "keyFormat": source.key_format.name,
+        "valueFormat": source.value_format.name,
+        "fields": fields,
+        "statement": source.sql,
+        "extended": extended,
         "readQueries": [{"id": q} for q in source.readers if q in engine.queries],
         "writeQueries": [{"id": q} for q in source.writers if q in engine.queries],
-        "timestamp": source.timestamp_column or "", "partitions": source.partitions, "replication": 1,
-        "windowType": source.window.type if source.window is not None else None, "sourceConstraints": [],
+        "timestamp": source.timestamp_column or "",
+        "partitions": source.partitions,
+        "replication": 1,
+        "windowType": source.window.type if source.window is not None else None,
+        "sourceConstraints": [],
         "statistics": _statistics(source, engine) if extended else "",
         "errorStats": _error_stats(source, engine) if extended else "",
     }
@@ -647,10 +785,16 @@ def _schema_json(t: Any) -> dict[str, Any]:
     if isinstance(t, MapType):
         return {"type": "MAP", "fields": None, "memberSchema": _schema_json(t.value)}
     if isinstance(t, StructType):
-        return {"type": "STRUCT", "fields": [{"name": n, "schema": _schema_json(ft)} for n, ft in t.fields],
-                "memberSchema": None}
+        return {
+            "type": "STRUCT",
+            "fields": [{"name": n, "schema": _schema_json(ft)} for n, ft in t.fields],
+            "memberSchema": None,
+        }
     if t.name == "DECIMAL":
-        return {"type": "DECIMAL", "fields": None, "memberSchema": None,
-                "parameters": {"precision": t.precision, "scale": t.scale}}
+        return {
+            "type": "DECIMAL",
+            "fields": None,
+            "memberSchema": None,
+            "parameters": {"precision": t.precision, "scale": t.scale},
+        }
     return {"type": t.name, "fields": None, "memberSchema": None}
-

@@ -11,15 +11,16 @@ import base64
 import logging
 import operator
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
+from . import values as V
 from .errors import EvalError, SerdeError
 from .expressions import Compiled
 from .formats import Serde
 from .metastore import DataSource, LogicalSchema
 from .planner import ProjectionPlan
-from . import values as V
 
 log = logging.getLogger(__name__)
 
@@ -43,24 +44,37 @@ class ProcessingLog:
 
     def deserialization_error(self, query_id: str, record: Record, target: str, error: str) -> None:
         raw = record.key if target == "key" else record.value
-        self.entries.append({
-            "type": 0, "query": query_id, "topic": record.topic, "partition": record.partition,
-            "offset": record.offset, "target": target, "errorMessage": error,
-            "recordB64": base64.b64encode(raw).decode() if raw is not None else None,
-            "time": int(time.time() * 1000),
-        })
-        log.debug("query %s: cannot deserialise %s of %s@%s: %s", query_id, target, record.topic,
-                    record.offset, error)
+        self.entries.append(
+            {
+                "type": 0,
+                "query": query_id,
+                "topic": record.topic,
+                "partition": record.partition,
+                "offset": record.offset,
+                "target": target,
+                "errorMessage": error,
+                "recordB64": base64.b64encode(raw).decode() if raw is not None else None,
+                "time": int(time.time() * 1000),
+            }
+        )
+        log.debug("query %s: cannot deserialise %s of %s@%s: %s", query_id, target, record.topic, record.offset, error)
 
     def expression_error(self, query_id: str, record: Record, expression: str, error: str) -> None:
-        self.entries.append({
-            "type": 2, "query": query_id, "topic": record.topic, "offset": record.offset,
-            "errorMessage": f"Error computing expression {expression}: {error}", "time": int(time.time() * 1000),
-        })
+        self.entries.append(
+            {
+                "type": 2,
+                "query": query_id,
+                "topic": record.topic,
+                "offset": record.offset,
+                "errorMessage": f"Error computing expression {expression}: {error}",
+                "time": int(time.time() * 1000),
+            }
+        )
 
     def serialization_error(self, query_id: str, topic: str, error: str) -> None:
-        self.entries.append({"type": 3, "query": query_id, "topic": topic, "errorMessage": error,
-                             "time": int(time.time() * 1000)})
+        self.entries.append(
+            {"type": 3, "query": query_id, "topic": topic, "errorMessage": error, "time": int(time.time() * 1000)}
+        )
 
 
 def _safe(c: Compiled, text: str, on_error: Callable[[str, str], None]) -> Callable:
@@ -72,14 +86,16 @@ def _safe(c: Compiled, text: str, on_error: Callable[[str, str], None]) -> Calla
         except (EvalError, ArithmeticError, ValueError, TypeError, OverflowError) as e:
             on_error(text, str(e))
             return None
+
     return run
 
 
 class Pipeline:
     """deserialize -> (timestamp) -> filter -> project, over a batch; shared by persistent and push queries."""
 
-    def __init__(self, query_id: str, plan: ProjectionPlan, key_in: Serde, value_in: Serde,
-                 plog: ProcessingLog) -> None:
+    def __init__(
+        self, query_id: str, plan: ProjectionPlan, key_in: Serde, value_in: Serde, plog: ProcessingLog
+    ) -> None:
         self.id = query_id
         self.plan = plan
         self.source = plan.source
@@ -92,8 +108,10 @@ class Pipeline:
             plan.errors.handler = self._expr_error
         self._where = plan.where.fn if plan.where is not None else None
         self._key_fns = [c.fn for c in plan.key_exprs]
-        self._value_fns = [c.fn if c.column_index is not None else _safe(c, t, self._expr_error)
-                           for c, t in zip(plan.value_exprs, plan.value_texts)]
+        self._value_fns = [
+            c.fn if c.column_index is not None else _safe(c, t, self._expr_error)
+            for c, t in zip(plan.value_exprs, plan.value_texts)
+        ]
         # a projection of bare columns (the common case) is one C-level itemgetter call per row
         indices = [c.column_index for c in plan.value_exprs]
         self._project: Callable[[tuple], list] | None = None
@@ -134,10 +152,17 @@ class Pipeline:
             self.processed += 1
             if values is None:
                 if self._where is None:
-                    row = (rec.timestamp, rec.partition, rec.offset, *keys, *([None] * n_values),
-                           *(f(rec.headers) for f in self._header_fns))
-                    key_vals = [None if uses_value else f(row)
-                                for f, uses_value in zip(self._key_fns, self.plan.key_uses_value)]
+                    row = (
+                        rec.timestamp,
+                        rec.partition,
+                        rec.offset,
+                        *keys,
+                        *([None] * n_values),
+                        *(f(rec.headers) for f in self._header_fns),
+                    )
+                    key_vals = [
+                        None if uses_value else f(row) for f, uses_value in zip(self._key_fns, self.plan.key_uses_value)
+                    ]
                     out.append((rec, key_vals, None, rec.timestamp))
                 continue
             ts = rec.timestamp
@@ -149,7 +174,11 @@ class Pipeline:
                     continue
                 if ts is None or ts < 0:
                     self.plog.deserialization_error(
-                        self.id, rec, "timestamp", f"Invalid timestamp extracted from {self.source.timestamp_column}: {ts}")
+                        self.id,
+                        rec,
+                        "timestamp",
+                        f"Invalid timestamp extracted from {self.source.timestamp_column}: {ts}",
+                    )
                     continue
             row = (ts, rec.partition, rec.offset, *keys, *values, *(f(rec.headers) for f in self._header_fns))
             if self._where is not None:
@@ -168,8 +197,18 @@ class Pipeline:
 class PersistentQuery(Pipeline):
     """A pipeline whose rows are serialised into a sink source's topic."""
 
-    def __init__(self, query_id: str, plan: ProjectionPlan, sink: DataSource, key_in: Serde, value_in: Serde,
-                 key_out: Serde, value_out: Serde, plog: ProcessingLog, sql: str = "") -> None:
+    def __init__(
+        self,
+        query_id: str,
+        plan: ProjectionPlan,
+        sink: DataSource,
+        key_in: Serde,
+        value_in: Serde,
+        key_out: Serde,
+        value_out: Serde,
+        plog: ProcessingLog,
+        sql: str = "",
+    ) -> None:
         super().__init__(query_id, plan, key_in, value_in, plog)
         self.sink = sink
         self.key_out, self.value_out = key_out, value_out
@@ -196,8 +235,11 @@ class PersistentQuery(Pipeline):
                     continue
                 ts = v if isinstance(v, int) else V.timestamp_to_millis(v)
             try:
-                null_key = not key_vals or (not self.plan.partitioned and rec.key is None) or (
-                    self.plan.partitioned and all(v is None for v in key_vals) and len(key_vals) == 1)
+                null_key = (
+                    not key_vals
+                    or (not self.plan.partitioned and rec.key is None)
+                    or (self.plan.partitioned and all(v is None for v in key_vals) and len(key_vals) == 1)
+                )
                 key = None if null_key else self.key_out.serialize(key_vals)
                 value = self.value_out.serialize(value_vals)
             except SerdeError as e:
@@ -244,11 +286,13 @@ def projected_columns(schema: LogicalSchema, order: list[int]) -> list[tuple[str
 class TransientQuery(Pipeline, PushRows):
     """A push query (SELECT ... EMIT CHANGES): rows are handed to the caller, up to LIMIT."""
 
-    def __init__(self, query_id: str, plan: ProjectionPlan, key_in: Serde, value_in: Serde,
-                 plog: ProcessingLog) -> None:
+    def __init__(
+        self, query_id: str, plan: ProjectionPlan, key_in: Serde, value_in: Serde, plog: ProcessingLog
+    ) -> None:
         Pipeline.__init__(self, query_id, plan, key_in, value_in, plog)
-        PushRows.__init__(self, projected_columns(plan.schema, plan.projection_order), plan.projection_order,
-                          plan.limit)
+        PushRows.__init__(
+            self, projected_columns(plan.schema, plan.projection_order), plan.projection_order, plan.limit
+        )
 
     def changelog(self, records: list[Record]) -> list[tuple[list[Any], bool]]:
         """(row, tombstone) per result row of a batch, in projection order as ksqlDB sends them, honouring
@@ -279,6 +323,7 @@ def _header_reader(header: str | None) -> Callable[[list], Any]:
             if k == header:
                 found = v
         return found
+
     return last
 
 
@@ -302,14 +347,18 @@ def _timestamp_extractor(source: DataSource) -> Callable | None:
     elif c.type == TIMESTAMP:
         convert = V.timestamp_to_millis
     elif c.type == STRING:
-        convert = (lambda v: V.timestamp_to_millis(V.parse_timestamp(v))) if fmt is None else \
-            (lambda v: V.timestamp_to_millis(parse_java(v, fmt)))
+        convert = (
+            (lambda v: V.timestamp_to_millis(V.parse_timestamp(v)))
+            if fmt is None
+            else (lambda v: V.timestamp_to_millis(parse_java(v, fmt)))
+        )
     else:
         raise EvalError(f"Unsupported timestamp column type {c.type}")
 
     def extract(keys, values):
         v = keys[idx] if in_key else values[idx]
         return None if v is None else convert(v)
+
     return extract
 
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 import math
 import operator
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, DivisionByZero, InvalidOperation, localcontext
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from . import ast
 from . import values as V
@@ -22,9 +23,25 @@ from .formatter import format_expr
 from .functions import resolve
 from .functions.maths import jdiv
 from .types import (
-    BIGINT, BOOLEAN, DATE, DOUBLE, INTEGER, NULL, STRING, TIMESTAMP,
-    ArrayType, DecimalType, MapType, NullType, SqlType, StructType,
-    arithmetic_result, common_type, is_integral, is_numeric, is_temporal,
+    BIGINT,
+    BOOLEAN,
+    DATE,
+    DOUBLE,
+    INTEGER,
+    NULL,
+    STRING,
+    TIMESTAMP,
+    ArrayType,
+    DecimalType,
+    MapType,
+    NullType,
+    SqlType,
+    StructType,
+    arithmetic_result,
+    common_type,
+    is_integral,
+    is_numeric,
+    is_temporal,
 )
 
 Row = Sequence[Any]
@@ -48,7 +65,7 @@ class Scope:
         self.source_names = {s for s in source_names if s}
         self.size = len(columns)
 
-    def with_lambda_params(self, params: Sequence[tuple[str, SqlType]]) -> "Scope":
+    def with_lambda_params(self, params: Sequence[tuple[str, SqlType]]) -> Scope:
         """A scope where lambda parameters (appended to the row when the lambda runs) shadow columns."""
         inner = Scope([], ())
         inner.columns = dict(self.columns)
@@ -168,8 +185,7 @@ def _decimal_op(op: str, t: DecimalType) -> Callable[[Decimal, Decimal], Decimal
     return fn
 
 
-_CMP = {"=": operator.eq, "<>": operator.ne, "<": operator.lt, "<=": operator.le,
-        ">": operator.gt, ">=": operator.ge}
+_CMP = {"=": operator.eq, "<>": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
 
 
 class ErrorSink:
@@ -224,7 +240,8 @@ class Compiler:
             if self.clause == "PARTITION BY":
                 raise KsqlStatementError(
                     f"{ast.at(e)}PARTITION BY column '{name}' cannot be resolved. '{name}' must be a column in "
-                    "the source schema since PARTITION BY is applied on the input.")
+                    "the source schema since PARTITION BY is applied on the input."
+                )
             raise KsqlStatementError(f"{ast.at(e)}{self.clause} column '{name}' cannot be resolved.")
         idx, t = found
         return Compiled(t, operator.itemgetter(idx), column_index=idx)
@@ -235,9 +252,11 @@ class Compiler:
         lt, rt = left.type, right.type
         lf, rf = left.fn, right.fn
         if e.op == "+" and lt == STRING and rt == STRING:
+
             def concat(row):
                 a, b = lf(row), rf(row)
                 return None if a is None or b is None else a + b
+
             return Compiled(STRING, concat)
         if isinstance(lt, NullType) or isinstance(rt, NullType):
             other = rt if isinstance(lt, NullType) else lt
@@ -260,10 +279,10 @@ class Compiler:
                     return None
                 b = rf(row)
                 return None if b is None else dop(a, b)
+
             return Compiled(t, dec)
         if t == DOUBLE:
-            pyop: Callable = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": jdiv,
-                              "%": _java_fmod}[op]
+            pyop: Callable = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": jdiv, "%": _java_fmod}[op]
 
             def dbl(row):
                 a = lf(row)
@@ -276,10 +295,16 @@ class Compiler:
                     return pyop(float(a), float(b))
                 except OverflowError:
                     return math.inf
+
             return Compiled(DOUBLE, dbl)
         wrap = V.wrap_int if t == INTEGER else V.wrap_long
-        iop: Callable = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": _java_int_div,
-                         "%": _java_int_mod}[op]
+        iop: Callable = {
+            "+": operator.add,
+            "-": operator.sub,
+            "*": operator.mul,
+            "/": _java_int_div,
+            "%": _java_int_mod,
+        }[op]
 
         def integral(row):
             a = lf(row)
@@ -287,6 +312,7 @@ class Compiler:
                 return None
             b = rf(row)
             return None if b is None else wrap(iop(a, b))
+
         return Compiled(t, integral)
 
     def _Negate(self, e: ast.Negate) -> Compiled:
@@ -308,8 +334,7 @@ class Compiler:
                     try:
                         return _const(DecimalType(38, 0), Decimal(e.value.strip()))
                     except InvalidOperation:
-                        raise EvalError(
-                            f"invalid input syntax for type {target.name}: \"{e.value}\"") from None
+                        raise EvalError(f'invalid input syntax for type {target.name}: "{e.value}"') from None
                 if target == BOOLEAN or is_temporal(target):
                     return _const(target, V.parse_text(e.value, target))
                 raise _Mismatch()
@@ -324,8 +349,7 @@ class Compiler:
             fns = [i.fn for i in items]
             return Compiled(target, lambda row: [f(row) for f in fns])
         if isinstance(e, ast.MapCtor) and isinstance(target, MapType):
-            pairs = [(self._coerce_item(k, target.key).fn, self._coerce_item(v, target.value).fn)
-                     for k, v in e.entries]
+            pairs = [(self._coerce_item(k, target.key).fn, self._coerce_item(v, target.value).fn) for k, v in e.entries]
             return Compiled(target, lambda row: {k(row): v(row) for k, v in pairs})
         if isinstance(e, ast.StructCtor) and isinstance(target, StructType):
             given = dict(e.fields)
@@ -368,8 +392,7 @@ class Compiler:
         except _Mismatch:
             natural = self.compile(e)
             raise KsqlStatementError(
-                f"Error in {self.clause} expression: Cannot compare {format_expr(whole)}: "
-                f"{target} {op} {natural.type}"
+                f"Error in {self.clause} expression: Cannot compare {format_expr(whole)}: {target} {op} {natural.type}"
             ) from None
         except EvalError as err:
             raise KsqlStatementError(f"Error in {self.clause} expression: {err}") from None
@@ -394,6 +417,7 @@ class Compiler:
             if b is None:
                 return False
             return cmp(a, b)
+
         return Compiled(BOOLEAN, fn)
 
     def _IsDistinct(self, e: ast.IsDistinct) -> Compiled:
@@ -406,6 +430,7 @@ class Compiler:
             a, b = lf(row), rf(row)
             distinct = (a is None) != (b is None) or (a is not None and a != b)
             return (not distinct) if neg else distinct
+
         return Compiled(BOOLEAN, fn)
 
     def _Between(self, e: ast.Between) -> Compiled:
@@ -422,6 +447,7 @@ class Compiler:
                 return False
             r = a <= x <= b
             return not r if neg else r
+
         return Compiled(BOOLEAN, fn)
 
     def _InList(self, e: ast.InList) -> Compiled:
@@ -454,6 +480,7 @@ class Compiler:
                 if y is not None and x == y:
                     return not neg
             return neg
+
         return Compiled(BOOLEAN, fn)
 
     def _Like(self, e: ast.Like) -> Compiled:
@@ -474,6 +501,7 @@ class Compiler:
                 if x is None or rx is None:
                     return None
                 return (rx.fullmatch(x) is None) if neg else (rx.fullmatch(x) is not None)
+
             return Compiled(BOOLEAN, fn)
 
         def dyn(row):
@@ -482,6 +510,7 @@ class Compiler:
                 return None
             m = like_regex(pat, esc).fullmatch(x) is not None
             return not m if neg else m
+
         return Compiled(BOOLEAN, dyn)
 
     def _IsNull(self, e: ast.IsNull) -> Compiled:
@@ -501,6 +530,7 @@ class Compiler:
     def _Logical(self, e: ast.Logical) -> Compiled:
         lf, rf = self._bool(e.left).fn, self._bool(e.right).fn
         if e.op == "AND":
+
             def fn(row):
                 a = lf(row)
                 if a is False:
@@ -510,6 +540,7 @@ class Compiler:
                     return False
                 return None if a is None or b is None else True
         else:
+
             def fn(row):
                 a = lf(row)
                 if a is True:
@@ -518,6 +549,7 @@ class Compiler:
                 if b is True:
                     return True
                 return None if a is None or b is None else False
+
         return Compiled(BOOLEAN, fn)
 
     def _Not(self, e: ast.Not) -> Compiled:
@@ -528,8 +560,10 @@ class Compiler:
     def _Case(self, e: ast.Case) -> Compiled:
         if e.operand is not None:
             operand = self.compile(e.operand)
-            conds = [self._compare(
-                "=", operand, self._compare_operand(w.condition, operand.type, "=", e), e).fn for w in e.whens]
+            conds = [
+                self._compare("=", operand, self._compare_operand(w.condition, operand.type, "=", e), e).fn
+                for w in e.whens
+            ]
         else:
             conds = [self.compile_predicate(w.condition).fn for w in e.whens]
         results = [self.compile(w.result) for w in e.whens]
@@ -552,6 +586,7 @@ class Compiler:
                 if c(row) is True:
                     return r(row)
             return df(row)
+
         return Compiled(t, fn)
 
     def _Cast(self, e: ast.Cast) -> Compiled:
@@ -573,10 +608,11 @@ class Compiler:
             raise UnsupportedError("empty ARRAY[] constructor")
         t = common_type([i.type for i in items])
         if t is None:
-            raise KsqlStatementError(
-                "invalid input syntax: array elements must share a type: " + format_expr(e))
+            raise KsqlStatementError("invalid input syntax: array elements must share a type: " + format_expr(e))
         if isinstance(t, NullType):
-            raise KsqlStatementError("Cannot construct an array with all NULL elements (see https://github.com/confluentinc/ksql/issues/4239). As a workaround, you may cast a NULL value to the desired type.")
+            raise KsqlStatementError(
+                "Cannot construct an array with all NULL elements (see https://github.com/confluentinc/ksql/issues/4239). As a workaround, you may cast a NULL value to the desired type."
+            )
         fns = [convert(i, t).fn for i in items]
         return Compiled(ArrayType(t), lambda row: [f(row) for f in fns])
 
@@ -617,6 +653,7 @@ class Compiler:
                 n = len(a)
                 pos = i - 1 if i > 0 else n + i if i < 0 else -1
                 return a[pos] if 0 <= pos < n else None
+
             return Compiled(base.type.item, arr)
         if isinstance(base.type, MapType):
             key = convert(idx, base.type.key) if not isinstance(idx.type, NullType) else idx
@@ -627,14 +664,14 @@ class Compiler:
                 if m is None:
                     return None
                 return m.get(kf(row))
+
             return Compiled(base.type.value, mp)
         raise KsqlStatementError(f"Subscript expression is only supported on ARRAY and MAP: {format_expr(e)}")
 
     def _Dereference(self, e: ast.Dereference) -> Compiled:
         base = self.compile(e.base)
         if not isinstance(base.type, StructType):
-            raise KsqlStatementError(
-                f"Can't dereference {format_expr(e.base)}: expected STRUCT but got {base.type}")
+            raise KsqlStatementError(f"Can't dereference {format_expr(e.base)}: expected STRUCT but got {base.type}")
         ft = base.type.field(e.field)
         if ft is None:
             raise KsqlStatementError(f"Could not find field '{e.field}' in '{format_expr(e.base)}'.")
@@ -644,8 +681,13 @@ class Compiler:
     def _FunctionCall(self, e: ast.FunctionCall) -> Compiled:
         from .functions.datetime import TIME_UNITS, UNIT_FUNCTIONS
 
-        if e.name.upper() in UNIT_FUNCTIONS and e.args and isinstance(e.args[0], ast.ColumnRef) \
-                and e.args[0].source is None and e.args[0].name.upper() in TIME_UNITS:
+        if (
+            e.name.upper() in UNIT_FUNCTIONS
+            and e.args
+            and isinstance(e.args[0], ast.ColumnRef)
+            and e.args[0].source is None
+            and e.args[0].name.upper() in TIME_UNITS
+        ):
             # `TIMESTAMPADD(SECONDS, 5, ts)`: the first argument is a time unit keyword, not a column
             e = ast.FunctionCall(e.name, (ast.Literal(e.args[0].name.upper(), "STRING"),) + e.args[1:])
         if any(isinstance(a, ast.Lambda) for a in e.args):
@@ -681,6 +723,7 @@ class Compiler:
             if null_safe and None in vals:
                 return None
             return impl(*vals)
+
         return Compiled(resolved.return_type, call)
 
     def _Lambda(self, e: ast.Lambda) -> Compiled:
@@ -691,7 +734,8 @@ class Compiler:
             raise KsqlStatementError(f"Function '{fname}' expects a lambda function here: {format_expr(lam)}")
         if len(lam.params) != len(param_types):
             raise KsqlStatementError(
-                f"Lambda for {fname} takes {len(param_types)} argument(s), got {len(lam.params)}: {format_expr(lam)}")
+                f"Lambda for {fname} takes {len(param_types)} argument(s), got {len(lam.params)}: {format_expr(lam)}"
+            )
         inner = Compiler(self.scope.with_lambda_params(list(zip(lam.params, param_types))), self.clause, self.errors)
         return inner.compile(lam.body)
 
@@ -712,24 +756,34 @@ class Compiler:
                 raise KsqlStatementError("FILTER takes a collection and a lambda")
             pred = self._lambda(e.args[1], elems, name).fn
             if is_map:
-                return Compiled(ct, lambda row: None if (m := cf(row)) is None else
-                                {k: v for k, v in m.items() if pred((*row, k, v)) is True})
-            return Compiled(ct, lambda row: None if (a := cf(row)) is None else
-                            [x for x in a if pred((*row, x)) is True])
+                return Compiled(
+                    ct,
+                    lambda row: (
+                        None if (m := cf(row)) is None else {k: v for k, v in m.items() if pred((*row, k, v)) is True}
+                    ),
+                )
+            return Compiled(
+                ct, lambda row: None if (a := cf(row)) is None else [x for x in a if pred((*row, x)) is True]
+            )
         if name == "TRANSFORM":
             if is_map:
                 if len(e.args) != 3:
                     raise KsqlStatementError("TRANSFORM of a MAP takes a key lambda and a value lambda")
                 kc, vc = self._lambda(e.args[1], elems, name), self._lambda(e.args[2], elems, name)
                 kf, vf = kc.fn, vc.fn
-                return Compiled(MapType(kc.type, vc.type), lambda row: None if (m := cf(row)) is None else
-                                {kf((*row, k, v)): vf((*row, k, v)) for k, v in m.items()})
+                return Compiled(
+                    MapType(kc.type, vc.type),
+                    lambda row: (
+                        None if (m := cf(row)) is None else {kf((*row, k, v)): vf((*row, k, v)) for k, v in m.items()}
+                    ),
+                )
             if len(e.args) != 2:
                 raise KsqlStatementError("TRANSFORM of an ARRAY takes one lambda")
             body = self._lambda(e.args[1], elems, name)
             bf = body.fn
-            return Compiled(ArrayType(body.type), lambda row: None if (a := cf(row)) is None else
-                            [bf((*row, x)) for x in a])
+            return Compiled(
+                ArrayType(body.type), lambda row: None if (a := cf(row)) is None else [bf((*row, x)) for x in a]
+            )
         if len(e.args) != 3:
             raise KsqlStatementError("REDUCE takes a collection, an initial state and a lambda")
         init = self.compile(e.args[1])
@@ -747,6 +801,7 @@ class Compiler:
             for parts in items:
                 state = step((*row, state, *parts))
             return state
+
         return Compiled(state_t, reduce_)
 
 
@@ -759,6 +814,7 @@ def _guarded(impl: Callable, name: str, errors: ErrorSink) -> Callable:
         except (EvalError, ArithmeticError, ValueError, OverflowError, IndexError) as e:
             errors.report(name, str(e))
             return None
+
     return call
 
 

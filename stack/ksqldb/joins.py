@@ -32,8 +32,9 @@ from __future__ import annotations
 import dataclasses
 import operator
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from . import ast
 from .aggregation import AggregateQuery
@@ -45,12 +46,15 @@ from .metastore import RESERVED, Column, DataSource, LogicalSchema, MetaStore, c
 from .state import InMemoryStateStores, StateStores
 from .types import BIGINT, INTEGER, NULL, NullType, SqlType, contains_map
 
-
 # the joined row: the result's ROWTIME, ROWPARTITION, ROWOFFSET and join key, then each source's columns
 _ROWTIME, _KEY, _BASE = 0, 3, 4
 
-_JOIN_TEXT = {"INNER": "[INNER] JOIN", "LEFT": "LEFT [OUTER] JOIN", "RIGHT": "RIGHT [OUTER] JOIN",
-              "FULL": "[FULL] OUTER JOIN"}
+_JOIN_TEXT = {
+    "INNER": "[INNER] JOIN",
+    "LEFT": "LEFT [OUTER] JOIN",
+    "RIGHT": "RIGHT [OUTER] JOIN",
+    "FULL": "[FULL] OUTER JOIN",
+}
 #: Kafka Streams' grace for join windows made without one (JoinWindows.of): 24 hours minus the window.
 _LEGACY_GRACE_MS = 24 * 3_600_000
 
@@ -146,11 +150,20 @@ class JoinPlan:
                 raise KsqlStatementError(
                     f"Can't join `{left}` with `{right}` since the number of partitions don't match. `{left}` "
                     f"partitions = {lp}; `{right}` partitions = {rp}. Please repartition either one so that the "
-                    "number of partitions match.")
+                    "number of partitions match."
+                )
 
-    def build(self, query_id: str, sink: DataSource, serdes: Callable[[DataSource], tuple[Any, Any]],
-              key_out: Any, value_out: Any, plog: Any, sql: str = "",
-              stores: StateStores | None = None) -> Any:
+    def build(
+        self,
+        query_id: str,
+        sink: DataSource,
+        serdes: Callable[[DataSource], tuple[Any, Any]],
+        key_out: Any,
+        value_out: Any,
+        plog: Any,
+        sql: str = "",
+        stores: StateStores | None = None,
+    ) -> Any:
         side_serdes = [serdes(i.source) for i in self.inputs]
         if self.aggregate is not None:
             return JoinAggregateQuery(query_id, self, sink, side_serdes, key_out, value_out, plog, sql, stores)
@@ -158,8 +171,7 @@ class JoinPlan:
 
     def transient(self, query_id: str, serdes: Callable[[DataSource], tuple[Any, Any]], plog: Any) -> Any:
         """A push query over the join: its rows (or an aggregation's changes), its state in memory."""
-        sink = DataSource(query_id, self.result_kind, self.schema, "", self.source.key_format,
-                          self.source.value_format)
+        sink = DataSource(query_id, self.result_kind, self.schema, "", self.source.key_format, self.source.value_format)
         query = self.build(query_id, sink, serdes, _Values(), _Values(), plog)
         if self.aggregate is not None:
             from .aggregation import AggregateTransientQuery
@@ -173,8 +185,7 @@ class JoinScope(Scope):
     """Columns of a join query: `alias.column` for any source, a bare column name when exactly one source
     has it, the result's pseudo columns, and the synthetic key column when the result has one."""
 
-    def __init__(self, inputs: Sequence[JoinInput], width: int,
-                 synthetic: tuple[str, SqlType] | None = None) -> None:
+    def __init__(self, inputs: Sequence[JoinInput], width: int, synthetic: tuple[str, SqlType] | None = None) -> None:
         super().__init__([])
         self.size = width
         self.by_alias: dict[str, dict[str, tuple[int, SqlType]]] = {}
@@ -200,7 +211,8 @@ class JoinScope(Scope):
         if ref.source is not None:
             if ref.source not in self.by_alias:
                 raise KsqlStatementError(
-                    f"Failed to prepare statement: '{ref.source}' is not a valid stream/table name or alias.")
+                    f"Failed to prepare statement: '{ref.source}' is not a valid stream/table name or alias."
+                )
             return (ref.source, ref.name) if ref.name in self.by_alias[ref.source] else None
         if (self.synthetic is not None and ref.name == self.synthetic[0]) or ref.name in RESERVED:
             return (None, ref.name)
@@ -210,7 +222,8 @@ class JoinScope(Scope):
             # ksqlDB finds these while preparing the statement, before analysing it
             raise KsqlStatementError(
                 f"Exception while preparing statement: {ast.at(ref)}Column '{ref.name}' is ambiguous. "
-                f"Could be {', '.join(options[:-1])} or {options[-1]}.")
+                f"Could be {', '.join(options[:-1])} or {options[-1]}."
+            )
         return (aliases[0], ref.name) if aliases else None
 
     def lookup(self, ref: ast.ColumnRef) -> tuple[int, SqlType] | None:
@@ -222,11 +235,13 @@ class JoinScope(Scope):
 
     def canonical(self, e: ast.Expr) -> ast.Expr:
         """The expression with every source column qualified by its alias (how ksqlDB prints and compares)."""
+
         def qualify(ref: ast.ColumnRef) -> ast.Expr:
             found = self.resolve(ref)
             if found is not None and found[0] is not None:
                 return dataclasses.replace(ref, name=found[1], source=found[0])
             return ref
+
         return _map_refs(e, qualify)
 
 
@@ -238,8 +253,9 @@ def _map_refs(node: Any, fn: Callable[[ast.ColumnRef], ast.Expr]) -> Any:
     if isinstance(node, tuple):
         return tuple(_map_refs(x, fn) for x in node)
     if isinstance(node, (ast.Expr, ast.WhenClause)) and dataclasses.is_dataclass(node):
-        return dataclasses.replace(node, **{f.name: _map_refs(getattr(node, f.name), fn)
-                                            for f in dataclasses.fields(node)})
+        return dataclasses.replace(
+            node, **{f.name: _map_refs(getattr(node, f.name), fn) for f in dataclasses.fields(node)}
+        )
     return node
 
 
@@ -249,6 +265,7 @@ def _column_refs(e: Any) -> list[ast.ColumnRef]:
     def visit(ref: ast.ColumnRef) -> ast.Expr:
         found.append(ref)
         return ref
+
     _map_refs(e, visit)
     return found
 
@@ -301,8 +318,13 @@ def _single_key(inp: JoinInput) -> ast.ColumnRef | None:
     return ast.ColumnRef(key[0].name, inp.alias) if len(key) == 1 else None
 
 
-def plan_join(q: ast.Query, metastore: MetaStore, sink_name: str | None, new_planner: bool = False,
-              config: dict[str, Any] | None = None) -> JoinPlan:
+def plan_join(
+    q: ast.Query,
+    metastore: MetaStore,
+    sink_name: str | None,
+    new_planner: bool = False,
+    config: dict[str, Any] | None = None,
+) -> JoinPlan:
     from .aggregation import is_aggregate_query
     from .planner import _check_clauses
 
@@ -316,7 +338,8 @@ def plan_join(q: ast.Query, metastore: MetaStore, sink_name: str | None, new_pla
     for ref in _column_refs(tuple(e for e in exprs if e is not None)):
         if ref.source is not None and ref.source not in known:
             raise KsqlStatementError(
-                f"Failed to prepare statement: '{ref.source}' is not a valid stream/table name or alias.")
+                f"Failed to prepare statement: '{ref.source}' is not a valid stream/table name or alias."
+            )
     errors = ErrorSink()
 
     scope = JoinScope(inputs, width)
@@ -324,9 +347,12 @@ def plan_join(q: ast.Query, metastore: MetaStore, sink_name: str | None, new_pla
         if ref.source is None:
             scope.resolve(ref)  # ambiguous columns first: ksqlDB finds them while preparing the statement
     first = inputs[0]
-    chain = _Chain(first.source.kind, [k for k in [_single_key(first)] if k is not None],
-                   (first.alias, first.source.topic),
-                   first.source.schema.key[0].type if len(first.source.schema.key) == 1 else NULL)
+    chain = _Chain(
+        first.source.kind,
+        [k for k in [_single_key(first)] if k is not None],
+        (first.alias, first.source.topic),
+        first.source.schema.key[0].type if len(first.source.schema.key) == 1 else NULL,
+    )
     steps = [_plan_step(join, inputs, k + 1, scope, chain, errors) for k, join in enumerate(q.joins)]
 
     synthetic_key = (_synthetic_name(inputs), chain.key_type) if chain.synthetic else None
@@ -343,11 +369,27 @@ def plan_join(q: ast.Query, metastore: MetaStore, sink_name: str | None, new_pla
     schema, key_exprs, value_exprs, value_texts, order = projection
     if inputs[0].source.window is not None:
         if q.partition_by:
-            raise KsqlStatementError("Implicit repartitioning of windowed sources is not supported. "
-                                     "See https://github.com/confluentinc/ksql/issues/4385.")
+            raise KsqlStatementError(
+                "Implicit repartitioning of windowed sources is not supported. "
+                "See https://github.com/confluentinc/ksql/issues/4385."
+            )
         key_exprs = _with_window_bounds(key_exprs, inputs)
-    return JoinPlan(inputs, steps, width, schema, where, key_exprs, value_exprs, value_texts,
-                    bool(q.partition_by), chain.kind, errors, q.limit, chain.copartitioned, projection_order=order)
+    return JoinPlan(
+        inputs,
+        steps,
+        width,
+        schema,
+        where,
+        key_exprs,
+        value_exprs,
+        value_texts,
+        bool(q.partition_by),
+        chain.kind,
+        errors,
+        q.limit,
+        chain.copartitioned,
+        projection_order=order,
+    )
 
 
 @dataclass
@@ -362,8 +404,9 @@ class _Chain:
     copartitioned: list[tuple[str, str, str, str]] = field(default_factory=list)
 
 
-def _plan_step(join: ast.Join, inputs: list[JoinInput], index: int, scope: JoinScope, chain: _Chain,
-               errors: ErrorSink) -> JoinStep:
+def _plan_step(
+    join: ast.Join, inputs: list[JoinInput], index: int, scope: JoinScope, chain: _Chain, errors: ErrorSink
+) -> JoinStep:
     """Analyse one JOIN ... ON of the chain (ksqlDB's checks and messages) and advance `chain`."""
     right = inputs[index]
     kind = _kind(join.kind)
@@ -374,43 +417,53 @@ def _plan_step(join: ast.Join, inputs: list[JoinInput], index: int, scope: JoinS
     if lc.type != rc.type:
         raise KsqlStatementError(
             f"Invalid join condition: types don't match. Got {format_expr(lcanon)}{{{lc.type}}} = "
-            f"{format_expr(rcanon)}{{{rc.type}}}.")
+            f"{format_expr(rcanon)}{{{rc.type}}}."
+        )
     got = f"Got {left_alias} {_JOIN_TEXT[kind]} {right.alias}."
     left_kind, right_kind = chain.kind, right.source.kind
     if left_kind == "TABLE" and right_kind == "STREAM":
         raise KsqlStatementError(
-            f"Invalid join order: table-stream joins are not supported; only stream-table joins. {got}")
+            f"Invalid join order: table-stream joins are not supported; only stream-table joins. {got}"
+        )
     window = None
     if left_kind == "STREAM" and right_kind == "STREAM":
         if join.within is None:
             raise KsqlStatementError(
                 "Stream-Stream joins must have a WITHIN clause specified. None was provided. To learn about how "
                 "to specify a WITHIN clause with a stream-stream join, please visit: "
-                "https://docs.confluent.io/current/ksql/docs/syntax-reference.html#create-stream-as-select")
+                "https://docs.confluent.io/current/ksql/docs/syntax-reference.html#create-stream-as-select"
+            )
         window = parse_within(join.within)
     elif join.within is not None:
         what = "Stream-Table" if left_kind == "STREAM" else "Table-Table"
         raise KsqlStatementError(
             f"A window definition was provided for a {what} join. These joins are not windowed. Please drop the "
-            "window definition (ie. the WITHIN clause) and try to execute your join again.")
+            "window definition (ie. the WITHIN clause) and try to execute your join again."
+        )
     if left_kind == "STREAM" and right_kind == "TABLE" and kind in ("RIGHT", "FULL"):
         what = "full-outer" if kind == "FULL" else "right-outer"
         raise KsqlStatementError(f"Invalid join type: {what} join not supported for stream-table join. {got}")
     right_keyed = rcanon == _single_key(right)
     if right_kind == "TABLE" and not right_keyed:
-        what = ("stream-table joins require to join on the table's primary key" if left_kind == "STREAM"
-                else "table-table joins require to join on the primary key of the right input table")
+        what = (
+            "stream-table joins require to join on the table's primary key"
+            if left_kind == "STREAM"
+            else "table-table joins require to join on the primary key of the right input table"
+        )
         raise KsqlStatementError(f"Invalid join condition: {what}. Got {format_expr(lcanon)} = {format_expr(rcanon)}.")
     left_keyed = lcanon in chain.candidates
     foreign_key = left_kind == "TABLE" and not left_keyed
     if foreign_key and kind not in ("INNER", "LEFT"):
         what = "full-outer" if kind == "FULL" else "right-outer"
         raise KsqlStatementError(
-            f"Invalid join type: {what} join not supported for foreign-key table-table join. {got}")
+            f"Invalid join type: {what} join not supported for foreign-key table-table join. {got}"
+        )
     if right.source.window is not None:
-        if not (left_keyed and right_keyed) or len({i.source.window for i in inputs[:index + 1]}) > 1:
-            raise KsqlStatementError("Implicit repartitioning of windowed sources is not supported. "
-                                     "See https://github.com/confluentinc/ksql/issues/4385.")
+        if not (left_keyed and right_keyed) or len({i.source.window for i in inputs[: index + 1]}) > 1:
+            raise KsqlStatementError(
+                "Implicit repartitioning of windowed sources is not supported. "
+                "See https://github.com/confluentinc/ksql/issues/4385."
+            )
         if index > 1:
             raise UnsupportedError("multi-way joins of windowed sources")
         # windowed keys match when their bytes do: the key and the window start (and end, for sessions)
@@ -420,7 +473,8 @@ def _plan_step(join: ast.Join, inputs: list[JoinInput], index: int, scope: JoinS
         raise KsqlStatementError(
             "Map keys, including types that contain maps, are not supported as they may lead to unexpected "
             f"behavior due to inconsistent serialization. Key column name: `{name}`. Column type: {lc.type}. "
-            "See https://github.com/confluentinc/ksql/issues/6621 for more.")
+            "See https://github.com/confluentinc/ksql/issues/6621 for more."
+        )
 
     # ---- what the result is keyed and partitioned by
     if left_keyed and right_keyed and chain.partitioned_like is not None:
@@ -440,8 +494,13 @@ def _plan_step(join: ast.Join, inputs: list[JoinInput], index: int, scope: JoinS
                 candidates.append(rcanon)
         chain.candidates = candidates
     chain.kind = "TABLE" if left_kind == right_kind == "TABLE" else "STREAM"
-    op = ({"STREAM": "stream-stream", "TABLE": "stream-table"}[right_kind] if left_kind == "STREAM"
-          else "foreign-key" if foreign_key else "table-table")
+    op = (
+        {"STREAM": "stream-stream", "TABLE": "stream-table"}[right_kind]
+        if left_kind == "STREAM"
+        else "foreign-key"
+        if foreign_key
+        else "table-table"
+    )
     return JoinStep(kind, right, lc, rc, left_keyed, right_keyed, window, chain.kind, op)
 
 
@@ -453,20 +512,33 @@ def _check_columns(q: ast.Query, scope: JoinScope) -> None:
 
     def skip(clause: str, ref: ast.ColumnRef) -> bool:
         return ref.name in ("WINDOWSTART", "WINDOWEND") or (
-            clause == "SELECT" and ref.source is None and ref.name.startswith("ROWKEY"))
+            clause == "SELECT" and ref.source is None and ref.name.startswith("ROWKEY")
+        )
 
-    check_columns([("WHERE", [q.where]), ("GROUP BY", q.group_by), ("PARTITION BY", q.partition_by),
-                   ("HAVING", [q.having]), ("SELECT", [item.expr for item in q.select])], scope, skip)
+    check_columns(
+        [
+            ("WHERE", [q.where]),
+            ("GROUP BY", q.group_by),
+            ("PARTITION BY", q.partition_by),
+            ("HAVING", [q.having]),
+            ("SELECT", [item.expr for item in q.select]),
+        ],
+        scope,
+        skip,
+    )
 
 
 def _join_sides(on: ast.Expr, right: JoinInput, scope: JoinScope) -> list[tuple[ast.Expr, str]]:
     """The ON expression's two sides as (expression, source alias): the earlier sources' side first."""
     if isinstance(on, ast.Logical) and on.op == "AND":
-        raise KsqlStatementError("Invalid join condition: joins on multiple conditions are not yet supported. "
-                                 f"Got {format_expr(scope.canonical(on))}.")
+        raise KsqlStatementError(
+            "Invalid join condition: joins on multiple conditions are not yet supported. "
+            f"Got {format_expr(scope.canonical(on))}."
+        )
     if not (isinstance(on, ast.Comparison) and on.op == "="):
-        raise KsqlStatementError("Invalid join condition: only equality (=) joins are supported. "
-                                 f"Got {format_expr(scope.canonical(on))}.")
+        raise KsqlStatementError(
+            f"Invalid join condition: only equality (=) joins are supported. Got {format_expr(scope.canonical(on))}."
+        )
     compiler = Compiler(scope, "JOIN ON")
     sides = []
     for side in (on.left, on.right):
@@ -476,19 +548,27 @@ def _join_sides(on: ast.Expr, right: JoinInput, scope: JoinScope) -> list[tuple[
             raise KsqlStatementError(
                 f"Invalid comparison expression '{format_expr(scope.canonical(side))}' in join "
                 f"'{format_expr(scope.canonical(on))}'. Each side of the join comparision must contain "
-                "references from exactly one source.")
+                "references from exactly one source."
+            )
         sides.append((side, owners.pop()))
     if sides[0][1] == right.alias and sides[1][1] != right.alias:
         sides.reverse()
     if sides[1][1] != right.alias or sides[0][1] == right.alias:
         raise KsqlStatementError(
             f"Invalid join condition: {format_expr(scope.canonical(on))} must compare an expression of "
-            f"{right.alias} with one of the sources before it.")
+            f"{right.alias} with one of the sources before it."
+        )
     return sides
 
 
-def _plan_aggregate(q: ast.Query, scope: JoinScope, inputs: list[JoinInput], chain: _Chain, sink_name: str | None,
-                    config: dict[str, Any] | None) -> JoinPlan:
+def _plan_aggregate(
+    q: ast.Query,
+    scope: JoinScope,
+    inputs: list[JoinInput],
+    chain: _Chain,
+    sink_name: str | None,
+    config: dict[str, Any] | None,
+) -> JoinPlan:
     """GROUP BY over a join: aggregation.plan_aggregate plans the query over a virtual source whose row
     layout is the joined row's: the join key as its key column, then every source column, named as ksqlDB
     names join columns (`ALIAS_COLUMN` when several sources have the column, else the column's name)."""
@@ -508,9 +588,14 @@ def _plan_aggregate(q: ast.Query, scope: JoinScope, inputs: list[JoinInput], cha
             columns.append(Column(names[(inp.alias, name)], t))
     key_name = _synthetic_name(inputs)
     first = inputs[0].source
-    virtual = DataSource(first.name, chain.kind, LogicalSchema((Column(key_name, chain.key_type, key=True),),
-                                                               tuple(columns)),
-                         topic="", key_format=first.key_format, value_format=first.value_format)
+    virtual = DataSource(
+        first.name,
+        chain.kind,
+        LogicalSchema((Column(key_name, chain.key_type, key=True),), tuple(columns)),
+        topic="",
+        key_format=first.key_format,
+        value_format=first.value_format,
+    )
 
     def rename(ref: ast.ColumnRef) -> ast.Expr:
         found = scope.resolve(ref)
@@ -524,14 +609,32 @@ def _plan_aggregate(q: ast.Query, scope: JoinScope, inputs: list[JoinInput], cha
         return dataclasses.replace(ref, name=names[(alias, name)], source=None)
 
     renamed = dataclasses.replace(
-        q, source=ast.Relation(first.name), joins=(),
+        q,
+        source=ast.Relation(first.name),
+        joins=(),
         select=tuple(dataclasses.replace(i, expr=_map_refs(i.expr, rename)) for i in q.select),
-        where=_map_refs(q.where, rename), group_by=_map_refs(q.group_by, rename), having=_map_refs(q.having, rename))
+        where=_map_refs(q.where, rename),
+        group_by=_map_refs(q.group_by, rename),
+        having=_map_refs(q.having, rename),
+    )
     metastore = MetaStore()
     metastore.add(virtual)
     aggregate = plan_aggregate(renamed, metastore, sink_name, config)
-    return JoinPlan(inputs, [], scope.size, aggregate.schema, None, [], [], [], False, aggregate.result_kind,
-                    ErrorSink(), q.limit, aggregate=aggregate)
+    return JoinPlan(
+        inputs,
+        [],
+        scope.size,
+        aggregate.schema,
+        None,
+        [],
+        [],
+        [],
+        False,
+        aggregate.result_kind,
+        ErrorSink(),
+        q.limit,
+        aggregate=aggregate,
+    )
 
 
 def _window_start(inp: JoinInput) -> int:
@@ -547,6 +650,7 @@ def _windowed_key(c: Compiled, inp: JoinInput) -> Compiled:
         if value is None:
             return None
         return (value, row[start], row[start + 1]) if session else (value, row[start])
+
     return Compiled(c.type, key)
 
 
@@ -561,6 +665,7 @@ def _with_window_bounds(key_exprs: list[Compiled], inputs: list[JoinInput]) -> l
 
     def bound(i: int) -> Compiled:
         return Compiled(BIGINT, lambda row: row[left + i] if row[left + i] is not None else row[right + i])
+
     return [part(c) for c in key_exprs] + [bound(0), bound(1)]
 
 
@@ -580,25 +685,37 @@ def _inputs(q: ast.Query, metastore: MetaStore) -> list[JoinInput]:
     kafka = [i.source.name for i in inputs if i.source.value_format.name == "KAFKA"]
     if kafka:
         raise KsqlStatementError(
-            f"Source(s) {', '.join(kafka)} are using the 'KAFKA' value format. This format does not yet support JOIN.")
+            f"Source(s) {', '.join(kafka)} are using the 'KAFKA' value format. This format does not yet support JOIN."
+        )
     windows = [i.source.window for i in inputs]
     if any(w is not None for w in windows) and any(w is None for w in windows):
-        raise KsqlStatementError("Can not join windowed source to non-windowed source.\n" + "\n".join(
-            f"`{i.source.name}` is {'not' if i.source.window is None else i.source.window.type} windowed"
-            for i in inputs))
+        raise KsqlStatementError(
+            "Can not join windowed source to non-windowed source.\n"
+            + "\n".join(
+                f"`{i.source.name}` is {'not' if i.source.window is None else i.source.window.type} windowed"
+                for i in inputs
+            )
+        )
     if len({w.is_session for w in windows if w is not None}) > 1:
         raise KsqlStatementError(
-            "Incompatible windowed sources.\n" + "\n".join(
-                f"{side} source: {i.source.window.type}" for side, i in zip(("Left", "Right"), inputs)) +
-            "\nSession windowed sources can only be joined to other session windowed sources, and may still not "
+            "Incompatible windowed sources.\n"
+            + "\n".join(f"{side} source: {i.source.window.type}" for side, i in zip(("Left", "Right"), inputs))
+            + "\nSession windowed sources can only be joined to other session windowed sources, and may still not "
             "result in expected behaviour as session bounds must be an exact match for the join to work\n"
-            "Hopping and tumbling windowed sources can only be joined to other hopping and tumbling windowed sources")
+            "Hopping and tumbling windowed sources can only be joined to other hopping and tumbling windowed sources"
+        )
     return inputs
 
 
-def _plan_projection(q: ast.Query, scope: JoinScope, inputs: list[JoinInput], candidates: list[ast.Expr],
-                     synthetic: tuple[str, SqlType] | None, sink_name: str | None, errors: ErrorSink
-                     ) -> tuple[LogicalSchema, list[Compiled], list[Compiled], list[str], list[int]]:
+def _plan_projection(
+    q: ast.Query,
+    scope: JoinScope,
+    inputs: list[JoinInput],
+    candidates: list[ast.Expr],
+    synthetic: tuple[str, SqlType] | None,
+    sink_name: str | None,
+    errors: ErrorSink,
+) -> tuple[LogicalSchema, list[Compiled], list[Compiled], list[str], list[int]]:
     """The result's key and value columns, with ksqlDB's names: a source column selected with its
     qualifier is `ALIAS_COLUMN` when several sources have a column of that name, `*` always names columns
     `ALIAS_COLUMN`, and the key is the join key (or the PARTITION BY expressions)."""
@@ -616,8 +733,9 @@ def _plan_projection(q: ast.Query, scope: JoinScope, inputs: list[JoinInput], ca
 
     def natural_name(expr: ast.Expr, canon: ast.Expr, joined: bool = False) -> str:
         if isinstance(canon, ast.ColumnRef):
-            if canon.source is not None and (joined or (isinstance(expr, ast.ColumnRef) and expr.source is not None
-                                                        and canon.name in common)):
+            if canon.source is not None and (
+                joined or (isinstance(expr, ast.ColumnRef) and expr.source is not None and canon.name in common)
+            ):
                 return f"{canon.source}_{canon.name}"
             return canon.name
         if isinstance(expr, ast.Dereference):
@@ -640,8 +758,11 @@ def _plan_projection(q: ast.Query, scope: JoinScope, inputs: list[JoinInput], ca
     def star(inp: JoinInput) -> list[ast.ColumnRef]:
         schema = inp.source.schema
         if partitioned:  # after a repartition every source column is a value column: values, pseudo, keys
-            cols = [c.name for c in schema.value + schema.headers] + sorted(RESERVED, key=_PSEUDO_ORDER.index) \
+            cols = (
+                [c.name for c in schema.value + schema.headers]
+                + sorted(RESERVED, key=_PSEUDO_ORDER.index)
                 + [c.name for c in schema.key]
+            )
         else:
             bounds = ["WINDOWSTART", "WINDOWEND"] if schema.windowed else []
             cols = [c.name for c in schema.key] + bounds + [c.name for c in schema.value + schema.headers]
@@ -651,14 +772,18 @@ def _plan_projection(q: ast.Query, scope: JoinScope, inputs: list[JoinInput], ca
     for item in q.select:
         if item.is_star:
             if item.star_source is None:
-                expanded = [(n, e) for n, e in key_specs] if partitioned else (
-                    [(synthetic[0], ast.ColumnRef(synthetic[0]))] if synthetic is not None else [])
+                expanded = (
+                    [(n, e) for n, e in key_specs]
+                    if partitioned
+                    else ([(synthetic[0], ast.ColumnRef(synthetic[0]))] if synthetic is not None else [])
+                )
                 expanded += [(f"{r.source}_{r.name}", r) for inp in inputs for r in star(inp)]
             else:
                 inp = next((i for i in inputs if i.alias == item.star_source), None)
                 if inp is None:
                     raise KsqlStatementError(
-                        f"Failed to prepare statement: '{item.star_source}' is not a valid stream/table name or alias.")
+                        f"Failed to prepare statement: '{item.star_source}' is not a valid stream/table name or alias."
+                    )
                 expanded = [(f"{r.source}_{r.name}", r) for r in star(inp)]
             items += [(name, e, e) for name, e in expanded]
             continue
@@ -672,20 +797,22 @@ def _plan_projection(q: ast.Query, scope: JoinScope, inputs: list[JoinInput], ca
     for (_, expr, _), c in zip(items, compiled):
         if isinstance(c.type, NullType) and not isinstance(expr, ast.ColumnRef):
             raise KsqlStatementError(
-                "Can't infer a type of null. Please explicitly cast it to a required type, e.g. CAST(null AS VARCHAR).")
+                "Can't infer a type of null. Please explicitly cast it to a required type, e.g. CAST(null AS VARCHAR)."
+            )
 
     sink = f"`{sink_name}`" if sink_name else "the sink"
     key_positions: list[int] = []
     key_exprs: list[Compiled] = []
     if partitioned:
-        for name, canon in key_specs:
+        for _name, canon in key_specs:
             found = [i for i, it in enumerate(items) if it[2] == canon]
             if not found:
                 texts = [format_expr(e) for _, e in key_specs]
                 raise KsqlStatementError(
                     f"The query used to build {sink} must include the partitioning expression"
                     f"{'s' if len(texts) > 1 else ''} {' and '.join(texts)} in its projection (eg, SELECT "
-                    f"{', '.join(texts)}...).")
+                    f"{', '.join(texts)}...)."
+                )
             _check_once(items, found)
             key_positions.append(found[0])
             key_exprs.append(compiled[found[0]])
@@ -720,17 +847,22 @@ def _check_once(items: list[tuple[str, ast.Expr, ast.Expr]], found: list[int]) -
         names = sorted(items[i][0] for i in found)
         raise KsqlStatementError(
             f"The projection contains a key column (`{items[found[0]][0]}`) more than once, aliased as: "
-            f"{' and '.join(names)}.")
+            f"{' and '.join(names)}."
+        )
 
 
 def _missing_key_message(sink: str, targets: list[ast.Expr], synthetic: tuple[str, SqlType] | None) -> str:
     texts = [format_expr(t) for t in targets]
-    lines = ["Key missing from projection (ie, SELECT). See https://cnfl.io/2LV7ouS.",
-             f"The query used to build {sink} must include the join expression{'s' if len(texts) > 1 else ''} "
-             f"{' or '.join(texts)} in its projection (eg, SELECT {texts[0] if texts else ''}...)."]
+    lines = [
+        "Key missing from projection (ie, SELECT). See https://cnfl.io/2LV7ouS.",
+        f"The query used to build {sink} must include the join expression{'s' if len(texts) > 1 else ''} "
+        f"{' or '.join(texts)} in its projection (eg, SELECT {texts[0] if texts else ''}...).",
+    ]
     if synthetic is not None:
-        lines.append(f"{synthetic[0]} was added as a synthetic key column because the join criteria did not match "
-                     "any source column. This expression must be included in the projection and may be aliased.")
+        lines.append(
+            f"{synthetic[0]} was added as a synthetic key column because the join criteria did not match "
+            "any source column. This expression must be included in the projection and may be aliased."
+        )
     return "\n".join(lines)
 
 
@@ -741,7 +873,7 @@ Event = tuple  # (join key, joined row, deleted (a table row went away), timesta
 class _SideReader:
     """Deserialises one source's records into joined rows: its own columns filled in, the others NULL."""
 
-    def __init__(self, flow: "JoinFlow", inp: JoinInput, key_in: Any, value_in: Any) -> None:
+    def __init__(self, flow: JoinFlow, inp: JoinInput, key_in: Any, value_in: Any) -> None:
         from .executor import _header_reader, _timestamp_extractor
 
         self.flow, self.inp = flow, inp
@@ -785,8 +917,14 @@ class _SideReader:
                 return None
         row: list = [None] * self.flow.width
         start = self.inp.offset
-        row[start:start + self.inp.width] = [ts, rec.partition, rec.offset, *keys, *values,
-                                             *(f(rec.headers) for f in self.header_fns)]
+        row[start : start + self.inp.width] = [
+            ts,
+            rec.partition,
+            rec.offset,
+            *keys,
+            *values,
+            *(f(rec.headers) for f in self.header_fns),
+        ]
         return row, rec.value is None, ts
 
 
@@ -804,7 +942,7 @@ class _Step:
         """`left`: a joined row; `right`: the right source's columns only."""
         row = list(left) if left is not None else [None] * self.width
         if right is not None:
-            row[self.rs:self.re] = right
+            row[self.rs : self.re] = right
         row[_KEY], row[_ROWTIME] = key, ts
         return row
 
@@ -823,8 +961,11 @@ class _StreamStream(_Step):
         self.w = step.window
         self.buffers = {True: stores.window(f"{name}-left"), False: stores.window(f"{name}-right")}
         self.times = stores.key_value(f"{name}-stream-time")
-        self.unmatched = stores.key_value(f"{name}-unmatched") \
-            if self.w.spurious_fix and (self.left_outer or self.right_outer) else None
+        self.unmatched = (
+            stores.key_value(f"{name}-unmatched")
+            if self.w.spurious_fix and (self.left_outer or self.right_outer)
+            else None
+        )
         self._expired_to = {True: -1, False: -1}
         self._times: dict[str, int] = {}  # stream times, read through from `times`
 
@@ -847,7 +988,7 @@ class _StreamStream(_Step):
         return self._process(True, key, row, ts)
 
     def right(self, key: Any, row: list, deleted: bool, ts: int) -> list[Event]:
-        return self._process(False, key, row[self.rs:self.re], ts)
+        return self._process(False, key, row[self.rs : self.re], ts)
 
     def _padded(self, is_left: bool, data: list, key: Any, ts: int) -> Event:
         return (key, self.merge(data, None, key, ts) if is_left else self.merge(None, data, key, ts), False, ts)
@@ -928,7 +1069,7 @@ class _StreamTable(_Step):
         if deleted:
             self.table.delete((key,))
         else:
-            self.table.put((key,), [ts, row[self.rs:self.re]])
+            self.table.put((key,), [ts, row[self.rs : self.re]])
         return []
 
 
@@ -946,7 +1087,7 @@ class _TableTable(_Step):
         return self._update(True, key, None if deleted else row, ts)
 
     def right(self, key: Any, row: list, deleted: bool, ts: int) -> list[Event]:
-        return self._update(False, key, None if deleted else row[self.rs:self.re], ts)
+        return self._update(False, key, None if deleted else row[self.rs : self.re], ts)
 
     def _update(self, is_left: bool, key: Any, data: list | None, ts: int) -> list[Event]:
         if key is None:
@@ -958,7 +1099,9 @@ class _TableTable(_Step):
         else:
             table.put((key,), [ts, data])
         other = self.tables[not is_left].get((key,))
-        this_outer, other_outer = (self.left_outer, self.right_outer) if is_left else (self.right_outer, self.left_outer)
+        this_outer, other_outer = (
+            (self.left_outer, self.right_outer) if is_left else (self.right_outer, self.left_outer)
+        )
         if other is None:
             if not this_outer or (data is None and old is None and self.step.kind == "FULL"):
                 return []
@@ -980,8 +1123,9 @@ class _ForeignKey(_Step):
     moved to a missing right row, and a left row with a NULL foreign key joins nothing (KIP-962: a left
     join keeps it padded with NULLs)."""
 
-    def __init__(self, step: JoinStep, width: int, stores: StateStores, name: str,
-                 foreign_key: Callable[[list], Any]) -> None:
+    def __init__(
+        self, step: JoinStep, width: int, stores: StateStores, name: str, foreign_key: Callable[[list], Any]
+    ) -> None:
         super().__init__(step, width)
         self.lefts = stores.key_value(f"{name}-left")  # left key -> [ts, row, foreign key]
         self.rights = stores.key_value(f"{name}-right")  # right key -> [ts, right columns]
@@ -1027,7 +1171,7 @@ class _ForeignKey(_Step):
     def right(self, key: Any, row: list, deleted: bool, ts: int) -> list[Event]:
         if key is None:
             return []
-        data = None if deleted else row[self.rs:self.re]
+        data = None if deleted else row[self.rs : self.re]
         if data is None:
             if self.rights.get((key,)) is None:
                 return []
@@ -1045,21 +1189,28 @@ class _ForeignKey(_Step):
         return out
 
 
-_OPERATORS = {"stream-stream": _StreamStream, "stream-table": _StreamTable, "table-table": _TableTable,
-              "foreign-key": _ForeignKey}
+_OPERATORS = {
+    "stream-stream": _StreamStream,
+    "stream-table": _StreamTable,
+    "table-table": _TableTable,
+    "foreign-key": _ForeignKey,
+}
 
 
 class JoinFlow:
     """Records of any joined source in, joined rows out, through the chain of join operators."""
 
-    def __init__(self, query_id: str, plan: JoinPlan, serdes: list[tuple[Any, Any]], plog: Any,
-                 stores: StateStores) -> None:
+    def __init__(
+        self, query_id: str, plan: JoinPlan, serdes: list[tuple[Any, Any]], plog: Any, stores: StateStores
+    ) -> None:
         self.id, self.plan, self.plog = query_id, plan, plog
         self.width = plan.width
         self.processed = 0
         self.current: Any = None
-        self.readers = {inp.source.topic: (i, _SideReader(self, inp, *serde))
-                        for i, (inp, serde) in enumerate(zip(plan.inputs, serdes))}
+        self.readers = {
+            inp.source.topic: (i, _SideReader(self, inp, *serde))
+            for i, (inp, serde) in enumerate(zip(plan.inputs, serdes))
+        }
         self.stores = stores
         self.reload_state()
         first = plan.inputs[0]
@@ -1070,9 +1221,12 @@ class JoinFlow:
         """(Re)build the join operators from the stores: after a runtime rolls a failed batch back, the stream
         times they cache must be those of the committed state again."""
         plan, stores = self.plan, self.stores
-        self.ops = [_OPERATORS[s.op](s, plan.width, stores, f"join{j}") if s.op != "foreign-key" else
-                    _ForeignKey(s, plan.width, stores, f"join{j}", lambda row, c=s.left_key: self._key(c, row))
-                    for j, s in enumerate(plan.steps)]
+        self.ops = [
+            _OPERATORS[s.op](s, plan.width, stores, f"join{j}")
+            if s.op != "foreign-key"
+            else _ForeignKey(s, plan.width, stores, f"join{j}", lambda row, c=s.left_key: self._key(c, row))
+            for j, s in enumerate(plan.steps)
+        ]
 
     def expression_error(self, text: str, error: str) -> None:
         if self.current is not None:
@@ -1122,8 +1276,18 @@ class JoinQuery:
     """A persistent join query: joined rows -> WHERE -> key and projection -> the sink topic. A table
     result is a changelog: a deleted row, or one that stops matching WHERE, becomes a tombstone."""
 
-    def __init__(self, query_id: str, plan: JoinPlan, sink: DataSource, serdes: list[tuple[Any, Any]],
-                 key_out: Any, value_out: Any, plog: Any, sql: str = "", stores: StateStores | None = None) -> None:
+    def __init__(
+        self,
+        query_id: str,
+        plan: JoinPlan,
+        sink: DataSource,
+        serdes: list[tuple[Any, Any]],
+        key_out: Any,
+        value_out: Any,
+        plog: Any,
+        sql: str = "",
+        stores: StateStores | None = None,
+    ) -> None:
         from .executor import _safe
 
         self.id, self.plan, self.sink, self.sql = query_id, plan, sink, sql
@@ -1138,8 +1302,9 @@ class JoinQuery:
         self._key_fns = [_safe(c, "KEY", handler) for c in plan.key_exprs]
         self._value_fns = [_safe(c, t, handler) for c, t in zip(plan.value_exprs, plan.value_texts)]
         # a table result filtered by WHERE forwards a delete only for a key whose previous row passed
-        self._live = self.stores.key_value("result-keys") \
-            if plan.result_kind == "TABLE" and plan.where is not None else None
+        self._live = (
+            self.stores.key_value("result-keys") if plan.result_kind == "TABLE" and plan.where is not None else None
+        )
         names = [c.name for c in sink.schema.value]
         self._sink_ts_index = names.index(sink.timestamp_column) if sink.timestamp_column in names else None
 
@@ -1202,8 +1367,18 @@ class JoinQuery:
 class JoinAggregateQuery(AggregateQuery):
     """GROUP BY over a join: joined rows (not one source's records) are pre-aggregated and aggregated."""
 
-    def __init__(self, query_id: str, plan: JoinPlan, sink: DataSource, serdes: list[tuple[Any, Any]],
-                 key_out: Any, value_out: Any, plog: Any, sql: str = "", stores: StateStores | None = None) -> None:
+    def __init__(
+        self,
+        query_id: str,
+        plan: JoinPlan,
+        sink: DataSource,
+        serdes: list[tuple[Any, Any]],
+        key_out: Any,
+        value_out: Any,
+        plog: Any,
+        sql: str = "",
+        stores: StateStores | None = None,
+    ) -> None:
         from .executor import _safe
 
         aggregate = plan.aggregate

@@ -37,9 +37,8 @@ from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
-from confluent_kafka.admin import NewTopic
 
-from stack.kafka import admin_client, end_offsets, producer_config
+from fraudstream.kafka import admin_client, end_offsets, ensure_topic, producer_config
 
 from .durable_state import Changelog, DurableStateStores, QueryState, StateReader
 from .executor import PersistentQuery, ProcessingLog, Record
@@ -74,21 +73,34 @@ def processing_log_topic(service_id: str = DEFAULT_SERVICE_ID) -> str:
 
 def to_record(m: Message) -> Record:
     ts_type, ts = m.timestamp()
-    return Record(m.topic(), m.key(), m.value(), ts if ts_type else int(time.time() * 1000), m.partition(),
-                  m.offset(), list(m.headers() or []))
+    return Record(
+        m.topic(),
+        m.key(),
+        m.value(),
+        ts if ts_type else int(time.time() * 1000),
+        m.partition(),
+        m.offset(),
+        list(m.headers() or []),
+    )
 
 
 def to_columns(topic: str, messages: list[Message], with_headers: bool) -> Columns:
     """A batch of consumed messages, column by column (no per-record objects)."""
     now = int(time.time() * 1000)
-    return Columns(topic, list(map(Message.key, messages)), list(map(Message.value, messages)),
-                   [ts if ts_type else now for ts_type, ts in map(Message.timestamp, messages)],
-                   list(map(Message.partition, messages)), list(map(Message.offset, messages)),
-                   [list(m.headers() or []) for m in messages] if with_headers else None)
+    return Columns(
+        topic,
+        list(map(Message.key, messages)),
+        list(map(Message.value, messages)),
+        [ts if ts_type else now for ts_type, ts in map(Message.timestamp, messages)],
+        list(map(Message.partition, messages)),
+        list(map(Message.offset, messages)),
+        [list(m.headers() or []) for m in messages] if with_headers else None,
+    )
 
 
-def start_offsets(bootstrap: str, consumer: Consumer, topic: str, earliest: bool,
-                  timeout: float = 10.0) -> list[TopicPartition]:
+def start_offsets(
+    bootstrap: str, consumer: Consumer, topic: str, earliest: bool, timeout: float = 10.0
+) -> list[TopicPartition]:
     """Where to read `topic` from: the group's committed offsets, else the start or the true end.
 
     "Latest" comes from `end_offsets` (the broker's own answer is wrong, DESIGN.md).
@@ -130,8 +142,11 @@ class Progress:
     def encode(self) -> bytes:
         def enc(d: dict[int, int]) -> dict[str, int]:
             return {str(k): v for k, v in sorted(d.items())}
-        return json.dumps({"version": 1, "start": enc(self.start), "end": enc(self.end), "sink": enc(self.sink)},
-                          separators=(",", ":")).encode()
+
+        return json.dumps(
+            {"version": 1, "start": enc(self.start), "end": enc(self.end), "sink": enc(self.sink)},
+            separators=(",", ":"),
+        ).encode()
 
     @classmethod
     def decode(cls, data: bytes) -> Progress:
@@ -141,6 +156,7 @@ class Progress:
 
         def dec(d: dict[str, int]) -> dict[Any, int]:
             return {int(k) if k.isdigit() else k: int(v) for k, v in d.items()}  # "topic:partition": Sources
+
         return cls(dec(raw["start"]), dec(raw["end"]), dec(raw["sink"]))
 
 
@@ -177,8 +193,14 @@ def read_progress(bootstrap: str, topic: str, timeout: float = 10.0) -> Progress
     end = end_offsets(bootstrap, topic, timeout).get(0, 0)
     if end == 0:
         return None
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{topic}-reader", "enable.auto.commit": False,
-                         "fetch.wait.max.ms": 10})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"{topic}-reader",
+            "enable.auto.commit": False,
+            "fetch.wait.max.ms": 10,
+        }
+    )
     try:
         consumer.assign([TopicPartition(topic, 0, end - 1)])
         deadline = time.monotonic() + timeout
@@ -197,8 +219,14 @@ def read_window(bootstrap: str, topic: str, starts: dict[int, int], timeout: flo
     wanted = {p: (starts.get(p, 0), end) for p, end in ends.items() if starts.get(p, 0) < end}
     if not wanted:
         return []
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{topic}-window-reader",
-                         "enable.auto.commit": False, "fetch.wait.max.ms": 10})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"{topic}-window-reader",
+            "enable.auto.commit": False,
+            "fetch.wait.max.ms": 10,
+        }
+    )
     out: list[Message] = []
     try:
         consumer.assign([TopicPartition(topic, p, s) for p, (s, _) in wanted.items()])
@@ -283,17 +311,25 @@ class QueryRunner(threading.Thread):
         """Find where to start, before the statement returns: rows produced after a CREATE ... AS SELECT with
         "latest" are never missed, and "latest" means the same thing after a crash."""
         rt, q = self.runtime, self.query
-        self.consumer = Consumer({
-            "bootstrap.servers": rt.bootstrap, "group.id": query_group(q.id, rt.service_id),
-            "enable.auto.commit": False, "enable.auto.offset.store": False, "enable.partition.eof": True,
-            "fetch.wait.max.ms": 50,
-        })
+        self.consumer = Consumer(
+            {
+                "bootstrap.servers": rt.bootstrap,
+                "group.id": query_group(q.id, rt.service_id),
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "enable.partition.eof": True,
+                "fetch.wait.max.ms": 50,
+            }
+        )
         self.producer = self._new_producer()
         rt.create_topic(self.progress_topic, 1, config={"cleanup.policy": "compact"})
         found = read_progress(rt.bootstrap, self.progress_topic)
         if found is None:  # a new query (or one started before progress logs): the group's offsets, else the reset
-            positions = [tp for topic in self.sources.topics
-                         for tp in start_offsets(rt.bootstrap, self.consumer, topic, self.earliest)]
+            positions = [
+                tp
+                for topic in self.sources.topics
+                for tp in start_offsets(rt.bootstrap, self.consumer, topic, self.earliest)
+            ]
             start = {self.sources.key(tp.topic, tp.partition): tp.offset for tp in positions}
             found = Progress(start, dict(start), end_offsets(rt.bootstrap, q.sink.topic))
             self._write_progress(found)
@@ -302,7 +338,9 @@ class QueryRunner(threading.Thread):
         self.progress = self._recorded = found
 
     def _new_producer(self) -> Producer:
-        config = producer_config(self.runtime.bootstrap, partitioner=PARTITIONER, linger_ms=5, batch_num_messages=10_000)
+        config = producer_config(
+            self.runtime.bootstrap, partitioner=PARTITIONER, linger_ms=5, batch_num_messages=10_000
+        )
         acked, failures = self._acked, self._failures
 
         def delivered(err: KafkaError | None, msg: Message) -> None:
@@ -311,6 +349,7 @@ class QueryRunner(threading.Thread):
                 acked[msg.partition()] = msg.offset()
             else:
                 failures.append(err)
+
         return Producer({**config, "on_delivery": delivered})
 
     # ---------------------------------------------------------------- the loop
@@ -401,8 +440,9 @@ class QueryRunner(threading.Thread):
         """A batch's records are all acknowledged: `progress` is where the query stands now."""
         self.runtime.plog_producer.flush()
         self.progress = progress
-        self.consumer.commit(offsets=[TopicPartition(*self.sources.tp(k), o) for k, o in end.items()],
-                             asynchronous=True)
+        self.consumer.commit(
+            offsets=[TopicPartition(*self.sources.tp(k), o) for k, o in end.items()], asynchronous=True
+        )
         self.committed_batches += 1
         self.error = None
 
@@ -485,8 +525,15 @@ class QueryRunner(threading.Thread):
     def _await_acks(self) -> None:
         """Wait until every record produced so far (output and progress) is acknowledged; raise if any was not."""
         remaining = self.producer.flush(ACK_TIMEOUT)
-        failure = self._failures[0] if self._failures else self._progress_failures[0] if self._progress_failures \
-            else KafkaError(KafkaError._MSG_TIMED_OUT) if remaining else None
+        failure = (
+            self._failures[0]
+            if self._failures
+            else self._progress_failures[0]
+            if self._progress_failures
+            else KafkaError(KafkaError._MSG_TIMED_OUT)
+            if remaining
+            else None
+        )
         if failure is not None:
             raise KafkaException(failure)
 
@@ -502,14 +549,14 @@ class QueryRunner(threading.Thread):
     # ---------------------------------------------------------------- progress
     def _write_progress(self, progress: Progress) -> None:
         self._progress_failures.clear()
-        self.producer.produce(self.progress_topic, progress.encode(), self.query.id.encode(),
-                              on_delivery=self._progress_delivered)
+        self.producer.produce(
+            self.progress_topic, progress.encode(), self.query.id.encode(), on_delivery=self._progress_delivered
+        )
         self._recorded = progress
 
     def _progress_delivered(self, err: KafkaError | None, _msg: Message) -> None:
         if err is not None:
             self._progress_failures.append(err)
-
 
     def _write_settled(self) -> None:
         """When idle: record that the last batch is done, so that a restart has nothing to re-check. Never
@@ -531,8 +578,10 @@ class QueryRunner(threading.Thread):
         elif in_flight:
             batch = self._read_source(in_flight)
             out = self._evaluate(batch)
-            present = Counter(_identity(m.key(), m.value(), m.timestamp()[1], m.partition())
-                              for m in read_window(self.runtime.bootstrap, q.sink.topic, self.progress.sink))
+            present = Counter(
+                _identity(m.key(), m.value(), m.timestamp()[1], m.partition())
+                for m in read_window(self.runtime.bootstrap, q.sink.topic, self.progress.sink)
+            )
             partitions = self.runtime.partition_count(q.sink.topic)
             skip = set()
             for i, (key, value, ts, part) in enumerate(zip(out.keys, out.values, out.timestamps, out.partitions)):
@@ -545,10 +594,21 @@ class QueryRunner(threading.Thread):
             self.state.commit(self._positions(self.progress.end))
             self.progress = self.progress.settled(self._sink_ends())
             self._write_settled()
-            log.info("query %s: recovered the batch in flight (%d source records): %d of its %d output records "
-                     "were already in %s", q.id, len(batch), len(skip), len(out), q.sink.topic)
-        self.consumer.assign([TopicPartition(*self.sources.tp(k), o) for k, o in sorted(self.progress.end.items(),
-                                                                                         key=lambda kv: str(kv[0]))])
+            log.info(
+                "query %s: recovered the batch in flight (%d source records): %d of its %d output records "
+                "were already in %s",
+                q.id,
+                len(batch),
+                len(skip),
+                len(out),
+                q.sink.topic,
+            )
+        self.consumer.assign(
+            [
+                TopicPartition(*self.sources.tp(k), o)
+                for k, o in sorted(self.progress.end.items(), key=lambda kv: str(kv[0]))
+            ]
+        )
 
     def _read_source(self, ranges: dict[Any, tuple[int, int]], timeout: float = 60.0) -> list[Message]:
         """Exactly the source records in `ranges` (partition -> [first, last + 1)), in order per partition."""
@@ -596,8 +656,13 @@ class KafkaRuntime:
 
     runs_joins = True
 
-    def __init__(self, bootstrap: str, service_id: str = DEFAULT_SERVICE_ID, batch_size: int = BATCH_SIZE,
-                 state_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        service_id: str = DEFAULT_SERVICE_ID,
+        batch_size: int = BATCH_SIZE,
+        state_dir: Path | None = None,
+    ) -> None:
         self.bootstrap = bootstrap
         self._scratch = tempfile.TemporaryDirectory(prefix="ksqldb-state-") if state_dir is None else None
         self.state_dir = Path(self._scratch.name) if self._scratch is not None else Path(state_dir)
@@ -633,13 +698,7 @@ class KafkaRuntime:
     def create_topic(self, name: str, partitions: int = 1, config: dict[str, str] | None = None) -> None:
         if name in self.partitions:
             return
-        futures = self.admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1,
-                                                     config=config or {})])
-        try:
-            futures[name].result(30)
-        except KafkaException as e:
-            if e.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                raise
+        ensure_topic(self.bootstrap, name, partitions, config)
         deadline = time.monotonic() + 30
         while name not in self.partitions and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -678,7 +737,9 @@ class KafkaRuntime:
         stores = self._stores.get(query_id)
         if stores is None:
             group = query_group(query_id, self.service_id)
-            changelog = Changelog(self.bootstrap, group, lambda name, parts, config: self.create_topic(name, parts, config))
+            changelog = Changelog(
+                self.bootstrap, group, lambda name, parts, config: self.create_topic(name, parts, config)
+            )
             stores = self._stores[query_id] = DurableStateStores(self.state_dir / f"{group}.db", changelog)
         return stores
 
@@ -721,7 +782,12 @@ class KafkaRuntime:
     def produce(self, rec: Record) -> None:
         """INSERT VALUES and /inserts-stream: returns once the broker has acknowledged the record."""
         failures: list[KafkaError] = []
-        self.producer.produce(rec.topic, key=rec.key, value=rec.value, timestamp=rec.timestamp,
-                              on_delivery=lambda err, _m: failures.append(err) if err else None)
+        self.producer.produce(
+            rec.topic,
+            key=rec.key,
+            value=rec.value,
+            timestamp=rec.timestamp,
+            on_delivery=lambda err, _m: failures.append(err) if err else None,
+        )
         if self.producer.flush(30) or failures:
             raise KafkaException(failures[0] if failures else KafkaError(KafkaError._MSG_TIMED_OUT))

@@ -10,7 +10,11 @@ from .formats import FormatInfo
 from .formatter import quote_ident
 from .types import BIGINT, INTEGER, SqlType
 
-PSEUDO_COLUMNS: tuple[tuple[str, SqlType], ...] = (("ROWTIME", BIGINT), ("ROWPARTITION", INTEGER), ("ROWOFFSET", BIGINT))
+PSEUDO_COLUMNS: tuple[tuple[str, SqlType], ...] = (
+    ("ROWTIME", BIGINT),
+    ("ROWPARTITION", INTEGER),
+    ("ROWOFFSET", BIGINT),
+)
 RESERVED = {name for name, _ in PSEUDO_COLUMNS}
 
 
@@ -33,8 +37,13 @@ class LogicalSchema:
         """The row layout the executor builds: pseudo columns, then key (and window bounds), value and
         header columns."""
         bounds = [("WINDOWSTART", BIGINT), ("WINDOWEND", BIGINT)] if self.windowed else []
-        return (list(PSEUDO_COLUMNS) + [(c.name, c.type) for c in self.key] + bounds
-                + [(c.name, c.type) for c in self.value] + [(c.name, c.type) for c in self.headers])
+        return (
+            list(PSEUDO_COLUMNS)
+            + [(c.name, c.type) for c in self.key]
+            + bounds
+            + [(c.name, c.type) for c in self.value]
+            + [(c.name, c.type) for c in self.headers]
+        )
 
     def find(self, name: str) -> Column | None:
         return next((c for c in self.key + self.value + self.headers if c.name == name), None)
@@ -42,8 +51,10 @@ class LogicalSchema:
     def __str__(self) -> str:
         parts = [f"{quote_ident(c.name)} {c.type} KEY" for c in self.key]
         parts += [f"{quote_ident(c.name)} {c.type}" for c in self.value]
-        parts += [f"{quote_ident(c.name)} {c.type} " + ("HEADERS" if c.header == "*" else f"HEADER('{c.header}')")
-                  for c in self.headers]
+        parts += [
+            f"{quote_ident(c.name)} {c.type} " + ("HEADERS" if c.header == "*" else f"HEADER('{c.header}')")
+            for c in self.headers
+        ]
         return ", ".join(parts)
 
 
@@ -63,7 +74,8 @@ def check_projection(key_cols: list[Column], value_cols: list[Column], persisten
         for col in value_cols:
             if col.name in RESERVED:
                 raise KsqlStatementError(
-                    f"Reserved column name in select: `{col.name}`. Please remove or alias the column.")
+                    f"Reserved column name in select: `{col.name}`. Please remove or alias the column."
+                )
     seen: set[str] = set()
     for col in key_cols + value_cols:
         if col.name in seen:
@@ -108,7 +120,8 @@ class MetaStore:
         if existing is not None and not replace:
             kind = existing.kind.lower()
             raise KsqlStatementError(
-                f"Cannot add {source.kind.lower()} '{source.name}': A {kind} with the same name already exists")
+                f"Cannot add {source.kind.lower()} '{source.name}': A {kind} with the same name already exists"
+            )
         if existing is not None:
             source.writers = existing.writers
             source.readers = existing.readers

@@ -18,7 +18,7 @@ from lark.exceptions import LarkError, UnexpectedInput, UnexpectedToken, VisitEr
 
 from . import ast
 from .errors import KsqlError, KsqlStatementError, ParseError, UnsupportedError
-from .types import ArrayType, DecimalType, MapType, StructType, SqlType, primitive, INT_MAX, INT_MIN
+from .types import INT_MAX, INT_MIN, ArrayType, DecimalType, MapType, SqlType, StructType, primitive
 
 _GRAMMAR = Path(__file__).with_name("ksql.lark")
 
@@ -132,9 +132,7 @@ class _ToAst(Transformer):
             if precision < 1:
                 raise KsqlError("DECIMAL precision must be >= 1")
             if scale < 0 or scale > precision:
-                raise KsqlError(
-                    f"DECIMAL scale must be between 0 and precision: DECIMAL({precision}, {scale})"
-                )
+                raise KsqlError(f"DECIMAL scale must be between 0 and precision: DECIMAL({precision}, {scale})")
             return DecimalType(precision, scale)
         t = primitive(name)
         if t is None or args:
@@ -401,8 +399,10 @@ class _ToAst(Transformer):
 
     def drop_source(self, c):
         return ast.DropSource(
-            kind=c[1], name=str(next(x for x in c if isinstance(x, _Identifier))),
-            if_exists=_has(c, "EXISTS"), delete_topic=_has(c, "TOPIC"),
+            kind=c[1],
+            name=str(next(x for x in c if isinstance(x, _Identifier))),
+            if_exists=_has(c, "EXISTS"),
+            delete_topic=_has(c, "TOPIC"),
         )
 
     def show(self, c):
@@ -454,9 +454,16 @@ def _statement_at(sql: str, pos: int) -> str:
 
 
 _TOKEN_NAMES = {
-    "INTEGER_LIT": "INTEGER_VALUE", "DECIMAL_LIT": "DECIMAL_VALUE", "DOUBLE_LIT": "FLOATING_POINT_VALUE",
-    "COMP_OP": "COMPARISON_OPERATOR", "ADD_OP": "'+', '-'", "MUL_OP": "'/', '%'",
-    "LT": "'<'", "GT": "'>'", "ARROW": "'->'", "LAMBDA_ARROW": "'=>'",
+    "INTEGER_LIT": "INTEGER_VALUE",
+    "DECIMAL_LIT": "DECIMAL_VALUE",
+    "DOUBLE_LIT": "FLOATING_POINT_VALUE",
+    "COMP_OP": "COMPARISON_OPERATOR",
+    "ADD_OP": "'+', '-'",
+    "MUL_OP": "'/', '%'",
+    "LT": "'<'",
+    "GT": "'>'",
+    "ARROW": "'->'",
+    "LAMBDA_ARROW": "'=>'",
 }
 
 
@@ -497,7 +504,7 @@ def _missing_token(sql: str, e: UnexpectedInput) -> str | None:
     tok = e.token
     if tok.type != "$END":
         try:
-            after = next(iter(_lark().lex(sql[tok.end_pos:])), None)
+            after = next(iter(_lark().lex(sql[tok.end_pos :])), None)
         except LarkError:
             after = None
         if after is not None and after.type == name:
@@ -551,7 +558,7 @@ def parse(sql: str) -> list[ast.Statement]:
             if isinstance(e.orig_exc, KsqlError):
                 raise e.orig_exc from None
             raise
-        text = sql[child.meta.start_pos:child.meta.end_pos] if not child.meta.empty else sql
+        text = sql[child.meta.start_pos : child.meta.end_pos] if not child.meta.empty else sql
         statements.append(_with_text(stmt, text.strip() + ";"))
     return statements
 

@@ -51,9 +51,23 @@ def _contains_aggregate(e: ast.Expr) -> bool:
 
     if isinstance(e, ast.FunctionCall):
         if e.name.upper() not in REGISTRY and e.name.upper() in {
-            "COUNT", "SUM", "AVG", "MIN", "MAX", "COLLECT_LIST", "COLLECT_SET", "TOPK", "TOPKDISTINCT",
-            "EARLIEST_BY_OFFSET", "LATEST_BY_OFFSET", "HISTOGRAM", "COUNT_DISTINCT", "STDDEV_SAMPLE",
-            "STDDEV_SAMP", "CORRELATION", "ATTR",
+            "COUNT",
+            "SUM",
+            "AVG",
+            "MIN",
+            "MAX",
+            "COLLECT_LIST",
+            "COLLECT_SET",
+            "TOPK",
+            "TOPKDISTINCT",
+            "EARLIEST_BY_OFFSET",
+            "LATEST_BY_OFFSET",
+            "HISTOGRAM",
+            "COUNT_DISTINCT",
+            "STDDEV_SAMPLE",
+            "STDDEV_SAMP",
+            "CORRELATION",
+            "ATTR",
         }:
             return True
         return any(_contains_aggregate(a) for a in e.args)
@@ -125,8 +139,9 @@ def plan_select(q: ast.Query, metastore: MetaStore, sink_name: str | None, new_p
     from .aggregation import check_columns, check_qualifiers
 
     check_qualifiers(q, scope.source_names)
-    check_columns([("WHERE", [q.where]), ("PARTITION BY", q.partition_by),
-                   ("SELECT", [item.expr for item in q.select])], scope)
+    check_columns(
+        [("WHERE", [q.where]), ("PARTITION BY", q.partition_by), ("SELECT", [item.expr for item in q.select])], scope
+    )
     errors = ErrorSink()
     where = Compiler(scope, "WHERE", errors).compile_predicate(q.where) if q.where is not None else None
     compiler = Compiler(scope, "SELECT", errors)
@@ -151,8 +166,12 @@ def plan_select(q: ast.Query, metastore: MetaStore, sink_name: str | None, new_p
 
     # ---- which columns form the result's key
     partitioned = bool(q.partition_by)
-    keyless_partition = partitioned and len(q.partition_by) == 1 and isinstance(q.partition_by[0], ast.Literal) \
+    keyless_partition = (
+        partitioned
+        and len(q.partition_by) == 1
+        and isinstance(q.partition_by[0], ast.Literal)
         and q.partition_by[0].kind == "NULL"
+    )
     key_specs: list[_KeySpec] = []
     if partitioned and not keyless_partition:
         if any(isinstance(p, ast.Literal) and p.kind == "NULL" for p in q.partition_by):
@@ -164,8 +183,9 @@ def plan_select(q: ast.Query, metastore: MetaStore, sink_name: str | None, new_p
             key_specs.append(_KeySpec(natural_name(p), _unqualified(p)))
     elif not partitioned:
         key_specs = [_KeySpec(kc.name, ast.ColumnRef(kc.name)) for kc in schema.key]
-    partition_refs = {spec.expr.name for spec in key_specs if isinstance(spec.expr, ast.ColumnRef)} \
-        if partitioned else set()
+    partition_refs = (
+        {spec.expr.name for spec in key_specs if isinstance(spec.expr, ast.ColumnRef)} if partitioned else set()
+    )
 
     # ---- expand the projection: (name, expr, compiled, key spec index or None)
     items: list[tuple[str, ast.Expr, Compiled, int | None]] = []
@@ -173,17 +193,24 @@ def plan_select(q: ast.Query, metastore: MetaStore, sink_name: str | None, new_p
         if item.is_star:
             if partitioned:
                 star_exprs: list[tuple[str, ast.Expr, int | None]] = [
-                    (spec.name, spec.expr, i) for i, spec in enumerate(key_specs)]
-                star_exprs += [(c.name, ast.ColumnRef(c.name), None) for c in schema.value + schema.headers
-                               if c.name not in partition_refs]
-                star_exprs += [(c.name, ast.ColumnRef(c.name), None) for c in schema.key
-                               if c.name not in partition_refs]
+                    (spec.name, spec.expr, i) for i, spec in enumerate(key_specs)
+                ]
+                star_exprs += [
+                    (c.name, ast.ColumnRef(c.name), None)
+                    for c in schema.value + schema.headers
+                    if c.name not in partition_refs
+                ]
+                star_exprs += [
+                    (c.name, ast.ColumnRef(c.name), None) for c in schema.key if c.name not in partition_refs
+                ]
             else:
-                star_exprs = [(c.name, ast.ColumnRef(c.name), i if i < len(schema.key) else None)
-                              for i, c in enumerate(schema.key + schema.value + schema.headers)]
+                star_exprs = [
+                    (c.name, ast.ColumnRef(c.name), i if i < len(schema.key) else None)
+                    for i, c in enumerate(schema.key + schema.value + schema.headers)
+                ]
                 if source.window is not None and sink_name is None:  # a push query's * shows the window bounds
                     bounds = [(n, ast.ColumnRef(n), None) for n in ("WINDOWSTART", "WINDOWEND")]
-                    star_exprs[len(schema.key):len(schema.key)] = bounds
+                    star_exprs[len(schema.key) : len(schema.key)] = bounds
             for name, expr, key_index in star_exprs:
                 items.append((name, expr, compiler.compile(expr), key_index))
             continue
@@ -192,7 +219,8 @@ def plan_select(q: ast.Query, metastore: MetaStore, sink_name: str | None, new_p
         compiled = compiler.compile(expr)
         if isinstance(compiled.type, NullType):
             raise KsqlStatementError(
-                "Can't infer a type of null. Please explicitly cast it to a required type, e.g. CAST(null AS VARCHAR).")
+                "Can't infer a type of null. Please explicitly cast it to a required type, e.g. CAST(null AS VARCHAR)."
+            )
         plain = _unqualified(expr)
         if isinstance(plain, ast.ColumnRef) and not partitioned:
             key_index = next((i for i, spec in enumerate(key_specs) if spec.expr == plain), None)
@@ -217,7 +245,8 @@ def plan_select(q: ast.Query, metastore: MetaStore, sink_name: str | None, new_p
             names = [items[i][0] for i in refs]
             raise KsqlStatementError(
                 f"The projection contains a key column (`{spec.name}`) more than once, aliased as: "
-                f"{' and '.join(names)}.")
+                f"{' and '.join(names)}."
+            )
         else:
             key_positions.append(refs[0])
     sink = f"`{sink_name}`" if sink_name else "the sink"
@@ -227,17 +256,20 @@ def plan_select(q: ast.Query, metastore: MetaStore, sink_name: str | None, new_p
         texts = [fmt(_qualify(spec.expr, source.name)) for spec in key_specs]
         raise KsqlStatementError(
             f"The query used to build {sink} must include the partitioning expression{'s' if len(texts) > 1 else ''} "
-            f"{' and '.join(texts)} in its projection (eg, SELECT {', '.join(texts)}...).")
+            f"{' and '.join(texts)} in its projection (eg, SELECT {', '.join(texts)}...)."
+        )
     transient = sink_name is None  # a push query: rows in projection order, with or without the key
     if missing and not (new_planner or transient):
         keys = [spec.name for spec in key_specs]
         if len(keys) == 1:
             raise KsqlStatementError(
                 f"The query used to build {sink} must include the key column {keys[0]} in its projection "
-                f"(eg, SELECT {keys[0]}...).")
+                f"(eg, SELECT {keys[0]}...)."
+            )
         raise KsqlStatementError(
             f"The query used to build {sink} must include the key columns {', '.join(keys[:-1])} and "
-            f"{keys[-1]} in its projection (eg, SELECT {', '.join(keys)}...).")
+            f"{keys[-1]} in its projection (eg, SELECT {', '.join(keys)}...)."
+        )
     if missing and len(missing) != len(key_specs) and not transient:
         raise UnsupportedError("new query planner with only some key columns projected")
     if missing:
@@ -267,13 +299,25 @@ def plan_select(q: ast.Query, metastore: MetaStore, sink_name: str | None, new_p
     # a tombstone has no value, and ksqlDB gives its pseudo columns no value either
     value_names = {c.name for c in schema.value} | RESERVED
     uses_value = [bool(_column_names(items[i][1]) & value_names) for i in key_positions]
-    return ProjectionPlan(source, out, where, key_exprs, value_exprs, value_texts, q.limit, errors, partitioned,
-                          uses_value, result_kind=source.kind,
-                          projection_order=projection_order(key_positions, len(items)))
+    return ProjectionPlan(
+        source,
+        out,
+        where,
+        key_exprs,
+        value_exprs,
+        value_texts,
+        q.limit,
+        errors,
+        partitioned,
+        uses_value,
+        result_kind=source.kind,
+        projection_order=projection_order(key_positions, len(items)),
+    )
 
 
-def plan_query(q: ast.Query, metastore: MetaStore, sink_name: str | None, new_planner: bool = False,
-               config: dict | None = None):
+def plan_query(
+    q: ast.Query, metastore: MetaStore, sink_name: str | None, new_planner: bool = False, config: dict | None = None
+):
     """Plan any SELECT: joins by joins.plan_join, aggregations (GROUP BY, WINDOW, aggregate functions) by
     aggregation.plan_aggregate, projections of a stream or a table by plan_select. `config` holds the
     statement's properties."""
@@ -302,7 +346,7 @@ def _column_names(e: ast.Expr) -> set[str]:
                 if isinstance(x, ast.Expr):
                     names |= _column_names(x)
                 elif isinstance(x, (tuple, ast.WhenClause)):
-                    for y in (x if isinstance(x, tuple) else (x.condition, x.result)):
+                    for y in x if isinstance(x, tuple) else (x.condition, x.result):
                         if isinstance(y, ast.Expr):
                             names |= _column_names(y)
     return names

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from . import ast
 from . import values as V
@@ -97,8 +98,9 @@ class PullPlan:
 
     @property
     def schema(self) -> str:
-        return ", ".join(f"`{n}` {t}" + (" KEY" if k else "")
-                         for n, t, k in zip(self.names, self.types, self.key_flags))
+        return ", ".join(
+            f"`{n}` {t}" + (" KEY" if k else "") for n, t, k in zip(self.names, self.types, self.key_flags)
+        )
 
 
 @dataclass
@@ -117,9 +119,15 @@ def _error(message: str) -> KsqlStatementError:
 
 
 def _where_error(message: str, windowed: bool) -> KsqlStatementError:
-    extra = ("\n - (optionally) limits the time bounds of the windowed table.\n\t Bounds on [`WINDOWSTART`, "
-             "`WINDOWEND`] are supported\n\t Supported operators are [EQUAL, GREATER_THAN, GREATER_THAN_OR_EQUAL, "
-             "LESS_THAN, LESS_THAN_OR_EQUAL]") if windowed else ""
+    extra = (
+        (
+            "\n - (optionally) limits the time bounds of the windowed table.\n\t Bounds on [`WINDOWSTART`, "
+            "`WINDOWEND`] are supported\n\t Supported operators are [EQUAL, GREATER_THAN, GREATER_THAN_OR_EQUAL, "
+            "LESS_THAN, LESS_THAN_OR_EQUAL]"
+        )
+        if windowed
+        else ""
+    )
     return KsqlStatementError(
         f"{message}.{SYNTAX_HELP}\nPull queries require a WHERE clause that:\n"
         " - includes a key equality expression, e.g. `SELECT * FROM X WHERE <key-column> = Y;`.\n"
@@ -127,7 +135,8 @@ def _where_error(message: str, windowed: bool) -> KsqlStatementError:
         "\n - to support range expressions, e.g.,  SELECT * FROM X WHERE <key-column> < Y;`, range scans need to be "
         f"enabled by setting ksql.query.pull.range.scan.enabled=true{extra}\n"
         "If more flexible queries are needed, , table scans can be enabled by setting "
-        "ksql.query.pull.table.scan.enabled=true.")
+        "ksql.query.pull.table.scan.enabled=true."
+    )
 
 
 def _conjuncts(e: ast.Expr) -> list[ast.Expr]:
@@ -147,7 +156,7 @@ def _columns(e: Any) -> list[str]:
         return [e.name]
     out: list[str] = []
     for v in vars(e).values() if hasattr(e, "__dict__") else ():
-        for item in (v if isinstance(v, tuple) else (v,)):
+        for item in v if isinstance(v, tuple) else (v,):
             if isinstance(item, (ast.Expr, ast.WhenClause)):
                 out += _columns(item)
             elif isinstance(item, tuple):
@@ -159,6 +168,7 @@ def _columns(e: Any) -> list[str]:
 
 def _window_literals(e: ast.Expr) -> ast.Expr:
     """WINDOWSTART/WINDOWEND compared with a string: the string is an ISO-8601 datetime (ksqlDB's rule)."""
+
     def fix(side: ast.Expr) -> ast.Expr:
         if isinstance(side, ast.Literal) and side.kind == "STRING":
             try:
@@ -196,8 +206,12 @@ def _key_values(conjunct: ast.Expr, key_names: dict[str, SqlType]) -> tuple[str,
                 if found is None:
                     return None
                 return col.name, [_key_value(col.name, key_names[col.name], found, conjunct)]
-    if isinstance(conjunct, ast.InList) and not conjunct.negated and isinstance(conjunct.value, ast.ColumnRef) \
-            and conjunct.value.name in key_names:
+    if (
+        isinstance(conjunct, ast.InList)
+        and not conjunct.negated
+        and isinstance(conjunct.value, ast.ColumnRef)
+        and conjunct.value.name in key_names
+    ):
         name = conjunct.value.name
         found = [_constant(item) for item in conjunct.items]
         if any(f is None for f in found):
@@ -213,24 +227,32 @@ def _key_value(name: str, key_type: SqlType, found: tuple[Any, SqlType], where: 
     if (key_type == STRING) != (value_type == STRING):
         raise KsqlStatementError(
             f"Error in WHERE expression: Cannot compare {name} ({key_type}) to {format_expr_value(value)} "
-            f"({value_type}) with EQUAL.")
+            f"({value_type}) with EQUAL."
+        )
     try:
         return coerce(value, key_type)
     except Exception:  # noqa: BLE001 - any coercion failure is the same user error
         raise KsqlStatementError(
-            f"'{value}' can not be converted to the type of the key column: {name} {key_type} KEY") from None
+            f"'{value}' can not be converted to the type of the key column: {name} {key_type} KEY"
+        ) from None
 
 
 def format_expr_value(value: Any) -> str:
     return f"'{value}'" if isinstance(value, str) else str(value)
 
 
-def plan_pull(q: ast.Query, metastore: MetaStore, running: Callable[[str], bool],
-              properties: dict[str, Any]) -> PullPlan:
+def plan_pull(
+    q: ast.Query, metastore: MetaStore, running: Callable[[str], bool], properties: dict[str, Any]
+) -> PullPlan:
     """Check a pull query as ksqlDB does and plan it: which keys to read (or a scan), WHERE, projection.
     `running(query_id)` says whether a persistent query is running (its state is the table's)."""
-    for present, clause in ((q.joins, "JOIN"), (q.window, "WINDOW"), (q.group_by, "GROUP BY"),
-                            (q.partition_by, "PARTITION BY"), (q.having is not None, "HAVING")):
+    for present, clause in (
+        (q.joins, "JOIN"),
+        (q.window, "WINDOW"),
+        (q.group_by, "GROUP BY"),
+        (q.partition_by, "PARTITION BY"),
+        (q.having is not None, "HAVING"),
+    ):
         if present:
             raise _error(f"Pull queries don't support {clause} clauses.")
     source = metastore.require(q.source.name)
@@ -241,7 +263,8 @@ def plan_pull(q: ast.Query, metastore: MetaStore, running: Callable[[str], bool]
         name = source.name
         raise KsqlStatementError(
             f"The `{name}` table isn't queryable. To derive a queryable table, you can do "
-            f"'CREATE TABLE QUERYABLE_{name} AS SELECT * FROM {name}'.{SYNTAX_HELP}")
+            f"'CREATE TABLE QUERYABLE_{name} AS SELECT * FROM {name}'.{SYNTAX_HELP}"
+        )
     windowed = source.window is not None
     schema = source.schema
     key_cols = [(c.name, c.type) for c in schema.key]
@@ -320,7 +343,9 @@ def plan_pull(q: ast.Query, metastore: MetaStore, running: Callable[[str], bool]
                 raise _where_error(
                     f"Multi-column sources must specify every key in the WHERE clause. Specified: "
                     f"[{', '.join(quote_ident(n) for n in keys)}] Expected: "
-                    f"[{', '.join(f'{quote_ident(n)} {t} KEY' for n, t in key_cols)}]", windowed)
+                    f"[{', '.join(f'{quote_ident(n)} {t} KEY' for n, t in key_cols)}]",
+                    windowed,
+                )
             raise _where_error(f"WHERE clause missing key column for disjunct: {format_expr(q.where)}", windowed)
     return PullPlan(source, query_id, names, types, key_flags, lookups, where, projection, q.limit)
 
@@ -364,5 +389,4 @@ def run_pull(plan: PullPlan, state: StateSource, key_serde: Any, value_serde: An
         if plan.where is not None and plan.where(row) is not True:
             continue
         rows.append([fn(row) for fn in plan.projection])
-    return PullResult(f"query_{int(time.time() * 1000)}", plan.names, [str(t) for t in plan.types], plan.schema,
-                      rows)
+    return PullResult(f"query_{int(time.time() * 1000)}", plan.names, [str(t) for t in plan.types], plan.schema, rows)

@@ -15,10 +15,11 @@ import fnmatch
 import json
 import re
 import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal, localcontext
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import click
 import fastavro
@@ -149,7 +150,7 @@ def _spec_to_avro(spec: Any, schema: Any) -> Any:
         if logical == "time-millis":
             return V.millis_to_time(int(spec))
         if logical == "timestamp-millis":
-            return V.millis_to_timestamp(int(spec)).replace(tzinfo=dt.timezone.utc)
+            return V.millis_to_timestamp(int(spec)).replace(tzinfo=dt.UTC)
         if kind == "record":
             if not isinstance(spec, dict):
                 raise TypeError("record expects an object")
@@ -200,8 +201,7 @@ def _avro_to_spec(datum: Any) -> Any:
     if isinstance(datum, list):
         return [_avro_to_spec(v) for v in datum]
     if isinstance(datum, dt.datetime):
-        return V.timestamp_to_millis(datum.astimezone(dt.timezone.utc).replace(tzinfo=None)
-                                     if datum.tzinfo else datum)
+        return V.timestamp_to_millis(datum.astimezone(dt.UTC).replace(tzinfo=None) if datum.tzinfo else datum)
     if isinstance(datum, dt.date):
         return V.date_to_days(datum)
     if isinstance(datum, dt.time):
@@ -279,8 +279,13 @@ def _scale(d: Decimal) -> int:
 
 def matches(actual: Any, expected: Any, exact: bool = True) -> bool:
     """Upstream's ExpectedRecordComparator; `exact=False` is `use.exact.numeric.comparison=false`."""
-    if not exact and isinstance(expected, (int, Decimal)) and not isinstance(expected, bool) \
-            and isinstance(actual, (int, float, Decimal)) and not isinstance(actual, bool):
+    if (
+        not exact
+        and isinstance(expected, (int, Decimal))
+        and not isinstance(expected, bool)
+        and isinstance(actual, (int, float, Decimal))
+        and not isinstance(actual, bool)
+    ):
         return abs(float(actual) - float(expected)) < 0.000_001
     if expected is None:
         return actual is None
@@ -295,8 +300,11 @@ def matches(actual: Any, expected: Any, exact: bool = True) -> bool:
                 return False
         return True
     if isinstance(expected, list):
-        return isinstance(actual, list) and len(actual) == len(expected) and all(
-            matches(a, e, exact) for a, e in zip(actual, expected))
+        return (
+            isinstance(actual, list)
+            and len(actual) == len(expected)
+            and all(matches(a, e, exact) for a, e in zip(actual, expected))
+        )
     if isinstance(expected, bool):
         return isinstance(actual, bool) and actual == expected
     if isinstance(actual, bool):
@@ -343,7 +351,7 @@ def _register_topic_schemas(case: dict[str, Any], registry: InMemorySchemaRegist
             schema = t.get(f"{part}Schema")
             if schema is None:
                 continue
-            fmt = (t.get(f"{part}Format") or t.get("format") or "AVRO")
+            fmt = t.get(f"{part}Format") or t.get("format") or "AVRO"
             if str(fmt).upper() != "AVRO":
                 raise UnsupportedError(f"registered {fmt} schemas")
             sid = t.get(f"{part}SchemaId")
@@ -377,7 +385,9 @@ def _check_post(case: dict[str, Any], engine: Engine) -> str | None:
         if "schema" in exp:
             stmt = parse(f"CREATE STREAM X ({exp['schema']}) WITH (kafka_topic='x', value_format='JSON');")[0]
             want = [(e.name, e.type, e.constraint in ("KEY", "PRIMARY KEY")) for e in stmt.elements or ()]
-            have = [(c.name, c.type, True) for c in src.schema.key] + [(c.name, c.type, False) for c in src.schema.value]
+            have = [(c.name, c.type, True) for c in src.schema.key] + [
+                (c.name, c.type, False) for c in src.schema.value
+            ]
             if want != have:
                 return f"post: {src.name} schema {src.schema} != {exp['schema']}"
         for part, fmt in (("keyFormat", src.key_format), ("valueFormat", src.value_format)):
@@ -457,8 +467,7 @@ def _header_bytes(value: Any) -> bytes | None:
 
 
 #: Functions that exist only in upstream's test jar: a case calling one cannot run here (reported unsupported).
-_TEST_JAR_FUNCTION = re.compile(
-    r"Can't find any functions with the name '(BAD_UDF|TEST_UDF|WHENCONDITION|WHENRESULT)'")
+_TEST_JAR_FUNCTION = re.compile(r"Can't find any functions with the name '(BAD_UDF|TEST_UDF|WHENCONDITION|WHENRESULT)'")
 
 
 def run_case(case: dict[str, Any]) -> tuple[str, str]:
@@ -499,15 +508,17 @@ def run_case(case: dict[str, Any]) -> tuple[str, str]:
         if source is None:
             return FAILED, f"no source registered for input topic {inp['topic']}"
         serde = TestSerde(source, registry)
-        headers = [(_header_field(h, "key"), _header_bytes(_header_field(h, "value")))
-                   for h in inp.get("headers") or []]
+        headers = [
+            (_header_field(h, "key"), _header_bytes(_header_field(h, "value"))) for h in inp.get("headers") or []
+        ]
         key = serde.serialize(inp.get("key"), True)
         if "window" in inp:
             if source.window is None:
                 return UNSUPPORTED, "windowed input keys for a source that is not windowed"
             key = encode_windowed_key(key, source.window, int(inp["window"]["start"]), int(inp["window"]["end"]))
-        rec = Record(inp["topic"], key, serde.serialize(inp.get("value"), False),
-                     int(inp.get("timestamp", 0)), headers=headers)
+        rec = Record(
+            inp["topic"], key, serde.serialize(inp.get("value"), False), int(inp.get("timestamp", 0)), headers=headers
+        )
         runtime.produce(rec)
 
     if expected_exc is not None:
@@ -620,18 +631,28 @@ def conformance_command(directory: Path, file_glob: str, verbose: bool) -> None:
     for name, counts in summarise(results).items():
         for k in totals:
             totals[k] += counts[k]
-        table.add_row(name, str(counts[PASSED]), str(counts[FAILED]), str(counts[UNSUPPORTED]),
-                      str(sum(counts.values())))
-    table.add_row("TOTAL", str(totals[PASSED]), str(totals[FAILED]), str(totals[UNSUPPORTED]),
-                  str(sum(totals.values())), style="bold")
+        table.add_row(
+            name, str(counts[PASSED]), str(counts[FAILED]), str(counts[UNSUPPORTED]), str(sum(counts.values()))
+        )
+    table.add_row(
+        "TOTAL",
+        str(totals[PASSED]),
+        str(totals[FAILED]),
+        str(totals[UNSUPPORTED]),
+        str(sum(totals.values())),
+        style="bold",
+    )
     console.print(table)
     if verbose:
         for name, rs in results.items():
             for r in rs:
                 if r.status != PASSED:
-                    console.print(f"[{'red' if r.status == FAILED else 'yellow'}]{r.status}[/] {name} :: {r.name}: "
-                                  f"{r.reason.splitlines()[0] if r.reason else ''}", markup=True, highlight=False)
-
+                    console.print(
+                        f"[{'red' if r.status == FAILED else 'yellow'}]{r.status}[/] {name} :: {r.name}: "
+                        f"{r.reason.splitlines()[0] if r.reason else ''}",
+                        markup=True,
+                        highlight=False,
+                    )
 
 
 if __name__ == "__main__":  # python -m stack.ksqldb.qtt DIR [--file GLOB] [--verbose]

@@ -24,8 +24,9 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+from collections.abc import Iterator
 from decimal import Decimal
-from typing import Any, Iterator, Protocol
+from typing import Any, Protocol
 
 Key = tuple  # the key columns' values, in schema order
 
@@ -223,7 +224,7 @@ def _untag(obj: Any) -> Any:
         return obj
     if isinstance(obj, list):
         return [_untag(v) for v in obj]
-    (kind, raw), = obj.items()
+    ((kind, raw),) = obj.items()
     if kind == "i":
         return int(raw)
     if kind == "f":

@@ -22,13 +22,24 @@ def changelog_plan(plan: ProjectionPlan) -> ProjectionPlan:
     """The plan with WHERE moved into the projection (last value), so that failing rows still come out."""
     if plan.where is None:
         return plan
-    return dataclasses.replace(plan, where=None, value_exprs=plan.value_exprs + [plan.where],
-                               value_texts=plan.value_texts + ["WHERE"])
+    return dataclasses.replace(
+        plan, where=None, value_exprs=plan.value_exprs + [plan.where], value_texts=plan.value_texts + ["WHERE"]
+    )
 
 
 class TableQuery(PersistentQuery):
-    def __init__(self, query_id: str, plan: ProjectionPlan, sink: DataSource, key_in: Serde, value_in: Serde,
-                 key_out: Serde, value_out: Serde, plog: ProcessingLog, sql: str = "") -> None:
+    def __init__(
+        self,
+        query_id: str,
+        plan: ProjectionPlan,
+        sink: DataSource,
+        key_in: Serde,
+        value_in: Serde,
+        key_out: Serde,
+        value_out: Serde,
+        plog: ProcessingLog,
+        sql: str = "",
+    ) -> None:
         self.filtered = plan.where is not None
         super().__init__(query_id, changelog_plan(plan), sink, key_in, value_in, key_out, value_out, plog, sql)
 

@@ -186,9 +186,7 @@ def can_implicitly_cast(src: SqlType, dst: SqlType) -> bool:
     if isinstance(src, MapType) and isinstance(dst, MapType):
         return can_implicitly_cast(src.key, dst.key) and can_implicitly_cast(src.value, dst.value)
     if isinstance(src, StructType) and isinstance(dst, StructType):
-        return all(
-            dst.field(n) is not None and can_implicitly_cast(t, dst.field(n)) for n, t in src.fields
-        )
+        return all(dst.field(n) is not None and can_implicitly_cast(t, dst.field(n)) for n, t in src.fields)
     return False
 
 

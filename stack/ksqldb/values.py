@@ -10,8 +10,25 @@ from typing import Any
 
 from .errors import EvalError
 from .types import (
-    BIGINT, BOOLEAN, BYTES, DATE, DOUBLE, INTEGER, STRING, TIME, TIMESTAMP,
-    ArrayType, DecimalType, MapType, NullType, SqlType, StructType, INT_MAX, INT_MIN, LONG_MAX, LONG_MIN,
+    BIGINT,
+    BOOLEAN,
+    BYTES,
+    DATE,
+    DOUBLE,
+    INT_MAX,
+    INT_MIN,
+    INTEGER,
+    LONG_MAX,
+    LONG_MIN,
+    STRING,
+    TIME,
+    TIMESTAMP,
+    ArrayType,
+    DecimalType,
+    MapType,
+    NullType,
+    SqlType,
+    StructType,
 )
 
 EPOCH = dt.datetime(1970, 1, 1)
@@ -27,6 +44,7 @@ def wide_decimals(fn):
         with localcontext() as ctx:
             ctx.prec = 1000
             return fn(*args)
+
     return run
 
 
@@ -149,9 +167,11 @@ def to_text(value: Any, t: SqlType) -> str:
     if isinstance(t, MapType):
         return "{" + ", ".join(f"{to_text(k, t.key)}={to_text(v, t.value)}" for k, v in value.items()) + "}"
     if isinstance(t, StructType):
-        return "Struct{" + ",".join(
-            f"{n}={to_text(value.get(n), ft)}" for n, ft in t.fields if value.get(n) is not None
-        ) + "}"
+        return (
+            "Struct{"
+            + ",".join(f"{n}={to_text(value.get(n), ft)}" for n, ft in t.fields if value.get(n) is not None)
+            + "}"
+        )
     return str(value)
 
 
@@ -171,7 +191,7 @@ def parse_timestamp(text: str) -> dt.datetime:
     s = s.replace("Z", "+00:00")
     ts = dt.datetime.fromisoformat(s)
     if ts.tzinfo is not None:
-        ts = ts.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        ts = ts.astimezone(dt.UTC).replace(tzinfo=None)
     return ts
 
 
@@ -204,10 +224,10 @@ def _parse_int(text: str, t: SqlType) -> int:
     try:
         v = int(text.strip())
     except ValueError:
-        raise EvalError(f"invalid input syntax for type {t}: \"{text}\"") from None
+        raise EvalError(f'invalid input syntax for type {t}: "{text}"') from None
     lo, hi = (INT_MIN, INT_MAX) if t == INTEGER else (LONG_MIN, LONG_MAX)
     if not lo <= v <= hi:
-        raise EvalError(f"invalid input syntax for type {t}: \"{text}\"")
+        raise EvalError(f'invalid input syntax for type {t}: "{text}"')
     return v
 
 
@@ -302,7 +322,7 @@ def parse_text(text: str, dst: SqlType) -> Any:
     if dst == BOOLEAN:
         b = parse_boolean_lenient(text)
         if b is None:
-            raise EvalError(f"invalid input syntax for type BOOLEAN: \"{text}\"")
+            raise EvalError(f'invalid input syntax for type BOOLEAN: "{text}"')
         return b
     if dst in (INTEGER, BIGINT):
         return _parse_int(text, dst)
@@ -310,12 +330,12 @@ def parse_text(text: str, dst: SqlType) -> Any:
         try:
             return float(text.strip())
         except ValueError:
-            raise EvalError(f"invalid input syntax for type DOUBLE: \"{text}\"") from None
+            raise EvalError(f'invalid input syntax for type DOUBLE: "{text}"') from None
     if isinstance(dst, DecimalType):
         try:
             return fit_decimal(Decimal(text.strip()), dst)
         except InvalidOperation:
-            raise EvalError(f"invalid input syntax for type {dst}: \"{text}\"") from None
+            raise EvalError(f'invalid input syntax for type {dst}: "{text}"') from None
     try:
         if dst == DATE:
             return parse_date(text)
@@ -324,7 +344,7 @@ def parse_text(text: str, dst: SqlType) -> Any:
         if dst == TIMESTAMP:
             return parse_timestamp(text)
     except ValueError:
-        raise EvalError(f"invalid input syntax for type {dst}: \"{text}\"") from None
+        raise EvalError(f'invalid input syntax for type {dst}: "{text}"') from None
     if dst == BYTES:
         raise EvalError("Cannot cast STRING to BYTES")
     raise EvalError(f"Cannot cast STRING to {dst}")

@@ -21,13 +21,16 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
+
+from fraudstream import wire
 
 from . import ast
 from .errors import EvalError, KsqlError
@@ -45,20 +48,74 @@ log = logging.getLogger(__name__)
 Headers = list[tuple[str, bytes | None]]
 
 ARROW_TYPES: dict[SqlType, pa.DataType] = {
-    STRING: pa.string(), INTEGER: pa.int32(), BIGINT: pa.int64(), DOUBLE: pa.float64(), BOOLEAN: pa.bool_(),
+    STRING: pa.string(),
+    INTEGER: pa.int32(),
+    BIGINT: pa.int64(),
+    DOUBLE: pa.float64(),
+    BOOLEAN: pa.bool_(),
 }
 SOURCE_TYPES = (STRING, INTEGER, BIGINT, DOUBLE)
 
 #: Functions whose result depends on their arguments only: evaluated once per distinct argument value.
 #: (RANDOM, UUID, UNIX_TIMESTAMP() and the like are not, and are evaluated per row.)
-PURE_FUNCTIONS = frozenset({
-    "ABS", "ATAN2", "CBRT", "CEIL", "CHR", "COALESCE", "CONCAT", "CONCAT_WS", "COT", "ELT", "EXP", "FIELD",
-    "FLOOR", "FORMAT_DATE", "FORMAT_TIME", "FORMAT_TIMESTAMP", "GREATEST", "IFNULL", "INITCAP", "INSTR", "LCASE",
-    "LEAST", "LEN", "LENGTH", "LN", "LOG", "LPAD", "LTRIM", "MASK", "MASK_KEEP_LEFT", "MASK_KEEP_RIGHT",
-    "MASK_LEFT", "MASK_RIGHT", "NULLIF", "PARSE_DATE", "PARSE_TIME", "PARSE_TIMESTAMP", "PI", "POWER",
-    "REGEXP_EXTRACT", "REGEXP_REPLACE", "REPLACE", "REVERSE", "ROUND", "RPAD", "RTRIM", "SIGN", "SQRT",
-    "STRINGTOTIMESTAMP", "SUBSTRING", "TIMESTAMPTOSTRING", "TRIM", "TRUNC", "UCASE",
-})
+PURE_FUNCTIONS = frozenset(
+    {
+        "ABS",
+        "ATAN2",
+        "CBRT",
+        "CEIL",
+        "CHR",
+        "COALESCE",
+        "CONCAT",
+        "CONCAT_WS",
+        "COT",
+        "ELT",
+        "EXP",
+        "FIELD",
+        "FLOOR",
+        "FORMAT_DATE",
+        "FORMAT_TIME",
+        "FORMAT_TIMESTAMP",
+        "GREATEST",
+        "IFNULL",
+        "INITCAP",
+        "INSTR",
+        "LCASE",
+        "LEAST",
+        "LEN",
+        "LENGTH",
+        "LN",
+        "LOG",
+        "LPAD",
+        "LTRIM",
+        "MASK",
+        "MASK_KEEP_LEFT",
+        "MASK_KEEP_RIGHT",
+        "MASK_LEFT",
+        "MASK_RIGHT",
+        "NULLIF",
+        "PARSE_DATE",
+        "PARSE_TIME",
+        "PARSE_TIMESTAMP",
+        "PI",
+        "POWER",
+        "REGEXP_EXTRACT",
+        "REGEXP_REPLACE",
+        "REPLACE",
+        "REVERSE",
+        "ROUND",
+        "RPAD",
+        "RTRIM",
+        "SIGN",
+        "SQRT",
+        "STRINGTOTIMESTAMP",
+        "SUBSTRING",
+        "TIMESTAMPTOSTRING",
+        "TRIM",
+        "TRUNC",
+        "UCASE",
+    }
+)
 
 #: The errors the row path turns into processing-log entries (and the vectorized path hands back to it).
 EXPRESSION_ERRORS = (EvalError, ArithmeticError, ValueError, TypeError, OverflowError)
@@ -84,13 +141,26 @@ class Columns:
 
     @classmethod
     def from_records(cls, records: list[Record]) -> Columns:
-        return cls(records[0].topic if records else "", [r.key for r in records], [r.value for r in records],
-                   [r.timestamp for r in records], [r.partition for r in records], [r.offset for r in records],
-                   [r.headers for r in records])
+        return cls(
+            records[0].topic if records else "",
+            [r.key for r in records],
+            [r.value for r in records],
+            [r.timestamp for r in records],
+            [r.partition for r in records],
+            [r.offset for r in records],
+            [r.headers for r in records],
+        )
 
     def record(self, i: int) -> Record:
-        return Record(self.topic, self.keys[i], self.values[i], self.timestamps[i], self.partitions[i],
-                      self.offsets[i], list(self.headers[i]) if self.headers is not None else [])
+        return Record(
+            self.topic,
+            self.keys[i],
+            self.values[i],
+            self.timestamps[i],
+            self.partitions[i],
+            self.offsets[i],
+            list(self.headers[i]) if self.headers is not None else [],
+        )
 
     def records(self) -> list[Record]:
         return [self.record(i) for i in range(len(self))]
@@ -111,11 +181,17 @@ class Output:
 
     @classmethod
     def from_records(cls, records: list[Record]) -> Output:
-        return cls([r.key for r in records], [r.value for r in records], [r.timestamp for r in records],
-                   [r.partition for r in records])
+        return cls(
+            [r.key for r in records],
+            [r.value for r in records],
+            [r.timestamp for r in records],
+            [r.partition for r in records],
+        )
 
     def records(self, topic: str) -> list[Record]:
-        return [Record(topic, k, v, t, p) for k, v, t, p in zip(self.keys, self.values, self.timestamps, self.partitions)]
+        return [
+            Record(topic, k, v, t, p) for k, v, t, p in zip(self.keys, self.values, self.timestamps, self.partitions)
+        ]
 
 
 def evaluate(query: PersistentQuery, batch: Columns) -> Output:
@@ -214,22 +290,33 @@ class VectorizedQuery:
             raise _Ineligible("not a plain stream projection")
         source, sink = plan.source, query.sink
         schema = source.schema
-        if plan.partitioned or plan.limit is not None or schema.headers or getattr(schema, "windowed", False) \
-                or source.kind != "STREAM" or sink.kind != "STREAM" or sink.timestamp_column is not None:
+        if (
+            plan.partitioned
+            or plan.limit is not None
+            or schema.headers
+            or getattr(schema, "windowed", False)
+            or source.kind != "STREAM"
+            or sink.kind != "STREAM"
+            or sink.timestamp_column is not None
+        ):
             raise _Ineligible("PARTITION BY, headers, windows, tables or a sink TIMESTAMP")
         if not isinstance(query.value_in, DelimitedSerde) or any(c.type not in SOURCE_TYPES for c in schema.value):
             raise _Ineligible("source values are not DELIMITED of STRING, INT, BIGINT and DOUBLE")
-        if schema.key and not (len(schema.key) == 1 and schema.key[0].type == STRING
-                               and isinstance(query.key_in, KafkaSerde)):
+        if schema.key and not (
+            len(schema.key) == 1 and schema.key[0].type == STRING and isinstance(query.key_in, KafkaSerde)
+        ):
             raise _Ineligible("the source key is not one KAFKA STRING")
-        if plan.key_exprs and not (len(plan.key_exprs) == 1 and plan.key_exprs[0].column_index == _PSEUDO
-                                   and isinstance(query.key_out, KafkaSerde) and plan.schema.key[0].type == STRING):
+        if plan.key_exprs and not (
+            len(plan.key_exprs) == 1
+            and plan.key_exprs[0].column_index == _PSEUDO
+            and isinstance(query.key_out, KafkaSerde)
+            and plan.schema.key[0].type == STRING
+        ):
             raise _Ineligible("the key is not passed through")
         if not (isinstance(query.value_out, AvroSerde) and query.value_out.plain_record):
             raise _Ineligible("sink values are not AVRO records of primitive fields")
         out_types = [c.type for c in plan.schema.value]
-        if any(t not in ARROW_TYPES for t in out_types) or \
-                [t for _, t in query.value_out.columns] != out_types:
+        if any(t not in ARROW_TYPES for t in out_types) or [t for _, t in query.value_out.columns] != out_types:
             raise _Ineligible("sink value types")
         self.query = query
         self.plan = plan
@@ -243,8 +330,7 @@ class VectorizedQuery:
         self._dummy = (self.delimiter * (len(self.value_types) - 1)).encode()
 
         select, value_asts = _select_items(query)
-        if len(value_asts) != len(plan.value_exprs) or \
-                [format_expr(e) for e in value_asts] != list(plan.value_texts):
+        if len(value_asts) != len(plan.value_exprs) or [format_expr(e) for e in value_asts] != list(plan.value_texts):
             raise _Ineligible("the projection could not be matched to its plan")
         self.values = [self._strategy(e, c.fn, c.type, c.column_index) for e, c in zip(value_asts, plan.value_exprs)]
         self.where = None
@@ -326,7 +412,8 @@ class VectorizedQuery:
     def _merge(self, batch: Columns, kept: np.ndarray, fast: Output, fallback: np.ndarray) -> Output:
         """The fast rows and the rows done row by row, back in input order."""
         rows: list[tuple[int, bytes | None, bytes | None, int, int]] = list(
-            zip(kept.tolist(), fast.keys, fast.values, fast.timestamps, fast.partitions))
+            zip(kept.tolist(), fast.keys, fast.values, fast.timestamps, fast.partitions)
+        )
         for i in fallback.tolist():
             for rec in self.query.process_rows([batch.record(i)]):
                 rows.append((i, rec.key, rec.value, rec.timestamp, rec.partition))
@@ -359,8 +446,9 @@ class VectorizedQuery:
             bad[rows[failed_rows]] = True
         return pa.array(results, ARROW_TYPES[e.type])
 
-    def _eval_distinct(self, e: _Expr, column: pa.Array, rows: np.ndarray, bad: np.ndarray,
-                       reported: list[str]) -> pa.Array:
+    def _eval_distinct(
+        self, e: _Expr, column: pa.Array, rows: np.ndarray, bad: np.ndarray, reported: list[str]
+    ) -> pa.Array:
         """A deterministic expression of one column: evaluated once per distinct value of that column."""
         encoded = pc.dictionary_encode(column)
         template = [None] * len(self.slots)
@@ -373,8 +461,9 @@ class VectorizedQuery:
                 failed.append(k)
         out = pa.array(results, ARROW_TYPES[e.type]).take(encoded.indices)
         if failed:
-            bad[rows[np.asarray(pc.fill_null(pc.is_in(encoded.indices, pa.array(failed, encoded.indices.type)),
-                                               False))]] = True
+            bad[
+                rows[np.asarray(pc.fill_null(pc.is_in(encoded.indices, pa.array(failed, encoded.indices.type)), False))]
+            ] = True
         if column.null_count:
             template[e.slot] = None
             result, error = _call(e.fn, tuple(template), reported)
@@ -457,8 +546,14 @@ def _check_keys(keys: list[bytes | None], bad: np.ndarray) -> None:
                     bad[i] = True
 
 
-def _parse_delimited(values: list[bytes | None], types: list[SqlType], delimiter: str, dummy: bytes,
-                     serde: DelimitedSerde, bad: np.ndarray) -> list[pa.Array]:
+def _parse_delimited(
+    values: list[bytes | None],
+    types: list[SqlType],
+    delimiter: str,
+    dummy: bytes,
+    serde: DelimitedSerde,
+    bad: np.ndarray,
+) -> list[pa.Array]:
     """The value columns of a batch of DELIMITED records. Records Arrow could read differently from the
     row path (tombstones, empty, quoted or multi-line records, invalid UTF-8, wrong field counts) are
     marked bad and read as all-null lines instead."""
@@ -513,10 +608,22 @@ def _read_csv(data: bytes, n_columns: int, delimiter: str) -> tuple[pa.Table, li
     table = pcsv.read_csv(
         pa.py_buffer(data),
         read_options=pcsv.ReadOptions(column_names=names, use_threads=False, block_size=max(len(data) + 1, 1 << 20)),
-        parse_options=pcsv.ParseOptions(delimiter=delimiter, quote_char=False, double_quote=False, escape_char=False,
-                                        newlines_in_values=False, ignore_empty_lines=False, invalid_row_handler=skip),
-        convert_options=pcsv.ConvertOptions(column_types={c: pa.string() for c in names}, null_values=[""],
-                                            strings_can_be_null=True, quoted_strings_can_be_null=True, check_utf8=False),
+        parse_options=pcsv.ParseOptions(
+            delimiter=delimiter,
+            quote_char=False,
+            double_quote=False,
+            escape_char=False,
+            newlines_in_values=False,
+            ignore_empty_lines=False,
+            invalid_row_handler=skip,
+        ),
+        convert_options=pcsv.ConvertOptions(
+            column_types={c: pa.string() for c in names},
+            null_values=[""],
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=True,
+            check_utf8=False,
+        ),
     )
     return table, invalid
 
@@ -540,8 +647,10 @@ def _convert(text: pa.Array, t: SqlType, index: int, serde: DelimitedSerde, bad:
             column = pc.cast(text, pa.int64())
             if t == BIGINT:
                 return column
-            if pc.all(pc.and_(pc.greater_equal(column, -2**31), pc.less_equal(column, 2**31 - 1))).as_py() \
-                    is not False:
+            if (
+                pc.all(pc.and_(pc.greater_equal(column, -(2**31)), pc.less_equal(column, 2**31 - 1))).as_py()
+                is not False
+            ):
                 return column.cast(pa.int32())
     except pa.ArrowInvalid:
         pass
@@ -570,11 +679,13 @@ def _timestamp_reader(source: Any, n_keys: int) -> Callable[[Columns, list[pa.Ar
     index = names.index(column)
     t = source.schema.value[index].type
     if t == BIGINT:
+
         def from_bigint(batch: Columns, values: list[pa.Array], bad: np.ndarray) -> np.ndarray:
             arr = values[index]
             ts = np.asarray(pc.fill_null(arr, -1), dtype=np.int64)
             bad |= ts < 0
             return ts
+
         return from_bigint
     if t == STRING and source.timestamp_format is not None:
         parse = _JavaTimestamps(source.timestamp_format)
@@ -587,6 +698,7 @@ def _timestamp_reader(source: Any, n_keys: int) -> Callable[[Columns, list[pa.Ar
             indices = np.asarray(pc.fill_null(encoded.indices, -1), dtype=np.int64)
             bad |= distinct_bad[indices]
             return millis[indices]
+
         return from_text
     raise _Ineligible(f"an event time of type {t} without a pattern")
 
@@ -628,7 +740,9 @@ class _JavaTimestamps:
             if name not in self.groups:
                 return np.full(len(text), default, dtype=np.int64)
             digits = pc.struct_field(parts, name)
-            digits = pc.if_else(pc.equal(digits, ""), pa.scalar(None, pa.string()), digits)  # an optional field left out
+            digits = pc.if_else(
+                pc.equal(digits, ""), pa.scalar(None, pa.string()), digits
+            )  # an optional field left out
             if name == "Y":  # a signed year is outside what the row path handles here anyway
                 signed = np.asarray(pc.fill_null(pc.match_substring_regex(digits, "^[+-]"), False))
                 ok[signed] = False
@@ -657,8 +771,12 @@ class _JavaTimestamps:
             ok &= total < 24 * 60
             negative = np.asarray(pc.fill_null(pc.starts_with(zone, "-"), False))
             offset = np.where(negative, -total, total)
-        millis = (_days_from_civil(year, month, day) * 86_400_000 + ((hour * 60 + minute) * 60 + second) * 1000
-                  + micros // 1000 - offset * 60_000)
+        millis = (
+            _days_from_civil(year, month, day) * 86_400_000
+            + ((hour * 60 + minute) * 60 + second) * 1000
+            + micros // 1000
+            - offset * 60_000
+        )
         ok &= millis >= 0
         bad |= ~ok
         return np.where(ok, millis, 0)
@@ -678,7 +796,7 @@ def _days_from_civil(y: np.ndarray, m: np.ndarray, d: np.ndarray) -> np.ndarray:
 def _avro_records(schema_id: int, columns: list[pa.Array], types: list[SqlType], n: int) -> list[bytes]:
     """Confluent-framed Avro records of optional primitive fields, byte for byte what
     `formats.avro.record_encoder` writes: per field 0x00 for null, else 0x02 and the value."""
-    header = b"\x00" + schema_id.to_bytes(4, "big")
+    header = wire.header(schema_id)
     if n == 0:
         return []
     # consecutive fields of the same width on every row make one fixed-width block; the others are Arrow arrays
@@ -743,7 +861,7 @@ def _avro_field(arr: pa.Array, t: SqlType, n: int) -> np.ndarray | pa.Array:
     if t in (INTEGER, BIGINT):
         block, lengths = _zigzag_varints(np.asarray(pc.fill_null(arr, 0), dtype=np.int64))
         if valid.all() and (lengths == lengths[0]).all():
-            return block[:, :lengths[0]]
+            return block[:, : lengths[0]]
         return _variable(block, np.where(valid, lengths, 1), valid)
     # STRING: 0x02, the UTF-8 length as a varint, the UTF-8 bytes
     utf8 = arr.cast(pa.binary())
@@ -791,7 +909,9 @@ class ColumnReader:
             raise _Ineligible("a table, headers or windows")
         if not isinstance(value_in, DelimitedSerde) or any(c.type not in SOURCE_TYPES for c in schema.value):
             raise _Ineligible("source values are not DELIMITED of STRING, INT, BIGINT and DOUBLE")
-        if schema.key and not (len(schema.key) == 1 and schema.key[0].type == STRING and isinstance(key_in, KafkaSerde)):
+        if schema.key and not (
+            len(schema.key) == 1 and schema.key[0].type == STRING and isinstance(key_in, KafkaSerde)
+        ):
             raise _Ineligible("the source key is not one KAFKA STRING")
         self.n_keys = len(schema.key)
         self.value_types = [c.type for c in schema.value]

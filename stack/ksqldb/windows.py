@@ -24,8 +24,16 @@ from .formats.base import Serde
 DEFAULT_GRACE_MS = 24 * 60 * 60 * 1000
 
 _UNITS = {
-    "MILLISECOND": 1, "MILLISECONDS": 1, "SECOND": 1000, "SECONDS": 1000, "MINUTE": 60_000, "MINUTES": 60_000,
-    "HOUR": 3_600_000, "HOURS": 3_600_000, "DAY": 86_400_000, "DAYS": 86_400_000,
+    "MILLISECOND": 1,
+    "MILLISECONDS": 1,
+    "SECOND": 1000,
+    "SECONDS": 1000,
+    "MINUTE": 60_000,
+    "MINUTES": 60_000,
+    "HOUR": 3_600_000,
+    "HOURS": 3_600_000,
+    "DAY": 86_400_000,
+    "DAYS": 86_400_000,
 }
 
 
@@ -69,7 +77,7 @@ class WindowSpec:
             start += advance
         return out
 
-    def info(self) -> "WindowInfo":
+    def info(self) -> WindowInfo:
         return WindowInfo(self.type, None if self.is_session else self.size)
 
 
@@ -130,12 +138,14 @@ def parse_window(text: str) -> WindowSpec:
         assert advance is not None
         if advance <= 0 or advance > size:
             raise KsqlStatementError(
-                "Window advancement interval should be more than zero and less than or equal to window size")
+                "Window advancement interval should be more than zero and less than or equal to window size"
+            )
     spec = WindowSpec(kind, size, advance or 0, grace, retention)
     if retention is not None and retention < size + spec.grace_ms:
         raise KsqlStatementError(
             f"The retention period ({retention} ms) must be no smaller than the window size plus the grace "
-            f"period ({size + spec.grace_ms} ms).")
+            f"period ({size + spec.grace_ms} ms)."
+        )
     return spec
 
 
@@ -150,7 +160,8 @@ def parse_window_source(window_type: Any, window_size: Any) -> WindowInfo:
     kind = str(window_type).strip().upper()
     if kind not in ("TUMBLING", "HOPPING", "SESSION"):
         raise KsqlStatementError(
-            f"Invalid value {window_type} for property WINDOW_TYPE: String must be one of: SESSION, HOPPING, TUMBLING")
+            f"Invalid value {window_type} for property WINDOW_TYPE: String must be one of: SESSION, HOPPING, TUMBLING"
+        )
     if kind == "SESSION":
         if window_size is not None:
             raise KsqlStatementError("'WINDOW_SIZE' should not be set for SESSION windows.")
@@ -213,8 +224,7 @@ class WindowedKeySerde(Serde):
         if values is None:
             return None
         *keys, start, end = values
-        return encode_windowed_key(self.inner.serialize(keys) if self.inner.columns else None, self.window,
-                                   start, end)
+        return encode_windowed_key(self.inner.serialize(keys) if self.inner.columns else None, self.window, start, end)
 
 
 def with_window_bounds(plan: Any) -> Any:
@@ -227,5 +237,6 @@ def with_window_bounds(plan: Any) -> Any:
 
     scope = Scope(plan.source.schema.row_columns())
     bounds = [Compiler(scope).compile(ast.ColumnRef(name)) for name in ("WINDOWSTART", "WINDOWEND")]
-    return dataclasses.replace(plan, key_exprs=plan.key_exprs + bounds,
-                               key_uses_value=plan.key_uses_value + [False, False])
+    return dataclasses.replace(
+        plan, key_exprs=plan.key_exprs + bounds, key_uses_value=plan.key_uses_value + [False, False]
+    )

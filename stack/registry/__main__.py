@@ -7,10 +7,9 @@ import logging
 
 from aiohttp import web
 
-from stack.config import DEFAULT_HOST, DEFAULT_PORTS
+from fraudstream.config import DEFAULT_HOST, DEFAULT_PORTS
 from stack.registry.http import create_app
-from stack.registry.service import Registry
-from stack.registry.service import DEFAULT_TOPIC
+from stack.registry.service import DEFAULT_TOPIC, Registry
 from stack.topiclog import TopicLog
 
 logger = logging.getLogger("stack.registry")
@@ -27,7 +26,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(Registry(TopicLog(args.bootstrap_servers, args.topic, timeout=args.store_timeout)))
-    logger.info("schema registry on http://%s:%d, schemas in %s at %s", args.host, args.port, args.topic, args.bootstrap_servers)
+    logger.info(
+        "schema registry on http://%s:%d, schemas in %s at %s", args.host, args.port, args.topic, args.bootstrap_servers
+    )
     # run_app stops gracefully on SIGTERM and SIGINT: it closes the listener and runs the cleanup hooks.
     try:
         web.run_app(app, host=args.host, port=args.port, print=None, access_log=None)

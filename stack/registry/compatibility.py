@@ -143,11 +143,19 @@ class _Checker:
             for index, branch in enumerate(reader):
                 if not self.check(branch, writer, f"{path}/{index}"):
                     return []
-            return [Incompatibility("MISSING_UNION_BRANCH", path or "/", f"reader union lacks a branch for writer type {_describe(writer)}")]
+            return [
+                Incompatibility(
+                    "MISSING_UNION_BRANCH",
+                    path or "/",
+                    f"reader union lacks a branch for writer type {_describe(writer)}",
+                )
+            ]
         if r_type != w_type:
             if w_type in PROMOTIONS.get(r_type, ()):
                 return []
-            return [Incompatibility("TYPE_MISMATCH", path or "/", f"reader type {r_type} cannot read writer type {w_type}")]
+            return [
+                Incompatibility("TYPE_MISMATCH", path or "/", f"reader type {r_type} cannot read writer type {w_type}")
+            ]
         if r_type in PRIMITIVES:
             return []
         if r_type == "array":
@@ -159,12 +167,18 @@ class _Checker:
             return [name_problem]
         if r_type == "fixed":
             if reader["size"] != writer["size"]:
-                return [Incompatibility("FIXED_SIZE_MISMATCH", f"{path}/size", f"expected size {writer['size']}, found {reader['size']}")]
+                return [
+                    Incompatibility(
+                        "FIXED_SIZE_MISMATCH", f"{path}/size", f"expected size {writer['size']}, found {reader['size']}"
+                    )
+                ]
             return []
         if r_type == "enum":
             missing = [s for s in writer["symbols"] if s not in reader["symbols"]]
             if missing and reader.get("default") is None:
-                return [Incompatibility("MISSING_ENUM_SYMBOLS", f"{path}/symbols", f"reader enum lacks symbols {missing}")]
+                return [
+                    Incompatibility("MISSING_ENUM_SYMBOLS", f"{path}/symbols", f"reader enum lacks symbols {missing}")
+                ]
             return []
         return self._check_record(reader, writer, path)
 

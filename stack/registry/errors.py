@@ -58,7 +58,7 @@ def subject_config_not_found(subject: str) -> RegistryError:
 def incompatible(subject: str, details: list[str]) -> RegistryError:
     return RegistryError(
         409,
-        f"Schema being registered is incompatible with an earlier schema for subject \"{subject}\", "
+        f'Schema being registered is incompatible with an earlier schema for subject "{subject}", '
         f"details: [{', '.join(details)}]",
     )
 
@@ -71,7 +71,7 @@ def invalid_version(version: str) -> RegistryError:
     return RegistryError(
         42202,
         f"The specified version '{version}' is not a valid version id. "
-        "Allowed values are between [1, 2^31-1] and the string \"latest\"",
+        'Allowed values are between [1, 2^31-1] and the string "latest"',
     )
 
 

@@ -222,7 +222,9 @@ def _error_middleware(metrics_registry: CollectorRegistry) -> Any:
         except errors.RegistryError as exc:
             response = reply(request, exc.body(), status=exc.http_status)
         except web.HTTPException as exc:
-            response = reply(request, {"error_code": exc.status, "message": f"HTTP {exc.status} {exc.reason}"}, exc.status)
+            response = reply(
+                request, {"error_code": exc.status, "message": f"HTTP {exc.status} {exc.reason}"}, exc.status
+            )
         except Exception as exc:  # a bug: answer like Confluent does and keep serving
             logger.exception("error serving %s %s", request.method, request.path)
             response = reply(request, {"error_code": 500, "message": f"Internal error: {exc}"}, status=500)

@@ -74,7 +74,9 @@ class Registry:
         self.ready = True
         logger.info(
             "schema store ready: %d subjects, %d schemas, next id %d",
-            len(self.state.subjects), self.state.schema_count, self.state.max_id + 1,
+            len(self.state.subjects),
+            self.state.schema_count,
+            self.state.max_id + 1,
         )
 
     def _load(self) -> RegistryState:
@@ -233,7 +235,9 @@ class Registry:
             if permanent:
                 if live:
                     raise errors.subject_not_soft_deleted(subject)
-                await self._write([*(schema_tombstone(subject, v.version) for v in every), max_id_record(self.state.max_id)])
+                await self._write(
+                    [*(schema_tombstone(subject, v.version) for v in every), max_id_record(self.state.max_id)]
+                )
                 return [v.version for v in every]
             if not live:
                 raise errors.subject_soft_deleted(subject)

@@ -56,7 +56,8 @@ def validate(fmt: FormatInfo, columns: list[tuple[str, SqlType]], is_key: bool) 
         if columns:
             raise KsqlStatementError(
                 f"The 'NONE' format can only be used when no columns are defined. Got: "
-                f"[{', '.join(f'`{n}` {t}' for n, t in columns)}]")
+                f"[{', '.join(f'`{n}` {t}' for n, t in columns)}]"
+            )
         return
     if fmt.full_schema_name is not None and fmt.name != "AVRO":
         raise KsqlStatementError(f"{fmt.name} does not support the following configs: [fullSchemaName]")
@@ -75,14 +76,20 @@ def validate(fmt: FormatInfo, columns: list[tuple[str, SqlType]], is_key: bool) 
         cols = ", ".join(f"`{n}` {t}{' KEY' if is_key else ''}" for n, t in columns)
         raise KsqlStatementError(
             f"{'Key' if is_key else 'Value'} format does not support schema.\nformat: {fmt.name}\n"
-            f"schema: Persistence{{columns=[{cols}], features=[]}}\nreason: {e.message}") from None
+            f"schema: Persistence{{columns=[{cols}], features=[]}}\nreason: {e.message}"
+        ) from None
     if fmt.wrap_single is False and len(columns) != 1 and not is_key:
-        raise KsqlStatementError(
-            "'WRAP_SINGLE_VALUE' is only valid for single-field value schemas")
+        raise KsqlStatementError("'WRAP_SINGLE_VALUE' is only valid for single-field value schemas")
 
 
-def make_serde(fmt: FormatInfo, columns: list[tuple[str, SqlType]], *, is_key: bool, topic: str,
-               registry: SchemaRegistry | None = None) -> Serde:
+def make_serde(
+    fmt: FormatInfo,
+    columns: list[tuple[str, SqlType]],
+    *,
+    is_key: bool,
+    topic: str,
+    registry: SchemaRegistry | None = None,
+) -> Serde:
     from . import avro, delimited, json_format, kafka
 
     unwrapped = is_key or fmt.wrap_single is False or fmt.name == "KAFKA"
@@ -97,11 +104,25 @@ def make_serde(fmt: FormatInfo, columns: list[tuple[str, SqlType]], *, is_key: b
     if fmt.name == "AVRO":
         if registry is None:
             raise KsqlStatementError("AVRO format requires a Schema Registry")
-        return avro.AvroSerde(columns, unwrapped=unwrapped and len(columns) == 1, registry=registry,
-                              subject=f"{topic}-{'key' if is_key else 'value'}", is_key=is_key,
-                              full_name=fmt.full_schema_name, schema_id=fmt.schema_id)
+        return avro.AvroSerde(
+            columns,
+            unwrapped=unwrapped and len(columns) == 1,
+            registry=registry,
+            subject=f"{topic}-{'key' if is_key else 'value'}",
+            is_key=is_key,
+            full_name=fmt.full_schema_name,
+            schema_id=fmt.schema_id,
+        )
     raise UnsupportedError(f"format {fmt.name}")
 
 
-__all__ = ["FormatInfo", "HttpSchemaRegistry", "InMemorySchemaRegistry", "SchemaRegistry", "Serde", "check_format_name",
-           "make_serde", "validate"]
+__all__ = [
+    "FormatInfo",
+    "HttpSchemaRegistry",
+    "InMemorySchemaRegistry",
+    "SchemaRegistry",
+    "Serde",
+    "check_format_name",
+    "make_serde",
+    "validate",
+]

@@ -15,12 +15,26 @@ from typing import Any
 
 import fastavro
 
+from fraudstream import wire
+
+from .. import values as V
 from ..errors import KsqlStatementError, SerdeError
 from ..types import (
-    BIGINT, BOOLEAN, BYTES, DATE, DOUBLE, INTEGER, STRING, TIME, TIMESTAMP,
-    ArrayType, DecimalType, MapType, SqlType, StructType,
+    BIGINT,
+    BOOLEAN,
+    BYTES,
+    DATE,
+    DOUBLE,
+    INTEGER,
+    STRING,
+    TIME,
+    TIMESTAMP,
+    ArrayType,
+    DecimalType,
+    MapType,
+    SqlType,
+    StructType,
 )
-from .. import values as V
 from .base import Serde
 from .coerce import coerce, lookup_field
 from .registry import SchemaRegistry
@@ -69,9 +83,15 @@ def avro_type(t: SqlType, name: str) -> Any:
     if t == BYTES:
         return "bytes"
     if isinstance(t, DecimalType):
-        return {"type": "bytes", "logicalType": "decimal", "precision": t.precision, "scale": t.scale,
-                "connect.version": 1, "connect.name": "org.apache.kafka.connect.data.Decimal",
-                "connect.parameters": {"scale": str(t.scale), "connect.decimal.precision": str(t.precision)}}
+        return {
+            "type": "bytes",
+            "logicalType": "decimal",
+            "precision": t.precision,
+            "scale": t.scale,
+            "connect.version": 1,
+            "connect.name": "org.apache.kafka.connect.data.Decimal",
+            "connect.parameters": {"scale": str(t.scale), "connect.decimal.precision": str(t.precision)},
+        }
     if t == DATE:
         return {"type": "int", "logicalType": "date"}
     if t == TIME:
@@ -115,7 +135,7 @@ def _to_avro(value: Any, t: SqlType) -> Any:
     if isinstance(t, StructType):
         return {n: _to_avro(value.get(n), ft) for n, ft in t.fields}
     if t == TIMESTAMP:
-        return value.replace(tzinfo=dt.timezone.utc)
+        return value.replace(tzinfo=dt.UTC)
     if isinstance(t, DecimalType) and value.as_tuple().exponent != -t.scale:
         return V.fit_decimal(value, t)  # Avro decimals carry exactly the schema's scale
     return value
@@ -146,9 +166,11 @@ def _field_encoder(t: SqlType):
     if t in (INTEGER, BIGINT):
         return lambda v: b"\x02" + _zigzag(v)
     if t == STRING:
+
         def enc_string(v):
             b = v.encode("utf-8")
             return b"\x02" + _zigzag(len(b)) + b
+
         return enc_string
     if t == BOOLEAN:
         return lambda v: b"\x02\x01" if v else b"\x02\x00"
@@ -166,6 +188,7 @@ def record_encoder(columns: list[tuple[str, SqlType]]):
 
     def encode_values(values: list) -> bytes:
         return b"".join(b"\x00" if v is None else e(v) for e, v in zip(encoders, values))
+
     return encode_values
 
 
@@ -178,8 +201,10 @@ def _field_names(schema: Any) -> dict | None:
         branches = [_field_names(s) for s in schema if s != "null"]
         return next((b for b in branches if b), None)
     if isinstance(schema, dict) and schema.get("type") == "record":
-        return {f["name"].upper(): (f["name"], _field_names(f["type"]), f.get("default", _NO_DEFAULT))
-                for f in schema["fields"]}
+        return {
+            f["name"].upper(): (f["name"], _field_names(f["type"]), f.get("default", _NO_DEFAULT))
+            for f in schema["fields"]
+        }
     if isinstance(schema, dict) and isinstance(schema.get("type"), (dict, list)):
         return _field_names(schema["type"])
     return None
@@ -204,15 +229,16 @@ def _rename(datum: Any, names: dict) -> Any:
 
 def encode(schema_id: int, parsed: Any, datum: Any) -> bytes:
     buf = io.BytesIO()
-    buf.write(b"\x00" + struct.pack(">I", schema_id))
+    buf.write(wire.header(schema_id))
     fastavro.schemaless_writer(buf, parsed, datum)
     return buf.getvalue()
 
 
 def decode(data: bytes, registry: SchemaRegistry, cache: dict) -> Any:
-    if len(data) < 5 or data[0] != 0:
-        raise SerdeError("Unknown magic byte!")
-    schema_id = struct.unpack(">I", data[1:5])[0]
+    try:
+        schema_id = wire.schema_id(data)
+    except wire.WireFormatError as error:
+        raise SerdeError(str(error)) from None
     parsed = cache.get(schema_id)
     if parsed is None:
         try:
@@ -228,8 +254,17 @@ def decode(data: bytes, registry: SchemaRegistry, cache: dict) -> Any:
 
 
 class AvroSerde(Serde):
-    def __init__(self, columns: list[tuple[str, SqlType]], *, unwrapped: bool, registry: SchemaRegistry,
-                 subject: str, is_key: bool, full_name: str | None = None, schema_id: int | None = None) -> None:
+    def __init__(
+        self,
+        columns: list[tuple[str, SqlType]],
+        *,
+        unwrapped: bool,
+        registry: SchemaRegistry,
+        subject: str,
+        is_key: bool,
+        full_name: str | None = None,
+        schema_id: int | None = None,
+    ) -> None:
         super().__init__(columns)
         self.unwrapped = unwrapped
         self.registry = registry
@@ -285,7 +320,7 @@ class AvroSerde(Serde):
         self.writer_id()
         if self._fast is not None:
             try:
-                return b"\x00" + struct.pack(">I", self._id) + self._fast(values)
+                return wire.header(self._id) + self._fast(values)
             except (TypeError, struct.error, OverflowError, AttributeError) as e:
                 raise SerdeError(f"Error serializing Avro message: {e}") from None
         if self.unwrapped:
@@ -296,8 +331,9 @@ class AvroSerde(Serde):
             if self._all_plain:
                 datum = dict(zip(self._names, values))
             else:
-                datum = {n: (v if c is None or v is None else c(v))
-                         for n, v, c in zip(self._names, values, self._converters)}
+                datum = {
+                    n: (v if c is None or v is None else c(v)) for n, v, c in zip(self._names, values, self._converters)
+                }
         if self._renames:  # a registered schema (VALUE_SCHEMA_ID) may spell field names differently
             datum = _rename(datum, self._renames)
         try:
@@ -314,8 +350,15 @@ def sql_type_of(avro: Any) -> SqlType:
             raise KsqlStatementError(f"Unsupported Avro union: {avro}")
         return sql_type_of(non_null[0])
     if isinstance(avro, str):
-        simple = {"boolean": BOOLEAN, "int": INTEGER, "long": BIGINT, "double": DOUBLE, "float": DOUBLE,
-                  "string": STRING, "bytes": BYTES}
+        simple = {
+            "boolean": BOOLEAN,
+            "int": INTEGER,
+            "long": BIGINT,
+            "double": DOUBLE,
+            "float": DOUBLE,
+            "string": STRING,
+            "bytes": BYTES,
+        }
         if avro in simple:
             return simple[avro]
         raise KsqlStatementError(f"Unsupported Avro type: {avro}")
@@ -340,4 +383,3 @@ def sql_type_of(avro: Any) -> SqlType:
     if kind == "fixed":
         return BYTES
     return sql_type_of(kind)
-

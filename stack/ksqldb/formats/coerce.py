@@ -8,12 +8,24 @@ import json
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from .. import values as V
 from ..errors import EvalError, SerdeError
 from ..types import (
-    BIGINT, BOOLEAN, BYTES, DATE, DOUBLE, INTEGER, STRING, TIME, TIMESTAMP,
-    ArrayType, DecimalType, MapType, SqlType, StructType,
+    BIGINT,
+    BOOLEAN,
+    BYTES,
+    DATE,
+    DOUBLE,
+    INTEGER,
+    STRING,
+    TIME,
+    TIMESTAMP,
+    ArrayType,
+    DecimalType,
+    MapType,
+    SqlType,
+    StructType,
 )
-from .. import values as V
 
 
 def _fail(value: Any, t: SqlType) -> SerdeError:
@@ -109,7 +121,7 @@ def coerce(value: Any, t: SqlType) -> Any:
         if t == TIMESTAMP:
             if isinstance(value, dt.datetime):
                 if value.tzinfo is not None:
-                    value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+                    value = value.astimezone(dt.UTC).replace(tzinfo=None)
                 return value
             if isinstance(value, int) and not isinstance(value, bool):
                 return V.millis_to_timestamp(value)

@@ -9,11 +9,21 @@ import io
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from .. import values as V
 from ..errors import EvalError, KsqlStatementError, SerdeError
 from ..types import (
-    BIGINT, BOOLEAN, BYTES, DATE, DOUBLE, INTEGER, STRING, TIME, TIMESTAMP, DecimalType, SqlType,
+    BIGINT,
+    BOOLEAN,
+    BYTES,
+    DATE,
+    DOUBLE,
+    INTEGER,
+    STRING,
+    TIME,
+    TIMESTAMP,
+    DecimalType,
+    SqlType,
 )
-from .. import values as V
 from .base import Serde
 
 NAMED_DELIMITERS = {"TAB": "\t", "SPACE": " "}
@@ -34,11 +44,13 @@ def parse_delimiter(text: str) -> str:
     if not text.strip():
         raise KsqlStatementError(
             _BAD_DELIMITER + "Delimiter cannot be empty, if you meant to have a tab or space for delimiter, please "
-            "use the special values 'TAB' or 'SPACE'\nExample valid value: ';'")
+            "use the special values 'TAB' or 'SPACE'\nExample valid value: ';'"
+        )
     if len(text) != 1:
         raise KsqlStatementError(
             _BAD_DELIMITER + f"Invalid delimiter value: '{text}'. Delimiter must be a single character or TAB,SPACE"
-            "\nExample valid value: ';'")
+            "\nExample valid value: ';'"
+        )
     return text
 
 
@@ -48,6 +60,7 @@ def _int_parser(lo: int, hi: int):
         if not lo <= v <= hi:
             raise ValueError(f"out of range: {field}")
         return v
+
     return parse
 
 
@@ -143,6 +156,8 @@ class DelimitedSerde(Serde):
             return None
         if len(self.columns) == 1 and values[0] is None:
             return None
-        parts = [_quote(_text(v, t), self.delimiter, i == 0) if v is not None else ""
-                 for i, (v, (_, t)) in enumerate(zip(values, self.columns))]
+        parts = [
+            _quote(_text(v, t), self.delimiter, i == 0) if v is not None else ""
+            for i, (v, (_, t)) in enumerate(zip(values, self.columns))
+        ]
         return self.delimiter.join(parts).encode("utf-8")

@@ -8,9 +8,9 @@ import math
 from decimal import Decimal
 from typing import Any
 
+from .. import values as V
 from ..errors import SerdeError
 from ..types import BYTES, DATE, DOUBLE, TIME, TIMESTAMP, ArrayType, MapType, SqlType, StructType
-from .. import values as V
 from .base import Serde
 from .coerce import coerce, lookup_field
 
@@ -43,13 +43,17 @@ def dumps(value: Any, t: SqlType) -> str:
     if isinstance(t, ArrayType):
         return "[" + ",".join(dumps(v, t.item) for v in value) + "]"
     if isinstance(t, MapType):
-        return "{" + ",".join(
-            f"{json.dumps(V.to_text(k, t.key), ensure_ascii=False)}:{dumps(v, t.value)}" for k, v in value.items()
-        ) + "}"
+        return (
+            "{"
+            + ",".join(
+                f"{json.dumps(V.to_text(k, t.key), ensure_ascii=False)}:{dumps(v, t.value)}" for k, v in value.items()
+            )
+            + "}"
+        )
     if isinstance(t, StructType):
-        return "{" + ",".join(
-            f"{json.dumps(n, ensure_ascii=False)}:{dumps(value.get(n), ft)}" for n, ft in t.fields
-        ) + "}"
+        return (
+            "{" + ",".join(f"{json.dumps(n, ensure_ascii=False)}:{dumps(value.get(n), ft)}" for n, ft in t.fields) + "}"
+        )
     raise SerdeError(f"Cannot serialise {value!r} as {t}")
 
 
@@ -59,11 +63,13 @@ _FAST_DUMPS = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_
 def encoder_for(t: SqlType):
     """A value -> JSON text function for one column type, chosen once per serde (the hot path)."""
     if t == DOUBLE:
+
         def enc_double(v):
             a = abs(v)
             if 1e-3 <= a < 1e7:
                 return repr(float(v))  # same digits as Java in this range
             return dumps(v, t)
+
         return enc_double
     if t.name in ("INTEGER", "BIGINT"):
         return str
@@ -127,4 +133,3 @@ class JsonSerde(Serde):
                     pass
         parts = [name + ("null" if v is None else enc(v)) for (name, enc), v in zip(self._fields, values)]
         return ("{" + ",".join(parts) + "}").encode("utf-8")
-

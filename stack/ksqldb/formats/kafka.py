@@ -16,7 +16,7 @@ def validate(columns: list[tuple[str, SqlType]], is_key: bool = False) -> None:
     if len(columns) > 1:
         cols = ", ".join(f"`{n}` {t}{' KEY' if is_key else ''}" for n, t in columns)
         raise KsqlStatementError(f"The 'KAFKA' format only supports a single field. Got: [{cols}]")
-    for name, t in columns:
+    for _name, t in columns:
         if t not in SUPPORTED:
             # unlike DELIMITED, ksqlDB's KAFKA format does not name the column
             raise KsqlStatementError(f"The 'KAFKA' format does not support type '{t.name}'")

@@ -1,7 +1,7 @@
 """Scalar functions: importing this package fills the registry."""
 
-from . import datetime as _datetime  # noqa: F401
 from . import collections as _collections  # noqa: F401
+from . import datetime as _datetime  # noqa: F401
 from . import maths as _maths  # noqa: F401
 from . import nulls as _nulls  # noqa: F401
 from . import strings as _strings  # noqa: F401

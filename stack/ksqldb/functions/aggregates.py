@@ -9,27 +9,49 @@ taken out of its old group); `merge` combines two session windows' states.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal, localcontext
-from typing import Any, Callable
+from typing import Any
 
 from ..errors import EvalError, KsqlStatementError, UnsupportedError
 from ..types import (
-    BIGINT, BOOLEAN, BYTES, DATE, DOUBLE, INTEGER, STRING, TIME, TIMESTAMP, ArrayType, DecimalType, NullType, SqlType,
+    BIGINT,
+    BOOLEAN,
+    BYTES,
+    DATE,
+    DOUBLE,
+    INTEGER,
+    STRING,
+    TIME,
+    TIMESTAMP,
+    ArrayType,
+    DecimalType,
+    NullType,
+    SqlType,
     StructType,
 )
 from ..values import wrap_int, wrap_long
 
 NAMES = {
-    "COUNT", "SUM", "AVG", "MIN", "MAX", "COLLECT_LIST", "COLLECT_SET", "COUNT_DISTINCT", "TOPK", "TOPKDISTINCT",
-    "EARLIEST_BY_OFFSET", "LATEST_BY_OFFSET",
+    "COUNT",
+    "SUM",
+    "AVG",
+    "MIN",
+    "MAX",
+    "COLLECT_LIST",
+    "COLLECT_SET",
+    "COUNT_DISTINCT",
+    "TOPK",
+    "TOPKDISTINCT",
+    "EARLIEST_BY_OFFSET",
+    "LATEST_BY_OFFSET",
 }
 #: ksqlDB aggregates this engine does not implement (refused as unsupported, never as unknown functions)
 UNSUPPORTED = {"HISTOGRAM", "STDDEV_SAMPLE", "STDDEV_SAMP", "CORRELATION", "ATTR"}
 
 COLLECT_LIMIT = 2**31 - 1  # no limit unless ksql.functions.collect_list.limit / collect_set.limit say so
-LIMIT_CONFIGS = {"COLLECT_LIST": "ksql.functions.collect_list.limit",
-                 "COLLECT_SET": "ksql.functions.collect_set.limit"}
+LIMIT_CONFIGS = {"COLLECT_LIST": "ksql.functions.collect_list.limit", "COLLECT_SET": "ksql.functions.collect_set.limit"}
 
 _COMPARABLE = (INTEGER, BIGINT, DOUBLE, STRING, DATE, TIME, TIMESTAMP, BYTES)
 
@@ -85,7 +107,10 @@ def _wrapper(t: SqlType) -> Callable[[Any], Any]:
 
 def _count(types: list[SqlType]) -> Aggregate:
     return Aggregate(
-        "COUNT", BIGINT, BIGINT, lambda: 0,
+        "COUNT",
+        BIGINT,
+        BIGINT,
+        lambda: 0,
         add=lambda s, v, seq: s if v is None else s + 1,
         result=lambda s: s,
         merge=lambda a, b: a + b,
@@ -102,7 +127,10 @@ def _sum(types: list[SqlType]) -> Aggregate:
     wrap = _wrapper(t)
     zero = 0.0 if t == DOUBLE else 0
     return Aggregate(
-        "SUM", t, t, lambda: zero,
+        "SUM",
+        t,
+        t,
+        lambda: zero,
         add=lambda s, v, seq: s if v is None else wrap(s + v),
         result=lambda s: s,
         merge=lambda a, b: wrap(a + b),
@@ -122,11 +150,15 @@ def _decimal_sum(t: DecimalType) -> Aggregate:
         if abs(value) >= limit:
             raise EvalError(
                 f"Numeric field overflow: A field with precision {t.precision} and scale {t.scale} must round to "
-                f"an absolute value less than 10^{t.precision - t.scale}. Got {value:f}")
+                f"an absolute value less than 10^{t.precision - t.scale}. Got {value:f}"
+            )
         return value
 
     return Aggregate(
-        "SUM", t, t, lambda: Decimal(0).quantize(quantum),
+        "SUM",
+        t,
+        t,
+        lambda: Decimal(0).quantize(quantum),
         add=lambda s, v, seq: s if v is None else plus(s, v),
         result=lambda s: s,
         merge=plus,
@@ -153,8 +185,14 @@ def _avg(types: list[SqlType]) -> Aggregate:
         return 0.0 if s[1] == 0 else float(s[0]) / s[1]
 
     return Aggregate(
-        "AVG", DOUBLE, StructType((("SUM", t), ("COUNT", BIGINT))), lambda: [zero, 0], add, result,
-        merge=lambda a, b: [wrap(a[0] + b[0]), a[1] + b[1]], undo=undo,
+        "AVG",
+        DOUBLE,
+        StructType((("SUM", t), ("COUNT", BIGINT))),
+        lambda: [zero, 0],
+        add,
+        result,
+        merge=lambda a, b: [wrap(a[0] + b[0]), a[1] + b[1]],
+        undo=undo,
     )
 
 
@@ -165,6 +203,7 @@ def _extreme(name: str) -> Callable[[list[SqlType]], Aggregate]:
             raise _reject(name, types)
         key = _java_order(t)
         if key is None and name == "MIN":  # Python orders these values as Java does: compare them directly
+
             def pick(a, b):
                 if a is None:
                     return b
@@ -172,6 +211,7 @@ def _extreme(name: str) -> Callable[[list[SqlType]], Aggregate]:
                     return a
                 return b if b < a else a
         elif key is None:
+
             def pick(a, b):
                 if a is None:
                     return b
@@ -188,8 +228,8 @@ def _extreme(name: str) -> Callable[[list[SqlType]], Aggregate]:
                     return a
                 return b if better(b, a) else a
 
-        return Aggregate(name, t, t, lambda: None, add=lambda s, v, seq: pick(s, v), result=lambda s: s,
-                         merge=pick)
+        return Aggregate(name, t, t, lambda: None, add=lambda s, v, seq: pick(s, v), result=lambda s: s, merge=pick)
+
     return make
 
 
@@ -203,11 +243,19 @@ def _collect_list(types: list[SqlType], limit: int = COLLECT_LIMIT) -> Aggregate
     def undo(s, v):  # as ksqlDB: the last occurrence goes
         for i in range(len(s) - 1, -1, -1):
             if s[i] == v and (s[i] is None) == (v is None):
-                return s[:i] + s[i + 1:]
+                return s[:i] + s[i + 1 :]
         return s
 
-    return Aggregate("COLLECT_LIST", ArrayType(t), ArrayType(t), list, add, result=list,
-                     merge=lambda a, b: (a + b)[:limit], undo=undo)
+    return Aggregate(
+        "COLLECT_LIST",
+        ArrayType(t),
+        ArrayType(t),
+        list,
+        add,
+        result=list,
+        merge=lambda a, b: (a + b)[:limit],
+        undo=undo,
+    )
 
 
 def _collect_set(types: list[SqlType], limit: int = COLLECT_LIMIT) -> Aggregate:
@@ -262,6 +310,7 @@ def _topk(name: str, distinct: bool) -> Callable[[list[SqlType], list[Any]], Agg
             return top(a + [v for v in b if not (distinct and v in a)])
 
         return Aggregate(name, ArrayType(t), ArrayType(t), list, add, result=list, merge=merge)
+
     return make
 
 
@@ -284,6 +333,7 @@ def _by_offset(name: str, latest: bool) -> Callable[[list[SqlType], list[Any]], 
             raise KsqlStatementError(f"{name}: the number of values must be positive, got {n}")
         entry = StructType((("SEQ", BIGINT), ("VAL", t)))
         if n is None:
+
             def add(s, v, seq):
                 if v is None and ignore_nulls:
                     return s
@@ -296,8 +346,9 @@ def _by_offset(name: str, latest: bool) -> Callable[[list[SqlType], list[Any]], 
                     return b if a is None else a
                 return (a if a[0] > b[0] else b) if latest else (a if a[0] < b[0] else b)
 
-            return Aggregate(name, t, entry, lambda: None, add, result=lambda s: None if s is None else s[1],
-                             merge=merge)
+            return Aggregate(
+                name, t, entry, lambda: None, add, result=lambda s: None if s is None else s[1], merge=merge
+            )
 
         def keep(entries: list) -> list:
             entries = sorted(entries, key=lambda e: e[0])
@@ -310,24 +361,40 @@ def _by_offset(name: str, latest: bool) -> Callable[[list[SqlType], list[Any]], 
                 return s
             return keep(s + [[seq, v]])
 
-        return Aggregate(name, ArrayType(t), ArrayType(entry), list, add_n, result=lambda s: [e[1] for e in s],
-                         merge=lambda a, b: keep(a + b))
+        return Aggregate(
+            name,
+            ArrayType(t),
+            ArrayType(entry),
+            list,
+            add_n,
+            result=lambda s: [e[1] for e in s],
+            merge=lambda a, b: keep(a + b),
+        )
+
     return make
 
 
 _SIMPLE: dict[str, Callable[[list[SqlType]], Aggregate]] = {
-    "COUNT": _count, "SUM": _sum, "AVG": _avg, "MIN": _extreme("MIN"), "MAX": _extreme("MAX"),
-    "COLLECT_LIST": _collect_list, "COLLECT_SET": _collect_set, "COUNT_DISTINCT": _count_distinct,
+    "COUNT": _count,
+    "SUM": _sum,
+    "AVG": _avg,
+    "MIN": _extreme("MIN"),
+    "MAX": _extreme("MAX"),
+    "COLLECT_LIST": _collect_list,
+    "COLLECT_SET": _collect_set,
+    "COUNT_DISTINCT": _count_distinct,
 }
 _PARAMETERISED: dict[str, Callable[[list[SqlType], list[Any]], Aggregate]] = {
-    "TOPK": _topk("TOPK", False), "TOPKDISTINCT": _topk("TOPKDISTINCT", True),
+    "TOPK": _topk("TOPK", False),
+    "TOPKDISTINCT": _topk("TOPKDISTINCT", True),
     "LATEST_BY_OFFSET": _by_offset("LATEST_BY_OFFSET", True),
     "EARLIEST_BY_OFFSET": _by_offset("EARLIEST_BY_OFFSET", False),
 }
 
 
-def resolve_aggregate(name: str, arg_type: SqlType, params: list[Any],
-                      config: dict[str, Any] | None = None) -> Aggregate:
+def resolve_aggregate(
+    name: str, arg_type: SqlType, params: list[Any], config: dict[str, Any] | None = None
+) -> Aggregate:
     """The aggregate `name` over a column of `arg_type`; `params` are the literal arguments after it;
     `config` the statement's properties (collection size limits)."""
     upper = name.upper()
@@ -335,7 +402,8 @@ def resolve_aggregate(name: str, arg_type: SqlType, params: list[Any],
         raise UnsupportedError(f"aggregate function {upper}")
     if isinstance(arg_type, NullType):
         raise KsqlStatementError(
-            "Can't infer a type of null. Please explicitly cast it to a required type, e.g. CAST(null AS VARCHAR).")
+            "Can't infer a type of null. Please explicitly cast it to a required type, e.g. CAST(null AS VARCHAR)."
+        )
     if upper in _SIMPLE:
         if params:
             raise _reject(upper, [arg_type] + [_type_of(p) for p in params])

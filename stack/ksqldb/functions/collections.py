@@ -60,7 +60,6 @@ def map_values(m):
     return list(m.values())
 
 
-
 # ------------------------------------------------------------------ more ARRAY / MAP functions
 def _distinct(values: list) -> list:
     out: list = []
@@ -116,14 +115,21 @@ register("ARRAY_SORT", [ARRAY_T, STRING], _same)(_sort)
 def array_join_delim(a, delim):
     from .. import values as V
 
-    return delim.join("null" if v is None else (V.java_double_str(v) if isinstance(v, float) else
-                                                 ("true" if v is True else "false" if v is False else str(v)))
-                      for v in a)
+    return delim.join(
+        "null"
+        if v is None
+        else (
+            V.java_double_str(v)
+            if isinstance(v, float)
+            else ("true" if v is True else "false" if v is False else str(v))
+        )
+        for v in a
+    )
 
 
 @register("SLICE", [ARRAY_T, INTEGER, INTEGER], _same)
 def slice_(a, start, end):
-    return a[max(start - 1, 0):end]
+    return a[max(start - 1, 0) : end]
 
 
 @register("GENERATE_SERIES", [INTEGER, INTEGER], ArrayType(INTEGER))

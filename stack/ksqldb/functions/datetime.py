@@ -8,13 +8,25 @@ import time
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
+from .. import values as V
 from ..errors import EvalError
 from ..types import BIGINT, DATE, INTEGER, STRING, TIME, TIMESTAMP
-from .. import values as V
 from .registry import register
 
-_MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September",
-           "October", "November", "December"]
+_MONTHS = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+]
 _DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 
 
@@ -29,7 +41,7 @@ def _tokens(pattern: str) -> tuple[tuple[str, str], ...]:
             j = pattern.find("'", i + 1)
             if j < 0:
                 raise EvalError(f"Invalid date/time format: {pattern}")
-            out.append(("lit", "'" if j == i + 1 else pattern[i + 1:j]))
+            out.append(("lit", "'" if j == i + 1 else pattern[i + 1 : j]))
             i = j + 1
         elif c.isalpha():
             j = i
@@ -48,7 +60,7 @@ def _tokens(pattern: str) -> tuple[tuple[str, str], ...]:
 
 def _zone(tz: str | None) -> dt.tzinfo:
     if tz is None:
-        return dt.timezone.utc
+        return dt.UTC
     try:
         return ZoneInfo(tz)
     except Exception:
@@ -70,8 +82,13 @@ def format_java(value: dt.datetime, pattern: str) -> str:
         elif kind in "yu":
             out.append(f"{value.year % 100:02d}" if n == 2 else f"{value.year:0{n}d}")
         elif kind in "ML":
-            out.append(_MONTHS[value.month - 1][:3] if n == 3 else _MONTHS[value.month - 1] if n >= 4
-                       else f"{value.month:0{n}d}")
+            out.append(
+                _MONTHS[value.month - 1][:3]
+                if n == 3
+                else _MONTHS[value.month - 1]
+                if n >= 4
+                else f"{value.month:0{n}d}"
+            )
         elif kind == "d":
             out.append(f"{value.day:0{n}d}")
         elif kind == "D":
@@ -123,7 +140,9 @@ def _parser(pattern: str) -> re.Pattern:
             parts.append(r"(?P<Mn>[A-Za-z]+)" if n >= 3 else r"(?P<M>\d{1,2})" if n == 1 else r"(?P<M>\d{2})")
         elif kind in "dDHhkms":
             grp = {"d": "d", "D": "D", "H": "H", "h": "h", "k": "H", "m": "m", "s": "s"}[kind]
-            parts.append(rf"(?P<{grp}>\d{{1,{max(n, 2) if kind != 'D' else 3}}})" if n == 1 else rf"(?P<{grp}>\d{{{n}}})")
+            parts.append(
+                rf"(?P<{grp}>\d{{1,{max(n, 2) if kind != 'D' else 3}}})" if n == 1 else rf"(?P<{grp}>\d{{{n}}})"
+            )
         elif kind == "S":
             parts.append(rf"(?P<S>\d{{{n}}})")
         elif kind == "a":
@@ -148,7 +167,7 @@ def parse_java(text: str, pattern: str, tz: str | None = None) -> dt.datetime:
     g = m.groupdict()
     year = int(g["Y"]) if g.get("Y") else (2000 + int(g["y"]) if g.get("y") else 1970)
     if g.get("Mn"):
-        names = [mn[:len(g["Mn"])].lower() for mn in _MONTHS]
+        names = [mn[: len(g["Mn"])].lower() for mn in _MONTHS]
         month = names.index(g["Mn"].lower()) + 1 if g["Mn"].lower() in names else 1
     else:
         month = int(g["M"]) if g.get("M") else 1
@@ -169,7 +188,7 @@ def parse_java(text: str, pattern: str, tz: str | None = None) -> dt.datetime:
     if g.get("z"):
         z = g["z"]
         if z == "Z":
-            zone = dt.timezone.utc
+            zone = dt.UTC
         else:
             digits = z[1:].replace(":", "")
             off = dt.timedelta(hours=int(digits[:2]), minutes=int(digits[2:4] or 0))
@@ -179,14 +198,15 @@ def parse_java(text: str, pattern: str, tz: str | None = None) -> dt.datetime:
     else:
         zone = _zone(tz)
     try:
-        return value.replace(tzinfo=zone).astimezone(dt.timezone.utc).replace(tzinfo=None)
+        return value.replace(tzinfo=zone).astimezone(dt.UTC).replace(tzinfo=None)
     except OverflowError:  # Java reaches year 999999999; Python's datetime stops at 9999: say so, never wrap
-        raise EvalError(f"Failed to parse date/time '{text}' with pattern '{pattern}': "
-                        "outside the supported years 1 to 9999 in UTC") from None
+        raise EvalError(
+            f"Failed to parse date/time '{text}' with pattern '{pattern}': outside the supported years 1 to 9999 in UTC"
+        ) from None
 
 
 def _aware(ts: dt.datetime, tz: str | None) -> dt.datetime:
-    return ts.replace(tzinfo=dt.timezone.utc).astimezone(_zone(tz))
+    return ts.replace(tzinfo=dt.UTC).astimezone(_zone(tz))
 
 
 @register("PARSE_DATE", [STRING, STRING], DATE)
@@ -256,7 +276,7 @@ def unix_timestamp(ts):
 
 @register("UNIX_DATE", [], INTEGER)
 def unix_date_now():
-    return V.date_to_days(dt.datetime.now(dt.timezone.utc).date())
+    return V.date_to_days(dt.datetime.now(dt.UTC).date())
 
 
 @register("UNIX_DATE", [DATE], INTEGER)
@@ -282,8 +302,16 @@ def convert_tz(ts, from_tz, to_tz):
 
 # ------------------------------------------------------------------ interval arithmetic
 TIME_UNITS = {
-    "MILLISECOND": 1, "MILLISECONDS": 1, "SECOND": 1000, "SECONDS": 1000, "MINUTE": 60_000, "MINUTES": 60_000,
-    "HOUR": 3_600_000, "HOURS": 3_600_000, "DAY": 86_400_000, "DAYS": 86_400_000,
+    "MILLISECOND": 1,
+    "MILLISECONDS": 1,
+    "SECOND": 1000,
+    "SECONDS": 1000,
+    "MINUTE": 60_000,
+    "MINUTES": 60_000,
+    "HOUR": 3_600_000,
+    "HOURS": 3_600_000,
+    "DAY": 86_400_000,
+    "DAYS": 86_400_000,
 }
 UNIT_FUNCTIONS = {"DATEADD", "DATESUB", "TIMEADD", "TIMESUB", "TIMESTAMPADD", "TIMESTAMPSUB"}
 

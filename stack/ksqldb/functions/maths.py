@@ -6,10 +6,9 @@ import math
 import random
 from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 
-from ..values import wide_decimals
-
 from ..errors import EvalError
 from ..types import BIGINT, BYTES, DATE, DOUBLE, INTEGER, STRING, TIME, TIMESTAMP, DecimalType, SqlType, common_type
+from ..values import wide_decimals
 from .registry import DECIMAL, register
 
 INF = float("inf")
@@ -202,7 +201,7 @@ def cbrt(x):
         return x
     r = abs(x) ** (1.0 / 3.0)
     rr = round(r)
-    if rr ** 3 == abs(x):
+    if rr**3 == abs(x):
         r = float(rr)
     return math.copysign(r, x)
 
@@ -229,9 +228,19 @@ def power(b, e):
         return NAN
 
 
-for _name, _fn in (("SIN", math.sin), ("COS", math.cos), ("TAN", math.tan), ("ASIN", math.asin),
-                   ("ACOS", math.acos), ("ATAN", math.atan), ("SINH", math.sinh), ("COSH", math.cosh),
-                   ("TANH", math.tanh), ("DEGREES", math.degrees), ("RADIANS", math.radians)):
+for _name, _fn in (
+    ("SIN", math.sin),
+    ("COS", math.cos),
+    ("TAN", math.tan),
+    ("ASIN", math.asin),
+    ("ACOS", math.acos),
+    ("ATAN", math.atan),
+    ("SINH", math.sinh),
+    ("COSH", math.cosh),
+    ("TANH", math.tanh),
+    ("DEGREES", math.degrees),
+    ("RADIANS", math.radians),
+):
     register(_name, [DOUBLE], DOUBLE)(_safe(_fn))
 
 
@@ -275,8 +284,16 @@ for _t in (INTEGER, BIGINT, DOUBLE, DECIMAL, STRING, BYTES, DATE, TIME, TIMESTAM
 
 
 # ------------------------------------------------------------------ geo
-_RADIUS = {"mi": 3959.0, "mile": 3959.0, "miles": 3959.0,
-           "km": 6371.0, "kilometer": 6371.0, "kilometers": 6371.0, "kilometre": 6371.0, "kilometres": 6371.0}
+_RADIUS = {
+    "mi": 3959.0,
+    "mile": 3959.0,
+    "miles": 3959.0,
+    "km": 6371.0,
+    "kilometer": 6371.0,
+    "kilometers": 6371.0,
+    "kilometre": 6371.0,
+    "kilometres": 6371.0,
+}
 
 
 @register("GEO_DISTANCE", [DOUBLE, DOUBLE, DOUBLE, DOUBLE], DOUBLE)
@@ -298,6 +315,7 @@ def geo_distance_unit(lat1, lon1, lat2, lon2, unit):
         raise EvalError("valid longitude values for GeoDistance function are in the range of -180 to +180 degrees.")
     dlat = math.radians(lat2 - lat1)
     dlon = math.radians(lon2 - lon1)
-    a = (math.pow(math.sin(dlat / 2), 2)
-         + math.cos(math.radians(lat1)) * math.cos(math.radians(lat2)) * math.pow(math.sin(dlon / 2), 2))
+    a = math.pow(math.sin(dlat / 2), 2) + math.cos(math.radians(lat1)) * math.cos(math.radians(lat2)) * math.pow(
+        math.sin(dlon / 2), 2
+    )
     return 2 * math.atan2(math.sqrt(a), math.sqrt(1 - a)) * radius

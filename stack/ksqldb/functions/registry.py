@@ -9,18 +9,30 @@ than one of those is ambiguous, as in ksqlDB.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from ..errors import KsqlStatementError
 from ..types import (
-    ArrayType, DecimalType, MapType, NullType, SqlType, StructType, STRING, can_implicitly_cast,
-    common_type, is_temporal, to_decimal_type, INTEGER, BIGINT,
+    BIGINT,
+    INTEGER,
+    STRING,
+    ArrayType,
+    DecimalType,
+    MapType,
+    NullType,
+    SqlType,
+    StructType,
+    can_implicitly_cast,
+    common_type,
+    is_temporal,
+    to_decimal_type,
 )
 
 # generic parameter markers
-ANY = "ANY"          # any type, no binding
-T = "T"              # any type, all T's must agree (widened)
+ANY = "ANY"  # any type, no binding
+T = "T"  # any type, all T's must agree (widened)
 DECIMAL = "DECIMAL"  # any decimal
 ARRAY_T = "ARRAY<T>"
 MAP_KV = "MAP<K,V>"
@@ -64,8 +76,15 @@ class Resolved:
 REGISTRY: dict[str, Function] = {}
 
 
-def register(name: str, params: Sequence[Param], returns: ReturnSpec, *, variadic: bool = False,
-             null_safe: bool = True, display: str | None = None) -> Callable:
+def register(
+    name: str,
+    params: Sequence[Param],
+    returns: ReturnSpec,
+    *,
+    variadic: bool = False,
+    null_safe: bool = True,
+    display: str | None = None,
+) -> Callable:
     """Decorator: add an overload of `name`."""
 
     def deco(fn: Callable) -> Callable:
@@ -167,8 +186,14 @@ def resolve(name: str, args: list[SqlType], literals: list[bool]) -> Resolved:
         raise KsqlStatementError(f"Function '{fn.shown}' does not accept parameters ({_fmt_types(args)}).")
     ret = o.returns(concrete) if callable(o.returns) else o.returns
     conversions = [
-        None if (a == p or isinstance(a, NullType) or isinstance(p, str)
-                 or (isinstance(a, DecimalType) and isinstance(p, DecimalType))) else (a, p)
+        None
+        if (
+            a == p
+            or isinstance(a, NullType)
+            or isinstance(p, str)
+            or (isinstance(a, DecimalType) and isinstance(p, DecimalType))
+        )
+        else (a, p)
         for a, p in zip(args, concrete)
     ]
     return Resolved(ret, o.impl, concrete, o.null_safe, conversions)

@@ -85,7 +85,7 @@ def _start(length: int, pos: int) -> int:
 @register("SUBSTRING", [STRING, INTEGER], STRING)
 @register("SUBSTRING", [BYTES, INTEGER], BYTES)
 def substring(s, pos):
-    return s[_start(len(s), pos):]
+    return s[_start(len(s), pos) :]
 
 
 @register("SUBSTRING", [STRING, INTEGER, INTEGER], STRING)
@@ -94,7 +94,7 @@ def substring_len(s, pos, length):
     start = _start(len(s), pos)
     if length < 0:
         return s[0:0]
-    return s[start:min(start + length, len(s))]
+    return s[start : min(start + length, len(s))]
 
 
 @register("INSTR", [STRING, STRING], INTEGER)
@@ -213,7 +213,7 @@ def _java_replacement(rep: str) -> str:
             j = i + 1
             while j < len(rep) and rep[j].isdigit():
                 j += 1
-            out.append(f"\\g<{rep[i + 1:j]}>")
+            out.append(f"\\g<{rep[i + 1 : j]}>")
             i = j
             continue
         out.append("\\\\" if c == "\\" else c)
@@ -297,16 +297,21 @@ def _mask_fn(kind: str):
         if kind == "left":
             return _mask(s[:n], chars) + s[n:]
         if kind == "right":
-            return s[:len(s) - n] + _mask(s[len(s) - n:], chars)
+            return s[: len(s) - n] + _mask(s[len(s) - n :], chars)
         if kind == "keep_left":
             return s[:n] + _mask(s[n:], chars)
-        return _mask(s[:len(s) - n], chars) + s[len(s) - n:]
+        return _mask(s[: len(s) - n], chars) + s[len(s) - n :]
 
     return fn
 
 
-for _suffix, _kind in (("", "all"), ("_LEFT", "left"), ("_RIGHT", "right"),
-                       ("_KEEP_LEFT", "keep_left"), ("_KEEP_RIGHT", "keep_right")):
+for _suffix, _kind in (
+    ("", "all"),
+    ("_LEFT", "left"),
+    ("_RIGHT", "right"),
+    ("_KEEP_LEFT", "keep_left"),
+    ("_KEEP_RIGHT", "keep_right"),
+):
     _impl = _mask_fn(_kind)
     _base = [STRING] if _kind == "all" else [STRING, INTEGER]
     register("MASK" + _suffix, _base, STRING, null_safe=False)(_impl)
@@ -364,7 +369,7 @@ _ENCODINGS = ("hex", "utf8", "ascii", "base64")
 def encode(s, in_enc, out_enc):
     i, o = in_enc.lower(), out_enc.lower()
     if i not in _ENCODINGS or o not in _ENCODINGS:
-        raise EvalError(f"Supported input and output encodings are: hex, utf8, ascii and base64")
+        raise EvalError("Supported input and output encodings are: hex, utf8, ascii and base64")
     data = _decode_input(s, i)
     return None if data is None else _encode_output(data, o)
 
@@ -373,7 +378,7 @@ def encode(s, in_enc, out_enc):
 def to_bytes(s, enc):
     e = enc.lower()
     if e not in _ENCODINGS:
-        raise EvalError(f"Supported encoding types are: hex, utf8, ascii and base64")
+        raise EvalError("Supported encoding types are: hex, utf8, ascii and base64")
     return _decode_input(s, e)
 
 
@@ -381,7 +386,7 @@ def to_bytes(s, enc):
 def from_bytes(b, enc):
     e = enc.lower()
     if e not in _ENCODINGS:
-        raise EvalError(f"Supported encoding types are: hex, utf8, ascii and base64")
+        raise EvalError("Supported encoding types are: hex, utf8, ascii and base64")
     return _encode_output(b, e)
 
 
@@ -453,7 +458,6 @@ def split_to_map(s, entry_delim, kv_delim):
             k, v = entry.split(kv_delim, 1)
             out[k] = v
     return out
-
 
 
 @register("ELT", [INTEGER, STRING], STRING, variadic=True, null_safe=False)

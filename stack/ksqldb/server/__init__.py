@@ -36,8 +36,16 @@ async def failures(request: web.Request, handler: Any) -> web.StreamResponse:
 
 
 async def info(request: web.Request) -> web.Response:
-    return _json({"KsqlServerInfo": {"version": VERSION, "kafkaClusterId": "fraudstream", "ksqlServiceId": request.app[SERVICE].service_id,
-                                     "serverStatus": "RUNNING" if request.app[SERVICE].ready else "STARTING"}})
+    return _json(
+        {
+            "KsqlServerInfo": {
+                "version": VERSION,
+                "kafkaClusterId": "fraudstream",
+                "ksqlServiceId": request.app[SERVICE].service_id,
+                "serverStatus": "RUNNING" if request.app[SERVICE].ready else "STARTING",
+            }
+        }
+    )
 
 
 async def healthcheck(request: web.Request) -> web.Response:
@@ -89,8 +97,9 @@ async def query_stream(request: web.Request) -> web.StreamResponse:
     """POST /query-stream: header object then rows, newline-delimited (default) or as one JSON array."""
     service = request.app[SERVICE]
     pq = await streams.open_push(service, await request.read(), "sql", "properties")
-    content_type, chunks = streams.query_stream_chunks(service, pq, request.headers.get("Accept", ""),
-                                                       _disconnected(request))
+    content_type, chunks = streams.query_stream_chunks(
+        service, pq, request.headers.get("Accept", ""), _disconnected(request)
+    )
     return await _chunked(request, content_type, chunks)
 
 

@@ -20,8 +20,9 @@ SERVER_ERROR = 50000
 NOT_READY = 50300
 
 
-def error_body(kind: str, code: int, message: str, statement: str | None = None,
-               entities: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def error_body(
+    kind: str, code: int, message: str, statement: str | None = None, entities: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     body: dict[str, Any] = {"@type": kind, "error_code": code, "message": message}
     if statement is not None:
         body["statementText"] = statement
@@ -34,11 +35,13 @@ def entity(result: Result, sequence: int | None, command_id: str) -> dict[str, A
     base: dict[str, Any] = {"@type": result.kind, "statementText": result.statement, "warnings": []}
     data = result.data
     if result.kind == "currentStatus":
-        base.update({
-            "commandId": command_id,
-            "commandStatus": {"status": "SUCCESS", "message": result.message, "queryId": result.query_id},
-            "commandSequenceNumber": sequence if sequence is not None else -1,
-        })
+        base.update(
+            {
+                "commandId": command_id,
+                "commandStatus": {"status": "SUCCESS", "message": result.message, "queryId": result.query_id},
+                "commandSequenceNumber": sequence if sequence is not None else -1,
+            }
+        )
     elif result.kind == "streams":
         base["streams"] = data
     elif result.kind == "tables":
@@ -48,8 +51,9 @@ def entity(result: Result, sequence: int | None, command_id: str) -> dict[str, A
     elif result.kind == "queries":
         base["queries"] = [{**q, "statusCount": {q["state"]: 1}} for q in data]
     elif result.kind == "properties":
-        base["properties"] = [{"name": k, "scope": "KSQL", "value": None if v is None else str(v)}
-                              for k, v in sorted(data.items())]
+        base["properties"] = [
+            {"name": k, "scope": "KSQL", "value": None if v is None else str(v)} for k, v in sorted(data.items())
+        ]
         base["overwrittenProperties"] = []
         base["defaultProperties"] = []
     elif result.kind == "function_names":

@@ -121,8 +121,9 @@ class H2Protocol(asyncio.Protocol):
                 content_type, chunks = streams.DELIMITED, streams.insert_chunks(service, target, rows)
             elif path == "/query-stream":
                 pq = await streams.open_push(service, body, "sql", "properties")
-                content_type, chunks = streams.query_stream_chunks(service, pq, headers.get("accept", ""),
-                                                                   self._gone(stream_id))
+                content_type, chunks = streams.query_stream_chunks(
+                    service, pq, headers.get("accept", ""), self._gone(stream_id)
+                )
             elif path == "/close-query":
                 found = streams.close_query(service, streams.parse_body(body).get("queryId"))
                 if not found:

@@ -22,10 +22,16 @@ from ..commands import Command, CommandLog
 from ..engine import Engine, Result
 from ..errors import KsqlError, ParseError
 from ..executor import Record
-from ..formats.coerce import coerce, lookup_field
 from ..formats import HttpSchemaRegistry
-from ..kafka_runtime import (DEFAULT_SERVICE_ID, KafkaProcessingLog, KafkaRuntime, processing_log_topic, start_offsets,
-                             to_record)
+from ..formats.coerce import coerce, lookup_field
+from ..kafka_runtime import (
+    DEFAULT_SERVICE_ID,
+    KafkaProcessingLog,
+    KafkaRuntime,
+    processing_log_topic,
+    start_offsets,
+    to_record,
+)
 from ..parser import parse
 from ..pull import PullResult
 from .entities import BAD_STATEMENT, QUERY_ENDPOINT, SERVER_ERROR, entity, error_body, json_value
@@ -125,8 +131,15 @@ class PushQuery:
     def __init__(self, bootstrap: str, tq: Any, earliest: bool) -> None:
         self.tq = tq
         self.header = Header(tq.id, [n for n, _ in tq.columns], [str(t) for _, t in tq.columns])
-        self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"_confluent-ksql-transient_{tq.id}",
-                                  "enable.auto.commit": False, "fetch.wait.max.ms": 50, "enable.partition.eof": True})
+        self.consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": f"_confluent-ksql-transient_{tq.id}",
+                "enable.auto.commit": False,
+                "fetch.wait.max.ms": 50,
+                "enable.partition.eof": True,
+            }
+        )
         assigned = [tp for topic in tq.source_topics for tp in start_offsets(bootstrap, None, topic, earliest)]
         self.consumer.assign(assigned)
         self.merge = TimeOrder([(tp.topic, tp.partition) for tp in assigned]) if len(tq.source_topics) > 1 else None
@@ -161,8 +174,14 @@ class PushQuery:
 
 
 class KsqlService:
-    def __init__(self, bootstrap: str, schema_registry_url: str | None, config: dict[str, Any] | None = None,
-                 service_id: str = DEFAULT_SERVICE_ID, state_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        schema_registry_url: str | None,
+        config: dict[str, Any] | None = None,
+        service_id: str = DEFAULT_SERVICE_ID,
+        state_dir: Path | None = None,
+    ) -> None:
         self.bootstrap = bootstrap
         self.service_id = service_id
         self.runtime = KafkaRuntime(bootstrap, service_id, state_dir=state_dir)
@@ -225,14 +244,22 @@ class KsqlService:
                 props.pop(stmt.name, None)
                 continue
             if isinstance(stmt, ast.PushQuery):
-                raise StatementFailure(error_body(
-                    "statement_error", QUERY_ENDPOINT,
-                    "The following statement types should be issued to the websocket endpoint '/query':\n"
-                    "\t* PRINT\n\t* SELECT", text, entities))
+                raise StatementFailure(
+                    error_body(
+                        "statement_error",
+                        QUERY_ENDPOINT,
+                        "The following statement types should be issued to the websocket endpoint '/query':\n"
+                        "\t* PRINT\n\t* SELECT",
+                        text,
+                        entities,
+                    )
+                )
             try:
                 entities.append(self._run(stmt, props))
             except KsqlError as e:
-                raise StatementFailure(error_body("statement_error", BAD_STATEMENT, e.message, text, entities)) from None
+                raise StatementFailure(
+                    error_body("statement_error", BAD_STATEMENT, e.message, text, entities)
+                ) from None
             except StatementFailure:
                 raise
             except Exception as e:  # noqa: BLE001 - a server-side failure, reported as ksqlDB does
@@ -261,9 +288,11 @@ class KsqlService:
         except KsqlError as e:
             raise StatementFailure(error_body("statement_error", BAD_STATEMENT, e.message, sql, [])) from None
         if len(statements) != 1 or not isinstance(statements[0], ast.PushQuery):
-            raise StatementFailure(error_body(
-                "statement_error", BAD_STATEMENT,
-                "The /query endpoint takes exactly one SELECT statement.", sql, []))
+            raise StatementFailure(
+                error_body(
+                    "statement_error", BAD_STATEMENT, "The /query endpoint takes exactly one SELECT statement.", sql, []
+                )
+            )
         stmt = statements[0]
         try:
             with self.lock:
@@ -279,8 +308,9 @@ class KsqlService:
             pq = PushQuery(self.bootstrap, tq, reset.lower() == "earliest")
         except Exception as e:  # noqa: BLE001 - e.g. the source's topic is gone: an error body, not a 500 page
             topics = ", ".join(tq.source_topics)
-            raise StatementFailure(error_body("generic_error", SERVER_ERROR, f"Cannot read {topics}: {e}"),
-                                   500) from None
+            raise StatementFailure(
+                error_body("generic_error", SERVER_ERROR, f"Cannot read {topics}: {e}"), 500
+            ) from None
         self.push_queries[tq.id] = pq
         return pq
 
@@ -310,6 +340,11 @@ class KsqlService:
         except Exception as e:  # noqa: BLE001 - SerdeError/EvalError/ValueError: the row is rejected
             raise KsqlError(f"Failed to insert values into '{source.name}'. {e}") from None
         ts = lookup_field(row, "ROWTIME")
-        self.runtime.produce(Record(
-            source.topic, key_serde.serialize(keys) if source.schema.key else None, value_serde.serialize(values),
-            int(ts) if ts is not None else int(time.time() * 1000)))
+        self.runtime.produce(
+            Record(
+                source.topic,
+                key_serde.serialize(keys) if source.schema.key else None,
+                value_serde.serialize(values),
+                int(ts) if ts is not None else int(time.time() * 1000),
+            )
+        )

@@ -10,9 +10,8 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from ..errors import KsqlError
-from .entities import BAD_REQUEST, BAD_STATEMENT, NOT_READY, error_body
 from ..pull import PullResult
-from .entities import json_value
+from .entities import BAD_REQUEST, BAD_STATEMENT, NOT_READY, error_body, json_value
 from .service import KsqlService, PushQuery, StatementFailure
 
 DELIMITED = "application/vnd.ksqlapi.delimited.v1"
@@ -42,8 +41,7 @@ async def open_push(service: KsqlService, raw: bytes, sql_key: str, props_key: s
     return await asyncio.to_thread(service.open_push, sql, body.get(props_key) or {})
 
 
-async def _rows(service: KsqlService, pq: PushQuery,
-                gone: Callable[[], bool]) -> AsyncIterator[tuple[list[Any], bool]]:
+async def _rows(service: KsqlService, pq: PushQuery, gone: Callable[[], bool]) -> AsyncIterator[tuple[list[Any], bool]]:
     """(row, tombstone) until the LIMIT, a close-query or a client that went away; the query is closed
     afterwards."""
     try:
@@ -70,14 +68,16 @@ async def query_chunks(service: KsqlService, pq: PushQuery, gone: Callable[[], b
     header = {"header": {"queryId": pq.tq.id, "schema": pq.header.schema}}
     yield ("[" + json.dumps(header) + ",\n").encode()
     async for row, tombstone in _rows(service, pq, gone):  # a table's deleted row is flagged, as ksqlDB does
-        yield (json.dumps({"row": {"columns": row, "tombstone": True} if tombstone else {"columns": row}}) + ",\n"
-               ).encode()
+        yield (
+            json.dumps({"row": {"columns": row, "tombstone": True} if tombstone else {"columns": row}}) + ",\n"
+        ).encode()
     final = "Limit Reached" if pq.limit_reached else "Query Completed"
     yield (json.dumps({"finalMessage": final}) + "]\n").encode()
 
 
-def query_stream_chunks(service: KsqlService, pq: PushQuery | PullResult, accept: str,
-                        gone: Callable[[], bool]) -> tuple[str, AsyncIterator[bytes]]:
+def query_stream_chunks(
+    service: KsqlService, pq: PushQuery | PullResult, accept: str, gone: Callable[[], bool]
+) -> tuple[str, AsyncIterator[bytes]]:
     """/query-stream: the header, then each row as a JSON array (a tombstone as its key columns and null
     values: this endpoint's rows carry no flag)."""
     as_json = "application/json" in accept

@@ -1,0 +1,382 @@
+"""`fraudstream demo`: the main job on the embedded stack, README command 1.
+
+It brings the stack up, applies the `ksql/` preprocessing and the `connectors/` S3 sinks over REST (as
+production does), trains and promotes a first model when there is none, starts a stream worker, and
+then produces payments in the background (the first N replayed at once, then a steady trickle) while a
+live view shows them preprocessed, scored, flagged and dead-lettered, until Ctrl-C or `--duration`.
+It leaves the stack up for the notebooks and says where everything is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+
+import click
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry.avro import AvroDeserializer
+from confluent_kafka.serialization import MessageField, SerializationContext
+from rich.table import Table
+
+from connectors.apply import apply_dir
+from connectors.lake import list_objects
+from fraudstream.config import Addresses
+from fraudstream.kafka import admin_client, consumer_config, end_offsets
+from fraudstream.lifecycle import check_prometheus, start_prometheus, start_stack
+from fraudstream.live import PipelineStats, TopicReader, Topics, topic_size, watch
+from fraudstream.terminal import make_console
+from fraudstream.topics import PREPROCESSED_TOPIC, SCORES_TOPIC, USERS_TOPIC
+from producers.generate import generate_payments
+from producers.payments import Payment, PaymentFileError, Rejected, frame_payments, read_payments
+from producers.replay import BrokerUnavailable, ReplaySummary, replay
+from producers.users import produce_users
+from stack.embedded import WORKER, EmbeddedStack
+from stack.ksqldb.apply import KsqlRest, apply_directory
+from stack.prometheus import DEFAULT_PROMETHEUS_PORT, PROMETHEUS
+from stack.supervisor import StackError
+
+console = make_console()
+
+#: The model the workers score with (streams/settings.py's default).
+MODEL_NAME = "fraud"
+#: Generated payments are made this many at a time while the demo keeps producing.
+CHUNK = 1000
+
+
+@click.command("demo")
+@click.option(
+    "--data-dir", type=click.Path(file_okay=False, path_type=Path), default=Path(".fraudstream"), show_default=True
+)
+@click.option("--file", "payments_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Replay this CSV (Kaggle or extended layout) first instead of N generated payments.")  # fmt: skip
+@click.option("-n", "--count", type=click.IntRange(min=1), default=10_000, show_default=True,
+              help="Generated payments replayed at once at the start.")  # fmt: skip
+@click.option("--rate", type=click.FloatRange(min=0), default=200.0, show_default=True,
+              help="Generated payments per second after those (0: none).")  # fmt: skip
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds to run the live view [default: until Ctrl-C].",
+)
+@click.option(
+    "--ksql-dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=Path("ksql"), show_default=True
+)
+@click.option("--connectors-dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=Path("connectors"),
+              show_default=True)  # fmt: skip
+@click.option("--ephemeral", is_flag=True, help="Keep the broker's data in memory.")
+@click.option(
+    "--prometheus", "with_prometheus", is_flag=True, help="Also start Prometheus (Debian's `prometheus` binary)."
+)
+@click.option("--prometheus-port", type=click.IntRange(1, 65535), default=DEFAULT_PROMETHEUS_PORT, show_default=True)
+def demo_command(
+    data_dir: Path,
+    payments_file: Path | None,
+    count: int,
+    rate: float,
+    duration: float | None,
+    ksql_dir: Path,
+    connectors_dir: Path,
+    ephemeral: bool,
+    with_prometheus: bool,
+    prometheus_port: int,
+) -> None:
+    """The whole pipeline, live: stack up, ksql/ and connectors/ applied, a model, a worker, payments produced and scored."""
+
+    started = time.monotonic()
+    if with_prometheus:
+        check_prometheus()  # before starting anything
+    stack = start_stack(data_dir, ephemeral)
+    if with_prometheus:
+        start_prometheus(stack, prometheus_port)
+    addresses = stack.addresses
+    _apply(addresses, ksql_dir, connectors_dir)
+    try:
+        console.print(
+            f"{USERS_TOPIC}: {produce_users(addresses.bootstrap_servers)} card holders written (the USERS table)"
+        )
+    except BrokerUnavailable as error:
+        raise click.ClickException(str(error)) from None
+    _ensure_production_model(addresses)
+    if WORKER not in stack.running or not stack.running[WORKER].healthy():
+        console.print("starting a stream worker (Faust, scoring with the production model)...")
+        stack.start_service(WORKER)
+
+    topics, lock = Topics(), threading.Lock()
+    stats = PipelineStats(topics, started=started)
+    bootstrap = addresses.bootstrap_servers
+    before, scored_before = topic_size(bootstrap, topics.preprocessed), topic_size(bootstrap, topics.scores)
+    with TopicReader(addresses, stats, lock):  # reading on while the pipeline catches up, so the first score is seen
+        with BackgroundPayments(bootstrap, payments_file, count, rate, stats, lock) as payments:
+            deadline = None if duration is None else time.monotonic() + duration
+            watch(
+                stats,
+                lock,
+                console,
+                until=lambda: payments.failed or (deadline is not None and time.monotonic() >= deadline),
+            )
+            console.print("stopping the producer...")
+        if payments.error:
+            raise click.ClickException(payments.error)
+
+        acknowledged = payments.acknowledged
+        console.print(f"waiting for the pipeline to process the {acknowledged:,} payments sent...")
+        arrived = _wait_for(bootstrap, topics.preprocessed, before + acknowledged)
+        console.print(
+            f"[bold]{topics.preprocessed}[/]: {arrived - before:,} of {acknowledged:,} payments preprocessed "
+            f"(unlabelled ones are left out by the statement's WHERE CLASS IS NOT NULL)"
+        )
+        scored = _wait_for(bootstrap, topics.scores, scored_before + arrived - before, quiet_seconds=30.0)
+        console.print(f"[bold]{topics.scores}[/]: {scored - scored_before:,} payments scored")
+        if scored - scored_before < arrived - before:
+            console.print(
+                f"[yellow]not every payment is scored yet[/]: see the worker's log, {stack.running[WORKER].log}"
+            )
+        deadline = time.monotonic() + 10.0  # the reader may be a moment behind the topic's end
+        while scored > scored_before and time.monotonic() < deadline:
+            with lock:
+                if stats.first_score_after is not None:
+                    break
+            time.sleep(0.1)
+    if stats.first_score_after is not None:
+        console.print(f"first score {stats.first_score_after:,.1f} s after the demo started")
+    _show_newest(addresses, topics.preprocessed, ("TIME", "V1", "V2", "AMOUNT", "CLASS"))
+    _show_newest(addresses, topics.scores, ("score", "threshold", "is_fraud", "model_name", "model_version"))
+    _show_lake(addresses)
+    _show_where(stack, data_dir, ksql_dir)
+
+
+class BackgroundPayments:
+    """Payments produced in a thread while the view runs: the first batch as fast as the broker takes them,
+    then generated ones at `rate` per second until stopped. Stopping waits for what was sent to be acknowledged."""
+
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        payments_file: Path | None,
+        count: int,
+        rate: float,
+        stats: PipelineStats,
+        lock: threading.Lock,
+    ) -> None:
+        self.bootstrap_servers = bootstrap_servers
+        self.payments_file = payments_file
+        self.count = count
+        self.rate = rate
+        self.stats = stats
+        self.lock = lock
+        self.summaries: list[ReplaySummary] = []
+        self.error: str | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="fraudstream-demo-producer", daemon=True)
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None
+
+    @property
+    def acknowledged(self) -> int:
+        return sum(summary.acknowledged for summary in self.summaries)
+
+    def __enter__(self) -> BackgroundPayments:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        try:
+            if self.payments_file is not None:
+                with open(self.payments_file, encoding="utf-8", newline="") as lines:
+                    self._replay(read_payments(lines, str(self.payments_file)), f"replaying {self.payments_file.name}")
+            else:
+                self._replay(
+                    _live(frame_payments(generate_payments(self.count, seed=0))),
+                    f"replaying {self.count:,} generated payments",
+                )
+            if self.rate > 0 and not self._stop.is_set():
+                generated = _live(
+                    itertools.chain.from_iterable(
+                        frame_payments(generate_payments(CHUNK, seed=seed)) for seed in itertools.count(1)
+                    )
+                )
+                self._replay(generated, f"generating {self.rate:,.0f} payments/s", rate=self.rate)
+            self._set_producing("done")
+        except (BrokerUnavailable, PaymentFileError, OSError, UnicodeDecodeError) as error:
+            self.error = f"producing payments: {error}"
+        except KafkaException as error:
+            self.error = f"producing payments: Kafka: {error.args[0].str()}"
+        if self.error:
+            self._set_producing("failed")
+
+    def _replay(self, payments: Iterable[Payment | Rejected], what: str, rate: float | None = None) -> None:
+        self._set_producing(what)
+        sent_before = self.stats.sent
+
+        def progress(summary: ReplaySummary) -> None:
+            with self.lock:
+                self.stats.sent = sent_before + summary.sent
+
+        summary = replay(
+            self._until_stopped(payments), bootstrap_servers=self.bootstrap_servers, rate=rate, on_progress=progress
+        )
+        self.summaries.append(summary)
+        if summary.failed:
+            self.error = f"producing payments: {'; '.join(summary.errors)}"
+
+    def _until_stopped(self, payments: Iterable[Payment | Rejected]) -> Iterator[Payment | Rejected]:
+        for payment in payments:
+            if self._stop.is_set():
+                return
+            yield payment
+
+    def _set_producing(self, what: str) -> None:
+        with self.lock:
+            self.stats.producing = what
+
+
+def _live(payments: Iterable[Payment]) -> Iterator[Payment]:
+    """Generated payments stamped with the moment they are sent, as a live producer stamps them, so event
+    time (windows, event-to-score latency) follows the wall clock; replayed files keep their own times."""
+    for payment in payments:
+        yield dataclasses.replace(payment, timestamp=datetime.now(UTC))
+
+
+def _ensure_production_model(addresses: Addresses) -> None:
+    """Train, register and promote a first model when the registry has no production version yet."""
+    from models.autoencoder import Autoencoder
+    from models.datasets import GeneratedSource
+    from models.registry import ModelRegistry, RegistryError
+    from models.training import train
+
+    registry = ModelRegistry.from_addresses(addresses)
+    try:
+        version = registry.version(MODEL_NAME)
+        console.print(f"model: {MODEL_NAME} version {version['version']} is in production")
+        return
+    except RegistryError:
+        pass
+    console.print(f"model: no production {MODEL_NAME!r} yet; training a first autoencoder on generated payments...")
+    with tempfile.TemporaryDirectory(prefix="fraudstream-demo-") as output_dir:
+        result = train(GeneratedSource(20_000, seed=0, fraud_rate=0.01), Autoencoder(epochs=5), output_dir=output_dir)
+        version = registry.register(MODEL_NAME, result.output_dir)["version"]
+    registry.promote(MODEL_NAME, version)
+    console.print(f"model: {MODEL_NAME} version {version} promoted (test ROC-AUC {result.metrics.roc_auc:.4f})")
+
+
+def _apply(addresses: Addresses, ksql_dir: Path, connectors_dir: Path) -> None:
+    outcomes = apply_directory(KsqlRest(addresses.ksqldb_url), ksql_dir)
+    errors = [o for o in outcomes if o.status == "error"]
+    if errors:
+        raise click.ClickException(f"{errors[0].file}: {errors[0].detail.splitlines()[0]}")
+    console.print("ksql/: " + ", ".join(f"{o.statement} {o.status}" for o in outcomes))
+    connectors = apply_dir(addresses.connect_url, connectors_dir)
+    console.print("connectors/: " + ", ".join(f"{name} {outcome}" for name, outcome in connectors))
+
+
+def _show_lake(addresses: Addresses) -> None:
+    """What the S3 sinks have landed so far (a file per flush.size records, the rest at the next scheduled rotation)."""
+    for topic in (PREPROCESSED_TOPIC, SCORES_TOPIC):
+        objects = list_objects(addresses.bucket, topic, endpoint_url=addresses.s3_endpoint_url)
+        console.print(
+            f"lake: {len(objects)} objects of {topic} in s3://{addresses.bucket}/topics/{topic}/ so far "
+            "(the rest lands at the sink's next scheduled rotation, within a minute)"
+        )
+        for obj in objects[:2]:
+            console.print(f"  {obj.key}")
+
+
+def _wait_for(bootstrap: str, topic: str, expected: int, quiet_seconds: float = 10.0) -> int:
+    """Wait until `topic` holds `expected` records, or stops growing for `quiet_seconds`; return its size."""
+    size, changed = topic_size(bootstrap, topic), time.monotonic()
+    while size < expected and time.monotonic() - changed < quiet_seconds:
+        time.sleep(0.5)
+        now = topic_size(bootstrap, topic)
+        if now != size:
+            size, changed = now, time.monotonic()
+    return size
+
+
+def _show_newest(addresses: Addresses, topic: str, columns: tuple[str, ...], rows: int = 5) -> None:
+    """The newest records of partition 0 of `topic`, decoded with confluent-kafka's AvroDeserializer."""
+    end = end_offsets(addresses.bootstrap_servers, topic).get(0, 0)
+    if end == 0:
+        return
+    deserialize = AvroDeserializer(SchemaRegistryClient({"url": addresses.schema_registry_url}))
+    consumer = Consumer(consumer_config(addresses.bootstrap_servers, "fraudstream-demo", enable_auto_commit=False))
+    table = Table("key", *columns, title=f"{topic}, newest records")
+    try:
+        consumer.assign([TopicPartition(topic, 0, max(0, end - rows))])
+        for _ in range(min(rows, end)):
+            message = consumer.poll(10)
+            if message is None or message.error():
+                raise StackError(f"could not read back {topic}[0]")
+            value = deserialize(message.value(), SerializationContext(topic, MessageField.VALUE))
+            cells = (f"{value[c]:.4g}" if isinstance(value[c], float) else str(value[c]) for c in columns)
+            table.add_row((message.key() or b"").decode(), *cells)
+    finally:
+        consumer.close()
+    console.print(table)
+
+
+#: What each service is, for the closing summary.
+SERVICE_ROLES = {
+    "objectstore": "S3 API (SeaweedFS): lake, model registry, broker log",
+    "broker": "Kafka bootstrap servers",
+    "schema-registry": "Schema Registry REST, /metrics",
+    "ksqldb": "ksqlDB REST (KSQLAPI in notebooks, `fraudstream ksql`)",
+    "connect": "Kafka Connect REST, /metrics",
+    WORKER: "stream worker",
+    PROMETHEUS: "Prometheus UI and API",
+}
+
+
+def jupyter_command(notebooks: Path) -> str:
+    """How to open the notebooks with the Jupyter beside this interpreter, installing JupyterLab first if it is missing."""
+    bin_dir = Path(sys.executable).parent
+    command = f"{bin_dir / 'jupyter'} lab {notebooks}/"
+    return command if (bin_dir / "jupyter-lab").exists() else f"{bin_dir / 'pip'} install jupyterlab && {command}"
+
+
+def _show_where(stack: EmbeddedStack, data_dir: Path, ksql_dir: Path) -> None:
+    """Where everything is, now that the demo leaves the stack running."""
+    console.rule("the stack stays up")
+    services = Table("service", "address", "what", title="services")
+    for row in stack.status():
+        services.add_row(
+            row.name, row.address or "-", SERVICE_ROLES.get(row.name, "") + ("" if row.healthy else " [red](down)[/]")
+        )
+    worker = stack.running.get(WORKER)
+    if worker is not None:
+        services.add_row("", f"{worker.address}/metrics", "the worker's Prometheus metrics")
+        services.add_row("", f"POST {worker.address}/score", "score JSON payments on demand")
+    prometheus = stack.running.get(PROMETHEUS)
+    if prometheus is not None:
+        services.add_row("", f"{prometheus.address}/targets", "what Prometheus scrapes")
+    console.print(services)
+    bootstrap = stack.addresses.bootstrap_servers
+    topics = Table("topic", "records", title="topics")
+    names = sorted(name for name in admin_client(bootstrap).list_topics(timeout=10).topics if not name.startswith("_"))
+    for name in names:
+        topics.add_row(name, f"{topic_size(bootstrap, name):,}")
+    console.print(topics)
+    notebooks = ksql_dir.parent / "notebooks"
+    console.print(f"notebooks: {jupyter_command(notebooks)}")
+    if stack.addresses != Addresses():
+        console.print("  (the notebooks and clients find this stack through these variables:)")
+        for name, value in stack.addresses.to_env().items():
+            console.print(f"  export {name}={value}")
+    console.print(f"status: fraudstream status --data-dir {data_dir}; logs: {stack.data_dir / 'logs'}")
+    console.print(f"stop it: fraudstream down --data-dir {data_dir}")
