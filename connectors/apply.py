@@ -9,7 +9,6 @@ worker and a real Kafka Connect alike (the comparison is on the raw config, plac
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import click
 import httpx
 
 from connectors.client import ConnectAPIError, ConnectClient
+from fraudstream.options import address_option
 
 DEFAULT_DIR = Path(__file__).resolve().parent
 
@@ -80,22 +80,17 @@ def connect_group() -> None:
 @click.argument(
     "directory", type=click.Path(exists=True, file_okay=False, path_type=Path), default=DEFAULT_DIR, required=False
 )
-@click.option(
-    "--url",
-    default=lambda: os.environ.get("CONNECT_URL", "http://127.0.0.1:8083"),
-    show_default="$CONNECT_URL or http://127.0.0.1:8083",
-    help="The Kafka Connect REST endpoint.",
-)
-def connect_apply_command(directory: Path, url: str) -> None:
+@address_option("connect_url", "--url")
+def connect_apply_command(directory: Path, connect_url: str) -> None:
     """Create or update the connectors in DIRECTORY/*.json on a Connect cluster (default: connectors/)."""
     try:
-        results = apply_dir(url, directory)
+        results = apply_dir(connect_url, directory)
     except ConnectorFileError as exc:
         raise click.ClickException(str(exc)) from None
     except ConnectAPIError as exc:
         message = exc.message.split("\nYou can also find")[0].replace("\n", " ")
-        raise click.ClickException(f"Connect at {url} refused a connector: {message}") from None
+        raise click.ClickException(f"Connect at {connect_url} refused a connector: {message}") from None
     except httpx.HTTPError as exc:
-        raise click.ClickException(f"cannot reach Connect at {url}: {exc}") from None
+        raise click.ClickException(f"cannot reach Connect at {connect_url}: {exc}") from None
     for name, outcome in results:
         click.echo(f"{name}: {outcome}")

@@ -37,7 +37,8 @@ DEFAULT_S3_CREDENTIALS = {
     "AWS_DEFAULT_REGION": "us-east-1",
 }
 
-_ENV_NAMES = {
+#: The environment variable of each address, as the Confluent tools and boto3 users know them.
+ENV_NAMES = {
     "bootstrap_servers": "KAFKA_BOOTSTRAP_SERVERS",
     "schema_registry_url": "SCHEMA_REGISTRY_URL",
     "ksqldb_url": "KSQLDB_URL",
@@ -61,12 +62,12 @@ class Addresses:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Addresses:
         """Defaults for the embedded stack, overridden by the usual environment variables."""
-        given = {f.name: environ[_ENV_NAMES[f.name]] for f in fields(cls) if _ENV_NAMES[f.name] in environ}
+        given = {f.name: environ[ENV_NAMES[f.name]] for f in fields(cls) if ENV_NAMES[f.name] in environ}
         return cls(**given)
 
     def to_env(self) -> dict[str, str]:
         """The environment variables that make a child process (or a notebook) use these addresses."""
-        return {_ENV_NAMES[f.name]: getattr(self, f.name) for f in fields(self)}
+        return {ENV_NAMES[f.name]: getattr(self, f.name) for f in fields(self)}
 
 
 def s3_credentials(environ: Mapping[str, str] = os.environ) -> dict[str, str]:

@@ -26,6 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from fraudstream.config import Addresses
 from fraudstream.kafka import ensure_topic, producer_config
+from fraudstream.options import address_option
 from fraudstream.topics import DLQ_SUFFIX, SOURCE_TOPIC
 from producers.payments import (
     DLQ_FILE_HEADER,
@@ -360,11 +361,7 @@ def kafka_options(function: Callable) -> Callable:
             show_default=True,
             help="Partitions of the topic if it has to be created.",
         ),
-        click.option(
-            "--bootstrap-servers",
-            envvar="KAFKA_BOOTSTRAP_SERVERS",
-            help="Kafka address [default: $KAFKA_BOOTSTRAP_SERVERS or the embedded stack's].",
-        ),
+        address_option("bootstrap_servers"),
         click.option("--quiet", "-q", is_flag=True, help="No progress bar."),
     ]
     for option in reversed(options):

@@ -19,8 +19,8 @@ from datetime import UTC, date, datetime, timedelta
 import click
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from fraudstream.config import Addresses
 from fraudstream.kafka import producer_config
+from fraudstream.options import address_option
 from fraudstream.topics import USERS_TOPIC
 from producers.generate import USERS
 from producers.replay import RDKAFKA_LOG, BrokerUnavailable, create_topic, existing_topics
@@ -97,16 +97,11 @@ def produce_users(
 
 @click.command("users")
 @click.option("--topic", default=USERS_TOPIC, show_default=True, help="Topic of the USERS table.")
-@click.option(
-    "--bootstrap-servers",
-    envvar="KAFKA_BOOTSTRAP_SERVERS",
-    help="Kafka bootstrap servers [default: $KAFKA_BOOTSTRAP_SERVERS or the embedded stack's].",
-)
-def users_command(topic: str, bootstrap_servers: str | None) -> None:
+@address_option("bootstrap_servers")
+def users_command(topic: str, bootstrap_servers: str) -> None:
     """Write the card holders the generated payments use to the USERS table's topic (one JSON record each)."""
-    bootstrap = bootstrap_servers or Addresses.from_env().bootstrap_servers
     try:
-        count = produce_users(bootstrap, topic=topic)
+        count = produce_users(bootstrap_servers, topic=topic)
     except BrokerUnavailable as error:
         raise click.ClickException(str(error)) from None
     except KafkaException as error:

@@ -27,7 +27,7 @@ from streams.modelsource import DirectorySource, ModelSource, RegistrySource
 from streams.scoring import Pipeline, Scored
 from streams.settings import WorkerSettings
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 settings = WorkerSettings.from_env()
 #: One thread scores. BLAS threads spin-waiting between small matrix products doubled the worker's CPU per
@@ -91,7 +91,7 @@ async def score(batches: Any) -> None:
         except Exception:  # e.g. the registry unreachable: `acknowledge` retries the whole batch
             if app.should_stop:
                 raise
-            log.exception("batch of %d records could not be scored; retrying", len(batch))
+            logger.exception("batch of %d records could not be scored; retrying", len(batch))
             scored = None
         to_send.put_nowait((batch, scored))
 
@@ -118,7 +118,7 @@ async def send() -> None:
             except Exception:  # broker trouble: `acknowledge` retries the whole batch
                 if app.should_stop:
                     raise
-                log.exception("batch of %d records could not be sent; retrying", len(batch))
+                logger.exception("batch of %d records could not be sent; retrying", len(batch))
                 scored = None
         to_acknowledge.put_nowait((batch, scored))
 
@@ -151,7 +151,7 @@ async def _process_with_retry(batch: RawBatch) -> None:
         except Exception:
             if app.should_stop:
                 raise
-            log.exception("batch of %d records failed; retrying in %.1f s", len(batch), delay)
+            logger.exception("batch of %d records failed; retrying in %.1f s", len(batch), delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
 
@@ -174,7 +174,7 @@ async def watch_lag() -> None:
         since = now - moved_at.setdefault(tp, now)
         if lag > 0 and since > settings.stall_seconds:
             stalled += 1
-            log.warning("partition %s stalled: lag %d and no progress for %.0f s", tp, lag, since)
+            logger.warning("partition %s stalled: lag %d and no progress for %.0f s", tp, lag, since)
     metrics.STALLED.set(stalled)
 
 
@@ -190,7 +190,7 @@ async def check_registry() -> None:
     try:
         version, threshold_version = await asyncio.get_running_loop().run_in_executor(None, source.production)
     except Exception as error:
-        log.warning("registry poll failed: %r", error)
+        logger.warning("registry poll failed: %r", error)
         return
     await holder.switch_to(version, threshold_version)
     await holder.refresh_shadow()
@@ -224,7 +224,7 @@ async def follow_model_updates() -> None:
                 try:
                     event = ModelUpdate.from_json(record.value)
                 except ValueError as error:
-                    log.warning("ignoring a %s record at offset %d: %s", MODEL_UPDATES_TOPIC, record.offset, error)
+                    logger.warning("ignoring a %s record at offset %d: %s", MODEL_UPDATES_TOPIC, record.offset, error)
                     continue
                 if event.model != settings.model_name:
                     continue

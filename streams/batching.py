@@ -32,7 +32,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 from faust.types.tuples import ConsumerMessage
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -200,7 +200,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
         for tp in batch.parts:
             first, last = batch.span(tp)
             if batch.generation_id != self.app.consumer_generation_id or tp not in assignment:
-                log.info(
+                logger.info(
                     "not committing %s offsets %d-%d: partition rebalanced since fetch (they will be re-read)",
                     tp,
                     first,

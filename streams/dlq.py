@@ -13,7 +13,7 @@ from typing import Any
 from streams import metrics
 from streams.records import RecordError
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 REASON_HEADER = "error.reason"
 MESSAGE_HEADER = "error.message"
@@ -40,7 +40,7 @@ class DeadLetters:
             (WORKER_HEADER, self.worker.encode()),
         ]
         metrics.DEAD_LETTERS.labels(error.reason).inc()
-        log.warning(
+        logger.warning(
             "dead letter %s[%d]@%d (%s): %s", record.topic, record.partition, record.offset, error.reason, error
         )
         value = record.value if record.value is not None or record.key is not None else b""  # Kafka needs one

@@ -49,7 +49,7 @@ from streams.records import (
 )
 from streams.settings import WorkerSettings
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 KSQL_HASH = statements_hash()
 """The identity of the preprocessing statements the scored records went through (lineage)."""
@@ -245,7 +245,7 @@ class Pipeline:
             try:
                 scores, alerts = model.score(features)
             except Exception as error:  # a model that fails on this batch: every row is a dead letter
-                log.exception("model %s failed on a batch", model.label)
+                logger.exception("model %s failed on a batch", model.label)
                 errors.update((int(i), RecordError(SCORING, f"model {model.label} failed: {error!r}")) for i in index)
                 index = index[:0]
                 scores = alerts = np.empty(0)

@@ -202,7 +202,7 @@ def test_end_offsets_of_a_missing_topic_is_a_clear_error(bootstrap: str) -> None
 
 @pytest.mark.xfail(
     strict=False,
-    reason="DESIGN.md records Tansu 0.6.0 losing committed transactional records; fraudstream never enables transactions. "
+    reason="Tansu 0.6.0 was measured losing committed transactional records; fraudstream never enables transactions. "
     "Non-strict: an XPASS in the summary shows this run did not reproduce the loss.",
 )
 def test_transactions_keep_every_committed_record(bootstrap: str, topic_name: str) -> None:
