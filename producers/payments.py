@@ -191,12 +191,17 @@ def parse_row(row: Sequence[str], layout: Layout, source: str, line: int) -> Pay
 def read_payments(lines: Iterable[str], source: str) -> Iterator[Payment | Rejected]:
     """Payments and rejected lines of one file, in order, streaming (nothing is held beyond one line).
 
-    Blank lines carry no record and are skipped. Raises PaymentFileError when the first row fits no layout.
+    `lines` should be decoded with `errors="surrogateescape"`: a line that is not UTF-8 is then rejected
+    like any malformed line, and the rest of the file goes through. Blank lines carry no record and are skipped. Raises PaymentFileError when the first row fits no layout.
     """
     layout: Layout | None = None
     for number, text in enumerate(lines, start=1):
         text = text.rstrip("\r\n")
         if not text.strip():
+            continue
+        undecodable = _undecodable(text)
+        if undecodable is not None:
+            yield Rejected(source, number, text, undecodable)
             continue
         try:
             row = next(csv.reader((text,)))
@@ -226,6 +231,19 @@ def frame_payments(frame: pd.DataFrame) -> Iterator[Payment]:
             amount=float(amount),
             label=None if pd.isna(label) else int(label),
         )
+
+
+def _undecodable(text: str) -> str | None:
+    """Why a line read with `errors="surrogateescape"` is not UTF-8, or None when it is."""
+    for position, char in enumerate(text):
+        if "\udc80" <= char <= "\udcff":
+            return f"not UTF-8: byte 0x{ord(char) - 0xDC00:02x} at character {position + 1}"
+    return None
+
+
+def raw_bytes(text: str) -> bytes:
+    """A line's bytes as they were in the file, undecodable ones included (for dead letters)."""
+    return text.encode("utf-8", "surrogateescape")
 
 
 def source_stem(source: str) -> str:

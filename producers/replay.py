@@ -38,6 +38,7 @@ from producers.payments import (
     Rejected,
     ValueFormat,
     frame_payments,
+    raw_bytes,
     read_payments,
 )
 
@@ -246,7 +247,11 @@ def _items(source: ReplaySource, files: ExitStack, summary: ReplaySummary) -> It
     if not isinstance(source, (str, Path)):
         return iter(source)
     name = str(source)
-    stream: TextIO = sys.stdin if name == "-" else files.enter_context(open(name, encoding="utf-8", newline=""))
+    if name == "-":
+        sys.stdin.reconfigure(encoding="utf-8", errors="surrogateescape")
+        stream: TextIO = sys.stdin
+    else:  # a line that is not UTF-8 is rejected on its own, not the whole file
+        stream = files.enter_context(open(name, encoding="utf-8", errors="surrogateescape", newline=""))
     return read_payments(_counting(stream, summary), "-" if name == "-" else name)
 
 
@@ -275,7 +280,7 @@ def _produce(
 
 def _dead_letter(rejected: Rejected) -> tuple[bytes, list[tuple[str, bytes]]]:
     """The raw line as value (cut to fit a record; then a header gives its full length) and why, in headers."""
-    value = rejected.text.encode()
+    value = raw_bytes(rejected.text)
     headers = [
         (DLQ_REASON_HEADER, rejected.reason.encode()),
         (DLQ_LINE_HEADER, str(rejected.line).encode()),

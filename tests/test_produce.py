@@ -151,6 +151,21 @@ def test_malformed_lines_are_counted_and_dead_lettered(stack, topic_name, tmp_pa
     assert [r.value().decode() for r in dead] == [lines[2], lines[4]]
 
 
+def test_a_line_that_is_not_utf8_is_rejected_alone(stack, topic_name, tmp_path):
+    good = ",".join(["0", *["0.5"] * 28, "1.00", '"0"']).encode()
+    broken = good.replace(b"1.00", b"1.\xff0")
+    path = tmp_path / "latin.csv"
+    path.write_bytes(b"\n".join([KAGGLE_HEADER.encode(), good, broken, good]) + b"\n")
+    bootstrap = stack.addresses.bootstrap_servers
+    summary = replay(path, bootstrap_servers=bootstrap, topic=topic_name)
+    assert (summary.sent, summary.acknowledged, summary.rejected, summary.dead_lettered) == (2, 2, 1, 1)
+    [rejected] = summary.rejections
+    assert rejected.line == 3 and rejected.reason.startswith("not UTF-8: byte 0xff at character ")
+    [dead] = read_topic(bootstrap, f"{topic_name}-dlq")
+    assert dead.value() == broken  # the line's own bytes, not a re-encoding
+    assert dict(dead.headers())["error.line"] == b"3"
+
+
 def test_limit_stops_after_that_many_payments(stack, topic_name, shared_data):
     bootstrap = stack.addresses.bootstrap_servers
     summary = replay(
