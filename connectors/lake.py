@@ -1,23 +1,21 @@
 """The lake as the S3 sink writes it: list objects by topic and partition, and read them back.
 
 Object names carry the records' origin (`<topic>+<partition>+<start offset>.<ext>`), so a dataset
-description of the lake (which objects, which offsets they cover) needs nothing but a listing.
+description of the lake (which objects, which offsets they cover) needs nothing but a listing. Every
+object so named is listed, whatever its extension; reading one whose format has no reader in
+:mod:`connectors.formats` is an error, so a format the lake cannot read is never skipped unnoticed.
 """
 
 from __future__ import annotations
 
-import io
-import json
 import re
 from dataclasses import dataclass
 from typing import Any
 
-import fastavro
-import pyarrow.parquet as pq
-
+from connectors.formats import DEFAULT_BATCH_ROWS, format_of_extension
 from fraudstream.s3 import s3_client
 
-_NAME = re.compile(r"^(?P<topic>.+)\+(?P<partition>\d+)\+(?P<offset>\d{10,})\.(?P<ext>avro|parquet|json)$")
+_NAME = re.compile(r"^(?P<topic>.+)\+(?P<partition>\d+)\+(?P<offset>\d{10,})\.(?P<ext>[^/]+)$")
 
 
 @dataclass(frozen=True)
@@ -30,6 +28,7 @@ class LakeObject:
 
 
 def parse_key(key: str) -> LakeObject | None:
+    """The origin an object's name records, or None for an object the sink did not name."""
     match = _NAME.match(key.rsplit("/", 1)[-1])
     if match is None:
         return None
@@ -53,10 +52,11 @@ def list_objects(
 
 
 def read_object(bucket: str, obj: LakeObject, endpoint_url: str | None = None) -> list[Any]:
-    """The records of one object (Avro with fastavro, Parquet with pyarrow, JSON lines)."""
+    """The records of one object, read as its extension's format.
+
+    Raises :class:`connectors.formats.UnsupportedFormatError` (before fetching) for an extension the
+    table has no reader for.
+    """
+    sink_format = format_of_extension(obj.extension)
     body = s3_client(endpoint_url).get_object(Bucket=bucket, Key=obj.key)["Body"].read()
-    if obj.extension == "avro":
-        return list(fastavro.reader(io.BytesIO(body)))
-    if obj.extension == "parquet":
-        return pq.read_table(io.BytesIO(body)).to_pylist()
-    return [json.loads(line) for line in body.decode().splitlines() if line]
+    return list(sink_format.read(body, DEFAULT_BATCH_ROWS))

@@ -1,51 +1,46 @@
-"""One entry point for saved models of any kind, and the model protocol they share.
+"""Saved models on disk: one entry point that loads any kind, and what a saved model's folder holds.
 
 A saved model is a flat directory of files (``model.json`` naming its kind, plus the kind's own files),
-so a registry can copy it to and from object storage file by file. Loading dispatches on ``kind`` and
-imports TensorFlow only for kinds that need it.
+so a registry can copy it to and from object storage file by file. Loading looks the kind up in
+:mod:`models.kinds` and imports TensorFlow only for kinds that need it.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
-import numpy as np
+from models.kinds import FraudModel, UnknownKindError, kind_class, same_kind
 
 META_FILE = "model.json"
 
 
-@runtime_checkable
-class FraudModel(Protocol):
-    kind: str
-    feature_names: tuple[str, ...]
-
-    def fit(self, X: Any, y: Any = None) -> FraudModel: ...
-    def score_samples(self, X: Any) -> np.ndarray: ...
-    def get_params(self, deep: bool = True) -> dict[str, Any]: ...
-    def save(self, directory: str | Path) -> Path: ...
-
-
 def model_kind(directory: str | Path) -> str:
+    """The kind ``model.json`` names, as written (possibly a former name of the kind)."""
     path = Path(directory) / META_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{directory} is not a saved model: {META_FILE} is missing")
     return str(json.loads(path.read_text()).get("kind"))
 
 
+def read_metadata(directory: str | Path, kind: str) -> dict[str, Any]:
+    """``model.json`` of a model saved by kind ``kind``; a model of another kind is a ValueError."""
+    path = Path(directory)
+    meta = json.loads((path / META_FILE).read_text())
+    if not same_kind(meta.get("kind"), kind):
+        article = "an" if kind[:1] in "aeiou" else "a"
+        raise ValueError(f"{path} holds a {meta.get('kind')!r} model, not {article} {kind!r}")
+    return meta
+
+
 def load_model(directory: str | Path) -> FraudModel:
     """Load whichever kind of model ``directory`` holds."""
-    kind = model_kind(directory)
-    if kind == "autoencoder":
-        from models.autoencoder import Autoencoder
-
-        return Autoencoder.load(directory)
-    if kind == "logistic-baseline":
-        from models.baseline import LogisticBaseline
-
-        return LogisticBaseline.load(directory)
-    raise ValueError(f"{directory}: unknown model kind {kind!r} (known: autoencoder, logistic-baseline)")
+    try:
+        cls = kind_class(model_kind(directory))
+    except UnknownKindError as error:
+        raise UnknownKindError(f"{directory}: {error}") from None
+    return cls.load(directory)
 
 
 def artifact_files(directory: str | Path) -> list[Path]:

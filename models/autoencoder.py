@@ -1,8 +1,9 @@
 """The dense Keras autoencoder, trained on legitimate payments only; its score is the reconstruction error.
 
 A payment unlike the legitimate ones the network learnt to compress reconstructs badly, so a high error
-means "suspicious". The estimator follows scikit-learn's conventions (``fit``, ``score_samples``,
-``get_params``) so that evaluation, calibration and the registry treat it like the baseline.
+means "suspicious". It implements :class:`models.kinds.FraudModel` (scikit-learn's estimator conventions
+plus saving and a matrix scorer) and is registered there as kind ``autoencoder``, so evaluation,
+calibration, the registry and the workers treat it like any other kind.
 
 Saved form (a directory, so that a registry can store it as plain files in S3; no pickles):
 ``model.keras`` (loaded with ``safe_mode=True``) and ``model.json`` (kind, feature names, scaler, parameters,
@@ -27,15 +28,16 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
+from models.artifacts import META_FILE, read_metadata  # noqa: E402
 from models.features import FEATURE_COLUMNS, Batch, feature_matrix, has_label, labels  # noqa: E402
+from models.kinds import EpochCallback  # noqa: E402
 from models.scaling import Standardiser  # noqa: E402
 from models.scorer import DenseLayer, NumpyScorer  # noqa: E402
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 KIND = "autoencoder"
 MODEL_FILE = "model.keras"
-META_FILE = "model.json"
 
 _tf_configured = False
 
@@ -57,7 +59,7 @@ def configure_tensorflow(threads: int | None = None) -> None:
         tf.config.threading.set_intra_op_parallelism_threads(n)
         tf.config.threading.set_inter_op_parallelism_threads(1)
     except RuntimeError:  # TensorFlow already initialised by someone else: keep its pools
-        log.debug("TensorFlow already initialised; thread limits not applied")
+        logger.debug("TensorFlow already initialised; thread limits not applied")
     tf.config.experimental.enable_op_determinism()
     _tf_configured = True
 
@@ -65,7 +67,7 @@ def configure_tensorflow(threads: int | None = None) -> None:
 class EpochLogger(keras.callbacks.Callback):
     """Logs one line per epoch and forwards the numbers to ``on_epoch`` (the CLI draws progress from it)."""
 
-    def __init__(self, epochs: int, on_epoch: Callable[[int, int, dict[str, float]], None] | None = None) -> None:
+    def __init__(self, epochs: int, on_epoch: EpochCallback | None = None) -> None:
         super().__init__()
         self.epochs = epochs
         self.on_epoch = on_epoch
@@ -79,7 +81,7 @@ class EpochLogger(keras.callbacks.Callback):
         numbers = {k: float(v) for k, v in (logs or {}).items()}
         numbers["seconds"] = time.perf_counter() - self._started
         self.history.append(numbers)
-        log.info("epoch %d/%d %s", epoch + 1, self.epochs, " ".join(f"{k}={v:.4g}" for k, v in numbers.items()))
+        logger.info("epoch %d/%d %s", epoch + 1, self.epochs, " ".join(f"{k}={v:.4g}" for k, v in numbers.items()))
         if self.on_epoch is not None:
             self.on_epoch(epoch + 1, self.epochs, numbers)
 
@@ -105,11 +107,12 @@ class Autoencoder:
     """Reconstruction-error anomaly detector over :data:`models.features.FEATURE_COLUMNS`.
 
     ``score_samples`` returns the per-row mean squared reconstruction error: higher is more suspicious
-    (the opposite sign of scikit-learn's outlier detectors, and the same direction as the baseline's
-    fraud probability, so one threshold rule serves both).
+    (the opposite sign of scikit-learn's outlier detectors, and the same direction as every kind's score,
+    such as the baseline's fraud log-odds, so one threshold rule serves all).
     """
 
     kind = KIND
+    score_label = "reconstruction error"
 
     def __init__(
         self,
@@ -166,7 +169,7 @@ class Autoencoder:
         X: Batch,
         y: Sequence[int] | np.ndarray | None = None,
         *,
-        on_epoch: Callable[[int, int, dict[str, float]], None] | None = None,
+        on_epoch: EpochCallback | None = None,
         verbose: int = 0,
     ) -> Autoencoder:
         """Train on the legitimate rows of ``X``.
@@ -234,6 +237,10 @@ class Autoencoder:
         """Per-row reconstruction MSE (higher = more suspicious)."""
         return self.scorer()(X)
 
+    def matrix_scorer(self) -> Callable[[np.ndarray], np.ndarray]:
+        """The NumPy forward pass on a matrix in model column order: no Keras call per batch."""
+        return self.scorer().score_matrix
+
     # persistence ---------------------------------------------------------------------------------------
     def metadata(self) -> dict[str, Any]:
         self._check_fitted()
@@ -260,9 +267,7 @@ class Autoencoder:
     def load(cls, directory: str | Path) -> Autoencoder:
         configure_tensorflow()
         path = Path(directory)
-        meta = json.loads((path / META_FILE).read_text())
-        if meta.get("kind") != KIND:
-            raise ValueError(f"{path} holds a {meta.get('kind')!r} model, not an {KIND!r}")
+        meta = read_metadata(path, KIND)
         params = meta["params"]
         self = cls(**{k: v for k, v in params.items() if k != "feature_names"}, feature_names=meta["feature_names"])
         self.model_ = keras.saving.load_model(path / MODEL_FILE, safe_mode=True)

@@ -1,15 +1,15 @@
 """A lightweight supervised baseline: standardise every input, then logistic regression on ``Class``.
 
-It answers "is the autoencoder worth its cost?" through the same API (``fit``, ``score_samples``,
-``save``, ``load``), evaluation and registry. Persisted with skops and loaded against an explicit list of
-trusted types: never a pickle.
+It answers "is the autoencoder worth its cost?" through the same protocol (:class:`models.kinds.FraudModel`,
+registered there as kind ``logistic-baseline``), evaluation and registry. Persisted with skops and loaded
+against an explicit list of trusted types: never a pickle.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +20,12 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
+from models.artifacts import META_FILE, read_metadata
 from models.features import FEATURE_COLUMNS, LABEL_COLUMN, Batch, feature_matrix, has_label, labels
+from models.kinds import EpochCallback
 
 KIND = "logistic-baseline"
 MODEL_FILE = "model.skops"
-META_FILE = "model.json"
 
 #: The only types a saved baseline may contain; skops refuses to load anything else.
 TRUSTED_TYPES: list[str] = [
@@ -35,13 +36,15 @@ TRUSTED_TYPES: list[str] = [
 
 
 class LogisticBaseline:
-    """``score_samples`` is the fraud log-odds (higher = more suspicious).
+    """``score_samples`` is the fraud log-odds, the logistic regression's ``decision_function`` (higher =
+    more suspicious; the fraud probability is its logistic function).
 
     Log-odds rather than probabilities: far from the boundary probabilities round to exactly 1.0, and a
     threshold calibrated on tied scores would then raise no alert at all (alerts are `score > threshold`).
     """
 
     kind = KIND
+    score_label = "fraud log-odds"
 
     def __init__(
         self,
@@ -77,8 +80,13 @@ class LogisticBaseline:
             setattr(self, name, tuple(value) if name == "feature_names" else value)
         return self
 
-    def fit(self, X: Batch, y: Sequence[int] | np.ndarray | None = None) -> LogisticBaseline:
-        """Supervised: labels come from ``y`` or from the table's ``Class`` column; both classes must occur."""
+    def fit(
+        self, X: Batch, y: Sequence[int] | np.ndarray | None = None, *, on_epoch: EpochCallback | None = None
+    ) -> LogisticBaseline:
+        """Supervised: labels come from ``y`` or from the table's ``Class`` column; both classes must occur.
+
+        ``on_epoch`` is never called: the solver does not train in epochs.
+        """
         x = feature_matrix(X, self.feature_names, np.float64)
         if y is None:
             if not has_label(X):
@@ -111,8 +119,13 @@ class LogisticBaseline:
             raise RuntimeError("the baseline is not trained yet: call fit() or LogisticBaseline.load()")
 
     def score_samples(self, X: Batch) -> np.ndarray:
+        """Per-row fraud log-odds (higher = more suspicious)."""
         self._check_fitted()
         return self.pipeline_.decision_function(feature_matrix(X, self.feature_names, np.float64))
+
+    def matrix_scorer(self) -> Callable[[np.ndarray], np.ndarray]:
+        """``score_samples`` itself: scaling and one matrix product, with no framework cost to avoid."""
+        return self.score_samples
 
     def metadata(self) -> dict[str, Any]:
         self._check_fitted()
@@ -137,9 +150,7 @@ class LogisticBaseline:
     @classmethod
     def load(cls, directory: str | Path) -> LogisticBaseline:
         path = Path(directory)
-        meta = json.loads((path / META_FILE).read_text())
-        if meta.get("kind") != KIND:
-            raise ValueError(f"{path} holds a {meta.get('kind')!r} model, not a {KIND!r}")
+        meta = read_metadata(path, KIND)
         params = {k: v for k, v in meta["params"].items() if k != "feature_names"}
         self = cls(**params, feature_names=meta["feature_names"])
         self.pipeline_ = skops.io.load(path / MODEL_FILE, trusted=TRUSTED_TYPES)

@@ -21,11 +21,11 @@ from rich.table import Table
 
 from fraudstream.terminal import make_console
 from models.datasets import CsvSource, DatasetSource, GeneratedSource, KafkaSource, LakeSource
+from models.kinds import UnknownKindError, canonical_kind, create_model, kind_names, kind_parameters
 
 console = make_console()
 
 DEFAULT_NAME = "fraud"
-KINDS = ("autoencoder", "baseline")
 _RANGE = re.compile(r"^(?P<p>\d+):(?P<start>\d+)-(?P<end>\d+)$")
 
 
@@ -181,13 +181,38 @@ def _metrics_table(metrics: dict[str, Any], title: str) -> Table:
     return table
 
 
+class KindChoice(click.Choice):
+    """``--kind``: the kinds registered in :mod:`models.kinds`, read when asked (so a kind registered after this
+    module was imported is offered too). A kind's former name is accepted and stands for the kind."""
+
+    def __init__(self) -> None:
+        self.case_sensitive = True  # click.Choice's own attribute; its choices come from the property
+
+    @property
+    def choices(self) -> tuple[str, ...]:  # type: ignore[override]
+        return kind_names()
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        try:
+            value = canonical_kind(value)
+        except UnknownKindError:
+            pass  # click's message names the choices
+        return super().convert(value, param, ctx)
+
+
 name_option = click.option("--name", "-n", default=DEFAULT_NAME, show_default=True, help="Model name in the registry.")
 
 
 @click.command("train")
 @dataset_options(required=True)
-@click.option("--kind", type=click.Choice(KINDS), default="autoencoder", show_default=True)
-@click.option("--epochs", type=click.IntRange(min=1), default=20, show_default=True, help="Autoencoder epochs.")
+@click.option("--kind", type=KindChoice(), default="autoencoder", show_default=True, help="The model kind to train.")
+@click.option(
+    "--epochs",
+    type=click.IntRange(min=1),
+    default=20,
+    show_default=True,
+    help="Training epochs, for kinds that train in epochs (the autoencoder).",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the model (and a random split).")
 @click.option("--split", type=click.Choice(["chronological", "random"]), default="chronological", show_default=True)
 @click.option(
@@ -234,15 +259,12 @@ def train_command(
     )
     if not register and output_dir is None:
         raise click.UsageError("--no-register needs --output-dir (otherwise the model would be thrown away)")
-    if kind == "autoencoder":
-        from models.autoencoder import Autoencoder
-
-        model: Any = Autoencoder(epochs=epochs, seed=seed)
-    else:
-        from models.baseline import LogisticBaseline
-
-        model = LogisticBaseline(seed=seed)
     from models.training import train
+
+    # Each option goes to the kinds whose constructor takes it (the baseline has no epochs).
+    options = {"seed": seed, "epochs": epochs}
+    accepted = kind_parameters(kind)
+    model = create_model(kind, **{k: v for k, v in options.items() if k in accepted})
 
     def on_epoch(epoch: int, total: int, numbers: dict[str, float]) -> None:
         shown = " ".join(f"{k}={v:.5g}" for k, v in numbers.items() if k != "seconds")
@@ -315,14 +337,13 @@ def evaluate_command(
     y = labels(dataset.frame)
     scores = np.asarray(loaded.model.score_samples(dataset.frame))
     metrics = evaluate(y, scores, loaded.threshold.value)
-    label = "reconstruction error" if loaded.model.kind == "autoencoder" else "fraud probability"
-    plots = plot_all(y, scores, loaded.threshold.value, output_dir, score_label=label)
+    plots = plot_all(y, scores, loaded.threshold.value, output_dir, score_label=loaded.model.score_label)
     card = ModelCard(
         model={"kind": loaded.model.kind, "version": f"{name}:{loaded.version}", "params": loaded.model.get_params()},
         dataset={**dataset.description, "part": "all rows (evaluation)"},
         metrics=metrics.to_dict(),
         threshold=loaded.threshold.to_dict(),
-        training_seconds=getattr(loaded.model, "training_seconds_", None),
+        training_seconds=loaded.model.training_seconds_,
         plots=[p.name for p in plots.values()],
     )
     card.save(output_dir)

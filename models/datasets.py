@@ -30,6 +30,7 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
+from connectors.formats import SINK_FORMATS, SinkFormat, UnsupportedFormatError, format_names, format_of_extension
 from producers.payments import (
     EXTENDED_COLUMNS,
     KAGGLE_COLUMNS,
@@ -42,7 +43,7 @@ from producers.payments import (
     source_stem,
 )
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 DEFAULT_BATCH_ROWS = 50_000
 NUMERIC_COLUMNS: tuple[str, ...] = KAGGLE_COLUMNS  # Time, V1..V28, Amount, Class
@@ -592,6 +593,24 @@ class LakeObject:
     format: str
 
 
+TRAINING_FORMATS: tuple[SinkFormat, ...] = tuple(f for f in SINK_FORMATS if f.carries_schema)
+"""The lake formats training reads: those whose objects carry their schema, so field types come back as written."""
+
+
+def _training_format(where: str, extension: str) -> SinkFormat:
+    """The format of a lake object, if training can read it; otherwise a clear error naming the object."""
+    try:
+        sink_format = format_of_extension(extension)
+    except UnsupportedFormatError as error:
+        raise UnsupportedFormatError(f"{where}: {error}") from None
+    if not sink_format.carries_schema:
+        raise UnsupportedFormatError(
+            f"{where} is a {sink_format.name} object, which carries no schema: training reads only "
+            f"{format_names(TRAINING_FORMATS)} objects (write the topic with one of those format classes)"
+        )
+    return sink_format
+
+
 @register_source("lake")
 @dataclass(frozen=True)
 class LakeSource:
@@ -600,7 +619,9 @@ class LakeSource:
     :meth:`pinned` lists the objects (key, ETag, size) once; loading the description later reads exactly
     those and fails if one has changed. The offsets each object covers are its start offset (from the
     name) through start + records - 1 (the sink writes consecutive offsets of one partition per object);
-    they appear in the description once the objects have been read. Avro via fastavro, Parquet via pyarrow.
+    they appear in the description once the objects have been read. Objects are read with the readers of
+    :mod:`connectors.formats`; only formats that carry their schema (Avro, Parquet) are training data, and an
+    object of any other format under the topic is an error rather than rows quietly left out.
     """
 
     topic: str
@@ -647,10 +668,11 @@ class LakeSource:
         for page in s3_client(endpoint).get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
             for entry in page.get("Contents", []):
                 parsed = parse_key(entry["Key"])
-                if parsed is None or parsed.topic != self.topic or parsed.extension not in ("avro", "parquet"):
+                if parsed is None or parsed.topic != self.topic:
                     continue
                 if self.partitions is not None and parsed.partition not in self.partitions:
                     continue
+                _training_format(f"s3://{bucket}/{entry['Key']}", parsed.extension)
                 found.append(
                     LakeObject(
                         entry["Key"],
@@ -663,7 +685,9 @@ class LakeSource:
                 )
         found.sort(key=lambda o: (o.partition, o.start_offset))
         if not found:
-            raise ValueError(f"no Avro or Parquet objects of topic {self.topic!r} under s3://{bucket}/{prefix}")
+            raise ValueError(
+                f"no {format_names(TRAINING_FORMATS)} objects of topic {self.topic!r} under s3://{bucket}/{prefix}"
+            )
         return LakeSource(self.topic, bucket, self.topics_dir, endpoint, self.partitions, tuple(found))
 
     def describe(self) -> dict[str, Any]:
@@ -696,9 +720,6 @@ class LakeSource:
     def batches(
         self, batch_rows: int = DEFAULT_BATCH_ROWS, progress: bool = False, rejected: list[Rejected] | None = None
     ) -> Iterator[pd.DataFrame]:
-        import fastavro
-        import pyarrow.parquet as pq
-
         from fraudstream.s3 import s3_client
 
         source = self if self.objects is not None and self.bucket else self.pinned()
@@ -710,20 +731,16 @@ class LakeSource:
                 bar, advance = _progress(sum(o.size for o in source.objects or ()), f"{self.topic} objects (bytes)")
                 stack.enter_context(bar)
             for obj in source.objects or ():
+                sink_format = _training_format(f"s3://{source.bucket}/{obj.key}", obj.format)
                 response = client.get_object(Bucket=source.bucket, Key=obj.key)
                 if response["ETag"].strip('"') != obj.etag:
                     raise ValueError(
                         f"s3://{source.bucket}/{obj.key} has changed since it was described "
                         f"(ETag {response['ETag']} != {obj.etag}): not the same dataset"
                     )
-                body = io.BytesIO(response["Body"].read())  # one object at a time: flush.size records
+                body = response["Body"].read()  # one object at a time: flush.size records
                 where = f"{obj.key}"
-                if obj.format == "avro":
-                    records: Iterator[dict[str, Any]] = iter(fastavro.reader(body))
-                else:
-                    records = (
-                        r for b in pq.ParquetFile(body).iter_batches(batch_size=batch_rows) for r in b.to_pylist()
-                    )
+                records = sink_format.read(body, batch_rows)
                 count = 0
                 for count, record in enumerate(records, start=1):
                     offset = obj.start_offset + count - 1
@@ -767,7 +784,7 @@ def load_dataset(source: DatasetSource, batch_rows: int = DEFAULT_BATCH_ROWS, pr
     }
     if rejected:
         description["rejected_examples"] = [str(r) for r in rejected[:5]]
-        log.warning(
+        logger.warning(
             "%d rows of %s are not payments and were left out, e.g. %s", len(rejected), source.kind, rejected[0]
         )
     return Dataset(frame, description, rejected)

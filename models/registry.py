@@ -45,14 +45,15 @@ from botocore.exceptions import ClientError
 
 from fraudstream.kafka import ensure_topic
 from fraudstream.topics import MODEL_UPDATES_TOPIC, ModelUpdate
-from models.artifacts import META_FILE, FraudModel, artifact_files, load_model
+from models.artifacts import META_FILE, artifact_files, load_model, model_kind
 from models.calibrate import THRESHOLD_FILE, Threshold, recalibrate
 from models.datasets import Dataset, DatasetSource, load_dataset, source_from_description
 from models.evaluate import CARD_JSON, DEFAULT_ALERT_BUDGET, evaluate
 from models.features import has_label, labels
+from models.kinds import FraudModel, UnknownKindError, canonical_kind
 from models.split import chronological_split, random_split
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 PREFIX = "models/"
 UPDATES_TOPIC = MODEL_UPDATES_TOPIC  # the registry publishes every stage change there
@@ -189,7 +190,7 @@ class ModelRegistry:
                 status = error.response["ResponseMetadata"]["HTTPStatusCode"]
                 if status not in (409, 412):
                     raise
-                log.info("index of %s changed underneath (HTTP %d); retrying", name, status)
+                logger.info("index of %s changed underneath (HTTP %d); retrying", name, status)
         raise RegistryError(f"index of {name!r} kept changing underneath; gave up after {CAS_ATTEMPTS} attempts")
 
     def index(self, name: str) -> dict[str, Any]:
@@ -254,7 +255,10 @@ class ModelRegistry:
                 raise RegistryError(f"{directory} is not a trained model folder: {required} is missing")
         threshold = Threshold.load(directory)
         card = json.loads((directory / CARD_JSON).read_text()) if (directory / CARD_JSON).is_file() else None
-        kind = json.loads((directory / META_FILE).read_text()).get("kind")
+        try:
+            kind = canonical_kind(model_kind(directory))
+        except UnknownKindError as error:
+            raise RegistryError(f"{directory}: {error}") from None
 
         def reserve(index: dict[str, Any]) -> int:
             number = int(index["next_version"])
@@ -296,7 +300,7 @@ class ModelRegistry:
 
         entry = self._update(name, finish)
         self._publish(name, number, CANDIDATE, previous_stage=None, previous=None, threshold_version=1)
-        log.info("registered %s version %d (%s)", name, number, kind)
+        logger.info("registered %s version %d (%s)", name, number, kind)
         return entry
 
     # stages ------------------------------------------------------------------------------------------
@@ -340,7 +344,7 @@ class ModelRegistry:
                 if not force:
                     self._record(name, number, {"event": "promotion refused", "gate": gate})
                     raise PromotionRefused(message, gate)
-                log.warning("forced: %s", message)
+                logger.warning("forced: %s", message)
 
         def apply(index: dict[str, Any]) -> None:
             if index["production"] != current:
@@ -597,7 +601,7 @@ class ModelRegistry:
     ) -> None:
         """One ``model-updates`` record per stage change: key = model name, JSON value."""
         if self.bootstrap_servers is None:
-            log.warning("no Kafka bootstrap servers: %s version %d -> %s not published", name, version, stage)
+            logger.warning("no Kafka bootstrap servers: %s version %d -> %s not published", name, version, stage)
             return
         from confluent_kafka import KafkaException, Producer
 

@@ -11,21 +11,20 @@ PNG plots.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from models.artifacts import FraudModel
 from models.calibrate import ALERT_RATE, Threshold, calibrate
 from models.datasets import Dataset, DatasetSource, load_dataset
 from models.evaluate import DEFAULT_ALERT_BUDGET, Metrics, ModelCard, evaluate, plot_all
 from models.features import labels
+from models.kinds import EpochCallback, FraudModel
 from models.split import DEFAULT_FRACTIONS, DEFAULT_MIN_FRAUDS, Split, chronological_split, random_split
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -52,7 +51,7 @@ def train(
     alert_budget: float = DEFAULT_ALERT_BUDGET,
     output_dir: str | Path | None = None,
     progress: bool = False,
-    on_epoch: Callable[[int, int, dict[str, float]], None] | None = None,
+    on_epoch: EpochCallback | None = None,
     model_version: str | None = None,
 ) -> TrainingResult:
     """Train ``model`` on ``source`` and measure it on data it never saw. ``split`` is chronological or random."""
@@ -66,8 +65,7 @@ def train(
     if len(parts.validation) == 0 or len(parts.test) == 0:
         raise ValueError("training needs non-empty validation (to calibrate) and test (to evaluate) parts")
 
-    fit_kwargs: dict[str, Any] = {"on_epoch": on_epoch} if model.kind == "autoencoder" else {}
-    model.fit(parts.train, **fit_kwargs)
+    model.fit(parts.train, on_epoch=on_epoch)
     validation_scores = model.score_samples(parts.validation)
     threshold = calibrate(
         validation_scores, threshold_method, threshold_target, labels(parts.validation), model_version=model_version
@@ -75,7 +73,7 @@ def train(
     test_y = labels(parts.test)
     test_scores = model.score_samples(parts.test)
     metrics = evaluate(test_y, test_scores, threshold.value, alert_budget)
-    log.info(
+    logger.info(
         "test: ROC-AUC %s, average precision %s, recall at %.2f%% budget %s",
         metrics.roc_auc,
         metrics.average_precision,
@@ -88,15 +86,14 @@ def train(
         dataset={**dataset.description, "split": parts.describe()},
         metrics=metrics.to_dict(),
         threshold=threshold.to_dict(),
-        training_seconds=getattr(model, "training_seconds_", None),
+        training_seconds=model.training_seconds_,
     )
     out = None
     if output_dir is not None:
         out = Path(output_dir)
         model.save(out)
         threshold.save(out)
-        score_label = "reconstruction error" if model.kind == "autoencoder" else "fraud probability"
-        plots = plot_all(test_y, np.asarray(test_scores), threshold.value, out, score_label=score_label)
+        plots = plot_all(test_y, np.asarray(test_scores), threshold.value, out, score_label=model.score_label)
         card.plots = [p.name for p in plots.values()]
         card.save(out)
     return TrainingResult(model, threshold, metrics, card, parts, dataset, out)

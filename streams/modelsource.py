@@ -1,9 +1,8 @@
 """Where a worker gets its models: the registry in production, a local folder for a quick start.
 
 A worker only needs "the production version now", "this version" and "the newest candidate"; both
-sources answer those with a :class:`ScoringModel`, ready to score a feature matrix in model column order.
-Autoencoders score through their NumPy scorer (no Keras call per batch); other kinds through
-``score_samples``.
+sources answer those with a :class:`ScoringModel`, ready to score a feature matrix in model column order
+through the kind's ``matrix_scorer`` (the autoencoder's is a NumPy forward pass: no Keras call per batch).
 """
 
 from __future__ import annotations
@@ -17,8 +16,9 @@ import numpy as np
 
 from models.artifacts import load_model
 from models.calibrate import Threshold, is_alert
+from models.kinds import FraudModel
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -42,13 +42,9 @@ class ScoringModel:
         return f"{self.name}:{self.version} (threshold v{self.threshold_version})"
 
 
-def scoring_model(name: str, version: int, model: Any, threshold: Threshold) -> ScoringModel:
-    if hasattr(model, "scorer"):  # the autoencoder: its NumPy forward pass, as score_samples uses it
-        score_matrix = model.scorer().score_matrix
-    else:
-        score_matrix = model.score_samples
+def scoring_model(name: str, version: int, model: FraudModel, threshold: Threshold) -> ScoringModel:
     return ScoringModel(
-        name, int(version), float(threshold.value), int(threshold.version), model.kind, model, score_matrix
+        name, int(version), float(threshold.value), int(threshold.version), model.kind, model, model.matrix_scorer()
     )
 
 

@@ -142,7 +142,7 @@ def test_baseline_and_recalibrate(run, name):
         (("--generated", 10, "--lake", "t"), "give one dataset, not --generated and --lake"),
         (("--topic", "t", "--offsets", "zero"), "'zero' is not P:START-END"),
         (("--generated", 10, "--offsets", "0:0-5"), "--offsets only applies to --topic"),
-        (("--generated", 10, "--kind", "forest"), "'forest' is not one of 'autoencoder', 'baseline'"),
+        (("--generated", 10, "--kind", "forest"), "'forest' is not one of 'autoencoder', 'logistic-baseline'"),
     ],
 )
 def test_bad_arguments_are_one_line_usage_errors(run, args, message):

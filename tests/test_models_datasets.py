@@ -101,3 +101,34 @@ def test_generated_source_is_reproducible():
 def test_unknown_source_kind():
     with pytest.raises(ValueError, match="unknown dataset source kind 'ftp'"):
         source_from_description({"kind": "ftp", "path": "x"})
+
+
+@pytest.mark.parametrize(
+    "extension, message",
+    [
+        (
+            "json",
+            r"s3://b/t\+0\+0000000000.json is a JSON object, which carries no schema: training reads only Avro or Parquet",
+        ),
+        ("orc", r"s3://b/t\+0\+0000000000.orc: no reader for \.orc objects"),
+    ],
+)
+def test_lake_objects_training_cannot_read_are_errors_not_skipped(extension, message):
+    described = {
+        "kind": "lake",
+        "topic": "t",
+        "bucket": "b",
+        "endpoint_url": "http://127.0.0.1:1",
+        "objects": [
+            {
+                "key": f"t+0+0000000000.{extension}",
+                "etag": "e",
+                "size": 1,
+                "partition": 0,
+                "start_offset": 0,
+                "format": extension,
+            }
+        ],
+    }
+    with pytest.raises(ValueError, match=message):  # refused before any request to the store
+        list(source_from_description(described).batches())

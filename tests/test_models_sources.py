@@ -205,3 +205,16 @@ def test_lake_record_without_label_is_rejected(stack, topic_name):
     dataset = load_dataset(LakeSource(topic_name, addresses.bucket, endpoint_url=addresses.s3_endpoint_url))
     assert len(dataset.frame) == 2 and not math.isnan(dataset.frame["V1"].iloc[1])
     assert [(r.source, r.line) for r in dataset.rejected] == [(key, 41)]
+
+
+def test_lake_objects_of_a_format_training_cannot_read_are_an_error(stack, topic_name):
+    """A topic whose sink once wrote JSON lines: those records would silently be missing from the dataset."""
+    addresses = stack.addresses
+    client = s3_client(addresses.s3_endpoint_url)
+    frame = generate_payments(20, seed=3)
+    base = f"topics/{topic_name}/partition=0/{topic_name}"
+    put(client, addresses.bucket, f"{base}+0+0000000000.avro", avro_object(frame.iloc[0:10]))
+    lines = "".join(json.dumps(value_of(r)) + "\n" for _, r in frame.iloc[10:20].iterrows())
+    put(client, addresses.bucket, f"{base}+0+0000000010.json", lines.encode())
+    with pytest.raises(ValueError, match=r"\+0\+0000000010.json is a JSON object, which carries no schema"):
+        load_dataset(LakeSource(topic_name, addresses.bucket, endpoint_url=addresses.s3_endpoint_url))

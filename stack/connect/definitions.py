@@ -11,13 +11,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from connectors.formats import AVRO_FORMAT as AVRO_FORMAT
+from connectors.formats import FORMAT_CLASSES
+from connectors.formats import JSON_FORMAT as JSON_FORMAT
+from connectors.formats import PARQUET_FORMAT as PARQUET_FORMAT
+
 S3_SINK_CLASS = "io.confluent.connect.s3.S3SinkConnector"
 S3_SINK_VERSION = "10.5.14"
 
-AVRO_FORMAT = "io.confluent.connect.s3.format.avro.AvroFormat"
-PARQUET_FORMAT = "io.confluent.connect.s3.format.parquet.ParquetFormat"
-JSON_FORMAT = "io.confluent.connect.s3.format.json.JsonFormat"
-FORMATS = (AVRO_FORMAT, PARQUET_FORMAT, JSON_FORMAT)
+# The format classes the sink writes: the rows of the table the lake readers read with.
+FORMATS = FORMAT_CLASSES
 
 _PARTITIONER = "io.confluent.connect.storage.partitioner."
 DEFAULT_PARTITIONER = _PARTITIONER + "DefaultPartitioner"

@@ -1,5 +1,7 @@
-"""The S3 sink's output formats: Avro container files (fastavro), Parquet (pyarrow), JSON lines.
+"""The S3 sink's encoders: Avro container files (fastavro), Parquet (pyarrow), JSON lines.
 
+Which format classes exist and which extension each writes come from the table in
+:mod:`connectors.formats`, which the lake readers read with too; this module adds only how to encode.
 Encoding is deterministic (the Avro sync marker is derived from the object name), so a task that
 crashes and retries writes the very same bytes to the very same object: the lake stays exactly once.
 """
@@ -13,14 +15,14 @@ import hashlib
 import io
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import fastavro
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from stack.connect import definitions as d
+from connectors.formats import AVRO_FORMAT, FORMAT_CLASSES, JSON_FORMAT, PARQUET_FORMAT, format_of_class
 from stack.connect.s3sink.arrow_schema import avro_to_arrow, is_record
 
 
@@ -35,7 +37,7 @@ class RecordFormat(Protocol):
 
 
 class AvroFormat:
-    extension = "avro"
+    extension = format_of_class(AVRO_FORMAT).extension
 
     def __init__(self, codec: str = "null") -> None:
         self.codec = codec
@@ -52,7 +54,7 @@ class AvroFormat:
 
 
 class ParquetFormat:
-    extension = "parquet"
+    extension = format_of_class(PARQUET_FORMAT).extension
 
     def __init__(self, codec: str = "snappy") -> None:
         self.codec = codec
@@ -73,7 +75,7 @@ class ParquetFormat:
 class JsonFormat:
     """One JSON document per line, as Confluent's JsonFormat writes them."""
 
-    extension = "json"
+    extension = format_of_class(JSON_FORMAT).extension
 
     def encode(self, records: Sequence[Any], schema: Any, object_key: str) -> bytes:
         lines = (json.dumps(record, default=_json_default, separators=(",", ":")) for record in records)
@@ -97,11 +99,17 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"cannot write {type(value).__name__} as JSON")
 
 
+#: How the sink encodes each format class of the table, given the connector's avro.codec and parquet.codec.
+ENCODERS: dict[str, Callable[[str, str], RecordFormat]] = {
+    AVRO_FORMAT: lambda avro_codec, parquet_codec: AvroFormat(avro_codec),
+    PARQUET_FORMAT: lambda avro_codec, parquet_codec: ParquetFormat(parquet_codec),
+    JSON_FORMAT: lambda avro_codec, parquet_codec: JsonFormat(),
+}
+
+
 def make_format(format_class: str, avro_codec: str = "null", parquet_codec: str = "snappy") -> RecordFormat:
-    if format_class == d.AVRO_FORMAT:
-        return AvroFormat(avro_codec)
-    if format_class == d.PARQUET_FORMAT:
-        return ParquetFormat(parquet_codec)
-    if format_class == d.JSON_FORMAT:
-        return JsonFormat()
-    raise FormatError(f"unsupported format.class {format_class}")
+    """The encoder of a connector's ``format.class``."""
+    encoder = ENCODERS.get(format_class)
+    if encoder is None:
+        raise FormatError(f"unsupported format.class {format_class}; supported: {', '.join(FORMAT_CLASSES)}")
+    return encoder(avro_codec, parquet_codec)
