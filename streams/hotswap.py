@@ -21,7 +21,7 @@ from models.features import FEATURE_COLUMNS
 from streams import metrics
 from streams.modelsource import ModelSource, ScoringModel
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 OVER_BUDGET_BATCHES = 3
 
@@ -46,7 +46,7 @@ class ModelHolder:
         model = self.source.load(None)
         seconds = self.warm_up(model)
         if seconds > self.budget:
-            log.warning(
+            logger.warning(
                 "%s scores %d rows in %.1f ms, over the %.1f ms budget; no previous version to keep",
                 model.label,
                 self.warmup_rows,
@@ -70,7 +70,7 @@ class ModelHolder:
         self.previous, self.current = self.current, model
         self._over_budget = 0
         metrics.set_model(model.name, model.version)
-        log.info("scoring with %s", model.label)
+        logger.info("scoring with %s", model.label)
 
     async def switch_to(self, version: int, threshold_version: int | None = None) -> bool:
         """Load `version` off the event loop, warm it up, and make it current if it is fit; True if switched."""
@@ -108,7 +108,7 @@ class ModelHolder:
     def _refuse(self, version: int, threshold_version: int | None, reason: str, message: str) -> None:
         self.refused.add((version, threshold_version))
         metrics.MODEL_FALLBACKS.labels(reason).inc()
-        log.warning("model fallback (%s): %s", reason, message)
+        logger.warning("model fallback (%s): %s", reason, message)
 
     def observe(self, model: ScoringModel, seconds: float, rows: int) -> None:
         """After each batch: roll back a new version that keeps scoring full batches over budget.
@@ -147,7 +147,7 @@ class ModelHolder:
             model = await loop.run_in_executor(None, self.source.load, version)
             await loop.run_in_executor(None, self.warm_up, model)
         except Exception as error:
-            log.warning("shadow model not loaded: %r", error)
+            logger.warning("shadow model not loaded: %r", error)
             return
         self.shadow = model
-        log.info("shadow scoring with %s", model.label)
+        logger.info("shadow scoring with %s", model.label)
