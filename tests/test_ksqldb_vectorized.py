@@ -11,9 +11,11 @@ import pytest
 from producers.generate import generate_payments
 from producers.payments import frame_payments
 from stack.ksqldb.engine import Engine
-from stack.ksqldb.executor import InMemoryRuntime, PersistentQuery, Record
+from stack.ksqldb.executor import PersistentQuery
 from stack.ksqldb.formats import InMemorySchemaRegistry
-from stack.ksqldb.vectorized import Columns, compile_query
+from stack.ksqldb.records import Columns, Record
+from stack.ksqldb.runtime import InMemoryRuntime
+from stack.ksqldb.vectorized import compile_query
 
 KSQL = Path(__file__).resolve().parents[1] / "ksql"
 FEATURES = ", ".join(["TIME", *(f"V{i}" for i in range(1, 29)), "AMOUNT", "CLASS"])

@@ -21,6 +21,7 @@ from . import values as V
 from .errors import EvalError, KsqlStatementError, UnsupportedError
 from .formatter import format_expr
 from .functions import resolve
+from .functions.datetime import TIME_UNITS, UNIT_FUNCTIONS
 from .functions.maths import jdiv
 from .types import (
     BIGINT,
@@ -42,6 +43,7 @@ from .types import (
     is_integral,
     is_numeric,
     is_temporal,
+    to_decimal_type,
 )
 
 Row = Sequence[Any]
@@ -679,8 +681,6 @@ class Compiler:
         return Compiled(ft, lambda row: None if (s := bf(row)) is None else s.get(name))
 
     def _FunctionCall(self, e: ast.FunctionCall) -> Compiled:
-        from .functions.datetime import TIME_UNITS, UNIT_FUNCTIONS
-
         if (
             e.name.upper() in UNIT_FUNCTIONS
             and e.args
@@ -819,8 +819,6 @@ def _guarded(impl: Callable, name: str, errors: ErrorSink) -> Callable:
 
 
 def _as_decimal(t: SqlType) -> SqlType:
-    from .types import to_decimal_type
-
     return to_decimal_type(t) if not isinstance(t, DecimalType) else t
 
 

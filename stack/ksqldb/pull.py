@@ -2,9 +2,9 @@
 materialised state, then done.
 
 A table is queryable when a persistent query writes it (CREATE TABLE AS SELECT): the runtime keeps, in
-that query's state stores, the latest row per key of everything the query produced (`Materialization`,
-fed with the query's output records, so it works for any operator: aggregations, windows, joins,
-projections of tables). The pull query reads the committed state, never a half-processed batch.
+that query's state stores, the latest row per key of everything the query produced
+(`materialization.Materialization`, fed with the query's output records, so it works for any operator:
+aggregations, windows, joins, projections of tables). The pull query reads the committed state, never a half-processed batch.
 
 As in ksqlDB: key lookups when the WHERE clause fixes every key column (`=` or `IN` with literals, ANDed
 with anything else, such as WINDOWSTART/WINDOWEND bounds on windowed tables), else a table scan, which
@@ -22,65 +22,17 @@ from typing import Any
 
 from . import ast
 from . import values as V
+from .analysis import WINDOW_COLUMNS
 from .errors import KsqlStatementError, UnsupportedError
 from .expressions import Compiler, Scope
 from .formats.coerce import coerce
 from .formatter import format_expr, quote_ident
+from .materialization import MATERIALIZED
 from .metastore import DataSource, MetaStore
-from .state import StateStores
 from .types import BIGINT, STRING, SqlType
-from .windows import WindowInfo, decode_windowed_key
 
-#: The store holding a table sink's latest row per key (ksqlDB's materialised table store).
-MATERIALIZED = "Materialize"
-WINDOW_COLUMNS = ("WINDOWSTART", "WINDOWEND")
 SYNTAX_HELP = " See https://cnfl.io/queries for more info.\nAdd EMIT CHANGES if you intended to issue a push query."
 TABLE_SCAN = "ksql.query.pull.table.scan.enabled"
-
-
-# ---------------------------------------------------------------- keeping the state
-class Materialization:
-    """A TABLE sink's latest row per key, kept from the records its query produces: key bytes -> [value
-    bytes, timestamp] (per window for windowed tables); a tombstone deletes the row. Windows older than
-    the query's retention (behind the newest output timestamp) are dropped, as from ksqlDB's window store."""
-
-    SWEEP_EVERY = 10_000  # output records between retention sweeps
-
-    def __init__(self, sink: DataSource, stores: StateStores, retention_ms: int | None = None) -> None:
-        self.window: WindowInfo | None = sink.window
-        self.rows = stores.key_value(MATERIALIZED) if self.window is None else None
-        self.windows = stores.window(MATERIALIZED) if self.window is not None else None
-        self.retention_ms = retention_ms
-        self._newest = -1
-        self._since_sweep = 0
-
-    def apply(self, keys: list[bytes | None], values: list[bytes | None], timestamps: list[int]) -> None:
-        rows, windows, window = self.rows, self.windows, self.window
-        if windows is not None and self.retention_ms is not None and timestamps:
-            self._newest = max(self._newest, max(timestamps))
-            self._since_sweep += len(timestamps)
-            if self._since_sweep >= self.SWEEP_EVERY:
-                self._since_sweep = 0
-                windows.expire(self._newest - self.retention_ms)
-        latest = dict(zip(keys, zip(values, timestamps)))  # only each key's last row of the batch matters
-        for key, (value, ts) in latest.items():
-            if key is None:
-                continue
-            if windows is not None:
-                assert window is not None
-                inner, start, end = decode_windowed_key(key, window)
-                if value is None:
-                    windows.delete((inner,), start, end)
-                else:
-                    windows.put((inner,), start, end, [value, ts])
-            elif value is None:
-                rows.delete((key,))  # type: ignore[union-attr]
-            else:
-                rows.put((key,), [value, ts])  # type: ignore[union-attr]
-
-
-def materializes(sink: DataSource) -> bool:
-    return sink.kind == "TABLE"
 
 
 # ---------------------------------------------------------------- planning
