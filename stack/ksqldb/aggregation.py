@@ -428,7 +428,7 @@ class AggregateQuery:
         self._sink_ts_index = names.index(sink.timestamp_column) if sink.timestamp_column in names else None
         self._hashable_keys = not any(is_complex(t) for t in plan.group_types)  # (ARRAY, MAP, STRUCT are not)
         self.coalesce = False
-        #: what the Kafka runtime runs batches through when the input can be read column-wise (`evaluate`)
+        #: what the Kafka runtime runs batches through when the input can be read column-wise (`runtime.evaluate`)
         self.vectorized = ColumnarInput.compile(self) if value_in is not None else None
 
     @property
@@ -573,7 +573,7 @@ class ColumnarInput:
         return out
 
     def process(self, batch: Any) -> Any:
-        """The query's output for a batch (`vectorized.evaluate` calls this)."""
+        """The query's output for a batch (`runtime.evaluate` calls this)."""
         return Output.from_records(self.query._emit(self.query._aggregate(self.transform(batch))))
 
 

@@ -2,8 +2,8 @@
 
 `Compiler.compile(expr)` returns a `Compiled` (SQL type + `fn(row)`); evaluation never re-walks the AST.
 Null handling is SQL's three-valued logic; arithmetic follows Java (wrapping ints, IEEE doubles) and
-ksqlDB's decimal precision rules. A failure on one record raises EvalError, which the executor logs to
-the processing log while the query goes on.
+ksqlDB's decimal precision rules. A failure on one record raises EvalError, which the query running it
+logs to the processing log while it goes on.
 """
 
 from __future__ import annotations
@@ -191,8 +191,8 @@ _CMP = {"=": operator.eq, "<>": operator.ne, "<": operator.lt, "<=": operator.le
 
 
 class ErrorSink:
-    """Where a failing function call reports (ksqlDB logs it and the call yields null); the executor
-    points `handler` at its processing log."""
+    """Where a failing function call reports (ksqlDB logs it and the call yields null); the query running
+    the expressions points `handler` at its processing log."""
 
     def __init__(self) -> None:
         self.handler: Callable[[str, str], None] | None = None

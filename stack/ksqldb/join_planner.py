@@ -418,7 +418,7 @@ def _plan_aggregate(
     sink_name: str | None,
     config: dict[str, Any] | None,
 ) -> JoinPlan:
-    """GROUP BY over a join: aggregation.plan_aggregate plans the query over a virtual source whose row
+    """GROUP BY over a join: aggregate_planner.plan_aggregate plans the query over a virtual source whose row
     layout is the joined row's: the join key as its key column, then every source column, named as ksqlDB
     names join columns (`ALIAS_COLUMN` when several sources have the column, else the column's name)."""
     if any(item.is_star for item in q.select):

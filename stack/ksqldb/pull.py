@@ -92,30 +92,22 @@ def _where_error(message: str, windowed: bool) -> KsqlStatementError:
 
 
 def _conjuncts(e: ast.Expr) -> list[ast.Expr]:
+    """The terms of a WHERE clause's top-level ANDs."""
     if isinstance(e, ast.Logical) and e.op.upper() == "AND":
         return _conjuncts(e.left) + _conjuncts(e.right)
     return [e]
 
 
-def _has_or(e: Any) -> bool:
+def _has_or(e: ast.Expr) -> bool:
+    """An OR, or a NOT, among the WHERE clause's top-level AND/OR connectives (key lookups need neither)."""
     if isinstance(e, ast.Logical):
         return e.op.upper() == "OR" or _has_or(e.left) or _has_or(e.right)
     return isinstance(e, ast.Not)
 
 
-def _columns(e: Any) -> list[str]:
-    if isinstance(e, ast.ColumnRef):
-        return [e.name]
-    out: list[str] = []
-    for v in vars(e).values() if hasattr(e, "__dict__") else ():
-        for item in v if isinstance(v, tuple) else (v,):
-            if isinstance(item, (ast.Expr, ast.WhenClause)):
-                out += _columns(item)
-            elif isinstance(item, tuple):
-                for x in item:
-                    if isinstance(x, ast.Expr):
-                        out += _columns(x)
-    return out
+def _columns(e: ast.Expr) -> list[str]:
+    """The names of the columns `e` references, in order (lambda parameters included)."""
+    return [ref.name for ref in e.find_all(ast.ColumnRef)]
 
 
 def _window_literals(e: ast.Expr) -> ast.Expr:
