@@ -70,10 +70,12 @@ class Node:
 
 @cache
 def _field_names(cls: type) -> tuple[str, ...]:
+    """A node class's field names, once per class (planning walks many nodes)."""
     return tuple(f.name for f in dataclasses.fields(cls))
 
 
 def _nodes_in(value: Any) -> Iterator[Node]:
+    """The nodes a field's value holds: itself, or those in a tuple (nested tuples too), in order."""
     if isinstance(value, Node):
         yield value
     elif isinstance(value, tuple):
@@ -82,6 +84,7 @@ def _nodes_in(value: Any) -> Iterator[Node]:
 
 
 def _transform_value(value: Any, fn: Callable[[Node], Node | None]) -> Any:
+    """A field's value with its nodes transformed; the same object when none changed."""
     if isinstance(value, Node):
         return value.transform(fn)
     if isinstance(value, tuple):

@@ -30,8 +30,7 @@ class Query(Protocol):
 class Runtime(Protocol):
     """What the engine needs from where topics live: in memory here, Kafka in the server.
 
-    Every query handed to `add_query` has `id`, `source` (topic read), `sink` (topic written), `state`,
-    `processed` and `process(records) -> records`. Stateful ones (tables, aggregations: `AggregateQuery`)
+    Every query handed to `add_query` is a `Query`. Stateful ones (tables, aggregations: `AggregateQuery`)
     also have `stores`, their `state.StateStores`:
     - a runtime may define `state_stores(query_id) -> StateStores`; the engine then builds the query's
       stores with it (durable ones, restored before the first record), else they live in memory;
