@@ -8,8 +8,9 @@ import pytest
 
 from stack.ksqldb.engine import Engine
 from stack.ksqldb.errors import KsqlStatementError, UnsupportedError
-from stack.ksqldb.executor import InMemoryRuntime, Record
 from stack.ksqldb.formats import InMemorySchemaRegistry
+from stack.ksqldb.records import Record
+from stack.ksqldb.runtime import InMemoryRuntime
 from stack.ksqldb.windows import parse_window
 
 STREAM = (
@@ -331,7 +332,7 @@ def test_delimited_input_read_column_wise_agrees_with_the_row_path(window, coale
     awkward lines and keys included (those go row by row)."""
     from test_ksqldb_vectorized import AWKWARD_LINES, _engine, _payments, _records
 
-    from stack.ksqldb.vectorized import Columns
+    from stack.ksqldb.records import Columns
 
     good = [r.value for r in _payments(400, seed=9)]
     values = [v for pair in zip(good, AWKWARD_LINES) for v in pair] + good[len(AWKWARD_LINES) :]

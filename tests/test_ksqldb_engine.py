@@ -10,8 +10,9 @@ import pytest
 
 from stack.ksqldb.engine import Engine
 from stack.ksqldb.errors import KsqlStatementError, UnsupportedError
-from stack.ksqldb.executor import InMemoryRuntime, Record
 from stack.ksqldb.formats import InMemorySchemaRegistry
+from stack.ksqldb.records import Record
+from stack.ksqldb.runtime import InMemoryRuntime
 
 SOURCE = (
     "CREATE STREAM payments (payment_id STRING KEY, amount DOUBLE, user_name STRING, class INT) "

@@ -191,3 +191,36 @@ def test_valid_ksqldb_statements_not_implemented_are_unsupported_not_syntax_erro
 
     with pytest.raises(UnsupportedError):
         parse(sql)
+
+
+def test_walk_visits_every_node_of_any_statement_parents_first():
+    (stmt,) = parse(
+        "CREATE STREAM X AS SELECT CASE WHEN s.a > 1 THEN MAP('k' := b) ELSE STRUCT(f := c) END AS z, "
+        "TRANSFORM(arr, x => x + d) AS t FROM s JOIN r WITHIN 1 MINUTE ON s.k = r.k WHERE e IN (1, f) EMIT CHANGES;"
+    )
+    assert [ref.name for ref in stmt.find_all(ast.ColumnRef)] == ["A", "B", "C", "ARR", "X", "D", "K", "K", "E", "F"]
+    inside_no_lambda = stmt.find_all(ast.ColumnRef, prune=lambda node: isinstance(node, ast.Lambda))
+    assert [ref.name for ref in inside_no_lambda] == ["A", "B", "C", "ARR", "K", "K", "E", "F"]
+    nodes = list(stmt.walk())
+    assert nodes[0] is stmt and all(isinstance(n, ast.Node) for n in nodes)
+    assert {type(n) for n in nodes} >= {ast.Query, ast.SelectItem, ast.Relation, ast.Join, ast.WhenClause}
+    case = stmt.find(ast.Case)
+    assert case is not None and list(case.children())[0] is case.whens[0]
+    assert stmt.find(ast.Subscript) is None
+
+
+def test_transform_replaces_top_down_and_keeps_what_it_does_not_change():
+    e = parse_expression("CONCAT(UCASE(a), COALESCE(s.b, a))")
+    renamed = e.transform(lambda n: ast.ColumnRef("Z") if isinstance(n, ast.ColumnRef) and n.name == "B" else None)
+    assert [ref.name for ref in renamed.find_all(ast.ColumnRef)] == ["A", "Z", "A"]
+    assert [ref.name for ref in e.find_all(ast.ColumnRef)] == ["A", "B", "A"]  # nodes are immutable
+    assert renamed.args[0] is e.args[0]  # an unchanged subtree is the same object
+    assert e.transform(lambda n: None) is e
+
+    def fn(n: ast.Node) -> ast.Node | None:
+        if isinstance(n, ast.FunctionCall) and n.name.upper() == "UCASE":
+            return ast.FunctionCall("LCASE", (ast.ColumnRef("A"),))
+        return ast.ColumnRef("Z") if isinstance(n, ast.ColumnRef) else None
+
+    # what fn returns is not descended into: the A of the new call stays
+    assert [ref.name for ref in e.transform(fn).find_all(ast.ColumnRef)] == ["A", "Z", "Z"]

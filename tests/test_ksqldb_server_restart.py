@@ -25,7 +25,7 @@ from stack.ksqldb.apply import KsqlRest, apply_directory
 from stack.ksqldb.engine import Engine
 from stack.ksqldb.formats import HttpSchemaRegistry
 from stack.ksqldb.kafka_runtime import KafkaRuntime, Progress, progress_topic, query_group, read_progress, to_columns
-from stack.ksqldb.vectorized import evaluate
+from stack.ksqldb.runtime import evaluate
 
 RECOVERED = re.compile(
     r"query (\S+): recovered the batch in flight \((\d+) source records\): (\d+) of its (\d+) output"

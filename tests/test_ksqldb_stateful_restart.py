@@ -28,8 +28,8 @@ from fraudstream.kafka import committed_offsets, end_offsets, producer_config
 from ksql import KSQLAPI
 from stack import supervisor
 from stack.ksqldb.engine import Engine
-from stack.ksqldb.executor import Record
 from stack.ksqldb.kafka_runtime import query_group
+from stack.ksqldb.records import Record
 
 RECORDS = 100_000
 MORE = 10_000  # produced while the engine is down, before a process with an empty state directory takes over

@@ -11,9 +11,12 @@ import pytest
 from producers.generate import generate_payments
 from producers.payments import frame_payments
 from stack.ksqldb.engine import Engine
-from stack.ksqldb.executor import InMemoryRuntime, PersistentQuery, Record
+from stack.ksqldb.executor import PersistentQuery
 from stack.ksqldb.formats import InMemorySchemaRegistry
-from stack.ksqldb.vectorized import Columns, compile_query
+from stack.ksqldb.functions import REGISTRY
+from stack.ksqldb.records import Columns, Record
+from stack.ksqldb.runtime import InMemoryRuntime
+from stack.ksqldb.vectorized import compile_query
 
 KSQL = Path(__file__).resolve().parents[1] / "ksql"
 FEATURES = ", ".join(["TIME", *(f"V{i}" for i in range(1, 29)), "AMOUNT", "CLASS"])
@@ -341,3 +344,16 @@ def test_bigint_event_times_and_keyless_sources() -> None:
     rows, fast = _both(engine, q, records)
     assert fast == rows
     assert [r.partition for r in rows[0]] == [r.partition for r in fast[0]]
+
+
+def test_functions_registered_deterministic_are_computed_once_per_distinct_value() -> None:
+    """Whether a function's result depends on its arguments only is said where it is registered; the vectorized
+    path computes those once per distinct value (or once, without columns), the others once per row."""
+    assert REGISTRY["UCASE"].deterministic and REGISTRY["PI"].deterministic
+    assert not REGISTRY["UUID"].deterministic and not REGISTRY["RANDOM"].deterministic
+    q = _query(
+        _engine(),
+        "CREATE STREAM OUT WITH (KAFKA_TOPIC='out', VALUE_FORMAT='AVRO') AS SELECT PAYMENT_ID, UCASE(`USER`) AS U, "
+        "CONCAT(`USER`, UUID()) AS R, PI() AS P, RANDOM() AS X FROM creditcardfraud_source EMIT CHANGES;",
+    )
+    assert [e.kind for e in q.vectorized.values] == ["distinct", "rows", "constant", "rows"]

@@ -1,2 +1,3 @@
-"""Embedded ksqlDB-compatible engine: parser (ksql.lark), planner, expression compiler, formats,
-executor over batches of records, and the QTT conformance runner (qtt.py)."""
+"""Embedded ksqlDB-compatible engine: parser (ksql.lark), planners, expression compiler, formats, the
+operators that run plans over batches of records, their runtimes (in memory, Kafka), the REST server, and the
+QTT conformance runner (qtt.py)."""

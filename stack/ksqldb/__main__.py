@@ -17,7 +17,7 @@ from stack.ksqldb.server import create_app
 from stack.ksqldb.server.h2c import protocol_factory
 from stack.ksqldb.server.service import KsqlService
 
-logger = logging.getLogger("stack.ksqldb")
+logger = logging.getLogger(__name__)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,12 +1,96 @@
-"""Typed AST for ksqlDB statements and expressions (frozen dataclasses; built by parser.py)."""
+"""Typed AST for ksqlDB statements and expressions (frozen dataclasses; built by parser.py).
+
+Every node is a `Node`, and traversal is generic: a node's children are the nodes held by its fields,
+directly or in tuples (nested ones too, such as MAP entries), so `walk`, `find_all` and `transform` work on
+any node, and a new node type needs no visitor changes. Planning and compiling use them; evaluating records
+never does (compiled expressions are closures over the row).
+"""
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from decimal import Decimal
-from typing import Any
+from functools import cache
+from typing import Any, TypeVar
 
 from .types import SqlType
+
+N = TypeVar("N", bound="Node")
+
+
+# ---------------------------------------------------------------- traversal
+class Node:
+    """Base of every AST node: statements, clauses (select items, relations, joins, CASE branches) and
+    expressions. Subclasses are frozen dataclasses; their fields that hold nodes are their children."""
+
+    __slots__ = ()
+
+    def children(self) -> Iterator[Node]:
+        """The nodes directly below this one, in field order (tuples flattened, in order)."""
+        for name in _field_names(type(self)):
+            yield from _nodes_in(getattr(self, name))
+
+    def walk(self, prune: Callable[[Node], bool] | None = None) -> Iterator[Node]:
+        """This node and every node below it, depth first, each node before its children and children in
+        field order. Below a node for which `prune` is true nothing is visited (the node itself is)."""
+        stack: list[Node] = [self]
+        while stack:
+            node = stack.pop()
+            yield node
+            if prune is None or not prune(node):
+                stack.extend(reversed(tuple(node.children())))
+
+    def find_all(self, *types: type[N], prune: Callable[[Node], bool] | None = None) -> Iterator[N]:
+        """The nodes of `walk(prune)` that are instances of `types`, in its order."""
+        for node in self.walk(prune):
+            if isinstance(node, types):
+                yield node
+
+    def find(self, *types: type[N], prune: Callable[[Node], bool] | None = None) -> N | None:
+        """The first node of `find_all`, or None."""
+        return next(self.find_all(*types, prune=prune), None)
+
+    def transform(self, fn: Callable[[Node], Node | None]) -> Any:
+        """This node rebuilt with some nodes replaced, top down: `fn` sees each node before its children; a
+        node it returns takes the place of the node it was given and is not descended into, None keeps the
+        node and goes on into its children. Subtrees without replacements stay the same objects, so
+        `transform` returns `self` when nothing changed."""
+        replaced = fn(self)
+        if replaced is not None:
+            return replaced
+        changes = {}
+        for name in _field_names(type(self)):
+            value = getattr(self, name)
+            new = _transform_value(value, fn)
+            if new is not value:
+                changes[name] = new
+        return dataclasses.replace(self, **changes) if changes else self  # type: ignore[type-var]
+
+
+@cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    """A node class's field names, once per class (planning walks many nodes)."""
+    return tuple(f.name for f in dataclasses.fields(cls))
+
+
+def _nodes_in(value: Any) -> Iterator[Node]:
+    """The nodes a field's value holds: itself, or those in a tuple (nested tuples too), in order."""
+    if isinstance(value, Node):
+        yield value
+    elif isinstance(value, tuple):
+        for item in value:
+            yield from _nodes_in(item)
+
+
+def _transform_value(value: Any, fn: Callable[[Node], Node | None]) -> Any:
+    """A field's value with its nodes transformed; the same object when none changed."""
+    if isinstance(value, Node):
+        return value.transform(fn)
+    if isinstance(value, tuple):
+        items = tuple(_transform_value(item, fn) for item in value)
+        return value if all(a is b for a, b in zip(items, value)) else items
+    return value
 
 
 # ---------------------------------------------------------------- source positions
@@ -37,7 +121,7 @@ def _loc() -> Any:
 
 # ---------------------------------------------------------------- expressions
 @dataclass(frozen=True)
-class Expr:
+class Expr(Node):
     """Base class of expression nodes."""
 
     loc: Location | None = _loc()
@@ -130,7 +214,7 @@ class IsDistinct(Expr):
 
 
 @dataclass(frozen=True)
-class WhenClause:
+class WhenClause(Node):
     condition: Expr
     result: Expr
 
@@ -183,7 +267,7 @@ class Lambda(Expr):
 
 # ---------------------------------------------------------------- queries
 @dataclass(frozen=True)
-class SelectItem:
+class SelectItem(Node):
     expr: Expr | None  # None for * / source.*
     alias: str | None = None
     star_source: str | None = None  # for `s.*`
@@ -194,13 +278,13 @@ class SelectItem:
 
 
 @dataclass(frozen=True)
-class Relation:
+class Relation(Node):
     name: str
     alias: str | None = None
 
 
 @dataclass(frozen=True)
-class Join:
+class Join(Node):
     kind: str
     right: Relation
     on: Expr
@@ -208,7 +292,7 @@ class Join:
 
 
 @dataclass(frozen=True)
-class Query:
+class Query(Node):
     select: tuple[SelectItem, ...]
     source: Relation
     joins: tuple[Join, ...] = ()
@@ -223,12 +307,14 @@ class Query:
 
 
 # ---------------------------------------------------------------- statements
-class Statement:
+class Statement(Node):
     """Base class of statements; `text` is set by the parser to the statement's source text."""
+
+    __slots__ = ()
 
 
 @dataclass(frozen=True)
-class TableElement:
+class TableElement(Node):
     name: str
     type: SqlType
     constraint: str | None = None  # KEY, PRIMARY KEY, HEADERS, HEADER
@@ -325,7 +411,3 @@ class AlterSource(Statement):
 class PushQuery(Statement):
     query: Query
     text: str = ""
-
-
-def literal_decimal(text: str) -> Decimal:
-    return Decimal(text)

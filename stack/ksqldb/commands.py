@@ -19,7 +19,7 @@ from fraudstream.kafka import end_offsets, producer_config
 
 from .kafka_runtime import KafkaRuntime
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 
 def command_topic(service_id: str) -> str:

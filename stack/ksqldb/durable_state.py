@@ -45,9 +45,11 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 
 from fraudstream.kafka import admin_client, end_offsets, producer_config
 
-from .state import InMemoryKeyValueStore, InMemoryWindowStore, Key, _hashable, decode, encode
+from .materialization import Materialization, materializes
+from .state import InMemoryKeyValueStore, InMemoryWindowStore, Key, decode, encode, hashable
+from .topic_reader import read_window
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 #: The changelog record key of checkpoints (entry keys are JSON arrays, so they never collide with it).
 CHECKPOINT_KEY = encode("checkpoint")
@@ -103,21 +105,21 @@ class TrackedKeyValueStore(InMemoryKeyValueStore):
         self.dirty: dict[Any, Key] = {}
 
     def put(self, key: Key, value: Any) -> None:
-        hk = _hashable(key)
+        hk = hashable(key)
         self._data[hk] = (key, value)
         self.dirty[hk] = key
 
     def delete(self, key: Key) -> None:
-        hk = _hashable(key)
+        hk = hashable(key)
         if self._data.pop(hk, None) is not None:
             self.dirty[hk] = key
 
     def load(self, key: Key, value: Any | None) -> None:
         """Set an entry from durable storage (not a change)."""
         if value is None:
-            self._data.pop(_hashable(key), None)
+            self._data.pop(hashable(key), None)
         else:
-            self._data[_hashable(key)] = (key, value)
+            self._data[hashable(key)] = (key, value)
 
     def changes(self) -> Iterator[tuple[Key, Any | None]]:
         """(key, value, or None when deleted) of every entry changed since the last commit."""
@@ -134,7 +136,7 @@ class TrackedWindowStore(InMemoryWindowStore):
         self.dirty: dict[tuple[Any, int, int], Key] = {}
 
     def put(self, key: Key, start: int, end: int, value: Any) -> None:
-        hk = _hashable(key)  # once: puts are the hot path of windowed aggregations
+        hk = hashable(key)  # once: puts are the hot path of windowed aggregations
         entry = self._data.get(hk)
         if entry is None:
             entry = self._data[hk] = (key, {})
@@ -143,7 +145,7 @@ class TrackedWindowStore(InMemoryWindowStore):
 
     def delete(self, key: Key, start: int, end: int) -> None:
         super().delete(key, start, end)
-        self.dirty[(_hashable(key), start, end)] = key
+        self.dirty[(hashable(key), start, end)] = key
 
     def load(self, key: Key, start: int, end: int, value: Any | None) -> None:
         if value is None:
@@ -363,8 +365,6 @@ class Changelog:
     def committed(self) -> tuple[Checkpoint | None, bool]:
         """(the newest checkpoint among the changelogs' last records, whether some changelog ends in entries
         of a commit that never completed; `read` must then scan them)."""
-        from .kafka_runtime import read_window  # the runtime imports this module
-
         best: Checkpoint | None = None
         tail = False
         for topic in self.existing():
@@ -383,8 +383,6 @@ class Changelog:
     def read(self) -> tuple[Checkpoint | None, dict[str, dict[bytes, bytes | None]], dict[str, list[bytes]]]:
         """(the newest complete checkpoint; per store, the latest record per entry key up to it; per store, the
         entry keys written after the store's last checkpoint, by a commit that never completed)."""
-        from .kafka_runtime import read_window
-
         pending: dict[str, list[tuple[int, bytes, bytes | None]]] = {}
         tails: dict[str, list[bytes]] = {}
         checkpoints: list[Checkpoint] = []
@@ -458,7 +456,7 @@ class DurableStateStores:
             for key, value in self._loaded_kv.pop(name, []):
                 store.load(key, value)
             for _, key in self._repair.pop(name, []):
-                store.dirty[_hashable(key)] = key
+                store.dirty[hashable(key)] = key
         assert isinstance(store, TrackedKeyValueStore), f"store {name} is a window store"
         return store
 
@@ -469,7 +467,7 @@ class DurableStateStores:
             for key, start, end, value in self._loaded_windows.pop(name, []):
                 store.load(key, start, end, value)
             for _, key, start, end in self._repair.pop(name, []):
-                store.dirty[(_hashable(key), start, end)] = key
+                store.dirty[(hashable(key), start, end)] = key
         assert isinstance(store, TrackedWindowStore), f"store {name} is a key-value store"
         return store
 
@@ -487,12 +485,12 @@ class DurableStateStores:
             remote, tail = self.changelog.committed()
         if remote is not None and local == remote and not tail:
             self._load_file()
-            log.info("state %s: loaded at commit %d from %s", self.path.stem, local.commit, self.path)
+            logger.info("state %s: loaded at commit %d from %s", self.path.stem, local.commit, self.path)
             return local
         fresh = Checkpoint(uuid.uuid4().hex, 0, None)
         if remote is None and not tail:
             if local is not None:
-                log.warning(
+                logger.warning(
                     "state %s: %s is at commit %d but no changelog has a checkpoint: starting empty",
                     self.path.stem,
                     self.path,
@@ -520,7 +518,7 @@ class DurableStateStores:
         checkpoint = checkpoint or fresh
         self._open_file().write(checkpoint, kv_rows, window_rows, replace=True)
         self._load_file()
-        log.info(
+        logger.info(
             "state %s: rebuilt from its changelogs at commit %d (%d entries, %d to repair)",
             self.path.stem,
             checkpoint.commit,
@@ -600,8 +598,6 @@ class QueryState:
     to commit."""
 
     def __init__(self, query: Any, stores: DurableStateStores) -> None:
-        from .pull import Materialization, materializes  # pull imports state only: no cycle at run time
-
         self.query = query
         self.stores = stores
         window = getattr(getattr(query, "plan", None), "window", None)  # a windowed aggregation's WindowSpec

@@ -15,17 +15,26 @@ from typing import Any
 
 from . import ast
 from . import values as V
+from .aggregation import AggregateTransientQuery
 from .errors import EvalError, KsqlError, KsqlStatementError, UnsupportedError
-from .executor import InMemoryRuntime, PersistentQuery, ProcessingLog, Record, Runtime, TransientQuery
+from .executor import PersistentQuery, TransientQuery
 from .expressions import Compiler, Scope
 from .formats import FormatInfo, SchemaRegistry, check_format_name, make_serde, validate
+from .formats.avro import sql_type_of
 from .formats.delimited import parse_delimiter
+from .functions import REGISTRY
 from .joins import JoinPlan
 from .metastore import RESERVED, Column, DataSource, LogicalSchema, MetaStore
 from .parser import parse
-from .planner import ProjectionPlan, plan_query
-from .types import BYTES, STRING, ArrayType, DecimalType, StructType, can_implicitly_cast
-from .windows import WindowedKeySerde, parse_window_source, with_window_bounds
+from .pipeline import ProjectionPlan
+from .planner import plan_query, with_window_bounds
+from .processing_log import ProcessingLog
+from .pull import plan_pull, run_pull
+from .records import Record
+from .runtime import InMemoryRuntime, Query, Runtime
+from .tables import TableQuery
+from .types import BYTES, STRING, ArrayType, DecimalType, MapType, StructType, can_implicitly_cast
+from .windows import WindowedKeySerde, parse_window_source
 
 HEADERS_TYPE = ArrayType(StructType((("KEY", STRING), ("VALUE", BYTES))))
 
@@ -96,7 +105,7 @@ class Engine:
         self.config = dict(DEFAULT_CONFIG)
         self.config.update(config or {})
         self.metastore = MetaStore()
-        self.queries: dict[str, PersistentQuery] = {}
+        self.queries: dict[str, Query] = {}
         self.processing_log = ProcessingLog()
         self._query_counter = itertools.count()
 
@@ -219,8 +228,6 @@ class Engine:
         kind: str = "STREAM",
     ) -> tuple[ast.TableElement, ...]:
         """Schema inference from the registry for AVRO sources created without (some) columns."""
-        from .formats.avro import sql_type_of
-
         out = list(elements)
         have_key = any(e.constraint in ("KEY", "PRIMARY KEY") for e in elements)
         have_value = any(e.constraint is None for e in elements)
@@ -446,7 +453,7 @@ class Engine:
         self._start(query, props)
         return Result("currentStatus", stmt.text, f"Created query with ID {query_id}", query_id=query_id)
 
-    def _build_query(self, query_id: str, plan: Any, sink: DataSource, sql: str) -> PersistentQuery:
+    def _build_query(self, query_id: str, plan: Any, sink: DataSource, sql: str) -> Query:
         key_in, value_in = self._serdes(plan.source)
         key_out, value_out = self._serdes(sink)
         state_stores = getattr(self.runtime, "state_stores", None)
@@ -458,7 +465,7 @@ class Engine:
             return plan.build(query_id, sink, self._serdes, key_out, value_out, self.processing_log, sql, stores)
         return build_query(query_id, plan, sink, key_in, value_in, key_out, value_out, self.processing_log, sql, stores)
 
-    def _start(self, query: PersistentQuery, props: dict[str, Any]) -> None:
+    def _start(self, query: Query, props: dict[str, Any]) -> None:
         """Register and run a query; `auto.offset.reset` (session or request property) picks where it starts."""
         self.queries[query.id] = query
         replay = str(props.get("auto.offset.reset", "latest")).lower() == "earliest"
@@ -609,15 +616,11 @@ class Engine:
         elif isinstance(plan, JoinPlan):
             tq = plan.transient(qid, self._serdes, self.processing_log)
         else:
-            from .aggregation import AggregateTransientQuery
-
             tq = AggregateTransientQuery(qid, plan, key_in, value_in, self.processing_log)
         return Result("streamedQuery", stmt.text, "", data=tq, query_id=qid)
 
     def _pull(self, stmt: ast.PushQuery, props: dict[str, Any]) -> Result:
         """A pull query, answered from the materialised state the runtime keeps for a table's query."""
-        from .pull import plan_pull, run_pull
-
         materialized = getattr(self.runtime, "materialized", None)
         plan = plan_pull(stmt.query, self.metastore, lambda qid: qid in self.queries, props)
         if materialized is None:
@@ -698,8 +701,6 @@ class Engine:
             data = {k: v for k, v in self.config.items()}
             return Result("properties", stmt.text, data=data)
         if what == "FUNCTIONS":
-            from .functions import REGISTRY
-
             return Result("function_names", stmt.text, data=sorted(REGISTRY))
         raise UnsupportedError(f"SHOW {what}")
 
@@ -728,14 +729,12 @@ def build_query(
     plog: ProcessingLog,
     sql: str = "",
     stores: Any = None,
-) -> PersistentQuery:
+) -> Query:
     """The persistent query for a plan: a projection of a stream or of a table, or an aggregation (with its
     state in `stores`, in memory when None). Runtimes run them all the same way (`process(records) -> records`)."""
     if not isinstance(plan, ProjectionPlan):
         return plan.build(query_id, sink, key_in, value_in, key_out, value_out, plog, sql, stores)
     if plan.result_kind == "TABLE":
-        from .tables import TableQuery
-
         return TableQuery(query_id, plan, sink, key_in, value_in, key_out, value_out, plog, sql)
     return PersistentQuery(query_id, plan, sink, key_in, value_in, key_out, value_out, plog, sql)
 
@@ -778,8 +777,6 @@ def _error_stats(source: DataSource, engine: Engine) -> str:
 
 
 def _schema_json(t: Any) -> dict[str, Any]:
-    from .types import ArrayType, MapType, StructType
-
     if isinstance(t, ArrayType):
         return {"type": "ARRAY", "fields": None, "memberSchema": _schema_json(t.item)}
     if isinstance(t, MapType):

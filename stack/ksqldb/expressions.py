@@ -2,8 +2,8 @@
 
 `Compiler.compile(expr)` returns a `Compiled` (SQL type + `fn(row)`); evaluation never re-walks the AST.
 Null handling is SQL's three-valued logic; arithmetic follows Java (wrapping ints, IEEE doubles) and
-ksqlDB's decimal precision rules. A failure on one record raises EvalError, which the executor logs to
-the processing log while the query goes on.
+ksqlDB's decimal precision rules. A failure on one record raises EvalError, which the query running it
+logs to the processing log while it goes on.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from . import values as V
 from .errors import EvalError, KsqlStatementError, UnsupportedError
 from .formatter import format_expr
 from .functions import resolve
+from .functions.datetime import TIME_UNITS, UNIT_FUNCTIONS
 from .functions.maths import jdiv
 from .types import (
     BIGINT,
@@ -42,6 +43,7 @@ from .types import (
     is_integral,
     is_numeric,
     is_temporal,
+    to_decimal_type,
 )
 
 Row = Sequence[Any]
@@ -189,8 +191,8 @@ _CMP = {"=": operator.eq, "<>": operator.ne, "<": operator.lt, "<=": operator.le
 
 
 class ErrorSink:
-    """Where a failing function call reports (ksqlDB logs it and the call yields null); the executor
-    points `handler` at its processing log."""
+    """Where a failing function call reports (ksqlDB logs it and the call yields null); the query running
+    the expressions points `handler` at its processing log."""
 
     def __init__(self) -> None:
         self.handler: Callable[[str, str], None] | None = None
@@ -679,8 +681,6 @@ class Compiler:
         return Compiled(ft, lambda row: None if (s := bf(row)) is None else s.get(name))
 
     def _FunctionCall(self, e: ast.FunctionCall) -> Compiled:
-        from .functions.datetime import TIME_UNITS, UNIT_FUNCTIONS
-
         if (
             e.name.upper() in UNIT_FUNCTIONS
             and e.args
@@ -819,8 +819,6 @@ def _guarded(impl: Callable, name: str, errors: ErrorSink) -> Callable:
 
 
 def _as_decimal(t: SqlType) -> SqlType:
-    from .types import to_decimal_type
-
     return to_decimal_type(t) if not isinstance(t, DecimalType) else t
 
 

@@ -2,8 +2,8 @@
 
 Each persistent query runs in a thread (`QueryRunner`) that consumes a batch, evaluates it (the
 vectorized path where the query has one), produces the output and waits for the broker's
-acknowledgements. Kafka transactions are never used: the embedded broker loses transactional records
-(DESIGN.md). Exactly-once output comes from determinism and a progress log instead:
+acknowledgements. Kafka transactions are never used: the embedded broker (Tansu) loses transactional
+records. Exactly-once output comes from determinism and a progress log instead:
 
 - Before a batch's output is produced, the query writes a `Progress` record to its own internal topic
   (`_confluent-ksql-<service id>query_<ID>-progress`, one partition): the source offsets the batch spans
@@ -41,10 +41,12 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from fraudstream.kafka import admin_client, end_offsets, ensure_topic, producer_config
 
 from .durable_state import Changelog, DurableStateStores, QueryState, StateReader
-from .executor import PersistentQuery, ProcessingLog, Record
-from .vectorized import Columns, Output, evaluate
+from .processing_log import ProcessingLog
+from .records import Columns, Output, Record
+from .runtime import Query, evaluate
+from .topic_reader import read_window
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 DEFAULT_SERVICE_ID = "default_"
 #: Java's partitioner, so that keyed output lands where a real ksqlDB would put it, deterministically.
@@ -103,7 +105,8 @@ def start_offsets(
 ) -> list[TopicPartition]:
     """Where to read `topic` from: the group's committed offsets, else the start or the true end.
 
-    "Latest" comes from `end_offsets` (the broker's own answer is wrong, DESIGN.md).
+    "Latest" comes from `end_offsets`: the embedded broker answers ListOffsets(latest) with the last batch's
+    base offset + 1, short of the true end whenever that batch holds several records.
     """
     ends = end_offsets(bootstrap, topic, timeout)
     wanted = [TopicPartition(topic, p) for p in sorted(ends)]
@@ -213,41 +216,6 @@ def read_progress(bootstrap: str, topic: str, timeout: float = 10.0) -> Progress
         consumer.close()
 
 
-def read_window(bootstrap: str, topic: str, starts: dict[int, int], timeout: float = 60.0) -> list[Message]:
-    """Every record of `topic` from `starts` (per partition) to the true end."""
-    ends = end_offsets(bootstrap, topic)
-    wanted = {p: (starts.get(p, 0), end) for p, end in ends.items() if starts.get(p, 0) < end}
-    if not wanted:
-        return []
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"{topic}-window-reader",
-            "enable.auto.commit": False,
-            "fetch.wait.max.ms": 10,
-        }
-    )
-    out: list[Message] = []
-    try:
-        consumer.assign([TopicPartition(topic, p, s) for p, (s, _) in wanted.items()])
-        remaining = dict(wanted)
-        deadline = time.monotonic() + timeout
-        while remaining:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"cannot read {topic} up to its end: {remaining}")
-            for m in consumer.consume(10_000, 0.5):
-                if m.error() is not None:
-                    continue
-                p = m.partition()
-                if p in remaining and m.offset() < remaining[p][1]:
-                    out.append(m)
-                if p in remaining and m.offset() >= remaining[p][1] - 1:
-                    del remaining[p]
-    finally:
-        consumer.close()
-    return out
-
-
 class KafkaProcessingLog(ProcessingLog):
     """ksqlDB's processing log, written as JSON to `default_ksql_processing_log` (flushed with each batch)."""
 
@@ -285,7 +253,7 @@ class QueryRunner(threading.Thread):
     """One persistent query's loop: consume a batch, record it as in flight, evaluate, produce, await the
     acknowledgements; after a crash or a failed batch, recover the batch in flight without duplicates."""
 
-    def __init__(self, runtime: KafkaRuntime, query: PersistentQuery, earliest: bool) -> None:
+    def __init__(self, runtime: KafkaRuntime, query: Query, earliest: bool) -> None:
         super().__init__(name=f"query-{query.id}", daemon=True)
         self.runtime = runtime
         self.query = query
@@ -365,10 +333,10 @@ class QueryRunner(threading.Thread):
                     if self.stopping.is_set():
                         break
                     self.error = str(e)
-                    log.warning("query %s: batch failed, recovering: %s", self.query.id, e, exc_info=True)
+                    logger.warning("query %s: batch failed, recovering: %s", self.query.id, e, exc_info=True)
                     if not self.state.rollback():
                         self.query.state = "ERROR"
-                        log.error("query %s: stopped; its state is safe and a restart resumes it", self.query.id)
+                        logger.error("query %s: stopped; its state is safe and a restart resumes it", self.query.id)
                         break
                     self._discard_producer()
                     self.stopping.wait(1.0)
@@ -376,7 +344,7 @@ class QueryRunner(threading.Thread):
             try:
                 self._write_settled()
             except Exception as e:  # noqa: BLE001 - a stale progress record only costs a re-check on restart
-                log.warning("query %s: cannot record its final progress: %s", self.query.id, e)
+                logger.warning("query %s: cannot record its final progress: %s", self.query.id, e)
             self.consumer.close()
             self.producer.flush(10)
 
@@ -471,7 +439,7 @@ class QueryRunner(threading.Thread):
         if len(good) < len(messages):
             for m in messages:
                 if m.error() is not None and m.error().code() != KafkaError._PARTITION_EOF:
-                    log.warning("query %s: consume error: %s", self.query.id, m.error())
+                    logger.warning("query %s: consume error: %s", self.query.id, m.error())
         return good
 
     def _evaluate(self, messages: list[Message]) -> Output:
@@ -543,7 +511,7 @@ class QueryRunner(threading.Thread):
             self.producer.purge(in_queue=True, in_flight=False)
             self.producer.flush(ACK_TIMEOUT)
         except Exception as e:  # noqa: BLE001
-            log.warning("query %s: cannot drain the producer: %s", self.query.id, e)
+            logger.warning("query %s: cannot drain the producer: %s", self.query.id, e)
         self.producer = self._new_producer()
 
     # ---------------------------------------------------------------- progress
@@ -594,7 +562,7 @@ class QueryRunner(threading.Thread):
             self.state.commit(self._positions(self.progress.end))
             self.progress = self.progress.settled(self._sink_ends())
             self._write_settled()
-            log.info(
+            logger.info(
                 "query %s: recovered the batch in flight (%d source records): %d of its %d output records "
                 "were already in %s",
                 q.id,
@@ -674,7 +642,7 @@ class KafkaRuntime:
         self.plog_producer = Producer(producer_config(bootstrap, linger_ms=50))
         self.runners: dict[str, QueryRunner] = {}
         self.deferring = False
-        self._pending: dict[str, tuple[PersistentQuery, bool]] = {}
+        self._pending: dict[str, tuple[Query, bool]] = {}
         self._partitions_cache: dict[str, int] = {}
 
     # ---------------------------------------------------------------- topics
@@ -712,7 +680,7 @@ class KafkaRuntime:
         self.admin.delete_topics([name])[name].result(30)
 
     # ---------------------------------------------------------------- queries
-    def add_query(self, q: PersistentQuery, replay: bool = True) -> None:
+    def add_query(self, q: Query, replay: bool = True) -> None:
         if self.deferring:
             self._pending[q.id] = (q, replay)
             return
@@ -761,7 +729,7 @@ class KafkaRuntime:
                 self.add_query(q, replay)
             except Exception as e:  # noqa: BLE001 - one broken query must not keep the server down
                 q.state = "ERROR"
-                log.error("query %s cannot resume: %s", q.id, e)
+                logger.error("query %s cannot resume: %s", q.id, e)
 
     def query_error(self, query_id: str) -> str | None:
         runner = self.runners.get(query_id)

@@ -1,4 +1,4 @@
-"""The metastore: registered sources (streams; tables later) and their schemas and formats."""
+"""The metastore: registered sources (streams and tables) and their schemas and formats."""
 
 from __future__ import annotations
 
@@ -34,8 +34,8 @@ class LogicalSchema:
     windowed: bool = False  # the key carries window bounds: WINDOWSTART and WINDOWEND follow the key columns
 
     def row_columns(self) -> list[tuple[str, SqlType]]:
-        """The row layout the executor builds: pseudo columns, then key (and window bounds), value and
-        header columns."""
+        """The row layout the row path builds (pipeline.py): pseudo columns, then key (and window bounds),
+        value and header columns."""
         bounds = [("WINDOWSTART", BIGINT), ("WINDOWEND", BIGINT)] if self.windowed else []
         return (
             list(PSEUDO_COLUMNS)

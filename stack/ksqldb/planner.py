@@ -1,40 +1,31 @@
-"""Plan a SELECT over a stream: resolve the source, compile WHERE and the projection, derive the
-output schema (key columns must be projected, as ksqlDB requires for streams)."""
+"""Plan any SELECT (`plan_query`): joins by join_planner.py, aggregations by aggregate_planner.py, and here
+projections of one stream or table (`plan_select`): resolve the source, compile WHERE and the projection,
+derive the output schema (key columns must be projected, as ksqlDB requires for streams)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import dataclasses
+from dataclasses import dataclass
 
 from . import ast
+from .aggregate_planner import plan_aggregate
+from .aggregation import AggregatePlan
+from .analysis import (
+    WINDOW_COLUMNS,
+    check_clauses,
+    check_columns,
+    check_qualifiers,
+    contains_aggregate,
+    is_aggregate_query,
+)
 from .errors import KsqlStatementError, UnsupportedError
 from .expressions import Compiled, Compiler, ErrorSink, Scope
-from .metastore import RESERVED, Column, DataSource, LogicalSchema, MetaStore, check_projection, projection_order
+from .formatter import format_expr
+from .join_planner import plan_join
+from .joins import JoinPlan
+from .metastore import RESERVED, Column, LogicalSchema, MetaStore, check_projection, projection_order
+from .pipeline import ProjectionPlan
 from .types import NullType
-
-
-@dataclass
-class ProjectionPlan:
-    source: DataSource
-    schema: LogicalSchema  # output schema
-    where: Compiled | None
-    key_exprs: list[Compiled]
-    value_exprs: list[Compiled]
-    value_texts: list[str]
-    limit: int | None = None
-    errors: ErrorSink | None = None
-    partitioned: bool = False
-    key_uses_value: list[bool] = field(default_factory=list)  # key expression reads value columns
-    result_kind: str = "STREAM"  # TABLE when projecting a table (its changelog)
-    projection_order: list[int] = field(default_factory=list)  # per SELECT item, its index in key + value columns
-
-
-def _check_clauses(q: ast.Query, persistent: bool) -> None:
-    if q.emit is not None and q.emit.upper() not in ("CHANGES", "FINAL"):
-        raise KsqlStatementError(f"Unknown EMIT type: {q.emit}")
-    if q.emit is not None and q.emit.upper() == "FINAL":
-        raise KsqlStatementError("EMIT FINAL is only supported for windowed aggregations.")
-    if persistent and q.limit is not None:
-        raise KsqlStatementError("CREATE STREAM AS SELECT and INSERT INTO statements don't support LIMIT clause.")
 
 
 def _check_supported(q: ast.Query) -> None:
@@ -46,71 +37,34 @@ def _check_supported(q: ast.Query) -> None:
         raise UnsupportedError("HAVING")
 
 
-def _contains_aggregate(e: ast.Expr) -> bool:
-    from .functions import REGISTRY
-
-    if isinstance(e, ast.FunctionCall):
-        if e.name.upper() not in REGISTRY and e.name.upper() in {
-            "COUNT",
-            "SUM",
-            "AVG",
-            "MIN",
-            "MAX",
-            "COLLECT_LIST",
-            "COLLECT_SET",
-            "TOPK",
-            "TOPKDISTINCT",
-            "EARLIEST_BY_OFFSET",
-            "LATEST_BY_OFFSET",
-            "HISTOGRAM",
-            "COUNT_DISTINCT",
-            "STDDEV_SAMPLE",
-            "STDDEV_SAMP",
-            "CORRELATION",
-            "ATTR",
-        }:
-            return True
-        return any(_contains_aggregate(a) for a in e.args)
-    for value in vars(e).values() if hasattr(e, "__dict__") else ():
-        if isinstance(value, ast.Expr) and _contains_aggregate(value):
-            return True
-    return False
+#: Where `_unqualified` and `_qualify` leave column references as written, as this planner always has when it
+#: matches select items to PARTITION BY expressions and prints them. (ksqlDB drops qualifiers there too, so a
+#: select item qualifying a column inside CASE, MAP or STRUCT unlike the PARTITION BY expression does not match.)
+_AS_WRITTEN = (ast.WhenClause, ast.MapCtor, ast.StructCtor)
 
 
 def _unqualified(e: ast.Expr) -> ast.Expr:
-    """The expression with column qualifiers dropped (`I.ID` and `ID` name the same column here)."""
-    import dataclasses
+    """The expression with column qualifiers dropped (`I.ID` and `ID` name the same column here), but in
+    `_AS_WRITTEN` nodes."""
 
-    if isinstance(e, ast.ColumnRef):
-        return dataclasses.replace(e, source=None)  # keeps its position
-    if dataclasses.is_dataclass(e):
-        changes = {}
-        for f in dataclasses.fields(e):
-            v = getattr(e, f.name)
-            if isinstance(v, ast.Expr):
-                changes[f.name] = _unqualified(v)
-            elif isinstance(v, tuple) and v and all(isinstance(x, ast.Expr) for x in v):
-                changes[f.name] = tuple(_unqualified(x) for x in v)
-        return dataclasses.replace(e, **changes) if changes else e
-    return e
+    def drop(x: ast.Node) -> ast.Node | None:
+        if isinstance(x, ast.ColumnRef):
+            return dataclasses.replace(x, source=None)
+        return x if isinstance(x, _AS_WRITTEN) else None
+
+    return e.transform(drop)
 
 
 def _qualify(e: ast.Expr, source: str) -> ast.Expr:
-    """Column references qualified with the source name, as ksqlDB prints partitioning expressions."""
-    import dataclasses
+    """Column references qualified with the source name, as ksqlDB prints partitioning expressions, but in
+    `_AS_WRITTEN` nodes."""
 
-    if isinstance(e, ast.ColumnRef):
-        return ast.ColumnRef(e.name, source)
-    if dataclasses.is_dataclass(e):
-        changes = {}
-        for f in dataclasses.fields(e):
-            v = getattr(e, f.name)
-            if isinstance(v, ast.Expr):
-                changes[f.name] = _qualify(v, source)
-            elif isinstance(v, tuple) and v and all(isinstance(x, ast.Expr) for x in v):
-                changes[f.name] = tuple(_qualify(x, source) for x in v)
-        return dataclasses.replace(e, **changes) if changes else e
-    return e
+    def qualify(x: ast.Node) -> ast.Node | None:
+        if isinstance(x, ast.ColumnRef):
+            return ast.ColumnRef(x.name, source)
+        return x if isinstance(x, _AS_WRITTEN) else None
+
+    return e.transform(qualify)
 
 
 @dataclass
@@ -120,12 +74,10 @@ class _KeySpec:
 
 
 def plan_select(q: ast.Query, metastore: MetaStore, sink_name: str | None, new_planner: bool = False) -> ProjectionPlan:
-    if q.joins:  # several sources: joins.py plans them
-        from .joins import plan_join
-
+    if q.joins:  # several sources: join_planner.py plans them
         return plan_join(q, metastore, sink_name, new_planner)  # type: ignore[return-value]
     _check_supported(q)
-    _check_clauses(q, persistent=sink_name is not None)
+    check_clauses(q, persistent=sink_name is not None)
     source = metastore.require(q.source.name)
     if source.kind != "STREAM" and q.partition_by:
         raise UnsupportedError("PARTITION BY on a table")
@@ -133,10 +85,8 @@ def plan_select(q: ast.Query, metastore: MetaStore, sink_name: str | None, new_p
     scope = Scope(schema.row_columns(), [source.name, q.source.alias or ""])
 
     for item in q.select:
-        if item.expr is not None and _contains_aggregate(item.expr):
+        if item.expr is not None and contains_aggregate(item.expr):
             raise UnsupportedError("aggregate functions")
-
-    from .aggregation import check_columns, check_qualifiers
 
     check_qualifiers(q, scope.source_names)
     check_columns(
@@ -209,7 +159,7 @@ def plan_select(q: ast.Query, metastore: MetaStore, sink_name: str | None, new_p
                     for i, c in enumerate(schema.key + schema.value + schema.headers)
                 ]
                 if source.window is not None and sink_name is None:  # a push query's * shows the window bounds
-                    bounds = [(n, ast.ColumnRef(n), None) for n in ("WINDOWSTART", "WINDOWEND")]
+                    bounds = [(n, ast.ColumnRef(n), None) for n in WINDOW_COLUMNS]
                     star_exprs[len(schema.key) : len(schema.key)] = bounds
             for name, expr, key_index in star_exprs:
                 items.append((name, expr, compiler.compile(expr), key_index))
@@ -251,9 +201,7 @@ def plan_select(q: ast.Query, metastore: MetaStore, sink_name: str | None, new_p
             key_positions.append(refs[0])
     sink = f"`{sink_name}`" if sink_name else "the sink"
     if missing and partitioned:
-        from .formatter import format_expr as fmt
-
-        texts = [fmt(_qualify(spec.expr, source.name)) for spec in key_specs]
+        texts = [format_expr(_qualify(spec.expr, source.name)) for spec in key_specs]
         raise KsqlStatementError(
             f"The query used to build {sink} must include the partitioning expression{'s' if len(texts) > 1 else ''} "
             f"{' and '.join(texts)} in its projection (eg, SELECT {', '.join(texts)}...)."
@@ -276,8 +224,6 @@ def plan_select(q: ast.Query, metastore: MetaStore, sink_name: str | None, new_p
         key_positions = []  # the new planner makes the result keyless, as push queries are
     elif new_planner:
         key_positions.sort()  # the new planner keeps the projection's order of key columns
-
-    from .formatter import format_expr
 
     key_cols: list[Column] = []
     key_exprs: list[Compiled] = []
@@ -317,15 +263,11 @@ def plan_select(q: ast.Query, metastore: MetaStore, sink_name: str | None, new_p
 
 def plan_query(
     q: ast.Query, metastore: MetaStore, sink_name: str | None, new_planner: bool = False, config: dict | None = None
-):
-    """Plan any SELECT: joins by joins.plan_join, aggregations (GROUP BY, WINDOW, aggregate functions) by
-    aggregation.plan_aggregate, projections of a stream or a table by plan_select. `config` holds the
+) -> ProjectionPlan | AggregatePlan | JoinPlan:
+    """Plan any SELECT: joins by join_planner.plan_join, aggregations (GROUP BY, WINDOW, aggregate functions)
+    by aggregate_planner.plan_aggregate, projections of a stream or a table by plan_select. `config` holds the
     statement's properties."""
-    from .aggregation import is_aggregate_query, plan_aggregate
-
-    if q.joins:  # several sources, aggregated or not: joins.py plans them
-        from .joins import plan_join
-
+    if q.joins:  # several sources, aggregated or not: join_planner.py plans them
         return plan_join(q, metastore, sink_name, new_planner, config)
     if is_aggregate_query(q):
         return plan_aggregate(q, metastore, sink_name, config)
@@ -333,20 +275,15 @@ def plan_query(
 
 
 def _column_names(e: ast.Expr) -> set[str]:
-    import dataclasses
+    """The names of the columns `e` references (lambda parameters included)."""
+    return {ref.name for ref in e.find_all(ast.ColumnRef)}
 
-    if isinstance(e, ast.ColumnRef):
-        return {e.name}
-    names: set[str] = set()
-    if dataclasses.is_dataclass(e):
-        for f in dataclasses.fields(e):
-            v = getattr(e, f.name)
-            vals = v if isinstance(v, tuple) else (v,)
-            for x in vals:
-                if isinstance(x, ast.Expr):
-                    names |= _column_names(x)
-                elif isinstance(x, (tuple, ast.WhenClause)):
-                    for y in x if isinstance(x, tuple) else (x.condition, x.result):
-                        if isinstance(y, ast.Expr):
-                            names |= _column_names(y)
-    return names
+
+def with_window_bounds(plan: ProjectionPlan) -> ProjectionPlan:
+    """A projection plan over a windowed source whose key values end with the row's window bounds, so that
+    a windowed key serde writes each record under its source window."""
+    scope = Scope(plan.source.schema.row_columns())
+    bounds = [Compiler(scope).compile(ast.ColumnRef(name)) for name in WINDOW_COLUMNS]
+    return dataclasses.replace(
+        plan, key_exprs=plan.key_exprs + bounds, key_uses_value=plan.key_uses_value + [False, False]
+    )

@@ -2,9 +2,9 @@
 materialised state, then done.
 
 A table is queryable when a persistent query writes it (CREATE TABLE AS SELECT): the runtime keeps, in
-that query's state stores, the latest row per key of everything the query produced (`Materialization`,
-fed with the query's output records, so it works for any operator: aggregations, windows, joins,
-projections of tables). The pull query reads the committed state, never a half-processed batch.
+that query's state stores, the latest row per key of everything the query produced
+(`materialization.Materialization`, fed with the query's output records, so it works for any operator:
+aggregations, windows, joins, projections of tables). The pull query reads the committed state, never a half-processed batch.
 
 As in ksqlDB: key lookups when the WHERE clause fixes every key column (`=` or `IN` with literals, ANDed
 with anything else, such as WINDOWSTART/WINDOWEND bounds on windowed tables), else a table scan, which
@@ -22,65 +22,17 @@ from typing import Any
 
 from . import ast
 from . import values as V
+from .analysis import WINDOW_COLUMNS
 from .errors import KsqlStatementError, UnsupportedError
 from .expressions import Compiler, Scope
 from .formats.coerce import coerce
 from .formatter import format_expr, quote_ident
+from .materialization import MATERIALIZED
 from .metastore import DataSource, MetaStore
-from .state import StateStores
 from .types import BIGINT, STRING, SqlType
-from .windows import WindowInfo, decode_windowed_key
 
-#: The store holding a table sink's latest row per key (ksqlDB's materialised table store).
-MATERIALIZED = "Materialize"
-WINDOW_COLUMNS = ("WINDOWSTART", "WINDOWEND")
 SYNTAX_HELP = " See https://cnfl.io/queries for more info.\nAdd EMIT CHANGES if you intended to issue a push query."
 TABLE_SCAN = "ksql.query.pull.table.scan.enabled"
-
-
-# ---------------------------------------------------------------- keeping the state
-class Materialization:
-    """A TABLE sink's latest row per key, kept from the records its query produces: key bytes -> [value
-    bytes, timestamp] (per window for windowed tables); a tombstone deletes the row. Windows older than
-    the query's retention (behind the newest output timestamp) are dropped, as from ksqlDB's window store."""
-
-    SWEEP_EVERY = 10_000  # output records between retention sweeps
-
-    def __init__(self, sink: DataSource, stores: StateStores, retention_ms: int | None = None) -> None:
-        self.window: WindowInfo | None = sink.window
-        self.rows = stores.key_value(MATERIALIZED) if self.window is None else None
-        self.windows = stores.window(MATERIALIZED) if self.window is not None else None
-        self.retention_ms = retention_ms
-        self._newest = -1
-        self._since_sweep = 0
-
-    def apply(self, keys: list[bytes | None], values: list[bytes | None], timestamps: list[int]) -> None:
-        rows, windows, window = self.rows, self.windows, self.window
-        if windows is not None and self.retention_ms is not None and timestamps:
-            self._newest = max(self._newest, max(timestamps))
-            self._since_sweep += len(timestamps)
-            if self._since_sweep >= self.SWEEP_EVERY:
-                self._since_sweep = 0
-                windows.expire(self._newest - self.retention_ms)
-        latest = dict(zip(keys, zip(values, timestamps)))  # only each key's last row of the batch matters
-        for key, (value, ts) in latest.items():
-            if key is None:
-                continue
-            if windows is not None:
-                assert window is not None
-                inner, start, end = decode_windowed_key(key, window)
-                if value is None:
-                    windows.delete((inner,), start, end)
-                else:
-                    windows.put((inner,), start, end, [value, ts])
-            elif value is None:
-                rows.delete((key,))  # type: ignore[union-attr]
-            else:
-                rows.put((key,), [value, ts])  # type: ignore[union-attr]
-
-
-def materializes(sink: DataSource) -> bool:
-    return sink.kind == "TABLE"
 
 
 # ---------------------------------------------------------------- planning
@@ -140,30 +92,22 @@ def _where_error(message: str, windowed: bool) -> KsqlStatementError:
 
 
 def _conjuncts(e: ast.Expr) -> list[ast.Expr]:
+    """The terms of a WHERE clause's top-level ANDs."""
     if isinstance(e, ast.Logical) and e.op.upper() == "AND":
         return _conjuncts(e.left) + _conjuncts(e.right)
     return [e]
 
 
-def _has_or(e: Any) -> bool:
+def _has_or(e: ast.Expr) -> bool:
+    """An OR, or a NOT, among the WHERE clause's top-level AND/OR connectives (key lookups need neither)."""
     if isinstance(e, ast.Logical):
         return e.op.upper() == "OR" or _has_or(e.left) or _has_or(e.right)
     return isinstance(e, ast.Not)
 
 
-def _columns(e: Any) -> list[str]:
-    if isinstance(e, ast.ColumnRef):
-        return [e.name]
-    out: list[str] = []
-    for v in vars(e).values() if hasattr(e, "__dict__") else ():
-        for item in v if isinstance(v, tuple) else (v,):
-            if isinstance(item, (ast.Expr, ast.WhenClause)):
-                out += _columns(item)
-            elif isinstance(item, tuple):
-                for x in item:
-                    if isinstance(x, ast.Expr):
-                        out += _columns(x)
-    return out
+def _columns(e: ast.Expr) -> list[str]:
+    """The names of the columns `e` references, in order (lambda parameters included)."""
+    return [ref.name for ref in e.find_all(ast.ColumnRef)]
 
 
 def _window_literals(e: ast.Expr) -> ast.Expr:

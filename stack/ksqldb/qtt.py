@@ -9,6 +9,7 @@ raised: the engine refused rather than risk a wrong answer).
 
 from __future__ import annotations
 
+import base64
 import copy
 import datetime as dt
 import fnmatch
@@ -23,11 +24,13 @@ from typing import Any
 
 import click
 import fastavro
+from rich.console import Console
+from rich.table import Table
 
 from . import values as V
+from .ast import CreateSource
 from .engine import Engine
 from .errors import KsqlError, ParseError, UnsupportedError
-from .executor import InMemoryRuntime, Record
 from .formats import InMemorySchemaRegistry
 from .formats import avro as avro_fmt
 from .formats.coerce import coerce
@@ -35,6 +38,8 @@ from .formats.json_format import loads as json_loads
 from .formats.kafka import decode_scalar, encode_scalar
 from .metastore import DataSource
 from .parser import parse
+from .records import Record
+from .runtime import InMemoryRuntime
 from .types import SqlType
 from .windows import decode_windowed_key, encode_windowed_key
 
@@ -189,8 +194,6 @@ def _spec_to_avro(spec: Any, schema: Any) -> Any:
             raise TypeError("boolean expected")
         return spec
     if schema == "bytes":
-        import base64
-
         return base64.b64decode(spec) if isinstance(spec, str) else bytes(spec)
     raise ValueError(f"unsupported avro schema {schema!r}")
 
@@ -207,8 +210,6 @@ def _avro_to_spec(datum: Any) -> Any:
     if isinstance(datum, dt.time):
         return V.time_to_millis(datum)
     if isinstance(datum, bytes):
-        import base64
-
         return base64.b64encode(datum).decode()
     return datum
 
@@ -430,8 +431,6 @@ TOPIC_PARTITIONS = 4
 
 def _statement_topics(statements: list[str]) -> list[tuple[str, int]]:
     """Topics the CREATE STREAM/TABLE statements of a case name, which upstream's harness creates first."""
-    from .ast import CreateSource
-
     out = []
     for sql in statements:
         try:
@@ -461,8 +460,6 @@ def _header_field(h: dict[str, Any], name: str) -> Any:
 
 def _header_bytes(value: Any) -> bytes | None:
     """Header values are base64 text in test files (Jackson's encoding of byte[])."""
-    import base64
-
     return None if value is None else base64.b64decode(value)
 
 
@@ -619,9 +616,6 @@ def summarise(results: dict[str, list[CaseResult]]) -> dict[str, dict[str, int]]
 @click.option("--verbose", is_flag=True, help="Print the reason of every failed or unsupported case.")
 def conformance_command(directory: Path, file_glob: str, verbose: bool) -> None:
     """Run ksqlDB query-validation-test files in DIRECTORY against the embedded engine."""
-    from rich.console import Console
-    from rich.table import Table
-
     console = Console()
     results = run_dir(directory, file_glob)
     table = Table(title=f"ksqlDB conformance: {directory}")

@@ -89,16 +89,17 @@ class StateStores(Protocol):
 _PLAIN_KEY_TYPES = frozenset((str, int, type(None)))
 
 
-def _hashable(value: Any) -> Any:
-    """A dict key for a SQL value: lists (ARRAY) and dicts (MAP/STRUCT) become tuples."""
+def hashable(value: Any) -> Any:
+    """A dict key for a SQL value, as the stores (in memory and durable) key their entries: lists (ARRAY) and
+    dicts (MAP/STRUCT) become tuples, and floats and booleans are tagged so that 1, 1.0 and True stay apart."""
     if type(value) is tuple and all(type(v) in _PLAIN_KEY_TYPES for v in value):
         return value  # the common case: strings and integers are their own keys
     if isinstance(value, list):
-        return ("\0list", tuple(_hashable(v) for v in value))
+        return ("\0list", tuple(hashable(v) for v in value))
     if isinstance(value, dict):
-        return ("\0dict", tuple((k, _hashable(v)) for k, v in value.items()))
+        return ("\0dict", tuple((k, hashable(v)) for k, v in value.items()))
     if isinstance(value, tuple):
-        return tuple(_hashable(v) for v in value)
+        return tuple(hashable(v) for v in value)
     if isinstance(value, float) or isinstance(value, bool):
         return (type(value).__name__, value)  # keep 1, 1.0 and True distinct keys
     return value
@@ -110,14 +111,14 @@ class InMemoryKeyValueStore:
         self._data: dict[Any, tuple[Key, Any]] = {}
 
     def get(self, key: Key) -> Any | None:
-        entry = self._data.get(_hashable(key))
+        entry = self._data.get(hashable(key))
         return None if entry is None else entry[1]
 
     def put(self, key: Key, value: Any) -> None:
-        self._data[_hashable(key)] = (key, value)
+        self._data[hashable(key)] = (key, value)
 
     def delete(self, key: Key) -> None:
-        self._data.pop(_hashable(key), None)
+        self._data.pop(hashable(key), None)
 
     def items(self) -> Iterator[tuple[Key, Any]]:
         return iter(list(self._data.values()))
@@ -135,18 +136,18 @@ class InMemoryWindowStore:
         self._data: dict[Any, tuple[Key, dict[tuple[int, int], Any]]] = {}
 
     def get(self, key: Key, start: int, end: int) -> Any | None:
-        entry = self._data.get(_hashable(key))
+        entry = self._data.get(hashable(key))
         return None if entry is None else entry[1].get((start, end))
 
     def put(self, key: Key, start: int, end: int, value: Any) -> None:
-        hk = _hashable(key)
+        hk = hashable(key)
         entry = self._data.get(hk)
         if entry is None:
             entry = self._data[hk] = (key, {})
         entry[1][(start, end)] = value
 
     def delete(self, key: Key, start: int, end: int) -> None:
-        hk = _hashable(key)
+        hk = hashable(key)
         entry = self._data.get(hk)
         if entry is not None:
             entry[1].pop((start, end), None)
@@ -154,7 +155,7 @@ class InMemoryWindowStore:
                 del self._data[hk]
 
     def windows(self, key: Key) -> Iterator[tuple[int, int, Any]]:
-        entry = self._data.get(_hashable(key))
+        entry = self._data.get(hashable(key))
         if entry is None:
             return iter(())
         return iter([(s, e, v) for (s, e), v in sorted(entry[1].items(), key=lambda kv: kv[0])])

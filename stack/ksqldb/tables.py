@@ -12,10 +12,12 @@ import dataclasses
 
 from . import values as V
 from .errors import SerdeError
-from .executor import PersistentQuery, ProcessingLog, Record
+from .executor import PersistentQuery
 from .formats import Serde
 from .metastore import DataSource
-from .planner import ProjectionPlan
+from .pipeline import ProjectionPlan
+from .processing_log import ProcessingLog
+from .records import Record
 
 
 def changelog_plan(plan: ProjectionPlan) -> ProjectionPlan:

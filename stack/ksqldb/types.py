@@ -144,6 +144,11 @@ def is_temporal(t: SqlType) -> bool:
     return t in (DATE, TIME, TIMESTAMP)
 
 
+def is_complex(t: SqlType) -> bool:
+    """ARRAY, MAP or STRUCT: types whose values are lists or dicts."""
+    return isinstance(t, (ArrayType, MapType, StructType))
+
+
 def to_decimal_type(t: SqlType) -> DecimalType:
     """The decimal an integral or decimal type widens to (INT -> DECIMAL(10,0), BIGINT -> DECIMAL(19,0))."""
     if isinstance(t, DecimalType):

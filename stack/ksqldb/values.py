@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 import math
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation, localcontext
 from typing import Any
@@ -37,7 +38,6 @@ EPOCH_DATE = dt.date(1970, 1, 1)
 
 def wide_decimals(fn):
     """Run `fn` with a decimal context wide enough for any DECIMAL (Python's default is 28 digits)."""
-    import functools
 
     @functools.wraps(fn)
     def run(*args):

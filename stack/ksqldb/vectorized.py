@@ -1,4 +1,4 @@
-"""A vectorized path for simple persistent queries, and the column-wise batches the Kafka runtime reads.
+"""A vectorized path for simple persistent queries, and the column-wise reader aggregations share.
 
 Row by row, Python spends a few microseconds per record on a DELIMITED -> AVRO projection; the raw
 broker moves a record in well under one. So a query made only of what this module can do column-wise
@@ -14,7 +14,8 @@ STRING, INT, BIGINT and DOUBLE columns and a KAFKA STRING key (or none), to AVRO
 primitive fields with the key passed through; an event time from a BIGINT column or a STRING column with
 a numeric pattern; WHERE and SELECT expressions of any kind, evaluated by the engine's own compiled
 expressions: bare columns and IS [NOT] NULL column-wise, deterministic expressions of one column once
-per distinct value, anything else once per row. Other queries run row by row (`compile_query` is None).
+per distinct value (functions registered as deterministic, functions/registry.py), anything else once per
+row. Other queries run row by row (`compile_query` is None).
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -34,18 +35,20 @@ from fraudstream import wire
 
 from . import ast
 from .errors import EvalError, KsqlError
-from .executor import PersistentQuery, Record
+from .formats import Serde
 from .formats.avro import AvroSerde
 from .formats.delimited import DelimitedSerde
 from .formats.kafka import KafkaSerde
 from .formatter import format_expr
-from .metastore import PSEUDO_COLUMNS
-from .planner import ProjectionPlan
+from .functions import REGISTRY
+from .functions.datetime import pattern_regex
+from .metastore import PSEUDO_COLUMNS, DataSource
+from .parser import parse
+from .pipeline import ProjectionPlan
+from .records import Columns, Output, Record
 from .types import BIGINT, BOOLEAN, DOUBLE, INTEGER, STRING, SqlType
 
-log = logging.getLogger(__name__)
-
-Headers = list[tuple[str, bytes | None]]
+logger = logging.getLogger(__name__)
 
 ARROW_TYPES: dict[SqlType, pa.DataType] = {
     STRING: pa.string(),
@@ -56,163 +59,41 @@ ARROW_TYPES: dict[SqlType, pa.DataType] = {
 }
 SOURCE_TYPES = (STRING, INTEGER, BIGINT, DOUBLE)
 
-#: Functions whose result depends on their arguments only: evaluated once per distinct argument value.
-#: (RANDOM, UUID, UNIX_TIMESTAMP() and the like are not, and are evaluated per row.)
-PURE_FUNCTIONS = frozenset(
-    {
-        "ABS",
-        "ATAN2",
-        "CBRT",
-        "CEIL",
-        "CHR",
-        "COALESCE",
-        "CONCAT",
-        "CONCAT_WS",
-        "COT",
-        "ELT",
-        "EXP",
-        "FIELD",
-        "FLOOR",
-        "FORMAT_DATE",
-        "FORMAT_TIME",
-        "FORMAT_TIMESTAMP",
-        "GREATEST",
-        "IFNULL",
-        "INITCAP",
-        "INSTR",
-        "LCASE",
-        "LEAST",
-        "LEN",
-        "LENGTH",
-        "LN",
-        "LOG",
-        "LPAD",
-        "LTRIM",
-        "MASK",
-        "MASK_KEEP_LEFT",
-        "MASK_KEEP_RIGHT",
-        "MASK_LEFT",
-        "MASK_RIGHT",
-        "NULLIF",
-        "PARSE_DATE",
-        "PARSE_TIME",
-        "PARSE_TIMESTAMP",
-        "PI",
-        "POWER",
-        "REGEXP_EXTRACT",
-        "REGEXP_REPLACE",
-        "REPLACE",
-        "REVERSE",
-        "ROUND",
-        "RPAD",
-        "RTRIM",
-        "SIGN",
-        "SQRT",
-        "STRINGTOTIMESTAMP",
-        "SUBSTRING",
-        "TIMESTAMPTOSTRING",
-        "TRIM",
-        "TRUNC",
-        "UCASE",
-    }
-)
-
 #: The errors the row path turns into processing-log entries (and the vectorized path hands back to it).
 EXPRESSION_ERRORS = (EvalError, ArithmeticError, ValueError, TypeError, OverflowError)
 
 _PSEUDO = len(PSEUDO_COLUMNS)  # ROWTIME, ROWPARTITION, ROWOFFSET come first in a row
 
 
-# ---------------------------------------------------------------- batches
-@dataclass
-class Columns:
-    """A batch of records of one source topic, column by column."""
-
-    topic: str
-    keys: list[bytes | None]
-    values: list[bytes | None]
-    timestamps: list[int]
-    partitions: list[int]
-    offsets: list[int]
-    headers: list[Headers] | None = None  # only read when the source has header columns
-
-    def __len__(self) -> int:
-        return len(self.values)
-
-    @classmethod
-    def from_records(cls, records: list[Record]) -> Columns:
-        return cls(
-            records[0].topic if records else "",
-            [r.key for r in records],
-            [r.value for r in records],
-            [r.timestamp for r in records],
-            [r.partition for r in records],
-            [r.offset for r in records],
-            [r.headers for r in records],
-        )
-
-    def record(self, i: int) -> Record:
-        return Record(
-            self.topic,
-            self.keys[i],
-            self.values[i],
-            self.timestamps[i],
-            self.partitions[i],
-            self.offsets[i],
-            list(self.headers[i]) if self.headers is not None else [],
-        )
-
-    def records(self) -> list[Record]:
-        return [self.record(i) for i in range(len(self))]
-
-
-@dataclass
-class Output:
-    """Sink records produced from a batch, in input order; `partitions` are the source partitions, which
-    place records without a key."""
-
-    keys: list[bytes | None] = field(default_factory=list)
-    values: list[bytes | None] = field(default_factory=list)
-    timestamps: list[int] = field(default_factory=list)
-    partitions: list[int] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return len(self.values)
-
-    @classmethod
-    def from_records(cls, records: list[Record]) -> Output:
-        return cls(
-            [r.key for r in records],
-            [r.value for r in records],
-            [r.timestamp for r in records],
-            [r.partition for r in records],
-        )
-
-    def records(self, topic: str) -> list[Record]:
-        return [
-            Record(topic, k, v, t, p) for k, v, t, p in zip(self.keys, self.values, self.timestamps, self.partitions)
-        ]
-
-
-def evaluate(query: PersistentQuery, batch: Columns) -> Output:
-    """Run a persistent query over a batch: the vectorized path when the query has one, else row by row."""
-    fast = getattr(query, "vectorized", None)
-    if fast is not None:
-        return fast.process(batch)
-    return Output.from_records(query.process(batch.records()))
-
-
 # ---------------------------------------------------------------- compiling
+class ProjectionQuery(Protocol):
+    """What the vectorized path needs of the query it speeds up: a plain stream projection
+    (`executor.PersistentQuery`, which compiles its own vectorized path), with the row path to hand
+    records back to."""
+
+    id: str
+    sql: str
+    plan: ProjectionPlan
+    sink: DataSource
+    key_in: Serde
+    value_in: Serde
+    key_out: Serde
+    value_out: Serde
+    processed: int
+
+    def process_rows(self, records: list[Record]) -> list[Record]: ...
+
+
 class _Ineligible(Exception):
     """The query needs something the vectorized path does not do."""
 
 
-def compile_query(query: PersistentQuery) -> VectorizedQuery | None:
+def compile_query(query: ProjectionQuery) -> VectorizedQuery | None:
     """The vectorized path for `query`, or None when it must run row by row."""
     try:
         return VectorizedQuery(query)
     except _Ineligible as e:
-        log.debug("query %s runs row by row: %s", query.id, e)
+        logger.debug("query %s runs row by row: %s", query.id, e)
         return None
 
 
@@ -228,10 +109,8 @@ class _Expr:
     negated: bool = False
 
 
-def _select_items(query: PersistentQuery) -> tuple[ast.Query, list[ast.Expr]]:
+def _select_items(query: ProjectionQuery) -> tuple[ast.Query, list[ast.Expr]]:
     """The query's AST and its value expressions, in the order of `plan.value_exprs`."""
-    from .parser import parse
-
     try:
         statements = parse(query.sql)
     except KsqlError as e:
@@ -250,43 +129,29 @@ def _select_items(query: PersistentQuery) -> tuple[ast.Query, list[ast.Expr]]:
     return q, values
 
 
-def _column_refs(e: Any) -> set[str] | None:
-    """Names of the columns an expression reads; None when it calls an impure function or has lambdas."""
-    import dataclasses
-
-    if isinstance(e, ast.ColumnRef):
-        return {e.name}
-    if isinstance(e, ast.Lambda):
-        return None
-    if isinstance(e, ast.FunctionCall) and e.name.upper() not in PURE_FUNCTIONS:
-        return None
+def _column_refs(e: ast.Expr) -> set[str] | None:
+    """Names of the columns an expression reads; None when it has a lambda or calls a function that is not
+    deterministic (its value may differ between rows with the same columns)."""
     names: set[str] = set()
-    children: list[Any] = []
-    if dataclasses.is_dataclass(e):
-        for f in dataclasses.fields(e):
-            v = getattr(e, f.name)
-            children += list(v) if isinstance(v, tuple) else [v]
-    for child in children:
-        if isinstance(child, tuple):  # e.g. MAP constructor entries
-            for x in child:
-                found = _column_refs(x)
-                if found is None:
-                    return None
-                names |= found
-        elif isinstance(child, (ast.Expr, ast.WhenClause)):
-            found = _column_refs(child)
-            if found is None:
-                return None
-            names |= found
+    for node in e.walk():
+        if isinstance(node, ast.ColumnRef):
+            names.add(node.name)
+        elif isinstance(node, ast.Lambda) or (isinstance(node, ast.FunctionCall) and not _deterministic(node.name)):
+            return None
     return names
+
+
+def _deterministic(name: str) -> bool:
+    function = REGISTRY.get(name.upper())
+    return function is not None and function.deterministic
 
 
 class VectorizedQuery:
     """A persistent query evaluated a batch at a time, column by column (see the module docstring)."""
 
-    def __init__(self, query: PersistentQuery) -> None:
+    def __init__(self, query: ProjectionQuery) -> None:
         plan = query.plan
-        if type(query) is not PersistentQuery or type(plan) is not ProjectionPlan:
+        if type(plan) is not ProjectionPlan:
             raise _Ineligible("not a plain stream projection")
         source, sink = plan.source, query.sink
         schema = source.schema
@@ -713,10 +578,8 @@ class _JavaTimestamps:
     GROUPS = {"Y", "y", "M", "d", "H", "m", "s", "S", "z"}
 
     def __init__(self, pattern: str) -> None:
-        from .functions.datetime import _parser
-
         try:
-            regex = _parser(pattern)
+            regex = pattern_regex(pattern)
         except (EvalError, re.error) as e:
             raise _Ineligible(f"timestamp pattern: {e}") from None
         self.groups = set(regex.groupindex)
@@ -925,7 +788,7 @@ class ColumnReader:
         try:
             return cls(source, key_in, value_in)
         except _Ineligible as e:
-            log.debug("%s is read row by row: %s", source.name, e)
+            logger.debug("%s is read row by row: %s", source.name, e)
             return None
 
     def read(self, batch: Columns) -> tuple[list[pa.Array], np.ndarray, np.ndarray]:

@@ -225,18 +225,3 @@ class WindowedKeySerde(Serde):
             return None
         *keys, start, end = values
         return encode_windowed_key(self.inner.serialize(keys) if self.inner.columns else None, self.window, start, end)
-
-
-def with_window_bounds(plan: Any) -> Any:
-    """A projection plan over a windowed source whose key values end with the row's window bounds, so that
-    a windowed key serde writes each record under its source window."""
-    import dataclasses
-
-    from . import ast
-    from .expressions import Compiler, Scope
-
-    scope = Scope(plan.source.schema.row_columns())
-    bounds = [Compiler(scope).compile(ast.ColumnRef(name)) for name in ("WINDOWSTART", "WINDOWEND")]
-    return dataclasses.replace(
-        plan, key_exprs=plan.key_exprs + bounds, key_uses_value=plan.key_uses_value + [False, False]
-    )

@@ -2,7 +2,7 @@
 
 `make_serde` builds a `Serde` for a list of columns; `validate` checks a schema against a format with
 ksqlDB's error messages. A Serde turns Kafka bytes into a list of column values and back; a failure
-raises SerdeError, which the executor sends to the processing log.
+raises SerdeError, which the query sends to the processing log.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from ..errors import KsqlStatementError, UnsupportedError
 from ..types import SqlType, contains_map
+from . import avro, delimited, json_format, kafka
 from .base import Serde
 from .registry import HttpSchemaRegistry, InMemorySchemaRegistry, SchemaRegistry
 
@@ -42,8 +43,6 @@ def check_format_name(name: str) -> str:
 
 
 def validate(fmt: FormatInfo, columns: list[tuple[str, SqlType]], is_key: bool) -> None:
-    from . import avro, delimited, kafka
-
     if is_key:
         for name, t in columns:
             if contains_map(t):
@@ -90,8 +89,6 @@ def make_serde(
     topic: str,
     registry: SchemaRegistry | None = None,
 ) -> Serde:
-    from . import avro, delimited, json_format, kafka
-
     unwrapped = is_key or fmt.wrap_single is False or fmt.name == "KAFKA"
     if fmt.name == "NONE":
         return kafka.NoneSerde(columns)

@@ -67,16 +67,20 @@ class HttpSchemaRegistry:
     """The same interface over a Confluent-compatible Schema Registry (REST), via confluent-kafka's client.
 
     Lookups by id are cached: a registered schema never changes, so the cache is always right.
+
+    confluent-kafka's Schema Registry client is imported where it is used, not with this module: it takes
+    about half a second to import, and engines with an in-memory registry (tests, conformance runs) never
+    need it.
     """
 
     def __init__(self, url: str) -> None:
-        from confluent_kafka.schema_registry import SchemaRegistryClient
+        from confluent_kafka.schema_registry import SchemaRegistryClient  # slow to import: see the class
 
         self._client = SchemaRegistryClient({"url": url})
         self._by_id: dict[int, Any] = {}
 
     def register(self, subject: str, schema: Any) -> int:
-        from confluent_kafka.schema_registry import Schema
+        from confluent_kafka.schema_registry import Schema  # slow to import: see the class
 
         schema_id = self._client.register_schema(subject, Schema(json.dumps(schema), "AVRO"))
         self._by_id[schema_id] = schema
@@ -84,7 +88,7 @@ class HttpSchemaRegistry:
 
     def schema_by_id(self, schema_id: int) -> Any:
         if schema_id not in self._by_id:
-            from confluent_kafka.schema_registry.error import SchemaRegistryError
+            from confluent_kafka.schema_registry.error import SchemaRegistryError  # slow: see the class
 
             try:
                 self._by_id[schema_id] = json.loads(self._client.get_schema(schema_id).schema_str)
@@ -93,7 +97,7 @@ class HttpSchemaRegistry:
         return self._by_id[schema_id]
 
     def latest(self, subject: str) -> tuple[int, Any] | None:
-        from confluent_kafka.schema_registry.error import SchemaRegistryError
+        from confluent_kafka.schema_registry.error import SchemaRegistryError  # slow: see the class
 
         try:
             registered = self._client.get_latest_version(subject)

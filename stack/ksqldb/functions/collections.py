@@ -1,7 +1,10 @@
-"""ARRAY and MAP functions (the common ones; lambdas are not supported)."""
+"""ARRAY and MAP functions (the common ones; TRANSFORM, FILTER and REDUCE, which take lambdas, are compiled by
+expressions.py)."""
 
 from __future__ import annotations
 
+from .. import values as V
+from ..errors import EvalError
 from ..types import BIGINT, BOOLEAN, INTEGER, STRING, ArrayType, MapType, SqlType, StructType
 from .registry import ARRAY_T, MAP_KV, T, register
 
@@ -113,8 +116,6 @@ register("ARRAY_SORT", [ARRAY_T, STRING], _same)(_sort)
 
 @register("ARRAY_JOIN", [ARRAY_T, STRING], STRING)
 def array_join_delim(a, delim):
-    from .. import values as V
-
     return delim.join(
         "null"
         if v is None
@@ -142,8 +143,6 @@ def generate_series(start, end):
 @register("GENERATE_SERIES", [INTEGER, INTEGER, INTEGER], ArrayType(INTEGER))
 @register("GENERATE_SERIES", [BIGINT, BIGINT, INTEGER], ArrayType(BIGINT))
 def generate_series_step(start, end, step):
-    from ..errors import EvalError
-
     if step == 0 or (end - start) * step < 0:
         raise EvalError("GENERATE_SERIES step has wrong sign or is zero")
     return list(range(start, end + (1 if step > 0 else -1), step))

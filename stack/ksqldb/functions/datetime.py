@@ -126,7 +126,10 @@ def format_java(value: dt.datetime, pattern: str) -> str:
 
 
 @lru_cache(maxsize=128)
-def _parser(pattern: str) -> re.Pattern:
+def pattern_regex(pattern: str) -> re.Pattern:
+    """The regular expression `parse_java` matches text with for a Java date/time pattern: one named group
+    per field (Y/y year, M month number, Mn month name, d, D, H, h, m, s, S fraction, a, z offset, zn zone
+    name); optional sections `[...]` become optional groups. The vectorized path runs the same regex column-wise."""
     parts = []
     for kind, text in _tokens(pattern):
         n = len(text)
@@ -161,7 +164,7 @@ def _parser(pattern: str) -> re.Pattern:
 @lru_cache(maxsize=8192)
 def parse_java(text: str, pattern: str, tz: str | None = None) -> dt.datetime:
     """Parse with a Java pattern; the result is naive UTC (converted from `tz` or a parsed offset)."""
-    m = _parser(pattern).match(text)  # like ksqlDB, trailing text after the pattern is ignored
+    m = pattern_regex(pattern).match(text)  # like ksqlDB, trailing text after the pattern is ignored
     if not m:
         raise EvalError(f"Failed to parse date/time '{text}' with pattern '{pattern}'")
     g = m.groupdict()
@@ -209,46 +212,46 @@ def _aware(ts: dt.datetime, tz: str | None) -> dt.datetime:
     return ts.replace(tzinfo=dt.UTC).astimezone(_zone(tz))
 
 
-@register("PARSE_DATE", [STRING, STRING], DATE)
+@register("PARSE_DATE", [STRING, STRING], DATE, deterministic=True)
 def parse_date(text, pattern):
     return parse_java(text, pattern).date()
 
 
-@register("FORMAT_DATE", [DATE, STRING], STRING)
+@register("FORMAT_DATE", [DATE, STRING], STRING, deterministic=True)
 def format_date(d, pattern):
     return format_java(dt.datetime(d.year, d.month, d.day), pattern)
 
 
-@register("PARSE_TIME", [STRING, STRING], TIME)
+@register("PARSE_TIME", [STRING, STRING], TIME, deterministic=True)
 def parse_time(text, pattern):
     return parse_java(text, pattern).time()
 
 
-@register("FORMAT_TIME", [TIME, STRING], STRING)
+@register("FORMAT_TIME", [TIME, STRING], STRING, deterministic=True)
 def format_time(t, pattern):
     return format_java(dt.datetime.combine(dt.date(1970, 1, 1), t), pattern)
 
 
-@register("PARSE_TIMESTAMP", [STRING, STRING], TIMESTAMP)
-@register("PARSE_TIMESTAMP", [STRING, STRING, STRING], TIMESTAMP)
+@register("PARSE_TIMESTAMP", [STRING, STRING], TIMESTAMP, deterministic=True)
+@register("PARSE_TIMESTAMP", [STRING, STRING, STRING], TIMESTAMP, deterministic=True)
 def parse_timestamp(text, pattern, tz=None):
     return parse_java(text, pattern, tz)
 
 
-@register("FORMAT_TIMESTAMP", [TIMESTAMP, STRING], STRING)
-@register("FORMAT_TIMESTAMP", [TIMESTAMP, STRING, STRING], STRING)
+@register("FORMAT_TIMESTAMP", [TIMESTAMP, STRING], STRING, deterministic=True)
+@register("FORMAT_TIMESTAMP", [TIMESTAMP, STRING, STRING], STRING, deterministic=True)
 def format_timestamp(ts, pattern, tz=None):
     return format_java(_aware(ts, tz), pattern)
 
 
-@register("STRINGTOTIMESTAMP", [STRING, STRING], BIGINT)
-@register("STRINGTOTIMESTAMP", [STRING, STRING, STRING], BIGINT)
+@register("STRINGTOTIMESTAMP", [STRING, STRING], BIGINT, deterministic=True)
+@register("STRINGTOTIMESTAMP", [STRING, STRING, STRING], BIGINT, deterministic=True)
 def string_to_timestamp(text, pattern, tz=None):
     return V.timestamp_to_millis(parse_java(text, pattern, tz))
 
 
-@register("TIMESTAMPTOSTRING", [BIGINT, STRING], STRING)
-@register("TIMESTAMPTOSTRING", [BIGINT, STRING, STRING], STRING)
+@register("TIMESTAMPTOSTRING", [BIGINT, STRING], STRING, deterministic=True)
+@register("TIMESTAMPTOSTRING", [BIGINT, STRING, STRING], STRING, deterministic=True)
 def timestamp_to_string(ms, pattern, tz=None):
     return format_java(_aware(V.millis_to_timestamp(ms), tz), pattern)
 

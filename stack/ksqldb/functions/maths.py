@@ -29,18 +29,18 @@ def _same(types: list[SqlType]) -> SqlType:
 
 
 # ------------------------------------------------------------------ abs / sign / ceil / floor
-@register("ABS", [INTEGER], INTEGER)
-@register("ABS", [BIGINT], BIGINT)
-@register("ABS", [DOUBLE], DOUBLE)
-@register("ABS", [DECIMAL], _same)
+@register("ABS", [INTEGER], INTEGER, deterministic=True)
+@register("ABS", [BIGINT], BIGINT, deterministic=True)
+@register("ABS", [DOUBLE], DOUBLE, deterministic=True)
+@register("ABS", [DECIMAL], _same, deterministic=True)
 def abs_(x):
     return abs(x)
 
 
-@register("SIGN", [INTEGER], INTEGER)
-@register("SIGN", [BIGINT], INTEGER)
-@register("SIGN", [DOUBLE], INTEGER)
-@register("SIGN", [DECIMAL], INTEGER)
+@register("SIGN", [INTEGER], INTEGER, deterministic=True)
+@register("SIGN", [BIGINT], INTEGER, deterministic=True)
+@register("SIGN", [DOUBLE], INTEGER, deterministic=True)
+@register("SIGN", [DECIMAL], INTEGER, deterministic=True)
 def sign(x):
     if isinstance(x, float) and math.isnan(x):
         return 0
@@ -57,35 +57,35 @@ def _dec_integral(d: Decimal, rounding: str) -> Decimal:
     return d.quantize(Decimal(1), rounding=rounding).quantize(Decimal(1).scaleb(-_scale(d)))
 
 
-@register("CEIL", [INTEGER], INTEGER)
-@register("CEIL", [BIGINT], BIGINT)
-@register("FLOOR", [INTEGER], INTEGER)
-@register("FLOOR", [BIGINT], BIGINT)
-@register("ROUND", [INTEGER], INTEGER)
-@register("ROUND", [BIGINT], BIGINT)
-@register("TRUNC", [INTEGER], INTEGER)
-@register("TRUNC", [BIGINT], BIGINT)
+@register("CEIL", [INTEGER], INTEGER, deterministic=True)
+@register("CEIL", [BIGINT], BIGINT, deterministic=True)
+@register("FLOOR", [INTEGER], INTEGER, deterministic=True)
+@register("FLOOR", [BIGINT], BIGINT, deterministic=True)
+@register("ROUND", [INTEGER], INTEGER, deterministic=True)
+@register("ROUND", [BIGINT], BIGINT, deterministic=True)
+@register("TRUNC", [INTEGER], INTEGER, deterministic=True)
+@register("TRUNC", [BIGINT], BIGINT, deterministic=True)
 def identity(x):
     return x
 
 
-@register("CEIL", [DOUBLE], DOUBLE)
+@register("CEIL", [DOUBLE], DOUBLE, deterministic=True)
 def ceil_d(x):
     return float(math.ceil(x)) if math.isfinite(x) else x
 
 
-@register("CEIL", [DECIMAL], _same)
+@register("CEIL", [DECIMAL], _same, deterministic=True)
 @wide_decimals
 def ceil_dec(x):
     return _dec_integral(x, ROUND_CEILING)
 
 
-@register("FLOOR", [DOUBLE], DOUBLE)
+@register("FLOOR", [DOUBLE], DOUBLE, deterministic=True)
 def floor_d(x):
     return float(math.floor(x)) if math.isfinite(x) else x
 
 
-@register("FLOOR", [DECIMAL], _same)
+@register("FLOOR", [DECIMAL], _same, deterministic=True)
 @wide_decimals
 def floor_dec(x):
     return _dec_integral(x, ROUND_FLOOR)
@@ -98,14 +98,14 @@ def _half_up_positive(d: Decimal, places: int) -> Decimal:
     return (shifted + Decimal("0.5")).to_integral_value(rounding=ROUND_FLOOR).scaleb(-places)
 
 
-@register("ROUND", [DOUBLE], BIGINT)
+@register("ROUND", [DOUBLE], BIGINT, deterministic=True)
 def round_d(x):
     if math.isnan(x):
         return 0
     return int(math.floor(x + 0.5)) if abs(x) < 2**52 else int(x)
 
 
-@register("ROUND", [DOUBLE, INTEGER], DOUBLE)
+@register("ROUND", [DOUBLE, INTEGER], DOUBLE, deterministic=True)
 @wide_decimals
 def round_d_places(x, places):
     if not math.isfinite(x):
@@ -118,13 +118,13 @@ def _integral_dec_type(types):
     return DecimalType(max(t.precision - t.scale, 1), 0)
 
 
-@register("ROUND", [DECIMAL], _integral_dec_type)
+@register("ROUND", [DECIMAL], _integral_dec_type, deterministic=True)
 @wide_decimals
 def round_dec(x):
     return x.quantize(Decimal(1), rounding=ROUND_HALF_UP)
 
 
-@register("ROUND", [DECIMAL, INTEGER], _same)
+@register("ROUND", [DECIMAL, INTEGER], _same, deterministic=True)
 @wide_decimals
 def round_dec_places(x, places):
     scale = _scale(x)
@@ -132,12 +132,12 @@ def round_dec_places(x, places):
     return rounded.quantize(Decimal(1).scaleb(-scale))
 
 
-@register("TRUNC", [DOUBLE], BIGINT)
+@register("TRUNC", [DOUBLE], BIGINT, deterministic=True)
 def trunc_d(x):
     return int(x) if math.isfinite(x) else 0
 
 
-@register("TRUNC", [DOUBLE, INTEGER], DOUBLE)
+@register("TRUNC", [DOUBLE, INTEGER], DOUBLE, deterministic=True)
 @wide_decimals
 def trunc_d_places(x, places):
     if not math.isfinite(x):
@@ -145,13 +145,13 @@ def trunc_d_places(x, places):
     return float(Decimal(repr(x)).scaleb(places).to_integral_value(rounding=ROUND_DOWN).scaleb(-places))
 
 
-@register("TRUNC", [DECIMAL], _integral_dec_type)
+@register("TRUNC", [DECIMAL], _integral_dec_type, deterministic=True)
 @wide_decimals
 def trunc_dec(x):
     return x.quantize(Decimal(1), rounding=ROUND_DOWN)
 
 
-@register("TRUNC", [DECIMAL, INTEGER], _same)
+@register("TRUNC", [DECIMAL, INTEGER], _same, deterministic=True)
 @wide_decimals
 def trunc_dec_places(x, places):
     d = x.scaleb(places).to_integral_value(rounding=ROUND_DOWN).scaleb(-places)
@@ -171,7 +171,7 @@ def _safe(fn):
     return wrapped
 
 
-@register("LN", [DOUBLE], DOUBLE)
+@register("LN", [DOUBLE], DOUBLE, deterministic=True)
 def ln(x: float) -> float:
     if math.isnan(x) or x < 0:
         return NAN
@@ -182,7 +182,7 @@ def ln(x: float) -> float:
     return math.log(x)
 
 
-@register("EXP", [DOUBLE], DOUBLE)
+@register("EXP", [DOUBLE], DOUBLE, deterministic=True)
 def exp(x):
     try:
         return math.exp(x)
@@ -190,12 +190,12 @@ def exp(x):
         return INF
 
 
-@register("SQRT", [DOUBLE], DOUBLE)
+@register("SQRT", [DOUBLE], DOUBLE, deterministic=True)
 def sqrt(x):
     return math.sqrt(x) if x >= 0 else NAN
 
 
-@register("CBRT", [DOUBLE], DOUBLE)
+@register("CBRT", [DOUBLE], DOUBLE, deterministic=True)
 def cbrt(x):
     if not math.isfinite(x) or x == 0:
         return x
@@ -206,17 +206,17 @@ def cbrt(x):
     return math.copysign(r, x)
 
 
-register("LOG", [DOUBLE], DOUBLE)(ln)  # ksqlDB's one-argument LOG is the natural logarithm
+register("LOG", [DOUBLE], DOUBLE, deterministic=True)(ln)  # ksqlDB's one-argument LOG is the natural logarithm
 
 
-@register("LOG", [DOUBLE, DOUBLE], DOUBLE)
+@register("LOG", [DOUBLE, DOUBLE], DOUBLE, deterministic=True)
 def log_base(base, x):
     if base <= 0 or base == 1 or x < 0 or math.isnan(base) or math.isnan(x):
         return NAN
     return jdiv(ln(x), ln(base))
 
 
-@register("POWER", [DOUBLE, DOUBLE], DOUBLE)
+@register("POWER", [DOUBLE, DOUBLE], DOUBLE, deterministic=True)
 def power(b, e):
     if b == 0 and e < 0:
         return INF
@@ -244,17 +244,17 @@ for _name, _fn in (
     register(_name, [DOUBLE], DOUBLE)(_safe(_fn))
 
 
-@register("COT", [DOUBLE], DOUBLE)
+@register("COT", [DOUBLE], DOUBLE, deterministic=True)
 def cot(x):
     return jdiv(1.0, math.tan(x))
 
 
-@register("ATAN2", [DOUBLE, DOUBLE], DOUBLE)
+@register("ATAN2", [DOUBLE, DOUBLE], DOUBLE, deterministic=True)
 def atan2(y, x):
     return math.atan2(y, x)
 
 
-@register("PI", [], DOUBLE)
+@register("PI", [], DOUBLE, deterministic=True)
 def pi():
     return math.pi
 
@@ -279,8 +279,10 @@ def _least(*xs):
 
 for _t in (INTEGER, BIGINT, DOUBLE, DECIMAL, STRING, BYTES, DATE, TIME, TIMESTAMP):
     _ret = _widest if _t == DECIMAL else _t
-    register("GREATEST", [_t, _t], _ret, variadic=True, null_safe=False, display="greatest")(_greatest)
-    register("LEAST", [_t, _t], _ret, variadic=True, null_safe=False, display="least")(_least)
+    register("GREATEST", [_t, _t], _ret, variadic=True, null_safe=False, display="greatest", deterministic=True)(
+        _greatest
+    )
+    register("LEAST", [_t, _t], _ret, variadic=True, null_safe=False, display="least", deterministic=True)(_least)
 
 
 # ------------------------------------------------------------------ geo

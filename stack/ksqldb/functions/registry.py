@@ -1,8 +1,10 @@
 """Scalar function registry and ksqlDB-style overload resolution.
 
 A function has overloads; each declares parameter types (a SqlType or a generic marker), whether the
-last parameter is variadic, a return type (a SqlType or a callable of the argument types) and a
-Python implementation that receives values already converted to the parameter types.
+last parameter is variadic, a return type (a SqlType or a callable of the argument types), a
+Python implementation that receives values already converted to the parameter types, and whether it is
+deterministic (its result depends on its arguments only: the vectorized path may then compute it once per
+distinct argument value instead of once per row).
 Resolution: one exact match wins; otherwise the overloads reachable by implicit widening, and more
 than one of those is ambiguous, as in ksqlDB.
 """
@@ -49,6 +51,7 @@ class Overload:
     impl: Callable[..., Any]
     variadic: bool = False
     null_safe: bool = True  # return null without calling impl when any argument is null
+    deterministic: bool = False  # the result depends on the arguments only (not on time, chance, ...)
 
 
 @dataclass
@@ -61,6 +64,13 @@ class Function:
     @property
     def shown(self) -> str:
         return self.display or self.name
+
+    @property
+    def deterministic(self) -> bool:
+        """Every overload is deterministic: a call's result depends on its arguments only, whichever overload
+        it resolves to (the vectorized path, which sees calls by name, evaluates those once per distinct
+        argument value)."""
+        return all(o.deterministic for o in self.overloads)
 
 
 @dataclass
@@ -84,14 +94,16 @@ def register(
     variadic: bool = False,
     null_safe: bool = True,
     display: str | None = None,
+    deterministic: bool = False,
 ) -> Callable:
-    """Decorator: add an overload of `name`."""
+    """Decorator: add an overload of `name`. `deterministic`: its result depends on its arguments only (say
+    so only when true: the vectorized path then computes it once per distinct argument value)."""
 
     def deco(fn: Callable) -> Callable:
         f = REGISTRY.setdefault(name.upper(), Function(name.upper()))
         if display:
             f.display = display
-        f.overloads.append(Overload(tuple(params), returns, fn, variadic, null_safe))
+        f.overloads.append(Overload(tuple(params), returns, fn, variadic, null_safe, deterministic))
         return fn
 
     return deco

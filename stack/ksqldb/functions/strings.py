@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
+import hashlib
 import json
 import re
 import unicodedata
+import uuid
+from decimal import Decimal
 from functools import lru_cache
 
+from .. import values as V
 from ..errors import EvalError
 from ..types import BOOLEAN, BYTES, INTEGER, STRING, ArrayType, MapType
 from .registry import register
@@ -18,56 +23,56 @@ def _java_trim(s: str) -> str:
     return s.strip("".join(chr(c) for c in range(0x21)))
 
 
-@register("LCASE", [STRING], STRING)
+@register("LCASE", [STRING], STRING, deterministic=True)
 def lcase(s):
     return s.lower()
 
 
-@register("UCASE", [STRING], STRING)
+@register("UCASE", [STRING], STRING, deterministic=True)
 def ucase(s):
     return s.upper()
 
 
-@register("TRIM", [STRING], STRING)
+@register("TRIM", [STRING], STRING, deterministic=True)
 def trim(s):
     return _java_trim(s)
 
 
-@register("LTRIM", [STRING], STRING)
+@register("LTRIM", [STRING], STRING, deterministic=True)
 def ltrim(s):
     return s.lstrip("".join(chr(c) for c in range(0x21)))
 
 
-@register("RTRIM", [STRING], STRING)
+@register("RTRIM", [STRING], STRING, deterministic=True)
 def rtrim(s):
     return s.rstrip("".join(chr(c) for c in range(0x21)))
 
 
-@register("LEN", [STRING], INTEGER)
-@register("LEN", [BYTES], INTEGER)
-@register("LENGTH", [STRING], INTEGER)
+@register("LEN", [STRING], INTEGER, deterministic=True)
+@register("LEN", [BYTES], INTEGER, deterministic=True)
+@register("LENGTH", [STRING], INTEGER, deterministic=True)
 def length(s):
     return len(s)
 
 
-@register("CONCAT", [STRING], STRING, variadic=True, null_safe=False)
+@register("CONCAT", [STRING], STRING, variadic=True, null_safe=False, deterministic=True)
 def concat(*parts):
     return "".join(p for p in parts if p is not None)
 
 
-@register("CONCAT", [BYTES], BYTES, variadic=True, null_safe=False)
+@register("CONCAT", [BYTES], BYTES, variadic=True, null_safe=False, deterministic=True)
 def concat_bytes(*parts):
     return b"".join(p for p in parts if p is not None)
 
 
-@register("CONCAT_WS", [STRING, STRING], STRING, variadic=True, null_safe=False)
+@register("CONCAT_WS", [STRING, STRING], STRING, variadic=True, null_safe=False, deterministic=True)
 def concat_ws(sep, *parts):
     if sep is None:
         return None
     return sep.join(p for p in parts if p is not None)
 
 
-@register("CONCAT_WS", [BYTES, BYTES], BYTES, variadic=True, null_safe=False)
+@register("CONCAT_WS", [BYTES, BYTES], BYTES, variadic=True, null_safe=False, deterministic=True)
 def concat_ws_bytes(sep, *parts):
     if sep is None:
         return None
@@ -82,14 +87,14 @@ def _start(length: int, pos: int) -> int:
     return 0
 
 
-@register("SUBSTRING", [STRING, INTEGER], STRING)
-@register("SUBSTRING", [BYTES, INTEGER], BYTES)
+@register("SUBSTRING", [STRING, INTEGER], STRING, deterministic=True)
+@register("SUBSTRING", [BYTES, INTEGER], BYTES, deterministic=True)
 def substring(s, pos):
     return s[_start(len(s), pos) :]
 
 
-@register("SUBSTRING", [STRING, INTEGER, INTEGER], STRING)
-@register("SUBSTRING", [BYTES, INTEGER, INTEGER], BYTES)
+@register("SUBSTRING", [STRING, INTEGER, INTEGER], STRING, deterministic=True)
+@register("SUBSTRING", [BYTES, INTEGER, INTEGER], BYTES, deterministic=True)
 def substring_len(s, pos, length):
     start = _start(len(s), pos)
     if length < 0:
@@ -97,17 +102,17 @@ def substring_len(s, pos, length):
     return s[start : min(start + length, len(s))]
 
 
-@register("INSTR", [STRING, STRING], INTEGER)
+@register("INSTR", [STRING, STRING], INTEGER, deterministic=True)
 def instr(s, sub):
     return s.find(sub) + 1
 
 
-@register("INSTR", [STRING, STRING, INTEGER], INTEGER)
+@register("INSTR", [STRING, STRING, INTEGER], INTEGER, deterministic=True)
 def instr_pos(s, sub, pos):
     return instr_occ(s, sub, pos, 1)
 
 
-@register("INSTR", [STRING, STRING, INTEGER, INTEGER], INTEGER)
+@register("INSTR", [STRING, STRING, INTEGER, INTEGER], INTEGER, deterministic=True)
 def instr_occ(s, sub, pos, occurrence):
     """Oracle-style INSTR: a negative position searches backwards from that many chars from the end."""
     if occurrence <= 0 or pos == 0:
@@ -141,39 +146,39 @@ def _pad(s, length, padding, left: bool):
     return fill + s if left else s + fill
 
 
-@register("LPAD", [STRING, INTEGER, STRING], STRING)
-@register("LPAD", [BYTES, INTEGER, BYTES], BYTES)
+@register("LPAD", [STRING, INTEGER, STRING], STRING, deterministic=True)
+@register("LPAD", [BYTES, INTEGER, BYTES], BYTES, deterministic=True)
 def lpad(s, length, padding):
     return _pad(s, length, padding, True)
 
 
-@register("RPAD", [STRING, INTEGER, STRING], STRING)
-@register("RPAD", [BYTES, INTEGER, BYTES], BYTES)
+@register("RPAD", [STRING, INTEGER, STRING], STRING, deterministic=True)
+@register("RPAD", [BYTES, INTEGER, BYTES], BYTES, deterministic=True)
 def rpad(s, length, padding):
     return _pad(s, length, padding, False)
 
 
-@register("REPLACE", [STRING, STRING, STRING], STRING)
+@register("REPLACE", [STRING, STRING, STRING], STRING, deterministic=True)
 def replace(s, old, new):
     return s.replace(old, new)
 
 
-@register("REVERSE", [STRING], STRING)
+@register("REVERSE", [STRING], STRING, deterministic=True)
 def reverse(s):
     return s[::-1]
 
 
-@register("INITCAP", [STRING], STRING)
+@register("INITCAP", [STRING], STRING, deterministic=True)
 def initcap(s):
     return re.sub(r"\S+", lambda m: m.group(0)[0].upper() + m.group(0)[1:].lower(), s)
 
 
-@register("CHR", [INTEGER], STRING)
+@register("CHR", [INTEGER], STRING, deterministic=True)
 def chr_(code):
     return chr(code) if 0 <= code <= 0x10FFFF else None
 
 
-@register("CHR", [STRING], STRING)
+@register("CHR", [STRING], STRING, deterministic=True)
 def chr_str(text):
     m = re.fullmatch(r"\\u([0-9a-fA-F]{4})", text)
     return chr(int(m.group(1), 16)) if m else None
@@ -221,18 +226,18 @@ def _java_replacement(rep: str) -> str:
     return "".join(out)
 
 
-@register("REGEXP_REPLACE", [STRING, STRING, STRING], STRING)
+@register("REGEXP_REPLACE", [STRING, STRING, STRING], STRING, deterministic=True)
 def regexp_replace(s, pattern, rep):
     return _regex(pattern).sub(_java_replacement(rep), s)
 
 
-@register("REGEXP_EXTRACT", [STRING, STRING], STRING)
+@register("REGEXP_EXTRACT", [STRING, STRING], STRING, deterministic=True)
 def regexp_extract(pattern, s):
     m = _regex(pattern).search(s)
     return m.group(0) if m else None
 
 
-@register("REGEXP_EXTRACT", [STRING, STRING, INTEGER], STRING)
+@register("REGEXP_EXTRACT", [STRING, STRING, INTEGER], STRING, deterministic=True)
 def regexp_extract_group(pattern, s, group):
     m = _regex(pattern).search(s)
     if not m or group > (m.re.groups):
@@ -314,8 +319,8 @@ for _suffix, _kind in (
 ):
     _impl = _mask_fn(_kind)
     _base = [STRING] if _kind == "all" else [STRING, INTEGER]
-    register("MASK" + _suffix, _base, STRING, null_safe=False)(_impl)
-    register("MASK" + _suffix, _base + [STRING] * 4, STRING, null_safe=False)(_impl)
+    register("MASK" + _suffix, _base, STRING, null_safe=False, deterministic=True)(_impl)
+    register("MASK" + _suffix, _base + [STRING] * 4, STRING, null_safe=False, deterministic=True)(_impl)
 
 
 # ------------------------------------------------------------------ encodings
@@ -443,8 +448,6 @@ def json_array_length(text):
 
 @register("UUID", [], STRING)
 def uuid_():
-    import uuid
-
     return str(uuid.uuid4())
 
 
@@ -460,14 +463,14 @@ def split_to_map(s, entry_delim, kv_delim):
     return out
 
 
-@register("ELT", [INTEGER, STRING], STRING, variadic=True, null_safe=False)
+@register("ELT", [INTEGER, STRING], STRING, variadic=True, null_safe=False, deterministic=True)
 def elt(n, *values):
     if n is None or n < 1 or n > len(values):
         return None
     return values[n - 1]
 
 
-@register("FIELD", [STRING, STRING], INTEGER, variadic=True, null_safe=False)
+@register("FIELD", [STRING, STRING], INTEGER, variadic=True, null_safe=False, deterministic=True)
 def field(s, *values):
     if s is None:
         return 0
@@ -478,18 +481,12 @@ def field(s, *values):
 
 
 def _to_json_value(v):
-    import base64 as b64
-    import datetime as dt
-    from decimal import Decimal
-
-    from .. import values as V
-
     if isinstance(v, dict):
         return {str(k): _to_json_value(x) for k, x in v.items()}
     if isinstance(v, list):
         return [_to_json_value(x) for x in v]
     if isinstance(v, bytes):
-        return b64.b64encode(v).decode()
+        return base64.b64encode(v).decode()
     if isinstance(v, dt.datetime):
         return V.format_timestamp(v)
     if isinstance(v, dt.date):
@@ -539,6 +536,4 @@ def json_items(text):
 
 @register("MD5", [STRING], STRING)
 def md5(s):
-    import hashlib
-
     return hashlib.md5(s.encode("utf-8")).hexdigest()

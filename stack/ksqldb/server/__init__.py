@@ -17,7 +17,7 @@ from . import streams
 from .entities import BAD_REQUEST, error_body
 from .service import KsqlService, StatementFailure
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 VERSION = "0.29.0"
 SERVICE = web.AppKey("service", KsqlService)
@@ -77,7 +77,7 @@ async def _chunked(request: web.Request, content_type: str, chunks: AsyncIterato
             await response.write(chunk)
         await response.write_eof()
     except (ConnectionResetError, asyncio.CancelledError):
-        log.info("%s: client went away", request.path)
+        logger.info("%s: client went away", request.path)
     finally:
         await chunks.aclose()  # type: ignore[attr-defined]
     return response

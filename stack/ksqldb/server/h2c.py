@@ -22,7 +22,7 @@ from . import streams
 from .entities import NOT_FOUND, error_body
 from .service import KsqlService, StatementFailure
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
@@ -81,7 +81,7 @@ class H2Protocol(asyncio.Protocol):
         try:
             events = self.conn.receive_data(data)
         except h2.exceptions.ProtocolError as e:
-            log.info("HTTP/2 protocol error: %s", e)
+            logger.info("HTTP/2 protocol error: %s", e)
             self._flush()
             if self.transport is not None:
                 self.transport.close()
@@ -147,7 +147,7 @@ class H2Protocol(asyncio.Protocol):
                 self.conn.end_stream(stream_id)
                 self._flush()
         except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError, ConnectionError) as e:
-            log.info("HTTP/2 stream %d ended early: %s", stream_id, e)
+            logger.info("HTTP/2 stream %d ended early: %s", stream_id, e)
         finally:
             await chunks.aclose()  # type: ignore[attr-defined]
 

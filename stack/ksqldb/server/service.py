@@ -21,7 +21,6 @@ from .. import ast
 from ..commands import Command, CommandLog
 from ..engine import Engine, Result
 from ..errors import KsqlError, ParseError
-from ..executor import Record
 from ..formats import HttpSchemaRegistry
 from ..formats.coerce import coerce, lookup_field
 from ..kafka_runtime import (
@@ -34,9 +33,10 @@ from ..kafka_runtime import (
 )
 from ..parser import parse
 from ..pull import PullResult
+from ..records import Record
 from .entities import BAD_STATEMENT, QUERY_ENDPOINT, SERVER_ERROR, entity, error_body, json_value
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 #: Statements that change the server's state: these, and only these, go to the command topic.
 PERSISTED = (ast.CreateSource, ast.InsertInto, ast.DropSource, ast.Terminate, ast.AlterSource)
@@ -205,7 +205,7 @@ class KsqlService:
                 history = self.commands.read_all()
                 break
             except Exception as e:  # noqa: BLE001 - the broker may still be starting
-                log.warning("waiting for the broker: %s", e)
+                logger.warning("waiting for the broker: %s", e)
                 time.sleep(1.0)
         self.runtime.deferring = True
         with self.lock:
@@ -215,11 +215,11 @@ class KsqlService:
                     for stmt in parse(cmd.statement):
                         self.engine.execute_statement(stmt, cmd.properties)
                 except KsqlError as e:
-                    log.warning("command %d no longer applies (%s): %s", cmd.offset, e.message, cmd.statement)
+                    logger.warning("command %d no longer applies (%s): %s", cmd.offset, e.message, cmd.statement)
                 finally:
                     self.engine.forced_query_id = None
             self.runtime.finish_replay()
-        log.info("replayed %d commands; %d persistent queries running", len(history), len(self.engine.queries))
+        logger.info("replayed %d commands; %d persistent queries running", len(history), len(self.engine.queries))
         self.ready = True
 
     def close(self) -> None:
@@ -263,7 +263,7 @@ class KsqlService:
             except StatementFailure:
                 raise
             except Exception as e:  # noqa: BLE001 - a server-side failure, reported as ksqlDB does
-                log.exception("statement failed: %s", text)
+                logger.exception("statement failed: %s", text)
                 raise StatementFailure(error_body("generic_error", SERVER_ERROR, str(e)), 500) from None
         return entities
 

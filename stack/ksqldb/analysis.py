@@ -1,0 +1,106 @@
+"""What a query's expressions refer to (columns, aggregate calls, qualifiers), and the checks ksqlDB makes on
+them before it plans anything. Shared by the planners of projections, aggregations and joins."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+
+from . import ast
+from .errors import KsqlStatementError
+from .expressions import Compiler, Scope
+from .functions.aggregates import is_aggregate
+
+#: The window bounds, columns of a windowed aggregation's rows (and of windowed sources).
+WINDOW_COLUMNS = ("WINDOWSTART", "WINDOWEND")
+
+
+def free_columns(e: ast.Expr, bound: frozenset[str] = frozenset()) -> list[ast.ColumnRef]:
+    """Column references in `e`, in order, but those that lambda parameters bind (`bound`: the parameters
+    of the lambdas `e` is in)."""
+    out: list[ast.ColumnRef] = []
+    for node in e.walk(prune=_is_lambda):
+        if isinstance(node, ast.ColumnRef):
+            if node.source is not None or node.name not in bound:
+                out.append(node)
+        elif isinstance(node, ast.Lambda):
+            out += free_columns(node.body, bound | set(node.params))
+    return out
+
+
+def _is_lambda(node: ast.Node) -> bool:
+    return isinstance(node, ast.Lambda)
+
+
+def _is_aggregate_call(node: ast.Node) -> bool:
+    return isinstance(node, ast.FunctionCall) and is_aggregate(node.name)
+
+
+def find_aggregates(e: ast.Expr) -> list[ast.FunctionCall]:
+    """The aggregate function calls in `e`, in order; not those in their arguments (nested aggregates)."""
+    return [c for c in e.find_all(ast.FunctionCall, prune=_is_aggregate_call) if is_aggregate(c.name)]
+
+
+def contains_aggregate(e: ast.Expr) -> bool:
+    return any(_is_aggregate_call(node) for node in e.walk())
+
+
+def is_aggregate_query(q: ast.Query) -> bool:
+    """GROUP BY, WINDOW, or an aggregate function in the projection or HAVING."""
+    if q.group_by or q.window or q.having is not None:
+        return True
+    return any(item.expr is not None and contains_aggregate(item.expr) for item in q.select)
+
+
+def unqualified(e: ast.Expr) -> ast.Expr:
+    """`e` with its column qualifiers dropped (`I.ID` and `ID` name the same column of one source)."""
+    return e.transform(
+        lambda x: dataclasses.replace(x, source=None) if isinstance(x, ast.ColumnRef) and x.source else None
+    )
+
+
+def qualified(e: ast.Expr, source: str) -> ast.Expr:
+    """`e` with every column reference qualified by `source`, as ksqlDB prints expressions in messages."""
+    return e.transform(lambda x: dataclasses.replace(x, source=source) if isinstance(x, ast.ColumnRef) else None)
+
+
+def check_clauses(q: ast.Query, persistent: bool) -> None:
+    """EMIT and LIMIT as ksqlDB allows them outside aggregations (the aggregation planner has its own rules)."""
+    if q.emit is not None and q.emit.upper() not in ("CHANGES", "FINAL"):
+        raise KsqlStatementError(f"Unknown EMIT type: {q.emit}")
+    if q.emit is not None and q.emit.upper() == "FINAL":
+        raise KsqlStatementError("EMIT FINAL is only supported for windowed aggregations.")
+    if persistent and q.limit is not None:
+        raise KsqlStatementError("CREATE STREAM AS SELECT and INSERT INTO statements don't support LIMIT clause.")
+
+
+def check_columns(
+    clauses: Sequence[tuple[str, Sequence[ast.Expr | None]]],
+    scope: Scope,
+    skip: Callable[[str, ast.ColumnRef], bool] = lambda clause, ref: False,
+) -> None:
+    """ksqlDB resolves every column reference, clause by clause, before it analyses the query: the first
+    unknown one is reported as unknown, with its position, before any type or grouping error. `skip`
+    leaves references to the later checks that know them (window bounds, synthetic join keys, ...)."""
+    for clause, exprs in clauses:
+        for e in exprs:
+            for ref in free_columns(e) if e is not None else []:
+                if not skip(clause, ref) and scope.lookup(ref) is None:
+                    Compiler(scope, clause).compile(ref)  # raises the unknown-column error
+
+
+def check_qualifiers(q: ast.Query, names: set[str]) -> None:
+    """ksqlDB refuses a qualifier that names no source or alias of the query while it builds the statement,
+    before it resolves any column (its message, prefix included)."""
+    exprs = [item.expr for item in q.select] + [q.where, *q.group_by, *q.partition_by, q.having]
+    for item in q.select:
+        if item.star_source is not None and item.star_source not in names:
+            raise KsqlStatementError(
+                f"Failed to prepare statement: '{item.star_source}' is not a valid stream/table name or alias."
+            )
+    for e in exprs:
+        for ref in free_columns(e) if e is not None else []:
+            if ref.source is not None and ref.source not in names:
+                raise KsqlStatementError(
+                    f"Failed to prepare statement: '{ref.source}' is not a valid stream/table name or alias."
+                )
