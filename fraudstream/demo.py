@@ -16,7 +16,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 
@@ -34,8 +34,9 @@ from fraudstream.kafka import admin_client, consumer_config, end_offsets
 from fraudstream.lifecycle import check_prometheus, start_prometheus, start_stack
 from fraudstream.live import PipelineStats, TopicReader, Topics, topic_size, watch
 from fraudstream.terminal import make_console
-from fraudstream.topics import PREPROCESSED_TOPIC, SCORES_TOPIC, USERS_TOPIC
+from fraudstream.topics import LABELS_TOPIC, PREPROCESSED_TOPIC, SCORES_TOPIC, USERS_TOPIC
 from producers.generate import generate_payments
+from producers.labels import Duration
 from producers.payments import Payment, PaymentFileError, Rejected, frame_payments, read_payments
 from producers.replay import BrokerUnavailable, ReplaySummary, replay
 from producers.users import produce_users
@@ -62,6 +63,8 @@ CHUNK = 1000
               help="Generated payments replayed at once at the start.")  # fmt: skip
 @click.option("--rate", type=click.FloatRange(min=0), default=200.0, show_default=True,
               help="Generated payments per second after those (0: none).")  # fmt: skip
+@click.option("--label-delay", type=Duration(), default="30s", show_default=True,
+              help="How long after a payment its label arrives on the labels topic (weeks, in real life).")  # fmt: skip
 @click.option(
     "--duration",
     type=click.FloatRange(min=0, min_open=True),
@@ -82,6 +85,7 @@ def demo_command(
     payments_file: Path | None,
     count: int,
     rate: float,
+    label_delay: timedelta,
     duration: float | None,
     ksql_dir: Path,
     connectors_dir: Path,
@@ -115,7 +119,7 @@ def demo_command(
     bootstrap = addresses.bootstrap_servers
     before, scored_before = topic_size(bootstrap, topics.preprocessed), topic_size(bootstrap, topics.scores)
     with TopicReader(addresses, stats, lock):  # reading on while the pipeline catches up, so the first score is seen
-        with BackgroundPayments(bootstrap, payments_file, count, rate, stats, lock) as payments:
+        with BackgroundPayments(bootstrap, payments_file, count, rate, label_delay, stats, lock) as payments:
             deadline = None if duration is None else time.monotonic() + duration
             watch(
                 stats,
@@ -130,9 +134,10 @@ def demo_command(
         acknowledged = payments.acknowledged
         console.print(f"waiting for the pipeline to process the {acknowledged:,} payments sent...")
         arrived = _wait_for(bootstrap, topics.preprocessed, before + acknowledged)
+        console.print(f"[bold]{topics.preprocessed}[/]: {arrived - before:,} of {acknowledged:,} payments preprocessed")
+        labels = sum(summary.labels_acknowledged for summary in payments.summaries)
         console.print(
-            f"[bold]{topics.preprocessed}[/]: {arrived - before:,} of {acknowledged:,} payments preprocessed "
-            f"(unlabelled ones are left out by the statement's WHERE CLASS IS NOT NULL)"
+            f"[bold]{LABELS_TOPIC}[/]: {labels:,} labels sent, each {_duration(label_delay)} after its payment"
         )
         scored = _wait_for(bootstrap, topics.scores, scored_before + arrived - before, quiet_seconds=30.0)
         console.print(f"[bold]{topics.scores}[/]: {scored - scored_before:,} payments scored")
@@ -148,7 +153,7 @@ def demo_command(
             time.sleep(0.1)
     if stats.first_score_after is not None:
         console.print(f"first score {stats.first_score_after:,.1f} s after the demo started")
-    _show_newest(addresses, topics.preprocessed, ("TIME", "V1", "V2", "AMOUNT", "CLASS"))
+    _show_newest(addresses, topics.preprocessed, ("HOUR_OF_DAY", "V1", "V2", "AMOUNT"))
     _show_newest(addresses, topics.scores, ("score", "threshold", "is_fraud", "model_name", "model_version"))
     _show_lake(addresses)
     _show_where(stack, data_dir, ksql_dir)
@@ -164,6 +169,7 @@ class BackgroundPayments:
         payments_file: Path | None,
         count: int,
         rate: float,
+        label_delay: timedelta,
         stats: PipelineStats,
         lock: threading.Lock,
     ) -> None:
@@ -171,6 +177,7 @@ class BackgroundPayments:
         self.payments_file = payments_file
         self.count = count
         self.rate = rate
+        self.label_delay = label_delay
         self.stats = stats
         self.lock = lock
         self.summaries: list[ReplaySummary] = []
@@ -230,7 +237,11 @@ class BackgroundPayments:
                 self.stats.sent = sent_before + summary.sent
 
         summary = replay(
-            self._until_stopped(payments), bootstrap_servers=self.bootstrap_servers, rate=rate, on_progress=progress
+            self._until_stopped(payments),
+            bootstrap_servers=self.bootstrap_servers,
+            rate=rate,
+            label_delay=self.label_delay,
+            on_progress=progress,
         )
         self.summaries.append(summary)
         if summary.failed:
@@ -245,6 +256,11 @@ class BackgroundPayments:
     def _set_producing(self, what: str) -> None:
         with self.lock:
             self.stats.producing = what
+
+
+def _duration(delay: timedelta) -> str:
+    seconds = delay.total_seconds()
+    return f"{seconds:,.0f} s" if seconds < 3600 else f"{seconds / 3600:,.1f} h"
 
 
 def _live(payments: Iterable[Payment]) -> Iterator[Payment]:

@@ -82,7 +82,7 @@ class PipelineStats:
     window: float = 10.0
     #: At most this many latencies are kept (the window's, at up to 10k scores/s).
     latency_limit: int = 100_000
-    #: Source timestamps kept while their scores are awaited (unlabelled payments are never scored).
+    #: Source timestamps kept while their scores are awaited (bounded: a score may never come).
     pending_limit: int = 200_000
     #: What the producer in the background is doing, for the view ("replaying 10,000", "200/s").
     producing: str = ""

@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass
 
 #: Raw payments, as producers write them (DELIMITED or JSON).
 SOURCE_TOPIC = "creditcardfraud_source"
+#: Labels, known days after their payments: key = payment id; JSON with LABEL and LABELLED_AT.
+LABELS_TOPIC = "creditcardfraud_labels"
 #: The card holders (a ksqlDB TABLE).
 USERS_TOPIC = "creditcardfraud_users"
 #: What the workers score: the statements' output, Avro through Schema Registry.

@@ -1,4 +1,5 @@
--- Raw card payments as producers write them (fraudstream produce): the extended layout, DELIMITED.
+-- Raw card payments as producers write them (fraudstream produce), DELIMITED: Id, Timestamp, User, Time,
+-- V1..V28, Amount. A live payment carries no label; labels arrive later on their own topic (015-labels.sql).
 -- The Kafka key is the payment id; the value repeats it, so that any CSV tool can produce records.
 -- The event time is the payment's own Timestamp (milliseconds optional), so windows and lag follow it rather than arrival.
 CREATE STREAM IF NOT EXISTS creditcardfraud_source (
@@ -35,8 +36,7 @@ CREATE STREAM IF NOT EXISTS creditcardfraud_source (
   V26 DOUBLE,
   V27 DOUBLE,
   V28 DOUBLE,
-  AMOUNT DOUBLE,
-  CLASS INT
+  AMOUNT DOUBLE
 ) WITH (
   KAFKA_TOPIC = 'creditcardfraud_source',
   KEY_FORMAT = 'KAFKA',

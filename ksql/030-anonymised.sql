@@ -10,7 +10,6 @@ CREATE STREAM IF NOT EXISTS creditcardfraud_anonymised WITH (
   MASK_LEFT(`USER`, 2) AS `USER`,
   TIME,
   V1, V2, V3, V4, V5, V6, V7, V8, V9, V10, V11, V12, V13, V14, V15, V16, V17, V18, V19, V20, V21, V22, V23, V24, V25, V26, V27, V28,
-  AMOUNT,
-  CLASS
+  AMOUNT
 FROM creditcardfraud_source
 EMIT CHANGES;

@@ -20,7 +20,8 @@ import click
 from rich.table import Table
 
 from fraudstream.terminal import make_console
-from models.datasets import CsvSource, DatasetSource, GeneratedSource, KafkaSource, LakeSource
+from fraudstream.topics import LABELS_TOPIC
+from models.datasets import CsvSource, DatasetSource, GeneratedSource, KafkaSource, LakeSource, ServedSource
 from models.kinds import UnknownKindError, canonical_kind, create_model, kind_names, kind_parameters
 
 console = make_console()
@@ -83,7 +84,11 @@ def dataset_options(required: bool) -> Callable[[Callable[..., Any]], Callable[.
             show_default=True,
             help="Fraud rate of --generated.",
         ),
-        click.option("--topic", metavar="TOPIC", help="A Kafka topic (Avro values via the Schema Registry)."),
+        click.option(
+            "--topic",
+            metavar="TOPIC",
+            help="The features as a topic served them (Avro values via the Schema Registry), with their labels.",
+        ),
         click.option(
             "--offsets",
             "offset_ranges",
@@ -99,8 +104,23 @@ def dataset_options(required: bool) -> Callable[[Callable[..., Any]], Callable[.
             show_default=True,
             help="With --topic: how values are encoded.",
         ),
-        click.option("--lake", metavar="TOPIC", help="A topic as the S3 sink landed it in the bucket."),
+        click.option(
+            "--lake",
+            metavar="TOPIC",
+            help="The features as the S3 sink landed a topic in the bucket, with their labels.",
+        ),
         click.option("--topics-dir", default="topics", show_default=True, help="With --lake: the sink's topics.dir."),
+        click.option(
+            "--labels-topic",
+            default=LABELS_TOPIC,
+            show_default=True,
+            help="With --topic or --lake: where the labels arrive (JSON: ID, LABEL, LABELLED_AT).",
+        ),
+        click.option(
+            "--cutoff",
+            metavar="TIME",
+            help="With --topic or --lake: train on labels known by this ISO-8601 time [default: now].",
+        ),
     ]
 
     def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -121,6 +141,8 @@ def source_from_options(
     value_format: str,
     lake: str | None,
     topics_dir: str,
+    labels_topic: str = LABELS_TOPIC,
+    cutoff: str | None = None,
     required: bool = True,
 ) -> DatasetSource | None:
     given = [
@@ -136,6 +158,8 @@ def source_from_options(
         return None
     if offset_ranges and topic is None:
         raise click.UsageError("--offsets only applies to --topic")
+    if cutoff is not None and topic is None and lake is None:
+        raise click.UsageError("--cutoff only applies to --topic and --lake")
     if csv_path is not None:
         return CsvSource(csv_path)
     if generated is not None:
@@ -150,8 +174,8 @@ def source_from_options(
                     raise click.BadParameter(f"{text!r} is not P:START-END (e.g. 0:0-1000)", param_hint="--offsets")
                 parsed.append((int(match["p"]), int(match["start"]), int(match["end"])))
             ranges = tuple(sorted(parsed))
-        return KafkaSource(topic, ranges, value_format=value_format)
-    return LakeSource(lake, topics_dir=topics_dir)
+        return ServedSource.of_topic(KafkaSource(topic, ranges, value_format=value_format), labels_topic, cutoff)
+    return ServedSource.of_topic(LakeSource(lake, topics_dir=topics_dir), labels_topic, cutoff)
 
 
 def _registry() -> Any:
@@ -243,6 +267,8 @@ def train_command(
     value_format: str,
     lake: str | None,
     topics_dir: str,
+    labels_topic: str,
+    cutoff: str | None,
     kind: str,
     epochs: int,
     seed: int,
@@ -255,7 +281,17 @@ def train_command(
 ) -> None:
     """Train a model on a dataset, evaluate it on held-out data and register it as a candidate."""
     source = source_from_options(
-        csv_path, generated, data_seed, fraud_rate, topic, offset_ranges, value_format, lake, topics_dir
+        csv_path,
+        generated,
+        data_seed,
+        fraud_rate,
+        topic,
+        offset_ranges,
+        value_format,
+        lake,
+        topics_dir,
+        labels_topic,
+        cutoff,
     )
     if not register and output_dir is None:
         raise click.UsageError("--no-register needs --output-dir (otherwise the model would be thrown away)")
@@ -317,6 +353,8 @@ def evaluate_command(
     value_format: str,
     lake: str | None,
     topics_dir: str,
+    labels_topic: str,
+    cutoff: str | None,
     output_dir: Path,
     name: str,
 ) -> None:
@@ -328,7 +366,17 @@ def evaluate_command(
     from models.features import labels
 
     source = source_from_options(
-        csv_path, generated, data_seed, fraud_rate, topic, offset_ranges, value_format, lake, topics_dir
+        csv_path,
+        generated,
+        data_seed,
+        fraud_rate,
+        topic,
+        offset_ranges,
+        value_format,
+        lake,
+        topics_dir,
+        labels_topic,
+        cutoff,
     )
     loaded = _registry().load(name, version)
     dataset = load_dataset(source, progress=console.is_terminal)
@@ -418,6 +466,8 @@ def promote_command(
     value_format: str,
     lake: str | None,
     topics_dir: str,
+    labels_topic: str,
+    cutoff: str | None,
     name: str,
 ) -> None:
     """Make candidate VERSION production if it beats production on the same held-out data.
@@ -427,7 +477,18 @@ def promote_command(
     from models.registry import PromotionRefused
 
     source = source_from_options(
-        csv_path, generated, data_seed, fraud_rate, topic, offset_ranges, value_format, lake, topics_dir, required=False
+        csv_path,
+        generated,
+        data_seed,
+        fraud_rate,
+        topic,
+        offset_ranges,
+        value_format,
+        lake,
+        topics_dir,
+        labels_topic,
+        cutoff,
+        required=False,
     )
     try:
         done = _registry().promote(name, version, metric=metric, force=force, data=source)
@@ -474,11 +535,23 @@ def recalibrate_command(
     value_format: str,
     lake: str | None,
     topics_dir: str,
+    labels_topic: str,
+    cutoff: str | None,
     name: str,
 ) -> None:
     """A new threshold version for VERSION from fresh data, without retraining."""
     source = source_from_options(
-        csv_path, generated, data_seed, fraud_rate, topic, offset_ranges, value_format, lake, topics_dir
+        csv_path,
+        generated,
+        data_seed,
+        fraud_rate,
+        topic,
+        offset_ranges,
+        value_format,
+        lake,
+        topics_dir,
+        labels_topic,
+        cutoff,
     )
     fresh = _registry().recalibrate(name, version, source, method=method, target=target)
     console.print(

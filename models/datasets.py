@@ -2,12 +2,15 @@
 
 A source is a small frozen dataclass whose ``describe()`` is a JSON-able dict from which
 :func:`source_from_description` rebuilds it (the model card and the registry store that dict). Every
-source yields pandas DataFrames in batches with the extended layout's columns (Id, Timestamp, User, Time,
-V1..V28, Amount, Class), so training never cares where rows came from.
+source yields pandas DataFrames in batches with the columns the features stream serves (its value columns
+as written, ID and EVENT_TIME among them) and, for training, the label ``Class``.
 
-Sources: ``csv`` (either payment file layout), ``generated`` (``producers.generate``), ``kafka`` (a topic
-and an offset range per partition, Avro values through a Schema Registry or JSON) and ``lake`` (the objects
-Confluent's S3 sink writes, ``<topics.dir>/<topic>/partition=<p>/<topic>+<p>+<offset>.<avro|parquet>``).
+Sources: ``served`` (the features as served, from a topic or the lake, joined with the labels known at a
+cutoff: the point-in-time training set), ``kafka`` (a topic and an offset range per partition, Avro values
+through a Schema Registry or JSON), ``lake`` (the objects Confluent's S3 sink writes,
+``<topics.dir>/<topic>/partition=<p>/<topic>+<p>+<offset>.<avro|parquet>``), and, for payment files, ``csv``
+(either labelled layout) and ``generated`` (``producers.generate``), which go through the statements'
+offline reference (``models.reference``) so that they yield the same columns as the stream.
 A source whose description needs resolving first (a file's hash, "to the end" of a topic, which objects
 exist) has ``pinned()``, which :func:`load_dataset` calls so the stored description loads the same rows.
 New kinds: a dataclass with ``describe``/``batches``/``from_description``, registered with
@@ -31,6 +34,8 @@ import numpy as np
 import pandas as pd
 
 from connectors.formats import SINK_FORMATS, SinkFormat, UnsupportedFormatError, format_names, format_of_extension
+from models.features import LABEL_COLUMN, NON_FEATURE_COLUMNS
+from models.reference import EVENT_TIME_COLUMN, ID_COLUMN, served_features
 from producers.payments import (
     EXTENDED_COLUMNS,
     KAGGLE_COLUMNS,
@@ -46,7 +51,7 @@ from producers.payments import (
 logger = logging.getLogger(__name__)
 
 DEFAULT_BATCH_ROWS = 50_000
-NUMERIC_COLUMNS: tuple[str, ...] = KAGGLE_COLUMNS  # Time, V1..V28, Amount, Class
+NUMERIC_COLUMNS: tuple[str, ...] = KAGGLE_COLUMNS  # of a payment file: Time, V1..V28, Amount, Class
 
 
 class DatasetSource(Protocol):
@@ -137,6 +142,8 @@ class CsvSource:
         if self.sha256 and file_sha256(self.path) != self.sha256:
             raise ValueError(f"{self.path} has changed since it was described (SHA-256 differs): not the same dataset")
         layout, has_header = self.layout()
+        if not layout.labelled:
+            raise ValueError(f"{self.path} has no Class column: unlabelled payments cannot be trained or evaluated on")
         with ExitStack() as stack:
             if progress:
                 import rich.progress
@@ -230,7 +237,7 @@ class CsvSource:
             frame["User"] = frame["User"].str.strip().replace("", None)
         frame["Class"] = frame["Class"].astype(np.int8)
         frame["Time"] = frame["Time"].astype(np.float64)
-        return frame[list(EXTENDED_COLUMNS)].reset_index(drop=True)
+        return served_features(frame[list(EXTENDED_COLUMNS)].reset_index(drop=True))
 
 
 def _read_block(texts: list[str], columns: list[str], numeric: bool) -> pd.DataFrame | None:
@@ -283,72 +290,57 @@ class GeneratedSource:
 
             starts = rich.progress.track(starts, description="generated payments", total=len(starts))
         for start in starts:
-            yield frame.iloc[start : start + batch_rows].reset_index(drop=True)
+            yield served_features(frame.iloc[start : start + batch_rows].reset_index(drop=True))
 
 
 # records from the pipeline (Kafka topics and the lake) ------------------------------------------------
 
 
-def _payments_frame(
+def _served_frame(
     raw: pd.DataFrame,
     fallback_ids: Sequence[str],
     where: str,
     positions: Sequence[int],
     rejected: list[Rejected] | None,
 ) -> pd.DataFrame:
-    """Records of the pipeline's topics (fields in any case: ksqlDB upper-cases them) as payment rows.
+    """Records of a topic as served: every value column as written, and an ID for each.
 
-    Id is the record's own ID/PAYMENT_ID field, else ``fallback_ids`` (the Kafka key, or the record's
-    ``topic+partition+offset`` in the lake, where the S3 sink keeps no keys); Timestamp is the record's
-    TIMESTAMP field, else KAGGLE_EPOCH + Time as the producers define it. Records without a label or a
-    number are set aside with the reason (``line`` is the offset); a value schema that lacks a column is
-    an error, because then no record could ever be a payment.
+    ID is the record's own ID (or PAYMENT_ID) field, else ``fallback_ids`` (the Kafka key, or the
+    record's ``topic+partition+offset`` in the lake, where the S3 sink keeps no keys). A record whose
+    numeric columns hold a null or a non-number cannot be a model input: it is set aside with the reason
+    (``line`` is its offset).
     """
     by_lower = {str(c).lower(): c for c in raw.columns}
-    missing = [c for c in NUMERIC_COLUMNS if c.lower() not in by_lower]
-    if missing:
-        raise ValueError(
-            f"{where}: records have no {missing} fields (they have {list(raw.columns)}): "
-            "not the payments of the preprocessed stream"
-        )
-    frame = pd.DataFrame(
-        {c: pd.to_numeric(raw[by_lower[c.lower()]], errors="coerce").astype(np.float64) for c in NUMERIC_COLUMNS}
-    )
-    values = frame.to_numpy(dtype=np.float64)
-    finite = np.isfinite(values)
-    bad = ~finite.all(axis=1) | ~np.isin(frame["Class"].to_numpy(), (0, 1))
-    if bad.any() and rejected is not None:
-        records = raw.to_dict("records")
-        for i in np.flatnonzero(bad):
-            broken = [c for c, ok in zip(NUMERIC_COLUMNS[:-1], finite[i]) if not ok]
-            if broken:
-                reason = f"{broken} missing or not a number"
-            elif np.isnan(values[i, -1]):
-                reason = "Class is empty: unlabelled rows cannot be trained or evaluated on"
-            else:
-                reason = f"Class must be 0 or 1, got {values[i, -1]:g}"
-            rejected.append(Rejected(where, int(positions[i]), json.dumps(records[i], default=str), reason))
-    keep = ~bad
-    frame = frame[keep].reset_index(drop=True)
-    raw = raw[keep].reset_index(drop=True)
-    ids = pd.Series(np.asarray(fallback_ids, dtype=object)[keep], dtype=object)
+    frame = raw.reset_index(drop=True)
+    ids = pd.Series(np.asarray(fallback_ids, dtype=object), dtype=object)
     for name in ("id", "payment_id"):
         if name in by_lower:
-            ids = raw[by_lower[name]].astype(object).where(raw[by_lower[name]].notna(), ids)
+            ids = frame[by_lower[name]].astype(object).where(frame[by_lower[name]].notna(), ids)
             break
-    if "timestamp" in by_lower:
-        stamps = raw[by_lower["timestamp"]].astype(object)
-    else:
-        stamps = (
-            (pd.Timestamp(KAGGLE_EPOCH) + pd.to_timedelta(frame["Time"], unit="s"))
-            .dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-            .str.replace(".000000Z", "Z")
-        )
-    frame.insert(0, "Id", ids.astype(str).to_numpy())
-    frame.insert(1, "Timestamp", stamps.to_numpy())
-    frame.insert(2, "User", raw[by_lower["user"]].to_numpy() if "user" in by_lower else None)
-    frame["Class"] = frame["Class"].astype(np.int8)
-    return frame[list(EXTENDED_COLUMNS)]
+    frame = frame.drop(columns=[by_lower[n] for n in ("id", "payment_id") if n in by_lower])
+    frame[ID_COLUMN] = ids.astype(str).to_numpy()
+    identity = {c.lower() for c in NON_FEATURE_COLUMNS} | {ID_COLUMN.lower(), EVENT_TIME_COLUMN.lower()}
+    numeric = [c for c in frame.columns if str(c).lower() not in identity and _is_numeric(frame[c])]
+    if numeric:
+        values = frame[numeric].to_numpy(dtype=np.float64, na_value=np.nan)
+        bad = ~np.isfinite(values).all(axis=1)
+        if bad.any():
+            if rejected is not None:
+                records = raw.to_dict("records")
+                for i in np.flatnonzero(bad):
+                    broken = [c for c, ok in zip(numeric, np.isfinite(values[i])) if not ok]
+                    reason = f"{broken} missing or not a number"
+                    rejected.append(Rejected(where, int(positions[i]), json.dumps(records[i], default=str), reason))
+            frame = frame[~bad].reset_index(drop=True)
+    return frame
+
+
+def _is_numeric(column: pd.Series) -> bool:
+    """A column of numbers or booleans (nulls allowed): a model input when not an identity column."""
+    if pd.api.types.is_bool_dtype(column) or pd.api.types.is_numeric_dtype(column):
+        return True
+    present = column.dropna()
+    return len(present) > 0 and all(isinstance(v, (int, float, bool, np.number)) for v in present.head(100))
 
 
 class _Rows:
@@ -379,7 +371,7 @@ class _Rows:
             rows = [i for i, w in enumerate(self.where) if w == where]
             part = raw.iloc[rows].reset_index(drop=True) if len(rows) < len(raw) else raw
             parts.append(
-                _payments_frame(
+                _served_frame(
                     part, [self.ids[i] for i in rows], where, [self.positions[i] for i in rows], self.rejected
                 )
             )
@@ -755,6 +747,201 @@ class LakeSource:
                 yield frame
 
 
+@dataclass(frozen=True)
+class KnownLabel:
+    """A payment's label as known at a cutoff; `offset` orders labels known at the same moment (read order)."""
+
+    label: int
+    labelled_at_ms: int
+    offset: int
+
+
+def _millis(text: Any) -> int | None:
+    """An ISO-8601 time (a label's LABELLED_AT) in milliseconds since the epoch, or None if it is not one."""
+    try:
+        moment = pd.Timestamp(str(text))
+    except ValueError:
+        return None
+    if pd.isna(moment):
+        return None
+    moment = moment.tz_localize("UTC") if moment.tzinfo is None else moment.tz_convert("UTC")
+    return int((moment - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(milliseconds=1))
+
+
+def _iso(ms: int) -> str:
+    return pd.Timestamp(ms, unit="ms", tz="UTC").strftime("%Y-%m-%dT%H:%M:%S.%fZ").replace(".000000Z", "Z")
+
+
+@register_source("served")
+@dataclass(frozen=True)
+class ServedSource:
+    """The point-in-time training set: the features as the stream served them, with the labels known at ``cutoff``.
+
+    ``features`` is the features stream (its topic, or the lake where the S3 sink landed it); ``labels``
+    the labels topic (JSON: ID, LABEL, LABELLED_AT). A payment is a training example when its label was
+    known at the cutoff (LABELLED_AT <= cutoff) and the payment itself happened by then. The rules for
+    labels, each applied with its reason in ``rejected`` (nothing is dropped silently):
+
+    - a label known after the cutoff does not exist yet: its payment is not an example;
+    - of several labels of one payment known by the cutoff, the latest (by LABELLED_AT, then offset) counts:
+      a later investigation revises an earlier verdict;
+    - a label that is not JSON, not 0 or 1, or has no readable LABELLED_AT is rejected;
+    - a label known before its own payment happened is impossible, and rejected;
+    - a label whose payment is not among the features is counted (``labels_without_features``), not an error:
+      the payment may lie outside the features' range.
+
+    :meth:`pinned` fixes the offsets (or objects) of both and the cutoff (now, unless given), and records
+    the statements' hash, so that the description loads the same examples again.
+    """
+
+    features: KafkaSource | LakeSource
+    labels: KafkaSource
+    cutoff: str | None = None
+    statements: str | None = None
+    kind: str = field(default="served", init=False)
+    _stats: dict[str, int] = field(default_factory=dict, init=False, compare=False, repr=False)
+
+    @classmethod
+    def from_description(cls, description: dict[str, Any]) -> ServedSource:
+        return cls(
+            source_from_description(description["features"]),  # type: ignore[arg-type]
+            source_from_description(description["labels"]),  # type: ignore[arg-type]
+            description.get("cutoff"),
+            description.get("ksql_sha256"),
+        )
+
+    @classmethod
+    def of_topic(cls, features: KafkaSource | LakeSource, labels_topic: str | None = None,
+                 cutoff: str | None = None) -> ServedSource:  # fmt: skip
+        """The features of ``features`` with the labels of the labels topic (JSON), as they stand at ``cutoff``."""
+        from fraudstream.topics import LABELS_TOPIC
+
+        return cls(features, KafkaSource(labels_topic or LABELS_TOPIC, value_format="json"), cutoff)
+
+    def pinned(self) -> ServedSource:
+        if self.cutoff is not None and self.statements is not None and self._is_pinned():
+            return self
+        from fraudstream.statements import StatementsNotFound, statements_hash
+
+        cutoff = self.cutoff or _iso(int(pd.Timestamp.now(tz="UTC").value // 1_000_000))
+        statements = self.statements
+        if statements is None:
+            try:
+                statements = statements_hash()
+            except StatementsNotFound:
+                statements = None
+        return ServedSource(self.features.pinned(), self.labels.pinned(), cutoff, statements)
+
+    def _is_pinned(self) -> bool:
+        features_pinned = (
+            self.features.objects is not None
+            if isinstance(self.features, LakeSource)
+            else self.features.ranges is not None
+        )
+        return features_pinned and self.labels.ranges is not None
+
+    def cutoff_ms(self) -> int:
+        ms = _millis(self.cutoff) if self.cutoff is not None else None
+        if ms is None:
+            raise ValueError(f"cutoff {self.cutoff!r} is not an ISO-8601 time")
+        return ms
+
+    def describe(self) -> dict[str, Any]:
+        pinned = self.pinned()
+        description = {
+            "kind": self.kind,
+            "features": pinned.features.describe(),
+            "labels": pinned.labels.describe(),
+            "cutoff": pinned.cutoff,
+            "ksql_sha256": pinned.statements,
+        }
+        if self._stats:
+            description["counts"] = dict(self._stats)
+        return description
+
+    def known_labels(self, rejected: list[Rejected] | None = None) -> dict[str, KnownLabel]:
+        """Each payment's label as known at the cutoff, by the rules above."""
+        cutoff = self.cutoff_ms()
+        known: dict[str, KnownLabel] = {}
+        later = 0
+        sequence = 0  # read order: a payment's labels share its key, so one partition, in offset order
+        for frame in self.labels.batches(rejected=rejected):
+            by_lower = {str(c).lower(): c for c in frame.columns}
+            for row in frame.to_dict("records"):
+                where = f"{self.labels.topic}"
+                label = row.get(by_lower.get("label", "LABEL"))
+                labelled_at = _millis(row.get(by_lower.get("labelled_at", "LABELLED_AT")))
+                sequence += 1
+                offset = sequence
+                reason = None
+                if label not in (0, 1) or isinstance(label, bool):
+                    reason = f"LABEL must be 0 or 1, got {label!r}"
+                elif labelled_at is None:
+                    reason = (
+                        f"LABELLED_AT {row.get(by_lower.get('labelled_at', 'LABELLED_AT'))!r} is not an ISO-8601 time"
+                    )
+                if reason is not None:
+                    if rejected is not None:
+                        rejected.append(Rejected(where, offset, json.dumps(row, default=str), reason))
+                    continue
+                if labelled_at > cutoff:
+                    later += 1
+                    continue
+                payment = str(row[ID_COLUMN])
+                previous = known.get(payment)
+                if previous is None or (labelled_at, offset) >= (previous.labelled_at_ms, previous.offset):
+                    known[payment] = KnownLabel(int(label), labelled_at, offset)
+        self._stats["labels_after_cutoff"] = later
+        return known
+
+    def batches(
+        self, batch_rows: int = DEFAULT_BATCH_ROWS, progress: bool = False, rejected: list[Rejected] | None = None
+    ) -> Iterator[pd.DataFrame]:
+        source = self.pinned()
+        known = source.known_labels(rejected)
+        cutoff = source.cutoff_ms()
+        matched: set[str] = set()
+        impossible: set[str] = set()
+        after_cutoff = 0
+        for frame in source.features.batches(batch_rows, progress, rejected):
+            if EVENT_TIME_COLUMN not in frame.columns:
+                raise ValueError(
+                    f"{source.features.topic}: records have no {EVENT_TIME_COLUMN} column (they have "
+                    f"{list(frame.columns)}): the features stream must serve each payment's event time"
+                )
+            ids = frame[ID_COLUMN].astype(str)
+            event = frame[EVENT_TIME_COLUMN].to_numpy(dtype=np.int64)
+            labelled = ids.map(lambda pid: known.get(pid)).to_numpy()
+            has = np.array([x is not None for x in labelled], bool)
+            in_time = event <= cutoff
+            after_cutoff += int((has & ~in_time).sum())
+            keep = has & in_time
+            known_at = np.array([x.labelled_at_ms if x is not None else 0 for x in labelled], np.int64)
+            before_payment = keep & (known_at < event)
+            if before_payment.any():
+                impossible.update(ids[before_payment])
+                if rejected is not None:
+                    for i in np.flatnonzero(before_payment):
+                        rejected.append(Rejected(
+                            source.labels.topic, labelled[i].offset, ids.iloc[i],
+                            f"label of payment {ids.iloc[i]} known at {_iso(known_at[i])}, before the payment "
+                            f"itself ({_iso(int(event[i]))}): impossible, not used",
+                        ))  # fmt: skip
+                keep &= ~before_payment
+            matched.update(ids[keep])
+            out = frame[keep].reset_index(drop=True)
+            out[LABEL_COLUMN] = np.array([x.label for x in labelled[keep]], np.int8)
+            yield out
+        self._stats.update(
+            source._stats,
+            labels_known=len(known),
+            examples=len(matched),
+            labels_without_features=len(set(known) - matched - impossible),
+            payments_after_cutoff=after_cutoff,
+            labels_before_payment=len(impossible),
+        )
+
+
 @dataclass
 class Dataset:
     frame: pd.DataFrame
@@ -773,8 +960,8 @@ def load_dataset(source: DatasetSource, batch_rows: int = DEFAULT_BATCH_ROWS, pr
         source = pin()
     rejected: list[Rejected] = []
     parts = list(source.batches(batch_rows, progress=progress, rejected=rejected))
-    frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=list(EXTENDED_COLUMNS))
-    frauds = int(frame["Class"].sum()) if len(frame) else 0
+    frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=[ID_COLUMN, LABEL_COLUMN])
+    frauds = int(frame[LABEL_COLUMN].sum()) if len(frame) and LABEL_COLUMN in frame.columns else 0
     description = {
         "source": source.describe(),
         "rows": int(len(frame)),

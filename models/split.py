@@ -82,12 +82,12 @@ def _finish(parts: Sequence[pd.DataFrame], method: str, details: dict, min_fraud
 
 
 def time_column(frame: pd.DataFrame) -> str:
-    """Timestamp (event time) when present, else Time (seconds since the first payment)."""
-    for name in ("Timestamp", "Time"):
+    """The event time: EVENT_TIME as the features stream serves it (ms), else Timestamp, else Time."""
+    for name in ("EVENT_TIME", "Timestamp", "Time"):
         matches = [c for c in frame.columns if str(c).lower() == name.lower()]
         if matches:
             return matches[0]
-    raise ValueError(f"no Timestamp or Time column to order by; columns are {list(frame.columns)}")
+    raise ValueError(f"no EVENT_TIME, Timestamp or Time column to order by; columns are {list(frame.columns)}")
 
 
 def chronological_split(
@@ -107,7 +107,10 @@ def chronological_split(
     details = {"by": column, "fractions": list(fractions)}
     for name, part in zip(PARTS, parts):
         if len(part):
-            details[f"{name}_range"] = [str(part[column].iloc[0]), str(part[column].iloc[-1])]
+            first, last = part[column].iloc[0], part[column].iloc[-1]
+            if column.lower() == "event_time":  # milliseconds: shown as times
+                first, last = (pd.Timestamp(int(v), unit="ms", tz="UTC").isoformat() for v in (first, last))
+            details[f"{name}_range"] = [str(first), str(last)]
     return _finish(parts, "chronological", details, min_frauds)
 
 

@@ -119,8 +119,11 @@ def write_csv(frame: pd.DataFrame, out: TextIO, layout: Layout = Layout.EXTENDED
     if layout is Layout.KAGGLE:
         writer.writerow(KAGGLE_COLUMNS)
     for row in frame[list(layout.columns)].itertuples(index=False, name=None):
-        *values, label = row
-        writer.writerow([*values, str(label)])
+        if layout.labelled:
+            *values, label = row
+            writer.writerow([*values, str(label)])
+        else:
+            writer.writerow(row)
 
 
 @click.command("generate")

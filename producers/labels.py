@@ -36,8 +36,13 @@ class Label:
         return self.payment_id.encode()
 
     def encode(self) -> bytes:
-        """The JSON value of the labels stream (`ksql/015-labels.sql`): upper-case fields, as ksqlDB names them."""
-        return json.dumps({"LABEL": self.label, "LABELLED_AT": format_timestamp(self.labelled_at)}).encode()
+        """The JSON value of the labels stream (`ksql/015-labels.sql`): upper-case fields, as ksqlDB names them.
+
+        ID repeats the key, so that a label landed in the lake (values only) still names its payment.
+        """
+        return json.dumps(
+            {"ID": self.payment_id, "LABEL": self.label, "LABELLED_AT": format_timestamp(self.labelled_at)}
+        ).encode()
 
     @property
     def timestamp_ms(self) -> int:

@@ -1,8 +1,9 @@
 """Card payment records: the two CSV layouts, parsing a line, and encoding a `creditcardfraud_source` value.
 
-Every record written to `creditcardfraud_source` carries the *extended* layout's columns in order
-(Id, Timestamp, User, Time, V1..V28, Amount, Class), so that one source stream definition in `ksql/`
-reads payments from any file. Rows of the Kaggle layout have no Id, Timestamp or User: they get a
+Every record written to `creditcardfraud_source` carries the *extended* layout's columns in order, less
+the label (Id, Timestamp, User, Time, V1..V28, Amount), so that one source stream definition in `ksql/`
+reads payments from any file. A file's Class column is the label: it never rides in the payment, but goes
+to the labels topic once it is known (`producers.labels`). Rows of the Kaggle layout have no Id, Timestamp or User: they get a
 stable id (`<file stem>-<line number>`, so a replay of the same file gives the same keys), a
 Timestamp of `KAGGLE_EPOCH` + Time seconds, and a NULL User.
 """
@@ -25,8 +26,10 @@ import pandas as pd
 FEATURES: tuple[str, ...] = tuple(f"V{i}" for i in range(1, 29))
 KAGGLE_COLUMNS: tuple[str, ...] = ("Time", *FEATURES, "Amount", "Class")
 EXTENDED_COLUMNS: tuple[str, ...] = ("Id", "Timestamp", "User", *KAGGLE_COLUMNS)
+#: The columns of a payment record: a file's columns less the label.
+PAYMENT_COLUMNS: tuple[str, ...] = EXTENDED_COLUMNS[:-1]
 #: The field names of a JSON value, upper case as ksqlDB names unquoted columns.
-JSON_FIELDS: tuple[str, ...] = tuple(column.upper() for column in EXTENDED_COLUMNS)
+JSON_FIELDS: tuple[str, ...] = tuple(column.upper() for column in PAYMENT_COLUMNS)
 
 #: The Kaggle data set's payments are from September 2013 and its Time counts seconds from the first one.
 KAGGLE_EPOCH = datetime(2013, 9, 1, tzinfo=UTC)
@@ -40,12 +43,22 @@ DLQ_TRUNCATED_HEADER = "error.truncated"
 
 
 class Layout(StrEnum):
+    """The CSV layouts a payment file may have: the extended one, Kaggle's, or unlabelled payments."""
+
     EXTENDED = "extended"
     KAGGLE = "kaggle"
+    #: The extended layout without Class: live payments, as the source topic's records carry them.
+    PAYMENTS = "payments"
 
     @property
     def columns(self) -> tuple[str, ...]:
-        return EXTENDED_COLUMNS if self is Layout.EXTENDED else KAGGLE_COLUMNS
+        return {Layout.EXTENDED: EXTENDED_COLUMNS, Layout.KAGGLE: KAGGLE_COLUMNS, Layout.PAYMENTS: PAYMENT_COLUMNS}[
+            self
+        ]
+
+    @property
+    def labelled(self) -> bool:
+        return self is not Layout.PAYMENTS
 
 
 class ValueFormat(StrEnum):
@@ -68,7 +81,7 @@ class Payment:
     label: int | None
 
     def values(self) -> list[str | float | int | None]:
-        """The extended layout's columns in order, timestamps as ISO-8601 text, Time as an integer when whole."""
+        """The record's columns in order (no label), timestamps as ISO-8601 text, Time as an integer when whole."""
         return [
             self.id,
             format_timestamp(self.timestamp),
@@ -76,7 +89,6 @@ class Payment:
             _number(self.time),
             *self.features,
             self.amount,
-            self.label,
         ]
 
     def key(self) -> bytes:
@@ -146,14 +158,14 @@ def detect_layout(first_row: Sequence[str]) -> tuple[Layout, bool]:
     if names and names[0] in ("time", "id"):
         raise PaymentFileError(
             f"unrecognised header ({len(first_row)} columns): expected {','.join(KAGGLE_COLUMNS)} "
-            f"or {','.join(EXTENDED_COLUMNS)}"
+            f"or {','.join(EXTENDED_COLUMNS)} (Class may be left out)"
         )
     for layout in Layout:
         if len(first_row) == len(layout.columns):
             return layout, False
     raise PaymentFileError(
-        f"first row has {len(first_row)} columns: expected {len(KAGGLE_COLUMNS)} (Kaggle layout) "
-        f"or {len(EXTENDED_COLUMNS)} (extended layout)"
+        f"first row has {len(first_row)} columns: expected {len(KAGGLE_COLUMNS)} (Kaggle layout), "
+        f"{len(EXTENDED_COLUMNS)} (extended layout) or {len(PAYMENT_COLUMNS)} (extended, without Class)"
     )
 
 
@@ -161,7 +173,7 @@ def parse_row(row: Sequence[str], layout: Layout, source: str, line: int) -> Pay
     """One CSV row as a Payment; raises MalformedRow with the reason."""
     if len(row) != len(layout.columns):
         raise MalformedRow(f"expected {len(layout.columns)} columns ({layout.value} layout), got {len(row)}")
-    if layout is Layout.EXTENDED:
+    if layout is not Layout.KAGGLE:
         payment_id, timestamp_text, user, *rest = row
         payment_id = payment_id.strip()
         if not payment_id:
@@ -184,7 +196,7 @@ def parse_row(row: Sequence[str], layout: Layout, source: str, line: int) -> Pay
         time=time,
         features=features,
         amount=amount,
-        label=_label(rest[30]),
+        label=_label(rest[30]) if layout.labelled else None,
     )
 
 

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TextIO
 
@@ -27,7 +28,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from fraudstream.config import Addresses
 from fraudstream.kafka import ensure_topic, producer_config
 from fraudstream.options import address_option
-from fraudstream.topics import DLQ_SUFFIX, SOURCE_TOPIC
+from fraudstream.topics import DLQ_SUFFIX, LABELS_TOPIC, SOURCE_TOPIC
+from producers.labels import DEFAULT_LABEL_DELAY, Duration, Label, PendingLabels
 from producers.payments import (
     DLQ_FILE_HEADER,
     DLQ_LINE_HEADER,
@@ -84,10 +86,20 @@ class ReplaySummary:
     #: Characters of the input consumed so far (for a progress bar over a file's size).
     position: int = 0
     interrupted: bool = False
+    #: Labels of sent payments written to the labels topic, and how many the broker acknowledged.
+    labels_sent: int = 0
+    labels_acknowledged: int = 0
+    #: Labels not sent because the replay was interrupted before they became known.
+    labels_pending: int = 0
 
     @property
     def ok(self) -> bool:
-        return self.failed == 0 and self.acknowledged == self.sent and not self.interrupted
+        return (
+            self.failed == 0
+            and self.acknowledged == self.sent
+            and self.labels_acknowledged == self.labels_sent
+            and not self.interrupted
+        )
 
 
 class TokenBucket:
@@ -155,9 +167,11 @@ def replay(
     limit: int | None = None,
     partitions: int = DEFAULT_PARTITIONS,
     dead_letters: bool = True,
+    labels_topic: str | None = LABELS_TOPIC,
+    label_delay: timedelta = DEFAULT_LABEL_DELAY,
     on_progress: Callable[[ReplaySummary], None] | None = None,
 ) -> ReplaySummary:
-    """Send payments to `topic`, keyed by Id; return what happened to each line.
+    """Send payments to `topic`, keyed by Id, and their labels to `labels_topic` later; return what happened.
 
     `source` is a file path (`-` for stdin) in either CSV layout, payments already parsed, or a frame
     with the extended layout's columns (such as `generate_payments` returns).
@@ -165,6 +179,11 @@ def replay(
     logged with their line numbers and, with `dead_letters`, written to `<topic>-dlq` with the
     raw line as value and reason, line and file in headers. Ctrl-C stops reading and still waits
     for the broker to acknowledge what was sent (the summary says `interrupted`).
+
+    A payment never carries its label. A labelled payment's label goes to `labels_topic` (None: nowhere)
+    once the replay's event time (the latest payment timestamp sent) reaches the payment's time plus
+    `label_delay`, stamped with that moment; when the source ends, the labels still held are sent with
+    their own (later) times, since they will be known then. An interrupted replay sends none of those.
     """
     bootstrap_servers = bootstrap_servers or Addresses.from_env().bootstrap_servers
     value_format = ValueFormat(value_format)
@@ -175,12 +194,27 @@ def replay(
     if topic not in topics:
         create_topic(bootstrap_servers, topic, partitions)
     bucket = TokenBucket(rate, wait=producer.poll) if rate else None
+    pending = PendingLabels(label_delay)
+    clock: datetime | None = None  # the replay's event time: the latest payment timestamp sent
+    if labels_topic is not None and labels_topic not in topics:
+        create_topic(bootstrap_servers, labels_topic, partitions)
 
     def delivered(error: KafkaError | None, message: Message) -> None:
         if error is None:
             summary.acknowledged += 1
         else:
             _failed(summary, error, f"payment {(message.key() or b'').decode()!r}")
+
+    def label_delivered(error: KafkaError | None, message: Message) -> None:
+        if error is None:
+            summary.labels_acknowledged += 1
+        else:
+            _failed(summary, error, f"label of payment {(message.key() or b'').decode()!r}")
+
+    def send_labels(labels: Iterable[Label]) -> None:
+        for label in labels:
+            _produce(producer, labels_topic, label.key(), label.encode(), None, label_delivered, label.timestamp_ms)
+            summary.labels_sent += 1
 
     def dead_lettered(error: KafkaError | None, message: Message) -> None:
         if error is None:
@@ -217,11 +251,17 @@ def replay(
                         _failed(summary, error.args[0], f"payment {item.id!r}")
                         continue
                     summary.sent += 1
+                    if labels_topic is not None:
+                        pending.hold(item)
+                        clock = item.timestamp if clock is None else max(clock, item.timestamp)
+                        send_labels(pending.due(clock))
                 producer.poll(0)
                 if on_progress is not None and (summary.read % PROGRESS_EVERY == 0 or isinstance(item, Rejected)):
                     on_progress(summary)
+            send_labels(pending.drain())
         except KeyboardInterrupt:
             summary.interrupted = True
+            summary.labels_pending = len(pending)
             logger.warning("interrupted: waiting for %d records in flight", len(producer))
         while producer.flush(1.0) > 0:
             if on_progress is not None:
@@ -268,11 +308,14 @@ def _produce(
     value: bytes,
     headers: list[tuple[str, bytes]] | None,
     on_delivery: Callable[[KafkaError | None, Message], None],
+    timestamp_ms: int = 0,
 ) -> None:
-    """Produce, waiting for room when the local queue is full rather than failing."""
+    """Produce (timestamp 0: the producer's clock), waiting for room when the local queue is full rather than failing."""
     while True:
         try:
-            producer.produce(topic, value=value, key=key, headers=headers, on_delivery=on_delivery)
+            producer.produce(
+                topic, value=value, key=key, headers=headers, on_delivery=on_delivery, timestamp=timestamp_ms
+            )
             return
         except BufferError:
             producer.poll(0.1)
@@ -330,6 +373,7 @@ def run_with_progress(source: ReplaySource, *, total: int | None, quiet: bool, *
     if summary.rejected > len(summary.rejections):
         console.print(f"[yellow]... and {summary.rejected - len(summary.rejections):,} more rejected lines[/]")
     topic = options.get("topic", SOURCE_TOPIC)
+    labels_topic = options.get("labels_topic", LABELS_TOPIC)
     click.echo(
         f"{topic}: read {summary.read:,}, sent {summary.sent:,}, acknowledged {summary.acknowledged:,}, "
         f"rejected {summary.rejected:,}"
@@ -337,6 +381,15 @@ def run_with_progress(source: ReplaySource, *, total: int | None, quiet: bool, *
         + (f", failed {summary.failed:,} ({'; '.join(summary.errors)}; stopped there)" if summary.failed else "")
         + (" (interrupted)" if summary.interrupted else "")
     )
+    if summary.labels_sent or summary.labels_pending:
+        click.echo(
+            f"{labels_topic}: labels sent {summary.labels_sent:,}, acknowledged {summary.labels_acknowledged:,}"
+            + (
+                f", {summary.labels_pending:,} not yet known when interrupted (not sent)"
+                if summary.labels_pending
+                else ""
+            )
+        )
     if not summary.ok:
         raise click.exceptions.Exit(1)
     return summary
@@ -366,6 +419,19 @@ def kafka_options(function: Callable) -> Callable:
             show_default=True,
             help="Partitions of the topic if it has to be created.",
         ),
+        click.option(
+            "--labels-topic",
+            default=LABELS_TOPIC,
+            show_default=True,
+            help="Where labels go once known (a payment never carries its label).",
+        ),
+        click.option(
+            "--label-delay",
+            type=Duration(),
+            default="7d",
+            show_default=True,
+            help="How long after a payment its label becomes known, in event time (7d, 36h, 30s, 0).",
+        ),
         address_option("bootstrap_servers"),
         click.option("--quiet", "-q", is_flag=True, help="No progress bar."),
     ]
@@ -389,6 +455,8 @@ def produce_command(
     quiet: bool,
     limit: int | None,
     dlq: bool,
+    labels_topic: str,
+    label_delay: timedelta,
 ) -> None:
     """Replay card payments from FILE (Kaggle or extended CSV layout; `-` for stdin) into Kafka."""
     total = None if file == "-" else Path(file).stat().st_size
@@ -403,4 +471,6 @@ def produce_command(
         limit=limit,
         partitions=partitions,
         dead_letters=dlq,
+        labels_topic=labels_topic,
+        label_delay=label_delay,
     )

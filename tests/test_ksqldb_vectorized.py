@@ -24,8 +24,11 @@ TOPIC = "creditcardfraud_source"
 
 
 def _engine() -> Engine:
+    """The pipeline's source stream, with an INT column (CLASS) added for expressions over integers."""
     engine = Engine(InMemorySchemaRegistry(), InMemoryRuntime())
-    engine.execute((KSQL / "010-source.sql").read_text())
+    engine.execute(
+        (KSQL / "010-source.sql").read_text().replace("  AMOUNT DOUBLE\n)", "  AMOUNT DOUBLE,\n  CLASS INT\n)")
+    )
     return engine
 
 
@@ -54,7 +57,9 @@ def _records(values: list[bytes | None], keys: list[bytes | None] | None = None)
 
 def _payments(n: int, seed: int) -> list[Record]:
     payments = list(frame_payments(generate_payments(n, seed=seed)))
-    return [Record(TOPIC, p.key(), p.encode(), 1_000 + i, i % 4, i) for i, p in enumerate(payments)]
+    return [
+        Record(TOPIC, p.key(), p.encode() + f",{p.label}".encode(), 1_000 + i, i % 4, i) for i, p in enumerate(payments)
+    ]
 
 
 def _line(**fields: str) -> bytes:

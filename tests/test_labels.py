@@ -39,7 +39,7 @@ def test_labels_come_out_in_the_order_they_become_known() -> None:
 def test_a_label_record_is_keyed_by_payment_and_stamped_when_known() -> None:
     label = Label(T0 + timedelta(days=7), "p-1", 1)
     assert label.key() == b"p-1"
-    assert json.loads(label.encode()) == {"LABEL": 1, "LABELLED_AT": "2026-12-08T00:00:00Z"}
+    assert json.loads(label.encode()) == {"ID": "p-1", "LABEL": 1, "LABELLED_AT": "2026-12-08T00:00:00Z"}
     assert label.timestamp_ms == int((T0 + timedelta(days=7)).timestamp() * 1000)
 
 

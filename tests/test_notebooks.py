@@ -115,14 +115,14 @@ def test_notebooks_explore_then_train_and_promote(stack, tmp_path) -> None:
         FRAUD_RATE=0.03,
         UNLABELLED=unlabelled,
     )
-    source = sum(end_offsets(stack.addresses.bootstrap_servers, f"{prefix}_creditcardfraud_source").values())
-    labelled = sum(
-        end_offsets(stack.addresses.bootstrap_servers, f"{prefix}_creditcardfraud_preprocessed_avro").values()
-    )
-    assert source == payments
+    bootstrap = stack.addresses.bootstrap_servers
+    source = sum(end_offsets(bootstrap, f"{prefix}_creditcardfraud_source").values())
+    preprocessed = sum(end_offsets(bootstrap, f"{prefix}_creditcardfraud_preprocessed_avro").values())
+    labelled = sum(end_offsets(bootstrap, f"{prefix}_creditcardfraud_labels").values())
+    assert source == preprocessed == payments  # every payment is served for scoring, labelled or not
     assert labelled == payments - round(payments * unlabelled)
     shown = text_outputs(explored)
-    counted = re.search(r"(\d+) payments, (\d+) labelled, (\d+) frauds", shown)
+    counted = re.search(r"(\d+) payments, (\d+) labels, (\d+) frauds", shown)
     assert counted is not None, shown
     assert (int(counted[1]), int(counted[2])) == (payments, labelled)
     frauds = int(counted[3])
@@ -140,7 +140,9 @@ def test_notebooks_explore_then_train_and_promote(stack, tmp_path) -> None:
         BATCH_SIZE=64,
     )
     shown = text_outputs(trained)
-    assert f"from the kafka: {labelled} payments, {frauds} frauds, 0 rejected" in shown
+    assert re.search(
+        rf"features from the kafka, labels known at \S+: {labelled} payments, {frauds} frauds, 0 rejected", shown
+    ), shown
     assert "version 1 promoted (first model)" in shown
     assert images(trained) >= 5  # the learning curve and the four evaluation plots
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -131,10 +132,11 @@ def test_timestamps_without_offset_are_utc_and_others_are_converted():
     assert items[0].timestamp == items[1].timestamp == datetime(2018, 12, 18, 12, tzinfo=UTC)
 
 
-def test_delimited_value_is_the_extended_layout_in_order():
+def test_delimited_value_is_the_extended_layout_in_order_without_the_label():
     payment = parse(KAGGLE_HEADER + "\n" + kaggle_row(time="12", amount="149.62", feature="-1.25") + "\n", "cc.csv")[0]
     fields = payment.encode(ValueFormat.DELIMITED).decode().split(",")
-    assert fields == ["cc-2", "2013-09-01T00:00:12Z", "", "12", *["-1.25"] * 28, "149.62", "0"]
+    assert fields == ["cc-2", "2013-09-01T00:00:12Z", "", "12", *["-1.25"] * 28, "149.62"]
+    assert payment.label == 0  # the file's label stays with the producer, for the labels topic
     assert payment.key() == b"cc-2"
 
 
@@ -146,7 +148,7 @@ def test_delimited_round_trips_through_a_csv_reader(shared_data):
     with open(shared_data / "creditcard_extended.csv", newline="") as lines:
         payments = list(read_payments(lines, "creditcard_extended.csv"))
     reread = parse("\n".join(p.encode().decode() for p in payments) + "\n", "creditcard_extended.csv")
-    assert reread == payments
+    assert reread == [replace(p, label=None) for p in payments]  # a record never carries its label
 
 
 def test_json_value_has_exactly_the_upper_case_columns():
@@ -155,10 +157,10 @@ def test_json_value_has_exactly_the_upper_case_columns():
     assert (
         list(value)
         == list(JSON_FIELDS)
-        == ["ID", "TIMESTAMP", "USER", "TIME", *[f"V{i}" for i in range(1, 29)], "AMOUNT", "CLASS"]
+        == ["ID", "TIMESTAMP", "USER", "TIME", *[f"V{i}" for i in range(1, 29)], "AMOUNT"]
     )
     assert value["ID"] == "7" and value["USER"] == "Kai" and value["TIMESTAMP"] == "2018-12-18T12:00:00Z"
-    assert value["TIME"] == 0 and value["V1"] == 0.5 and value["AMOUNT"] == 9.99 and value["CLASS"] is None
+    assert value["TIME"] == 0 and value["V1"] == 0.5 and value["AMOUNT"] == 9.99
 
 
 def test_fractional_time_keeps_its_fraction():
@@ -170,14 +172,14 @@ def test_fractional_time_keeps_its_fraction():
 def test_the_engines_delimited_reader_reads_what_producers_write(shared_data):
     """The contract with ksql/010-source.sql: our DELIMITED values parse into its columns unchanged."""
     from stack.ksqldb.formats.delimited import DelimitedSerde
-    from stack.ksqldb.types import DOUBLE, INTEGER, STRING
+    from stack.ksqldb.types import DOUBLE, STRING
 
     columns = [("ID", STRING), ("TIMESTAMP", STRING), ("USER", STRING), ("TIME", DOUBLE)]
-    columns += [(name, DOUBLE) for name in FEATURES] + [("AMOUNT", DOUBLE), ("CLASS", INTEGER)]
+    columns += [(name, DOUBLE) for name in FEATURES] + [("AMOUNT", DOUBLE)]
     serde = DelimitedSerde(columns, ",")
     for name in ("creditcard_small.csv", "creditcard_extended.csv"):
         with open(shared_data / name, newline="") as lines:
             for payment in read_payments(lines, name):
                 row = serde.deserialize(payment.encode(ValueFormat.DELIMITED))
                 assert row == [payment.id, format_timestamp(payment.timestamp), payment.user, payment.time,
-                               *payment.features, payment.amount, payment.label]  # fmt: skip
+                               *payment.features, payment.amount]  # fmt: skip

@@ -12,7 +12,8 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
 from fraudstream.kafka import admin_client, end_offsets
 from producers.generate import generate_command, generate_payments
-from producers.payments import JSON_FIELDS, Payment, frame_payments, read_payments
+from producers.labels import DEFAULT_LABEL_DELAY
+from producers.payments import JSON_FIELDS, Payment, format_timestamp, frame_payments, read_payments
 from producers.replay import BrokerUnavailable, TokenBucket, produce_command, replay
 from stack.supervisor import free_port
 
@@ -78,16 +79,27 @@ def test_token_bucket_allows_a_short_burst_after_idling():
 
 def test_kaggle_sample_arrives_whole_and_decodes(stack, topic_name, shared_data):
     bootstrap = stack.addresses.bootstrap_servers
-    summary = replay(shared_data / "creditcard_small.csv", bootstrap_servers=bootstrap, topic=topic_name)
+    labels_topic = f"{topic_name}-labels"
+    summary = replay(
+        shared_data / "creditcard_small.csv", bootstrap_servers=bootstrap, topic=topic_name, labels_topic=labels_topic
+    )
     assert (summary.read, summary.sent, summary.acknowledged, summary.rejected, summary.failed) == (999, 999, 999, 0, 0)
-    assert summary.ok
+    assert summary.ok and (summary.labels_sent, summary.labels_acknowledged) == (999, 999)
     assert len(end_offsets(bootstrap, topic_name)) == 4  # created with the default partitions
     records = read_topic(bootstrap, topic_name)
     assert len(records) == 999
     expected = file_payments(shared_data / "creditcard_small.csv")
     assert sorted(r.key().decode() for r in records) == sorted(p.id for p in expected)
     assert all(r.key().decode() == p.id for r, p in zip(records, payments_in(records), strict=True))
-    assert sorted(payments_in(records), key=lambda p: p.id) == sorted(expected, key=lambda p: p.id)
+    unlabelled = [replace(p, label=None) for p in expected]  # a payment never carries its label
+    assert sorted(payments_in(records), key=lambda p: p.id) == sorted(unlabelled, key=lambda p: p.id)
+    labels = {r.key().decode(): (json.loads(r.value()), r.timestamp()[1]) for r in read_topic(bootstrap, labels_topic)}
+    by_id = {p.id: p for p in expected}
+    assert set(labels) == set(by_id)
+    for pid, (value, timestamp_ms) in labels.items():
+        known = by_id[pid].timestamp + DEFAULT_LABEL_DELAY
+        assert value == {"ID": pid, "LABEL": by_id[pid].label, "LABELLED_AT": format_timestamp(known)}
+        assert timestamp_ms == round(known.timestamp() * 1000)
 
 
 def test_replaying_again_gives_the_same_keys(stack, topic_name, shared_data):
@@ -110,7 +122,7 @@ def test_json_values_carry_the_upper_case_columns(stack, topic_name, shared_data
     values = {r.key().decode(): json.loads(r.value()) for r in read_topic(bootstrap, topic_name)}
     assert set(values) == {str(i) for i in range(1, 11)}
     assert all(list(value) == list(JSON_FIELDS) for value in values.values())
-    assert values["1"]["USER"] == "Kai" and values["1"]["AMOUNT"] == 149.62 and values["1"]["CLASS"] == 0
+    assert values["1"]["USER"] == "Kai" and values["1"]["AMOUNT"] == 149.62 and "CLASS" not in values["1"]
 
 
 def test_malformed_lines_are_counted_and_dead_lettered(stack, topic_name, tmp_path):
@@ -181,7 +193,7 @@ def test_generated_payments_replay_without_a_file(stack, topic_name):
     summary = replay(frame, bootstrap_servers=stack.addresses.bootstrap_servers, topic=topic_name)
     assert summary.acknowledged == 300
     back = {p.id: p for p in payments_in(read_topic(stack.addresses.bootstrap_servers, topic_name))}
-    assert back == {p.id: p for p in frame_payments(frame)}
+    assert back == {p.id: replace(p, label=None) for p in frame_payments(frame)}
 
 
 def test_unreachable_broker_is_named():
@@ -216,7 +228,7 @@ def test_produce_command_reads_stdin_and_reports_rejections(stack, topic_name):
     assert "rejected -:3: expected 31 columns (kaggle layout), got 32" in result.output
     assert "read 3, sent 2, acknowledged 2, rejected 1 (dead-lettered 1 to" in result.output
     values = [json.loads(r.value()) for r in read_topic(stack.addresses.bootstrap_servers, topic_name)]
-    assert sorted(v["ID"] for v in values) == ["stdin-2", "stdin-4"] and {v["CLASS"] for v in values} == {None}
+    assert sorted(v["ID"] for v in values) == ["stdin-2", "stdin-4"] and not any("CLASS" in v for v in values)
 
 
 def test_generate_command_to_topic(stack, topic_name):
