@@ -10,6 +10,7 @@ from . import ast
 from .errors import KsqlStatementError
 from .expressions import Compiler, Scope
 from .functions.aggregates import is_aggregate
+from .functions.datetime import TIME_UNITS, UNIT_FUNCTIONS
 
 #: The window bounds, columns of a windowed aggregation's rows (and of windowed sources).
 WINDOW_COLUMNS = ("WINDOWSTART", "WINDOWEND")
@@ -17,15 +18,27 @@ WINDOW_COLUMNS = ("WINDOWSTART", "WINDOWEND")
 
 def free_columns(e: ast.Expr, bound: frozenset[str] = frozenset()) -> list[ast.ColumnRef]:
     """Column references in `e`, in order, but those that lambda parameters bind (`bound`: the parameters
-    of the lambdas `e` is in)."""
+    of the lambdas `e` is in) and the time-unit keyword of TIMESTAMPADD and its kin (not a column)."""
     out: list[ast.ColumnRef] = []
+    units = {id(c.args[0]) for c in e.find_all(ast.FunctionCall) if _unit_argument(c)}
     for node in e.walk(prune=_is_lambda):
         if isinstance(node, ast.ColumnRef):
-            if node.source is not None or node.name not in bound:
+            if (node.source is not None or node.name not in bound) and id(node) not in units:
                 out.append(node)
         elif isinstance(node, ast.Lambda):
             out += free_columns(node.body, bound | set(node.params))
     return out
+
+
+def _unit_argument(call: ast.FunctionCall) -> bool:
+    """`TIMESTAMPADD(SECONDS, ...)`: the first argument is a time unit keyword (expressions.py reads it so)."""
+    first = call.args[0] if call.args else None
+    return (
+        call.name.upper() in UNIT_FUNCTIONS
+        and isinstance(first, ast.ColumnRef)
+        and first.source is None
+        and first.name.upper() in TIME_UNITS
+    )
 
 
 def _is_lambda(node: ast.Node) -> bool:
