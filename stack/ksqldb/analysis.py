@@ -77,6 +77,28 @@ def qualified(e: ast.Expr, source: str) -> ast.Expr:
     return e.transform(lambda x: dataclasses.replace(x, source=source) if isinstance(x, ast.ColumnRef) else None)
 
 
+def check_lambdas(q: ast.Query, column_names: set[str]) -> None:
+    """ksqlDB's checks of lambda parameters while it prepares a statement (AstSanitizer), before anything is
+    resolved: a parameter may not be named as a column of any source of the query (so within a statement a
+    parameter shadows only pseudo columns), and a nested lambda may not reuse an enclosing one's parameter."""
+    exprs = [item.expr for item in q.select] + [q.where, *q.group_by, *q.partition_by, q.having]
+    exprs += [j.on for j in q.joins]
+    for e in exprs:
+        if e is not None:
+            _check_lambda_params(e, column_names, frozenset())
+
+
+def _check_lambda_params(e: ast.Expr, column_names: set[str], enclosing: frozenset[str]) -> None:
+    for node in e.walk(prune=_is_lambda):
+        if isinstance(node, ast.Lambda):
+            for param in node.params:
+                if param in column_names:
+                    raise KsqlStatementError(f"Lambda function argument can't be a column name: {param}")
+            if enclosing & set(node.params):
+                raise KsqlStatementError("Reusing lambda arguments in nested lambda is not allowed")
+            _check_lambda_params(node.body, column_names, enclosing | set(node.params))
+
+
 def check_clauses(q: ast.Query, persistent: bool) -> None:
     """EMIT and LIMIT as ksqlDB allows them outside aggregations (the aggregation planner has its own rules)."""
     if q.emit is not None and q.emit.upper() not in ("CHANGES", "FINAL"):
