@@ -10,6 +10,7 @@ from . import ast
 from .errors import KsqlStatementError
 from .expressions import Compiler, Scope
 from .functions.aggregates import is_aggregate
+from .functions.datetime import TIME_UNITS, UNIT_FUNCTIONS
 
 #: The window bounds, columns of a windowed aggregation's rows (and of windowed sources).
 WINDOW_COLUMNS = ("WINDOWSTART", "WINDOWEND")
@@ -17,15 +18,27 @@ WINDOW_COLUMNS = ("WINDOWSTART", "WINDOWEND")
 
 def free_columns(e: ast.Expr, bound: frozenset[str] = frozenset()) -> list[ast.ColumnRef]:
     """Column references in `e`, in order, but those that lambda parameters bind (`bound`: the parameters
-    of the lambdas `e` is in)."""
+    of the lambdas `e` is in) and the time-unit keyword of TIMESTAMPADD and its kin (not a column)."""
     out: list[ast.ColumnRef] = []
+    units = {id(c.args[0]) for c in e.find_all(ast.FunctionCall) if _unit_argument(c)}
     for node in e.walk(prune=_is_lambda):
         if isinstance(node, ast.ColumnRef):
-            if node.source is not None or node.name not in bound:
+            if (node.source is not None or node.name not in bound) and id(node) not in units:
                 out.append(node)
         elif isinstance(node, ast.Lambda):
             out += free_columns(node.body, bound | set(node.params))
     return out
+
+
+def _unit_argument(call: ast.FunctionCall) -> bool:
+    """`TIMESTAMPADD(SECONDS, ...)`: the first argument is a time unit keyword (expressions.py reads it so)."""
+    first = call.args[0] if call.args else None
+    return (
+        call.name.upper() in UNIT_FUNCTIONS
+        and isinstance(first, ast.ColumnRef)
+        and first.source is None
+        and first.name.upper() in TIME_UNITS
+    )
 
 
 def _is_lambda(node: ast.Node) -> bool:
@@ -62,6 +75,28 @@ def unqualified(e: ast.Expr) -> ast.Expr:
 def qualified(e: ast.Expr, source: str) -> ast.Expr:
     """`e` with every column reference qualified by `source`, as ksqlDB prints expressions in messages."""
     return e.transform(lambda x: dataclasses.replace(x, source=source) if isinstance(x, ast.ColumnRef) else None)
+
+
+def check_lambdas(q: ast.Query, column_names: set[str]) -> None:
+    """ksqlDB's checks of lambda parameters while it prepares a statement (AstSanitizer), before anything is
+    resolved: a parameter may not be named as a column of any source of the query (so within a statement a
+    parameter shadows only pseudo columns), and a nested lambda may not reuse an enclosing one's parameter."""
+    exprs = [item.expr for item in q.select] + [q.where, *q.group_by, *q.partition_by, q.having]
+    exprs += [j.on for j in q.joins]
+    for e in exprs:
+        if e is not None:
+            _check_lambda_params(e, column_names, frozenset())
+
+
+def _check_lambda_params(e: ast.Expr, column_names: set[str], enclosing: frozenset[str]) -> None:
+    for node in e.walk(prune=_is_lambda):
+        if isinstance(node, ast.Lambda):
+            for param in node.params:
+                if param in column_names:
+                    raise KsqlStatementError(f"Lambda function argument can't be a column name: {param}")
+            if enclosing & set(node.params):
+                raise KsqlStatementError("Reusing lambda arguments in nested lambda is not allowed")
+            _check_lambda_params(node.body, column_names, enclosing | set(node.params))
 
 
 def check_clauses(q: ast.Query, persistent: bool) -> None:

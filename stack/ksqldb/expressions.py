@@ -23,6 +23,7 @@ from .formatter import format_expr
 from .functions import resolve
 from .functions.datetime import TIME_UNITS, UNIT_FUNCTIONS
 from .functions.maths import jdiv
+from .functions.registry import REGISTRY
 from .types import (
     BIGINT,
     BOOLEAN,
@@ -209,6 +210,9 @@ class Compiler:
         self.scope = scope
         self.clause = clause
         self.errors = errors or ErrorSink()
+        #: compiling a lambda's body, which ksqlDB runs as Java code: a NULL that Java unboxes (arithmetic,
+        #: AND/OR/NOT, a CASE condition, a FILTER predicate) throws, and fails the lambda function's call
+        self.strict = False
 
     # ------------------------------------------------------------------ entry
     def compile(self, e: ast.Expr) -> Compiled:
@@ -252,6 +256,12 @@ class Compiler:
     def _Arithmetic(self, e: ast.Arithmetic) -> Compiled:
         left, right = self.compile(e.left), self.compile(e.right)
         lt, rt = left.type, right.type
+        if self.strict and e.op == "+" and lt == STRING and rt == STRING:
+            # Java string concatenation: a null operand reads "null"
+            jl, jr = left.fn, right.fn
+            return Compiled(STRING, lambda row: _java_str(jl(row)) + _java_str(jr(row)))
+        if self.strict and not (isinstance(lt, NullType) or isinstance(rt, NullType)):
+            left, right = _npe(left), _npe(right)
         lf, rf = left.fn, right.fn
         if e.op == "+" and lt == STRING and rt == STRING:
 
@@ -321,7 +331,7 @@ class Compiler:
         c = self.compile(e.operand)
         if not is_numeric(c.type):
             raise KsqlStatementError(f"Unsupported arithmetic type for negation: {c.type}")
-        fn = c.fn
+        fn = _npe(c).fn if self.strict else c.fn
         wrap = V.wrap_int if c.type == INTEGER else V.wrap_long if c.type == BIGINT else (lambda v: v)
         return Compiled(c.type, lambda row: None if (v := fn(row)) is None else wrap(-v))
 
@@ -530,7 +540,13 @@ class Compiler:
         return c
 
     def _Logical(self, e: ast.Logical) -> Compiled:
-        lf, rf = self._bool(e.left).fn, self._bool(e.right).fn
+        left, right = self._bool(e.left), self._bool(e.right)
+        if self.strict:  # Java's && and || on Booleans: short-circuit, and a null operand throws
+            jl, jr = _npe(left).fn, _npe(right).fn
+            if e.op == "AND":
+                return Compiled(BOOLEAN, lambda row: jl(row) and jr(row))
+            return Compiled(BOOLEAN, lambda row: jl(row) or jr(row))
+        lf, rf = left.fn, right.fn
         if e.op == "AND":
 
             def fn(row):
@@ -555,7 +571,11 @@ class Compiler:
         return Compiled(BOOLEAN, fn)
 
     def _Not(self, e: ast.Not) -> Compiled:
-        f = self._bool(e.operand).fn
+        operand = self._bool(e.operand)
+        if self.strict:
+            jf = _npe(operand).fn
+            return Compiled(BOOLEAN, lambda row: not jf(row))
+        f = operand.fn
         return Compiled(BOOLEAN, lambda row: None if (v := f(row)) is None else not v)
 
     # ------------------------------------------------------------------ conditional
@@ -566,6 +586,8 @@ class Compiler:
                 self._compare("=", operand, self._compare_operand(w.condition, operand.type, "=", e), e).fn
                 for w in e.whens
             ]
+        elif self.strict:  # the condition is unboxed
+            conds = [_npe(self.compile_predicate(w.condition)).fn for w in e.whens]
         else:
             conds = [self.compile_predicate(w.condition).fn for w in e.whens]
         results = [self.compile(w.result) for w in e.whens]
@@ -600,8 +622,10 @@ class Compiler:
         if not V.cast_supported(src, target):
             raise KsqlStatementError(f"Cast of {src} to {target} is not supported")
         if src == target and not isinstance(target, DecimalType):
-            return Compiled(target, f, c.constant)
-        return Compiled(target, lambda row: V.cast(f(row), src, target), c.constant)
+            cast = Compiled(target, f, c.constant)
+        else:
+            cast = Compiled(target, lambda row: V.cast(f(row), src, target), c.constant)
+        return _null_to_none(cast, "CAST", self.errors) if self.strict else cast
 
     # ------------------------------------------------------------------ constructors and access
     def _ArrayCtor(self, e: ast.ArrayCtor) -> Compiled:
@@ -693,6 +717,13 @@ class Compiler:
         if any(isinstance(a, ast.Lambda) for a in e.args):
             return self._higher_order(e)
         args = [self.compile(a) for a in e.args]
+        if self.strict:
+            args = [
+                _null_to_none(c, a.name.upper() if isinstance(a, ast.FunctionCall) else a.field, self.errors)
+                if isinstance(a, (ast.FunctionCall, ast.Dereference))
+                else c
+                for a, c in zip(e.args, args)
+            ]
         literals = [isinstance(a, ast.Literal) for a in e.args]
         resolved = resolve(e.name, [a.type for a in args], literals)
         impl = _guarded(resolved.impl, e.name.upper(), self.errors)
@@ -727,82 +758,267 @@ class Compiler:
         return Compiled(resolved.return_type, call)
 
     def _Lambda(self, e: ast.Lambda) -> Compiled:
+        # the grammar only allows lambdas as call arguments; a function without lambda parameters refuses them
         raise KsqlStatementError("Lambda expressions are only allowed as arguments of TRANSFORM, FILTER and REDUCE")
 
-    def _lambda(self, lam: ast.Expr, param_types: list[SqlType], fname: str) -> Compiled:
-        if not isinstance(lam, ast.Lambda):
-            raise KsqlStatementError(f"Function '{fname}' expects a lambda function here: {format_expr(lam)}")
-        if len(lam.params) != len(param_types):
-            raise KsqlStatementError(
-                f"Lambda for {fname} takes {len(param_types)} argument(s), got {len(lam.params)}: {format_expr(lam)}"
-            )
-        inner = Compiler(self.scope.with_lambda_params(list(zip(lam.params, param_types))), self.clause, self.errors)
+    def _lambda_body(self, lam: ast.Lambda, param_types: Sequence[SqlType]) -> Compiled:
+        """The lambda's body compiled where its parameters shadow columns, with Java's null rules (strict)."""
+        inner = Compiler(LambdaScope(self.scope, list(zip(lam.params, param_types))), self.clause, self.errors)
+        inner.strict = True
         return inner.compile(lam.body)
 
     def _higher_order(self, e: ast.FunctionCall) -> Compiled:
-        """TRANSFORM, FILTER and REDUCE over arrays and maps; the lambda sees its parameters appended to the row."""
+        """TRANSFORM, FILTER and REDUCE, typed as ksqlDB's UDF resolution types them: a first pass picks the
+        overload from the argument shapes (a lambda counts by its number of parameters), a second pass types
+        each lambda's parameters from the generics bound so far and checks its body's type against the
+        declared lambda type (ksqlDB's GenericsUtil messages). A call's lambdas run as Java code would: a
+        failure anywhere in them makes the whole call null (reported), as ksqlDB's UDF invocation does."""
         name = e.name.upper()
-        if name not in ("TRANSFORM", "FILTER", "REDUCE") or not e.args:
-            raise UnsupportedError(f"lambda arguments to {name}")
+        shapes: list[SqlType | int] = [
+            len(a.params) if isinstance(a, ast.Lambda) else self.compile(a).type for a in e.args
+        ]
+        spec = _lambda_overload(name, shapes)
+        if spec is None:
+            if name not in _LAMBDA_FUNCTIONS and name not in _known_functions():
+                raise KsqlStatementError(f"Can't find any functions with the name '{name}'")
+            shown = ", ".join("LAMBDA" if isinstance(s, int) else str(s) for s in shapes)
+            raise KsqlStatementError(f"Function '{name}' does not accept parameters ({shown}).")
         coll = self.compile(e.args[0])
+        if isinstance(coll.type, NullType):
+            raise UnsupportedError(f"{name} of a NULL literal")
+        is_map = isinstance(coll.type, MapType)
+        elems: list[SqlType] = [coll.type.key, coll.type.value] if is_map else [coll.type.item]  # type: ignore[union-attr]
+        generics = ["K", "V"] if is_map else ["T"]
         cf = coll.fn
-        ct = coll.type
-        is_map = isinstance(ct, MapType)
-        if not isinstance(ct, (ArrayType, MapType)):
-            raise KsqlStatementError(f"Function '{name}' expects an ARRAY or MAP as its first argument, got {ct}")
-        elems = [ct.key, ct.value] if is_map else [ct.item]
+        guard = _call_guard(name, self.errors)
         if name == "FILTER":
-            if len(e.args) != 2:
-                raise KsqlStatementError("FILTER takes a collection and a lambda")
-            pred = self._lambda(e.args[1], elems, name).fn
-            if is_map:
-                return Compiled(
-                    ct,
-                    lambda row: (
-                        None if (m := cf(row)) is None else {k: v for k, v in m.items() if pred((*row, k, v)) is True}
-                    ),
-                )
-            return Compiled(
-                ct, lambda row: None if (a := cf(row)) is None else [x for x in a if pred((*row, x)) is True]
-            )
+            lam = e.args[1]
+            assert isinstance(lam, ast.Lambda)
+            pred = self._lambda_body(lam, elems)
+            _check_lambda_return(generics, "BOOLEAN", elems, pred.type, BOOLEAN)
+            return Compiled(coll.type, guard(_filter_map(cf, pred.fn) if is_map else _filter_array(cf, pred.fn)))
         if name == "TRANSFORM":
             if is_map:
-                if len(e.args) != 3:
-                    raise KsqlStatementError("TRANSFORM of a MAP takes a key lambda and a value lambda")
-                kc, vc = self._lambda(e.args[1], elems, name), self._lambda(e.args[2], elems, name)
-                kf, vf = kc.fn, vc.fn
-                return Compiled(
-                    MapType(kc.type, vc.type),
-                    lambda row: (
-                        None if (m := cf(row)) is None else {kf((*row, k, v)): vf((*row, k, v)) for k, v in m.items()}
-                    ),
-                )
-            if len(e.args) != 2:
-                raise KsqlStatementError("TRANSFORM of an ARRAY takes one lambda")
-            body = self._lambda(e.args[1], elems, name)
-            bf = body.fn
-            return Compiled(
-                ArrayType(body.type), lambda row: None if (a := cf(row)) is None else [bf((*row, x)) for x in a]
-            )
-        if len(e.args) != 3:
-            raise KsqlStatementError("REDUCE takes a collection, an initial state and a lambda")
+                k_lam, v_lam = e.args[1], e.args[2]
+                assert isinstance(k_lam, ast.Lambda) and isinstance(v_lam, ast.Lambda)
+                kc, vc = self._lambda_body(k_lam, elems), self._lambda_body(v_lam, elems)
+                for c in (kc, vc):
+                    _check_lambda_return(generics, "R", elems, c.type, None)
+                return Compiled(MapType(kc.type, vc.type), guard(_transform_map(cf, kc.fn, vc.fn)))
+            lam = e.args[1]
+            assert isinstance(lam, ast.Lambda)
+            body = self._lambda_body(lam, elems)
+            _check_lambda_return(generics, "R", elems, body.type, None)
+            return Compiled(ArrayType(body.type), guard(_transform_array(cf, body.fn)))
+        if is_map:
+            # ksqlDB folds a map in its Java HashMap's iteration order, which depends on how the map was built
+            # (deserializer, capacity, key hashes); this engine keeps maps in record order and cannot promise
+            # the same answer for an order-sensitive lambda
+            raise UnsupportedError("REDUCE over a MAP (ksqlDB folds it in Java HashMap order)")
         init = self.compile(e.args[1])
-        body = self._lambda(e.args[2], [init.type] + elems, name)
-        state_t = init.type
-        step = convert(body, state_t).fn if body.type != state_t else body.fn
-        inf = init.fn
+        if isinstance(init.type, NullType):
+            raise UnsupportedError("REDUCE with a NULL literal as its initial state")
+        lam = e.args[2]
+        assert isinstance(lam, ast.Lambda)
+        body = self._lambda_body(lam, [init.type, *elems])
+        _check_lambda_return(["S", *generics], "S", [init.type, *elems], body.type, init.type)
+        return Compiled(init.type, guard(_reduce(cf, init.fn, body.fn, is_map)))
 
-        def reduce_(row):
-            coll_v = cf(row)
-            state = inf(row)
-            if coll_v is None:
-                return state
-            items = coll_v.items() if is_map else ((x,) for x in coll_v)
-            for parts in items:
-                state = step((*row, state, *parts))
+
+class LambdaScope(Scope):
+    """The scope of a lambda's body: its parameters (appended to the row while the lambda runs) shadow
+    unqualified names; everything else resolves in the enclosing scope (a join's `p.AMOUNT`, ROWTIME)."""
+
+    def __init__(self, parent: Scope, params: Sequence[tuple[str, SqlType]]) -> None:
+        super().__init__([], ())
+        self.parent = parent
+        self.params = {name: (parent.size + i, t) for i, (name, t) in enumerate(params)}
+        self.columns = {**parent.columns, **self.params}
+        self.source_names = parent.source_names
+        self.size = parent.size + len(params)
+
+    def lookup(self, ref: ast.ColumnRef) -> tuple[int, SqlType] | None:
+        if ref.source is None and ref.name in self.params:
+            return self.params[ref.name]
+        return self.parent.lookup(ref)
+
+
+#: ksqlDB's lambda functions: per name, the overloads as (collection kind, lambda arity per argument after
+#: the collection; None for a plain argument).
+_LAMBDA_FUNCTIONS: dict[str, tuple[tuple[type, tuple[int | None, ...]], ...]] = {
+    "TRANSFORM": ((ArrayType, (1,)), (MapType, (2, 2))),
+    "FILTER": ((ArrayType, (1,)), (MapType, (2,))),
+    "REDUCE": ((ArrayType, (None, 2)), (MapType, (None, 3))),
+}
+
+
+def _known_functions() -> set[str]:
+    return set(REGISTRY)
+
+
+def _lambda_overload(name: str, shapes: Sequence[SqlType | int]) -> tuple[type, tuple[int | None, ...]] | None:
+    """The overload of a lambda function these argument shapes select (first pass of ksqlDB's resolution)."""
+    for kind, rest in _LAMBDA_FUNCTIONS.get(name, ()):
+        if len(shapes) != 1 + len(rest) or not isinstance(shapes[0], kind):
+            continue
+        if all(
+            (isinstance(s, int) and s == want) if want is not None else not isinstance(s, int)
+            for s, want in zip(shapes[1:], rest)
+        ):
+            return kind, rest
+    return None
+
+
+def _check_lambda_return(
+    generics: Sequence[str], declared: str, inputs: Sequence[SqlType], actual: SqlType, expected: SqlType | None
+) -> None:
+    """A lambda body's type against the declared lambda type, with ksqlDB's messages: a declared BOOLEAN
+    must be BOOLEAN; a generic already bound (REDUCE's state S) must be bound to the same type again."""
+    if isinstance(actual, NullType):
+        raise UnsupportedError("a lambda whose body is a NULL literal")
+    schema = f"LAMBDA ({', '.join(generics)}) => {declared}"
+    instance = f"LAMBDA ({', '.join(str(t) for t in inputs)}) => {actual}"
+    if expected is None or actual == expected:
+        return
+    if declared == "BOOLEAN":
+        raise KsqlStatementError(
+            f"Cannot infer generics for {schema} from {instance} because they do not have the same schema structure."
+        )
+    raise KsqlStatementError(
+        f"Found invalid instance of generic schema when mapping {schema} to {instance}. "
+        f"Cannot map {declared} to both {expected} and {actual}"
+    )
+
+
+def _call_guard(name: str, errors: ErrorSink) -> Callable[[Callable[[Row], Any]], Callable[[Row], Any]]:
+    """A lambda function's call: whatever fails in it (a NULL unboxed by the lambda's Java code, duplicate map
+    keys) makes the call null and is reported, as ksqlDB's invocation of the UDF does."""
+
+    def wrap(fn: Callable[[Row], Any]) -> Callable[[Row], Any]:
+        def call(row: Row) -> Any:
+            try:
+                return fn(row)
+            except (EvalError, ArithmeticError, ValueError, OverflowError, IndexError) as err:
+                errors.report(name, str(err))
+                return None
+
+        return call
+
+    return wrap
+
+
+def _filter_array(cf: Callable[[Row], Any], pred: Callable[[Row], Any]) -> Callable[[Row], Any]:
+    def fn(row: Row) -> Any:
+        items = cf(row)
+        if items is None:
+            return None
+        out = []
+        for x in items:
+            keep = pred((*row, x))
+            if keep is None:  # Java unboxes the predicate's Boolean
+                raise EvalError("NullPointerException: FILTER's lambda returned null")
+            if keep:
+                out.append(x)
+        return out
+
+    return fn
+
+
+def _filter_map(cf: Callable[[Row], Any], pred: Callable[[Row], Any]) -> Callable[[Row], Any]:
+    def fn(row: Row) -> Any:
+        m = cf(row)
+        if m is None:
+            return None
+        out = {}
+        for k, v in m.items():
+            keep = pred((*row, k, v))
+            if keep is None:
+                raise EvalError("NullPointerException: FILTER's lambda returned null")
+            if keep:
+                if v is None:  # Collectors.toMap refuses null values
+                    raise EvalError("NullPointerException: null map value")
+                out[k] = v
+        return out
+
+    return fn
+
+
+def _transform_array(cf: Callable[[Row], Any], body: Callable[[Row], Any]) -> Callable[[Row], Any]:
+    def fn(row: Row) -> Any:
+        items = cf(row)
+        return None if items is None else [body((*row, x)) for x in items]
+
+    return fn
+
+
+def _transform_map(
+    cf: Callable[[Row], Any], kf: Callable[[Row], Any], vf: Callable[[Row], Any]
+) -> Callable[[Row], Any]:
+    def fn(row: Row) -> Any:
+        m = cf(row)
+        if m is None:
+            return None
+        out: dict = {}
+        for k, v in m.items():
+            args = (*row, k, v)
+            nk, nv = kf(args), vf(args)
+            if nv is None:  # Collectors.toMap refuses null values ...
+                raise EvalError("NullPointerException: null map value")
+            if nk in out:  # ... and duplicate keys
+                raise EvalError(f"IllegalStateException: Duplicate key {nk}")
+            out[nk] = nv
+        return out
+
+    return fn
+
+
+def _reduce(
+    cf: Callable[[Row], Any], init: Callable[[Row], Any], step: Callable[[Row], Any], is_map: bool
+) -> Callable[[Row], Any]:
+    def fn(row: Row) -> Any:
+        coll = cf(row)
+        state = init(row)
+        if state is None:
+            return None
+        if coll is None:
             return state
+        if is_map:
+            for k, v in coll.items():
+                state = step((*row, state, k, v))
+        else:
+            for x in coll:
+                state = step((*row, state, x))
+        return state
 
-        return Compiled(state_t, reduce_)
+    return fn
+
+
+def _npe(c: Compiled) -> Compiled:
+    """An operand Java unboxes (arithmetic, AND/OR/NOT, a CASE condition in lambda code): null throws."""
+    f = c.fn
+
+    def fn(row: Row) -> Any:
+        v = f(row)
+        if v is None:
+            raise EvalError("NullPointerException")
+        return v
+
+    return Compiled(c.type, fn, c.constant)
+
+
+def _null_to_none(c: Compiled, name: str, errors: ErrorSink) -> Compiled:
+    """ksqlDB's nested error handling: a function call or dereference that is an argument of a function, and
+    a CAST, yield null (reported) when they fail, instead of failing the enclosing expression."""
+    f = c.fn
+
+    def fn(row: Row) -> Any:
+        try:
+            return f(row)
+        except (EvalError, ArithmeticError, ValueError, OverflowError, IndexError) as err:
+            errors.report(name, str(err))
+            return None
+
+    return Compiled(c.type, fn, c.constant, c.column_index)
 
 
 def _guarded(impl: Callable, name: str, errors: ErrorSink) -> Callable:
@@ -816,6 +1032,10 @@ def _guarded(impl: Callable, name: str, errors: ErrorSink) -> Callable:
             return None
 
     return call
+
+
+def _java_str(v: Any) -> str:
+    return "null" if v is None else v
 
 
 def _as_decimal(t: SqlType) -> SqlType:

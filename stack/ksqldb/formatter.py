@@ -74,4 +74,6 @@ def format_expr(e: ast.Expr) -> str:
         return f"{f(e.base)}[{f(e.index)}]"
     if isinstance(e, ast.Dereference):
         return f"{f(e.base)}->{quote_ident(e.field)}"
+    if isinstance(e, ast.Lambda):  # as ksqlDB prints it: parameters in parentheses, whatever was written
+        return f"({', '.join(e.params)}) => {f(e.body)}"
     return repr(e)

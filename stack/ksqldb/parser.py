@@ -60,6 +60,15 @@ def _tok_loc(tok: Token) -> ast.Location:
     return ast.Location(tok.line, tok.column)
 
 
+_LAMBDA_PARAM = re.compile(r"`((?:[^`]|``)*)`|([A-Za-z_][A-Za-z0-9_@]*)")
+
+
+def _lambda_params(text: str) -> list[str]:
+    """The parameter names of a `(x, y)` LAMBDA_PARAMS token, normalised as identifiers are (unquoted ones
+    upper-cased)."""
+    return [m[1].replace("``", "`") if m[1] is not None else m[2].upper() for m in _LAMBDA_PARAM.finditer(text)]
+
+
 class _Alias(str):
     pass
 
@@ -220,8 +229,16 @@ class _ToAst(Transformer):
             return ast.Literal(-operand.value, operand.kind)
         return ast.Negate(operand)
 
+    def map_column(self, c):
+        return ast.ColumnRef("MAP")
+
     def lambda_expr(self, c):
-        params = tuple(str(x) for x in c if isinstance(x, _Identifier))
+        if isinstance(c[0], Token) and c[0].type == "LAMBDA_PARAMS":
+            params = tuple(_lambda_params(c[0].value))
+        else:
+            params = (str(c[0]),)
+        if len(set(params)) < len(params):
+            raise KsqlStatementError(f"Lambda arguments have duplicates: [{', '.join(params)}]")
         return ast.Lambda(params, _trees(c, ast.Expr)[-1])
 
     def when_clause(self, c):
@@ -464,6 +481,7 @@ _TOKEN_NAMES = {
     "GT": "'>'",
     "ARROW": "'->'",
     "LAMBDA_ARROW": "'=>'",
+    "LAMBDA_PARAMS": "'('",
 }
 
 

@@ -14,6 +14,7 @@ from .analysis import (
     WINDOW_COLUMNS,
     check_clauses,
     check_columns,
+    check_lambdas,
     check_qualifiers,
     contains_aggregate,
     is_aggregate_query,
@@ -267,6 +268,9 @@ def plan_query(
     """Plan any SELECT: joins by join_planner.plan_join, aggregations (GROUP BY, WINDOW, aggregate functions)
     by aggregate_planner.plan_aggregate, projections of a stream or a table by plan_select. `config` holds the
     statement's properties."""
+    sources = [metastore.get(r.name) for r in [q.source, *(j.right for j in q.joins)]]
+    schemas = [s.schema for s in sources if s is not None]
+    check_lambdas(q, {c.name for schema in schemas for c in schema.key + schema.value + schema.headers})
     if q.joins:  # several sources, aggregated or not: join_planner.py plans them
         return plan_join(q, metastore, sink_name, new_planner, config)
     if is_aggregate_query(q):
