@@ -15,7 +15,7 @@ from fraudstream.kafka import consumer_config, end_offsets
 
 
 def ksql_rate(addresses: Addresses, count: int, ksql_dir: Path = Path("ksql")) -> list[Rate]:
-    """The preprocessing query (DELIMITED -> AVRO, WHERE, MASK_LEFT) against a raw passthrough of the same records.
+    """A projection of the source (DELIMITED -> AVRO, WHERE, MASK_LEFT) against a raw passthrough of the same records.
 
     The source stream is `ksql/010-source.sql` itself, renamed onto fresh topics. The query's output is
     consumed as it arrives, and its rate timed from the first output record to the last, as the passthrough
@@ -29,14 +29,14 @@ def ksql_rate(addresses: Addresses, count: int, ksql_dir: Path = Path("ksql")) -
     source, passed, out = f"bench_ksql_{run}_in", f"bench_ksql_{run}_pass", f"bench_ksql_{run}_out"
     create_topics(addresses.bootstrap_servers, source, passed, out)
     payments = generate_payments(count, seed=1)
-    expected = int(payments["Class"].notna().sum())  # the rows WHERE CLASS IS NOT NULL keeps
-    summary = replay(payments, bootstrap_servers=addresses.bootstrap_servers, topic=source)
+    expected = int(payments["Amount"].notna().sum())  # the rows WHERE AMOUNT IS NOT NULL keeps
+    summary = replay(payments, bootstrap_servers=addresses.bootstrap_servers, topic=source, labels_topic=None)
     rates = [passthrough(addresses.bootstrap_servers, source, passed, summary.acknowledged)]
     source_sql = (ksql_dir / "010-source.sql").read_text().replace("creditcardfraud_source", source)
-    features = ", ".join(["TIME", *(f"V{i}" for i in range(1, 29)), "AMOUNT", "CLASS"])
+    features = ", ".join(["TIME", *(f"V{i}" for i in range(1, 29)), "AMOUNT"])
     query_sql = (
         f"CREATE STREAM {out} WITH (KAFKA_TOPIC='{out}', VALUE_FORMAT='AVRO') AS SELECT PAYMENT_ID, "
-        f"MASK_LEFT(`USER`, 2) AS MASKED_USER, {features} FROM {source} WHERE CLASS IS NOT NULL EMIT CHANGES;"
+        f"MASK_LEFT(`USER`, 2) AS MASKED_USER, {features} FROM {source} WHERE AMOUNT IS NOT NULL EMIT CHANGES;"
     )
     client = KsqlRest(addresses.ksqldb_url)
     client.ksql(source_sql)
@@ -95,7 +95,9 @@ def ksql_aggregate_rate(addresses: Addresses, count: int, ksql_dir: Path = Path(
     run = uuid.uuid4().hex[:8]
     source, passed, out = f"bench_agg_{run}_in", f"bench_agg_{run}_pass", f"bench_agg_{run}_out"
     create_topics(addresses.bootstrap_servers, source, passed)
-    summary = replay(generate_payments(count, seed=1), bootstrap_servers=addresses.bootstrap_servers, topic=source)
+    summary = replay(
+        generate_payments(count, seed=1), bootstrap_servers=addresses.bootstrap_servers, topic=source, labels_topic=None
+    )
     rates = [passthrough(addresses.bootstrap_servers, source, passed, summary.acknowledged)]
     source_sql = (ksql_dir / "010-source.sql").read_text().replace("creditcardfraud_source", source)
     query_sql = (
