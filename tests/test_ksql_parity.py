@@ -23,6 +23,7 @@ from ksqldb_server_helpers import prefixed_statements
 from fraudstream.config import Addresses
 from fraudstream.kafka import consumer_config, end_offsets, producer_config
 from ksql import KSQLAPI
+from models.reference import BEHAVIOUR_COLUMNS
 from producers.generate import generate_payments
 from producers.payments import PAYMENT_COLUMNS
 from stack.ksqldb.apply import ksql_group
@@ -105,6 +106,16 @@ def read_partitions(addresses: Addresses, topic: str, value_format: str) -> dict
     return out
 
 
+def timing_free(partitions: dict[int, list[Record]]) -> dict[int, list[Record]]:
+    """Records without the holder's behaviour: those come from a stream-table join with a table that other
+    statements build at the same time, so two runs may see it at different moments (ksqlDB promises no
+    more; what the join can never see is a later payment, which tests/test_ksqldb_user_history.py holds)."""
+    return {
+        p: [(key, {k: v for k, v in value.items() if k not in BEHAVIOUR_COLUMNS}) for key, value in records]
+        for p, records in partitions.items()
+    }
+
+
 def test_notebook_and_apply_produce_identical_records(stack, tmp_path: Path) -> None:
     addresses = stack.addresses
     run = uuid.uuid4().hex[:8]
@@ -136,6 +147,8 @@ def test_notebook_and_apply_produce_identical_records(stack, tmp_path: Path) -> 
             sides.append(read_partitions(addresses, f"{prefix}_{topic}", value_format))
         from_notebook, from_apply = sides
         assert sum(map(len, from_notebook.values())) == expected[topic], topic
+        if topic == "creditcardfraud_preprocessed_avro":  # see timing_free
+            from_notebook, from_apply = timing_free(from_notebook), timing_free(from_apply)
         assert from_notebook == from_apply, f"{topic} differs between the notebook path and fraudstream ksql apply"
 
     enriched = [value for part in from_notebook.values() for _, value in part]  # the last topic read: enriched
