@@ -28,7 +28,7 @@ from connectors.client import ConnectClient
 from connectors.lake import list_objects
 from fraudstream.kafka import consumer_config, end_offsets
 from models.autoencoder import Autoencoder
-from models.datasets import GeneratedSource, LakeSource
+from models.datasets import GeneratedSource, LakeSource, ServedSource
 from models.registry import ModelRegistry
 from models.training import train
 from producers.generate import generate_payments
@@ -101,8 +101,9 @@ def names() -> dict[str, str]:
     prefix = f"loop{uuid.uuid4().hex[:6]}_"
     return {
         "prefix": prefix,
-        "source": f"{prefix}source",
-        "preprocessed": f"{prefix}preprocessed_avro",
+        "source": f"{prefix}creditcardfraud_source",
+        "labels": f"{prefix}creditcardfraud_labels",
+        "preprocessed": f"{prefix}creditcardfraud_preprocessed_avro",
         "scores": f"{prefix}scores",
         "model": f"{prefix}model",
         "connector": f"{prefix}s3-sink",
@@ -146,13 +147,15 @@ def test_replay_ksql_lake_retrain_promote_and_the_workers_switch(
     stack: EmbeddedStack, names: dict[str, str], worker: Callable[[], tuple[subprocess.Popen, int]], tmp_path: Path
 ) -> None:
     bootstrap = stack.addresses.bootstrap_servers
-    # 1. The preprocessing, from the same statement files production runs.
+    # 1. The preprocessing and the features, from the same statement files production runs.
     ksql = KsqlRest(stack.addresses.ksqldb_url)
-    for path in (REPO / "ksql" / "010-source.sql", REPO / "ksql" / "020-preprocessed.sql"):
-        text = path.read_text().replace("creditcardfraud_source", names["source"])
-        ksql.ksql(
-            text.replace("creditcardfraud_preprocessed_avro", names["preprocessed"]), {"auto.offset.reset": "earliest"}
+    for name in ("010-source", "012-source-avro", "014-user-history", "015-labels", "020-preprocessed"):
+        text = (
+            (REPO / "ksql" / f"{name}.sql")
+            .read_text()
+            .replace("creditcardfraud_", f"{names['prefix']}creditcardfraud_")
         )
+        ksql.ksql(text, {"auto.offset.reset": "earliest"})
     # 2. The lake, from the same connector config production posts.
     connector = json.loads((REPO / "connectors" / "s3-sink-preprocessed.json").read_text())["config"]
     connector.update(
@@ -176,7 +179,8 @@ def test_replay_ksql_lake_retrain_promote_and_the_workers_switch(
 
     proc, port = worker()
     payments = generate_payments(6_000, seed=11, fraud_rate=0.01)
-    assert replay(payments, bootstrap_servers=bootstrap, topic=names["source"]).acknowledged == 6_000
+    sent = replay(payments, bootstrap_servers=bootstrap, topic=names["source"], labels_topic=names["labels"])
+    assert sent.acknowledged == 6_000 and sent.labels_acknowledged == 6_000
     wait_until(lambda: size(bootstrap, names["scores"]) >= 6_000, "a score for every payment", proc=proc)
     assert set(model_versions(stack, names["scores"])) == {v1}
 
@@ -193,8 +197,9 @@ def test_replay_ksql_lake_retrain_promote_and_the_workers_switch(
         "the lake to fill",
     )
     lake = LakeSource(names["preprocessed"], stack.addresses.bucket, endpoint_url=stack.addresses.s3_endpoint_url)
-    second = train(lake, Autoencoder(epochs=8, seed=4), output_dir=tmp_path / "v2")
-    assert second.dataset.description["source"]["kind"] == "lake"
+    served = ServedSource.of_topic(lake, names["labels"])  # the features as served, with the labels known now
+    second = train(served, Autoencoder(epochs=8, seed=4), output_dir=tmp_path / "v2")
+    assert second.dataset.description["source"]["features"]["kind"] == "lake"
     v2 = registry.register(names["model"], second.output_dir)["version"]
     registry.promote(names["model"], v2)  # raises PromotionRefused if v2 does not beat v1 on the same held-out rows
 
@@ -204,7 +209,7 @@ def test_replay_ksql_lake_retrain_promote_and_the_workers_switch(
     more = generate_payments(3_000, seed=12, fraud_rate=0.01)
     more["Id"] = [f"more-{i}" for i in range(len(more))]
 
-    replay(more, bootstrap_servers=bootstrap, topic=names["source"])
+    replay(more, bootstrap_servers=bootstrap, topic=names["source"], labels_topic=names["labels"])
     wait_until(lambda: size(bootstrap, names["scores"]) >= 9_000, "a score for every new payment", proc=proc)
     assert Counter(model_versions(stack, names["scores"])) == {v1: 6_000, v2: 3_000}
     connect.request("DELETE", f"/connectors/{names['connector']}")
