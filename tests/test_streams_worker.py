@@ -563,12 +563,16 @@ def test_worker_command_starts_n_processes(stack, topics, registry, model_name, 
 
 
 def trained_on(tmp_path: Path, label: str, payments: list[tuple[str, dict]], seed: int = 0) -> Path:
-    """A baseline trained on the records themselves: its inputs are exactly their feature columns."""
-    from models.datasets import Dataset
+    """A baseline fitted on the records themselves (its inputs are exactly their feature columns), with a
+    threshold for a 2% alert rate: a model folder as training writes it, less the card."""
+    from models.calibrate import ALERT_RATE, calibrate
+    from models.features import labels
 
     frame = features_frame(payments)
-    dataset = Dataset(frame, {"source": {"kind": "test-records", "label": label}, "rows": len(frame)}, [])
-    return train(dataset, LogisticBaseline(C=0.5 + seed), split="random", output_dir=tmp_path / label).output_dir
+    model = LogisticBaseline(C=0.5 + seed).fit(frame)
+    directory = model.save(tmp_path / label)
+    calibrate(model.score_samples(frame), ALERT_RATE, 0.02, labels(frame)).save(directory)
+    return directory
 
 
 def with_hour_of_day(payments: list[tuple[str, dict]]) -> list[tuple[str, dict]]:
@@ -597,7 +601,13 @@ def test_a_model_of_another_schema_takes_over_without_a_restart(stack, topics, r
 
     with running(stack, topics, model_name, tmp_path) as worker:
         wait_until(lambda: total(bootstrap, topics.scores) >= 500, "scores of the old model", proc=worker.proc)
-        promote(registry, model_name, new_dir)
+        # the gate scores both versions on the same rows: rows that carry both schemas' columns
+        from models.datasets import Dataset
+
+        both = features_frame(with_hour_of_day(generated_payments(1_000, seed=26)))
+        both["TIME"] = features_frame(generated_payments(1_000, seed=26))["TIME"]
+        registry.register(model_name, new_dir)
+        registry.promote(model_name, 2, force=True, data=Dataset(both, {"rows": len(both)}, []))
         wait_until(
             lambda: worker.metric(f'fraudstream_model_info{{model="{model_name}",version="2"}}') == 1,
             "the worker to switch to the model of the new schema",
