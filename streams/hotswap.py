@@ -3,10 +3,12 @@
 The agent reads `holder.current` once per batch, and a `ScoringModel` is immutable and fully loaded
 before it is assigned, so no event is ever scored by a half-loaded model and a switch needs no restart
 or rebalance. A new version may read other input columns than the last (a model trained on a newer
-schema): the pipeline decodes each batch for the model it reads here, with a layout per (schema, model). "Better wrong than late": a new production version that cannot be loaded, or that scores a
-full batch slower than the budget (at warm-up, or on three batches in a row after the switch), is
-refused or rolled back to the previous version; the refusal is counted and logged and the same
-(version, threshold version) is not tried again by this worker.
+schema): the pipeline decodes each batch for the model it reads here, with a layout per (schema, model).
+
+"Better wrong than late": a new production version that cannot be loaded, or that scores a full batch
+slower than the budget (at warm-up, or on three batches in a row after the switch), is refused or rolled
+back to the previous version; the refusal is counted and logged and the same (version, threshold
+version) is not tried again by this worker.
 """
 
 from __future__ import annotations
