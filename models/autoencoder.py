@@ -6,8 +6,8 @@ plus saving and a matrix scorer) and is registered there as kind ``autoencoder``
 calibration, the registry and the workers treat it like any other kind.
 
 Saved form (a directory, so that a registry can store it as plain files in S3; no pickles):
-``model.keras`` (loaded with ``safe_mode=True``) and ``model.json`` (kind, feature names, scaler, parameters,
-training summary).
+``model.keras`` (loaded with ``safe_mode=True``) and ``model.json`` (kind, feature names and types, the hash
+of the statements that made them, scaler, parameters, training summary).
 """
 
 from __future__ import annotations
@@ -29,7 +29,14 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from models.artifacts import META_FILE, read_metadata  # noqa: E402
-from models.features import FEATURE_COLUMNS, Batch, feature_matrix, has_label, labels  # noqa: E402
+from models.features import (  # noqa: E402
+    Batch,
+    FeatureSet,
+    current_statements_hash,
+    feature_matrix,
+    has_label,
+    labels,
+)
 from models.kinds import EpochCallback  # noqa: E402
 from models.scaling import Standardiser  # noqa: E402
 from models.scorer import DenseLayer, NumpyScorer  # noqa: E402
@@ -104,7 +111,7 @@ def build_network(
 
 
 class Autoencoder:
-    """Reconstruction-error anomaly detector over :data:`models.features.FEATURE_COLUMNS`.
+    """Reconstruction-error anomaly detector over the feature columns of the frame it is fitted on.
 
     ``score_samples`` returns the per-row mean squared reconstruction error: higher is more suspicious
     (the opposite sign of scikit-learn's outlier detectors, and the same direction as every kind's score,
@@ -124,7 +131,6 @@ class Autoencoder:
         learning_rate: float = 1e-3,
         validation_fraction: float = 0.1,
         seed: int = 0,
-        feature_names: Sequence[str] = FEATURE_COLUMNS,
     ) -> None:
         self.hidden = tuple(hidden)
         self.activations = tuple(activations)
@@ -134,7 +140,7 @@ class Autoencoder:
         self.learning_rate = learning_rate
         self.validation_fraction = validation_fraction
         self.seed = seed
-        self.feature_names = tuple(feature_names)
+        self.features_: FeatureSet | None = None
         self.model_: keras.Model | None = None
         self.scaler_: Standardiser | None = None
         self.history_: list[dict[str, float]] = []
@@ -153,7 +159,6 @@ class Autoencoder:
             "learning_rate": self.learning_rate,
             "validation_fraction": self.validation_fraction,
             "seed": self.seed,
-            "feature_names": list(self.feature_names),
         }
 
     def set_params(self, **params: Any) -> Autoencoder:
@@ -161,8 +166,20 @@ class Autoencoder:
         if unknown:
             raise ValueError(f"unknown parameters {sorted(unknown)}; valid: {sorted(self.get_params())}")
         for name, value in params.items():
-            setattr(self, name, tuple(value) if name in ("hidden", "activations", "feature_names") else value)
+            setattr(self, name, tuple(value) if name in ("hidden", "activations") else value)
         return self
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        """The inputs learnt by :meth:`fit`, in the order the network takes them (empty before fitting)."""
+        return self.features_.names if self.features_ is not None else ()
+
+    @property
+    def feature_names_in_(self) -> np.ndarray:
+        """scikit-learn's name for :attr:`feature_names`: defined once fitted."""
+        if self.features_ is None:
+            raise AttributeError("feature_names_in_ is set by fit()")
+        return np.asarray(self.features_.names, dtype=object)
 
     def fit(
         self,
@@ -172,13 +189,14 @@ class Autoencoder:
         on_epoch: EpochCallback | None = None,
         verbose: int = 0,
     ) -> Autoencoder:
-        """Train on the legitimate rows of ``X``.
+        """Train on the legitimate rows of ``X``; its feature columns, in order, become the model's inputs.
 
         Labels come from ``y`` or, for a table, from its ``Class`` column; without labels every row is
         taken as legitimate. Same data + same ``seed`` -> same weights (seeded, deterministic ops).
         """
         configure_tensorflow()
-        x = feature_matrix(X, self.feature_names, np.float64)
+        features = FeatureSet.learn(X, current_statements_hash())
+        x = feature_matrix(X, features.names, np.float64)
         if y is None and has_label(X):
             y = labels(X)
         if y is not None:
@@ -189,6 +207,7 @@ class Autoencoder:
         if len(x) < 2:
             raise ValueError(f"need at least 2 legitimate rows to train, got {len(x)}")
         keras.utils.set_random_seed(self.seed)
+        self.features_ = features
         self.scaler_ = Standardiser.fit(x, self.feature_names)
         scaled = self.scaler_.transform(x, np.float32)
         self.model_ = build_network(len(self.feature_names), self.hidden, self.activations, self.l1, self.learning_rate)
@@ -211,7 +230,7 @@ class Autoencoder:
         return self
 
     def _check_fitted(self) -> None:
-        if self.model_ is None or self.scaler_ is None:
+        if self.model_ is None or self.scaler_ is None or self.features_ is None:
             raise RuntimeError("the autoencoder is not trained yet: call fit() or Autoencoder.load()")
 
     def keras_scores(self, X: Batch) -> np.ndarray:
@@ -247,7 +266,7 @@ class Autoencoder:
         return {
             "kind": KIND,
             "format": 1,
-            "feature_names": list(self.feature_names),
+            **self.features_.to_metadata(),
             "scaler": self.scaler_.to_dict(),
             "params": self.get_params(),
             "training": {"seconds": self.training_seconds_, "rows": self.training_rows_, "history": self.history_},
@@ -268,8 +287,8 @@ class Autoencoder:
         configure_tensorflow()
         path = Path(directory)
         meta = read_metadata(path, KIND)
-        params = meta["params"]
-        self = cls(**{k: v for k, v in params.items() if k != "feature_names"}, feature_names=meta["feature_names"])
+        self = cls(**{k: v for k, v in meta["params"].items() if k != "feature_names"})  # older files had it
+        self.features_ = FeatureSet.from_metadata(meta)
         self.model_ = keras.saving.load_model(path / MODEL_FILE, safe_mode=True)
         self.scaler_ = Standardiser.from_dict(meta["scaler"], self.feature_names)
         training = meta.get("training", {})

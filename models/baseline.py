@@ -21,7 +21,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from models.artifacts import META_FILE, read_metadata
-from models.features import FEATURE_COLUMNS, LABEL_COLUMN, Batch, feature_matrix, has_label, labels
+from models.features import LABEL_COLUMN, Batch, FeatureSet, current_statements_hash, feature_matrix, has_label, labels
 from models.kinds import EpochCallback
 
 KIND = "logistic-baseline"
@@ -52,13 +52,12 @@ class LogisticBaseline:
         class_weight: str | None = "balanced",
         max_iter: int = 1000,
         seed: int = 0,
-        feature_names: Sequence[str] = FEATURE_COLUMNS,
     ) -> None:
         self.C = C
         self.class_weight = class_weight
         self.max_iter = max_iter
         self.seed = seed
-        self.feature_names = tuple(feature_names)
+        self.features_: FeatureSet | None = None
         self.pipeline_: Pipeline | None = None
         self.training_seconds_: float | None = None
         self.training_rows_: int | None = None
@@ -69,7 +68,6 @@ class LogisticBaseline:
             "class_weight": self.class_weight,
             "max_iter": self.max_iter,
             "seed": self.seed,
-            "feature_names": list(self.feature_names),
         }
 
     def set_params(self, **params: Any) -> LogisticBaseline:
@@ -77,17 +75,31 @@ class LogisticBaseline:
         if unknown:
             raise ValueError(f"unknown parameters {sorted(unknown)}; valid: {sorted(self.get_params())}")
         for name, value in params.items():
-            setattr(self, name, tuple(value) if name == "feature_names" else value)
+            setattr(self, name, value)
         return self
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        """The inputs learnt by :meth:`fit`, in the order the pipeline takes them (empty before fitting)."""
+        return self.features_.names if self.features_ is not None else ()
+
+    @property
+    def feature_names_in_(self) -> np.ndarray:
+        """scikit-learn's name for :attr:`feature_names`: defined once fitted."""
+        if self.features_ is None:
+            raise AttributeError("feature_names_in_ is set by fit()")
+        return np.asarray(self.features_.names, dtype=object)
 
     def fit(
         self, X: Batch, y: Sequence[int] | np.ndarray | None = None, *, on_epoch: EpochCallback | None = None
     ) -> LogisticBaseline:
         """Supervised: labels come from ``y`` or from the table's ``Class`` column; both classes must occur.
 
-        ``on_epoch`` is never called: the solver does not train in epochs.
+        The table's feature columns, in order, become the model's inputs. ``on_epoch`` is never called:
+        the solver does not train in epochs.
         """
-        x = feature_matrix(X, self.feature_names, np.float64)
+        features = FeatureSet.learn(X, current_statements_hash())
+        x = feature_matrix(X, features.names, np.float64)
         if y is None:
             if not has_label(X):
                 raise ValueError(f"the baseline is supervised: pass y or a table with a {LABEL_COLUMN!r} column")
@@ -110,12 +122,13 @@ class LogisticBaseline:
         )
         started = time.perf_counter()
         self.pipeline_.fit(x, y_arr)
+        self.features_ = features
         self.training_seconds_ = time.perf_counter() - started
         self.training_rows_ = int(len(x))
         return self
 
     def _check_fitted(self) -> None:
-        if self.pipeline_ is None:
+        if self.pipeline_ is None or self.features_ is None:
             raise RuntimeError("the baseline is not trained yet: call fit() or LogisticBaseline.load()")
 
     def score_samples(self, X: Batch) -> np.ndarray:
@@ -132,7 +145,7 @@ class LogisticBaseline:
         return {
             "kind": KIND,
             "format": 1,
-            "feature_names": list(self.feature_names),
+            **self.features_.to_metadata(),
             "params": self.get_params(),
             "training": {"seconds": self.training_seconds_, "rows": self.training_rows_},
             "sklearn_version": sklearn.__version__,
@@ -151,8 +164,8 @@ class LogisticBaseline:
     def load(cls, directory: str | Path) -> LogisticBaseline:
         path = Path(directory)
         meta = read_metadata(path, KIND)
-        params = {k: v for k, v in meta["params"].items() if k != "feature_names"}
-        self = cls(**params, feature_names=meta["feature_names"])
+        self = cls(**{k: v for k, v in meta["params"].items() if k != "feature_names"})  # older files had it
+        self.features_ = FeatureSet.from_metadata(meta)
         self.pipeline_ = skops.io.load(path / MODEL_FILE, trusted=TRUSTED_TYPES)
         training = meta.get("training", {})
         self.training_seconds_ = training.get("seconds")

@@ -363,7 +363,7 @@ def evaluate_command(
 
     from models.datasets import load_dataset
     from models.evaluate import ModelCard, evaluate, plot_all
-    from models.features import labels
+    from models.features import labels, model_inputs
 
     source = source_from_options(
         csv_path,
@@ -387,7 +387,12 @@ def evaluate_command(
     metrics = evaluate(y, scores, loaded.threshold.value)
     plots = plot_all(y, scores, loaded.threshold.value, output_dir, score_label=loaded.model.score_label)
     card = ModelCard(
-        model={"kind": loaded.model.kind, "version": f"{name}:{loaded.version}", "params": loaded.model.get_params()},
+        model={
+            "kind": loaded.model.kind,
+            "version": f"{name}:{loaded.version}",
+            "params": loaded.model.get_params(),
+            "features": model_inputs(loaded.model),
+        },
         dataset={**dataset.description, "part": "all rows (evaluation)"},
         metrics=metrics.to_dict(),
         threshold=loaded.threshold.to_dict(),

@@ -1,8 +1,11 @@
 """The input scaling the autoencoder needs, as plain numbers that are saved next to the model.
 
-Time (seconds since the first event) and Amount (euros) are on scales far from V1..V28 (PCA components);
-standardising just those two keeps the reconstruction error from being dominated by them. The statistics
-are fitted on the training split only (fitting on everything would leak the test split into the model).
+Every input is standardised. The inputs are whatever columns the statements project (an hour of the day,
+an amount in euros, PCA components...), on scales nobody declared; a reconstruction error summed over
+unscaled columns would be dominated by the widest one. Standardising a column that is already centred
+and scaled (a PCA component) is close to the identity, so it costs nothing where it is not needed. The
+statistics are fitted on the training split only (fitting on everything would leak the test split into
+the model). Models saved when only some columns were standardised load as they were saved.
 """
 
 from __future__ import annotations
@@ -14,8 +17,6 @@ from typing import Any
 import numpy as np
 from sklearn.preprocessing import StandardScaler
 
-from models.features import STANDARDISED_COLUMNS
-
 
 @dataclass(frozen=True)
 class Standardiser:
@@ -26,12 +27,10 @@ class Standardiser:
     scale: tuple[float, ...]
 
     @classmethod
-    def fit(
-        cls, x: np.ndarray, feature_names: Sequence[str], columns: Sequence[str] = STANDARDISED_COLUMNS
-    ) -> Standardiser:
-        """Fit on the training matrix ``x`` (columns in ``feature_names`` order)."""
+    def fit(cls, x: np.ndarray, feature_names: Sequence[str], columns: Sequence[str] | None = None) -> Standardiser:
+        """Fit on the training matrix ``x`` (columns in ``feature_names`` order); ``columns`` None: all of them."""
         names = tuple(feature_names)
-        index = [names.index(c) for c in columns if c in names]
+        index = list(range(len(names))) if columns is None else [names.index(c) for c in columns if c in names]
         mean = np.zeros(len(names))
         scale = np.ones(len(names))
         if index and len(x):

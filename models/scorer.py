@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.features import FEATURE_COLUMNS, Batch, feature_matrix
+from models.features import Batch, feature_matrix
 from models.scaling import Standardiser
 
 
@@ -58,13 +58,13 @@ class NumpyScorer:
         self,
         layers: Sequence[DenseLayer],
         scaler: Standardiser,
-        feature_names: Sequence[str] = FEATURE_COLUMNS,
+        feature_names: Sequence[str] | None = None,
         dtype: type = np.float32,
     ) -> None:
         unknown = [layer.activation for layer in layers if layer.activation not in ACTIVATIONS]
         if unknown:
             raise ValueError(f"activations not supported by the NumPy scorer: {unknown}")
-        self.feature_names = tuple(feature_names)
+        self.feature_names = tuple(scaler.feature_names if feature_names is None else feature_names)
         self.dtype = np.dtype(dtype)
         if scaler.feature_names != self.feature_names:
             raise ValueError("scaler and scorer disagree on the feature names")
@@ -108,21 +108,23 @@ class NumpyScorer:
     @classmethod
     def random(
         cls,
+        n_features: int = 30,
         hidden: Sequence[int] = (14, 7, 7),
         activations: Sequence[str] = ("tanh", "relu", "tanh"),
         seed: int = 0,
         dtype: type = np.float32,
     ) -> NumpyScorer:
-        """A scorer of the default shape with random weights: as fast as a trained one, for benchmarks
-        that should not need TensorFlow or a registry."""
+        """A scorer of the default shape (inputs named ``x0``...) with random weights: as fast as a trained
+        one, for benchmarks that should not need TensorFlow or a registry."""
         rng = np.random.default_rng(seed)
-        widths = [len(FEATURE_COLUMNS), *hidden, len(FEATURE_COLUMNS)]
+        names = tuple(f"x{i}" for i in range(n_features))
+        widths = [n_features, *hidden, n_features]
         layers = [
             DenseLayer(rng.normal(scale=0.3, size=(a, b)), rng.normal(scale=0.1, size=b), act)
             for a, b, act in zip(widths, widths[1:], [*activations, "linear"])
         ]
-        scaler = Standardiser(FEATURE_COLUMNS, (0.0,) * len(FEATURE_COLUMNS), (1.0,) * len(FEATURE_COLUMNS))
-        return cls(layers, scaler, FEATURE_COLUMNS, dtype)
+        scaler = Standardiser(names, (0.0,) * n_features, (1.0,) * n_features)
+        return cls(layers, scaler, names, dtype)
 
 
 def benchmark(

@@ -20,7 +20,7 @@ import numpy as np
 from models.calibrate import ALERT_RATE, Threshold, calibrate
 from models.datasets import Dataset, DatasetSource, load_dataset
 from models.evaluate import DEFAULT_ALERT_BUDGET, Metrics, ModelCard, evaluate, plot_all
-from models.features import labels
+from models.features import labels, model_inputs
 from models.kinds import EpochCallback, FraudModel
 from models.split import DEFAULT_FRACTIONS, DEFAULT_MIN_FRAUDS, Split, chronological_split, random_split
 
@@ -82,7 +82,12 @@ def train(
     )
 
     card = ModelCard(
-        model={"kind": model.kind, "version": model_version, "params": model.get_params()},
+        model={
+            "kind": model.kind,
+            "version": model_version,
+            "params": model.get_params(),
+            "features": model_inputs(model),
+        },
         dataset={**dataset.description, "split": parts.describe()},
         metrics=metrics.to_dict(),
         threshold=threshold.to_dict(),

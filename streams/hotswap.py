@@ -2,10 +2,13 @@
 
 The agent reads `holder.current` once per batch, and a `ScoringModel` is immutable and fully loaded
 before it is assigned, so no event is ever scored by a half-loaded model and a switch needs no restart
-or rebalance. "Better wrong than late": a new production version that cannot be loaded, or that scores a
-full batch slower than the budget (at warm-up, or on three batches in a row after the switch), is
-refused or rolled back to the previous version; the refusal is counted and logged and the same
-(version, threshold version) is not tried again by this worker.
+or rebalance. A new version may read other input columns than the last (a model trained on a newer
+schema): the pipeline decodes each batch for the model it reads here, with a layout per (schema, model).
+
+"Better wrong than late": a new production version that cannot be loaded, or that scores a full batch
+slower than the budget (at warm-up, or on three batches in a row after the switch), is refused or rolled
+back to the previous version; the refusal is counted and logged and the same (version, threshold
+version) is not tried again by this worker.
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ from collections.abc import Callable
 
 import numpy as np
 
-from models.features import FEATURE_COLUMNS
 from streams import metrics
 from streams.modelsource import ModelSource, ScoringModel
 
@@ -57,8 +59,11 @@ class ModelHolder:
         return model
 
     def warm_up(self, model: ScoringModel) -> float:
-        """Score a full batch of synthetic rows a few times; the best time is the model's batch cost."""
-        x = np.random.default_rng(0).normal(size=(self.warmup_rows, len(FEATURE_COLUMNS)))
+        """Score a full batch of synthetic rows a few times; the best time is the model's batch cost.
+
+        The rows are as wide as the model's own inputs: a new version may read other columns than the last.
+        """
+        x = np.random.default_rng(0).normal(size=(self.warmup_rows, len(model.feature_names)))
         best = float("inf")
         for _ in range(3):
             start = time.perf_counter()

@@ -32,6 +32,9 @@ class ScoringModel:
     kind: str
     model: Any
     score_matrix: Any
+    feature_names: tuple[str, ...] = ()
+    """The model's inputs, in the order `score_matrix` takes them (what the decoder picks out of records)."""
+    feature_types: tuple[str, ...] | None = None
 
     def score(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         scores = np.asarray(self.score_matrix(features), dtype=np.float64)
@@ -43,8 +46,17 @@ class ScoringModel:
 
 
 def scoring_model(name: str, version: int, model: FraudModel, threshold: Threshold) -> ScoringModel:
+    features = getattr(model, "features_", None)  # the built-in kinds record their inputs' types too
     return ScoringModel(
-        name, int(version), float(threshold.value), int(threshold.version), model.kind, model, model.matrix_scorer()
+        name,
+        int(version),
+        float(threshold.value),
+        int(threshold.version),
+        model.kind,
+        model,
+        model.matrix_scorer(),
+        tuple(model.feature_names),
+        getattr(features, "types", None),
     )
 
 

@@ -1,12 +1,15 @@
 """Decode, validate and encode records in whole batches.
 
 Input values are Confluent-framed Avro (magic byte 0, 4-byte schema id, body) as ksqlDB writes the
-preprocessed stream. fastavro decodes ~70k such records/s in Python; the model only needs the 30 feature
-doubles, which ksqlDB writes first, each as a nullable double (a 1-byte union branch and 8 bytes). So a
-batch whose writer schema has that layout is decoded with NumPy in one pass (~2M records/s): the feature
-bytes of every record are joined, the union branches checked and the doubles viewed in place. The rest of
-each record (the label) is checked against a set of tails already proven valid by fastavro. Any record
-the fast path does not accept is decoded by fastavro, which gives the precise error for the dead letter.
+features stream. Which fields are read is the production model's business: its feature names, matched
+case-insensitively against the writer schema's fields wherever they sit (a :class:`WriterLayout` per
+schema id and model). fastavro decodes ~70k such records/s in Python, so when every field up to the last
+feature is fixed-width when non-null (``double``, ``float``, ``boolean``, each optionally a union with
+null), a batch is decoded with NumPy in one pass (~2M records/s): the leading bytes of every record are
+joined, the union branches checked and the values viewed in place. The rest of each record is checked
+against a set of tails already proven valid by fastavro. Varint fields (``int``, ``long``) before a
+feature, a null in the fixed part, or any record the fast path does not accept, is decoded by fastavro,
+which gives the precise error for the dead letter.
 """
 
 from __future__ import annotations
@@ -22,7 +25,6 @@ import fastavro
 import numpy as np
 
 from fraudstream import wire
-from models.features import FEATURE_COLUMNS
 
 HEADER = wire.HEADER_SIZE
 
@@ -32,6 +34,11 @@ SCHEMA = "schema"
 VALIDATION = "validation"
 SCORING = "scoring"
 REASONS = (DECODE, SCHEMA, VALIDATION, SCORING)
+
+NUMERIC_TYPES = frozenset({"double", "float", "int", "long", "boolean"})
+"""Avro types a feature may have: fastavro decodes any of them into a number."""
+_FIXED = {"double": "<f8", "float": "<f4", "boolean": "u1"}
+"""Avro types of a fixed width (what the NumPy fast path can view in place), as NumPy formats."""
 
 
 class RecordError(ValueError):
@@ -57,59 +64,113 @@ def _non_null(branches: Any) -> tuple[list[Any], int | None]:
     return [branches], None
 
 
+def _fixed_cell(branches: Any) -> tuple[str, int | None] | None:
+    """(NumPy format, zigzag union branch or None) of a field that is fixed-width when non-null, else None."""
+    if isinstance(branches, str):
+        return (_FIXED[branches], None) if branches in _FIXED else None
+    if isinstance(branches, list) and len(branches) == 2 and "null" in branches:
+        (kind,) = [b for b in branches if b != "null"]
+        if isinstance(kind, str) and kind in _FIXED:
+            return _FIXED[kind], 2 * branches.index(kind)  # the branch index, zigzag-encoded
+    return None
+
+
+_CELL = np.dtype([("tag", "u1"), ("x", "<f8")])
+"""A nullable double as ksqlDB writes it: the union branch (zigzag) and a little-endian double, 9 bytes."""
+
+
 @dataclass
 class WriterLayout:
-    """What one writer schema means for decoding: which fields are the features and whether the fast path applies."""
+    """What one writer schema means for one model: where its features are and whether the fast path applies.
+
+    The fast path reads the fixed-width prefix of a record (every field up to the model's last feature).
+    ``uniform_tag`` is set when that prefix is nothing but nullable doubles with the same union branch (what
+    ksqlDB writes for DOUBLE columns): one strided view then covers it. Otherwise ``cells`` is the prefix as
+    a structured dtype, with the union branches and booleans checked at their byte offsets.
+    """
 
     schema_id: int
     schema: Any
     feature_fields: tuple[str, ...] = ()
     error: str | None = None
     fast: bool = False
-    double_tag: int = 0
+    prefix_size: int = 0
+    uniform_tag: int | None = None
+    positions: np.ndarray | None = None
+    """Uniform prefix: each feature's cell, in model order (None: the prefix is the features in order)."""
+    cells: np.dtype | None = None
+    columns: tuple[str, ...] = ()
+    tag_offsets: np.ndarray = field(default_factory=lambda: np.empty(0, np.intp))
+    tags: np.ndarray = field(default_factory=lambda: np.empty(0, np.uint8))
+    bool_offsets: np.ndarray = field(default_factory=lambda: np.empty(0, np.intp))
     tail_schema: Any = None
     good_tails: set[bytes] = field(default_factory=set)
 
+    @property
+    def n_features(self) -> int:
+        return len(self.feature_fields)
+
     @classmethod
-    def from_schema(cls, schema_id: int, schema_json: dict[str, Any]) -> WriterLayout:
+    def from_schema(cls, schema_id: int, schema_json: dict[str, Any], feature_names: Sequence[str]) -> WriterLayout:
         schema = fastavro.parse_schema(schema_json)
-        layout = cls(schema_id, schema)
+        layout = cls(schema_id, schema, tuple(feature_names))
         if schema_json.get("type") != "record":
             layout.error = f"schema {schema_id} is a {schema_json.get('type')!r}, not a record"
             return layout
         fields = schema_json["fields"]
-        by_lower = {f["name"].lower(): f for f in fields}
-        missing = [c for c in FEATURE_COLUMNS if c.lower() not in by_lower]
+        by_lower: dict[str, int] = {}
+        for i, f in enumerate(fields):
+            if f["name"].lower() in by_lower:
+                layout.error = f"schema {schema_id} has fields that differ only in case: {f['name']!r}"
+                return layout
+            by_lower[f["name"].lower()] = i
+        missing = [c for c in feature_names if c.lower() not in by_lower]
         if missing:
             layout.error = f"schema {schema_id} lacks the model's input fields {missing}"
             return layout
+        index = [by_lower[c.lower()] for c in feature_names]
         wrong = [
             c
-            for c in FEATURE_COLUMNS
-            if not set(_non_null(by_lower[c.lower()]["type"])[0]) <= {"double", "float", "int", "long"}
-            or not _non_null(by_lower[c.lower()]["type"])[0]
+            for c, i in zip(feature_names, index)
+            if not _non_null(fields[i]["type"])[0]
+            or not set(map(str, _non_null(fields[i]["type"])[0])) <= NUMERIC_TYPES
         ]
         if wrong:
             layout.error = f"schema {schema_id} has non-numeric input fields {wrong}"
             return layout
-        layout.feature_fields = tuple(by_lower[c.lower()]["name"] for c in FEATURE_COLUMNS)
-        n = len(FEATURE_COLUMNS)
-        head = fields[:n]
-        tags = set()
-        for f, c in zip(head, FEATURE_COLUMNS):
-            branches = f["type"]
-            if (
-                f["name"].lower() != c.lower()
-                or not isinstance(branches, list)
-                or len(branches) != 2
-                or set(branches) != {"null", "double"}
-            ):
-                return layout
-            tags.add(2 * branches.index("double"))  # the branch index, zigzag-encoded
-        if len(tags) == 1:
-            layout.fast = True
-            layout.double_tag = tags.pop()
-            layout.tail_schema = fastavro.parse_schema({**schema_json, "fields": fields[n:]}) if fields[n:] else None
+        layout.feature_fields = tuple(fields[i]["name"] for i in index)
+        k = max(index) + 1 if index else 0
+        cells = [_fixed_cell(f["type"]) for f in fields[:k]]
+        if any(c is None for c in cells):
+            return layout  # a varint or a variable-width field before a feature: fastavro decodes
+        layout.fast = True
+        layout.tail_schema = fastavro.parse_schema({**schema_json, "fields": fields[k:]}) if fields[k:] else None
+        tags = {tag for _, tag in cells}  # type: ignore[misc]
+        if {fmt for fmt, _ in cells} == {"<f8"} and len(tags) == 1 and None not in tags:  # type: ignore[misc]
+            layout.uniform_tag = tags.pop()
+            layout.prefix_size = _CELL.itemsize * k
+            if index != list(range(k)):
+                layout.positions = np.asarray(index, np.intp)
+            return layout
+        names, formats, offsets, tag_offsets, tag_values, bool_offsets = [], [], [], [], [], []
+        offset = 0
+        for i, (fmt, tag) in enumerate(cells):  # type: ignore[misc]
+            if tag is not None:
+                tag_offsets.append(offset)
+                tag_values.append(tag)
+                offset += 1
+            if fmt == "u1":
+                bool_offsets.append(offset)
+            names.append(f"f{i}")
+            formats.append(fmt)
+            offsets.append(offset)
+            offset += np.dtype(fmt).itemsize
+        layout.prefix_size = offset
+        layout.cells = np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": offset})
+        layout.columns = tuple(f"f{i}" for i in index)
+        layout.tag_offsets = np.asarray(tag_offsets, np.intp)
+        layout.tags = np.asarray(tag_values, np.uint8)
+        layout.bool_offsets = np.asarray(bool_offsets, np.intp)
         return layout
 
 
@@ -136,10 +197,6 @@ def _slow_row(layout: WriterLayout, value: bytes) -> list[float]:
     return row
 
 
-_CELL = np.dtype([("tag", "u1"), ("x", "<f8")])
-"""One feature as ksqlDB writes it: the union branch (zigzag) and a little-endian double, 9 bytes unaligned."""
-
-
 @dataclass
 class Decoded:
     """A batch's feature matrix (rows in the order of `index`) and the records that failed, by position."""
@@ -149,9 +206,29 @@ class Decoded:
     errors: dict[int, RecordError]
 
 
+def _fast(layout: WriterLayout, blob: bytes, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """Features of `m` joined prefixes and whether each record's prefix is valid (branches, booleans, finite)."""
+    if layout.uniform_tag is not None:
+        cells = np.frombuffer(blob, _CELL).reshape(m, -1)
+        ok = (cells["tag"] == layout.uniform_tag).all(axis=1)
+        x = np.array(cells["x"]) if layout.positions is None else cells["x"][:, layout.positions]
+    else:
+        raw = np.frombuffer(blob, np.uint8).reshape(m, layout.prefix_size)
+        ok = np.ones(m, bool)
+        if len(layout.tag_offsets):
+            ok &= (raw[:, layout.tag_offsets] == layout.tags).all(axis=1)
+        if len(layout.bool_offsets):
+            ok &= (raw[:, layout.bool_offsets] <= 1).all(axis=1)
+        cells = np.frombuffer(blob, layout.cells)
+        x = np.empty((m, layout.n_features))
+        for j, name in enumerate(layout.columns):
+            x[:, j] = cells[name]
+    return x, ok & np.isfinite(x).all(axis=1)
+
+
 def decode_batch(values: Sequence[bytes], layout: WriterLayout) -> Decoded:
     """Features of records that share `layout`'s schema id; rows that fail go to `errors` with the reason."""
-    n_features = len(FEATURE_COLUMNS)
+    n_features = layout.n_features
     errors: dict[int, RecordError] = {}
     if layout.error is not None:
         return Decoded(
@@ -164,14 +241,11 @@ def decode_batch(values: Sequence[bytes], layout: WriterLayout) -> Decoded:
     fast_features = np.empty((0, n_features))
     fast_index = np.empty(0, np.int64)
     if layout.fast:
-        end = HEADER + 9 * n_features
+        end = HEADER + layout.prefix_size
         n = len(values)
         candidates = np.flatnonzero(np.fromiter(map(len, values), np.int64, n) >= end)
         chosen = values if len(candidates) == n else [values[i] for i in candidates.tolist()]
-        blob = b"".join([v[HEADER:end] for v in chosen])
-        cells = np.frombuffer(blob, _CELL).reshape(len(chosen), n_features)
-        x = np.array(cells["x"])
-        ok = (cells["tag"] == layout.double_tag).all(axis=1) & np.isfinite(x).all(axis=1)
+        x, ok = _fast(layout, b"".join([v[HEADER:end] for v in chosen]), len(chosen))
         ok &= _tails_ok(layout, [v[end:] for v in chosen])
         fast_index, fast_features = (candidates, x) if ok.all() else (candidates[ok], x[ok])
         rest = np.ones(n, bool)
@@ -186,7 +260,7 @@ def decode_batch(values: Sequence[bytes], layout: WriterLayout) -> Decoded:
         except RecordError as error:
             errors[i] = error
     if slow_index:
-        features = np.vstack([fast_features, np.asarray(rows, np.float64)])
+        features = np.vstack([fast_features, np.asarray(rows, np.float64).reshape(len(rows), n_features)])
         index = np.concatenate([fast_index, np.asarray(slow_index, np.int64)])
     else:
         features, index = fast_features, fast_index
@@ -362,22 +436,29 @@ class ScoreEncoder:
         )
 
 
-def parse_json_rows(body: Any) -> tuple[np.ndarray, list[str | None]]:
-    """Feature matrix and ids from POST /score's JSON (one object or a list), or a ValueError saying what is wrong."""
+def parse_json_rows(
+    body: Any, feature_names: Sequence[str], feature_types: Sequence[str] | None = None
+) -> tuple[np.ndarray, list[str | None]]:
+    """Feature matrix (in the order of the model's `feature_names`) and ids from POST /score's JSON (one
+    object or a list), or a ValueError saying what is wrong. Field names match case-insensitively; JSON
+    true/false is accepted for the features whose type is boolean (a number everywhere else)."""
+    booleans = {c for c, t in zip(feature_names, feature_types or ()) if t == "boolean"}
     rows = body if isinstance(body, list) else [body]
     if not rows:
         raise ValueError("expected a JSON object or a non-empty list of objects with the model's input fields")
-    matrix = np.empty((len(rows), len(FEATURE_COLUMNS)))
+    matrix = np.empty((len(rows), len(feature_names)))
     ids: list[str | None] = []
     for r, row in enumerate(rows):
         if not isinstance(row, dict):
             raise ValueError(f"record {r}: expected a JSON object, got {type(row).__name__}")
         by_lower = {str(k).lower(): v for k, v in row.items()}
-        missing = [c for c in FEATURE_COLUMNS if c.lower() not in by_lower]
+        missing = [c for c in feature_names if c.lower() not in by_lower]
         if missing:
             raise ValueError(f"record {r}: missing fields {missing}")
-        for j, c in enumerate(FEATURE_COLUMNS):
+        for j, c in enumerate(feature_names):
             x = by_lower[c.lower()]
+            if isinstance(x, bool) and c in booleans:
+                x = float(x)
             if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
                 raise ValueError(f"record {r}: field {c} must be a finite number, got {x!r}")
             matrix[r, j] = x

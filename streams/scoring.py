@@ -104,6 +104,10 @@ class Columns:
 _key, _value, _offset, _timestamp = (attrgetter(name) for name in ("key", "value", "offset", "timestamp"))
 
 
+def _same_names(a: Sequence[str], b: Sequence[str]) -> bool:
+    return len(a) == len(b) and all(x.lower() == y.lower() for x, y in zip(a, b))
+
+
 @dataclass
 class Scored:
     """A scored batch: its outputs as producer batches and dead letters, then the futures of their acks."""
@@ -126,7 +130,8 @@ class Pipeline:
         self.settings = settings
         self.holder = holder
         self.registry = SchemaRegistryClient({"url": settings.addresses.schema_registry_url})
-        self.layouts: dict[int, WriterLayout] = {}
+        self.schemas: dict[int, dict[str, Any]] = {}
+        self.layouts: dict[tuple[int, tuple[str, ...]], WriterLayout] = {}
         self.producer: AIOKafkaProducer | None = None
         self.dead_letters: DeadLetters | None = None
         self.score_schema_ids: dict[str, int] = {}
@@ -177,19 +182,29 @@ class Pipeline:
             await self.producer.stop()
             self.producer = None
 
-    async def layout(self, sid: int) -> WriterLayout | RecordError:
-        known = self.layouts.get(sid)
+    async def layout(self, sid: int, feature_names: tuple[str, ...]) -> WriterLayout | RecordError:
+        """How records of schema `sid` give the inputs `feature_names` (one layout per schema and model)."""
+        known = self.layouts.get((sid, feature_names))
         if known is None:
-            loop = asyncio.get_running_loop()
-            try:
-                schema = await loop.run_in_executor(None, self.registry.get_schema, sid)
-            except Exception as error:
-                return RecordError(DECODE, f"schema id {sid} is not in the Schema Registry: {error}")
-            known = self.layouts[sid] = WriterLayout.from_schema(sid, json.loads(schema.schema_str))
+            schema = self.schemas.get(sid)
+            if schema is None:
+                loop = asyncio.get_running_loop()
+                try:
+                    registered = await loop.run_in_executor(None, self.registry.get_schema, sid)
+                except Exception as error:
+                    return RecordError(DECODE, f"schema id {sid} is not in the Schema Registry: {error}")
+                schema = self.schemas[sid] = json.loads(registered.schema_str)
+            known = self.layouts[(sid, feature_names)] = WriterLayout.from_schema(sid, schema, feature_names)
+            if known.error:
+                logger.warning("records of schema %d cannot be scored: %s", sid, known.error)
+            else:
+                logger.info(
+                    "schema %d: %d inputs by name, %s", sid, known.n_features, "NumPy" if known.fast else "fastavro"
+                )
         return known
 
-    async def decode(self, values: list[bytes | None]) -> Decoded:
-        """Features of a batch's values, whatever mix of schema ids it holds."""
+    async def decode(self, values: list[bytes | None], feature_names: tuple[str, ...]) -> Decoded:
+        """The inputs `feature_names` of a batch's values, whatever mix of schema ids it holds."""
         try:
             heads = {value[:HEADER] for value in values}  # type: ignore[index]
         except TypeError:  # a value is None
@@ -209,7 +224,7 @@ class Pipeline:
             except RecordError as error:
                 errors.update((i, error) for i in everyone)
                 continue
-            layout = await self.layout(sid)
+            layout = await self.layout(sid, feature_names)
             if isinstance(layout, RecordError):
                 errors.update((i, layout) for i in everyone)
                 continue
@@ -224,7 +239,7 @@ class Pipeline:
         if len(parts) == 1:
             return Decoded(parts[0].features, parts[0].index, errors)
         if not parts:
-            return Decoded(np.empty((0, 30)), np.empty(0, np.int64), errors)
+            return Decoded(np.empty((0, len(feature_names))), np.empty(0, np.int64), errors)
         return Decoded(np.vstack([p.features for p in parts]), np.concatenate([p.index for p in parts]), errors)
 
     async def prepare(self, batch: RawBatch) -> Scored:
@@ -236,7 +251,7 @@ class Pipeline:
         shadow = self.holder.shadow
         assert model is not None
         columns = Columns.of(batch)
-        decoded = await self.decode(columns.values)
+        decoded = await self.decode(columns.values, model.feature_names)
         errors = decoded.errors
         index, features = decoded.index, decoded.features
         scores = alerts = np.empty(0)
@@ -257,14 +272,28 @@ class Pipeline:
                 index, scores, alerts, features = index[~bad], scores[~bad], alerts[~bad], features[~bad]
         outputs = self._score_batches(self.settings.scores_topic, columns, index, scores, alerts, model)
         if shadow is not None and len(index):
-            shadow_scores, shadow_alerts = shadow.score(features)
-            outputs += self._score_batches(
-                self.settings.shadow_topic, columns, index, shadow_scores, shadow_alerts, shadow
-            )
-            metrics.SHADOW_SCORED.inc(len(index))
+            shadow_index, shadow_features = await self._shadow_features(shadow, model, columns, index, features)
+            if len(shadow_index):
+                shadow_scores, shadow_alerts = shadow.score(shadow_features)
+                outputs += self._score_batches(
+                    self.settings.shadow_topic, columns, shadow_index, shadow_scores, shadow_alerts, shadow
+                )
+                metrics.SHADOW_SCORED.inc(len(shadow_index))
         records = batch.records if errors else []
         dead = [(records[i], error) for i, error in sorted(errors.items())]
         return Scored(batch, outputs, dead, started, len(columns.values), columns.timestamps[index], scores, alerts)
+
+    async def _shadow_features(
+        self, shadow: ScoringModel, model: ScoringModel, columns: Columns, index: np.ndarray, features: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The shadow model's inputs for the rows production scored: the same matrix when both read the same
+        columns, else decoded again for the shadow (rows it cannot read are left out of the shadow, not
+        dead-lettered: production scored them)."""
+        if _same_names(shadow.feature_names, model.feature_names):
+            return index, features
+        decoded = await self.decode(columns.values, shadow.feature_names)
+        keep = np.isin(decoded.index, index)
+        return decoded.index[keep], decoded.features[keep]
 
     async def send(self, scored: Scored) -> None:
         """Hand a scored batch's outputs to the producer, in order (this waits while the producer is full)."""
@@ -388,7 +417,7 @@ class Pipeline:
         model = self.holder.current
         if model is None:
             raise RuntimeError("no model loaded yet")
-        features, ids = parse_json_rows(body)
+        features, ids = parse_json_rows(body, model.feature_names, model.feature_types)
         scores, alerts = model.score(features)
         return {
             "model": model.name,

@@ -10,8 +10,9 @@ import pyarrow as pa
 import pytest
 from sklearn.metrics import roc_auc_score
 
+from fraudstream.statements import statements_hash
 from models.autoencoder import Autoencoder
-from models.features import FEATURE_COLUMNS, FeatureMismatchError
+from models.features import FeatureMismatchError
 from models.scorer import NumpyScorer, benchmark
 from producers.generate import generate_payments
 
@@ -49,11 +50,14 @@ def test_trains_on_legitimate_rows_only(trained):
     assert [set(epoch) for epoch in trained.history_] == [{"loss", "val_loss", "seconds"}] * 4
 
 
-def test_scaler_fitted_on_training_rows_and_only_time_and_amount(trained):
+def test_inputs_are_learnt_from_the_training_frame_and_all_standardised_on_training_rows(trained):
     data = generate_payments(50_000, seed=11, fraud_rate=0.01)
+    expected = tuple(c for c in data.columns if c not in ("Id", "Timestamp", "User", "Class"))
+    assert trained.feature_names == expected and list(trained.feature_names_in_) == list(expected)
     legit = data[data["Class"] == 0]
     stats = trained.scaler_.to_dict()["standardised"]
-    assert set(stats) == {"Time", "Amount"}
+    assert set(stats) == set(expected)
+    assert stats["V3"]["mean"] == pytest.approx(legit["V3"].mean())
     assert stats["Amount"]["mean"] == pytest.approx(legit["Amount"].mean())
     assert stats["Time"]["scale"] == pytest.approx(legit["Time"].std(ddof=0))
 
@@ -63,7 +67,7 @@ def test_numpy_scorer_equals_keras_for_every_batch_type(trained, held_out):
     fast = trained.scorer()
     for batch in (
         held_out,
-        held_out[list(FEATURE_COLUMNS)].to_numpy(),
+        held_out[list(trained.feature_names)].to_numpy(),
         pa.Table.from_pandas(held_out),
         pa.RecordBatch.from_pandas(held_out),
     ):
@@ -80,12 +84,36 @@ def test_save_and_load_round_trip_without_pickles(trained, held_out, tmp_path):
     trained.save(tmp_path / "ae")
     assert sorted(p.name for p in (tmp_path / "ae").iterdir()) == ["model.json", "model.keras"]
     meta = json.loads((tmp_path / "ae" / "model.json").read_text())
-    assert meta["kind"] == "autoencoder" and meta["feature_names"] == list(FEATURE_COLUMNS)
+    assert meta["kind"] == "autoencoder" and meta["feature_names"] == list(trained.feature_names)
+    assert [f["name"] for f in meta["features"]] == list(trained.feature_names)
+    assert {f["type"] for f in meta["features"]} == {"long", "double"}  # generated Time is an integer column
+    assert meta["ksql_sha256"] == statements_hash()
     with zipfile.ZipFile(tmp_path / "ae" / "model.keras") as archive:
         assert not [n for n in archive.namelist() if n.endswith((".pkl", ".pickle"))]
     loaded = Autoencoder.load(tmp_path / "ae")
     np.testing.assert_array_equal(loaded.score_samples(held_out), trained.score_samples(held_out))
     assert loaded.get_params() == trained.get_params()
+    assert loaded.features_ == trained.features_
+
+
+def test_an_artifact_saved_before_feature_types_still_loads(trained, held_out, tmp_path):
+    trained.save(tmp_path / "old")
+    meta = json.loads((tmp_path / "old" / "model.json").read_text())
+    del meta["features"], meta["ksql_sha256"]
+    meta["params"]["feature_names"] = meta["feature_names"]  # where older files also had them
+    (tmp_path / "old" / "model.json").write_text(json.dumps(meta))
+    loaded = Autoencoder.load(tmp_path / "old")
+    assert loaded.feature_names == trained.feature_names and loaded.features_.types is None
+    np.testing.assert_array_equal(loaded.score_samples(held_out), trained.score_samples(held_out))
+
+
+def test_other_columns_make_another_model():
+    data = generate_payments(2_000, seed=3).drop(columns=["Time"]).assign(HOUR_OF_DAY=lambda d: d["V1"].abs() % 24)
+    ae = Autoencoder(epochs=1).fit(data)
+    assert ae.feature_names == (*(f"V{i}" for i in range(1, 29)), "Amount", "HOUR_OF_DAY")
+    assert ae.model_.inputs[0].shape[-1] == 30 and ae.scorer()(data).shape == (2_000,)
+    with pytest.raises(FeatureMismatchError, match="missing \\['HOUR_OF_DAY'\\]"):
+        ae.score_samples(generate_payments(10, seed=4))
 
 
 def test_loading_checks_the_kind(tmp_path):

@@ -16,7 +16,7 @@ from models.artifacts import META_FILE, load_model, read_metadata
 from models.calibrate import Threshold
 from models.cli import train_command
 from models.datasets import GeneratedSource
-from models.features import FEATURE_COLUMNS, feature_matrix
+from models.features import FeatureSet, feature_matrix
 from models.kinds import (
     FraudModel,
     UnknownKindError,
@@ -41,10 +41,11 @@ class AmountModel:
     def __init__(self, scale: float = 1.0, seed: int = 0) -> None:
         self.scale = scale
         self.seed = seed
-        self.feature_names = FEATURE_COLUMNS
+        self.feature_names: tuple[str, ...] = ()
         self.training_seconds_: float | None = None
 
     def fit(self, X: Any, y: Any = None, *, on_epoch: Any = None) -> AmountModel:
+        self.feature_names = FeatureSet.learn(X).names  # learnt from the frame, as every kind does
         self.training_seconds_ = 0.0
         return self
 
@@ -52,7 +53,8 @@ class AmountModel:
         return self.matrix_scorer()(feature_matrix(X, self.feature_names, np.float64))
 
     def matrix_scorer(self):
-        return lambda x: np.asarray(x, dtype=np.float64)[:, -1] * self.scale
+        amount = [n.lower() for n in self.feature_names].index("amount")
+        return lambda x: np.asarray(x, dtype=np.float64)[:, amount] * self.scale
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         return {"scale": self.scale, "seed": self.seed}
@@ -65,12 +67,16 @@ class AmountModel:
     def save(self, directory: str | Path) -> Path:
         path = Path(directory)
         path.mkdir(parents=True, exist_ok=True)
-        (path / META_FILE).write_text(json.dumps({"kind": self.kind, "params": self.get_params()}))
+        meta = {"kind": self.kind, "params": self.get_params(), "feature_names": list(self.feature_names)}
+        (path / META_FILE).write_text(json.dumps(meta))
         return path
 
     @classmethod
     def load(cls, directory: str | Path) -> AmountModel:
-        return cls(**read_metadata(directory, cls.kind)["params"])
+        meta = read_metadata(directory, cls.kind)
+        model = cls(**meta["params"])
+        model.feature_names = tuple(meta.get("feature_names", ()))
+        return model
 
 
 @pytest.fixture
@@ -129,8 +135,9 @@ def test_training_and_the_workers_use_a_kind_through_the_protocol(amount_kind, t
     card = json.loads((tmp_path / "model_card.json").read_text())
     assert card["model"]["kind"] == "amount" and card["training_seconds"] == 0.0
     scoring = scoring_model("m", 1, load_model(tmp_path), result.threshold)
-    x = np.zeros((2, len(FEATURE_COLUMNS)))
-    x[:, -1] = [1.0, 1e9]
+    assert scoring.feature_names == result.model.feature_names and "Amount" in scoring.feature_names
+    x = np.zeros((2, len(scoring.feature_names)))
+    x[:, scoring.feature_names.index("Amount")] = [1.0, 1e9]
     scores, alerts = scoring.score(x)
     assert scoring.kind == "amount" and scores.tolist() == [1.0, 1e9] and alerts.tolist() == [False, True]
 

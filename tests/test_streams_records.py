@@ -12,7 +12,6 @@ import pytest
 from prometheus_client import CollectorRegistry, Histogram
 
 from fraudstream.bench.replay import PREPROCESSED_SCHEMA, VALUE_FIELDS
-from models.features import FEATURE_COLUMNS
 from streams.metrics import observe_many
 from streams.records import (
     DECODE,
@@ -27,6 +26,7 @@ from streams.records import (
 )
 
 PARSED = fastavro.parse_schema(PREPROCESSED_SCHEMA)
+FEATURES = ("Time", *(f"V{i}" for i in range(1, 29)), "Amount")  # a model's inputs, as a model names them
 
 
 def framed(record: dict, schema=PARSED, sid: int = 7) -> bytes:
@@ -37,13 +37,13 @@ def framed(record: dict, schema=PARSED, sid: int = 7) -> bytes:
 
 
 def rows(n: int, seed: int = 0) -> list[dict]:
-    x = np.random.default_rng(seed).normal(size=(n, len(FEATURE_COLUMNS)))
+    x = np.random.default_rng(seed).normal(size=(n, len(FEATURES)))
     return [{**dict(zip(VALUE_FIELDS, map(float, row))), "CLASS": i % 3 or None} for i, row in enumerate(x)]
 
 
 def test_fast_path_equals_fastavro_and_routes_bad_records():
-    layout = WriterLayout.from_schema(7, PREPROCESSED_SCHEMA)
-    assert layout.fast and layout.error is None
+    layout = WriterLayout.from_schema(7, PREPROCESSED_SCHEMA, FEATURES)
+    assert layout.fast and layout.uniform_tag is not None and layout.positions is None and layout.error is None
     good = rows(50)
     values = [framed(r) for r in good]
     bad = {
@@ -71,17 +71,96 @@ def test_fast_path_equals_fastavro_and_routes_bad_records():
 
 def test_other_layouts_fall_back_to_fastavro_and_wrong_schemas_are_refused():
     reordered = {**PREPROCESSED_SCHEMA, "fields": list(reversed(PREPROCESSED_SCHEMA["fields"]))}
-    layout = WriterLayout.from_schema(8, reordered)
-    assert not layout.fast and layout.error is None
+    layout = WriterLayout.from_schema(8, reordered, FEATURES)
+    assert not layout.fast and layout.error is None  # CLASS, an int, now comes before the features
     good = rows(5)
     decoded = decode_batch([framed(r, fastavro.parse_schema(reordered), 8) for r in good], layout)
     assert not decoded.errors
     assert decoded.features.tolist() == [[r[name] for name in VALUE_FIELDS[:-1]] for r in good]
 
-    other = WriterLayout.from_schema(9, {"type": "record", "name": "X", "fields": [{"name": "TIME", "type": "double"}]})
+    other = WriterLayout.from_schema(
+        9, {"type": "record", "name": "X", "fields": [{"name": "TIME", "type": "double"}]}, FEATURES
+    )
     assert "lacks the model's input fields" in other.error
     decoded = decode_batch([b"\x00\x00\x00\x00\x09\x00"], other)
     assert decoded.errors[0].reason == SCHEMA
+
+
+MIXED = {
+    "type": "record",
+    "name": "KsqlDataSourceSchema",
+    "fields": [
+        {"name": "HOUR_OF_DAY", "type": ["null", "double"]},
+        {"name": "RATIO", "type": "float"},
+        {"name": "ONLINE", "type": ["boolean", "null"]},
+        {"name": "SPARE", "type": ["null", "double"]},
+        {"name": "FLAG", "type": "boolean"},
+        {"name": "AMOUNT", "type": ["null", "double"]},
+        {"name": "COUNTRY", "type": ["null", "string"]},
+        {"name": "N", "type": ["null", "long"]},
+    ],
+}
+
+
+def mixed_rows(n: int, seed: int = 0) -> list[dict]:
+    rng = np.random.default_rng(seed)
+    return [
+        {
+            "HOUR_OF_DAY": float(rng.integers(24)),
+            "RATIO": float(np.float32(rng.normal())),
+            "ONLINE": bool(rng.integers(2)),
+            "SPARE": float(rng.normal()),
+            "FLAG": bool(rng.integers(2)),
+            "AMOUNT": float(rng.exponential(50)),
+            "COUNTRY": ["FR", "DE", None][i % 3],
+            "N": int(rng.integers(-1000, 1000)),
+        }
+        for i in range(n)
+    ]
+
+
+def test_any_flat_schema_of_fixed_width_fields_is_decoded_by_name_with_numpy():
+    model = ("amount", "Online", "ratio", "hour_of_day", "flag")  # a model's order, not the record's
+    layout = WriterLayout.from_schema(11, MIXED, model)
+    assert layout.fast and layout.uniform_tag is None and layout.error is None
+    assert layout.feature_fields == ("AMOUNT", "ONLINE", "RATIO", "HOUR_OF_DAY", "FLAG")
+    parsed = fastavro.parse_schema(MIXED)
+    good = mixed_rows(60)
+    bad = {4: {**good[4], "ONLINE": None}, 5: {**good[5], "AMOUNT": float("nan")}}
+    values = [framed(r, parsed, 11) for r in [bad.get(i, r) for i, r in enumerate(good)]]
+    values[6] = framed({**good[6], "SPARE": None}, parsed, 11)  # a null outside the model: fastavro reads it
+    values[7] = values[7][:12]  # truncated
+    flipped = bytearray(values[8])
+    flipped[5 + 9 + 4 + 2 + 9] = 7  # FLAG neither 0 nor 1: the fast path leaves it to fastavro, which says true
+    values[8] = bytes(flipped)
+    good[8] = {**good[8], "FLAG": True}
+    decoded = decode_batch(values, layout)
+    assert {i: e.reason for i, e in decoded.errors.items()} == {4: VALIDATION, 5: VALIDATION, 7: DECODE}
+    assert sorted(decoded.index.tolist()) == [i for i in range(60) if i not in (4, 5, 7)]
+    for j, i in enumerate(decoded.index.tolist()):
+        expected = [float(good[i][f]) for f in layout.feature_fields]
+        assert decoded.features[j].tolist() == expected
+
+    # a double-only prefix in another order is one strided view, columns picked by position
+    uniform = WriterLayout.from_schema(7, PREPROCESSED_SCHEMA, ("v2", "Time", "AMOUNT"))
+    assert uniform.uniform_tag is not None and uniform.positions.tolist() == [2, 0, 29]
+    records = rows(5)
+    decoded = decode_batch([framed(r) for r in records], uniform)
+    assert decoded.features.tolist() == [[r["V2"], r["TIME"], r["AMOUNT"]] for r in records]
+
+
+def test_varints_before_a_feature_go_through_fastavro_and_wrong_types_are_schema_errors():
+    layout = WriterLayout.from_schema(12, MIXED, ("N", "AMOUNT"))
+    assert not layout.fast and layout.error is None
+    good = mixed_rows(4, seed=1)
+    decoded = decode_batch([framed(r, fastavro.parse_schema(MIXED), 12) for r in good], layout)
+    assert decoded.features.tolist() == [[float(r["N"]), r["AMOUNT"]] for r in good] and not decoded.errors
+    assert "non-numeric input fields ['COUNTRY']" in WriterLayout.from_schema(12, MIXED, ("COUNTRY",)).error
+    missing = WriterLayout.from_schema(12, MIXED, ("AMOUNT", "V1"))
+    assert "lacks the model's input fields ['V1']" in missing.error
+    assert {
+        e.reason for e in decode_batch([framed(good[0], fastavro.parse_schema(MIXED), 12)], missing).errors.values()
+    } == {SCHEMA}
 
 
 def test_schema_id_and_score_encoding_matches_fastavro():
@@ -134,15 +213,22 @@ def test_schema_id_and_score_encoding_matches_fastavro():
 
 
 def test_json_rows_for_the_score_view():
-    row = {name.lower(): 1.5 for name in FEATURE_COLUMNS}
-    matrix, ids = parse_json_rows([{**row, "payment_id": "a"}, row])
-    assert matrix.shape == (2, len(FEATURE_COLUMNS)) and ids == ["a", None]
+    row = {name.lower(): 1.5 for name in FEATURES}
+    matrix, ids = parse_json_rows([{**row, "payment_id": "a"}, row], FEATURES)
+    assert matrix.shape == (2, len(FEATURES)) and ids == ["a", None]
     with pytest.raises(ValueError, match="missing fields"):
-        parse_json_rows({"time": 1})
+        parse_json_rows({"time": 1}, FEATURES)
     with pytest.raises(ValueError, match="must be a finite number"):
-        parse_json_rows({**row, "v1": None})
+        parse_json_rows({**row, "v1": None}, FEATURES)
     with pytest.raises(ValueError, match="non-empty list"):
-        parse_json_rows([])
+        parse_json_rows([], FEATURES)
+    # another model's inputs, in its order; JSON booleans only where the model's input is a boolean
+    matrix, _ = parse_json_rows(
+        {"ONLINE": True, "AMOUNT": 2.5, "x": "ignored"}, ("Amount", "online"), ("double", "boolean")
+    )
+    assert matrix.tolist() == [[2.5, 1.0]]
+    with pytest.raises(ValueError, match="Amount must be a finite number"):
+        parse_json_rows({"ONLINE": True, "AMOUNT": True}, ("Amount", "online"), ("double", "boolean"))
 
 
 def test_observe_many_matches_one_by_one():

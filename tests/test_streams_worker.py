@@ -560,3 +560,85 @@ def test_worker_command_starts_n_processes(stack, topics, registry, model_name, 
         output = log.read_text(errors="replace")
     assert command.returncode == 0, output[-2000:]
     assert "worker 1/2" in output and "worker 2/2" in output
+
+
+def trained_on(tmp_path: Path, label: str, payments: list[tuple[str, dict]], seed: int = 0) -> Path:
+    """A baseline fitted on the records themselves (its inputs are exactly their feature columns), with a
+    threshold for a 2% alert rate: a model folder as training writes it, less the card."""
+    from models.calibrate import ALERT_RATE, calibrate
+    from models.features import labels
+
+    frame = features_frame(payments)
+    model = LogisticBaseline(C=0.5 + seed).fit(frame)
+    directory = model.save(tmp_path / label)
+    calibrate(model.score_samples(frame), ALERT_RATE, 0.02, labels(frame)).save(directory)
+    return directory
+
+
+def with_hour_of_day(payments: list[tuple[str, dict]]) -> list[tuple[str, dict]]:
+    """The same payments as a newer features stream carries them: HOUR_OF_DAY first, no TIME."""
+    return [
+        (pid, {"HOUR_OF_DAY": (value["TIME"] // 3600) % 24, **{k: v for k, v in value.items() if k != "TIME"}})
+        for pid, value in payments
+    ]
+
+
+def test_a_model_of_another_schema_takes_over_without_a_restart(stack, topics, registry, model_name, tmp_path):
+    """The statements define the features: promoting a model trained on a newer schema switches running
+    workers to it, and records of that schema are scored by it with no dead letters."""
+    from fraudstream.bench.replay import BENCH_FEATURES, preprocessed_schema
+
+    bootstrap, sr_url = stack.addresses.bootstrap_servers, stack.addresses.schema_registry_url
+    new_features = ("HOUR_OF_DAY", *(f for f in BENCH_FEATURES if f != "TIME"))
+    old_dir = trained_on(tmp_path, "old", generated_payments(3_000, seed=21, fraud_rate=0.02))
+    new_dir = trained_on(tmp_path, "new", with_hour_of_day(generated_payments(3_000, seed=22, fraud_rate=0.02)), 1)
+    promote(registry, model_name, old_dir)
+    old_records = generated_payments(500, seed=23)
+    new_records = with_hour_of_day(generated_payments(500, seed=24))
+    serialize_new = avro_serializer(sr_url, preprocessed_schema(new_features))
+    ctx = SerializationContext(topics.input, MessageField.VALUE)
+    replay(bootstrap, sr_url, topics.input, old_records)
+
+    with running(stack, topics, model_name, tmp_path) as worker:
+        wait_until(lambda: total(bootstrap, topics.scores) >= 500, "scores of the old model", proc=worker.proc)
+        # the gate scores both versions on the same rows: rows that carry both schemas' columns
+        from models.datasets import Dataset
+
+        both = features_frame(with_hour_of_day(generated_payments(1_000, seed=26)))
+        both["TIME"] = features_frame(generated_payments(1_000, seed=26))["TIME"]
+        registry.register(model_name, new_dir)
+        registry.promote(model_name, 2, force=True, data=Dataset(both, {"rows": len(both)}, []))
+        wait_until(
+            lambda: worker.metric(f'fraudstream_model_info{{model="{model_name}",version="2"}}') == 1,
+            "the worker to switch to the model of the new schema",
+            proc=worker.proc,
+        )
+        produce(bootstrap, topics.input, [(pid.encode(), serialize_new(value, ctx)) for pid, value in new_records])
+        wait_until(lambda: total(bootstrap, topics.scores) >= 1_000, "scores of the new model", proc=worker.proc)
+        stale = generated_payments(5, seed=25)  # the old schema lacks HOUR_OF_DAY: dead letters, reason schema
+        replay(bootstrap, sr_url, topics.input, stale)
+        wait_until(lambda: total(bootstrap, topics.dlq) >= 5, "dead letters of the old schema", proc=worker.proc)
+
+        pid, value = new_records[3]
+        status, body = worker.post("/score", json.dumps({**value, "payment_id": pid}).encode())
+        metrics = worker.metrics()
+
+    expected = {1: expected_scores(old_dir, old_records), 2: expected_scores(new_dir, new_records)}
+    scores = read_all(stack, topics.scores)
+    by_id = {r["value"]["payment_id"]: r["value"] for r in scores}
+    assert set(by_id) == set(expected[1]) | set(expected[2])
+    for version, wanted in expected.items():
+        for payment, score in wanted.items():
+            assert by_id[payment]["model_version"] == version
+            assert by_id[payment]["score"] == pytest.approx(score, rel=1e-9, abs=1e-12)
+    letters = read_all(stack, topics.dlq, avro=False)
+    assert sorted(r["key"].decode() for r in letters) == sorted(pid for pid, _ in stale)
+    assert {r["headers"]["error.reason"] for r in letters} == {b"schema"}
+    assert b"HOUR_OF_DAY" in letters[0]["headers"]["error.message"]
+    assert metrics.get('fraudstream_dead_letters_total{reason="schema"}') == 5
+    assert metrics.get('fraudstream_dead_letters_total{reason="validation"}', 0) == 0
+    assert status == 200 and body["model_version"] == 2
+    assert body["scores"][0]["score"] == pytest.approx(expected[2][pid], rel=1e-9)
+    old_meta = json.loads((old_dir / "model.json").read_text())
+    assert old_meta["feature_names"] == list(BENCH_FEATURES) and old_meta["ksql_sha256"] == statements_hash()
+    assert json.loads((new_dir / "model.json").read_text())["feature_names"] == list(new_features)

@@ -17,13 +17,13 @@ import numpy as np
 
 from fraudstream.kafka import AIOKAFKA_GROUP_DEFAULTS
 from models.artifacts import load_model
-from models.features import FEATURE_COLUMNS
 
 INPUT = os.environ["FRAUDSTREAM_NAIVE_INPUT"]
 OUTPUT = os.environ["FRAUDSTREAM_NAIVE_OUTPUT"]
 SCHEMA = fastavro.parse_schema(json.loads(os.environ["FRAUDSTREAM_NAIVE_SCHEMA"]))
 
 model = load_model(os.environ["FRAUDSTREAM_NAIVE_MODEL"])
+FEATURES = model.feature_names  # the columns the model was trained on, picked by name as the worker does
 predict = model.model_.predict if hasattr(model, "model_") and hasattr(model.model_, "predict") else None
 app = faust.App(
     os.environ.get("FRAUDSTREAM_NAIVE_GROUP", "fraudstream-naive"),
@@ -45,7 +45,8 @@ sink = app.topic(OUTPUT, key_serializer="raw", value_serializer="raw")
 async def score(stream):
     async for key, value in stream.items():
         record = fastavro.schemaless_reader(io.BytesIO(value[5:]), SCHEMA, None)
-        x = np.array([[record[c.upper()] for c in FEATURE_COLUMNS]])
+        by_lower = {name.lower(): x for name, x in record.items()}
+        x = np.array([[by_lower[c.lower()] for c in FEATURES]])
         if predict is not None:  # the autoencoder: Keras on one row, then the reconstruction error
             scaled = model.scaler_.transform(x)
             s = float(np.mean((predict(scaled, verbose=0) - scaled) ** 2))

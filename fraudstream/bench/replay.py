@@ -1,14 +1,18 @@
-"""Replaying payments into the preprocessed topic exactly as ksqlDB writes it (for tests, benches, demos).
+"""Replaying payments into the features topic as ksqlDB writes it (for tests, benches, demos).
 
 Key: the payment id as a KAFKA-format string; value: Avro through Schema Registry with the schema ksqlDB
-registers for `ksql/020-preprocessed.sql` (record io.confluent.ksql.avro_schemas.KsqlDataSourceSchema,
+registers for a stream of DOUBLE columns (record io.confluent.ksql.avro_schemas.KsqlDataSourceSchema,
 upper-case nullable fields), so the workers can be exercised without the ksqlDB server.
+
+The columns are this module's own (:data:`BENCH_FEATURES`, the layout the benches have always measured),
+not the models': a model reads whatever columns it was trained on, by name, and the benches train theirs
+on these records.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from confluent_kafka import Producer
@@ -18,27 +22,45 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 
 from fraudstream.kafka import producer_config
 from models.datasets import GeneratedSource, load_dataset
-from models.features import FEATURE_COLUMNS
 
-VALUE_FIELDS: tuple[str, ...] = tuple(c.upper() for c in FEATURE_COLUMNS) + ("CLASS",)
+BENCH_FEATURES: tuple[str, ...] = ("TIME", *(f"V{i}" for i in range(1, 29)), "AMOUNT")
+"""The bench records' feature columns, in record order (each a nullable DOUBLE, as ksqlDB writes them)."""
+LABEL_FIELD = "CLASS"
 
-PREPROCESSED_SCHEMA: dict[str, Any] = {
-    "type": "record",
-    "name": "KsqlDataSourceSchema",
-    "namespace": "io.confluent.ksql.avro_schemas",
-    "fields": [{"name": name, "type": ["null", "double"], "default": None} for name in VALUE_FIELDS[:-1]]
-    + [{"name": "CLASS", "type": ["null", "int"], "default": None}],
-}
+VALUE_FIELDS: tuple[str, ...] = (*BENCH_FEATURES, LABEL_FIELD)
 
 
-def generated_payments(count: int, seed: int = 0, fraud_rate: float = 0.01) -> list[tuple[str, dict[str, Any]]]:
-    """(payment id, value) pairs of synthetic payments, with ksqlDB's column names."""
+def preprocessed_schema(features: Sequence[str] = BENCH_FEATURES, label: bool = True) -> dict[str, Any]:
+    """The Avro schema ksqlDB registers for `features` as DOUBLE columns (and the label as INT, if asked)."""
+    fields = [{"name": name, "type": ["null", "double"], "default": None} for name in features]
+    if label:
+        fields.append({"name": LABEL_FIELD, "type": ["null", "int"], "default": None})
+    return {
+        "type": "record",
+        "name": "KsqlDataSourceSchema",
+        "namespace": "io.confluent.ksql.avro_schemas",
+        "fields": fields,
+    }
+
+
+PREPROCESSED_SCHEMA: dict[str, Any] = preprocessed_schema()
+
+
+def generated_payments(
+    count: int, seed: int = 0, fraud_rate: float = 0.01, features: Sequence[str] = BENCH_FEATURES
+) -> list[tuple[str, dict[str, Any]]]:
+    """(payment id, value) pairs of synthetic payments: `features` (matched case-insensitively in the
+    generated data) and CLASS, with ksqlDB's upper-case column names."""
     frame = load_dataset(GeneratedSource(count, seed=seed, fraud_rate=fraud_rate)).frame
-    columns = [*FEATURE_COLUMNS, "Class"]
-    values = frame[columns].to_numpy()
+    by_lower = {str(c).lower(): c for c in frame.columns}
+    missing = [f for f in (*features, LABEL_FIELD) if f.lower() not in by_lower]
+    if missing:
+        raise LookupError(f"the generated payments have no columns {missing}; they have {list(frame.columns)}")
+    names = [*(f.upper() for f in features), LABEL_FIELD]
+    values = frame[[by_lower[f.lower()] for f in (*features, LABEL_FIELD)]].to_numpy()
     ids = frame["Id"].astype(str).tolist()
     return [
-        (pid, {name: (int(row[-1]) if name == "CLASS" else float(x)) for name, x in zip(VALUE_FIELDS, row)})
+        (pid, {name: (int(x) if name == LABEL_FIELD else float(x)) for name, x in zip(names, row)})
         for pid, row in zip(ids, values)
     ]
 
