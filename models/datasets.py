@@ -139,6 +139,17 @@ class CsvSource:
     def batches(
         self, batch_rows: int = DEFAULT_BATCH_ROWS, progress: bool = False, rejected: list[Rejected] | None = None
     ) -> Iterator[pd.DataFrame]:
+        """The file's payments through the statements' offline reference, in batches of ``batch_rows``.
+
+        The holders' behaviour spans the whole file, so the payments are read (in blocks) before the
+        served columns are computed over all of them.
+        """
+        payments = list(self._payments(batch_rows, progress, rejected))
+        served = served_features(pd.concat(payments, ignore_index=True)) if payments else None
+        for start in range(0, 0 if served is None else len(served), batch_rows):
+            yield served.iloc[start : start + batch_rows].reset_index(drop=True)
+
+    def _payments(self, batch_rows: int, progress: bool, rejected: list[Rejected] | None) -> Iterator[pd.DataFrame]:
         if self.sha256 and file_sha256(self.path) != self.sha256:
             raise ValueError(f"{self.path} has changed since it was described (SHA-256 differs): not the same dataset")
         layout, has_header = self.layout()
@@ -237,7 +248,7 @@ class CsvSource:
             frame["User"] = frame["User"].str.strip().replace("", None)
         frame["Class"] = frame["Class"].astype(np.int8)
         frame["Time"] = frame["Time"].astype(np.float64)
-        return served_features(frame[list(EXTENDED_COLUMNS)].reset_index(drop=True))
+        return frame[list(EXTENDED_COLUMNS)].reset_index(drop=True)
 
 
 def _read_block(texts: list[str], columns: list[str], numeric: bool) -> pd.DataFrame | None:
@@ -284,13 +295,14 @@ class GeneratedSource:
 
         frame = generate_payments(self.rows, seed=self.seed, fraud_rate=self.fraud_rate)
         frame["Class"] = frame["Class"].astype(np.int8)
+        frame = served_features(frame)  # over all of them: a holder's behaviour spans the batches
         starts = range(0, len(frame), batch_rows)
         if progress:
             import rich.progress
 
             starts = rich.progress.track(starts, description="generated payments", total=len(starts))
         for start in starts:
-            yield served_features(frame.iloc[start : start + batch_rows].reset_index(drop=True))
+            yield frame.iloc[start : start + batch_rows].reset_index(drop=True)
 
 
 # records from the pipeline (Kafka topics and the lake) ------------------------------------------------

@@ -84,9 +84,9 @@ BENCH_QUERY = (
 )
 
 
-def test_the_fraud_preprocessing_is_vectorized_and_writes_the_same_bytes() -> None:
+def test_the_avro_copy_of_the_payments_is_vectorized_and_writes_the_same_bytes() -> None:
     engine = _engine()
-    q = _query(engine, (KSQL / "020-preprocessed.sql").read_text())
+    q = _query(engine, (KSQL / "012-source-avro.sql").read_text())
     records = _payments(3000, seed=3)
     rows, fast = _both(engine, q, records)
     assert fast == rows
@@ -193,7 +193,7 @@ AWKWARD_LINES = [
 
 
 @pytest.mark.parametrize(
-    "query", [BENCH_QUERY, (KSQL / "020-preprocessed.sql").read_text()], ids=["bench", "preprocessed"]
+    "query", [BENCH_QUERY, (KSQL / "012-source-avro.sql").read_text()], ids=["bench", "source-avro"]
 )
 def test_awkward_records_come_out_as_the_row_path_writes_them(query: str) -> None:
     engine = _engine()

@@ -7,8 +7,9 @@ import pandas as pd
 import pytest
 
 from models.datasets import CsvSource, GeneratedSource, load_dataset, source_from_description
+from models.reference import BEHAVIOUR_COLUMNS
 from producers.generate import generate_payments, write_csv
-from producers.payments import EXTENDED_COLUMNS, Layout
+from producers.payments import Layout
 
 
 def test_kaggle_sample(shared_data):
@@ -17,9 +18,18 @@ def test_kaggle_sample(shared_data):
     assert (d["rows"], d["frauds"], d["rejected_rows"]) == (999, 15, 0)
     assert d["source"]["layout"] == "kaggle" and len(d["source"]["sha256"]) == 64
     frame = dataset.frame
-    assert list(frame.columns) == list(EXTENDED_COLUMNS)
-    assert frame["Id"].iloc[0] == "creditcard_small-2"  # the producers' ids: <stem>-<line>
-    assert frame["Timestamp"].iloc[0] == "2013-09-01T00:00:00Z"
+    # the columns the features stream serves (the statements' offline reference), and the label
+    assert list(frame.columns) == [
+        "HOUR_OF_DAY",
+        *(f"V{i}" for i in range(1, 29)),
+        "AMOUNT",
+        *BEHAVIOUR_COLUMNS,
+        "ID",
+        "EVENT_TIME",
+        "Class",
+    ]
+    assert frame["ID"].iloc[0] == "creditcard_small-2"  # the producers' ids: <stem>-<line>
+    assert frame["EVENT_TIME"].iloc[0] == 1377993600000  # 2013-09-01T00:00:00Z, KAGGLE_EPOCH + Time
     assert frame["Class"].dtype == "int8"
 
 
@@ -29,7 +39,7 @@ def test_extended_sample_rejects_the_unlabelled_row(shared_data):
     assert [(r.line, r.reason) for r in dataset.rejected] == [
         (4, "Class is empty: unlabelled rows cannot be trained or evaluated on")
     ]
-    assert dataset.frame["User"].iloc[0] == "Kai"
+    assert dataset.frame["ID"].iloc[0] == "1" and "User" not in dataset.frame.columns  # served: no user name
 
 
 def test_batches_are_bounded_and_same_as_one_read(tmp_path):
@@ -41,7 +51,9 @@ def test_batches_are_bounded_and_same_as_one_read(tmp_path):
     sizes = [len(batch) for batch in source.batches(batch_rows=300)]
     assert sizes == [300, 300, 300, 100]
     loaded = load_dataset(source, batch_rows=300).frame
-    pd.testing.assert_frame_equal(loaded[["V1", "Amount"]], frame[["V1", "Amount"]].astype(float))
+    pd.testing.assert_frame_equal(
+        loaded[["V1", "AMOUNT"]], frame[["V1", "Amount"]].astype(float).rename(columns={"Amount": "AMOUNT"})
+    )
     assert loaded["Class"].tolist() == frame["Class"].tolist()
 
 

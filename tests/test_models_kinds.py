@@ -135,9 +135,9 @@ def test_training_and_the_workers_use_a_kind_through_the_protocol(amount_kind, t
     card = json.loads((tmp_path / "model_card.json").read_text())
     assert card["model"]["kind"] == "amount" and card["training_seconds"] == 0.0
     scoring = scoring_model("m", 1, load_model(tmp_path), result.threshold)
-    assert scoring.feature_names == result.model.feature_names and "Amount" in scoring.feature_names
+    assert scoring.feature_names == result.model.feature_names and "AMOUNT" in scoring.feature_names
     x = np.zeros((2, len(scoring.feature_names)))
-    x[:, scoring.feature_names.index("Amount")] = [1.0, 1e9]
+    x[:, scoring.feature_names.index("AMOUNT")] = [1.0, 1e9]
     scores, alerts = scoring.score(x)
     assert scoring.kind == "amount" and scores.tolist() == [1.0, 1e9] and alerts.tolist() == [False, True]
 

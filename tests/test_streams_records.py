@@ -26,7 +26,7 @@ from streams.records import (
 )
 
 PARSED = fastavro.parse_schema(PREPROCESSED_SCHEMA)
-FEATURES = ("Time", *(f"V{i}" for i in range(1, 29)), "Amount")  # a model's inputs, as a model names them
+FEATURES = tuple(name.lower() for name in VALUE_FIELDS[:-1])  # a model's inputs, named in another case
 
 
 def framed(record: dict, schema=PARSED, sid: int = 7) -> bytes:
@@ -49,7 +49,7 @@ def test_fast_path_equals_fastavro_and_routes_bad_records():
     bad = {
         3: {**good[3], "V5": None},
         8: {**good[8], "AMOUNT": float("inf")},
-        9: {**good[9], "TIME": float("nan")},
+        9: {**good[9], "HOUR_OF_DAY": float("nan")},
     }
     for i, r in bad.items():
         values[i] = framed(r)
@@ -142,11 +142,11 @@ def test_any_flat_schema_of_fixed_width_fields_is_decoded_by_name_with_numpy():
         assert decoded.features[j].tolist() == expected
 
     # a double-only prefix in another order is one strided view, columns picked by position
-    uniform = WriterLayout.from_schema(7, PREPROCESSED_SCHEMA, ("v2", "Time", "AMOUNT"))
+    uniform = WriterLayout.from_schema(7, PREPROCESSED_SCHEMA, ("v2", "Hour_Of_Day", "AMOUNT"))
     assert uniform.uniform_tag is not None and uniform.positions.tolist() == [2, 0, 29]
     records = rows(5)
     decoded = decode_batch([framed(r) for r in records], uniform)
-    assert decoded.features.tolist() == [[r["V2"], r["TIME"], r["AMOUNT"]] for r in records]
+    assert decoded.features.tolist() == [[r["V2"], r["HOUR_OF_DAY"], r["AMOUNT"]] for r in records]
 
 
 def test_varints_before_a_feature_go_through_fastavro_and_wrong_types_are_schema_errors():

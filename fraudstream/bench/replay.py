@@ -22,9 +22,11 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 
 from fraudstream.kafka import producer_config
 from models.datasets import GeneratedSource, load_dataset
+from models.reference import BEHAVIOUR_COLUMNS
 
-BENCH_FEATURES: tuple[str, ...] = ("TIME", *(f"V{i}" for i in range(1, 29)), "AMOUNT")
-"""The bench records' feature columns, in record order (each a nullable DOUBLE, as ksqlDB writes them)."""
+BENCH_FEATURES: tuple[str, ...] = ("HOUR_OF_DAY", *(f"V{i}" for i in range(1, 29)), "AMOUNT", *BEHAVIOUR_COLUMNS)
+"""The bench records' feature columns, in record order (each a nullable DOUBLE, as ksqlDB writes them): the
+flagship's served features, so that a model trained on generated payments reads these records."""
 LABEL_FIELD = "CLASS"
 
 VALUE_FIELDS: tuple[str, ...] = (*BENCH_FEATURES, LABEL_FIELD)
@@ -58,7 +60,7 @@ def generated_payments(
         raise LookupError(f"the generated payments have no columns {missing}; they have {list(frame.columns)}")
     names = [*(f.upper() for f in features), LABEL_FIELD]
     values = frame[[by_lower[f.lower()] for f in (*features, LABEL_FIELD)]].to_numpy()
-    ids = frame["Id"].astype(str).tolist()
+    ids = frame["ID"].astype(str).tolist()
     return [
         (pid, {name: (int(x) if name == LABEL_FIELD else float(x)) for name, x in zip(names, row)})
         for pid, row in zip(ids, values)
