@@ -823,12 +823,21 @@ class ServedSource:
         )
 
     @classmethod
-    def of_topic(cls, features: KafkaSource | LakeSource, labels_topic: str | None = None,
-                 cutoff: str | None = None) -> ServedSource:  # fmt: skip
-        """The features of ``features`` with the labels of the labels topic (JSON), as they stand at ``cutoff``."""
+    def of_topic(
+        cls,
+        features: KafkaSource | LakeSource,
+        labels_topic: str | None = None,
+        cutoff: str | None = None,
+        bootstrap_servers: str | None = None,
+    ) -> ServedSource:
+        """The features of ``features`` with the labels of the labels topic (JSON), as they stand at ``cutoff``.
+
+        The labels are read from ``bootstrap_servers``, else the features' own broker, else the environment's.
+        """
         from fraudstream.topics import LABELS_TOPIC
 
-        return cls(features, KafkaSource(labels_topic or LABELS_TOPIC, value_format="json"), cutoff)
+        bootstrap = bootstrap_servers or getattr(features, "bootstrap_servers", None)
+        return cls(features, KafkaSource(labels_topic or LABELS_TOPIC, None, bootstrap, value_format="json"), cutoff)
 
     def pinned(self) -> ServedSource:
         if self.cutoff is not None and self.statements is not None and self._is_pinned():

@@ -96,11 +96,15 @@ class Pipeline:
         text = (REPO / "ksql" / f"{name}.sql").read_text()
         return re.sub("creditcardfraud_", f"{self.prefix}creditcardfraud_", text)
 
-    def apply(self, text: str, replace: bool = False) -> None:
-        if replace:
-            text = text.replace("CREATE STREAM IF NOT EXISTS", "CREATE OR REPLACE STREAM")
-        answer = self.ksql.ksql(text, {"auto.offset.reset": "earliest"})
+    def apply(self, text: str, offset_reset: str = "earliest") -> None:
+        answer = self.ksql.ksql(text, {"auto.offset.reset": offset_reset})
         assert all("errorMessage" not in a for a in answer), answer
+
+    def served(self) -> ServedSource:
+        """The point-in-time training set over this pipeline's features and labels, known now."""
+        addresses = self.stack.addresses
+        features = KafkaSource(self.features, None, addresses.bootstrap_servers, addresses.schema_registry_url)
+        return ServedSource.of_topic(features, self.labels)
 
     def promote(self, result) -> int:
         version = self.registry.register(self.model, result.output_dir)["version"]
@@ -167,7 +171,7 @@ def test_a_column_added_to_a_statement_reaches_the_running_workers(pipeline: Pip
     before = generate_payments(2_000, seed=21, fraud_rate=0.05)
     replay(before, bootstrap_servers=bootstrap, topic=pipeline.source, labels_topic=pipeline.labels,
            label_delay=timedelta(0))  # fmt: skip
-    served = ServedSource.of_topic(KafkaSource(pipeline.features), pipeline.labels)
+    served = pipeline.served()
     wait_until(lambda: size(pipeline.stack, pipeline.features) >= 2_000, "the features")
     v1 = pipeline.promote(train(served, Autoencoder(epochs=1, seed=1), output_dir=pipeline.tmp_path / "v1"))
     proc, _ = pipeline.start_worker()
@@ -178,13 +182,14 @@ def test_a_column_added_to_a_statement_reaches_the_running_workers(pipeline: Pip
         "  AS_VALUE(p.PAYMENT_ID) AS ID,", "  p.AMOUNT * p.AMOUNT AS AMOUNT_SQUARED,\n  AS_VALUE(p.PAYMENT_ID) AS ID,"
     )
     assert "AMOUNT_SQUARED" in added
-    pipeline.apply(added, replace=True)
+    pipeline.apply(f"DROP STREAM {pipeline.features};")  # ends its query; the topic and its records stay
+    pipeline.apply(added, offset_reset="latest")  # the new version serves the payments from now on
     after = generate_payments(2_000, seed=22, fraud_rate=0.05)
     after["Id"] = [f"after-{i}" for i in range(len(after))]
     replay(after, bootstrap_servers=bootstrap, topic=pipeline.source, labels_topic=pipeline.labels,
            label_delay=timedelta(0))  # fmt: skip
     wait_until(lambda: size(pipeline.stack, pipeline.features) >= 4_000, "the new features", proc)
-    second = train(ServedSource.of_topic(KafkaSource(pipeline.features), pipeline.labels),
+    second = train(pipeline.served(),
                    Autoencoder(epochs=1, seed=2), output_dir=pipeline.tmp_path / "v2")  # fmt: skip
     assert "AMOUNT_SQUARED" in second.model.feature_names
     v2 = pipeline.promote(second)

@@ -197,7 +197,8 @@ def test_replay_ksql_lake_retrain_promote_and_the_workers_switch(
         "the lake to fill",
     )
     lake = LakeSource(names["preprocessed"], stack.addresses.bucket, endpoint_url=stack.addresses.s3_endpoint_url)
-    served = ServedSource.of_topic(lake, names["labels"])  # the features as served, with the labels known now
+    # the features as served, with the labels known now
+    served = ServedSource.of_topic(lake, names["labels"], bootstrap_servers=bootstrap)
     second = train(served, Autoencoder(epochs=8, seed=4), output_dir=tmp_path / "v2")
     assert second.dataset.description["source"]["features"]["kind"] == "lake"
     v2 = registry.register(names["model"], second.output_dir)["version"]

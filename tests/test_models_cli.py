@@ -78,35 +78,50 @@ def test_train_twice_reproduces_then_promote_gate_rollback_evaluate(run, stack, 
 
 
 def test_train_on_the_lake(run, stack, name, tmp_path):
-    """The production path: objects in the S3 sink's layout feed `fraudstream train --lake`."""
+    """The production path: features in the S3 sink's layout and labels on their topic feed `train --lake`."""
     import io
 
     import fastavro
+    from confluent_kafka import Producer
 
+    from fraudstream.kafka import ensure_topic, producer_config
     from fraudstream.s3 import s3_client
+    from models.reference import served_features
     from producers.generate import generate_payments
 
-    def avro_object(part) -> bytes:  # the value columns of the preprocessed stream, as ksqlDB names them
-        columns = ["Time", *(f"V{i}" for i in range(1, 29)), "Amount"]
+    def avro_object(part) -> bytes:  # the value columns of the features stream, as ksqlDB writes them
         schema = {
             "type": "record",
-            "name": "Payment",
-            "fields": [*({"name": c.upper(), "type": "double"} for c in columns), {"name": "CLASS", "type": "int"}],
+            "name": "KsqlDataSourceSchema",
+            "fields": [
+                {"name": c, "type": "string" if c == "ID" else "long" if c == "EVENT_TIME" else "double"}
+                for c in part.columns
+            ],
         }
-        records = [{**{c.upper(): float(r[c]) for c in columns}, "CLASS": int(r["Class"])} for _, r in part.iterrows()]
         out = io.BytesIO()
-        fastavro.writer(out, fastavro.parse_schema(schema), records)
+        fastavro.writer(out, fastavro.parse_schema(schema), part.to_dict("records"))
         return out.getvalue()
 
     topic, frame = f"lake-{name}", generate_payments(2000, seed=8, fraud_rate=0.03)
+    served = served_features(frame)
     client = s3_client(stack.addresses.s3_endpoint_url)
     for start in (0, 1000):
         key = f"topics/{topic}/partition=0/{topic}+0+{start:010d}.avro"
-        client.put_object(Bucket=stack.addresses.bucket, Key=key, Body=avro_object(frame.iloc[start : start + 1000]))
-    result = run(train_command, "--lake", topic, "--kind", "baseline", "-n", name)
+        part = served.drop(columns=["Class"]).iloc[start : start + 1000]
+        client.put_object(Bucket=stack.addresses.bucket, Key=key, Body=avro_object(part))
+    labels_topic = f"{topic}-labels"
+    ensure_topic(stack.addresses.bootstrap_servers, labels_topic)
+    producer = Producer(producer_config(stack.addresses.bootstrap_servers))
+    for pid, label in zip(served["ID"], served["Class"]):
+        value = {"ID": pid, "LABEL": int(label), "LABELLED_AT": "2020-01-01T00:00:00Z"}
+        producer.produce(labels_topic, key=pid.encode(), value=json.dumps(value).encode())
+    assert producer.flush(30) == 0
+    result = run(train_command, "--lake", topic, "--labels-topic", labels_topic, "--kind", "baseline", "-n", name)
     assert result.exit_code == 0, result.output
     registry = ModelRegistry.from_addresses(stack.addresses, cache_dir=tmp_path / "cache")
     source = registry.version(name, 1)["dataset"]["source"]
+    assert source["kind"] == "served" and source["labels"]["topic"] == labels_topic
+    source = source["features"]
     assert source["kind"] == "lake" and [(o["start_offset"], o["end_offset"]) for o in source["objects"]] == [
         (0, 999),
         (1000, 1999),

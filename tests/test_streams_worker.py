@@ -575,12 +575,13 @@ def trained_on(tmp_path: Path, label: str, payments: list[tuple[str, dict]], see
     return directory
 
 
-def with_hour_of_day(payments: list[tuple[str, dict]]) -> list[tuple[str, dict]]:
-    """The same payments as a newer features stream carries them: HOUR_OF_DAY first, no TIME."""
+def with_a_new_column(payments: list[tuple[str, dict]]) -> list[tuple[str, dict]]:
+    """The same payments as a newer features stream carries them: a column added before the last ones."""
     return [
-        (pid, {"HOUR_OF_DAY": (value["TIME"] // 3600) % 24, **{k: v for k, v in value.items() if k != "TIME"}})
+        (pid, {**{k: v for k, v in value.items() if k != "CLASS"}, "AMOUNT_SQUARED": value["AMOUNT"] ** 2,
+               "CLASS": value["CLASS"]})
         for pid, value in payments
-    ]
+    ]  # fmt: skip
 
 
 def test_a_model_of_another_schema_takes_over_without_a_restart(stack, topics, registry, model_name, tmp_path):
@@ -589,12 +590,12 @@ def test_a_model_of_another_schema_takes_over_without_a_restart(stack, topics, r
     from fraudstream.bench.replay import BENCH_FEATURES, preprocessed_schema
 
     bootstrap, sr_url = stack.addresses.bootstrap_servers, stack.addresses.schema_registry_url
-    new_features = ("HOUR_OF_DAY", *(f for f in BENCH_FEATURES if f != "TIME"))
+    new_features = (*BENCH_FEATURES, "AMOUNT_SQUARED")
     old_dir = trained_on(tmp_path, "old", generated_payments(3_000, seed=21, fraud_rate=0.02))
-    new_dir = trained_on(tmp_path, "new", with_hour_of_day(generated_payments(3_000, seed=22, fraud_rate=0.02)), 1)
+    new_dir = trained_on(tmp_path, "new", with_a_new_column(generated_payments(3_000, seed=22, fraud_rate=0.02)), 1)
     promote(registry, model_name, old_dir)
     old_records = generated_payments(500, seed=23)
-    new_records = with_hour_of_day(generated_payments(500, seed=24))
+    new_records = with_a_new_column(generated_payments(500, seed=24))
     serialize_new = avro_serializer(sr_url, preprocessed_schema(new_features))
     ctx = SerializationContext(topics.input, MessageField.VALUE)
     replay(bootstrap, sr_url, topics.input, old_records)
@@ -604,8 +605,7 @@ def test_a_model_of_another_schema_takes_over_without_a_restart(stack, topics, r
         # the gate scores both versions on the same rows: rows that carry both schemas' columns
         from models.datasets import Dataset
 
-        both = features_frame(with_hour_of_day(generated_payments(1_000, seed=26)))
-        both["TIME"] = features_frame(generated_payments(1_000, seed=26))["TIME"]
+        both = features_frame(with_a_new_column(generated_payments(1_000, seed=26)))
         registry.register(model_name, new_dir)
         registry.promote(model_name, 2, force=True, data=Dataset(both, {"rows": len(both)}, []))
         wait_until(
@@ -615,7 +615,7 @@ def test_a_model_of_another_schema_takes_over_without_a_restart(stack, topics, r
         )
         produce(bootstrap, topics.input, [(pid.encode(), serialize_new(value, ctx)) for pid, value in new_records])
         wait_until(lambda: total(bootstrap, topics.scores) >= 1_000, "scores of the new model", proc=worker.proc)
-        stale = generated_payments(5, seed=25)  # the old schema lacks HOUR_OF_DAY: dead letters, reason schema
+        stale = generated_payments(5, seed=25)  # the old schema lacks AMOUNT_SQUARED: dead letters, reason schema
         replay(bootstrap, sr_url, topics.input, stale)
         wait_until(lambda: total(bootstrap, topics.dlq) >= 5, "dead letters of the old schema", proc=worker.proc)
 
@@ -634,7 +634,7 @@ def test_a_model_of_another_schema_takes_over_without_a_restart(stack, topics, r
     letters = read_all(stack, topics.dlq, avro=False)
     assert sorted(r["key"].decode() for r in letters) == sorted(pid for pid, _ in stale)
     assert {r["headers"]["error.reason"] for r in letters} == {b"schema"}
-    assert b"HOUR_OF_DAY" in letters[0]["headers"]["error.message"]
+    assert b"AMOUNT_SQUARED" in letters[0]["headers"]["error.message"]
     assert metrics.get('fraudstream_dead_letters_total{reason="schema"}') == 5
     assert metrics.get('fraudstream_dead_letters_total{reason="validation"}', 0) == 0
     assert status == 200 and body["model_version"] == 2
