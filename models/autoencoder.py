@@ -32,6 +32,7 @@ from models.artifacts import META_FILE, read_metadata  # noqa: E402
 from models.features import (  # noqa: E402
     Batch,
     FeatureSet,
+    LearntInputs,
     current_statements_hash,
     feature_matrix,
     has_label,
@@ -110,7 +111,7 @@ def build_network(
     return model
 
 
-class Autoencoder:
+class Autoencoder(LearntInputs):
     """Reconstruction-error anomaly detector over the feature columns of the frame it is fitted on.
 
     ``score_samples`` returns the per-row mean squared reconstruction error: higher is more suspicious
@@ -168,18 +169,6 @@ class Autoencoder:
         for name, value in params.items():
             setattr(self, name, tuple(value) if name in ("hidden", "activations") else value)
         return self
-
-    @property
-    def feature_names(self) -> tuple[str, ...]:
-        """The inputs learnt by :meth:`fit`, in the order the network takes them (empty before fitting)."""
-        return self.features_.names if self.features_ is not None else ()
-
-    @property
-    def feature_names_in_(self) -> np.ndarray:
-        """scikit-learn's name for :attr:`feature_names`: defined once fitted."""
-        if self.features_ is None:
-            raise AttributeError("feature_names_in_ is set by fit()")
-        return np.asarray(self.features_.names, dtype=object)
 
     def fit(
         self,

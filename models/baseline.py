@@ -21,7 +21,16 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from models.artifacts import META_FILE, read_metadata
-from models.features import LABEL_COLUMN, Batch, FeatureSet, current_statements_hash, feature_matrix, has_label, labels
+from models.features import (
+    LABEL_COLUMN,
+    Batch,
+    FeatureSet,
+    LearntInputs,
+    current_statements_hash,
+    feature_matrix,
+    has_label,
+    labels,
+)
 from models.kinds import EpochCallback
 
 KIND = "logistic-baseline"
@@ -35,7 +44,7 @@ TRUSTED_TYPES: list[str] = [
 ]
 
 
-class LogisticBaseline:
+class LogisticBaseline(LearntInputs):
     """``score_samples`` is the fraud log-odds, the logistic regression's ``decision_function`` (higher =
     more suspicious; the fraud probability is its logistic function).
 
@@ -77,18 +86,6 @@ class LogisticBaseline:
         for name, value in params.items():
             setattr(self, name, value)
         return self
-
-    @property
-    def feature_names(self) -> tuple[str, ...]:
-        """The inputs learnt by :meth:`fit`, in the order the pipeline takes them (empty before fitting)."""
-        return self.features_.names if self.features_ is not None else ()
-
-    @property
-    def feature_names_in_(self) -> np.ndarray:
-        """scikit-learn's name for :attr:`feature_names`: defined once fitted."""
-        if self.features_ is None:
-            raise AttributeError("feature_names_in_ is set by fit()")
-        return np.asarray(self.features_.names, dtype=object)
 
     def fit(
         self, X: Batch, y: Sequence[int] | np.ndarray | None = None, *, on_epoch: EpochCallback | None = None

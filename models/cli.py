@@ -258,17 +258,6 @@ name_option = click.option("--name", "-n", default=DEFAULT_NAME, show_default=Tr
 @name_option
 @_one_line_errors
 def train_command(
-    csv_path: str | None,
-    generated: int | None,
-    data_seed: int,
-    fraud_rate: float,
-    topic: str | None,
-    offset_ranges: tuple[str, ...],
-    value_format: str,
-    lake: str | None,
-    topics_dir: str,
-    labels_topic: str,
-    cutoff: str | None,
     kind: str,
     epochs: int,
     seed: int,
@@ -278,21 +267,10 @@ def train_command(
     output_dir: Path | None,
     register: bool,
     name: str,
+    **data_options: Any,
 ) -> None:
     """Train a model on a dataset, evaluate it on held-out data and register it as a candidate."""
-    source = source_from_options(
-        csv_path,
-        generated,
-        data_seed,
-        fraud_rate,
-        topic,
-        offset_ranges,
-        value_format,
-        lake,
-        topics_dir,
-        labels_topic,
-        cutoff,
-    )
+    source = source_from_options(**data_options)
     if not register and output_dir is None:
         raise click.UsageError("--no-register needs --output-dir (otherwise the model would be thrown away)")
     from models.training import train
@@ -344,19 +322,9 @@ def train_command(
 @_one_line_errors
 def evaluate_command(
     version: str,
-    csv_path: str | None,
-    generated: int | None,
-    data_seed: int,
-    fraud_rate: float,
-    topic: str | None,
-    offset_ranges: tuple[str, ...],
-    value_format: str,
-    lake: str | None,
-    topics_dir: str,
-    labels_topic: str,
-    cutoff: str | None,
     output_dir: Path,
     name: str,
+    **data_options: Any,
 ) -> None:
     """Evaluate a registered VERSION (a number or 'production') on a dataset, with its own threshold."""
     import numpy as np
@@ -365,19 +333,7 @@ def evaluate_command(
     from models.evaluate import ModelCard, evaluate, plot_all
     from models.features import labels, model_inputs
 
-    source = source_from_options(
-        csv_path,
-        generated,
-        data_seed,
-        fraud_rate,
-        topic,
-        offset_ranges,
-        value_format,
-        lake,
-        topics_dir,
-        labels_topic,
-        cutoff,
-    )
+    source = source_from_options(**data_options)
     loaded = _registry().load(name, version)
     dataset = load_dataset(source, progress=console.is_terminal)
     if len(dataset.frame) == 0:
@@ -462,18 +418,8 @@ def promote_command(
     version: str,
     force: bool,
     metric: str,
-    csv_path: str | None,
-    generated: int | None,
-    data_seed: int,
-    fraud_rate: float,
-    topic: str | None,
-    offset_ranges: tuple[str, ...],
-    value_format: str,
-    lake: str | None,
-    topics_dir: str,
-    labels_topic: str,
-    cutoff: str | None,
     name: str,
+    **data_options: Any,
 ) -> None:
     """Make candidate VERSION production if it beats production on the same held-out data.
 
@@ -481,20 +427,7 @@ def promote_command(
     """
     from models.registry import PromotionRefused
 
-    source = source_from_options(
-        csv_path,
-        generated,
-        data_seed,
-        fraud_rate,
-        topic,
-        offset_ranges,
-        value_format,
-        lake,
-        topics_dir,
-        labels_topic,
-        cutoff,
-        required=False,
-    )
+    source = source_from_options(**data_options, required=False)
     try:
         done = _registry().promote(name, version, metric=metric, force=force, data=source)
     except PromotionRefused as refused:
@@ -531,33 +464,11 @@ def recalibrate_command(
     version: str,
     target: float | None,
     method: str | None,
-    csv_path: str | None,
-    generated: int | None,
-    data_seed: int,
-    fraud_rate: float,
-    topic: str | None,
-    offset_ranges: tuple[str, ...],
-    value_format: str,
-    lake: str | None,
-    topics_dir: str,
-    labels_topic: str,
-    cutoff: str | None,
     name: str,
+    **data_options: Any,
 ) -> None:
     """A new threshold version for VERSION from fresh data, without retraining."""
-    source = source_from_options(
-        csv_path,
-        generated,
-        data_seed,
-        fraud_rate,
-        topic,
-        offset_ranges,
-        value_format,
-        lake,
-        topics_dir,
-        labels_topic,
-        cutoff,
-    )
+    source = source_from_options(**data_options)
     fresh = _registry().recalibrate(name, version, source, method=method, target=target)
     console.print(
         f"{name} version {version}: threshold version {fresh.version} = {fresh.value:.6g} "

@@ -273,3 +273,21 @@ def labels(batch: pd.DataFrame | pa.Table | pa.RecordBatch) -> np.ndarray:
     if bad.any():
         raise ValueError(f"label column {LABEL_COLUMN!r} must be 0 or 1; found {sorted(values[bad].unique())[:5]}")
     return values.to_numpy(dtype=np.int8)
+
+
+class LearntInputs:
+    """The inputs a model learnt at fit (``features_``, a FeatureSet), under the names callers use."""
+
+    features_: FeatureSet | None = None
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        """The inputs learnt by ``fit``, in the order the model takes them (empty before fitting)."""
+        return self.features_.names if self.features_ is not None else ()
+
+    @property
+    def feature_names_in_(self) -> np.ndarray:
+        """scikit-learn's name for :attr:`feature_names`: defined once fitted."""
+        if self.features_ is None:
+            raise AttributeError("feature_names_in_ is set by fit()")
+        return np.asarray(self.features_.names, dtype=object)
