@@ -76,7 +76,7 @@ COMMANDS: dict[str, LazyCommand] = {
         "Evaluate a registered VERSION (a number or 'production') on a dataset, with its own threshold.",
     ),
     "models": LazyCommand(
-        "models.cli:models_group", "The model registry: list, show, promote, roll back, recalibrate."
+        "models.cli:models_group", "The model registry: list, show, promote, roll back, recalibrate, drift."
     ),
     "worker": LazyCommand(
         "streams.cli:worker_command",

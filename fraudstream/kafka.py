@@ -21,11 +21,14 @@ GROUP_DEFAULTS: dict[str, Any] = {
     "heartbeat.interval.ms": 1000,
 }
 
-#: Durable, ordered and free of retry duplicates: what "acknowledged" means everywhere in fraudstream.
+#: Durable, ordered and free of retry duplicates: what "acknowledged" means everywhere in fraudstream. Keyed
+#: records go where Java clients and Kafka Streams put them (murmur2, not librdkafka's CRC32 default), so
+#: that a label and its payment's features share a partition number and a real ksqlDB can join them.
 PRODUCER_DEFAULTS: dict[str, Any] = {
     "acks": "all",
     "enable.idempotence": True,
     "linger.ms": 5,
+    "partitioner": "murmur2_random",
 }
 
 #: The same group timeouts for aiokafka (Faust's transport), which names them in milliseconds too.

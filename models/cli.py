@@ -20,7 +20,7 @@ import click
 from rich.table import Table
 
 from fraudstream.terminal import make_console
-from fraudstream.topics import LABELS_TOPIC
+from fraudstream.topics import LABELS_TOPIC, PREPROCESSED_TOPIC
 from models.datasets import CsvSource, DatasetSource, GeneratedSource, KafkaSource, LakeSource, ServedSource
 from models.kinds import UnknownKindError, canonical_kind, create_model, kind_names, kind_parameters
 
@@ -364,7 +364,7 @@ def evaluate_command(
 
 @click.group("models")
 def models_group() -> None:
-    """The model registry: list, show, promote, roll back, recalibrate."""
+    """The model registry: list, show, promote, roll back, recalibrate, drift."""
 
 
 @models_group.command("list")
@@ -400,6 +400,39 @@ def show_command(version: str, name: str) -> None:
     """One VERSION (default: production) as JSON: stage, metrics, dataset, threshold, history."""
     entry = _registry().version(name, version)
     click.echo(json.dumps(entry, indent=2))
+
+
+@models_group.command("drift")
+@click.argument("version", default="production")
+@click.option("--topic", default=PREPROCESSED_TOPIC, show_default=True, help="The served features to compare.")
+@click.option(
+    "--last", type=click.IntRange(1), default=10_000, show_default=True, help="How many of the newest records."
+)
+@name_option
+@_one_line_errors
+def drift_command(version: str, topic: str, last: int, name: str) -> None:
+    """Population stability index of each input and of the score: TOPIC's newest records against VERSION's
+    training data (below 0.1 stable, up to 0.25 moderate, above significant)."""
+    from models.datasets import load_dataset
+    from models.drift import SCORE, Reference, drift_report, verdict
+    from models.features import feature_matrix
+
+    loaded = _registry().load(name, version)
+    reference = Reference.load(loaded.directory)
+    if reference is None:
+        raise click.ClickException(f"{name} version {loaded.version} has no drift reference: retrain it")
+    frame = load_dataset(KafkaSource(topic).newest(last)).frame
+    if frame.empty:
+        raise click.ClickException(f"{topic} holds no records to compare")
+    names = loaded.model.feature_names
+    scores = loaded.model.score_samples(frame)
+    report = drift_report(reference, feature_matrix(frame, names), names, scores)
+    table = Table(
+        "input", "PSI", "reading", title=f"{name} v{loaded.version} against the newest {len(frame):,} of {topic}"
+    )
+    for key in (*names, SCORE):
+        table.add_row(key, f"{report[key]:.3f}", verdict(report[key]))
+    console.print(table)
 
 
 @models_group.command("promote")

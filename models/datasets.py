@@ -475,6 +475,14 @@ class KafkaSource:
         ranges = tuple((p, starts[p], ends[p]) for p in sorted(ends))
         return KafkaSource(self.topic, ranges, bootstrap, registry, self.value_format, self.timeout)
 
+    def newest(self, records: int) -> KafkaSource:
+        """This source narrowed to about the newest `records` records, shared evenly among the partitions."""
+        pinned = self.pinned()
+        ranges = pinned.ranges or ()
+        each = -(-records // max(len(ranges), 1))
+        newest = tuple((p, max(start, end - each), end) for p, start, end in ranges)
+        return KafkaSource(self.topic, newest, pinned.bootstrap_servers, pinned.schema_registry_url, self.value_format)
+
     def describe(self) -> dict[str, Any]:
         pinned = self if self.ranges is not None and self.bootstrap_servers else self.pinned()
         return {

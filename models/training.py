@@ -4,7 +4,8 @@ This is the sequence ``fraudstream train`` and the training notebook run; keepin
 means both produce the same artifacts from the same dataset description and seed.
 
 Output directory (flat files, ready to be copied to a registry): the model's own files (``model.json`` +
-``model.keras`` or ``model.skops``), ``threshold.json``, ``model_card.json``, ``model_card.md`` and the
+``model.keras`` or ``model.skops``), ``threshold.json``, ``drift_reference.json`` (the training distribution of each input and of the score,
+models/drift.py), ``model_card.json``, ``model_card.md`` and the
 PNG plots.
 """
 
@@ -19,8 +20,9 @@ import numpy as np
 
 from models.calibrate import ALERT_RATE, Threshold, calibrate
 from models.datasets import Dataset, DatasetSource, load_dataset
+from models.drift import Reference
 from models.evaluate import DEFAULT_ALERT_BUDGET, Metrics, ModelCard, evaluate, plot_all
-from models.features import labels, model_inputs
+from models.features import feature_matrix, labels, model_inputs
 from models.kinds import EpochCallback, FraudModel
 from models.split import DEFAULT_FRACTIONS, DEFAULT_MIN_FRAUDS, Split, chronological_split, random_split
 
@@ -33,6 +35,7 @@ class TrainingResult:
     threshold: Threshold
     metrics: Metrics
     card: ModelCard
+    reference: Reference
     split: Split
     dataset: Dataset
     output_dir: Path | None
@@ -66,6 +69,8 @@ def train(
         raise ValueError("training needs non-empty validation (to calibrate) and test (to evaluate) parts")
 
     model.fit(parts.train, on_epoch=on_epoch)
+    names = model.feature_names
+    reference = Reference.fit(feature_matrix(parts.train, names), names, model.score_samples(parts.train))
     validation_scores = model.score_samples(parts.validation)
     threshold = calibrate(
         validation_scores, threshold_method, threshold_target, labels(parts.validation), model_version=model_version
@@ -98,7 +103,8 @@ def train(
         out = Path(output_dir)
         model.save(out)
         threshold.save(out)
+        reference.save(out)
         plots = plot_all(test_y, np.asarray(test_scores), threshold.value, out, score_label=model.score_label)
         card.plots = [p.name for p in plots.values()]
         card.save(out)
-    return TrainingResult(model, threshold, metrics, card, parts, dataset, out)
+    return TrainingResult(model, threshold, metrics, card, reference, parts, dataset, out)

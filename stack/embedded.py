@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 from fraudstream.config import DEFAULT_BUCKET, DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_PORTS, Addresses
 from fraudstream.s3 import ensure_bucket
+from fraudstream.topics import SCORES_TOPIC
 from stack import supervisor
 from stack.broker import tansu_spec
 from stack.connect.process import connect_spec
@@ -28,6 +29,7 @@ from stack.objectstore import seaweedfs_spec
 from stack.prometheus import DEFAULT_PROMETHEUS_PORT, PROMETHEUS, prometheus_spec, scrape_targets
 from stack.supervisor import RunningService, ServiceSpec, StackError
 from streams.cli import worker_argv, worker_env
+from streams.records import register_score_schema
 
 logger = logging.getLogger(__name__)
 
@@ -155,6 +157,10 @@ class EmbeddedStack:
         self.running[name] = supervisor.start(spec, self.data_dir / "logs", self.outlive_caller)
         if name == "objectstore":
             ensure_bucket(self.bucket, self.addresses.s3_endpoint_url)
+        if name == "schema-registry":  # before any statement: ksql/090 infers the scores' columns from it
+            from confluent_kafka.schema_registry import SchemaRegistryClient
+
+            register_score_schema(SchemaRegistryClient({"url": self.addresses.schema_registry_url}), SCORES_TOPIC)
         self._save_state()
 
     def stop_service(self, name: str, kill: bool = False) -> None:

@@ -24,6 +24,7 @@ from streams import metrics
 from streams.batching import BatchApp, RawBatch
 from streams.hotswap import ModelHolder
 from streams.modelsource import DirectorySource, ModelSource, RegistrySource
+from streams.quality import QualityUnavailable, publish, read_live_quality
 from streams.scoring import Pipeline, Scored
 from streams.settings import WorkerSettings
 
@@ -176,6 +177,25 @@ async def watch_lag() -> None:
             stalled += 1
             logger.warning("partition %s stalled: lag %d and no progress for %.0f s", tp, lag, since)
     metrics.STALLED.set(stalled)
+
+
+#: What kept the live-quality table from being read last time (said once in the log, not every interval).
+quality_problem: str | None = None
+
+
+@app.timer(interval=settings.quality_seconds)
+async def watch_quality() -> None:
+    """Live precision and recall from the statements' table (ksql/090-live-quality.sql), as gauges."""
+    global quality_problem
+    try:
+        rows = await asyncio.get_running_loop().run_in_executor(None, read_live_quality, settings.addresses.ksqldb_url)
+    except QualityUnavailable as error:
+        if str(error) != quality_problem:
+            logger.info("no live quality yet: %s", error)
+            quality_problem = str(error)
+        return
+    quality_problem = None
+    publish(rows)
 
 
 @app.timer(interval=settings.poll_seconds)

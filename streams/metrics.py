@@ -36,6 +36,23 @@ MODEL_FALLBACKS = Counter(
 SHADOW_SCORED = Counter("fraudstream_shadow_events_scored_total", "Events scored by the shadow model")
 CONSUMER_LAG = Gauge("fraudstream_consumer_lag", "High watermark minus next offset to score", ["topic", "partition"])
 STALLED = Gauge("fraudstream_stalled_partitions", "Partitions with lag and no progress for the stall window")
+LIVE_LABELLED = Gauge(
+    "fraudstream_live_labelled",
+    "Scored payments whose label is known, by outcome at the threshold they were scored with (ksql/090)",
+    ["model", "version", "outcome"],
+)
+LIVE_PRECISION = Gauge("fraudstream_live_precision", "Labelled alerts that were fraud (ksql/090)", ["model", "version"])
+LIVE_RECALL = Gauge("fraudstream_live_recall", "Labelled frauds that raised an alert (ksql/090)", ["model", "version"])
+FEATURE_PSI = Gauge(
+    "fraudstream_feature_psi",
+    "Population stability index of an input over the last drift window against the model's training data",
+    ["model", "version", "feature"],
+)
+SCORE_PSI = Gauge(
+    "fraudstream_score_psi",
+    "Population stability index of the score over the last drift window against the model's training data",
+    ["model", "version"],
+)
 
 for _reason in REASONS:
     DEAD_LETTERS.labels(_reason)

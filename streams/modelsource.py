@@ -16,6 +16,7 @@ import numpy as np
 
 from models.artifacts import load_model
 from models.calibrate import Threshold, is_alert
+from models.drift import Reference
 from models.kinds import FraudModel
 
 logger = logging.getLogger(__name__)
@@ -35,6 +36,8 @@ class ScoringModel:
     feature_names: tuple[str, ...] = ()
     """The model's inputs, in the order `score_matrix` takes them (what the decoder picks out of records)."""
     feature_types: tuple[str, ...] | None = None
+    reference: Reference | None = None
+    """The training distribution of the inputs and the score (drift); None for models trained without one."""
 
     def score(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         scores = np.asarray(self.score_matrix(features), dtype=np.float64)
@@ -45,7 +48,9 @@ class ScoringModel:
         return f"{self.name}:{self.version} (threshold v{self.threshold_version})"
 
 
-def scoring_model(name: str, version: int, model: FraudModel, threshold: Threshold) -> ScoringModel:
+def scoring_model(
+    name: str, version: int, model: FraudModel, threshold: Threshold, directory: Path | None = None
+) -> ScoringModel:
     features = getattr(model, "features_", None)  # the built-in kinds record their inputs' types too
     return ScoringModel(
         name,
@@ -57,6 +62,7 @@ def scoring_model(name: str, version: int, model: FraudModel, threshold: Thresho
         model.matrix_scorer(),
         tuple(model.feature_names),
         getattr(features, "types", None),
+        Reference.load(directory) if directory is not None else None,
     )
 
 
@@ -85,7 +91,7 @@ class RegistrySource:
 
     def load(self, version: int | None = None) -> ScoringModel:
         loaded = self.registry.load(self.name, version)
-        return scoring_model(self.name, loaded.version, loaded.model, loaded.threshold)
+        return scoring_model(self.name, loaded.version, loaded.model, loaded.threshold, loaded.directory)
 
     def newest_candidate(self) -> int | None:
         candidates = [int(v["version"]) for v in self.registry.versions(self.name) if v["stage"] == "candidate"]
@@ -105,7 +111,8 @@ class DirectorySource:
     def load(self, version: int | None = None) -> ScoringModel:
         if version not in (None, 1):
             raise LookupError(f"{self.directory} holds one model (version 1), not version {version}")
-        return scoring_model(self.name, 1, load_model(self.directory), Threshold.load(self.directory))
+        model, threshold = load_model(self.directory), Threshold.load(self.directory)
+        return scoring_model(self.name, 1, model, threshold, self.directory)
 
     def newest_candidate(self) -> int | None:
         return None

@@ -15,6 +15,7 @@ which gives the precise error for the dead letter.
 from __future__ import annotations
 
 import io
+import json
 import math
 import struct
 from collections.abc import Sequence
@@ -315,6 +316,17 @@ SCORE_SCHEMA: dict[str, Any] = {
         {"name": "scored_at", "type": {"type": "long", "logicalType": "timestamp-millis"}},
     ],
 }
+
+
+def register_score_schema(registry: Any, topic: str) -> int:
+    """Register SCORE_SCHEMA as `<topic>-value` with a confluent-kafka `SchemaRegistryClient`; its id.
+
+    The workers do this when they start; `fraudstream up` does it first, because statements that read
+    the scores (ksql/090-live-quality.sql) infer their columns from this schema.
+    """
+    from confluent_kafka.schema_registry import Schema
+
+    return registry.register_schema(f"{topic}-value", Schema(json.dumps(SCORE_SCHEMA), "AVRO"))
 
 
 def _zigzag(n: int) -> bytes:

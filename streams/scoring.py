@@ -32,12 +32,12 @@ from fraudstream.statements import statements_hash
 from streams import metrics
 from streams.batching import RawBatch
 from streams.dlq import DeadLetters
+from streams.drift import DriftMonitor
 from streams.hotswap import ModelHolder
 from streams.modelsource import ScoringModel
 from streams.records import (
     DECODE,
     HEADER,
-    SCORE_SCHEMA,
     SCORING,
     Decoded,
     RecordError,
@@ -45,6 +45,7 @@ from streams.records import (
     WriterLayout,
     decode_batch,
     parse_json_rows,
+    register_score_schema,
     schema_id,
 )
 from streams.settings import WorkerSettings
@@ -137,6 +138,7 @@ class Pipeline:
         self.score_schema_ids: dict[str, int] = {}
         self.out_partitions: dict[str, int] = {}
         self.in_partitions = 0
+        self.drift = DriftMonitor(settings.drift_events)
         self._started = asyncio.Event()
         self._starting = False
 
@@ -173,9 +175,7 @@ class Pipeline:
         self._started.set()
 
     def _register(self, topic: str) -> int:
-        from confluent_kafka.schema_registry import Schema
-
-        return self.registry.register_schema(f"{topic}-value", Schema(json.dumps(SCORE_SCHEMA), "AVRO"))
+        return register_score_schema(self.registry, topic)
 
     async def stop(self) -> None:
         if self.producer is not None:
@@ -270,6 +270,7 @@ class Pipeline:
                 for i in index[bad]:
                     errors[int(i)] = RecordError(SCORING, f"model {model.label} gave a non-finite score")
                 index, scores, alerts, features = index[~bad], scores[~bad], alerts[~bad], features[~bad]
+            self.drift.observe(model, features, scores)
         outputs = self._score_batches(self.settings.scores_topic, columns, index, scores, alerts, model)
         if shadow is not None and len(index):
             shadow_index, shadow_features = await self._shadow_features(shadow, model, columns, index, features)

@@ -37,6 +37,10 @@ class WorkerSettings:
     data_dir: Path = Path(".fraudstream/workers")
     poll_seconds: float = 30.0
     stall_seconds: float = 30.0
+    quality_seconds: float = 15.0
+    """How often live precision and recall are read from the statements' table (ksql/090-live-quality.sql)."""
+    drift_events: int = 10_000
+    """Scored rows per drift window: the PSI of each input and of the score is computed over this many."""
     worker: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
 
     @classmethod
@@ -66,5 +70,7 @@ class WorkerSettings:
             data_dir=Path(str(get("DATA_DIR", d.data_dir))),
             poll_seconds=float(get("POLL_SECONDS", d.poll_seconds)),  # type: ignore[arg-type]
             stall_seconds=float(get("STALL_SECONDS", d.stall_seconds)),  # type: ignore[arg-type]
+            quality_seconds=float(get("QUALITY_SECONDS", d.quality_seconds)),  # type: ignore[arg-type]
+            drift_events=int(get("DRIFT_EVENTS", d.drift_events)),  # type: ignore[arg-type]
             worker=str(get("WORKER", d.worker)),
         )

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
@@ -28,6 +29,7 @@ from connectors.client import ConnectClient
 from connectors.lake import list_objects
 from fraudstream.kafka import consumer_config, end_offsets
 from models.autoencoder import Autoencoder
+from models.cli import models_group
 from models.datasets import GeneratedSource, LakeSource, ServedSource
 from models.registry import ModelRegistry
 from models.training import train
@@ -80,20 +82,24 @@ def model_versions(stack: EmbeddedStack, topic: str) -> list[int]:
     return versions
 
 
-def scoring_versions(port: int) -> set[str]:
-    """The model versions a worker says it scores with (its fraudstream_model_info gauge), as an operator reads them."""
+def worker_metric(port: int, name: str) -> list[tuple[dict[str, str], float]]:
+    """(labels, value) of each sample of metric `name` on a worker's /metrics, as Prometheus reads them."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
             text = response.read().decode()
     except OSError:
-        return set()
-    return {
-        sample.labels["version"]
+        return []
+    return [
+        (sample.labels, sample.value)
         for family in text_string_to_metric_families(text)
-        if family.name == "fraudstream_model_info"
+        if family.name == name
         for sample in family.samples
-        if sample.value == 1
-    }
+    ]
+
+
+def scoring_versions(port: int) -> set[str]:
+    """The model versions a worker says it scores with (its fraudstream_model_info gauge), as an operator reads them."""
+    return {labels["version"] for labels, value in worker_metric(port, "fraudstream_model_info") if value == 1}
 
 
 @pytest.fixture
@@ -129,6 +135,7 @@ def worker(
             "WEB_PORT": port,
             "DATA_DIR": tmp_path / "workers",
             "POLL_SECONDS": 2,
+            "DRIFT_EVENTS": 2_000,
         }
         started.append(start_worker(overrides, tmp_path / "worker.log", env))
         return started[-1], port
@@ -213,5 +220,17 @@ def test_replay_ksql_lake_retrain_promote_and_the_workers_switch(
     replay(more, bootstrap_servers=bootstrap, topic=names["source"], labels_topic=names["labels"])
     wait_until(lambda: size(bootstrap, names["scores"]) >= 9_000, "a score for every new payment", proc=proc)
     assert Counter(model_versions(stack, names["scores"])) == {v1: 6_000, v2: 3_000}
+
+    # 6. Drift against v2's training data: the worker's gauges (a window of 2,000 scored), and the command.
+    psi = {labels["feature"]: value for labels, value in worker_metric(port, "fraudstream_feature_psi")}
+    assert set(psi) == set(second.model.feature_names) and all(v >= 0 for v in psi.values())
+    assert [labels["version"] for labels, _ in worker_metric(port, "fraudstream_score_psi")] == [str(v2)]
+    drift = CliRunner().invoke(
+        models_group,
+        ["drift", "--name", names["model"], "--topic", names["preprocessed"], "--last", "3000"],
+        env={**stack.addresses.to_env(), "COLUMNS": "200"},
+    )
+    assert drift.exit_code == 0, drift.output
+    assert "score" in drift.output and all(name in drift.output for name in second.model.feature_names)
     connect.request("DELETE", f"/connectors/{names['connector']}")
     connect.close()

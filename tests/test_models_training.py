@@ -11,12 +11,14 @@ from models.autoencoder import Autoencoder
 from models.baseline import LogisticBaseline
 from models.calibrate import Threshold
 from models.datasets import CsvSource, GeneratedSource
+from models.drift import Reference
 from models.split import UnevenSplitWarning
 from models.training import train
 
 ARTIFACTS = {
     "model.json",
     "threshold.json",
+    "drift_reference.json",
     "model_card.json",
     "model_card.md",
     "roc.png",
@@ -79,6 +81,9 @@ def test_baseline_through_the_same_run(shared_data, tmp_path):
     assert {str(p) for p in artifact_files(tmp_path)} == ARTIFACTS | {"model.skops"}
     assert result.card.model["kind"] == "logistic-baseline"
     assert result.card.dataset["split"]["seed"] == 3
+    reference = Reference.load(tmp_path)
+    assert reference == result.reference and list(reference.features) == list(result.model.feature_names)
+    assert abs(sum(reference.score.shares) - 1) < 1e-9
 
 
 def test_precision_calibration_and_bad_split_name():
