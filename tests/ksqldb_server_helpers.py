@@ -15,10 +15,13 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from fraudstream.config import Addresses
+from fraudstream.topics import SCORES_TOPIC
 from producers.generate import generate_payments
 from producers.payments import Payment, frame_payments
 from stack import supervisor
+from stack.ksqldb.formats import InMemorySchemaRegistry
 from stack.supervisor import RunningService, ServiceSpec
+from streams.records import SCORE_SCHEMA
 
 KSQL_DIR = Path(__file__).resolve().parents[1] / "ksql"
 
@@ -56,11 +59,22 @@ def running_server(
         supervisor.stop(service)
 
 
-def prefixed_statements(target: Path, prefix: str) -> Path:
-    """The project's ksql/*.sql with every creditcardfraud_ name (streams and topics) prefixed, so that a test
-    runs the real statements without touching topics other tests or a user's stack use."""
+def registry_with_scores() -> InMemorySchemaRegistry:
+    """An in-memory Schema Registry holding the workers' scores schema, as the stack's does from the start
+    (ksql/090-live-quality.sql infers the scores' columns from it)."""
+    registry = InMemorySchemaRegistry()
+    registry.register(f"{SCORES_TOPIC}-value", SCORE_SCHEMA)
+    return registry
+
+
+def prefixed_statements(target: Path, prefix: str, only: tuple[str, ...] | None = None) -> Path:
+    """The project's ksql/*.sql (or the files whose names start with one of `only`) with every creditcardfraud_
+    name (streams and topics) prefixed, so that a test runs the real statements without touching topics other
+    tests or a user's stack use."""
     target.mkdir(parents=True, exist_ok=True)
     for path in sorted(KSQL_DIR.glob("*.sql")):
+        if only is not None and not path.name.startswith(only):
+            continue
         text = re.sub("creditcardfraud_", f"{prefix}_creditcardfraud_", path.read_text(), flags=re.IGNORECASE)
         (target / path.name).write_text(text)
     return target

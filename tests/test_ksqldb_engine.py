@@ -7,6 +7,7 @@ from pathlib import Path
 
 import fastavro
 import pytest
+from ksqldb_server_helpers import registry_with_scores
 
 from stack.ksqldb.engine import Engine
 from stack.ksqldb.errors import KsqlStatementError, UnsupportedError
@@ -241,7 +242,8 @@ KSQL_DIR = Path(__file__).resolve().parents[1] / "ksql"
 
 
 @pytest.mark.skipif(not KSQL_DIR.is_dir(), reason="no ksql/ statement files")
-def test_fraud_statement_files_run_and_reapply_idempotently(engine):
+def test_fraud_statement_files_run_and_reapply_idempotently():
+    engine = Engine(registry_with_scores(), InMemoryRuntime(), {"auto.offset.reset": "earliest"})
     for path in sorted(KSQL_DIR.glob("*.sql")):
         engine.execute(path.read_text())
     features = ",".join(str(i / 10) for i in range(28))

@@ -83,14 +83,16 @@ def test_kill_minus_nine_twice_mid_stream_leaves_no_gaps_and_no_duplicates(stack
     logs = tmp_path / "logs"
     server = supervisor.start(spec, logs)
     try:
-        outcomes = apply_directory(KsqlRest(server.address), prefixed_statements(tmp_path / "ksql", prefix))
+        # the statements behind the three sinks checked (the preprocessing and its user history), not the rest
+        statements = prefixed_statements(tmp_path / "ksql", prefix, only=("010", "012", "014", "020", "030", "040"))
+        outcomes = apply_directory(KsqlRest(server.address), statements)
         assert outcomes and all(o.status == "created" for o in outcomes)
         queries = {
             q["sinkKafkaTopics"][0]: q["id"] for q in KsqlRest(server.address).ksql("SHOW QUERIES;")[0]["queries"]
         }
 
-        payments = labelled_payments(60_000, seed=11)
-        before, after = payments[:50_000], payments[50_000:]
+        payments = labelled_payments(30_000, seed=11)
+        before, after = payments[:25_000], payments[25_000:]
         assert replay(before, bootstrap_servers=bootstrap, topic=source).ok
         at_kills = []
         for _ in range(2):  # kill once output has started, and again once the restarted server has moved on

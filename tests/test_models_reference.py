@@ -9,13 +9,13 @@ from pathlib import Path
 import fastavro
 import numpy as np
 import pandas as pd
+from ksqldb_server_helpers import registry_with_scores
 
 from fraudstream import wire
 from models.reference import served_features
 from producers.generate import generate_payments
 from producers.payments import frame_payments
 from stack.ksqldb.engine import Engine
-from stack.ksqldb.formats import InMemorySchemaRegistry
 from stack.ksqldb.records import Record
 from stack.ksqldb.runtime import InMemoryRuntime
 
@@ -23,7 +23,7 @@ KSQL = Path(__file__).resolve().parents[1] / "ksql"
 
 
 def served_by_the_statements(payments: pd.DataFrame) -> pd.DataFrame:
-    engine = Engine(InMemorySchemaRegistry(), InMemoryRuntime(), {"auto.offset.reset": "earliest"})
+    engine = Engine(registry_with_scores(), InMemoryRuntime(), {"auto.offset.reset": "earliest"})
     for path in sorted(KSQL.glob("*.sql")):
         engine.execute(path.read_text())
     for payment in frame_payments(payments):

@@ -502,13 +502,6 @@ def test_crash_mid_replay_loses_nothing(stack, topics, registry, model_name, tmp
     assert duplicates < 20_000
 
 
-@pytest.mark.slow
-def test_crash_mid_replay_100k(stack, topics, registry, model_name, tmp_path, record_property):
-    duplicates = crash_replay(stack, topics, registry, model_name, tmp_path, 100_000)
-    record_property("duplicates", duplicates)
-    assert duplicates < 100_000
-
-
 def test_worker_command_starts_n_processes(stack, topics, registry, model_name, tmp_path):
     promote(registry, model_name, trained(tmp_path, 0, "v1"))
     port, log = free_port(), tmp_path / "worker-command.log"

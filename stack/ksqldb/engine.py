@@ -240,13 +240,22 @@ class Engine:
             latest = self.registry.latest(f"{topic}-value")
             if value_fmt.schema_id is not None:
                 latest = (value_fmt.schema_id, self.registry.schema_by_id(value_fmt.schema_id))
-            if latest is not None:
-                raw = latest[1]
-                if isinstance(raw, dict) and raw.get("type") == "record" and value_fmt.wrap_single is not False:
-                    t = sql_type_of(raw)
-                    out += [ast.TableElement(n, ft) for n, ft in t.fields]  # names upper-cased by sql_type_of
-                else:
-                    out.append(ast.TableElement("ROWVAL", sql_type_of(raw)))
+            if latest is None:
+                raise KsqlStatementError(
+                    f"Schema for message values on topic '{topic}' does not exist in the Schema Registry.\n"
+                    f"Subject: {topic}-value\n"
+                    "Possible causes include:\n"
+                    "- The topic itself does not exist\n"
+                    "\t-> Use SHOW TOPICS; to check\n"
+                    "- Messages on the topic are not serialized using a format Schema Registry supports\n"
+                    f"\t-> Use PRINT '{topic}' FROM BEGINNING; to verify"
+                )
+            raw = latest[1]
+            if isinstance(raw, dict) and raw.get("type") == "record" and value_fmt.wrap_single is not False:
+                t = sql_type_of(raw)
+                out += [ast.TableElement(n, ft) for n, ft in t.fields]  # names upper-cased by sql_type_of
+            else:
+                out.append(ast.TableElement("ROWVAL", sql_type_of(raw)))
         return tuple(out)
 
     # ------------------------------------------------------------------ DDL
