@@ -79,7 +79,7 @@ COMMANDS: dict[str, LazyCommand] = {
         "models.cli:models_group", "The model registry: list, show, promote, roll back, recalibrate."
     ),
     "worker": LazyCommand(
-        "streams.cli:worker_command",
+        "fraudstream.lifecycle:worker_command",
         "Start stream workers that score creditcardfraud_preprocessed_avro into fraud-scores.",
     ),
     "bench": LazyCommand(

@@ -31,7 +31,7 @@ from connectors.apply import apply_dir
 from connectors.lake import list_objects
 from fraudstream.config import Addresses
 from fraudstream.kafka import admin_client, consumer_config, end_offsets
-from fraudstream.lifecycle import check_prometheus, start_prometheus, start_stack
+from fraudstream.lifecycle import check_prometheus, data_dir_option, resolve_data_dir, start_prometheus, start_stack
 from fraudstream.live import PipelineStats, TopicReader, Topics, topic_size, watch
 from fraudstream.terminal import make_console
 from fraudstream.topics import LABELS_TOPIC, PREPROCESSED_TOPIC, SCORES_TOPIC, USERS_TOPIC
@@ -54,9 +54,7 @@ CHUNK = 1000
 
 
 @click.command("demo")
-@click.option(
-    "--data-dir", type=click.Path(file_okay=False, path_type=Path), default=Path(".fraudstream"), show_default=True
-)
+@data_dir_option
 @click.option("--file", "payments_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Replay this CSV (Kaggle or extended layout) first instead of N generated payments.")  # fmt: skip
 @click.option("-n", "--count", type=click.IntRange(min=1), default=10_000, show_default=True,
@@ -81,7 +79,7 @@ CHUNK = 1000
 )
 @click.option("--prometheus-port", type=click.IntRange(1, 65535), default=DEFAULT_PROMETHEUS_PORT, show_default=True)
 def demo_command(
-    data_dir: Path,
+    data_dir: Path | None,
     payments_file: Path | None,
     count: int,
     rate: float,
@@ -98,6 +96,7 @@ def demo_command(
     started = time.monotonic()
     if with_prometheus:
         check_prometheus()  # before starting anything
+    data_dir = resolve_data_dir(data_dir)
     stack = start_stack(data_dir, ephemeral)
     if with_prometheus:
         start_prometheus(stack, prometheus_port)
