@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-import warnings
 from dataclasses import dataclass
 
 import click
@@ -104,7 +103,6 @@ class LazyGroup(click.Group):
         lazy = COMMANDS.get(cmd_name)
         if lazy is None:
             return None
-        _quiet_third_party_warnings()
         return lazy.load()
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
@@ -113,17 +111,6 @@ class LazyGroup(click.Group):
         rows = [(name, click.utils.make_default_short_help(lazy.short_help, limit)) for name, lazy in COMMANDS.items()]
         with formatter.section("Commands"):
             formatter.write_dl(rows)
-
-
-def _quiet_third_party_warnings() -> None:
-    """confluent-kafka's Schema Registry client imports authlib's httpx integration, which warns on import.
-
-    It is not ours to fix and only clutters every command's output. authlib forces its own warnings to
-    "always" when `authlib.deprecate` loads, so that module is imported first and this filter goes on top.
-    """
-    import authlib.deprecate  # noqa: F401  (imported for its side effect on the warnings filters)
-
-    warnings.filterwarnings("ignore", message="The httpx module is deprecated")
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -22,7 +22,7 @@ def worker_env(
 ) -> dict[str, str]:
     """The environment of a worker process: `overrides` are setting names without the FRAUDSTREAM_ prefix."""
     env = dict(base)
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     env.update({f"FRAUDSTREAM_{name.upper()}": str(value) for name, value in overrides.items()})
     return env
 
