@@ -81,6 +81,10 @@ COMMANDS: dict[str, LazyCommand] = {
         "fraudstream.lifecycle:worker_command",
         "Start stream workers that score creditcardfraud_preprocessed_avro into fraud-scores.",
     ),
+    "kcat": LazyCommand(
+        "fraudstream.kcat:kcat_command",
+        "kcat (Debian's) with a librdkafka that reads the embedded broker; -b defaults to $KAFKA_BOOTSTRAP_SERVERS.",
+    ),
     "bench": LazyCommand(
         "fraudstream.bench.cli:bench_command",
         "Throughput and latency benchmarks, each printed as a ratio to a raw passthrough on the same broker.",
