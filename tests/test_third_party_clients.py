@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import uuid
 
 import pytest
@@ -56,6 +57,7 @@ print(json.dumps({"command_id": created.command_id, "status": status.status, "qu
 """
 
 
+@pytest.mark.skipif(sys.version_info >= (3, 13), reason="ksqldb-client 0.28.2a2 requires Python < 3.13")
 def test_ksqldb_client_package_status_of_a_command(stack: EmbeddedStack, name: str) -> None:
     python = client_python("ksqldb-client==0.28.2a2")
     answer = run_client(python, KSQLDB_CLIENT, {"KSQLDB_URL": stack.addresses.ksqldb_url, "NAME": name})
