@@ -172,7 +172,8 @@ async def watch_lag() -> None:
             continue
         lag = max(high - done, 0)
         metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(lag)
-        waited = stalls.observe(tp, lag, now)
+        # judged once a model is loaded: a worker still loading TensorFlow and its model is starting, not stalled
+        waited = stalls.observe(tp, lag, now) if holder.current is not None else None
         if waited is not None:
             stalled += 1
             logger.warning("partition %s stalled: lag %d and no progress for %.0f s", tp, lag, waited)
