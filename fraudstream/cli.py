@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-import warnings
 from dataclasses import dataclass
 
 import click
@@ -79,8 +78,12 @@ COMMANDS: dict[str, LazyCommand] = {
         "models.cli:models_group", "The model registry: list, show, promote, roll back, recalibrate, drift."
     ),
     "worker": LazyCommand(
-        "streams.cli:worker_command",
+        "fraudstream.lifecycle:worker_command",
         "Start stream workers that score creditcardfraud_preprocessed_avro into fraud-scores.",
+    ),
+    "kcat": LazyCommand(
+        "fraudstream.kcat:kcat_command",
+        "kcat (Debian's) with a librdkafka that reads the embedded broker; -b defaults to $KAFKA_BOOTSTRAP_SERVERS.",
     ),
     "bench": LazyCommand(
         "fraudstream.bench.cli:bench_command",
@@ -104,7 +107,6 @@ class LazyGroup(click.Group):
         lazy = COMMANDS.get(cmd_name)
         if lazy is None:
             return None
-        _quiet_third_party_warnings()
         return lazy.load()
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
@@ -113,17 +115,6 @@ class LazyGroup(click.Group):
         rows = [(name, click.utils.make_default_short_help(lazy.short_help, limit)) for name, lazy in COMMANDS.items()]
         with formatter.section("Commands"):
             formatter.write_dl(rows)
-
-
-def _quiet_third_party_warnings() -> None:
-    """confluent-kafka's Schema Registry client imports authlib's httpx integration, which warns on import.
-
-    It is not ours to fix and only clutters every command's output. authlib forces its own warnings to
-    "always" when `authlib.deprecate` loads, so that module is imported first and this filter goes on top.
-    """
-    import authlib.deprecate  # noqa: F401  (imported for its side effect on the warnings filters)
-
-    warnings.filterwarnings("ignore", message="The httpx module is deprecated")
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -9,14 +9,13 @@ It leaves the stack up for the notebooks and says where everything is.
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import sys
 import tempfile
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
 
@@ -31,13 +30,13 @@ from connectors.apply import apply_dir
 from connectors.lake import list_objects
 from fraudstream.config import Addresses
 from fraudstream.kafka import admin_client, consumer_config, end_offsets
-from fraudstream.lifecycle import check_prometheus, start_prometheus, start_stack
+from fraudstream.lifecycle import check_prometheus, data_dir_option, resolve_data_dir, start_prometheus, start_stack
 from fraudstream.live import PipelineStats, TopicReader, Topics, topic_size, watch
 from fraudstream.terminal import make_console
 from fraudstream.topics import LABELS_TOPIC, PREPROCESSED_TOPIC, SCORES_TOPIC, USERS_TOPIC
 from producers.generate import generate_payments
 from producers.labels import Duration
-from producers.payments import Payment, PaymentFileError, Rejected, frame_payments, read_payments
+from producers.payments import Payment, PaymentFileError, Rejected, frame_payments, new_run, read_payments
 from producers.replay import BrokerUnavailable, ReplaySummary, replay
 from producers.users import produce_users
 from stack.embedded import WORKER, EmbeddedStack
@@ -54,9 +53,7 @@ CHUNK = 1000
 
 
 @click.command("demo")
-@click.option(
-    "--data-dir", type=click.Path(file_okay=False, path_type=Path), default=Path(".fraudstream"), show_default=True
-)
+@data_dir_option
 @click.option("--file", "payments_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Replay this CSV (Kaggle or extended layout) first instead of N generated payments.")  # fmt: skip
 @click.option("-n", "--count", type=click.IntRange(min=1), default=10_000, show_default=True,
@@ -81,7 +78,7 @@ CHUNK = 1000
 )
 @click.option("--prometheus-port", type=click.IntRange(1, 65535), default=DEFAULT_PROMETHEUS_PORT, show_default=True)
 def demo_command(
-    data_dir: Path,
+    data_dir: Path | None,
     payments_file: Path | None,
     count: int,
     rate: float,
@@ -98,6 +95,7 @@ def demo_command(
     started = time.monotonic()
     if with_prometheus:
         check_prometheus()  # before starting anything
+    data_dir = resolve_data_dir(data_dir)
     stack = start_stack(data_dir, ephemeral)
     if with_prometheus:
         start_prometheus(stack, prometheus_port)
@@ -181,6 +179,8 @@ class BackgroundPayments:
         self.stats = stats
         self.lock = lock
         self.summaries: list[ReplaySummary] = []
+        #: One tag for every payment id of this demo run, so that a second demo repeats none.
+        self.run = new_run()
         self.error: str | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="fraudstream-demo-producer", daemon=True)
@@ -210,14 +210,12 @@ class BackgroundPayments:
                     self._replay(read_payments(lines, str(self.payments_file)), f"replaying {self.payments_file.name}")
             else:
                 self._replay(
-                    _live(frame_payments(generate_payments(self.count, seed=0))),
+                    frame_payments(generate_payments(self.count, seed=0)),
                     f"replaying {self.count:,} generated payments",
                 )
             if self.rate > 0 and not self._stop.is_set():
-                generated = _live(
-                    itertools.chain.from_iterable(
-                        frame_payments(generate_payments(CHUNK, seed=seed)) for seed in itertools.count(1)
-                    )
+                generated = itertools.chain.from_iterable(
+                    frame_payments(generate_payments(CHUNK, seed=seed)) for seed in itertools.count(1)
                 )
                 self._replay(generated, f"generating {self.rate:,.0f} payments/s", rate=self.rate)
             self._set_producing("done")
@@ -242,6 +240,8 @@ class BackgroundPayments:
             rate=rate,
             label_delay=self.label_delay,
             on_progress=progress,
+            live=True,  # stamped when sent, ids unique to this demo: a file's 2013 times would read as 13 years of latency
+            run=self.run,
         )
         self.summaries.append(summary)
         if summary.failed:
@@ -261,13 +261,6 @@ class BackgroundPayments:
 def _duration(delay: timedelta) -> str:
     seconds = delay.total_seconds()
     return f"{seconds:,.0f} s" if seconds < 3600 else f"{seconds / 3600:,.1f} h"
-
-
-def _live(payments: Iterable[Payment]) -> Iterator[Payment]:
-    """Generated payments stamped with the moment they are sent, as a live producer stamps them, so event
-    time (windows, event-to-score latency) follows the wall clock; replayed files keep their own times."""
-    for payment in payments:
-        yield dataclasses.replace(payment, timestamp=datetime.now(UTC))
 
 
 def _ensure_production_model(addresses: Addresses) -> None:

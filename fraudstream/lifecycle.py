@@ -1,11 +1,16 @@
-"""`fraudstream up / down / status`: the embedded stack's lifecycle, and how a stack is found or created.
+"""`fraudstream up / down / status / worker`: the embedded stack's lifecycle, and how a stack is found or created.
 
 `fraudstream demo` starts its stack through `start_stack` too, so both find a running stack the same way.
+A stack is found from any directory: `up` remembers the data directory of the stack it started in a
+per-user state file (`$XDG_STATE_HOME/fraudstream/current-stack`), and a command without `--data-dir`
+uses `./.fraudstream` when a stack runs there, else the remembered one.
 """
 
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -14,19 +19,71 @@ from rich.table import Table
 
 from fraudstream.config import DEFAULT_DATA_DIR, DEFAULT_PORTS, Addresses
 from fraudstream.terminal import make_console
-from stack.embedded import EmbeddedStack
+from stack.embedded import STATE_FILE, WORKER, EmbeddedStack
 from stack.prometheus import DEFAULT_PROMETHEUS_PORT, PROMETHEUS, prometheus_binary
-from stack.supervisor import StackError
+from stack.supervisor import RunningService, StackError, listens_on, port_holder, port_in_use
+from streams.cli import start_worker
 
 console = make_console()
+
+#: The per-user file that names the data directory of the stack `fraudstream up` started last.
+CURRENT_STACK_FILE = "current-stack"
+#: How long a worker may take to import TensorFlow, load its model and open its web port.
+WORKER_START_SECONDS = 180.0
 
 data_dir_option = click.option(
     "--data-dir",
     type=click.Path(file_okay=False, path_type=Path),
-    default=DEFAULT_DATA_DIR,
-    show_default=True,
-    help="Where the embedded stack keeps its data, logs and state.",
+    help="Where the embedded stack keeps its data, logs and state [default: ./.fraudstream when a stack runs "
+    "there, else the one `fraudstream up` started last, else ./.fraudstream].",
 )
+
+
+def user_state_dir() -> Path:
+    """fraudstream's per-user state directory (XDG Base Directory: $XDG_STATE_HOME, else ~/.local/state)."""
+    base = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+    return Path(base) / "fraudstream"
+
+
+def remembered_data_dir() -> Path | None:
+    """The data directory of the stack `up` started last, while its state file says it runs."""
+    pointer = user_state_dir() / CURRENT_STACK_FILE
+    if not pointer.exists():
+        return None
+    data_dir = Path(pointer.read_text().strip())
+    return data_dir if (data_dir / STATE_FILE).exists() else None
+
+
+def resolve_data_dir(given: Path | None) -> Path:
+    """`--data-dir` when given; else `./.fraudstream` if a stack runs there; else the remembered stack's; else `./.fraudstream`."""
+    if given is not None:
+        return given.resolve()
+    local = DEFAULT_DATA_DIR.resolve()
+    if (local / STATE_FILE).exists():
+        return local
+    return remembered_data_dir() or local
+
+
+def _remember(data_dir: Path) -> None:
+    state = user_state_dir()
+    state.mkdir(parents=True, exist_ok=True)
+    (state / CURRENT_STACK_FILE).write_text(f"{data_dir.resolve()}\n")
+
+
+def _forget(data_dir: Path) -> None:
+    pointer = user_state_dir() / CURRENT_STACK_FILE
+    if pointer.exists() and Path(pointer.read_text().strip()) == data_dir.resolve():
+        pointer.unlink()
+
+
+def attach(given: Path | None) -> EmbeddedStack:
+    """The running stack `--data-dir` names (or `resolve_data_dir` finds), or a one-line error saying where it looked."""
+    data_dir = resolve_data_dir(given)
+    try:
+        return EmbeddedStack.attach(data_dir)
+    except StackError:
+        where = str(data_dir) if given is not None else f"{data_dir}, nor remembered in {user_state_dir()}"
+        raise click.ClickException(f"no stack is running in {where}: run `fraudstream up` first") from None
 
 
 @click.command()
@@ -39,56 +96,77 @@ data_dir_option = click.option(
     help="Also start Prometheus (Debian's `prometheus` binary) scraping every service's /metrics.",
 )
 @click.option("--prometheus-port", type=click.IntRange(1, 65535), default=DEFAULT_PROMETHEUS_PORT, show_default=True)
-def up(data_dir: Path, ephemeral: bool, with_prometheus: bool, prometheus_port: int) -> None:
+def up(data_dir: Path | None, ephemeral: bool, with_prometheus: bool, prometheus_port: int) -> None:
     """Start the embedded stack on 127.0.0.1 and wait until every service is healthy.
 
     Ports follow KAFKA_BOOTSTRAP_SERVERS, SCHEMA_REGISTRY_URL, S3_ENDPOINT_URL, ... when set.
+    Workers are not started (`fraudstream worker` or `fraudstream demo` starts them).
     """
     if with_prometheus:
         check_prometheus()  # before starting anything
-    stack = start_stack(data_dir, ephemeral)
+    stack = start_stack(resolve_data_dir(data_dir), ephemeral, announce_workers=True)
     if with_prometheus:
         start_prometheus(stack, prometheus_port)
 
 
 @click.command()
 @data_dir_option
-def down(data_dir: Path) -> None:
+def down(data_dir: Path | None) -> None:
     """Stop the embedded stack cleanly (broker first, then the object store it writes to)."""
-    try:
-        stack = EmbeddedStack.attach(data_dir)
-    except StackError as error:
-        raise click.ClickException(str(error)) from None
+    stack = attach(data_dir)
+    workers = len(stack.attached) + (WORKER in stack.running)
     stack.stop()
-    console.print("stack stopped")
+    _forget(stack.data_dir)
+    console.print(f"stack in {stack.data_dir} stopped" + (f", {workers} worker(s) with it" if workers else ""))
 
 
 @click.command()
 @data_dir_option
-def status(data_dir: Path) -> None:
+def status(data_dir: Path | None) -> None:
     """List every service with its address, pid and health."""
-    try:
-        stack = EmbeddedStack.attach(data_dir)
-    except StackError as error:
-        raise click.ClickException(str(error)) from None
+    stack = attach(data_dir)
+    console.print(f"stack in {stack.data_dir}")
     healthy = _print_status(stack)
     if not healthy:
         raise SystemExit(1)
 
 
-def start_stack(data_dir: Path, ephemeral: bool) -> EmbeddedStack:
-    """Start (or find running) the stack in `data_dir`, print its status and the addresses clients need."""
+def start_stack(data_dir: Path, ephemeral: bool, announce_workers: bool = False) -> EmbeddedStack:
+    """Start (or find running) the stack in `data_dir`, print its status and the addresses clients need.
+
+    Workers are never restarted: it says so when some ran before the last `down` (and, with
+    `announce_workers`, when none runs now).
+    """
     started = time.monotonic()
     stack = _attach_or_new(data_dir, ephemeral)
+    if stack.running and all(row.healthy for row in stack.status()):
+        console.print(f"the stack is already running in {stack.data_dir} (`fraudstream down` stops it)")
     try:
         stack.start()
     except StackError as error:
-        raise click.ClickException(str(error)) from None
+        raise click.ClickException(_where_the_port_is_used(str(error), stack.data_dir)) from None
+    _remember(stack.data_dir)
     _print_status(stack)
     console.print(f"healthy in {time.monotonic() - started:.1f} s; addresses for clients:")
     for name, value in stack.addresses.to_env().items():
         console.print(f"  export {name}={value}")
+    before = stack.stopped_workers()
+    if before:
+        console.print(
+            f"workers: not restarted; {len(before)} ran before `fraudstream down` ({', '.join(before)}): "
+            "start them again with `fraudstream worker`"
+        )
+    elif announce_workers and not any(row.name.startswith(WORKER) and row.healthy for row in stack.status()):
+        console.print("workers: none running; `up` starts none (`fraudstream worker` or `fraudstream demo` does)")
     return stack
+
+
+def _where_the_port_is_used(error: str, data_dir: Path) -> str:
+    """A busy-port error, with the data directory of the fraudstream stack that holds the port when there is one."""
+    other = remembered_data_dir()
+    if "port" not in error or other is None or other == data_dir.resolve():
+        return error
+    return f"{error}: the fraudstream stack in {other} runs there (`fraudstream status --data-dir {other}`)"
 
 
 def check_prometheus() -> None:
@@ -112,6 +190,130 @@ def start_prometheus(stack: EmbeddedStack, port: int) -> None:
     console.print(
         f"prometheus: {address} (targets: {address}/targets; configuration: {stack.data_dir / 'prometheus' / 'prometheus.yml'})"
     )
+
+
+@click.command("worker")
+@click.option(
+    "-p",
+    "--processes",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Worker processes to start (they share the input's partitions).",
+)
+@click.option(
+    "--web-port",
+    type=click.IntRange(1, 65535),
+    help="Web port of the first worker (POST /score, /metrics); the others count up from it "
+    "[default: the first free ports from $FRAUDSTREAM_WEB_PORT or 6066].",
+)
+@click.option(
+    "--model-dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Score with this trained model folder instead of the registry's production version.",
+)
+@click.option("--loglevel", default="info", show_default=True)
+@data_dir_option
+def worker_command(
+    processes: int, web_port: int | None, model_dir: Path | None, loglevel: str, data_dir: Path | None
+) -> None:
+    """Start stream workers that score creditcardfraud_preprocessed_avro into fraud-scores.
+
+    Beside a running embedded stack they use its addresses (unless KAFKA_BOOTSTRAP_SERVERS and friends
+    say otherwise) and register with it, so that `fraudstream status` lists them and `down` stops them.
+    """
+    stack = _running_stack(data_dir)
+    base_env = dict(os.environ)
+    if stack is not None:
+        base_env = {**stack.addresses.to_env(), **base_env}
+        if Addresses.from_env(base_env).bootstrap_servers != stack.addresses.bootstrap_servers:
+            stack = None  # these workers read another cluster: not the stack's to stop
+    ports = _worker_ports(web_port, processes, set(stack.ports.values()) if stack is not None else set())
+    children: list[tuple[subprocess.Popen, int]] = []
+    try:
+        for port in ports:
+            overrides: dict[str, str | int | Path] = {"WEB_PORT": port}
+            if model_dir is not None:
+                overrides["MODEL_DIR"] = model_dir.resolve()
+            if stack is not None:
+                overrides |= {"DATA_DIR": stack.data_dir / "workers", "MODEL_CACHE": stack.data_dir / "model-cache"}
+            children.append((start_worker(overrides, base_env=base_env, loglevel=loglevel), port))
+        for i, (child, port) in enumerate(children, start=1):
+            _wait_listening(child, port, f"worker {i}/{processes}")
+            address = f"http://127.0.0.1:{port}"
+            if stack is not None:
+                stack.register(RunningService(f"{WORKER}-{port}", child.pid, address, f"{address}/metrics",
+                                              f"the output of `fraudstream worker` (pid {os.getpid()})", 60.0))  # fmt: skip
+            click.echo(f"worker {i}/{processes}: pid {child.pid}, {address}/metrics")
+        codes = _wait_forwarding_signals([child for child, _ in children])
+    finally:
+        for child, port in children:
+            if child.poll() is None:
+                child.terminate()
+                child.wait()
+            if stack is not None:
+                stack.unregister(f"{WORKER}-{port}")
+    failed = [code for code in codes if code not in (0, -signal.SIGINT, -signal.SIGTERM)]
+    if failed:
+        raise click.ClickException(f"{len(failed)} of {processes} workers exited with errors (codes {failed})")
+
+
+def _running_stack(data_dir: Path | None) -> EmbeddedStack | None:
+    try:
+        return EmbeddedStack.attach(resolve_data_dir(data_dir))
+    except StackError:
+        if data_dir is not None:
+            raise click.ClickException(f"no stack is running in {data_dir.resolve()}") from None
+        return None
+
+
+def _worker_ports(first: int | None, count: int, reserved: set[int]) -> list[int]:
+    """`count` web ports: from `first` on, each free, or a one-line error naming the busy one; without
+    `first`, the first free ports from $FRAUDSTREAM_WEB_PORT (6066) that no stack service is configured on."""
+    if first is not None:
+        ports = list(range(first, first + count))
+        for port in ports:
+            if port_in_use(port):
+                raise click.ClickException(
+                    f"port {port} on 127.0.0.1 is already in use by {port_holder(port)}: "
+                    "choose another --web-port, or leave it out to use free ports"
+                )
+        return ports
+    ports, port = [], int(os.environ.get("FRAUDSTREAM_WEB_PORT", DEFAULT_PORTS[WORKER]))
+    while len(ports) < count:
+        if port > 65535:
+            raise click.ClickException("no free web ports for the workers")
+        if port not in reserved and not port_in_use(port):
+            ports.append(port)
+        port += 1
+    return ports
+
+
+def _wait_listening(child: subprocess.Popen, port: int, name: str) -> None:
+    """Wait until `child` itself listens on `port`; its exit or a timeout is a one-line error naming the port."""
+    deadline = time.monotonic() + WORKER_START_SECONDS
+    while not listens_on(child.pid, port):
+        if child.poll() is not None:
+            busy = f" (now in use by {port_holder(port)})" if port_in_use(port) else ""
+            raise click.ClickException(
+                f"{name} exited with status {child.returncode} while starting on port {port}{busy}"
+            )
+        if time.monotonic() > deadline:
+            raise click.ClickException(f"{name} did not open port {port} within {WORKER_START_SECONDS:.0f} s")
+        time.sleep(0.2)
+
+
+def _wait_forwarding_signals(children: list[subprocess.Popen]) -> list[int]:
+    """Wait for every child, passing on SIGINT and SIGTERM (each worker runs in a session of its own)."""
+
+    def forward(signum: int, _frame: object) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGTERM, forward)
+    return [child.wait() for child in children]
 
 
 def _attach_or_new(data_dir: Path, ephemeral: bool) -> EmbeddedStack:

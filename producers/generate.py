@@ -158,6 +158,7 @@ def generate_command(
     frame = generate_payments(count, seed=seed, fraud_rate=fraud_rate)
     if to_topic:
         quiet = bool(kafka.pop("quiet"))
-        run_with_progress(frame, total=count, quiet=quiet, **kafka)
+        live = not kafka.pop("keep_file_time")
+        run_with_progress(frame, total=count, quiet=quiet, live=live, **kafka)
     else:
         write_csv(frame, output, Layout(layout))

@@ -11,10 +11,12 @@ Timestamp of `KAGGLE_EPOCH` + Time seconds, and a NULL User.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import math
 import re
+import secrets
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -99,6 +101,21 @@ class Payment:
         if ValueFormat(value_format) is ValueFormat.JSON:
             return json.dumps(dict(zip(JSON_FIELDS, self.values(), strict=True)), separators=(",", ":")).encode()
         return encode_delimited(self.values()).encode()
+
+
+def sent_now(payment: Payment, run: str) -> Payment:
+    """The payment as a live producer sends it: stamped with this moment, its id made unique to the `run`.
+
+    A file's payments are a recording: replayed as they are, a 2013 Timestamp makes event time (windows,
+    the workers' event-to-score latency) 13 years old, and a second replay repeats every id. The file's own
+    time stays in the Time column.
+    """
+    return dataclasses.replace(payment, id=f"{payment.id}-{run}", timestamp=datetime.now(UTC))
+
+
+def new_run() -> str:
+    """A short tag that makes the ids of one replay unique (six hex digits)."""
+    return secrets.token_hex(3)
 
 
 @dataclass(frozen=True)

@@ -40,8 +40,10 @@ from producers.payments import (
     Rejected,
     ValueFormat,
     frame_payments,
+    new_run,
     raw_bytes,
     read_payments,
+    sent_now,
 )
 
 logger = logging.getLogger(__name__)
@@ -91,6 +93,8 @@ class ReplaySummary:
     labels_acknowledged: int = 0
     #: Labels not sent because the replay was interrupted before they became known.
     labels_pending: int = 0
+    #: The tag ending every payment id of a live replay (None: ids as in the source).
+    run: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -170,6 +174,8 @@ def replay(
     labels_topic: str | None = LABELS_TOPIC,
     label_delay: timedelta = DEFAULT_LABEL_DELAY,
     on_progress: Callable[[ReplaySummary], None] | None = None,
+    live: bool = False,
+    run: str | None = None,
 ) -> ReplaySummary:
     """Send payments to `topic`, keyed by Id, and their labels to `labels_topic` later; return what happened.
 
@@ -184,11 +190,15 @@ def replay(
     once the replay's event time (the latest payment timestamp sent) reaches the payment's time plus
     `label_delay`, stamped with that moment; when the source ends, the labels still held are sent with
     their own (later) times, since they will be known then. An interrupted replay sends none of those.
+
+    With `live` (what `fraudstream produce` does unless `--keep-file-time`), each payment is stamped with
+    the moment it is sent and its id ends in `-<run>` (`run`, else a new tag), as a new payment would;
+    without it the source's timestamps and ids go as they are (a backfill; replaying again repeats the keys).
     """
     bootstrap_servers = bootstrap_servers or Addresses.from_env().bootstrap_servers
     value_format = ValueFormat(value_format)
     dlq_topic = topic + DLQ_SUFFIX
-    summary = ReplaySummary()
+    summary = ReplaySummary(run=(run or new_run()) if live else None)
     producer = Producer(producer_config(bootstrap_servers, logger=RDKAFKA_LOG))
     topics = existing_topics(producer, bootstrap_servers)
     if topic not in topics:
@@ -245,6 +255,8 @@ def replay(
                 else:
                     if bucket is not None:
                         bucket.take()
+                    if summary.run is not None:
+                        item = sent_now(item, summary.run)
                     try:
                         _produce(producer, topic, item.key(), item.encode(value_format), None, delivered)
                     except KafkaException as error:  # refused before sending, e.g. larger than message.max.bytes
@@ -381,6 +393,11 @@ def run_with_progress(source: ReplaySource, *, total: int | None, quiet: bool, *
         + (f", failed {summary.failed:,} ({'; '.join(summary.errors)}; stopped there)" if summary.failed else "")
         + (" (interrupted)" if summary.interrupted else "")
     )
+    if summary.run is not None and summary.sent:
+        click.echo(
+            f"each payment stamped when sent, its id ending in -{summary.run} (this run); "
+            "--keep-file-time sends the file's own times and ids"
+        )
     if summary.labels_sent or summary.labels_pending:
         click.echo(
             f"{labels_topic}: labels sent {summary.labels_sent:,}, acknowledged {summary.labels_acknowledged:,}"
@@ -432,6 +449,12 @@ def kafka_options(function: Callable) -> Callable:
             show_default=True,
             help="How long after a payment its label becomes known, in event time (7d, 36h, 30s, 0).",
         ),
+        click.option(
+            "--keep-file-time",
+            is_flag=True,
+            help="Send each payment with its own Timestamp and Id (a backfill) [default: stamped when sent, "
+            "with an id unique to this run; the file's time stays in Time].",
+        ),
         address_option("bootstrap_servers"),
         click.option("--quiet", "-q", is_flag=True, help="No progress bar."),
     ]
@@ -457,6 +480,7 @@ def produce_command(
     dlq: bool,
     labels_topic: str,
     label_delay: timedelta,
+    keep_file_time: bool,
 ) -> None:
     """Replay card payments from FILE (Kaggle or extended CSV layout; `-` for stdin) into Kafka."""
     total = None if file == "-" else Path(file).stat().st_size
@@ -473,4 +497,5 @@ def produce_command(
         dead_letters=dlq,
         labels_topic=labels_topic,
         label_delay=label_delay,
+        live=not keep_file_time,
     )

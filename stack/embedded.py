@@ -5,7 +5,9 @@
 
 Services start in dependency order (the broker stores its log in the object store; the Schema
 Registry keeps its schemas in the broker), each waited on until healthy, and stop in reverse order.
-What is running is recorded in `<data_dir>/stack.json`, so another process can find and stop it.
+What is running is recorded in `<data_dir>/stack.json`, so another process can find and stop it;
+processes started beside the stack (`fraudstream worker`) register in `<data_dir>/attached/`, one file
+each, so that `status` lists them and `down` stops them first.
 """
 
 from __future__ import annotations
@@ -43,6 +45,10 @@ ON_DEMAND: tuple[str, ...] = (WORKER, PROMETHEUS)
 STOP_ORDER: tuple[str, ...] = (*ON_DEMAND, *reversed(SERVICES))
 
 STATE_FILE = "stack.json"
+#: One JSON file per process registered beside the stack (a `fraudstream worker` child), written by its owner.
+ATTACHED_DIR = "attached"
+#: Written by `stop()`: the workers that were running, so that the next `up` can say it did not restart them.
+STOPPED_WORKERS_FILE = "workers-before-down.json"
 
 
 @dataclass(frozen=True)
@@ -76,6 +82,8 @@ class EmbeddedStack:
         self.bucket = bucket
         self.outlive_caller = outlive_caller  # True for `fraudstream up`; a test's stack dies with the test
         self.running: dict[str, RunningService] = {}
+        #: Processes registered beside the stack by other commands (`register`), read by `attach`.
+        self.attached: dict[str, RunningService] = {}
         self._builders: dict[str, Callable[[], ServiceSpec]] = {
             "objectstore": lambda: seaweedfs_spec(self.data_dir, self.ports["objectstore"], host),
             "broker": lambda: tansu_spec(self.ports["broker"], self.storage, self.addresses.s3_endpoint_url, host),
@@ -116,7 +124,36 @@ class EmbeddedStack:
         state = json.loads(path.read_text())
         stack = cls(data_dir, ephemeral=state["ephemeral"], ports=state["ports"], bucket=state["bucket"])
         stack.running = {entry["name"]: RunningService(**entry) for entry in state["running"]}
+        for path in stack._attached_files():
+            service = RunningService(**json.loads(path.read_text()))
+            if service.alive():
+                stack.attached[service.name] = service
+            else:  # its owner was killed before it could unregister it
+                path.unlink(missing_ok=True)
         return stack
+
+    def register(self, service: RunningService) -> None:
+        """Record a process started beside the stack, so that `status` lists it and `stop` stops it."""
+        directory = self.data_dir / ATTACHED_DIR
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / f"{service.name}.json").write_text(json.dumps(asdict(service)))
+        self.attached[service.name] = service
+
+    def unregister(self, name: str) -> None:
+        (self.data_dir / ATTACHED_DIR / f"{name}.json").unlink(missing_ok=True)
+        self.attached.pop(name, None)
+
+    def stopped_workers(self) -> list[str]:
+        """The workers (name and address) that ran before the last `stop`; forgotten once read."""
+        path = self.data_dir / STOPPED_WORKERS_FILE
+        if not path.exists():
+            return []
+        workers = json.loads(path.read_text())
+        path.unlink()
+        return workers
+
+    def _attached_files(self) -> list[Path]:
+        return sorted((self.data_dir / ATTACHED_DIR).glob("*.json"))
 
     @property
     def storage(self) -> str:
@@ -140,7 +177,10 @@ class EmbeddedStack:
         missing = [name for name in self.services if name not in self.running or not self.running[name].healthy()]
         for name in missing:  # fail before starting anything rather than half-way through
             if not supervisor.port_released(self.ports[name], self.host):
-                raise StackError(f"{name}: port {self.ports[name]} on {self.host} is already in use")
+                port = self.ports[name]
+                raise StackError(
+                    f"{name}: port {port} on {self.host} is already in use by {supervisor.port_holder(port)}"
+                )
         started: list[str] = []
         try:
             for name in missing:
@@ -171,10 +211,21 @@ class EmbeddedStack:
             self._save_state()
 
     def stop(self) -> None:
-        """Stop everything, last started first: the broker writes into the object store, so it goes before it."""
+        """Stop everything, last started first: workers registered beside the stack, then the stack's own
+        services; the broker writes into the object store, so it goes before it."""
+        workers = [
+            f"{service.name} ({service.address})"
+            for service in [*self.attached.values(), self.running.get(WORKER)]
+            if service is not None and service.alive()
+        ]
+        for name, service in list(self.attached.items()):
+            supervisor.stop(service)
+            self.unregister(name)
         for name in STOP_ORDER:
             self.stop_service(name)
         (self.data_dir / STATE_FILE).unlink(missing_ok=True)
+        if workers:
+            (self.data_dir / STOPPED_WORKERS_FILE).write_text(json.dumps(workers))
 
     def status(self) -> list[ServiceStatus]:
         rows = []
@@ -184,6 +235,8 @@ class EmbeddedStack:
                 rows.append(ServiceStatus(name, "", None, False, None))
             else:
                 rows.append(ServiceStatus(name, service.address, service.pid, service.healthy(), service.log))
+        for service in self.attached.values():
+            rows.append(ServiceStatus(service.name, service.address, service.pid, service.healthy(), service.log))
         return rows
 
     def __enter__(self) -> EmbeddedStack:

@@ -3,8 +3,8 @@
 fraudstream does not ship Prometheus; where Debian's `prometheus` package is installed, its binary is
 started as one more supervised service, with a scrape configuration generated from the stack's own
 addresses, so that every process that serves `/metrics` is collected without hand-written YAML.
-Those are the stream worker, the Schema Registry, the Connect worker and SeaweedFS (its -metricsPort).
-The broker (Tansu exports OTLP only) and the ksqlDB-compatible server serve no Prometheus endpoint.
+Those are the stream worker, the Schema Registry, the ksqlDB-compatible server (ksqlDB's metric names),
+the Connect worker and SeaweedFS (its -metricsPort). The broker (Tansu exports OTLP only) serves none.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def scrape_targets(host: str, ports: Mapping[str, int], data_dir: Path) -> dict[
     The worker is listed whether it runs yet or not: `fraudstream demo` starts it after the stack,
     and Prometheus shows it down until then.
     """
-    targets = {name: f"{host}:{ports[name]}" for name in ("schema-registry", "connect", "worker")}
+    targets = {name: f"{host}:{ports[name]}" for name in ("schema-registry", "ksqldb", "connect", "worker")}
     seaweed_ports = data_dir / "objectstore" / "ports.json"  # SeaweedFS's inner ports, chosen at its first start
     if seaweed_ports.exists():
         targets["objectstore"] = f"{host}:{json.loads(seaweed_ports.read_text())['metricsPort']}"

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import psutil
+
 logger = logging.getLogger(__name__)
 
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
@@ -110,6 +112,30 @@ def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
         return False
 
 
+def listens_on(pid: int, port: int) -> bool:
+    """True when process `pid` itself listens on TCP `port` (not merely something on that port)."""
+    try:
+        connections = psutil.Process(pid).net_connections(kind="tcp")
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+    return any(c.status == psutil.CONN_LISTEN and c.laddr.port == port for c in connections)
+
+
+def port_holder(port: int) -> str:
+    """Who listens on TCP `port`, for an error message: `pid N (name)`, or "another process" when not ours to see."""
+    try:
+        connections = psutil.net_connections(kind="tcp")
+    except psutil.AccessDenied:
+        return "another process"
+    for connection in connections:
+        if connection.status == psutil.CONN_LISTEN and connection.laddr.port == port and connection.pid:
+            try:
+                return f"pid {connection.pid} ({psutil.Process(connection.pid).name()})"
+            except psutil.Error:
+                return f"pid {connection.pid}"
+    return "another process"
+
+
 def port_released(port: int, host: str = "127.0.0.1", timeout: float = PORT_RELEASE_SECONDS) -> bool:
     """Wait, bounded, until `port` can be bound; False if it is still taken after `timeout` seconds.
 
@@ -168,7 +194,7 @@ def start(spec: ServiceSpec, log_dir: Path, outlive_caller: bool = False) -> Run
     """
     for port in spec.ports:
         if not port_released(port):
-            raise StackError(f"{spec.name}: port {port} on 127.0.0.1 is already in use")
+            raise StackError(f"{spec.name}: port {port} on 127.0.0.1 is already in use by {port_holder(port)}")
     binary = spec.argv[0]
     if not (os.path.isfile(binary) and os.access(binary, os.X_OK)):
         raise StackError(f"{spec.name}: executable not found: {binary}")

@@ -27,6 +27,7 @@ from streams.modelsource import DirectorySource, ModelSource, RegistrySource
 from streams.quality import QualityUnavailable, publish, read_live_quality
 from streams.scoring import Pipeline, Scored
 from streams.settings import WorkerSettings
+from streams.stalls import StallWatch
 
 logger = logging.getLogger(__name__)
 
@@ -68,9 +69,9 @@ holder = ModelHolder(source, settings.budget_ms / 1000, warmup_rows=settings.max
 pipeline = Pipeline(settings, holder)
 input_topic = app.batch_topic(settings.input_topic)
 
-#: Next offset to score per input partition, and when it last moved (lag and the stall watchdog).
+#: Next offset to score per input partition (lag), and how long data has waited on each (the stall watchdog).
 progress: dict[Any, int] = {}
-moved_at: dict[Any, float] = {}
+stalls = StallWatch(settings.stall_seconds)
 
 
 #: Batches scored and not yet acknowledged by the broker: the agent waits for room, so at most this many are
@@ -138,7 +139,7 @@ async def acknowledge() -> None:
         now = time.monotonic()
         for tp in app.consumer.ack_batch(batch):
             progress[tp] = batch.span(tp)[1] + 1
-            moved_at[tp] = now
+            stalls.progressed(tp, now)
         unacknowledged.release()
 
 
@@ -172,10 +173,11 @@ async def watch_lag() -> None:
             continue
         lag = max(high - done, 0)
         metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(lag)
-        since = now - moved_at.setdefault(tp, now)
-        if lag > 0 and since > settings.stall_seconds:
+        # judged once a model is loaded: a worker still loading TensorFlow and its model is starting, not stalled
+        waited = stalls.observe(tp, lag, now) if holder.current is not None else None
+        if waited is not None:
             stalled += 1
-            logger.warning("partition %s stalled: lag %d and no progress for %.0f s", tp, lag, since)
+            logger.warning("partition %s stalled: lag %d and no progress for %.0f s", tp, lag, waited)
     metrics.STALLED.set(stalled)
 
 

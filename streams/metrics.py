@@ -25,7 +25,8 @@ BATCH_LATENCY = Histogram(
 )
 EVENT_TO_SCORE = Histogram(
     "fraudstream_event_to_score_latency_seconds",
-    "From the event's Kafka timestamp to its score being acknowledged",
+    "From the payment's event time (its Timestamp, stamped when sent by `fraudstream produce`) to its score "
+    "being acknowledged by the broker: end-to-end latency for live payments, the events' age for a backfill",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
 SCORE = Histogram("fraudstream_score", "Model scores", buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 25, 50, 100))

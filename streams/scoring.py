@@ -420,6 +420,9 @@ class Pipeline:
             raise RuntimeError("no model loaded yet")
         features, ids = parse_json_rows(body, model.feature_names, model.feature_types)
         scores, alerts = model.score(features)
+        bad = np.flatnonzero(~np.isfinite(scores))
+        if bad.size:  # JSON has no Infinity or NaN, and no score is better than a meaningless one
+            raise ValueError(_non_finite_reason(model, features, int(bad[0])))
         return {
             "model": model.name,
             "model_version": model.version,
@@ -431,3 +434,16 @@ class Pipeline:
                 for pid, s, a in zip(ids, scores.tolist(), alerts.tolist())
             ],
         }
+
+
+def _non_finite_reason(model: Any, features: np.ndarray, row: int) -> str:
+    """Why record `row` has no finite score, naming the fields that cause it: each field is set to 0 in
+    turn, and those whose value alone makes the score non-finite are named (a 1e308 amount, say)."""
+    trials = np.repeat(features[row : row + 1], features.shape[1], axis=0)
+    np.fill_diagonal(trials, 0.0)
+    with np.errstate(all="ignore"):
+        fixed = np.isfinite(model.score(trials)[0])
+    names = [f"{model.feature_names[j]} ({features[row, j]:g})" for j in np.flatnonzero(fixed)]
+    if not names:
+        return f"record {row}: the model gives these values no finite score"
+    return f"record {row}: field {', '.join(names)} is out of the range the model can score (no finite score)"

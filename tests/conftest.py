@@ -54,8 +54,9 @@ def shared_data() -> Path:
 
 
 @pytest.fixture
-def cli_env() -> dict[str, str]:
-    """Addresses on free ports, passed the way a user would: environment variables."""
+def cli_env(tmp_path: Path) -> dict[str, str]:
+    """Addresses on free ports, passed the way a user would: environment variables; the per-user state
+    (which stack `up` started last) in the test's own directory, not the user's."""
     host = "127.0.0.1"
     broker, registry, ksqldb, connect, objectstore, worker = free_ports(6)
     addresses = Addresses(
@@ -65,7 +66,7 @@ def cli_env() -> dict[str, str]:
         connect_url=f"http://{host}:{connect}",
         s3_endpoint_url=f"http://{host}:{objectstore}",
     )
-    return {**addresses.to_env(), "FRAUDSTREAM_WEB_PORT": str(worker)}
+    return {**addresses.to_env(), "FRAUDSTREAM_WEB_PORT": str(worker), "XDG_STATE_HOME": str(tmp_path / "state")}
 
 
 @pytest.fixture

@@ -68,7 +68,9 @@ def test_apply_twice_then_payments_flow_through(stack, tmp_path) -> None:
         assert prompt.exit_code == 0, prompt.output
         assert f"{prefix}_CREDITCARDFRAUD_ANONYMISED".upper() in prompt.output
         assert "Could not find STREAM/TABLE 'NOPE'" in prompt.output
-        rows = prompt.output.split("PAYMENT_ID | AMOUNT")[1].strip().splitlines()[:2]
+        after = prompt.output.split("PAYMENT_ID | AMOUNT")[1].strip().splitlines()
+        assert after[0].startswith("Reading from the earliest offset")  # it says what it waits for
+        rows = after[1:3]
         ids = {p.id: p for p in payments}
         assert len(rows) == 2 and all(row.split(" | ")[0] in ids for row in rows), prompt.output
         assert all(float(row.split(" | ")[1]) == pytest.approx(ids[row.split(" | ")[0]].amount) for row in rows)

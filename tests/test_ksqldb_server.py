@@ -194,3 +194,37 @@ def test_query_over_http2(stack, client: KSQLAPI, topic_name: str) -> None:
         )
     )
     assert rows == [{"N": 1}]
+
+
+def metric(text: str, name: str, query_id: str | None = None) -> float:
+    """One sample of a Prometheus text page (`name`, for `query_id` when given)."""
+    label = f'{{query_id="{query_id}"}}' if query_id else ""
+    for line in text.splitlines():
+        if line.startswith(f"{name}{label} "):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"no {name}{label} in /metrics")
+
+
+def test_command_status_and_metrics(stack, server: RunningService, client: KSQLAPI, topic_name: str) -> None:
+    """GET /status/<commandId> (ksqldb-client's status()) and GET /metrics under ksqlDB's names: messages
+    consumed and produced per query, processing-log errors, query status (issue 16, item 9)."""
+    name = "MX_" + topic_name.upper().replace("-", "_")
+    client.ksql(f"CREATE STREAM {name} (N INT) WITH (KAFKA_TOPIC='{topic_name}', VALUE_FORMAT='JSON', PARTITIONS=1)")
+    created = client.ksql(f"CREATE STREAM {name}_OUT AS SELECT N * 10 AS N10 FROM {name};")[0]
+    query_id = created["commandStatus"]["queryId"]
+    _produce(stack.addresses.bootstrap_servers, topic_name, [(None, b"{not json"), (None, b'{"N": 4}')])
+    _read(stack.addresses.bootstrap_servers, f"{name}_OUT", 1)
+    with httpx.Client(base_url=server.address, timeout=30) as http:
+        status = http.get(f"/status/{created['commandId']}")
+        assert status.status_code == 200 and status.json() == created["commandStatus"]
+        missing = http.get("/status/stream/`NOPE`/create")
+        assert missing.status_code == 404 and missing.json()["error_code"] == 40400
+        page = http.get("/metrics").text
+    assert metric(page, "ksql_ksql_engine_query_stats_liveness_indicator") == 1
+    assert metric(page, "ksql_ksql_engine_query_stats_num_persistent_queries") >= 1
+    assert (
+        metric(page, "ksql_ksql_queries_messages_consumed_total", query_id) == 1
+    )  # processed; the undecodable one is an error
+    assert metric(page, "ksql_ksql_queries_messages_produced_total", query_id) == 1
+    assert metric(page, "ksql_ksql_queries_processing_errors_total", query_id) == 1
+    assert f'ksql_ksql_queries_query_status{{query_id="{query_id}",status="RUNNING"}} 1.0' in page

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 import click
 import pytest
@@ -228,7 +229,34 @@ def test_produce_command_reads_stdin_and_reports_rejections(stack, topic_name):
     assert "rejected -:3: expected 31 columns (kaggle layout), got 32" in result.output
     assert "read 3, sent 2, acknowledged 2, rejected 1 (dead-lettered 1 to" in result.output
     values = [json.loads(r.value()) for r in read_topic(stack.addresses.bootstrap_servers, topic_name)]
-    assert sorted(v["ID"] for v in values) == ["stdin-2", "stdin-4"] and not any("CLASS" in v for v in values)
+    run = result.output.split("its id ending in -")[1][:6]
+    assert sorted(v["ID"] for v in values) == [f"stdin-2-{run}", f"stdin-4-{run}"]
+    assert not any("CLASS" in v for v in values)
+
+
+def test_produce_stamps_payments_when_sent_with_ids_unique_to_the_run(stack, topic_name, shared_data):
+    """Issue 16, items 5 and 6: a replayed recording is sent as new payments (event time = when sent, so
+    latency and windows read true; ids unique per run, so a second replay repeats none); the file's own
+    time stays in Time; `--keep-file-time` replays the file as it is (a backfill)."""
+    bootstrap = stack.addresses.bootstrap_servers
+    path = shared_data / "creditcard_small.csv"
+    args = [str(path), "--topic", topic_name, "--bootstrap-servers", bootstrap, "--limit", "20", "-q"]
+    before = datetime.now(UTC) - timedelta(seconds=1)  # Timestamps are sent to the millisecond
+    outputs = [invoke(produce_command, args).output for _ in range(2)]
+    after = datetime.now(UTC)
+    runs = [output.split("its id ending in -")[1][:6] for output in outputs]
+    sent = payments_in(read_topic(bootstrap, topic_name))
+    expected = {p.id: p for p in file_payments(path)[:20]}
+    assert len({p.id for p in sent}) == 40 and runs[0] != runs[1]
+    for payment in sent:
+        original = expected[payment.id.rsplit("-", 1)[0]]
+        assert payment.id.rsplit("-", 1)[1] in runs
+        assert before <= payment.timestamp <= after and payment.time == original.time
+        assert payment.features == original.features
+    backfill = invoke(produce_command, [*args, "--topic", f"{topic_name}-backfill", "--keep-file-time"])
+    assert backfill.exit_code == 0 and "ending in" not in backfill.output
+    kept = payments_in(read_topic(bootstrap, f"{topic_name}-backfill"))
+    assert {(p.id, p.timestamp) for p in kept} == {(p.id, p.timestamp) for p in expected.values()}
 
 
 def test_generate_command_to_topic(stack, topic_name):

@@ -46,26 +46,27 @@ def targets(url: str) -> dict[str, str]:
     shutil.which("prometheus") is None,
     reason="Debian's prometheus package is not installed (apt-get install prometheus)",
 )
-def test_up_prometheus_scrapes_the_running_stack(stack: EmbeddedStack) -> None:
+def test_up_prometheus_scrapes_the_running_stack(stack: EmbeddedStack, tmp_path: Path) -> None:
     """`up --prometheus` on the session's stack: Prometheus joins it, lists every service and finds them up."""
     port = free_port()
+    env = {**stack.addresses.to_env(), "XDG_STATE_HOME": str(tmp_path)}  # not the user's remembered stack
     result = fraudstream("up", "--prometheus", "--prometheus-port", str(port), "--data-dir", str(stack.data_dir),
-                         env=stack.addresses.to_env())  # fmt: skip
+                         env=env)  # fmt: skip
     try:
         assert result.returncode == 0, result.stderr
         url = f"http://127.0.0.1:{port}"
         assert f"prometheus: {url}" in result.stdout
         jobs = targets(url)  # empty until Prometheus has loaded its configuration's targets
         deadline = time.monotonic() + 120  # a bound, not a measurement: targets are scraped every 5 s
-        while not {"schema-registry", "connect", "objectstore"} <= {
+        while not {"schema-registry", "ksqldb", "connect", "objectstore"} <= {
             job for job, health in jobs.items() if health == "up"
         }:
             assert time.monotonic() < deadline, f"targets not up: {jobs}"
             time.sleep(1)
             jobs = targets(url)
-        assert set(jobs) == {"schema-registry", "connect", "worker", "objectstore", PROMETHEUS}
+        assert set(jobs) == {"schema-registry", "ksqldb", "connect", "worker", "objectstore", PROMETHEUS}
         assert jobs["worker"] != "up"  # no worker runs on this stack: Prometheus says so rather than hiding it
-        status = fraudstream("status", "--data-dir", str(stack.data_dir), env=stack.addresses.to_env())
+        status = fraudstream("status", "--data-dir", str(stack.data_dir), env=env)
         assert "prometheus" in status.stdout and status.returncode == 0
     finally:
         attached = EmbeddedStack.attach(stack.data_dir)

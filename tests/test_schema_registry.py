@@ -445,3 +445,33 @@ def _wait_until_ready(http: httpx.Client, registry: supervisor.RunningService) -
         assert registry.alive(), f"the registry exited; see {registry.log}"
         assert time.monotonic() < deadline, f"the registry did not reload; see {registry.log}"
         time.sleep(0.2)
+
+
+def test_every_route_answers_with_a_trailing_slash_too(http: httpx.Client, subject: str) -> None:
+    """Confluent's server answers `/config/` as `/config` (python-schema-registry-client's get_compatibility()
+    asks for it): every route of its API reference, both forms, the same answer."""
+    schema_id = register(http, subject, PAYMENT_V1)["id"]
+    for path in ("/", "/schemas", f"/schemas?subjectPrefix={subject}&latestOnly=true", "/schemas/types",
+                 f"/schemas/ids/{schema_id}", f"/schemas/ids/{schema_id}/schema", f"/schemas/ids/{schema_id}/versions",
+                 f"/schemas/ids/{schema_id}/subjects", "/subjects", f"/subjects/{subject}/versions",
+                 f"/subjects/{subject}/versions/1", f"/subjects/{subject}/versions/latest/schema",
+                 f"/subjects/{subject}/versions/1/referencedby", "/config", f"/config/{subject}?defaultToGlobal=true",
+                 "/mode", f"/mode/{subject}", "/contexts"):  # fmt: skip
+        bare, _, query = path.partition("?")
+        slashed = bare.rstrip("/") + "/" + (f"?{query}" if query else "")
+        plain, with_slash = http.get(path), http.get(slashed)
+        assert plain.status_code == with_slash.status_code == 200, (path, plain.text, with_slash.text)
+        assert plain.text == with_slash.text, path
+    assert http.get(f"/schemas?subjectPrefix={subject}").json() == [
+        {"subject": subject, "version": 1, "id": schema_id, "schema": json.dumps(json.loads(PAYMENT_V1), separators=(",", ":"))}
+    ]  # fmt: skip
+    assert json.loads(http.get(f"/schemas/ids/{schema_id}/schema").text) == json.loads(PAYMENT_V1)
+    assert http.get("/mode").json() == {"mode": "READWRITE"}
+    assert post(http, f"/subjects/{subject}/versions/", {"schema": PAYMENT_V2}).status_code == 200
+    assert post(http, f"/subjects/{subject}/", {"schema": PAYMENT_V2}).json()["version"] == 2
+    check = post(http, f"/compatibility/subjects/{subject}/versions/latest/", {"schema": PAYMENT_BAD})
+    assert check.json() == {"is_compatible": False}
+    assert http.put(f"/config/{subject}/", json={"compatibility": "NONE"}).json() == {"compatibility": "NONE"}
+    assert http.delete(f"/config/{subject}/").json() == {"compatibilityLevel": "NONE"}
+    assert http.delete(f"/subjects/{subject}/versions/2/").json() == 2
+    assert http.delete(f"/subjects/{subject}/").json() == [1]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from confluent_kafka.admin import NewTopic
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 
 from fraudstream.kafka import admin_client, consumer_config, end_offsets, producer_config
-from stack.supervisor import ServiceSpec, StackError, pid_alive, start
+from stack.supervisor import ServiceSpec, StackError, listens_on, pid_alive, start
 
 pytestmark = pytest.mark.integration  # starts its own servers
 
@@ -112,3 +113,63 @@ def test_a_killed_owner_takes_its_stack_with_it(tmp_path: Path) -> None:
     while any(pid_alive(pid) for pid in pids) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not any(pid_alive(pid) for pid in pids), "services outlived the process that started them"
+
+
+def test_a_stack_is_found_from_anywhere_and_down_stops_its_workers(
+    data_dir: Path, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Items 1-3 of issue 16: `status` and `up` from another directory find the running stack; `fraudstream
+    worker` picks free web ports and registers its workers; `down` stops them; `up` says it did not restart them."""
+    from models.baseline import LogisticBaseline
+    from models.datasets import GeneratedSource
+    from models.training import train
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    started = fraudstream("up", "--data-dir", str(data_dir), "--ephemeral", env=cli_env).stdout
+    assert "workers: none running" in started
+    status = fraudstream("status", env=cli_env, cwd=elsewhere)
+    assert f"stack in {data_dir}" in status.stdout
+    again = fraudstream("up", env=cli_env, cwd=elsewhere)
+    assert f"already running in {data_dir}" in again.stdout
+    clash = fraudstream("up", "--data-dir", str(tmp_path / "other"), env=cli_env, cwd=elsewhere, check=False)
+    assert clash.returncode == 1 and "Traceback" not in clash.stderr
+    assert f"the fraudstream stack in {data_dir} runs there" in clash.stderr
+
+    model = train(GeneratedSource(2_000, seed=1), LogisticBaseline(), output_dir=tmp_path / "model").output_dir
+    first = int(cli_env["FRAUDSTREAM_WEB_PORT"])  # the stack's own worker port: reserved for `demo`'s worker
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", first + 1))
+        squatter.listen()
+        busy = fraudstream("worker", "--web-port", str(first + 1), env=cli_env, cwd=elsewhere, check=False)
+        assert busy.returncode == 1 and len(busy.stderr.strip().splitlines()) == 1
+        assert f"port {first + 1}" in busy.stderr and "already in use by" in busy.stderr
+        log = tmp_path / "worker.log"
+        command = subprocess.Popen(
+            [sys.executable, "-m", "fraudstream.cli", "worker", "--processes", "2", "--model-dir", str(model)],
+            env={**os.environ, **cli_env}, cwd=elsewhere, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 300
+            while "worker 2/2" not in log.read_text(errors="replace"):
+                assert command.poll() is None, log.read_text(errors="replace")[-3000:]
+                assert time.monotonic() < deadline, "the workers did not start"
+                time.sleep(0.5)
+            lines = [line for line in log.read_text().splitlines() if line.startswith("worker ")]
+            ports = [int(line.rsplit(":", 1)[1].split("/")[0]) for line in lines]
+            pids = [int(line.split("pid ")[1].split(",")[0]) for line in lines]
+            assert first not in ports and first + 1 not in ports
+            assert all(listens_on(pid, port) for pid, port in zip(pids, ports))
+            listed = fraudstream("status", env=cli_env, cwd=elsewhere).stdout
+            assert all(f"worker-{port}" in listed for port in ports)
+            stack_pids = recorded_pids(data_dir)
+            stopped = fraudstream("down", env=cli_env, cwd=elsewhere).stdout
+            assert "2 worker(s)" in stopped
+            assert not any(pid_alive(pid) for pid in pids + stack_pids), "down left a process running"
+            assert command.wait(60) == 0, log.read_text(errors="replace")[-3000:]
+        finally:
+            if command.poll() is None:
+                command.kill()
+    restarted = fraudstream("up", "--data-dir", str(data_dir), "--ephemeral", env=cli_env).stdout
+    assert "workers: not restarted; 2 ran before `fraudstream down`" in restarted
+    fraudstream("down", "--data-dir", str(data_dir), env=cli_env)

@@ -519,7 +519,7 @@ def test_worker_command_starts_n_processes(stack, topics, registry, model_name, 
         [
             sys.executable,
             "-c",
-            "from streams.cli import worker_command; worker_command()",
+            "from fraudstream.lifecycle import worker_command; worker_command()",
             "--processes",
             "2",
             "--web-port",

@@ -130,7 +130,7 @@ def scoring_bench(
     payments = generated_payments(min(events, 50_000), seed=1)
     payments = (payments * (events // len(payments) + 1))[:events]
     replay(bootstrap, addresses.schema_registry_url, source, payments)
-    base = {**os.environ, **addresses.to_env(), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    base = {**os.environ, **addresses.to_env(), "TF_CPP_MIN_LOG_LEVEL": "3"}
 
     rates = [passthrough(bootstrap, source, sink, events)]
 

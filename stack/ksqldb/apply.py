@@ -9,7 +9,10 @@ unless `--replace` is given for a CREATE ... AS SELECT (sent as CREATE OR REPLAC
 from __future__ import annotations
 
 import json
+import os
 import re
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -196,30 +199,87 @@ def apply_command(url: str, directory: Path, replace: bool) -> None:
 
 # ------------------------------------------------------------------------------------------- the prompt
 def prompt(client: KsqlRest) -> None:
-    """Read statements (ending in `;`) until EOF or `exit`; print each answer as ksqlDB's CLI would."""
+    """Read statements (ending in `;`) until EOF or `exit`; print each answer as ksqlDB's CLI would.
+
+    On a terminal the prompt is prompt_toolkit's, as ksqlDB's CLI has JLine: line editing, Ctrl-L, history
+    kept across sessions (Up, Ctrl-R), and a statement over several lines until its `;`. Piped input is read
+    line by line.
+    """
     console = make_console()
     console.print(f"ksqlDB at {client.url}; statements end with ';', 'exit' to leave.")
     props: dict[str, Any] = {}
+    statements = _terminal_statements(history_path()) if sys.stdin.isatty() else _piped_statements()
+    for text in statements:
+        if text.strip().rstrip(";").strip().lower() in ("exit", "quit"):
+            break
+        _run(client, text, props, console)
+
+
+def history_path() -> Path:
+    """Where the prompt keeps its history: the per-user state directory (XDG), as fraudstream keeps its own."""
+    base = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+    return Path(base) / "fraudstream" / "ksql-history"
+
+
+def statement_session(history: Path, **io: Any) -> Any:
+    """A prompt_toolkit session where Enter ends a statement only after its `;` (else it starts a new line)."""
+    from prompt_toolkit import PromptSession
+    from prompt_toolkit.history import FileHistory
+    from prompt_toolkit.key_binding import KeyBindings
+
+    bindings = KeyBindings()
+
+    @bindings.add("enter")
+    def _enter(event: Any) -> None:
+        buffer = event.current_buffer
+        text = buffer.text.strip()
+        if not text or text.endswith(";") or text.lower() in ("exit", "quit"):
+            buffer.validate_and_handle()
+        else:
+            buffer.insert_text("\n")
+
+    history.parent.mkdir(parents=True, exist_ok=True)
+    return PromptSession(
+        "ksql> ",
+        history=FileHistory(str(history)),
+        key_bindings=bindings,
+        multiline=True,
+        prompt_continuation="   -> ",
+        **io,
+    )
+
+
+def _terminal_statements(history: Path, **io: Any) -> Iterator[str]:
+    session = statement_session(history, **io)
+    while True:
+        try:
+            text = session.prompt()
+        except EOFError:
+            return
+        except KeyboardInterrupt:  # Ctrl-C drops the statement being typed, as ksqlDB's CLI does
+            continue
+        if text.strip():
+            yield text.strip()
+
+
+def _piped_statements() -> Iterator[str]:
+    """Statements from a pipe: lines gathered until one ends a statement with `;` (or says exit)."""
     buffer: list[str] = []
     while True:
         try:
-            line = input("ksql> " if not buffer else "   -> ")
+            line = input()
         except EOFError:
-            break
-        except KeyboardInterrupt:
-            buffer = []
-            console.print()
-            continue
+            return
         if not buffer and line.strip().rstrip(";").lower() in ("exit", "quit"):
-            break
+            yield line
+            return
         buffer.append(line)
         text = "\n".join(buffer).strip()
-        if not text.endswith(";"):
-            if not text:
-                buffer = []
-            continue
-        buffer = []
-        _run(client, text, props, console)
+        if not text:
+            buffer = []
+        elif text.endswith(";"):
+            buffer = []
+            yield text
 
 
 def _run(client: KsqlRest, text: str, props: dict[str, Any], console: Any) -> None:
@@ -259,6 +319,7 @@ def _push(client: KsqlRest, sql: str, props: dict[str, Any], console: Any) -> No
             header = json.loads(next(lines))
             query_id = header.get("queryId")
             console.print(" | ".join(header["columnNames"]), style="bold")
+            console.print(_waiting(props), style="dim")
             for line in lines:
                 if line.strip():
                     console.print(" | ".join(json.dumps(v) if not isinstance(v, str) else v for v in json.loads(line)))
@@ -266,6 +327,16 @@ def _push(client: KsqlRest, sql: str, props: dict[str, Any], console: Any) -> No
         if query_id:
             client.http.post(f"{client.url}/close-query", json={"queryId": query_id})
         console.print("Query terminated")
+
+
+def _waiting(props: dict[str, Any]) -> str:
+    """What a push query does until rows come, so that a quiet one does not look hung."""
+    if str(props.get("auto.offset.reset", "latest")).lower() == "earliest":
+        return "Reading from the earliest offset, then waiting for new rows; Ctrl-C stops the query."
+    return (
+        "Waiting for new rows: a push query starts at the latest offset, so rows already in the topic are not shown "
+        "(SET 'auto.offset.reset'='earliest'; reads from the start). Ctrl-C stops the query."
+    )
 
 
 def render(item: dict[str, Any]) -> Any:

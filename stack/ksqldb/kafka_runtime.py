@@ -224,10 +224,13 @@ class KafkaProcessingLog(ProcessingLog):
         self.producer = producer
         self.topic = topic
         self._lock = threading.Lock()
+        #: Entries written per query since the server started (the /metrics processing-error counters).
+        self.errors_by_query: Counter[str] = Counter()
 
     def _ship(self) -> None:
         with self._lock:
             entries, self.entries = self.entries, []
+            self.errors_by_query.update(str(entry.get("query")) for entry in entries)
         for entry in entries:
             self.producer.produce(self.topic, json.dumps(entry).encode(), key=str(entry.get("query")).encode())
         self.producer.poll(0)
@@ -261,6 +264,8 @@ class QueryRunner(threading.Thread):
         self.stopping = threading.Event()
         self.error: str | None = None
         self.committed_batches = 0
+        #: Records handed to the producer for the sink (ksqlDB's messages-produced; the /metrics counter).
+        self.produced = 0
         self.progress_topic = progress_topic(query.id, runtime.service_id)
         self.progress: Progress
         self.consumer: Consumer
@@ -487,6 +492,7 @@ class QueryRunner(threading.Thread):
                     producer.poll(0.05)
                     if self.stopping.is_set():
                         raise _Stopped() from None
+        self.produced += len(out.keys) - len(skip or ())
         if wait:
             self._await_acks()
 

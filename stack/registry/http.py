@@ -85,6 +85,24 @@ async def schema_by_id(request: web.Request) -> web.Response:
     return reply(request, _registry(request).schema(int(request.match_info["id"])).to_json())
 
 
+@routes.get(r"/schemas/ids/{id:\d+}/schema")
+async def schema_text_by_id(request: web.Request) -> web.Response:
+    return web.Response(
+        text=_registry(request).schema(int(request.match_info["id"])).text, content_type=_content_type(request)
+    )
+
+
+@routes.get("/schemas")
+async def all_schemas(request: web.Request) -> web.Response:
+    """Every version of every subject (`subjectPrefix`, `deleted`, `latestOnly` as Confluent's)."""
+    registry, deleted = _registry(request), _flag(request, "deleted")
+    found = []
+    for subject in registry.subjects(request.query.get("subjectPrefix", ""), deleted):
+        subject_versions = registry.versions(subject, deleted)
+        found += subject_versions[-1:] if _flag(request, "latestOnly") else subject_versions
+    return reply(request, [v.to_json() for v in found])
+
+
 @routes.get(r"/schemas/ids/{id:\d+}/versions")
 async def schema_versions(request: web.Request) -> web.Response:
     users = _registry(request).schema_users(int(request.match_info["id"]), _flag(request, "deleted"))
@@ -204,6 +222,32 @@ async def delete_config(request: web.Request) -> web.Response:
     return reply(request, {"compatibilityLevel": previous})
 
 
+@routes.get("/mode")
+@routes.get("/mode/{subject}")
+async def get_mode(request: web.Request) -> web.Response:
+    """Always READWRITE: this registry is never an import target (no IMPORT or READONLY mode)."""
+    return reply(request, {"mode": "READWRITE"})
+
+
+@routes.get("/contexts")
+async def contexts(request: web.Request) -> web.Response:
+    """Only the default context (no schema contexts, a Confluent Platform feature of Schema Linking)."""
+    return reply(request, ["."])
+
+
+def _with_trailing_slashes(table: web.RouteTableDef) -> list[web.RouteDef]:
+    """Each route, and the same path ending in `/`: Confluent's server (Jersey) answers both, and clients
+    use both (python-schema-registry-client asks for `/config/`). Served directly: a redirect is not
+    followed by httpx, nor for a PUT or POST by most clients."""
+    both = []
+    for route in table:
+        assert isinstance(route, web.RouteDef)
+        both.append(route)
+        if route.path != "/":
+            both.append(web.RouteDef(route.method, route.path + "/", route.handler, route.kwargs))
+    return both
+
+
 # -- application --------------------------------------------------------------------------------
 
 
@@ -250,7 +294,7 @@ def create_app(registry: Registry) -> web.Application:
     app = web.Application(middlewares=[_error_middleware(metrics_registry)])
     app[REGISTRY_KEY] = registry
     app[METRICS_KEY] = metrics_registry
-    app.add_routes(routes)
+    app.add_routes(_with_trailing_slashes(routes))
     app.cleanup_ctx.append(_store_lifecycle)
     return app
 

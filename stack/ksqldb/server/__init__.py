@@ -1,6 +1,6 @@
 """The ksqlDB REST API over aiohttp: /info, /healthcheck, /ksql, /query, /query-stream, /close-query,
-/inserts-stream. Bodies and error objects follow ksqlDB's, so its clients (ksql-python, the CLI's
-REST calls) work unchanged."""
+/inserts-stream, /status/<commandId>, and /metrics (Prometheus). Bodies and error objects follow ksqlDB's,
+so its clients (ksql-python, ksqldb, ksqldb-client, the CLI's REST calls) work unchanged."""
 
 from __future__ import annotations
 
@@ -11,16 +11,19 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from ..pull import PullResult
 from . import streams
-from .entities import BAD_REQUEST, error_body
+from .entities import BAD_REQUEST, NOT_FOUND, error_body
+from .metrics import metrics_registry
 from .service import KsqlService, StatementFailure
 
 logger = logging.getLogger(__name__)
 
 VERSION = "0.29.0"
 SERVICE = web.AppKey("service", KsqlService)
+METRICS = web.AppKey("metrics", CollectorRegistry)
 
 
 def _json(body: Any, status: int = 200) -> web.Response:
@@ -118,9 +121,24 @@ async def inserts_stream(request: web.Request) -> web.StreamResponse:
     return await _chunked(request, streams.DELIMITED, streams.insert_chunks(service, target, rows))
 
 
+async def status(request: web.Request) -> web.Response:
+    """GET /status/<commandId> (`stream/`NAME`/create`, as /ksql's commandId): the command's status."""
+    command_id = request.match_info["command_id"]
+    found = request.app[SERVICE].command_status(command_id)
+    if found is None:
+        return _json(error_body("generic_error", NOT_FOUND, f"Command not found: {command_id}"), 404)
+    return _json(found)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = await asyncio.to_thread(generate_latest, request.app[METRICS])
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
 def create_app(service: KsqlService) -> web.Application:
     app = web.Application(middlewares=[failures], client_max_size=64 * 1024 * 1024)
     app[SERVICE] = service
+    app[METRICS] = metrics_registry(service)
     app.router.add_get("/info", info)
     app.router.add_get("/healthcheck", healthcheck)
     app.router.add_post("/ksql", ksql)
@@ -128,6 +146,8 @@ def create_app(service: KsqlService) -> web.Application:
     app.router.add_post("/query-stream", query_stream)
     app.router.add_post("/close-query", close_query)
     app.router.add_post("/inserts-stream", inserts_stream)
+    app.router.add_get("/status/{command_id:.+}", status)
+    app.router.add_get("/metrics", metrics)
 
     async def replay(app: web.Application) -> None:
         app["replay"] = asyncio.get_running_loop().run_in_executor(None, service.start)

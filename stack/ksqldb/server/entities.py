@@ -30,6 +30,11 @@ def error_body(
     return body
 
 
+def command_status(result: Result) -> dict[str, Any]:
+    """A command's status, in /ksql's answer and at GET /status/<commandId> (statements run synchronously)."""
+    return {"status": "SUCCESS", "message": result.message, "queryId": result.query_id}
+
+
 def entity(result: Result, sequence: int | None, command_id: str) -> dict[str, Any]:
     """One element of a /ksql response array."""
     base: dict[str, Any] = {"@type": result.kind, "statementText": result.statement, "warnings": []}
@@ -38,7 +43,7 @@ def entity(result: Result, sequence: int | None, command_id: str) -> dict[str, A
         base.update(
             {
                 "commandId": command_id,
-                "commandStatus": {"status": "SUCCESS", "message": result.message, "queryId": result.query_id},
+                "commandStatus": command_status(result),
                 "commandSequenceNumber": sequence if sequence is not None else -1,
             }
         )

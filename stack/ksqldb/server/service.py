@@ -34,7 +34,7 @@ from ..kafka_runtime import (
 from ..parser import parse
 from ..pull import PullResult
 from ..records import Record
-from .entities import BAD_STATEMENT, QUERY_ENDPOINT, SERVER_ERROR, entity, error_body, json_value
+from .entities import BAD_STATEMENT, QUERY_ENDPOINT, SERVER_ERROR, command_status, entity, error_body, json_value
 
 logger = logging.getLogger(__name__)
 
@@ -194,6 +194,8 @@ class KsqlService:
         self.push_queries: dict[str, PushQuery] = {}
         self._push_ids = itertools.count()
         self._insert_serdes: dict[str, tuple[Any, Any]] = {}
+        #: GET /status/<commandId>: every command this server ran, replayed at start-up or received since.
+        self.command_statuses: dict[str, dict[str, Any]] = {}
 
     # ---------------------------------------------------------------- start-up
     def start(self) -> None:
@@ -213,7 +215,8 @@ class KsqlService:
                 self.engine.forced_query_id = cmd.query_id
                 try:
                     for stmt in parse(cmd.statement):
-                        self.engine.execute_statement(stmt, cmd.properties)
+                        result = self.engine.execute_statement(stmt, cmd.properties)
+                        self.command_statuses[_command_id(stmt)] = command_status(result)
                 except KsqlError as e:
                     logger.warning("command %d no longer applies (%s): %s", cmd.offset, e.message, cmd.statement)
                 finally:
@@ -276,7 +279,12 @@ class KsqlService:
             if isinstance(stmt, PERSISTED):
                 sequence = self.commands.append(Command(stmt.text, props, result.query_id))  # type: ignore[attr-defined]
                 self._insert_serdes.clear()
+            self.command_statuses[_command_id(stmt)] = command_status(result)
         return entity(result, sequence, _command_id(stmt))
+
+    def command_status(self, command_id: str) -> dict[str, Any] | None:
+        """What GET /status/<commandId> answers: statements run synchronously, so a known command succeeded."""
+        return self.command_statuses.get(command_id)
 
     # ---------------------------------------------------------------- push queries
     def open_push(self, sql: str, properties: dict[str, Any]) -> PushQuery | PullResult:
