@@ -82,6 +82,11 @@ COMMANDS: dict[str, LazyCommand] = {
         "streams.cli:worker_command",
         "Start stream workers that score creditcardfraud_preprocessed_avro into fraud-scores.",
     ),
+    "handbook": LazyCommand(
+        "producers.handbook:handbook_group",
+        "The Fraud Detection Handbook's pipeline: simulated card transactions, KSQL features, its own models.",
+        ("producers.handbook:generate_command", "producers.handbook:produce_command"),
+    ),
     "bench": LazyCommand(
         "fraudstream.bench.cli:bench_command",
         "Throughput and latency benchmarks, each printed as a ratio to a raw passthrough on the same broker.",

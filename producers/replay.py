@@ -182,7 +182,8 @@ def replay(
 
     A payment never carries its label. A labelled payment's label goes to `labels_topic` (None: nowhere)
     once the replay's event time (the latest payment timestamp sent) reaches the payment's time plus
-    `label_delay`, stamped with that moment; when the source ends, the labels still held are sent with
+    `label_delay`, stamped with that moment, and before any later payment (so that a statement reading
+    both topics in arrival order knows, at each payment, every label known by then); when the source ends, the labels still held are sent with
     their own (later) times, since they will be known then. An interrupted replay sends none of those.
     """
     bootstrap_servers = bootstrap_servers or Addresses.from_env().bootstrap_servers
@@ -245,6 +246,8 @@ def replay(
                 else:
                     if bucket is not None:
                         bucket.take()
+                    if labels_topic is not None:  # labels known by this payment's time go out before it
+                        send_labels(pending.due(item.timestamp))
                     try:
                         _produce(producer, topic, item.key(), item.encode(value_format), None, delivered)
                     except KafkaException as error:  # refused before sending, e.g. larger than message.max.bytes
