@@ -85,7 +85,11 @@ COMMANDS: dict[str, LazyCommand] = {
     "handbook": LazyCommand(
         "producers.handbook:handbook_group",
         "The Fraud Detection Handbook's pipeline: simulated card transactions, KSQL features, its own models.",
-        ("producers.handbook:generate_command", "producers.handbook:produce_command"),
+        (
+            "producers.handbook:generate_command",
+            "producers.handbook:produce_command",
+            "fraudstream.handbook:evaluate_command",
+        ),
     ),
     "bench": LazyCommand(
         "fraudstream.bench.cli:bench_command",

@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 from collections.abc import Iterable
 from datetime import timedelta
-from pathlib import Path
 
 import fastavro
 import numpy as np
@@ -15,6 +14,7 @@ import pandas as pd
 import pytest
 
 from fraudstream import wire
+from fraudstream.handbook import feature_statements
 from models.handbook_reference import FEATURE_COLUMNS, HISTORY, served_features
 from producers.handbook import Transaction, frame_transactions, generate_transactions
 from producers.labels import DEFAULT_LABEL_DELAY, PendingLabels
@@ -24,15 +24,13 @@ from stack.ksqldb.formats import InMemorySchemaRegistry
 from stack.ksqldb.records import Record
 from stack.ksqldb.runtime import InMemoryRuntime
 
-STATEMENTS = Path(__file__).resolve().parents[1] / "ksql" / "handbook"
-
 
 def served_by_the_statements(
     items: Iterable[Transaction | Rejected], delay: timedelta = DEFAULT_LABEL_DELAY
 ) -> pd.DataFrame:
     """The features topic's records after a replay of ``items``: each label sent before any later transaction."""
     engine = Engine(InMemorySchemaRegistry(), InMemoryRuntime(), {"auto.offset.reset": "earliest"})
-    for path in sorted(STATEMENTS.glob("*.sql")):
+    for path in feature_statements():
         engine.execute(path.read_text())
     pending = PendingLabels(delay)
 
