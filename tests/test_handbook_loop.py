@@ -13,6 +13,7 @@ from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 from test_loop import model_versions, scoring_versions, size, wait_until, worker_metric
 
 from connectors.client import ConnectClient
@@ -53,11 +54,12 @@ def test_replay_features_score_lake_train_promote_and_the_worker_switches(stack:
     connect = ConnectClient(addresses.connect_url)
     connect.create(f"{PREFIX}s3-sink", sink)
 
-    # A first production model that has hardly learnt anything, on another simulation's offline features.
+    # A first production model that learnt nothing: another simulation's offline features with shuffled labels.
     registry = ModelRegistry.from_addresses(addresses, cache_dir=tmp_path / "registry-cache")
     other = served_features(frame_transactions(generate_transactions(customers=64, days=10, seed=1)))
-    first = train(Dataset(other, {"source": {"kind": "handbook offline reference", "seed": 1}}, []),
-                  Autoencoder(epochs=1, learning_rate=1e-6, seed=3), output_dir=tmp_path / "v1")  # fmt: skip
+    other["Class"] = np.random.default_rng(1).permutation(other["Class"].to_numpy())
+    first = train(Dataset(other, {"source": {"kind": "handbook offline reference, labels shuffled"}}, []),
+                  LogisticBaseline(), output_dir=tmp_path / "v1")  # fmt: skip
     v1 = registry.register(model, first.output_dir)["version"]
     registry.promote(model, v1, force=True)
 
@@ -75,19 +77,23 @@ def test_replay_features_score_lake_train_promote_and_the_worker_switches(stack:
         assert summary.ok and summary.acknowledged == summary.labels_acknowledged == sent
         wait_until(lambda: size(bootstrap, scores) >= sent, "a score for every transaction", proc=proc)
         assert set(model_versions(stack, scores)) == {v1}
-        answer = ksql.ksql(prefixed((STATEMENTS / "090-live-quality.sql").read_text()), {"auto.offset.reset": "earliest"})
+        answer = ksql.ksql(
+            prefixed((STATEMENTS / "090-live-quality.sql").read_text()), {"auto.offset.reset": "earliest"}
+        )
         assert all("errorMessage" not in a for a in answer), answer  # the worker has registered the scores' schema
 
         # Both kinds train on the lake with the labels known at a cutoff a week before the end: no later label.
         wait_until(lambda: len(list_objects(addresses.bucket, features, endpoint_url=addresses.s3_endpoint_url)) >= 4,
                    "the lake to fill")  # fmt: skip
         lake = LakeSource(features, addresses.bucket, endpoint_url=addresses.s3_endpoint_url)
-        cutoff = "2026-01-12T00:00:00Z"
+        cutoff = "2026-01-15T00:00:00Z"
         served = ServedSource(lake, KafkaSource(labels, None, bootstrap, value_format="json"), cutoff)
         second = train(served, LogisticBaseline(), output_dir=tmp_path / "v2")
         assert set(second.model.feature_names) == set(FEATURE_COLUMNS)  # CUSTOMER_ID, ID, EVENT_TIME are not inputs
         frame = second.dataset.frame
-        assert frame["EVENT_TIME"].max() <= 1_768_176_000_000 - 7 * 86_400_000  # labelled by the cutoff: a week earlier
+        assert (
+            frame["EVENT_TIME"].max() < 1_767_830_400_000
+        )  # labelled by the cutoff: before 2026-01-08, a week earlier
         assert second.dataset.description["source"]["features"]["kind"] == "lake"
         autoencoder = train(served, Autoencoder(epochs=2, seed=4), output_dir=tmp_path / "v3")
         registry.register(model, autoencoder.output_dir)
