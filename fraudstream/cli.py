@@ -85,6 +85,15 @@ COMMANDS: dict[str, LazyCommand] = {
         "fraudstream.kcat:kcat_command",
         "kcat (Debian's) with a librdkafka that reads the embedded broker; -b defaults to $KAFKA_BOOTSTRAP_SERVERS.",
     ),
+    "handbook": LazyCommand(
+        "producers.handbook:handbook_group",
+        "The Fraud Detection Handbook's pipeline: simulated card transactions, KSQL features, its own models.",
+        (
+            "producers.handbook:generate_command",
+            "producers.handbook:produce_command",
+            "fraudstream.handbook:evaluate_command",
+        ),
+    ),
     "bench": LazyCommand(
         "fraudstream.bench.cli:bench_command",
         "Throughput and latency benchmarks, each printed as a ratio to a raw passthrough on the same broker.",

@@ -22,6 +22,14 @@ SCORES_TOPIC = "fraud-scores"
 SHADOW_SCORES_TOPIC = "fraud-scores-shadow"
 #: Every stage change of the model registry, one partition so that workers see a model's changes in order.
 MODEL_UPDATES_TOPIC = "model-updates"
+#: The second pipeline, on the Fraud Detection Handbook's simulated card transactions (`ksql/handbook/`):
+#: transactions (JSON), their labels (as LABELS_TOPIC's), the served features (Avro) and the scores; its
+#: models are registered under HANDBOOK_MODEL, apart from the flagship's.
+HANDBOOK_TRANSACTIONS_TOPIC = "handbook_transactions"
+HANDBOOK_LABELS_TOPIC = "handbook_labels"
+HANDBOOK_FEATURES_TOPIC = "handbook_features"
+HANDBOOK_SCORES_TOPIC = "handbook-scores"
+HANDBOOK_MODEL = "handbook"
 #: Records that could not be read go to `<topic>-dlq`, the reason in their headers.
 DLQ_SUFFIX = "-dlq"
 

@@ -14,8 +14,8 @@
 --   counts when the score arrives (the join is between two tables);
 -- * a label known before its payment happened is impossible and never counts (as in training);
 -- * a label for a payment that is never scored never counts;
--- * a label other than 0 or 1 is not a label and is left out; one that is not JSON goes to the
---   processing log (KSQL_PROCESSING_LOG), as every record a statement cannot read.
+-- * a label other than 0 or 1 is not a label: it is left out, and kept with the reason in
+--   creditcardfraud_labels_rejected (015); one that is not JSON goes to the processing log.
 CREATE STREAM IF NOT EXISTS creditcardfraud_scores (
   PAYMENT_KEY STRING KEY
 ) WITH (

@@ -26,6 +26,8 @@ LABEL_COLUMN = "Class"
 
 NON_FEATURE_COLUMNS: tuple[str, ...] = (
     "PAYMENT_ID",
+    "TRANSACTION_ID",
+    "CUSTOMER_ID",
     "Id",
     "Timestamp",
     "User",

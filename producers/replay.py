@@ -188,8 +188,9 @@ def replay(
 
     A payment never carries its label. A labelled payment's label goes to `labels_topic` (None: nowhere)
     once the replay's event time (the latest payment timestamp sent) reaches the payment's time plus
-    `label_delay`, stamped with that moment; when the source ends, the labels still held are sent with
-    their own (later) times, since they will be known then. An interrupted replay sends none of those.
+    `label_delay`, stamped with that moment, and before any later payment (so that a statement reading
+    both topics in arrival order knows, at each payment, every label known by then); when the source ends,
+    the labels still held are sent with their own (later) times, since they will be known then. An interrupted replay sends none of those.
 
     With `live` (what `fraudstream produce` does unless `--keep-file-time`), each payment is stamped with
     the moment it is sent and its id ends in `-<run>` (`run`, else a new tag), as a new payment would;
@@ -257,6 +258,8 @@ def replay(
                         bucket.take()
                     if summary.run is not None:
                         item = sent_now(item, summary.run)
+                    if labels_topic is not None:  # labels known by this payment's time go out before it
+                        send_labels(pending.due(item.timestamp))
                     try:
                         _produce(producer, topic, item.key(), item.encode(value_format), None, delivered)
                     except KafkaException as error:  # refused before sending, e.g. larger than message.max.bytes

@@ -190,7 +190,9 @@ async def watch_quality() -> None:
     """Live precision and recall from the statements' table (ksql/090-live-quality.sql), as gauges."""
     global quality_problem
     try:
-        rows = await asyncio.get_running_loop().run_in_executor(None, read_live_quality, settings.addresses.ksqldb_url)
+        rows = await asyncio.get_running_loop().run_in_executor(
+            None, read_live_quality, settings.addresses.ksqldb_url, settings.quality_table
+        )
     except QualityUnavailable as error:
         if str(error) != quality_problem:
             logger.info("no live quality yet: %s", error)

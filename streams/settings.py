@@ -10,6 +10,7 @@ from pathlib import Path
 
 from fraudstream.config import Addresses
 from fraudstream.topics import PREPROCESSED_TOPIC, SCORES_TOPIC, SHADOW_SCORES_TOPIC, dead_letter_topic
+from streams.quality import LIVE_QUALITY_TABLE
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,8 @@ class WorkerSettings:
     stall_seconds: float = 30.0
     quality_seconds: float = 15.0
     """How often live precision and recall are read from the statements' table (ksql/090-live-quality.sql)."""
+    quality_table: str = LIVE_QUALITY_TABLE
+    """The pipeline's live-quality table (the handbook's: ksql/handbook/090-live-quality.sql)."""
     drift_events: int = 10_000
     """Scored rows per drift window: the PSI of each input and of the score is computed over this many."""
     worker: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
@@ -71,6 +74,7 @@ class WorkerSettings:
             poll_seconds=float(get("POLL_SECONDS", d.poll_seconds)),  # type: ignore[arg-type]
             stall_seconds=float(get("STALL_SECONDS", d.stall_seconds)),  # type: ignore[arg-type]
             quality_seconds=float(get("QUALITY_SECONDS", d.quality_seconds)),  # type: ignore[arg-type]
+            quality_table=str(get("QUALITY_TABLE", d.quality_table)),
             drift_events=int(get("DRIFT_EVENTS", d.drift_events)),  # type: ignore[arg-type]
             worker=str(get("WORKER", d.worker)),
         )

@@ -17,13 +17,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 from ksqldb_server_helpers import prefixed_statements
 
-from fraudstream.kafka import producer_config
+from fraudstream.kafka import consumer_config, producer_config
 from fraudstream.topics import SCORES_TOPIC
 from ksql import KSQLAPI
 from producers.labels import Label
@@ -90,6 +90,21 @@ def _wait_for(url: str, table: str, model: str, want: Quality, timeout: float = 
     return row
 
 
+def _first_value(stack: EmbeddedStack, topic: str, key: bytes, timeout: float = 60.0) -> dict:
+    """The JSON value of the first record of `topic` with `key`, read from the beginning as a consumer would."""
+    consumer = Consumer(consumer_config(stack.addresses.bootstrap_servers, f"read-{uuid.uuid4().hex}"))
+    consumer.subscribe([topic])
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            message = consumer.poll(1.0)
+            if message is not None and not message.error() and message.key() == key:
+                return json.loads(message.value())
+    finally:
+        consumer.close()
+    raise AssertionError(f"no record keyed {key!r} in {topic}")
+
+
 @pytest.fixture
 def statements(tmp_path: Path) -> tuple[str, Path]:
     prefix = f"q{uuid.uuid4().hex[:8]}"
@@ -133,6 +148,10 @@ def test_live_precision_and_recall_follow_the_labels(stack: EmbeddedStack, state
     final = Quality(model, 3, true_positives=3, false_positives=0, false_negatives=2, true_negatives=1)
     assert _wait_for(url, table, model, final) == final
     assert (final.precision, final.recall, final.labelled) == (1.0, 0.6, 6)
+
+    # The label that is not a label is kept with its reason.
+    rejected = _first_value(stack, f"{prefix}_creditcardfraud_labels_rejected", ids["p6"].encode())
+    assert rejected["LABEL"] == 7 and rejected["REASON"] == "LABEL must be 0 or 1", rejected
 
     # The same table through the client a data scientist uses, and the worker's gauges from it.
     sql = f"SELECT LABELLED, TRUE_POSITIVES FROM {table} WHERE MODEL_NAME = '{model}' AND MODEL_VERSION = 3;"

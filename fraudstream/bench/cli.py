@@ -144,3 +144,20 @@ def bench_scoring_command(events: int, naive_events: int, rate: float, seconds: 
     with bench_stack(use_env, ("objectstore", "broker", "schema-registry")) as addresses:
         result = scoring_bench(addresses, events, naive_events, rate, seconds)
     print_bench(result, console, Table)
+
+
+@bench_command.command("handbook")
+@click.option("--customers", type=click.IntRange(min=64), default=1000, show_default=True)
+@click.option(
+    "--days", type=click.IntRange(min=1), default=51, show_default=True, help="51 days: about 100,000 transactions."
+)
+@click.option("--seed", type=int, default=7, show_default=True)
+@USE_ENV
+def bench_handbook(customers: int, days: int, seed: int, use_env: bool) -> None:
+    """The handbook pipeline's statements (ksql/handbook/), replay to served features, as a ratio to a raw passthrough."""
+    from fraudstream.handbook import SERVICES, stream_features
+    from producers.handbook import frame_transactions, generate_transactions
+
+    items = list(frame_transactions(generate_transactions(customers, days, seed)))
+    with bench_stack(use_env, SERVICES) as addresses:
+        print_ratios(stream_features(addresses, items).rates)
