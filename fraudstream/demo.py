@@ -137,7 +137,9 @@ def demo_command(
         console.print(
             f"[bold]{LABELS_TOPIC}[/]: {labels:,} labels sent, each {_duration(label_delay)} after its payment"
         )
-        scored = _wait_for(bootstrap, topics.scores, scored_before + arrived - before, quiet_seconds=30.0)
+        scored = _wait_for(
+            bootstrap, topics.scores, scored_before + arrived - before, quiet_seconds=30.0, first_seconds=180.0
+        )
         console.print(f"[bold]{topics.scores}[/]: {scored - scored_before:,} payments scored")
         if scored - scored_before < arrived - before:
             console.print(
@@ -307,14 +309,22 @@ def _show_lake(addresses: Addresses) -> None:
             console.print(f"  {obj.key}")
 
 
-def _wait_for(bootstrap: str, topic: str, expected: int, quiet_seconds: float = 10.0) -> int:
-    """Wait until `topic` holds `expected` records, or stops growing for `quiet_seconds`; return its size."""
-    size, changed = topic_size(bootstrap, topic), time.monotonic()
-    while size < expected and time.monotonic() - changed < quiet_seconds:
+def _wait_for(
+    bootstrap: str, topic: str, expected: int, quiet_seconds: float = 10.0, first_seconds: float | None = None
+) -> int:
+    """Wait until `topic` holds `expected` records, or stops growing for `quiet_seconds`; return its size.
+
+    Until it first grows, the wait is `first_seconds` (when given): a worker still loading its model on a
+    busy machine writes nothing for a while, and is not stuck.
+    """
+    size, changed, grown = topic_size(bootstrap, topic), time.monotonic(), False
+    while size < expected and time.monotonic() - changed < (
+        quiet_seconds if grown or first_seconds is None else first_seconds
+    ):
         time.sleep(0.5)
         now = topic_size(bootstrap, topic)
         if now != size:
-            size, changed = now, time.monotonic()
+            size, changed, grown = now, time.monotonic(), True
     return size
 
 

@@ -31,6 +31,9 @@ from streams.stalls import StallWatch
 
 logger = logging.getLogger(__name__)
 
+#: httpx (the Schema Registry client, the live-quality pull query) logs every request at INFO.
+logging.getLogger("httpx").setLevel(logging.WARNING)
+
 settings = WorkerSettings.from_env()
 #: One thread scores. BLAS threads spin-waiting between small matrix products doubled the worker's CPU per
 #: event at batches of 5,000, taking it from the agent and the broker.
