@@ -561,7 +561,8 @@ class Engine:
         if source is None:
             if stmt.if_exists:
                 return Result("currentStatus", stmt.text, f"Source `{stmt.name}` does not exist.")
-            raise KsqlStatementError(f"Source {stmt.name} does not exist.")
+            hint = self.metastore.alternatives(stmt.name, stmt.kind)
+            raise KsqlStatementError(f"{stmt.kind.capitalize()} {stmt.name} does not exist.{hint}")
         if source.kind != stmt.kind:
             raise KsqlStatementError(
                 f"Incompatible data source type is {source.kind.lower()}, but statement was DROP {stmt.kind.lower()}"

@@ -17,6 +17,7 @@ from decimal import ROUND_HALF_UP, Decimal, DivisionByZero, InvalidOperation, lo
 from typing import Any
 
 from . import ast
+from . import comparison as cmp
 from . import values as V
 from .errors import EvalError, KsqlStatementError, UnsupportedError
 from .formatter import format_expr
@@ -27,12 +28,10 @@ from .functions.registry import REGISTRY
 from .types import (
     BIGINT,
     BOOLEAN,
-    DATE,
     DOUBLE,
     INTEGER,
     NULL,
     STRING,
-    TIMESTAMP,
     ArrayType,
     DecimalType,
     MapType,
@@ -189,6 +188,16 @@ def _decimal_op(op: str, t: DecimalType) -> Callable[[Decimal, Decimal], Decimal
 
 
 _CMP = {"=": operator.eq, "<>": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
+
+
+#: what ksqlDB's code generator calls the expressions of each clause in its messages
+_CODE_KINDS = {
+    "SELECT": "Select",
+    "WHERE": "Predicate",
+    "HAVING": "Predicate",
+    "GROUP BY": "Group By",
+    "PARTITION BY": "SelectKey",
+}
 
 
 class ErrorSink:
@@ -390,13 +399,57 @@ class Compiler:
             raise KsqlStatementError(f"{ctx}{err}.") from None
 
     def _Comparison(self, e: ast.Comparison) -> Compiled:
-        left = self.compile(e.left)
-        if isinstance(left.type, NullType) or (isinstance(e.right, ast.Literal) and e.right.kind == "NULL"):
-            rt = "NULL" if isinstance(e.right, ast.Literal) and e.right.kind == "NULL" else self.compile(e.right).type
-            lt = "NULL" if isinstance(left.type, NullType) else left.type
-            raise KsqlStatementError(f"Comparison with NULL not supported: {lt} {e.op} {rt}")
-        right = self._compare_operand(e.right, left.type, e.op, e)
-        return self._compare(e.op, left, right, e)
+        return self._comparison(e.op, e.left, e.right)
+
+    def _comparison(self, op: str, left_e: ast.Expr, right_e: ast.Expr, negated: bool = False) -> Compiled:
+        """A comparison or IS [NOT] DISTINCT FROM, typed by ksqlDB's rules (comparison.py): a NULL literal
+        or types that do not compare fail the statement, with ksqlDB's message in the clause's words."""
+        left, right = self.compile(left_e), self.compile(right_e)
+        lt, rt = left.type, right.type
+        if isinstance(lt, NullType) or isinstance(rt, NullType):
+            err = cmp.with_null(None if isinstance(lt, NullType) else lt, op, None if isinstance(rt, NullType) else rt)
+            raise KsqlStatementError(self._in_clause(err.message))
+        if not cmp.is_valid(lt, op, rt):
+            shown = [format_expr(unqualified_refs(x)) for x in (left_e, right_e)]
+            raise KsqlStatementError(self._in_clause(cmp.invalid(shown[0], lt, op, shown[1], rt)))
+        return self._compare(op, left, right, negated)
+
+    def _in_clause(self, message: str) -> str:
+        """ksqlDB's words for a type error: its filters (WHERE, HAVING) say in which one."""
+        return f"Error in {self.clause} expression: {message}" if self.clause in ("WHERE", "HAVING") else message
+
+    def _in_code(self, message: str) -> str:
+        """ksqlDB's words for an error found while it generates an expression's code: in which kind of
+        expression (CodeGenRunner's "Invalid Select: ...")."""
+        kind = _CODE_KINDS.get(self.clause)
+        return f"Invalid {kind}: {message}." if kind else message
+
+    def _compare(self, op: str, left: Compiled, right: Compiled, negated: bool = False) -> Compiled:
+        """Compare two typed operands; any NULL makes a comparison false and IS DISTINCT FROM true exactly
+        when only one side is NULL (ksqlDB's generated Java)."""
+        lconv, rconv = cmp.operand_converters(left.type, right.type)
+        lf, rf = _converted(left, lconv), _converted(right, rconv)
+        test = cmp.comparator(op, left.type, right.type)
+        if op == "IS DISTINCT FROM":
+
+            def distinct(row):
+                a, b = lf(row), rf(row)
+                if a is None or b is None:
+                    return (a is None) != (b is None)
+                return test(a, b)
+
+            return Compiled(BOOLEAN, (lambda row: not distinct(row)) if negated else distinct)
+
+        def fn(row):
+            a = lf(row)
+            if a is None:
+                return False
+            b = rf(row)
+            if b is None:
+                return False
+            return test(a, b)
+
+        return Compiled(BOOLEAN, fn)
 
     def _compare_operand(self, e: ast.Expr, target: SqlType, op: str, whole: ast.Expr) -> Compiled:
         try:
@@ -409,41 +462,8 @@ class Compiler:
         except EvalError as err:
             raise KsqlStatementError(f"Error in {self.clause} expression: {err}") from None
 
-    def _compare(self, op: str, left: Compiled, right: Compiled, e: ast.Expr) -> Compiled:
-        lt, rt = left.type, right.type
-        if op not in ("=", "<>") and (isinstance(lt, (ArrayType, MapType, StructType)) or lt == BOOLEAN):
-            raise KsqlStatementError(f"Cannot compare {lt} with {op}: {format_expr(e)}")
-        if {lt, rt} == {DATE, TIMESTAMP}:  # a DATE compares as midnight of that day
-            left, right = convert(left, TIMESTAMP), convert(right, TIMESTAMP)
-        elif is_temporal(lt) and is_temporal(rt) and lt != rt:
-            raise KsqlStatementError(f"Cannot compare {lt} to {rt}: {format_expr(e)}")
-        dbl = _any_double(left, right)
-        lf, rf = _comparison_value(left, dbl), _comparison_value(right, dbl)
-        cmp = _CMP[op]
-
-        def fn(row):
-            a = lf(row)
-            if a is None:
-                return False
-            b = rf(row)
-            if b is None:
-                return False
-            return cmp(a, b)
-
-        return Compiled(BOOLEAN, fn)
-
     def _IsDistinct(self, e: ast.IsDistinct) -> Compiled:
-        left = self.compile(e.left)
-        right = self._compare_operand(e.right, left.type, "IS DISTINCT FROM", e)
-        lf, rf = _comparison_value(left), _comparison_value(right)
-        neg = e.negated
-
-        def fn(row):
-            a, b = lf(row), rf(row)
-            distinct = (a is None) != (b is None) or (a is not None and a != b)
-            return (not distinct) if neg else distinct
-
-        return Compiled(BOOLEAN, fn)
+        return self._comparison("IS DISTINCT FROM", e.left, e.right, e.negated)
 
     def _Between(self, e: ast.Between) -> Compiled:
         v = self.compile(e.value)
@@ -583,7 +603,7 @@ class Compiler:
         if e.operand is not None:
             operand = self.compile(e.operand)
             conds = [
-                self._compare("=", operand, self._compare_operand(w.condition, operand.type, "=", e), e).fn
+                self._compare("=", operand, self._compare_operand(w.condition, operand.type, "=", e)).fn
                 for w in e.whens
             ]
         elif self.strict:  # the condition is unboxed
@@ -620,7 +640,7 @@ class Compiler:
             return _const(target, None)
         src, f = c.type, c.fn
         if not V.cast_supported(src, target):
-            raise KsqlStatementError(f"Cast of {src} to {target} is not supported")
+            raise KsqlStatementError(self._in_code(f"Cast of {src} to {target} is not supported"))
         if src == target and not isinstance(target, DecimalType):
             cast = Compiled(target, f, c.constant)
         else:
@@ -1040,6 +1060,26 @@ def _java_str(v: Any) -> str:
 
 def _as_decimal(t: SqlType) -> SqlType:
     return to_decimal_type(t) if not isinstance(t, DecimalType) else t
+
+
+def unqualified_refs(e: ast.Expr) -> ast.Expr:
+    """`e` with column qualifiers dropped, as ksqlDB prints an expression of one source in its messages."""
+    return e.transform(lambda x: ast.ColumnRef(x.name) if isinstance(x, ast.ColumnRef) and x.source else None)
+
+
+def _converted(c: Compiled, conv: Callable[[Any], Any]) -> Callable[[Row], Any]:
+    """The operand's values through `conv`; a constant is converted once, here."""
+    fn = c.fn
+    if conv is cmp.same:
+        return fn
+    if c.constant:
+        try:
+            value = fn(())
+            value = None if value is None else conv(value)
+            return lambda row: value
+        except (EvalError, ValueError, ArithmeticError):
+            pass  # fails on every record, as in ksqlDB
+    return lambda row: None if (v := fn(row)) is None else conv(v)
 
 
 def _comparison_value(c: Compiled, as_double: bool = False) -> Callable[[Row], Any]:
