@@ -30,6 +30,7 @@ from .types import (
     BOOLEAN,
     DOUBLE,
     INTEGER,
+    LONG_MAX,
     NULL,
     STRING,
     ArrayType,
@@ -245,6 +246,9 @@ class Compiler:
             return _const(NULL, None)
         if e.kind == "DECIMAL":
             return _const(_decimal_literal_type(e.value), e.value)
+        if e.kind == "BIGINT" and e.value > LONG_MAX:  # 2^63, a literal only when negated (parser.py)
+            where = f"line {e.loc.line}:{e.loc.column}: " if e.loc else ""
+            raise KsqlStatementError(f"{where}Invalid numeric literal: {e.value}")
         t = {"BOOLEAN": BOOLEAN, "INTEGER": INTEGER, "BIGINT": BIGINT, "DOUBLE": DOUBLE, "STRING": STRING}[e.kind]
         return _const(t, e.value)
 

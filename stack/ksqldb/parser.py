@@ -8,6 +8,7 @@ grammar file is the clearest statement of what the engine accepts. LALR keeps pa
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from decimal import Decimal
 from functools import lru_cache
@@ -18,7 +19,7 @@ from lark.exceptions import LarkError, UnexpectedInput, UnexpectedToken, VisitEr
 
 from . import ast
 from .errors import KsqlError, KsqlStatementError, ParseError, UnsupportedError
-from .types import INT_MAX, INT_MIN, ArrayType, DecimalType, MapType, SqlType, StructType, primitive
+from .types import INT_MAX, INT_MIN, LONG_MAX, LONG_MIN, ArrayType, DecimalType, MapType, SqlType, StructType, primitive
 
 _GRAMMAR = Path(__file__).with_name("ksql.lark")
 
@@ -109,19 +110,30 @@ class _ToAst(Transformer):
         return ast.Literal(value, "INTEGER" if INT_MIN <= value <= INT_MAX else "BIGINT")
 
     def int_lit(self, children):
-        return self._int(int(children[0]))
+        tok = children[0]
+        value = int(tok)
+        if value > LONG_MAX + 1:  # 2^63 itself is a BIGINT when negated: unary_op folds it, the compiler checks
+            raise ParseError(f"line {tok.line}:{tok.column}: Invalid numeric literal: {tok.value}")
+        return ast.Literal(value, "INTEGER" if INT_MIN <= value <= INT_MAX else "BIGINT", loc=_tok_loc(tok))
 
     def decimal_lit(self, children):
         return ast.Literal(Decimal(children[0].value), "DECIMAL")
 
     def double_lit(self, children):
-        return ast.Literal(float(children[0].value), "DOUBLE")
+        tok = children[0]
+        value = float(tok.value)
+        if math.isinf(value):  # Java's Double.parseDouble overflows to infinity, which ksqlDB refuses
+            raise ParseError(f"line {tok.line}:{tok.column}: Number overflows DOUBLE: {tok.value}")
+        return ast.Literal(value, "DOUBLE")
 
     def string_lit(self, children):
         return ast.Literal(unquote_string(children[0].value), "STRING")
 
     def signed_int_lit(self, children):
-        return self._int(int(children[0].value + children[1].value))
+        text = children[0].value + children[1].value
+        if not LONG_MIN <= int(text) <= LONG_MAX:
+            raise ParseError(f"line {children[0].line}:{children[0].column}: Invalid numeric literal: {text}")
+        return self._int(int(text))
 
     def signed_decimal_lit(self, children):
         return ast.Literal(Decimal(children[0].value + children[1].value), "DECIMAL")

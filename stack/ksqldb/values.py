@@ -6,7 +6,7 @@ import base64
 import datetime as dt
 import functools
 import math
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation, localcontext
+from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal, InvalidOperation, localcontext
 from typing import Any
 
 from .errors import EvalError
@@ -79,11 +79,28 @@ def java_double_str(f: float) -> str:
         if "." not in r:
             r += ".0"
         return r
-    sign, digits, exp = Decimal(r).as_tuple()
+    sign, digits, exp = _java_digits(f, Decimal(r)).as_tuple()
     ds = "".join(map(str, digits)).rstrip("0") or "0"
     exponent = len(digits) - 1 + exp
     mantissa = ds[0] + "." + (ds[1:] or "0")
     return f"{'-' if sign else ''}{mantissa}E{exponent}"
+
+
+def _java_digits(f: float, shortest: Decimal) -> Decimal:
+    """The decimal Java prints for `f`: the shortest that reads back as `f` (Python's repr) but, where one
+    digit would do, the two-digit one closest to `f` (Double.toString's specification; it matters for
+    subnormals: Double.MIN_VALUE is 4.9E-324, not 5e-324)."""
+    if len(shortest.normalize().as_tuple().digits) > 1:
+        return shortest
+    with localcontext() as ctx:
+        ctx.prec = 1100
+        exact = Decimal(f)
+        found = []
+        for adjusted in {exact.adjusted(), shortest.adjusted()}:
+            quantum = Decimal(1).scaleb(adjusted - 1)
+            low = exact.quantize(quantum, rounding=ROUND_FLOOR)
+            found += [c for c in (low, low + quantum) if c and float(c) == f]
+        return min(found, key=lambda c: abs(c - exact)) if found else shortest
 
 
 def decimal_str(d: Decimal) -> str:

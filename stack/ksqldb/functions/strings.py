@@ -16,6 +16,7 @@ from functools import lru_cache
 from .. import values as V
 from ..errors import EvalError
 from ..types import BOOLEAN, BYTES, INTEGER, STRING, ArrayType, MapType
+from .java_text import code_units, unescape_java
 from .registry import register
 
 
@@ -51,6 +52,7 @@ def rtrim(s):
 @register("LEN", [STRING], INTEGER, deterministic=True)
 @register("LEN", [BYTES], INTEGER, deterministic=True)
 @register("LENGTH", [STRING], INTEGER, deterministic=True)
+@code_units
 def length(s):
     return len(s)
 
@@ -89,12 +91,14 @@ def _start(length: int, pos: int) -> int:
 
 @register("SUBSTRING", [STRING, INTEGER], STRING, deterministic=True)
 @register("SUBSTRING", [BYTES, INTEGER], BYTES, deterministic=True)
+@code_units
 def substring(s, pos):
     return s[_start(len(s), pos) :]
 
 
 @register("SUBSTRING", [STRING, INTEGER, INTEGER], STRING, deterministic=True)
 @register("SUBSTRING", [BYTES, INTEGER, INTEGER], BYTES, deterministic=True)
+@code_units
 def substring_len(s, pos, length):
     start = _start(len(s), pos)
     if length < 0:
@@ -103,16 +107,19 @@ def substring_len(s, pos, length):
 
 
 @register("INSTR", [STRING, STRING], INTEGER, deterministic=True)
+@code_units
 def instr(s, sub):
     return s.find(sub) + 1
 
 
 @register("INSTR", [STRING, STRING, INTEGER], INTEGER, deterministic=True)
+@code_units
 def instr_pos(s, sub, pos):
     return instr_occ(s, sub, pos, 1)
 
 
 @register("INSTR", [STRING, STRING, INTEGER, INTEGER], INTEGER, deterministic=True)
+@code_units
 def instr_occ(s, sub, pos, occurrence):
     """Oracle-style INSTR: a negative position searches backwards from that many chars from the end."""
     if occurrence <= 0 or pos == 0:
@@ -148,12 +155,14 @@ def _pad(s, length, padding, left: bool):
 
 @register("LPAD", [STRING, INTEGER, STRING], STRING, deterministic=True)
 @register("LPAD", [BYTES, INTEGER, BYTES], BYTES, deterministic=True)
+@code_units
 def lpad(s, length, padding):
     return _pad(s, length, padding, True)
 
 
 @register("RPAD", [STRING, INTEGER, STRING], STRING, deterministic=True)
 @register("RPAD", [BYTES, INTEGER, BYTES], BYTES, deterministic=True)
+@code_units
 def rpad(s, length, padding):
     return _pad(s, length, padding, False)
 
@@ -180,8 +189,10 @@ def chr_(code):
 
 @register("CHR", [STRING], STRING, deterministic=True)
 def chr_str(text):
-    m = re.fullmatch(r"\\u([0-9a-fA-F]{4})", text)
-    return chr(int(m.group(1), 16)) if m else None
+    """Text that starts with a \\u escape, unescaped as Java text (a surrogate pair makes one character)."""
+    if len(text) < 6 or not text.startswith("\\u"):
+        return None
+    return unescape_java(text)
 
 
 @register("SPLIT", [STRING, STRING], ArrayType(STRING))

@@ -1,0 +1,79 @@
+"""Expressions behave as ksqlDB's generated Java does: literals in range of their type, text as UTF-16 code
+units, doubles printed as Double.toString prints them (examples; the properties are in
+test_ksqldb_properties.py)."""
+
+import pytest
+
+from stack.ksqldb.errors import KsqlError
+from stack.ksqldb.expressions import Compiler, Scope
+from stack.ksqldb.parser import parse_expression
+from stack.ksqldb.values import java_double_str
+
+EMOJI = "\U0001f600"
+
+
+def ev(text: str):
+    return Compiler(Scope([])).compile(parse_expression(text)).fn(())
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("9223372036854775808", "line 1:8: Invalid numeric literal: 9223372036854775808"),
+        ("99999999999999999999 + 1", "line 1:8: Invalid numeric literal: 99999999999999999999"),
+        ("1e400", "line 1:8: Number overflows DOUBLE: 1e400"),
+        ("1 + 2E308", "Number overflows DOUBLE: 2E308"),
+    ],
+)
+def test_literals_out_of_range_are_refused(text, message):
+    with pytest.raises(KsqlError) as info:
+        ev(text)
+    assert message in info.value.message
+
+
+def test_literals_at_the_edges_of_their_types():
+    assert ev("-9223372036854775808") == -(2**63)
+    assert ev("9223372036854775807") == 2**63 - 1
+    assert ev("1.7976931348623157E308") == 1.7976931348623157e308
+    assert ev("4.9E-324") == 5e-324
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        (f"LEN('a{EMOJI}b')", 4),
+        (f"SUBSTRING('a{EMOJI}b', 2, 2)", EMOJI),
+        (f"SUBSTRING('{EMOJI}b', 3)", "b"),
+        (f"INSTR('{EMOJI}b', 'b')", 3),
+        (f"LPAD('{EMOJI}', 3, 'x')", "x" + EMOJI),
+        (f"RPAD('{EMOJI}{EMOJI}', 2, 'x')", EMOJI),
+        ("CHR('\\ud83d\\ude00')", EMOJI),
+        ("CHR('\\u004bxyz')", "Kxyz"),
+        ("CHR('\\u00')", None),
+        ("CHR('u004b')", None),
+        ("CHR(128512)", EMOJI),
+        ("CHR(1114112)", None),
+    ],
+)
+def test_text_is_utf16_code_units(text, expected):
+    assert ev(text) == expected
+
+
+@pytest.mark.parametrize(
+    "value, text",
+    [
+        (5e-324, "4.9E-324"),
+        (1e-323, "9.9E-324"),
+        (1e23, "1.0E23"),
+        (1e7, "1.0E7"),
+        (9999999.0, "9999999.0"),
+        (1e-3, "0.001"),
+        (1e-4, "1.0E-4"),
+        (-0.0, "-0.0"),
+        (1.7976931348623157e308, "1.7976931348623157E308"),
+        (float("nan"), "NaN"),
+        (float("-inf"), "-Infinity"),
+    ],
+)
+def test_doubles_print_as_java(value, text):
+    assert java_double_str(value) == text
