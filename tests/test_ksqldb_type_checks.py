@@ -86,6 +86,23 @@ def refused(engine, statement: str) -> str:
         ("DROP STREAM NOPE;", "Stream NOPE does not exist."),
         ("DROP TABLE NOPE;", "Table NOPE does not exist."),
         (
+            "CREATE STREAM X (A INT, B INT) WITH (kafka_topic='x', value_format='JSON', WRAP_SINGLE_VALUE=true);",
+            "'WRAP_SINGLE_VALUE' is only valid for single-field value schemas",
+        ),
+        (
+            "CREATE STREAM X WITH (WRAP_SINGLE_VALUE=false) AS SELECT ID, A, B FROM S;",
+            "'WRAP_SINGLE_VALUE' is only valid for single-field value schemas",
+        ),
+        (
+            "CREATE STREAM X (A INT) WITH (kafka_topic='x', value_format='DELIMITED', WRAP_SINGLE_VALUE=true);",
+            "Format 'DELIMITED' does not support 'WRAP_SINGLE_VALUE' set to 'true'.",
+        ),
+        (
+            "CREATE STREAM X (A ARRAY<MAP<INT, STRING>>) WITH (kafka_topic='x', value_format='JSON');",
+            "reason: JSON only supports MAP types with STRING keys",
+        ),
+        ("CREATE STREAM X AS SELECT ID, MAP(A := 1) AS M FROM S;", "JSON only supports MAP types with STRING keys"),
+        (
             "DROP STREAM `s`;",
             "Stream s does not exist.\nDid you mean S? Hint: try removing double quotes from the source name.",
         ),

@@ -9,10 +9,29 @@ from decimal import Decimal
 from typing import Any
 
 from .. import values as V
-from ..errors import SerdeError
-from ..types import BYTES, DATE, DOUBLE, TIME, TIMESTAMP, ArrayType, MapType, SqlType, StructType
+from ..errors import KsqlStatementError, SerdeError
+from ..types import BYTES, DATE, DOUBLE, STRING, TIME, TIMESTAMP, ArrayType, MapType, SqlType, StructType
 from .base import Serde
 from .coerce import coerce, lookup_field
+
+
+def validate(columns: list[tuple[str, SqlType]]) -> None:
+    """ksqlDB's JSON serde refuses a MAP whose keys are not STRING, anywhere in the schema (a JSON object's
+    keys are text)."""
+
+    def check(t: SqlType) -> None:
+        if isinstance(t, MapType):
+            if t.key != STRING:
+                raise KsqlStatementError("JSON only supports MAP types with STRING keys")
+            check(t.value)
+        elif isinstance(t, ArrayType):
+            check(t.item)
+        elif isinstance(t, StructType):
+            for _, ft in t.fields:
+                check(ft)
+
+    for _, t in columns:
+        check(t)
 
 
 def dumps(value: Any, t: SqlType) -> str:
