@@ -110,7 +110,7 @@ def test_invalid_aggregations_are_refused_with_ksqldb_messages(engine):
     with pytest.raises(KsqlStatementError, match="does not accept parameters"):
         engine.execute("CREATE TABLE t AS SELECT usr, SUM(usr) FROM pay GROUP BY usr;")
     with pytest.raises(UnsupportedError):
-        engine.execute("CREATE TABLE t AS SELECT usr, HISTOGRAM(usr) FROM pay GROUP BY usr;")
+        engine.execute("CREATE TABLE t AS SELECT usr, CORRELATION(n, n) FROM pay GROUP BY usr;")
 
 
 # ---------------------------------------------------------------- tables: undo, tombstones

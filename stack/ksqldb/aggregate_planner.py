@@ -25,7 +25,9 @@ from .errors import KsqlStatementError, UnsupportedError
 from .expressions import Compiled, Compiler, ErrorSink, Scope
 from .formatter import format_expr, quote_ident
 from .functions import REGISTRY
+from .functions.aggregates import UNSUPPORTED as UNSUPPORTED_AGGREGATES
 from .functions.aggregates import is_aggregate, resolve_aggregate
+from .functions.registry import UNSUPPORTED_FUNCTIONS
 from .metastore import RESERVED, Column, LogicalSchema, MetaStore
 from .pipeline import ProjectionPlan
 from .types import BIGINT, NullType, SqlType, is_complex
@@ -408,6 +410,10 @@ def _check_functions_exist(exprs: list[ast.Expr]) -> None:
     for e in exprs:
         for call in e.find_all(ast.FunctionCall):
             name = call.name.upper()
+            if name in UNSUPPORTED_FUNCTIONS:
+                raise UnsupportedError(UNSUPPORTED_FUNCTIONS[name])
+            if name in UNSUPPORTED_AGGREGATES:
+                raise UnsupportedError(f"aggregate function {name}")
             if not is_aggregate(name) and name not in REGISTRY and name not in ("TRANSFORM", "FILTER", "REDUCE"):
                 raise KsqlStatementError(f"Can't find any functions with the name '{name}'")
 

@@ -548,3 +548,78 @@ def json_items(text):
 @register("MD5", [STRING], STRING)
 def md5(s):
     return hashlib.md5(s.encode("utf-8")).hexdigest()
+
+
+_JSON = json.JSONDecoder()
+
+
+@register("JSON_ARRAY_CONTAINS", [STRING, "ANY"], BOOLEAN, null_safe=False)
+def json_array_contains(text, value):
+    """Whether a JSON array holds `value`, read element by element as ksqlDB's streaming parser does (text
+    past a match is not looked at; a malformed array is false): integers match INT or BIGINT values,
+    fractions DOUBLE values, null a NULL; anything else (a DECIMAL, a nested array) never matches."""
+    if text is None:
+        return None
+    pos = _skip_ws(text, 0)
+    if not text.startswith("[", pos):
+        return False
+    pos += 1
+    while True:
+        pos = _skip_ws(text, pos)
+        if text.startswith("]", pos):
+            return False
+        try:
+            item, pos = _JSON.raw_decode(text, pos)
+        except ValueError:
+            return False
+        if _json_matches(item, value):
+            return True
+        pos = _skip_ws(text, pos)
+        if text.startswith(",", pos):
+            pos += 1
+        elif not text.startswith("]", pos):
+            return False
+
+
+def _skip_ws(text: str, pos: int) -> int:
+    while pos < len(text) and text[pos] in " \t\r\n":
+        pos += 1
+    return pos
+
+
+def _json_matches(item, value) -> bool:
+    if item is None or value is None:
+        return item is None and value is None
+    if isinstance(value, bool) or isinstance(item, bool):
+        return isinstance(value, bool) and isinstance(item, bool) and item == value
+    if isinstance(value, int):
+        return isinstance(item, int) and item == value
+    if isinstance(value, float):
+        return isinstance(item, float) and item == value
+    if isinstance(value, str):
+        return isinstance(item, str) and item == value
+    return False
+
+
+@register("JSON_CONCAT", [STRING], STRING, variadic=True, null_safe=False)
+def json_concat(*texts):
+    """Objects merged key by key (a later key wins); otherwise everything concatenated as one array, a
+    non-array standing for an array of itself. A NULL or invalid input gives NULL (invalid ones logged)."""
+    nodes = []
+    for text in texts:
+        if text is None or not text.strip():
+            return None
+        try:
+            nodes.append(json.loads(text))
+        except ValueError:
+            raise EvalError(f"Invalid JSON format:{text}") from None
+    if not nodes:
+        return None
+    if all(isinstance(n, dict) for n in nodes):
+        merged: dict = {}
+        for n in nodes:
+            merged.update(n)
+        result: object = merged
+    else:
+        result = [x for n in nodes for x in (n if isinstance(n, list) else [n])]
+    return json.dumps(result, separators=(",", ":"), ensure_ascii=False)
