@@ -10,7 +10,7 @@ from typing import Any
 
 from .. import values as V
 from ..errors import KsqlStatementError, SerdeError
-from ..types import BYTES, DATE, DOUBLE, STRING, TIME, TIMESTAMP, ArrayType, MapType, SqlType, StructType
+from ..types import BYTES, DATE, DOUBLE, STRING, TIME, TIMESTAMP, ArrayType, MapType, SqlType, StructType, nested
 from .base import Serde
 from .coerce import coerce, lookup_field
 
@@ -18,20 +18,8 @@ from .coerce import coerce, lookup_field
 def validate(columns: list[tuple[str, SqlType]]) -> None:
     """ksqlDB's JSON serde refuses a MAP whose keys are not STRING, anywhere in the schema (a JSON object's
     keys are text)."""
-
-    def check(t: SqlType) -> None:
-        if isinstance(t, MapType):
-            if t.key != STRING:
-                raise KsqlStatementError("JSON only supports MAP types with STRING keys")
-            check(t.value)
-        elif isinstance(t, ArrayType):
-            check(t.item)
-        elif isinstance(t, StructType):
-            for _, ft in t.fields:
-                check(ft)
-
-    for _, t in columns:
-        check(t)
+    if any(isinstance(x, MapType) and x.key != STRING for _, t in columns for x in nested(t)):
+        raise KsqlStatementError("JSON only supports MAP types with STRING keys")
 
 
 def dumps(value: Any, t: SqlType) -> str:
