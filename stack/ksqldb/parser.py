@@ -228,6 +228,10 @@ class _ToAst(Transformer):
     def arithmetic(self, c):
         return ast.Arithmetic(c[1].value, c[0], c[2], loc=_tok_loc(c[1]))
 
+    def concat_op(self, c):
+        # `a || b` is ksqlDB's CONCAT(a, b) (its AstBuilder builds exactly that call)
+        return ast.FunctionCall("CONCAT", (c[0], c[2]), loc=_tok_loc(c[1]))
+
     def multiply(self, c):
         return ast.Arithmetic("*", c[0], c[2], loc=_tok_loc(c[1]))
 
@@ -472,7 +476,7 @@ def _with_text(stmt: ast.Statement, text: str) -> ast.Statement:
 #: Valid ksqlDB statements this engine does not implement: refused as unsupported, not as syntax errors.
 _UNSUPPORTED_STATEMENTS = re.compile(
     r"\s*(EXPLAIN|PRINT|CREATE\s+TYPE|DROP\s+TYPE|CREATE\s+(?:SINK|SOURCE)\s+CONNECTOR|DROP\s+CONNECTOR|"
-    r"DESCRIBE\s+CONNECTOR|DESCRIBE\s+FUNCTION|DEFINE|UNDEFINE|ASSERT|PAUSE|RESUME)\b",
+    r"DESCRIBE\s+CONNECTOR|DESCRIBE\s+FUNCTION|DEFINE|UNDEFINE|ASSERT|PAUSE|RESUME|ALTER\s+SYSTEM|RUN\s+SCRIPT)\b",
     re.IGNORECASE,
 )
 
@@ -487,6 +491,7 @@ _TOKEN_NAMES = {
     "DECIMAL_LIT": "DECIMAL_VALUE",
     "DOUBLE_LIT": "FLOATING_POINT_VALUE",
     "COMP_OP": "COMPARISON_OPERATOR",
+    "CONCAT_OP": "'||'",
     "ADD_OP": "'+', '-'",
     "MUL_OP": "'/', '%'",
     "LT": "'<'",
