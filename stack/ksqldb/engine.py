@@ -46,7 +46,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "ksql.new.query.planner.enabled": False,
 }
 
-_KNOWN_PROPS = {
+KNOWN_PROPERTIES = {
     "KAFKA_TOPIC",
     "VALUE_FORMAT",
     "KEY_FORMAT",
@@ -69,7 +69,7 @@ _KNOWN_PROPS = {
 
 
 #: Valid ksqlDB WITH properties this engine does not implement (refused loudly, never ignored).
-_UNSUPPORTED_PROPS = {
+UNSUPPORTED_PROPERTIES = {
     "KEY_SCHEMA_FULL_NAME": "schema full names for keys",
     "VALUE_SCHEMA_FULL_NAME": "schema full names",
     "KEY_SCHEMA_ID": "key schema ids",
@@ -202,9 +202,9 @@ class Engine:
 
     def _check_props(self, stmt_props: dict[str, Any]) -> None:
         for k in stmt_props:
-            if k in _UNSUPPORTED_PROPS:
-                raise UnsupportedError(f"WITH property {k} ({_UNSUPPORTED_PROPS[k]})")
-            if k not in _KNOWN_PROPS:
+            if k in UNSUPPORTED_PROPERTIES:
+                raise UnsupportedError(f"WITH property {k} ({UNSUPPORTED_PROPERTIES[k]})")
+            if k not in KNOWN_PROPERTIES:
                 raise KsqlStatementError(f"Invalid config variable(s) in the WITH clause: {k}")
 
     def _next_query_id(self, prefix: str, name: str) -> str:

@@ -574,6 +574,11 @@ def _syntax_error(sql: str, e: UnexpectedInput) -> str:
     return "\n".join(lines)
 
 
+#: valid ksqlDB syntax inside a statement that this engine does not implement (refused, not a syntax error)
+_UNSUPPORTED_SYNTAX = re.compile(r"(?P<struct_all>->\s*\*)|(?P<at_time_zone>\bAT\s+TIME\s+ZONE\b)", re.IGNORECASE)
+_UNSUPPORTED_SYNTAX_NAMES = {"struct_all": "the ->* operator (all STRUCT fields)", "at_time_zone": "AT TIME ZONE"}
+
+
 def parse(sql: str) -> list[ast.Statement]:
     """Parse one or more `;`-separated statements; raises ParseError ('Syntax Error ...') on bad input."""
     try:
@@ -582,6 +587,9 @@ def parse(sql: str) -> list[ast.Statement]:
         unsupported = _UNSUPPORTED_STATEMENTS.match(_statement_at(sql, getattr(e, "pos_in_stream", 0) or 0))
         if unsupported:
             raise UnsupportedError(f"{' '.join(unsupported.group(1).upper().split())} statements") from None
+        syntax = _UNSUPPORTED_SYNTAX.search(_statement_at(sql, getattr(e, "pos_in_stream", 0) or 0))
+        if syntax:
+            raise UnsupportedError(_UNSUPPORTED_SYNTAX_NAMES[syntax.lastgroup or ""]) from None
         raise ParseError(_syntax_error(sql, e)) from None
     except LarkError as e:
         raise ParseError(f"Syntax Error: {e}") from None

@@ -39,19 +39,8 @@ def trim(s):
     return _java_trim(s)
 
 
-@register("LTRIM", [STRING], STRING, deterministic=True)
-def ltrim(s):
-    return s.lstrip("".join(chr(c) for c in range(0x21)))
-
-
-@register("RTRIM", [STRING], STRING, deterministic=True)
-def rtrim(s):
-    return s.rstrip("".join(chr(c) for c in range(0x21)))
-
-
 @register("LEN", [STRING], INTEGER, deterministic=True)
 @register("LEN", [BYTES], INTEGER, deterministic=True)
-@register("LENGTH", [STRING], INTEGER, deterministic=True)
 @code_units
 def length(s):
     return len(s)
@@ -170,11 +159,6 @@ def rpad(s, length, padding):
 @register("REPLACE", [STRING, STRING, STRING], STRING, deterministic=True)
 def replace(s, old, new):
     return s.replace(old, new)
-
-
-@register("REVERSE", [STRING], STRING, deterministic=True)
-def reverse(s):
-    return s[::-1]
 
 
 @register("INITCAP", [STRING], STRING, deterministic=True)
