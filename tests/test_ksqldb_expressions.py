@@ -50,7 +50,7 @@ def ev(text: str, row=ROW):
         ("-7 % 3", INTEGER, -1),
         ("I * 1.5", DecimalType(13, 1), Decimal("10.5")),
         ("DEC + 1", DecimalType(13, 2), Decimal("2.25")),
-        ("DEC / 3", DecimalType(15, 13), Decimal("0.4166666666667")),
+        ("DEC / 5", DecimalType(15, 13), Decimal("0.2500000000000")),
         ("D * 2", DOUBLE, 5.0),
         ("2147483647 + 1", INTEGER, -2147483648),
         ("S + ' world'", STRING, "hello world"),

@@ -2,9 +2,11 @@
 units, doubles printed as Double.toString prints them (examples; the properties are in
 test_ksqldb_properties.py)."""
 
+from decimal import Decimal
+
 import pytest
 
-from stack.ksqldb.errors import KsqlError
+from stack.ksqldb.errors import EvalError, KsqlError
 from stack.ksqldb.expressions import Compiler, Scope
 from stack.ksqldb.parser import parse_expression
 from stack.ksqldb.values import java_double_str
@@ -77,3 +79,24 @@ def test_text_is_utf16_code_units(text, expected):
 )
 def test_doubles_print_as_java(value, text):
     assert java_double_str(value) == text
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("10.0 / 4.0", Decimal("2.500000")),
+        ("99.99 + 0.01", Decimal("100.00")),
+        ("1.25 * 1.25", Decimal("1.5625")),
+        ("-7.0 % 3", Decimal("-1.0")),
+    ],
+)
+def test_decimal_arithmetic_is_exact(text, expected):
+    assert ev(text) == expected and str(ev(text)) == str(expected)
+
+
+@pytest.mark.parametrize("text", ["1.0 / 3.0", "1.25 / 3", "1.0 / 0"])
+def test_decimal_results_that_need_rounding_fail_the_record(text):
+    """ksqlDB computes DECIMAL arithmetic with RoundingMode.UNNECESSARY: a result it would have to round
+    (or a division by zero) throws, and the column is NULL for that record."""
+    with pytest.raises(EvalError):
+        ev(text)

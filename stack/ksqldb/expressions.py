@@ -13,7 +13,7 @@ import operator
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal, DivisionByZero, InvalidOperation, localcontext
+from decimal import Decimal, DivisionByZero, Inexact, InvalidOperation, localcontext
 from typing import Any
 
 from . import ast
@@ -164,26 +164,33 @@ def _java_fmod(a: float, b: float) -> float:
 
 
 def _decimal_op(op: str, t: DecimalType) -> Callable[[Decimal, Decimal], Decimal]:
+    """DECIMAL arithmetic as ksqlDB generates it: `a.op(b, new MathContext(p, UNNECESSARY)).setScale(s)`.
+    Nothing is ever rounded: a result that needs more than p digits, or more than s decimals (1.0 / 3.0),
+    fails the record (ksqlDB then yields NULL), as does a division by zero."""
     quantum = Decimal(1).scaleb(-t.scale)
+    apply: Callable[[Decimal, Decimal], Decimal] = {
+        "+": operator.add,
+        "-": operator.sub,
+        "*": operator.mul,
+        "/": operator.truediv,
+        "%": operator.mod,
+    }[op]
 
     def fn(a: Decimal, b: Decimal) -> Decimal:
         with localcontext() as ctx:
-            ctx.prec = max(t.precision + 20, 60)
-            ctx.traps[DivisionByZero] = True
+            ctx.prec = t.precision
+            ctx.traps[Inexact] = True
             try:
-                if op == "+":
-                    r = a + b
-                elif op == "-":
-                    r = a - b
-                elif op == "*":
-                    r = a * b
-                elif op == "/":
-                    r = a / b
-                else:
-                    r = a % b
+                r = apply(a, b)
             except (DivisionByZero, InvalidOperation):
-                raise EvalError("Division by zero") from None
-            return r.quantize(quantum, rounding=ROUND_HALF_UP)
+                raise EvalError("Division by zero" if not b else "Division impossible") from None
+            except Inexact:
+                raise EvalError("Rounding necessary") from None
+            ctx.prec = max(t.precision, 1) + 40
+            scaled = r.quantize(quantum)
+        if scaled != r:
+            raise EvalError("Rounding necessary")
+        return scaled
 
     return fn
 
