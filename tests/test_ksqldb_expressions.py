@@ -119,13 +119,15 @@ def test_predicates(text, expected):
     assert v is expected
 
 
-def test_three_valued_or_and_not_with_null_boolean():
+def test_null_booleans_follow_java_not_three_valued_logic():
+    """ksqlDB generates Java's && and ||: short-circuit, and an evaluated NULL operand throws (NULL result)."""
     cols = [("X", BOOLEAN), ("Y", BOOLEAN)]
     comp = Compiler(Scope(cols))
-    assert comp.compile(parse_expression("X OR Y")).fn((None, True)) is True
-    assert comp.compile(parse_expression("X OR Y")).fn((None, False)) is None
-    assert comp.compile(parse_expression("X AND Y")).fn((None, False)) is False
-    assert comp.compile(parse_expression("NOT X")).fn((None, False)) is None
+    assert comp.compile(parse_expression("Y OR X")).fn((None, True)) is True
+    assert comp.compile(parse_expression("Y AND X")).fn((None, False)) is False
+    for text in ("X OR Y", "X AND Y", "NOT X", "CASE WHEN X THEN 1 ELSE 2 END"):
+        with pytest.raises(EvalError):
+            comp.compile(parse_expression(text)).fn((None, True))
 
 
 @pytest.mark.parametrize(

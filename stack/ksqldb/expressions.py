@@ -571,43 +571,17 @@ class Compiler:
         return c
 
     def _Logical(self, e: ast.Logical) -> Compiled:
-        left, right = self._bool(e.left), self._bool(e.right)
-        if self.strict:  # Java's && and || on Booleans: short-circuit, and a null operand throws
-            jl, jr = _npe(left).fn, _npe(right).fn
-            if e.op == "AND":
-                return Compiled(BOOLEAN, lambda row: jl(row) and jr(row))
-            return Compiled(BOOLEAN, lambda row: jl(row) or jr(row))
-        lf, rf = left.fn, right.fn
+        """Java's && and || on Booleans, as ksqlDB generates them: short-circuit, and a NULL operand that is
+        evaluated throws (the record's value is then NULL, or a WHERE drops it), so `NULL OR TRUE` is not
+        TRUE as in SQL's three-valued logic, while `FALSE AND NULL` is FALSE."""
+        jl, jr = _npe(self._bool(e.left)).fn, _npe(self._bool(e.right)).fn
         if e.op == "AND":
-
-            def fn(row):
-                a = lf(row)
-                if a is False:
-                    return False
-                b = rf(row)
-                if b is False:
-                    return False
-                return None if a is None or b is None else True
-        else:
-
-            def fn(row):
-                a = lf(row)
-                if a is True:
-                    return True
-                b = rf(row)
-                if b is True:
-                    return True
-                return None if a is None or b is None else False
-
-        return Compiled(BOOLEAN, fn)
+            return Compiled(BOOLEAN, lambda row: jl(row) and jr(row))
+        return Compiled(BOOLEAN, lambda row: jl(row) or jr(row))
 
     def _Not(self, e: ast.Not) -> Compiled:
-        operand = self._bool(e.operand)
-        if self.strict:
-            jf = _npe(operand).fn
-            return Compiled(BOOLEAN, lambda row: not jf(row))
-        f = operand.fn
-        return Compiled(BOOLEAN, lambda row: None if (v := f(row)) is None else not v)
+        jf = _npe(self._bool(e.operand)).fn  # Java's `!` unboxes its operand
+        return Compiled(BOOLEAN, lambda row: not jf(row))
 
     # ------------------------------------------------------------------ conditional
     def _Case(self, e: ast.Case) -> Compiled:
@@ -617,10 +591,8 @@ class Compiler:
                 self._compare("=", operand, self._compare_operand(w.condition, operand.type, "=", e)).fn
                 for w in e.whens
             ]
-        elif self.strict:  # the condition is unboxed
+        else:  # ksqlDB's SearchedCaseFunction unboxes each condition: a NULL one throws
             conds = [_npe(self.compile_predicate(w.condition)).fn for w in e.whens]
-        else:
-            conds = [self.compile_predicate(w.condition).fn for w in e.whens]
         results = [self.compile(w.result) for w in e.whens]
         default = self.compile(e.default) if e.default is not None else None
         all_results = results + ([default] if default else [])
