@@ -156,3 +156,45 @@ def test_comparisons_follow_java(engine):
         "PARSED": True,
         "BOTH_NULL": True,
     }
+
+
+JOIN_SOURCES = [
+    "CREATE STREAM L (ID INT KEY, A INT, B STRING) WITH (kafka_topic='l', value_format='JSON');",
+    "CREATE TABLE R (ID INT PRIMARY KEY, C STRING) WITH (kafka_topic='r', value_format='JSON');",
+    "CREATE TABLE R2 (ID INT PRIMARY KEY, D STRING) WITH (kafka_topic='r2', value_format='JSON');",
+]
+
+
+@pytest.mark.parametrize(
+    "criteria, message",
+    [
+        (
+            "L.ID = R.ID AND L.A = R.ID",
+            "Invalid join condition: joins on multiple conditions are not yet supported. "
+            "Got ((L.ID = R.ID) AND (L.A = R.ID)).",
+        ),
+        ("L.ID = R.ID OR L.A = R.ID", "Unsupported join expression: ((L.ID = R.ID) OR (L.A = R.ID))"),
+        ("L.ID = R.ID AND L.A > 1", "Unsupported join expression: ((L.ID = R.ID) AND (L.A > 1))"),
+        ("L.ID > R.ID", "Only equality join criteria is supported."),
+        (
+            "L.ID = L.A",
+            "Each side of the join must reference exactly one source and not the same source. "
+            "Left side references L and right references L",
+        ),
+        ("L.B = R.ID", "Invalid join condition: types don't match. Got L.B{STRING} = R.ID{INTEGER}."),
+    ],
+)
+def test_join_criteria_refused_with_ksqldb_message(engine, criteria, message):
+    for statement in JOIN_SOURCES:
+        engine.execute(statement)
+    assert message in refused(engine, f"SELECT * FROM L JOIN R ON {criteria} EMIT CHANGES;")
+
+
+def test_join_criteria_must_reference_the_joined_source(engine):
+    for statement in JOIN_SOURCES:
+        engine.execute(statement)
+    message = refused(engine, "SELECT * FROM L JOIN R ON L.ID = R.ID JOIN R2 ON L.ID = R.ID EMIT CHANGES;")
+    assert message == (
+        "A join criteria is expected to reference the source (R2) in the FROM clause, instead the right source "
+        "references R and the left source references L"
+    )
