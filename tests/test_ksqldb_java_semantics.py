@@ -100,3 +100,26 @@ def test_decimal_results_that_need_rounding_fail_the_record(text):
     (or a division by zero) throws, and the column is NULL for that record."""
     with pytest.raises(EvalError):
         ev(text)
+
+
+@pytest.mark.parametrize(
+    "text, precision, scale",
+    [("0.005", 4, 3), ("-0.5", 2, 1), ("0.0", 2, 1), ("12.50", 4, 2), ("1.0", 2, 1)],
+)
+def test_decimal_literal_types_follow_ksqldb(text, precision, scale):
+    """DecimalUtil.fromValue: a literal strictly between -1 and 1 has one digit before its scale."""
+    t = Compiler(Scope([])).compile(parse_expression(text)).type
+    assert (t.precision, t.scale) == (precision, scale)
+
+
+@pytest.mark.parametrize(
+    "declared, message",
+    [
+        ("DECIMAL(0, 0)", "DECIMAL precision must be >= 1: DECIMAL(0,0)"),
+        ("DECIMAL(2, 3)", "DECIMAL precision must be >= scale: DECIMAL(2,3)"),
+    ],
+)
+def test_decimal_type_parameters_are_checked_as_ksqldb(declared, message):
+    with pytest.raises(KsqlError) as info:
+        ev(f"CAST(1 AS {declared})")
+    assert message in info.value.message

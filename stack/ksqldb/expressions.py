@@ -89,10 +89,13 @@ def _const(t: SqlType, value: Any) -> Compiled:
 
 
 def _decimal_literal_type(d: Decimal) -> DecimalType:
+    """ksqlDB's DecimalUtil.fromValue: a literal strictly between -1 and 1 has one digit before its scale
+    (0.005 is DECIMAL(4, 3)); any other has its digits as precision."""
     sign, digits, exp = d.as_tuple()
     scale = max(-exp, 0) if isinstance(exp, int) else 0
-    precision = max(len(digits), scale, 1)
-    return DecimalType(precision, scale)
+    if -1 < d < 1:
+        return DecimalType(scale + 1, scale)
+    return DecimalType(max(len(digits), scale, 1), scale)
 
 
 def _comparable(a: SqlType, b: SqlType) -> bool:

@@ -150,10 +150,13 @@ class _ToAst(Transformer):
             if len(args) != 2:
                 raise ParseError("Syntax Error: DECIMAL requires precision and scale")
             precision, scale = args
+            # SqlDecimal.validateParameters' checks and words
             if precision < 1:
-                raise KsqlError("DECIMAL precision must be >= 1")
-            if scale < 0 or scale > precision:
-                raise KsqlError(f"DECIMAL scale must be between 0 and precision: DECIMAL({precision}, {scale})")
+                raise KsqlError(f"DECIMAL precision must be >= 1: DECIMAL({precision},{scale})")
+            if scale < 0:
+                raise KsqlError(f"DECIMAL scale must be >= 0: DECIMAL({precision},{scale})")
+            if scale > precision:
+                raise KsqlError(f"DECIMAL precision must be >= scale: DECIMAL({precision},{scale})")
             return DecimalType(precision, scale)
         t = primitive(name)
         if t is None or args:
