@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import operator
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -99,23 +100,20 @@ def comparator(op: str, lt: SqlType, rt: SqlType) -> Callable[[Any, Any], bool]:
     and `>` (so NaN equals nothing and differs from nothing), strings by UTF-16 code unit, bytes as
     signed bytes, everything else by equals()."""
     distinct = op in ("<>", "IS DISTINCT FROM")
-    if is_numeric(lt) and is_numeric(rt) and not (isinstance(lt, DecimalType) or isinstance(rt, DecimalType)):
+    if DOUBLE in (lt, rt) and is_numeric(lt) and is_numeric(rt) and not _decimal(lt, rt):
         if op == "=":
             return lambda a, b: a <= b and a >= b
         if distinct:
             return lambda a, b: a < b or a > b
         return _ORDER[op]
+    if op in _EQUALITY:
+        return _ORDER["<>" if distinct else op]
+    order = _ORDER[op]
     if lt == STRING and rt == STRING:
-        order = _ORDER.get(op)
-        if order is None:
-            return (lambda a, b: a != b) if distinct else (lambda a, b: a == b)
         return lambda a, b: order(a, b) if a.isascii() and b.isascii() else order(_utf16(a), _utf16(b))
     if lt == BYTES:
-        order = _ORDER["<>" if distinct else op]
         return lambda a, b: order(a.translate(_SIGNED), b.translate(_SIGNED))
-    if distinct:
-        return lambda a, b: a != b
-    return _ORDER[op]
+    return order
 
 
 def same(v: Any) -> Any:
@@ -151,10 +149,14 @@ def _utf16(s: str) -> bytes:
 _SIGNED = bytes((b + 128) % 256 for b in range(256))
 
 _ORDER: dict[str, Callable[[Any, Any], bool]] = {
-    "=": lambda a, b: a == b,
-    "<>": lambda a, b: a != b,
-    "<": lambda a, b: a < b,
-    "<=": lambda a, b: a <= b,
-    ">": lambda a, b: a > b,
-    ">=": lambda a, b: a >= b,
+    "=": operator.eq,
+    "<>": operator.ne,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
 }
+
+
+def _decimal(*types: SqlType) -> bool:
+    return any(isinstance(t, DecimalType) for t in types)
