@@ -84,6 +84,8 @@ def refused(engine, statement: str) -> str:
         (WINDOWED + "WHERE WINDOWSTART > 0 GROUP BY B;", BOUNDS),
         ("CREATE TABLE O AS SELECT B, SUM(WINDOWSTART) FROM S WINDOW TUMBLING (SIZE 1 SECOND) GROUP BY B;", BOUNDS),
         ("DROP STREAM NOPE;", "Stream NOPE does not exist."),
+        ("INSERT INTO NOPE SELECT * FROM S;", "Line: 1, Col: 12: Source NOPE does not exist."),
+        ("INSERT INTO NOPE (A) VALUES (1);", "Cannot insert values into an unknown stream/table: NOPE"),
         ("DROP TABLE NOPE;", "Table NOPE does not exist."),
         (
             "CREATE STREAM X (A INT, B INT) WITH (kafka_topic='x', value_format='JSON', WRAP_SINGLE_VALUE=true);",

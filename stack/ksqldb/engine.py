@@ -472,7 +472,9 @@ class Engine:
         self.runtime.add_query(query, replay=replay)
 
     def _InsertInto(self, stmt: ast.InsertInto, props: dict[str, Any]) -> Result:
-        target = self.metastore.require(stmt.target)
+        target = self.metastore.get(stmt.target)
+        if target is None:
+            raise KsqlStatementError(f"{ast.at(stmt.loc)}Source {stmt.target} does not exist.")
         if target.is_source:
             raise KsqlError(f"Cannot insert into read-only {target.kind.lower()}: {target.name}")
         plan = plan_query(stmt.query, self.metastore, target.name, config=props)
@@ -503,7 +505,12 @@ class Engine:
         return Result("currentStatus", stmt.text, f"Created query with ID {query_id}", query_id=query_id)
 
     def _InsertValues(self, stmt: ast.InsertValues, props: dict[str, Any]) -> Result:
-        target = self.metastore.require(stmt.target)
+        target = self.metastore.get(stmt.target)
+        if target is None:
+            raise KsqlStatementError(
+                f"Cannot insert values into an unknown stream/table: {stmt.target}"
+                f"{self.metastore.alternatives(stmt.target)}"
+            )
         if target.is_source:
             raise KsqlError(f"Cannot insert values into read-only {target.kind.lower()}: {target.name}")
         schema = target.schema

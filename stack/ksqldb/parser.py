@@ -424,7 +424,9 @@ class _ToAst(Transformer):
 
     def insert_query(self, c):
         props = next((x[1] for x in c if isinstance(x, tuple) and x and x[0] == "with"), ())
-        return ast.InsertInto(str(c[2]), _trees(c, ast.Query)[0], props)
+        # ksqlDB's AstSanitizer points after "INSERT INTO" when the target is unknown
+        where = ast.Location(c[0].line, c[0].column + len("INSERT INTO")) if isinstance(c[0], Token) else None
+        return ast.InsertInto(str(c[2]), _trees(c, ast.Query)[0], props, loc=where)
 
     def column_list(self, c):
         return ("columns", tuple(str(x) for x in c))
