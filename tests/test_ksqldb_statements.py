@@ -119,6 +119,7 @@ def test_alter_and_show_functions(engine):
         "CREATE SOURCE CONNECTOR c WITH ('connector.class'='x');",
         "SHOW CONNECTORS;",
         "SELECT S->* FROM S EMIT CHANGES;",
+        "SELECT CASE V WHEN 1 THEN 2 END FROM S EMIT CHANGES;",
         "SELECT V AT TIME ZONE 'UTC' FROM S EMIT CHANGES;",
         "CREATE STREAM P (V INT) WITH (kafka_topic='p', value_format='PROTOBUF');",
         "CREATE STREAM P (V INT) WITH (kafka_topic='p', value_format='JSON_SR');",

@@ -80,6 +80,20 @@ def refused(engine, statement: str) -> str:
             "SELECT * FROM S WHERE CAST(BO AS DATE) IS NULL EMIT CHANGES;",
             "Invalid Predicate: Cast of BOOLEAN to DATE is not supported.",
         ),
+        (
+            "SELECT CASE WHEN A > 1 THEN 1 ELSE 2.5 END FROM S EMIT CHANGES;",
+            "Invalid Case expression. Type for the default clause should be the same as for 'THEN' clauses.\n"
+            "THEN type: INTEGER.\nDEFAULT type: DECIMAL(2, 1).",
+        ),
+        (
+            "SELECT CASE WHEN A > 1 THEN 1 WHEN A > 2 THEN 'x' END FROM S EMIT CHANGES;",
+            "Invalid Case expression. Type for all 'THEN' clauses should be the same.\n"
+            "THEN expression 'WHEN (A > 2) THEN 'x'' has type: STRING.\nPrevious THEN expression(s) type: INTEGER.",
+        ),
+        (
+            "SELECT CASE WHEN A THEN 1 END FROM S EMIT CHANGES;",
+            "WHEN operand type should be boolean.\nType for 'A' is INTEGER",
+        ),
         (WINDOWED + "GROUP BY B HAVING WINDOWSTART > 0;", BOUNDS),
         (WINDOWED + "WHERE WINDOWSTART > 0 GROUP BY B;", BOUNDS),
         ("CREATE TABLE O AS SELECT B, SUM(WINDOWSTART) FROM S WINDOW TUMBLING (SIZE 1 SECOND) GROUP BY B;", BOUNDS),

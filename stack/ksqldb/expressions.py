@@ -588,32 +588,46 @@ class Compiler:
 
     # ------------------------------------------------------------------ conditional
     def _Case(self, e: ast.Case) -> Compiled:
+        """A searched CASE, typed as ksqlDB's ExpressionTypeManager types it: every WHEN is BOOLEAN, every
+        non-NULL THEN and the ELSE have one same type (no widening). ksqlDB does not implement the simple
+        CASE (`CASE x WHEN v ...`)."""
         if e.operand is not None:
-            operand = self.compile(e.operand)
-            conds = [
-                self._compare("=", operand, self._compare_operand(w.condition, operand.type, "=", e)).fn
-                for w in e.whens
-            ]
-        else:  # ksqlDB's SearchedCaseFunction unboxes each condition: a NULL one throws
-            conds = [_npe(self.compile_predicate(w.condition)).fn for w in e.whens]
-        results = [self.compile(w.result) for w in e.whens]
+            raise UnsupportedError("simple CASE (CASE <value> WHEN ...), which ksqlDB does not implement either")
+        conds, results = [], []
+        then_type: SqlType | None = None
+        for w in e.whens:
+            cond = self.compile(w.condition)
+            if cond.type != BOOLEAN:
+                raise KsqlStatementError(
+                    f"WHEN operand type should be boolean.\nType for '{format_expr(w.condition)}' is {cond.type}"
+                )
+            result = self.compile(w.result)
+            if not isinstance(result.type, NullType):
+                if then_type is not None and result.type != then_type:
+                    raise KsqlStatementError(
+                        "Invalid Case expression. Type for all 'THEN' clauses should be the same.\n"
+                        f"THEN expression 'WHEN {format_expr(w.condition)} THEN {format_expr(w.result)}' has type: "
+                        f"{result.type}.\nPrevious THEN expression(s) type: {then_type}."
+                    )
+                then_type = then_type or result.type
+            conds.append(_npe(cond).fn)  # ksqlDB's SearchedCaseFunction unboxes each condition
+            results.append(result)
         default = self.compile(e.default) if e.default is not None else None
-        all_results = results + ([default] if default else [])
-        t = common_type([r.type for r in all_results])
-        if t is None:
+        default_type = None if default is None or isinstance(default.type, NullType) else default.type
+        if then_type is not None and default_type is not None and then_type != default_type:
             raise KsqlStatementError(
-                "Invalid Case expression. Type for all 'THEN' clauses should be the same. "
-                + ", ".join(str(r.type) for r in all_results)
+                "Invalid Case expression. Type for the default clause should be the same as for 'THEN' clauses.\n"
+                f"THEN type: {then_type}.\nDEFAULT type: {default_type}."
             )
-        if isinstance(t, NullType):
+        t = then_type or default_type
+        if t is None:
             raise KsqlStatementError("Invalid Case expression. All case branches have NULL type")
-        rfs = [convert(r, t).fn for r in results]
+        pairs = list(zip(conds, [convert(r, t).fn for r in results]))
         df = convert(default, t).fn if default else (lambda row: None)
-        pairs = list(zip(conds, rfs))
 
         def fn(row):
             for c, r in pairs:
-                if c(row) is True:
+                if c(row):
                     return r(row)
             return df(row)
 
