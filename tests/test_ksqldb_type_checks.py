@@ -94,6 +94,14 @@ def refused(engine, statement: str) -> str:
             "SELECT CASE WHEN A THEN 1 END FROM S EMIT CHANGES;",
             "WHEN operand type should be boolean.\nType for 'A' is INTEGER",
         ),
+        (
+            "SELECT A + NULL FROM S EMIT CHANGES;",
+            "Error processing expression: (A + null). Arithmetic on types INTEGER and null are not supported.",
+        ),
+        (
+            "SELECT DEC * B FROM S EMIT CHANGES;",
+            "Error processing expression: (DEC * B). Unsupported arithmetic types. DECIMAL STRING",
+        ),
         (WINDOWED + "GROUP BY B HAVING WINDOWSTART > 0;", BOUNDS),
         (WINDOWED + "WHERE WINDOWSTART > 0 GROUP BY B;", BOUNDS),
         ("CREATE TABLE O AS SELECT B, SUM(WINDOWSTART) FROM S WINDOW TUMBLING (SIZE 1 SECOND) GROUP BY B;", BOUNDS),

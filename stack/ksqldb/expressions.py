@@ -293,13 +293,16 @@ class Compiler:
                 return None if a is None or b is None else a + b
 
             return Compiled(STRING, concat)
-        if isinstance(lt, NullType) or isinstance(rt, NullType):
-            other = rt if isinstance(lt, NullType) else lt
-            if is_numeric(other) or isinstance(other, NullType):
-                return _const(other if not isinstance(other, NullType) else INTEGER, None)
+        if isinstance(lt, NullType) or isinstance(rt, NullType):  # Operator.checkForNullTypes
+            shown = ["null" if isinstance(x, NullType) else str(x) for x in (lt, rt)]
+            raise KsqlStatementError(
+                f"Error processing expression: {format_expr(e)}. "
+                f"Arithmetic on types {shown[0]} and {shown[1]} are not supported."
+            )
         if not (is_numeric(lt) and is_numeric(rt)):
             raise KsqlStatementError(
-                f"Error processing expression: {format_expr(e)}. Unsupported arithmetic types. {lt} {rt}"
+                f"Error processing expression: {format_expr(e)}. Unsupported arithmetic types. "
+                f"{cmp.base_name(lt)} {cmp.base_name(rt)}"
             )
         t = arithmetic_result(e.op, lt, rt)
         op = e.op
