@@ -102,6 +102,13 @@ def refused(engine, statement: str) -> str:
             "SELECT DEC * B FROM S EMIT CHANGES;",
             "Error processing expression: (DEC * B). Unsupported arithmetic types. DECIMAL STRING",
         ),
+        (
+            "SELECT ARRAY[] FROM S EMIT CHANGES;",
+            "Array constructor cannot be empty. Please supply at least one element",
+        ),
+        ("SELECT MAP() FROM S EMIT CHANGES;", "Map constructor cannot be empty. Please supply at least one key value"),
+        ("SELECT MAP(NULL := 1) FROM S EMIT CHANGES;", "Cannot construct a map with all NULL keys"),
+        ("SELECT B[1] FROM S EMIT CHANGES;", "Subscript expression (B[1]) do not apply to STRING."),
         (WINDOWED + "GROUP BY B HAVING WINDOWSTART > 0;", BOUNDS),
         (WINDOWED + "WHERE WINDOWSTART > 0 GROUP BY B;", BOUNDS),
         ("CREATE TABLE O AS SELECT B, SUM(WINDOWSTART) FROM S WINDOW TUMBLING (SIZE 1 SECOND) GROUP BY B;", BOUNDS),

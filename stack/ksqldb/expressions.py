@@ -654,7 +654,9 @@ class Compiler:
     def _ArrayCtor(self, e: ast.ArrayCtor) -> Compiled:
         items = [self.compile(i) for i in e.items]
         if not items:
-            raise UnsupportedError("empty ARRAY[] constructor")
+            raise KsqlStatementError(
+                "Array constructor cannot be empty. Please supply at least one element (see https://github.com/confluentinc/ksql/issues/4239)."
+            )
         t = common_type([i.type for i in items])
         if t is None:
             raise KsqlStatementError("invalid input syntax: array elements must share a type: " + format_expr(e))
@@ -669,12 +671,18 @@ class Compiler:
         keys = [self.compile(k) for k, _ in e.entries]
         vals = [self.compile(v) for _, v in e.entries]
         if not keys:
-            raise UnsupportedError("empty MAP() constructor")
+            raise KsqlStatementError(
+                "Map constructor cannot be empty. Please supply at least one key value pair (see https://github.com/confluentinc/ksql/issues/4239)."
+            )
         kt, vt = common_type([k.type for k in keys]), common_type([v.type for v in vals])
         if kt is None or vt is None:
             raise KsqlStatementError("Map keys and values must each share a type: " + format_expr(e))
-        if isinstance(vt, NullType) or isinstance(kt, NullType):
-            raise KsqlStatementError("Cannot construct a map with all NULL values")
+        for what, t in (("key", kt), ("value", vt)):
+            if isinstance(t, NullType):
+                raise KsqlStatementError(
+                    f"Cannot construct a map with all NULL {what}s (see https://github.com/confluentinc/ksql/issues/4239). As a workaround, you may cast a "
+                    f"NULL {what} to the desired type."
+                )
         pairs = [(convert(k, kt).fn, convert(v, vt).fn) for k, v in zip(keys, vals)]
         return Compiled(MapType(kt, vt), lambda row: {k(row): v(row) for k, v in pairs})
 
@@ -715,7 +723,10 @@ class Compiler:
                 return m.get(kf(row))
 
             return Compiled(base.type.value, mp)
-        raise KsqlStatementError(f"Subscript expression is only supported on ARRAY and MAP: {format_expr(e)}")
+        hint = ""
+        if isinstance(base.type, StructType):
+            hint = f" Use the dereference operator for STRUCTS: {format_expr(e.base)}->{format_expr(e.index)}"
+        raise KsqlStatementError(f"Subscript expression ({format_expr(e)}) do not apply to {base.type}.{hint}")
 
     def _Dereference(self, e: ast.Dereference) -> Compiled:
         base = self.compile(e.base)
