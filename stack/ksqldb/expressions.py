@@ -198,9 +198,6 @@ def _decimal_op(op: str, t: DecimalType) -> Callable[[Decimal, Decimal], Decimal
     return fn
 
 
-_CMP = {"=": operator.eq, "<>": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
-
-
 #: what ksqlDB's code generator calls the expressions of each clause in its messages
 _CODE_KINDS = {
     "SELECT": "Select",
@@ -1107,11 +1104,3 @@ def _comparison_value(c: Compiled, as_double: bool = False) -> Callable[[Row], A
 
 def _any_double(*cs: Compiled) -> bool:
     return any(c.type == DOUBLE for c in cs)
-
-
-def _and3(a, b):
-    if a is False or b is False:
-        return False
-    if a is None or b is None:
-        return None
-    return True
