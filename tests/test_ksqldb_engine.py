@@ -235,7 +235,9 @@ def test_unsupported_constructs_fail_loudly(engine):
     with pytest.raises(UnsupportedError):
         engine.execute("EXPLAIN SELECT * FROM payments EMIT CHANGES;")
     with pytest.raises(UnsupportedError):
-        engine.execute("CREATE TABLE r AS SELECT user_name, HISTOGRAM(user_name) FROM payments GROUP BY user_name;")
+        engine.execute(
+            "CREATE TABLE r AS SELECT user_name, CORRELATION(amount, amount) FROM payments GROUP BY user_name;"
+        )
 
 
 KSQL_DIR = Path(__file__).resolve().parents[1] / "ksql"

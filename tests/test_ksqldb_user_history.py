@@ -253,6 +253,6 @@ def test_reduce_with_a_decimal_initial_state_is_refused_as_in_ksqldb():
     with pytest.raises(KsqlStatementError) as err:
         engine.execute(FEATURES.format(zero="0.0"))
     assert str(err.value) == (
-        "Found invalid instance of generic schema when mapping LAMBDA (S, T) => S to LAMBDA (DECIMAL(1, 1), "
-        "STRUCT<`T` BIGINT, `AMOUNT` DOUBLE>) => DOUBLE. Cannot map S to both DECIMAL(1, 1) and DOUBLE"
+        "Found invalid instance of generic schema when mapping LAMBDA (S, T) => S to LAMBDA (DECIMAL(2, 1), "
+        "STRUCT<`T` BIGINT, `AMOUNT` DOUBLE>) => DOUBLE. Cannot map S to both DECIMAL(2, 1) and DOUBLE"
     )

@@ -5,6 +5,8 @@ result is an `aggregation.AggregatePlan`, which aggregation.py runs."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from . import ast
@@ -23,7 +25,9 @@ from .errors import KsqlStatementError, UnsupportedError
 from .expressions import Compiled, Compiler, ErrorSink, Scope
 from .formatter import format_expr, quote_ident
 from .functions import REGISTRY
+from .functions.aggregates import UNSUPPORTED as UNSUPPORTED_AGGREGATES
 from .functions.aggregates import is_aggregate, resolve_aggregate
+from .functions.registry import UNSUPPORTED_FUNCTIONS
 from .metastore import RESERVED, Column, LogicalSchema, MetaStore
 from .pipeline import ProjectionPlan
 from .types import BIGINT, NullType, SqlType, is_complex
@@ -71,6 +75,8 @@ def plan_aggregate(
 
     check_qualifiers(q, scope.source_names)
     _check_columns(q, scope, window is not None)
+    if window is not None:
+        _check_window_bounds(q, scope)
     _check_functions_exist([i.expr for i in q.select if i.expr is not None] + [q.having] * (q.having is not None))
     for e in [i.expr for i in q.select if i.expr is not None] + [q.having] * (q.having is not None):
         for call in find_aggregates(e):
@@ -243,10 +249,12 @@ def plan_aggregate(
     value_exprs: list[Compiled] = []
     value_texts: list[str] = []
     compiler = Compiler(agg_scope, "SELECT", post_errors)
+    internal = dict(zip(gb_names, group_by)) | dict(zip(agg_names, calls))
     for i, (name, e) in enumerate(named):
         if i in key_positions:
             continue
-        c = compiler.compile(to_agg_row(e))
+        with _as_written(internal):
+            c = compiler.compile(to_agg_row(e))
         if isinstance(c.type, NullType):
             raise KsqlStatementError(
                 "Can't infer a type of null. Please explicitly cast it to a required type, e.g. CAST(null AS VARCHAR)."
@@ -270,11 +278,10 @@ def plan_aggregate(
         if col.name in seen:
             raise KsqlStatementError(f"The projection contains the column `{col.name}` more than once.")
         seen.add(col.name)
-    having = (
-        Compiler(agg_scope, "HAVING", post_errors).compile_predicate(to_agg_row(having_expr))
-        if having_expr is not None
-        else None
-    )
+    having = None
+    if having_expr is not None:
+        with _as_written(internal):
+            having = Compiler(agg_scope, "HAVING", post_errors).compile_predicate(to_agg_row(having_expr))
 
     # ---- the pre-aggregation projection run by the Pipeline
     pre_exprs: list[Compiled] = []
@@ -342,6 +349,33 @@ def _check_columns(q: ast.Query, scope: Scope, windowed: bool) -> None:
     )
 
 
+@contextmanager
+def _as_written(internal: dict[str, ast.Expr]) -> Iterator[None]:
+    """Errors of expressions compiled over the aggregate row name its grouping expressions and aggregate
+    calls as the user wrote them, not by their internal column names."""
+    try:
+        yield
+    except KsqlStatementError as err:
+        message = err.message
+        for name, expr in internal.items():
+            message = message.replace(format_expr(ast.ColumnRef(name)), format_expr(expr))
+        raise KsqlStatementError(message) from None
+
+
+def _check_window_bounds(q: ast.Query, scope: Scope) -> None:
+    """ksqlDB's AggregateAnalyzer: in a windowed aggregation the window bounds are columns of the result
+    only, usable in the projection but not in an aggregate function's arguments, WHERE, GROUP BY or HAVING."""
+    args = [a for item in q.select if item.expr is not None for call in find_aggregates(item.expr) for a in call.args]
+    for e in [*args, q.where, *q.group_by, q.having]:
+        for ref in free_columns(e) if e is not None else []:
+            if ref.name in WINDOW_COLUMNS and (ref.source is None or ref.source in scope.source_names):
+                raise KsqlStatementError(
+                    f"Window bounds column {ref.name} can only be used in the SELECT clause of windowed "
+                    "aggregations and can not be passed to aggregate functions.\n"
+                    "See https://github.com/confluentinc/ksql/issues/4397"
+                )
+
+
 def _and_list(names: list[str]) -> str:
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
@@ -376,6 +410,10 @@ def _check_functions_exist(exprs: list[ast.Expr]) -> None:
     for e in exprs:
         for call in e.find_all(ast.FunctionCall):
             name = call.name.upper()
+            if name in UNSUPPORTED_FUNCTIONS:
+                raise UnsupportedError(UNSUPPORTED_FUNCTIONS[name])
+            if name in UNSUPPORTED_AGGREGATES:
+                raise UnsupportedError(f"aggregate function {name}")
             if not is_aggregate(name) and name not in REGISTRY and name not in ("TRANSFORM", "FILTER", "REDUCE"):
                 raise KsqlStatementError(f"Can't find any functions with the name '{name}'")
 

@@ -45,6 +45,10 @@ from .vectorized import ColumnReader
 from .windows import WindowSpec
 
 
+class _RecordFailed(Exception):
+    """An aggregate function failed on a record (reported to the processing log already)."""
+
+
 # ---------------------------------------------------------------- the plan
 @dataclass
 class AggregateCall:
@@ -164,7 +168,14 @@ class Aggregator:
 
     # ------------------------------------------------------------ entry point
     def apply(self, key_vals: list[Any], values: list[Any] | None, ts: int) -> list[Change]:
-        """The changes one pre-aggregated source row causes."""
+        """The changes one pre-aggregated source row causes: none when an aggregate function fails on it
+        (ksqlDB's query would stop there; this one logs the record and goes on, emitting no row for it)."""
+        try:
+            return self._apply(key_vals, values, ts)
+        except _RecordFailed:
+            return []
+
+    def _apply(self, key_vals: list[Any], values: list[Any] | None, ts: int) -> list[Change]:
         if self.table_source:
             changes = self._table_row(key_vals, values, ts)
         else:
@@ -211,14 +222,14 @@ class Aggregator:
             return [a.add(s, v, seq) for a, s, v in zip(self.aggs, states, args)]
         except EvalError as e:  # e.g. a DECIMAL sum that overflows: the record does not count
             self.on_error("aggregate", str(e))
-            return states
+            raise _RecordFailed() from None
 
     def _undo(self, states: list, args: list) -> list:
         try:
             return [a.undo(s, v) for a, s, v in zip(self.aggs, states, args)]  # type: ignore[misc]
         except EvalError as e:
             self.on_error("aggregate", str(e))
-            return states
+            raise _RecordFailed() from None
 
     def _init(self) -> list:
         return [a.init() for a in self.aggs]

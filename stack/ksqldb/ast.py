@@ -347,6 +347,7 @@ class InsertInto(Statement):
     query: Query
     properties: tuple[tuple[str, Any], ...] = ()
     text: str = ""
+    loc: Location | None = _loc()  # where ksqlDB points when the target is unknown
 
 
 @dataclass(frozen=True)

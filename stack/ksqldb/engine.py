@@ -46,7 +46,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "ksql.new.query.planner.enabled": False,
 }
 
-_KNOWN_PROPS = {
+KNOWN_PROPERTIES = {
     "KAFKA_TOPIC",
     "VALUE_FORMAT",
     "KEY_FORMAT",
@@ -69,7 +69,7 @@ _KNOWN_PROPS = {
 
 
 #: Valid ksqlDB WITH properties this engine does not implement (refused loudly, never ignored).
-_UNSUPPORTED_PROPS = {
+UNSUPPORTED_PROPERTIES = {
     "KEY_SCHEMA_FULL_NAME": "schema full names for keys",
     "VALUE_SCHEMA_FULL_NAME": "schema full names",
     "KEY_SCHEMA_ID": "key schema ids",
@@ -202,9 +202,9 @@ class Engine:
 
     def _check_props(self, stmt_props: dict[str, Any]) -> None:
         for k in stmt_props:
-            if k in _UNSUPPORTED_PROPS:
-                raise UnsupportedError(f"WITH property {k} ({_UNSUPPORTED_PROPS[k]})")
-            if k not in _KNOWN_PROPS:
+            if k in UNSUPPORTED_PROPERTIES:
+                raise UnsupportedError(f"WITH property {k} ({UNSUPPORTED_PROPERTIES[k]})")
+            if k not in KNOWN_PROPERTIES:
                 raise KsqlStatementError(f"Invalid config variable(s) in the WITH clause: {k}")
 
     def _next_query_id(self, prefix: str, name: str) -> str:
@@ -481,7 +481,9 @@ class Engine:
         self.runtime.add_query(query, replay=replay)
 
     def _InsertInto(self, stmt: ast.InsertInto, props: dict[str, Any]) -> Result:
-        target = self.metastore.require(stmt.target)
+        target = self.metastore.get(stmt.target)
+        if target is None:
+            raise KsqlStatementError(f"{ast.at(stmt.loc)}Source {stmt.target} does not exist.")
         if target.is_source:
             raise KsqlError(f"Cannot insert into read-only {target.kind.lower()}: {target.name}")
         plan = plan_query(stmt.query, self.metastore, target.name, config=props)
@@ -512,7 +514,12 @@ class Engine:
         return Result("currentStatus", stmt.text, f"Created query with ID {query_id}", query_id=query_id)
 
     def _InsertValues(self, stmt: ast.InsertValues, props: dict[str, Any]) -> Result:
-        target = self.metastore.require(stmt.target)
+        target = self.metastore.get(stmt.target)
+        if target is None:
+            raise KsqlStatementError(
+                f"Cannot insert values into an unknown stream/table: {stmt.target}"
+                f"{self.metastore.alternatives(stmt.target)}"
+            )
         if target.is_source:
             raise KsqlError(f"Cannot insert values into read-only {target.kind.lower()}: {target.name}")
         schema = target.schema
@@ -570,7 +577,8 @@ class Engine:
         if source is None:
             if stmt.if_exists:
                 return Result("currentStatus", stmt.text, f"Source `{stmt.name}` does not exist.")
-            raise KsqlStatementError(f"Source {stmt.name} does not exist.")
+            hint = self.metastore.alternatives(stmt.name, stmt.kind)
+            raise KsqlStatementError(f"{stmt.kind.capitalize()} {stmt.name} does not exist.{hint}")
         if source.kind != stmt.kind:
             raise KsqlStatementError(
                 f"Incompatible data source type is {source.kind.lower()}, but statement was DROP {stmt.kind.lower()}"

@@ -13,10 +13,11 @@ import operator
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal, DivisionByZero, InvalidOperation, localcontext
+from decimal import Decimal, DivisionByZero, Inexact, InvalidOperation, localcontext
 from typing import Any
 
 from . import ast
+from . import comparison as cmp
 from . import values as V
 from .errors import EvalError, KsqlStatementError, UnsupportedError
 from .formatter import format_expr
@@ -27,12 +28,11 @@ from .functions.registry import REGISTRY
 from .types import (
     BIGINT,
     BOOLEAN,
-    DATE,
     DOUBLE,
     INTEGER,
+    LONG_MAX,
     NULL,
     STRING,
-    TIMESTAMP,
     ArrayType,
     DecimalType,
     MapType,
@@ -89,10 +89,13 @@ def _const(t: SqlType, value: Any) -> Compiled:
 
 
 def _decimal_literal_type(d: Decimal) -> DecimalType:
+    """ksqlDB's DecimalUtil.fromValue: a literal strictly between -1 and 1 has one digit before its scale
+    (0.005 is DECIMAL(4, 3)); any other has its digits as precision."""
     sign, digits, exp = d.as_tuple()
     scale = max(-exp, 0) if isinstance(exp, int) else 0
-    precision = max(len(digits), scale, 1)
-    return DecimalType(precision, scale)
+    if -1 < d < 1:
+        return DecimalType(scale + 1, scale)
+    return DecimalType(max(len(digits), scale, 1), scale)
 
 
 def _comparable(a: SqlType, b: SqlType) -> bool:
@@ -164,31 +167,45 @@ def _java_fmod(a: float, b: float) -> float:
 
 
 def _decimal_op(op: str, t: DecimalType) -> Callable[[Decimal, Decimal], Decimal]:
+    """DECIMAL arithmetic as ksqlDB generates it: `a.op(b, new MathContext(p, UNNECESSARY)).setScale(s)`.
+    Nothing is ever rounded: a result that needs more than p digits, or more than s decimals (1.0 / 3.0),
+    fails the record (ksqlDB then yields NULL), as does a division by zero."""
     quantum = Decimal(1).scaleb(-t.scale)
+    apply: Callable[[Decimal, Decimal], Decimal] = {
+        "+": operator.add,
+        "-": operator.sub,
+        "*": operator.mul,
+        "/": operator.truediv,
+        "%": operator.mod,
+    }[op]
 
     def fn(a: Decimal, b: Decimal) -> Decimal:
         with localcontext() as ctx:
-            ctx.prec = max(t.precision + 20, 60)
-            ctx.traps[DivisionByZero] = True
+            ctx.prec = t.precision
+            ctx.traps[Inexact] = True
             try:
-                if op == "+":
-                    r = a + b
-                elif op == "-":
-                    r = a - b
-                elif op == "*":
-                    r = a * b
-                elif op == "/":
-                    r = a / b
-                else:
-                    r = a % b
+                r = apply(a, b)
             except (DivisionByZero, InvalidOperation):
-                raise EvalError("Division by zero") from None
-            return r.quantize(quantum, rounding=ROUND_HALF_UP)
+                raise EvalError("Division by zero" if not b else "Division impossible") from None
+            except Inexact:
+                raise EvalError("Rounding necessary") from None
+            ctx.prec = max(t.precision, 1) + 40
+            scaled = r.quantize(quantum)
+        if scaled != r:
+            raise EvalError("Rounding necessary")
+        return scaled
 
     return fn
 
 
-_CMP = {"=": operator.eq, "<>": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
+#: what ksqlDB's code generator calls the expressions of each clause in its messages
+_CODE_KINDS = {
+    "SELECT": "Select",
+    "WHERE": "Predicate",
+    "HAVING": "Predicate",
+    "GROUP BY": "Group By",
+    "PARTITION BY": "SelectKey",
+}
 
 
 class ErrorSink:
@@ -236,6 +253,9 @@ class Compiler:
             return _const(NULL, None)
         if e.kind == "DECIMAL":
             return _const(_decimal_literal_type(e.value), e.value)
+        if e.kind == "BIGINT" and e.value > LONG_MAX:  # 2^63, a literal only when negated (parser.py)
+            where = f"line {e.loc.line}:{e.loc.column}: " if e.loc else ""
+            raise KsqlStatementError(f"{where}Invalid numeric literal: {e.value}")
         t = {"BOOLEAN": BOOLEAN, "INTEGER": INTEGER, "BIGINT": BIGINT, "DOUBLE": DOUBLE, "STRING": STRING}[e.kind]
         return _const(t, e.value)
 
@@ -270,13 +290,16 @@ class Compiler:
                 return None if a is None or b is None else a + b
 
             return Compiled(STRING, concat)
-        if isinstance(lt, NullType) or isinstance(rt, NullType):
-            other = rt if isinstance(lt, NullType) else lt
-            if is_numeric(other) or isinstance(other, NullType):
-                return _const(other if not isinstance(other, NullType) else INTEGER, None)
+        if isinstance(lt, NullType) or isinstance(rt, NullType):  # Operator.checkForNullTypes
+            shown = ["null" if isinstance(x, NullType) else str(x) for x in (lt, rt)]
+            raise KsqlStatementError(
+                f"Error processing expression: {format_expr(e)}. "
+                f"Arithmetic on types {shown[0]} and {shown[1]} are not supported."
+            )
         if not (is_numeric(lt) and is_numeric(rt)):
             raise KsqlStatementError(
-                f"Error processing expression: {format_expr(e)}. Unsupported arithmetic types. {lt} {rt}"
+                f"Error processing expression: {format_expr(e)}. Unsupported arithmetic types. "
+                f"{cmp.base_name(lt)} {cmp.base_name(rt)}"
             )
         t = arithmetic_result(e.op, lt, rt)
         op = e.op
@@ -390,13 +413,57 @@ class Compiler:
             raise KsqlStatementError(f"{ctx}{err}.") from None
 
     def _Comparison(self, e: ast.Comparison) -> Compiled:
-        left = self.compile(e.left)
-        if isinstance(left.type, NullType) or (isinstance(e.right, ast.Literal) and e.right.kind == "NULL"):
-            rt = "NULL" if isinstance(e.right, ast.Literal) and e.right.kind == "NULL" else self.compile(e.right).type
-            lt = "NULL" if isinstance(left.type, NullType) else left.type
-            raise KsqlStatementError(f"Comparison with NULL not supported: {lt} {e.op} {rt}")
-        right = self._compare_operand(e.right, left.type, e.op, e)
-        return self._compare(e.op, left, right, e)
+        return self._comparison(e.op, e.left, e.right)
+
+    def _comparison(self, op: str, left_e: ast.Expr, right_e: ast.Expr, negated: bool = False) -> Compiled:
+        """A comparison or IS [NOT] DISTINCT FROM, typed by ksqlDB's rules (comparison.py): a NULL literal
+        or types that do not compare fail the statement, with ksqlDB's message in the clause's words."""
+        left, right = self.compile(left_e), self.compile(right_e)
+        lt, rt = left.type, right.type
+        if isinstance(lt, NullType) or isinstance(rt, NullType):
+            err = cmp.with_null(None if isinstance(lt, NullType) else lt, op, None if isinstance(rt, NullType) else rt)
+            raise KsqlStatementError(self._in_clause(err.message))
+        if not cmp.is_valid(lt, op, rt):
+            shown = [format_expr(unqualified_refs(x)) for x in (left_e, right_e)]
+            raise KsqlStatementError(self._in_clause(cmp.invalid(shown[0], lt, op, shown[1], rt)))
+        return self._compare(op, left, right, negated)
+
+    def _in_clause(self, message: str) -> str:
+        """ksqlDB's words for a type error: its filters (WHERE, HAVING) say in which one."""
+        return f"Error in {self.clause} expression: {message}" if self.clause in ("WHERE", "HAVING") else message
+
+    def _in_code(self, message: str) -> str:
+        """ksqlDB's words for an error found while it generates an expression's code: in which kind of
+        expression (CodeGenRunner's "Invalid Select: ...")."""
+        kind = _CODE_KINDS.get(self.clause)
+        return f"Invalid {kind}: {message}." if kind else message
+
+    def _compare(self, op: str, left: Compiled, right: Compiled, negated: bool = False) -> Compiled:
+        """Compare two typed operands; any NULL makes a comparison false and IS DISTINCT FROM true exactly
+        when only one side is NULL (ksqlDB's generated Java)."""
+        lconv, rconv = cmp.operand_converters(left.type, right.type)
+        lf, rf = _converted(left, lconv), _converted(right, rconv)
+        test = cmp.comparator(op, left.type, right.type)
+        if op == "IS DISTINCT FROM":
+
+            def distinct(row):
+                a, b = lf(row), rf(row)
+                if a is None or b is None:
+                    return (a is None) != (b is None)
+                return test(a, b)
+
+            return Compiled(BOOLEAN, (lambda row: not distinct(row)) if negated else distinct)
+
+        def fn(row):
+            a = lf(row)
+            if a is None:
+                return False
+            b = rf(row)
+            if b is None:
+                return False
+            return test(a, b)
+
+        return Compiled(BOOLEAN, fn)
 
     def _compare_operand(self, e: ast.Expr, target: SqlType, op: str, whole: ast.Expr) -> Compiled:
         try:
@@ -409,41 +476,8 @@ class Compiler:
         except EvalError as err:
             raise KsqlStatementError(f"Error in {self.clause} expression: {err}") from None
 
-    def _compare(self, op: str, left: Compiled, right: Compiled, e: ast.Expr) -> Compiled:
-        lt, rt = left.type, right.type
-        if op not in ("=", "<>") and (isinstance(lt, (ArrayType, MapType, StructType)) or lt == BOOLEAN):
-            raise KsqlStatementError(f"Cannot compare {lt} with {op}: {format_expr(e)}")
-        if {lt, rt} == {DATE, TIMESTAMP}:  # a DATE compares as midnight of that day
-            left, right = convert(left, TIMESTAMP), convert(right, TIMESTAMP)
-        elif is_temporal(lt) and is_temporal(rt) and lt != rt:
-            raise KsqlStatementError(f"Cannot compare {lt} to {rt}: {format_expr(e)}")
-        dbl = _any_double(left, right)
-        lf, rf = _comparison_value(left, dbl), _comparison_value(right, dbl)
-        cmp = _CMP[op]
-
-        def fn(row):
-            a = lf(row)
-            if a is None:
-                return False
-            b = rf(row)
-            if b is None:
-                return False
-            return cmp(a, b)
-
-        return Compiled(BOOLEAN, fn)
-
     def _IsDistinct(self, e: ast.IsDistinct) -> Compiled:
-        left = self.compile(e.left)
-        right = self._compare_operand(e.right, left.type, "IS DISTINCT FROM", e)
-        lf, rf = _comparison_value(left), _comparison_value(right)
-        neg = e.negated
-
-        def fn(row):
-            a, b = lf(row), rf(row)
-            distinct = (a is None) != (b is None) or (a is not None and a != b)
-            return (not distinct) if neg else distinct
-
-        return Compiled(BOOLEAN, fn)
+        return self._comparison("IS DISTINCT FROM", e.left, e.right, e.negated)
 
     def _Between(self, e: ast.Between) -> Compiled:
         v = self.compile(e.value)
@@ -540,74 +574,60 @@ class Compiler:
         return c
 
     def _Logical(self, e: ast.Logical) -> Compiled:
-        left, right = self._bool(e.left), self._bool(e.right)
-        if self.strict:  # Java's && and || on Booleans: short-circuit, and a null operand throws
-            jl, jr = _npe(left).fn, _npe(right).fn
-            if e.op == "AND":
-                return Compiled(BOOLEAN, lambda row: jl(row) and jr(row))
-            return Compiled(BOOLEAN, lambda row: jl(row) or jr(row))
-        lf, rf = left.fn, right.fn
+        """Java's && and || on Booleans, as ksqlDB generates them: short-circuit, and a NULL operand that is
+        evaluated throws (the record's value is then NULL, or a WHERE drops it), so `NULL OR TRUE` is not
+        TRUE as in SQL's three-valued logic, while `FALSE AND NULL` is FALSE."""
+        jl, jr = _npe(self._bool(e.left)).fn, _npe(self._bool(e.right)).fn
         if e.op == "AND":
-
-            def fn(row):
-                a = lf(row)
-                if a is False:
-                    return False
-                b = rf(row)
-                if b is False:
-                    return False
-                return None if a is None or b is None else True
-        else:
-
-            def fn(row):
-                a = lf(row)
-                if a is True:
-                    return True
-                b = rf(row)
-                if b is True:
-                    return True
-                return None if a is None or b is None else False
-
-        return Compiled(BOOLEAN, fn)
+            return Compiled(BOOLEAN, lambda row: jl(row) and jr(row))
+        return Compiled(BOOLEAN, lambda row: jl(row) or jr(row))
 
     def _Not(self, e: ast.Not) -> Compiled:
-        operand = self._bool(e.operand)
-        if self.strict:
-            jf = _npe(operand).fn
-            return Compiled(BOOLEAN, lambda row: not jf(row))
-        f = operand.fn
-        return Compiled(BOOLEAN, lambda row: None if (v := f(row)) is None else not v)
+        jf = _npe(self._bool(e.operand)).fn  # Java's `!` unboxes its operand
+        return Compiled(BOOLEAN, lambda row: not jf(row))
 
     # ------------------------------------------------------------------ conditional
     def _Case(self, e: ast.Case) -> Compiled:
+        """A searched CASE, typed as ksqlDB's ExpressionTypeManager types it: every WHEN is BOOLEAN, every
+        non-NULL THEN and the ELSE have one same type (no widening). ksqlDB does not implement the simple
+        CASE (`CASE x WHEN v ...`)."""
         if e.operand is not None:
-            operand = self.compile(e.operand)
-            conds = [
-                self._compare("=", operand, self._compare_operand(w.condition, operand.type, "=", e), e).fn
-                for w in e.whens
-            ]
-        elif self.strict:  # the condition is unboxed
-            conds = [_npe(self.compile_predicate(w.condition)).fn for w in e.whens]
-        else:
-            conds = [self.compile_predicate(w.condition).fn for w in e.whens]
-        results = [self.compile(w.result) for w in e.whens]
+            raise UnsupportedError("simple CASE (CASE <value> WHEN ...), which ksqlDB does not implement either")
+        conds, results = [], []
+        then_type: SqlType | None = None
+        for w in e.whens:
+            cond = self.compile(w.condition)
+            if cond.type != BOOLEAN:
+                raise KsqlStatementError(
+                    f"WHEN operand type should be boolean.\nType for '{format_expr(w.condition)}' is {cond.type}"
+                )
+            result = self.compile(w.result)
+            if not isinstance(result.type, NullType):
+                if then_type is not None and result.type != then_type:
+                    raise KsqlStatementError(
+                        "Invalid Case expression. Type for all 'THEN' clauses should be the same.\n"
+                        f"THEN expression 'WHEN {format_expr(w.condition)} THEN {format_expr(w.result)}' has type: "
+                        f"{result.type}.\nPrevious THEN expression(s) type: {then_type}."
+                    )
+                then_type = then_type or result.type
+            conds.append(_npe(cond).fn)  # ksqlDB's SearchedCaseFunction unboxes each condition
+            results.append(result)
         default = self.compile(e.default) if e.default is not None else None
-        all_results = results + ([default] if default else [])
-        t = common_type([r.type for r in all_results])
-        if t is None:
+        default_type = None if default is None or isinstance(default.type, NullType) else default.type
+        if then_type is not None and default_type is not None and then_type != default_type:
             raise KsqlStatementError(
-                "Invalid Case expression. Type for all 'THEN' clauses should be the same. "
-                + ", ".join(str(r.type) for r in all_results)
+                "Invalid Case expression. Type for the default clause should be the same as for 'THEN' clauses.\n"
+                f"THEN type: {then_type}.\nDEFAULT type: {default_type}."
             )
-        if isinstance(t, NullType):
+        t = then_type or default_type
+        if t is None:
             raise KsqlStatementError("Invalid Case expression. All case branches have NULL type")
-        rfs = [convert(r, t).fn for r in results]
+        pairs = list(zip(conds, [convert(r, t).fn for r in results]))
         df = convert(default, t).fn if default else (lambda row: None)
-        pairs = list(zip(conds, rfs))
 
         def fn(row):
             for c, r in pairs:
-                if c(row) is True:
+                if c(row):
                     return r(row)
             return df(row)
 
@@ -620,7 +640,7 @@ class Compiler:
             return _const(target, None)
         src, f = c.type, c.fn
         if not V.cast_supported(src, target):
-            raise KsqlStatementError(f"Cast of {src} to {target} is not supported")
+            raise KsqlStatementError(self._in_code(f"Cast of {src} to {target} is not supported"))
         if src == target and not isinstance(target, DecimalType):
             cast = Compiled(target, f, c.constant)
         else:
@@ -631,7 +651,9 @@ class Compiler:
     def _ArrayCtor(self, e: ast.ArrayCtor) -> Compiled:
         items = [self.compile(i) for i in e.items]
         if not items:
-            raise UnsupportedError("empty ARRAY[] constructor")
+            raise KsqlStatementError(
+                "Array constructor cannot be empty. Please supply at least one element (see https://github.com/confluentinc/ksql/issues/4239)."
+            )
         t = common_type([i.type for i in items])
         if t is None:
             raise KsqlStatementError("invalid input syntax: array elements must share a type: " + format_expr(e))
@@ -646,12 +668,18 @@ class Compiler:
         keys = [self.compile(k) for k, _ in e.entries]
         vals = [self.compile(v) for _, v in e.entries]
         if not keys:
-            raise UnsupportedError("empty MAP() constructor")
+            raise KsqlStatementError(
+                "Map constructor cannot be empty. Please supply at least one key value pair (see https://github.com/confluentinc/ksql/issues/4239)."
+            )
         kt, vt = common_type([k.type for k in keys]), common_type([v.type for v in vals])
         if kt is None or vt is None:
             raise KsqlStatementError("Map keys and values must each share a type: " + format_expr(e))
-        if isinstance(vt, NullType) or isinstance(kt, NullType):
-            raise KsqlStatementError("Cannot construct a map with all NULL values")
+        for what, t in (("key", kt), ("value", vt)):
+            if isinstance(t, NullType):
+                raise KsqlStatementError(
+                    f"Cannot construct a map with all NULL {what}s (see https://github.com/confluentinc/ksql/issues/4239). As a workaround, you may cast a "
+                    f"NULL {what} to the desired type."
+                )
         pairs = [(convert(k, kt).fn, convert(v, vt).fn) for k, v in zip(keys, vals)]
         return Compiled(MapType(kt, vt), lambda row: {k(row): v(row) for k, v in pairs})
 
@@ -692,7 +720,10 @@ class Compiler:
                 return m.get(kf(row))
 
             return Compiled(base.type.value, mp)
-        raise KsqlStatementError(f"Subscript expression is only supported on ARRAY and MAP: {format_expr(e)}")
+        hint = ""
+        if isinstance(base.type, StructType):
+            hint = f" Use the dereference operator for STRUCTS: {format_expr(e.base)}->{format_expr(e.index)}"
+        raise KsqlStatementError(f"Subscript expression ({format_expr(e)}) do not apply to {base.type}.{hint}")
 
     def _Dereference(self, e: ast.Dereference) -> Compiled:
         base = self.compile(e.base)
@@ -1042,6 +1073,26 @@ def _as_decimal(t: SqlType) -> SqlType:
     return to_decimal_type(t) if not isinstance(t, DecimalType) else t
 
 
+def unqualified_refs(e: ast.Expr) -> ast.Expr:
+    """`e` with column qualifiers dropped, as ksqlDB prints an expression of one source in its messages."""
+    return e.transform(lambda x: ast.ColumnRef(x.name) if isinstance(x, ast.ColumnRef) and x.source else None)
+
+
+def _converted(c: Compiled, conv: Callable[[Any], Any]) -> Callable[[Row], Any]:
+    """The operand's values through `conv`; a constant is converted once, here."""
+    fn = c.fn
+    if conv is cmp.same:
+        return fn
+    if c.constant:
+        try:
+            value = fn(())
+            value = None if value is None else conv(value)
+            return lambda row: value
+        except (EvalError, ValueError, ArithmeticError):
+            pass  # fails on every record, as in ksqlDB
+    return lambda row: None if (v := fn(row)) is None else conv(v)
+
+
 def _comparison_value(c: Compiled, as_double: bool = False) -> Callable[[Row], Any]:
     """Values in a form Python compares the way ksqlDB does: a DECIMAL compared with a DOUBLE is
     compared as a double (Python would compare the exact binary value of the float)."""
@@ -1053,11 +1104,3 @@ def _comparison_value(c: Compiled, as_double: bool = False) -> Callable[[Row], A
 
 def _any_double(*cs: Compiled) -> bool:
     return any(c.type == DOUBLE for c in cs)
-
-
-def _and3(a, b):
-    if a is False or b is False:
-        return False
-    if a is None or b is None:
-        return None
-    return True

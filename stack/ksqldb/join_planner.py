@@ -378,36 +378,48 @@ def _check_columns(q: ast.Query, scope: JoinScope) -> None:
 
 
 def _join_sides(on: ast.Expr, right: JoinInput, scope: JoinScope) -> list[tuple[ast.Expr, str]]:
-    """The ON expression's two sides as (expression, source alias): the earlier sources' side first."""
-    if isinstance(on, ast.Logical) and on.op == "AND":
-        raise KsqlStatementError(
-            "Invalid join condition: joins on multiple conditions are not yet supported. "
-            f"Got {format_expr(scope.canonical(on))}."
-        )
-    if not (isinstance(on, ast.Comparison) and on.op == "="):
-        raise KsqlStatementError(
-            f"Invalid join condition: only equality (=) joins are supported. Got {format_expr(scope.canonical(on))}."
-        )
+    """The ON expression's two sides as (expression, source alias): the earlier sources' side first. The
+    checks and messages are those of ksqlDB's Analyzer, in its order."""
+    shown = format_expr(scope.canonical(on))
+    if not _is_equality(on):
+        if isinstance(on, ast.Logical) and on.op == "AND" and _is_equality(on.left) and _is_equality(on.right):
+            raise KsqlStatementError(
+                f"Invalid join condition: joins on multiple conditions are not yet supported. Got {shown}."
+            )
+        if isinstance(on, ast.Comparison):
+            raise KsqlStatementError("Only equality join criteria is supported.")
+        raise KsqlStatementError(f"Unsupported join expression: {shown}")
+    assert isinstance(on, ast.Comparison)
     compiler = Compiler(scope, "JOIN ON")
-    sides = []
     for side in (on.left, on.right):
         compiler.compile(side)  # unknown and ambiguous columns first, as ksqlDB reports them
+    sides = []
+    for side in (on.left, on.right):
         owners = {r.source for r in _column_refs([scope.canonical(side)]) if r.source is not None}
         if len(owners) != 1:
             raise KsqlStatementError(
                 f"Invalid comparison expression '{format_expr(scope.canonical(side))}' in join "
-                f"'{format_expr(scope.canonical(on))}'. Each side of the join comparision must contain "
-                "references from exactly one source."
+                f"'{shown}'. Each side of the join comparision must contain references from exactly one source."
             )
         sides.append((side, owners.pop()))
-    if sides[0][1] == right.alias and sides[1][1] != right.alias:
-        sides.reverse()
-    if sides[1][1] != right.alias or sides[0][1] == right.alias:
+    (_, left_source), (_, right_source) = sides
+    if left_source == right_source:
         raise KsqlStatementError(
-            f"Invalid join condition: {format_expr(scope.canonical(on))} must compare an expression of "
-            f"{right.alias} with one of the sources before it."
+            "Each side of the join must reference exactly one source and not the same source. "
+            f"Left side references {left_source} and right references {right_source}"
         )
+    if right.alias not in (left_source, right_source):
+        raise KsqlStatementError(
+            f"A join criteria is expected to reference the source ({right.alias}) in the FROM clause, instead the "
+            f"right source references {right_source} and the left source references {left_source}"
+        )
+    if sides[0][1] == right.alias:
+        sides.reverse()
     return sides
+
+
+def _is_equality(e: ast.Expr) -> bool:
+    return isinstance(e, ast.Comparison) and e.op == "="
 
 
 def _plan_aggregate(

@@ -112,8 +112,35 @@ class MetaStore:
     def require(self, name: str) -> DataSource:
         src = self.sources.get(name)
         if src is None:
-            raise KsqlStatementError(f"{name} does not exist.")
+            raise KsqlStatementError(f"{name} does not exist.{self.alternatives(name)}")
         return src
+
+    def alternatives(self, name: str, kind: str | None = None) -> str:
+        """ksqlDB's hint when a name matches sources only if case is ignored (MetaStoreImpl.checkAlternatives):
+        `kind` (STREAM or TABLE) narrows the candidates."""
+        found = sorted(
+            (s for s in self.sources.values() if s.name.upper() == name.upper() and kind in (None, s.kind)),
+            key=lambda s: s.name,
+        )
+        if not found:
+            return ""
+        if len(found) == 1:
+            other = found[0].name
+            if any(c.islower() for c in other):
+                return (
+                    f'\nDid you mean "{other}"? Hint: wrap the source name in double quotes to make it case-sensitive.'
+                )
+            return f"\nDid you mean {other}? Hint: try removing double quotes from the source name."
+        parts = []
+        for i, s in enumerate(found):
+            last = len(found) - 1
+            punctuation = "? " if i == last else (" or " if last == 1 else ", or ") if i == last - 1 else ", "
+            parts.append(f'"{s.name}" ({s.kind}){punctuation}')
+        return (
+            "\nDid you mean "
+            + "".join(parts)
+            + "Hint: wrap the source name in double quotes to make it case-sensitive."
+        )
 
     def add(self, source: DataSource, replace: bool = False) -> None:
         existing = self.sources.get(source.name)

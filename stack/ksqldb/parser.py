@@ -8,6 +8,7 @@ grammar file is the clearest statement of what the engine accepts. LALR keeps pa
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from decimal import Decimal
 from functools import lru_cache
@@ -18,7 +19,7 @@ from lark.exceptions import LarkError, UnexpectedInput, UnexpectedToken, VisitEr
 
 from . import ast
 from .errors import KsqlError, KsqlStatementError, ParseError, UnsupportedError
-from .types import INT_MAX, INT_MIN, ArrayType, DecimalType, MapType, SqlType, StructType, primitive
+from .types import INT_MAX, INT_MIN, LONG_MAX, LONG_MIN, ArrayType, DecimalType, MapType, SqlType, StructType, primitive
 
 _GRAMMAR = Path(__file__).with_name("ksql.lark")
 
@@ -109,19 +110,30 @@ class _ToAst(Transformer):
         return ast.Literal(value, "INTEGER" if INT_MIN <= value <= INT_MAX else "BIGINT")
 
     def int_lit(self, children):
-        return self._int(int(children[0]))
+        tok = children[0]
+        value = int(tok)
+        if value > LONG_MAX + 1:  # 2^63 itself is a BIGINT when negated: unary_op folds it, the compiler checks
+            raise ParseError(f"line {tok.line}:{tok.column}: Invalid numeric literal: {tok.value}")
+        return ast.Literal(value, "INTEGER" if INT_MIN <= value <= INT_MAX else "BIGINT", loc=_tok_loc(tok))
 
     def decimal_lit(self, children):
         return ast.Literal(Decimal(children[0].value), "DECIMAL")
 
     def double_lit(self, children):
-        return ast.Literal(float(children[0].value), "DOUBLE")
+        tok = children[0]
+        value = float(tok.value)
+        if math.isinf(value):  # Java's Double.parseDouble overflows to infinity, which ksqlDB refuses
+            raise ParseError(f"line {tok.line}:{tok.column}: Number overflows DOUBLE: {tok.value}")
+        return ast.Literal(value, "DOUBLE")
 
     def string_lit(self, children):
         return ast.Literal(unquote_string(children[0].value), "STRING")
 
     def signed_int_lit(self, children):
-        return self._int(int(children[0].value + children[1].value))
+        text = children[0].value + children[1].value
+        if not LONG_MIN <= int(text) <= LONG_MAX:
+            raise ParseError(f"line {children[0].line}:{children[0].column}: Invalid numeric literal: {text}")
+        return self._int(int(text))
 
     def signed_decimal_lit(self, children):
         return ast.Literal(Decimal(children[0].value + children[1].value), "DECIMAL")
@@ -138,10 +150,13 @@ class _ToAst(Transformer):
             if len(args) != 2:
                 raise ParseError("Syntax Error: DECIMAL requires precision and scale")
             precision, scale = args
+            # SqlDecimal.validateParameters' checks and words
             if precision < 1:
-                raise KsqlError("DECIMAL precision must be >= 1")
-            if scale < 0 or scale > precision:
-                raise KsqlError(f"DECIMAL scale must be between 0 and precision: DECIMAL({precision}, {scale})")
+                raise KsqlError(f"DECIMAL precision must be >= 1: DECIMAL({precision},{scale})")
+            if scale < 0:
+                raise KsqlError(f"DECIMAL scale must be >= 0: DECIMAL({precision},{scale})")
+            if scale > precision:
+                raise KsqlError(f"DECIMAL precision must be >= scale: DECIMAL({precision},{scale})")
             return DecimalType(precision, scale)
         t = primitive(name)
         if t is None or args:
@@ -215,6 +230,10 @@ class _ToAst(Transformer):
 
     def arithmetic(self, c):
         return ast.Arithmetic(c[1].value, c[0], c[2], loc=_tok_loc(c[1]))
+
+    def concat_op(self, c):
+        # `a || b` is ksqlDB's CONCAT(a, b) (its AstBuilder builds exactly that call)
+        return ast.FunctionCall("CONCAT", (c[0], c[2]), loc=_tok_loc(c[1]))
 
     def multiply(self, c):
         return ast.Arithmetic("*", c[0], c[2], loc=_tok_loc(c[1]))
@@ -405,7 +424,9 @@ class _ToAst(Transformer):
 
     def insert_query(self, c):
         props = next((x[1] for x in c if isinstance(x, tuple) and x and x[0] == "with"), ())
-        return ast.InsertInto(str(c[2]), _trees(c, ast.Query)[0], props)
+        # ksqlDB's AstSanitizer points after "INSERT INTO" when the target is unknown
+        where = ast.Location(c[0].line, c[0].column + len("INSERT INTO")) if isinstance(c[0], Token) else None
+        return ast.InsertInto(str(c[2]), _trees(c, ast.Query)[0], props, loc=where)
 
     def column_list(self, c):
         return ("columns", tuple(str(x) for x in c))
@@ -460,7 +481,7 @@ def _with_text(stmt: ast.Statement, text: str) -> ast.Statement:
 #: Valid ksqlDB statements this engine does not implement: refused as unsupported, not as syntax errors.
 _UNSUPPORTED_STATEMENTS = re.compile(
     r"\s*(EXPLAIN|PRINT|CREATE\s+TYPE|DROP\s+TYPE|CREATE\s+(?:SINK|SOURCE)\s+CONNECTOR|DROP\s+CONNECTOR|"
-    r"DESCRIBE\s+CONNECTOR|DESCRIBE\s+FUNCTION|DEFINE|UNDEFINE|ASSERT|PAUSE|RESUME)\b",
+    r"DESCRIBE\s+CONNECTOR|DESCRIBE\s+FUNCTION|DEFINE|UNDEFINE|ASSERT|PAUSE|RESUME|ALTER\s+SYSTEM|RUN\s+SCRIPT)\b",
     re.IGNORECASE,
 )
 
@@ -475,6 +496,7 @@ _TOKEN_NAMES = {
     "DECIMAL_LIT": "DECIMAL_VALUE",
     "DOUBLE_LIT": "FLOATING_POINT_VALUE",
     "COMP_OP": "COMPARISON_OPERATOR",
+    "CONCAT_OP": "'||'",
     "ADD_OP": "'+', '-'",
     "MUL_OP": "'/', '%'",
     "LT": "'<'",
@@ -557,6 +579,11 @@ def _syntax_error(sql: str, e: UnexpectedInput) -> str:
     return "\n".join(lines)
 
 
+#: valid ksqlDB syntax inside a statement that this engine does not implement (refused, not a syntax error)
+_UNSUPPORTED_SYNTAX = re.compile(r"(?P<struct_all>->\s*\*)|(?P<at_time_zone>\bAT\s+TIME\s+ZONE\b)", re.IGNORECASE)
+_UNSUPPORTED_SYNTAX_NAMES = {"struct_all": "the ->* operator (all STRUCT fields)", "at_time_zone": "AT TIME ZONE"}
+
+
 def parse(sql: str) -> list[ast.Statement]:
     """Parse one or more `;`-separated statements; raises ParseError ('Syntax Error ...') on bad input."""
     try:
@@ -565,6 +592,9 @@ def parse(sql: str) -> list[ast.Statement]:
         unsupported = _UNSUPPORTED_STATEMENTS.match(_statement_at(sql, getattr(e, "pos_in_stream", 0) or 0))
         if unsupported:
             raise UnsupportedError(f"{' '.join(unsupported.group(1).upper().split())} statements") from None
+        syntax = _UNSUPPORTED_SYNTAX.search(_statement_at(sql, getattr(e, "pos_in_stream", 0) or 0))
+        if syntax:
+            raise UnsupportedError(_UNSUPPORTED_SYNTAX_NAMES[syntax.lastgroup or ""]) from None
         raise ParseError(_syntax_error(sql, e)) from None
     except LarkError as e:
         raise ParseError(f"Syntax Error: {e}") from None

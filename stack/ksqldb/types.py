@@ -7,6 +7,7 @@ ARRAY list, MAP dict, STRUCT dict (field name -> value, in declared order).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from .errors import KsqlStatementError
@@ -263,11 +264,18 @@ def arithmetic_result(op: str, a: SqlType, b: SqlType) -> SqlType:
     return INTEGER
 
 
-def contains_map(t: SqlType) -> bool:
-    if isinstance(t, MapType):
-        return True
+def nested(t: SqlType) -> Iterator[SqlType]:
+    """`t` and every type inside it (array items, map keys and values, struct fields), depth first."""
+    yield t
     if isinstance(t, ArrayType):
-        return contains_map(t.item)
-    if isinstance(t, StructType):
-        return any(contains_map(ft) for _, ft in t.fields)
-    return False
+        yield from nested(t.item)
+    elif isinstance(t, MapType):
+        yield from nested(t.key)
+        yield from nested(t.value)
+    elif isinstance(t, StructType):
+        for _, ft in t.fields:
+            yield from nested(ft)
+
+
+def contains_map(t: SqlType) -> bool:
+    return any(isinstance(x, MapType) for x in nested(t))

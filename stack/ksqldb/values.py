@@ -6,7 +6,8 @@ import base64
 import datetime as dt
 import functools
 import math
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation, localcontext
+import re
+from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal, InvalidOperation, localcontext
 from typing import Any
 
 from .errors import EvalError
@@ -79,11 +80,28 @@ def java_double_str(f: float) -> str:
         if "." not in r:
             r += ".0"
         return r
-    sign, digits, exp = Decimal(r).as_tuple()
+    sign, digits, exp = _java_digits(f, Decimal(r)).as_tuple()
     ds = "".join(map(str, digits)).rstrip("0") or "0"
     exponent = len(digits) - 1 + exp
     mantissa = ds[0] + "." + (ds[1:] or "0")
     return f"{'-' if sign else ''}{mantissa}E{exponent}"
+
+
+def _java_digits(f: float, shortest: Decimal) -> Decimal:
+    """The decimal Java prints for `f`: the shortest that reads back as `f` (Python's repr) but, where one
+    digit would do, the two-digit one closest to `f` (Double.toString's specification; it matters for
+    subnormals: Double.MIN_VALUE is 4.9E-324, not 5e-324)."""
+    if len(shortest.normalize().as_tuple().digits) > 1:
+        return shortest
+    with localcontext() as ctx:
+        ctx.prec = 1100
+        exact = Decimal(f)
+        found = []
+        for adjusted in {exact.adjusted(), shortest.adjusted()}:
+            quantum = Decimal(1).scaleb(adjusted - 1)
+            low = exact.quantize(quantum, rounding=ROUND_FLOOR)
+            found += [c for c in (low, low + quantum) if c and float(c) == f]
+        return min(found, key=lambda c: abs(c - exact)) if found else shortest
 
 
 def decimal_str(d: Decimal) -> str:
@@ -126,7 +144,7 @@ def parse_boolean_lenient(text: str) -> bool | None:
 
 
 def format_date(d: dt.date) -> str:
-    return d.isoformat()
+    return f"{d.year:04d}-{d.month:02d}-{d.day:02d}"  # Java's yyyy pads years before 1000
 
 
 def format_time(t: dt.time) -> str:
@@ -137,7 +155,8 @@ def format_time(t: dt.time) -> str:
 
 
 def format_timestamp(ts: dt.datetime) -> str:
-    return ts.strftime("%Y-%m-%dT%H:%M:%S") + f".{ts.microsecond // 1000:03d}"
+    """SqlTimeTypes.formatTimestamp: yyyy-MM-dd'T'HH:mm:ss.SSS (the year padded to four digits)."""
+    return f"{format_date(ts)}T{ts.hour:02d}:{ts.minute:02d}:{ts.second:02d}.{ts.microsecond // 1000:03d}"
 
 
 def to_text(value: Any, t: SqlType) -> str:
@@ -220,15 +239,35 @@ def millis_to_time(ms: int) -> dt.time:
     return (dt.datetime.min + dt.timedelta(milliseconds=ms)).time()
 
 
+#: what Java's String.trim() removes: every char up to and including the space
+_JAVA_SPACE = "".join(chr(c) for c in range(0x21))
+_JAVA_INT = re.compile(r"[+-]?\d+")
+_JAVA_DOUBLE = re.compile(r"[+-]?(?:NaN|Infinity|(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)[fFdD]?")
+_JAVA_HEX_DOUBLE = re.compile(r"[+-]?0[xX](?:[0-9a-fA-F]+\.?[0-9a-fA-F]*|\.[0-9a-fA-F]+)[pP][+-]?[0-9]+[fFdD]?")
+
+
 def _parse_int(text: str, t: SqlType) -> int:
-    try:
-        v = int(text.strip())
-    except ValueError:
-        raise EvalError(f'invalid input syntax for type {t}: "{text}"') from None
+    """Integer.parseInt / Long.parseLong of the trimmed text: a sign and digits, nothing else."""
+    body = text.strip(_JAVA_SPACE)
     lo, hi = (INT_MIN, INT_MAX) if t == INTEGER else (LONG_MIN, LONG_MAX)
-    if not lo <= v <= hi:
+    if not _JAVA_INT.fullmatch(body) or not lo <= int(body) <= hi:
         raise EvalError(f'invalid input syntax for type {t}: "{text}"')
-    return v
+    return int(body)
+
+
+def _parse_double(text: str) -> float:
+    """ksqlDB's SqlDoubles.parseDouble: Java's Double.parseDouble (decimal or hex text, an optional f/d
+    suffix), refusing NaN and the infinities, an overflowing value included."""
+    body = text.strip(_JAVA_SPACE)
+    if _JAVA_DOUBLE.fullmatch(body):
+        value = float(body.rstrip("fFdD").replace("Infinity", "inf"))
+    elif _JAVA_HEX_DOUBLE.fullmatch(body):
+        value = float.fromhex(body.rstrip("fFdD"))
+    else:
+        raise EvalError(f'invalid input syntax for type DOUBLE: "{text}"')
+    if math.isnan(value) or math.isinf(value):
+        raise EvalError(f"Invalid double value: {text}")
+    return value
 
 
 def cast_supported(src: SqlType, dst: SqlType) -> bool:
@@ -241,7 +280,7 @@ def cast_supported(src: SqlType, dst: SqlType) -> bool:
     if dst == STRING:
         return src != BYTES
     if src == STRING:
-        return dst in (BOOLEAN, INTEGER, BIGINT, DOUBLE, DATE, TIME, TIMESTAMP) or isinstance(dst, DecimalType)
+        return dst in (BOOLEAN, INTEGER, BIGINT, DOUBLE, DATE, TIME, TIMESTAMP, BYTES) or isinstance(dst, DecimalType)
     if src == TIMESTAMP and dst in (DATE, TIME):
         return True
     if src == DATE and dst == TIMESTAMP:
@@ -273,10 +312,8 @@ def cast(value: Any, src: SqlType, dst: SqlType) -> Any:
         if src == DOUBLE:
             if math.isnan(value):
                 return 0
-            if math.isinf(value):
-                v = INT_MAX if dst == INTEGER else LONG_MAX
-                return v if value > 0 else (INT_MIN if dst == INTEGER else LONG_MIN)
-            iv = int(value)
+            lo, hi = (INT_MIN, INT_MAX) if dst == INTEGER else (LONG_MIN, LONG_MAX)
+            return min(max(int(value), lo), hi) if not math.isinf(value) else (hi if value > 0 else lo)
         elif isinstance(src, DecimalType):
             iv = int(value)
         else:
@@ -327,10 +364,7 @@ def parse_text(text: str, dst: SqlType) -> Any:
     if dst in (INTEGER, BIGINT):
         return _parse_int(text, dst)
     if dst == DOUBLE:
-        try:
-            return float(text.strip())
-        except ValueError:
-            raise EvalError(f'invalid input syntax for type DOUBLE: "{text}"') from None
+        return _parse_double(text)
     if isinstance(dst, DecimalType):
         try:
             return fit_decimal(Decimal(text.strip()), dst)
@@ -345,6 +379,9 @@ def parse_text(text: str, dst: SqlType) -> Any:
             return parse_timestamp(text)
     except ValueError:
         raise EvalError(f'invalid input syntax for type {dst}: "{text}"') from None
-    if dst == BYTES:
-        raise EvalError("Cannot cast STRING to BYTES")
+    if dst == BYTES:  # base64 text, as ksqlDB's CastEvaluator decodes it
+        try:
+            return base64.b64decode(text.strip(_JAVA_SPACE), validate=True)
+        except ValueError:
+            raise EvalError(f'invalid input syntax for type BYTES: "{text}"') from None
     raise EvalError(f"Cannot cast STRING to {dst}")

@@ -64,6 +64,8 @@ def validate(fmt: FormatInfo, columns: list[tuple[str, SqlType]], is_key: bool) 
         raise KsqlStatementError(f"{fmt.name} does not support the following configs: [delimiter]")
     if not is_key and fmt.wrap_single is True and fmt.name in ("KAFKA", "DELIMITED"):
         raise KsqlStatementError(f"Format '{fmt.name}' does not support 'WRAP_SINGLE_VALUE' set to 'true'.")
+    if not is_key and fmt.wrap_single is not None and len(columns) != 1:  # either way, as SerdeFeaturesFactory
+        raise KsqlStatementError("'WRAP_SINGLE_VALUE' is only valid for single-field value schemas")
     try:
         if fmt.name == "KAFKA":
             kafka.validate(columns, is_key)
@@ -71,14 +73,14 @@ def validate(fmt: FormatInfo, columns: list[tuple[str, SqlType]], is_key: bool) 
             delimited.validate(columns)
         elif fmt.name == "AVRO":
             avro.validate(columns)
+        elif fmt.name == "JSON":
+            json_format.validate(columns)
     except KsqlStatementError as e:
         cols = ", ".join(f"`{n}` {t}{' KEY' if is_key else ''}" for n, t in columns)
         raise KsqlStatementError(
             f"{'Key' if is_key else 'Value'} format does not support schema.\nformat: {fmt.name}\n"
             f"schema: Persistence{{columns=[{cols}], features=[]}}\nreason: {e.message}"
         ) from None
-    if fmt.wrap_single is False and len(columns) != 1 and not is_key:
-        raise KsqlStatementError("'WRAP_SINGLE_VALUE' is only valid for single-field value schemas")
 
 
 def make_serde(

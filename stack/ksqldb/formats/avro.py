@@ -34,6 +34,7 @@ from ..types import (
     MapType,
     SqlType,
     StructType,
+    nested,
 )
 from .base import Serde
 from .coerce import coerce, lookup_field
@@ -45,21 +46,14 @@ _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def validate(columns: list[tuple[str, SqlType]]) -> None:
-    def check(t: SqlType) -> None:
-        if isinstance(t, MapType):
-            if t.key != STRING:
-                raise KsqlStatementError("Avro only supports MAPs with STRING keys")
-            check(t.value)
-        elif isinstance(t, ArrayType):
-            check(t.item)
-        elif isinstance(t, StructType):
-            for n, ft in t.fields:
-                _check_name(n)
-                check(ft)
-
     for name, t in columns:
         _check_name(name)
-        check(t)
+        for inner in nested(t):
+            if isinstance(inner, MapType) and inner.key != STRING:
+                raise KsqlStatementError("Avro only supports MAPs with STRING keys")
+            if isinstance(inner, StructType):
+                for field_name, _ in inner.fields:
+                    _check_name(field_name)
 
 
 def _check_name(name: str) -> None:

@@ -9,10 +9,17 @@ from decimal import Decimal
 from typing import Any
 
 from .. import values as V
-from ..errors import SerdeError
-from ..types import BYTES, DATE, DOUBLE, TIME, TIMESTAMP, ArrayType, MapType, SqlType, StructType
+from ..errors import KsqlStatementError, SerdeError
+from ..types import BYTES, DATE, DOUBLE, STRING, TIME, TIMESTAMP, ArrayType, MapType, SqlType, StructType, nested
 from .base import Serde
 from .coerce import coerce, lookup_field
+
+
+def validate(columns: list[tuple[str, SqlType]]) -> None:
+    """ksqlDB's JSON serde refuses a MAP whose keys are not STRING, anywhere in the schema (a JSON object's
+    keys are text)."""
+    if any(isinstance(x, MapType) and x.key != STRING for _, t in columns for x in nested(t)):
+        raise KsqlStatementError("JSON only supports MAP types with STRING keys")
 
 
 def dumps(value: Any, t: SqlType) -> str:

@@ -9,6 +9,7 @@ taken out of its old group); `merge` combines two session windows' states.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal, localcontext
@@ -27,6 +28,7 @@ from ..types import (
     TIMESTAMP,
     ArrayType,
     DecimalType,
+    MapType,
     NullType,
     SqlType,
     StructType,
@@ -46,9 +48,12 @@ NAMES = {
     "TOPKDISTINCT",
     "EARLIEST_BY_OFFSET",
     "LATEST_BY_OFFSET",
+    "STDDEV_SAMP",
+    "STDDEV_SAMPLE",
+    "HISTOGRAM",
 }
 #: ksqlDB aggregates this engine does not implement (refused as unsupported, never as unknown functions)
-UNSUPPORTED = {"HISTOGRAM", "STDDEV_SAMPLE", "STDDEV_SAMP", "CORRELATION", "ATTR"}
+UNSUPPORTED = {"CORRELATION", "ATTR"}  # CORRELATION aggregates two columns, which the planner cannot yet
 
 COLLECT_LIMIT = 2**31 - 1  # no limit unless ksql.functions.collect_list.limit / collect_set.limit say so
 LIMIT_CONFIGS = {"COLLECT_LIST": "ksql.functions.collect_list.limit", "COLLECT_SET": "ksql.functions.collect_set.limit"}
@@ -168,9 +173,7 @@ def _decimal_sum(t: DecimalType) -> Aggregate:
 
 def _avg(types: list[SqlType]) -> Aggregate:
     t = types[0]
-    if isinstance(t, DecimalType):
-        raise UnsupportedError("AVG of DECIMAL values")
-    if t not in (INTEGER, BIGINT, DOUBLE):
+    if t not in (INTEGER, BIGINT, DOUBLE):  # ksqlDB's AverageUdaf has no DECIMAL overload
         raise _reject("AVG", types)
     wrap = _wrapper(t)
     zero = 0.0 if t == DOUBLE else 0
@@ -374,6 +377,99 @@ def _by_offset(name: str, latest: bool) -> Callable[[list[SqlType], list[Any]], 
     return make
 
 
+def _stddev(name: str, sqrt: bool) -> Callable[[list[SqlType]], Aggregate]:
+    """STDDEV_SAMPLE and STDDEV_SAMP: ksqlDB's Youngs-Cramer updates of (SUM, COUNT, M2), with Java's
+    integer arithmetic for INT and BIGINT sums. STDDEV_SAMPLE is the sample standard deviation; STDDEV_SAMP,
+    as ksqlDB computes it, the sample variance (no square root). Fewer than two values give 0.0."""
+
+    def make(types: list[SqlType]) -> Aggregate:
+        t = types[0]
+        if t not in (INTEGER, BIGINT, DOUBLE):
+            raise _reject(name, types)
+        wrap = _wrapper(t)
+
+        def delta(state: list, v: Any) -> float:
+            total, count = state[0], state[1]
+            if t == DOUBLE:
+                return v * (count + 1) - (total + v)
+            return float(wrap_long(v * (count + 1) - wrap(total + v)))
+
+        def add(state, v, seq):
+            if v is None:
+                return state
+            count = state[1] + 1
+            m2 = delta(state, v) ** 2 / (count * (count - 1)) if count > 1 else 0.0
+            return [wrap(state[0] + v), count, state[2] + m2]
+
+        def undo(state, v):
+            if v is None:
+                return state
+            count = state[1] - 1
+            m2 = delta(state, v) ** 2 / (count * (count + 1)) if count > 0 else 0.0
+            return [wrap(state[0] - v), count, state[2] - m2]
+
+        def mean(state: list) -> float:
+            return state[0] / state[1] if t == DOUBLE else float(_java_int_div(state[0], state[1]))
+
+        def merge(a, b):
+            count = a[1] + b[1]
+            m2 = a[2] + b[2]
+            if a[1] and b[1]:
+                m2 += a[1] * b[1] * (mean(a) - mean(b)) ** 2 / count
+            return [wrap(a[0] + b[0]), count, m2]
+
+        def result(state):
+            if state[1] < 2:
+                return 0.0
+            variance = state[2] / (state[1] - 1)
+            return math.sqrt(variance) if sqrt else variance
+
+        zero = 0.0 if t == DOUBLE else 0
+        shape = StructType((("SUM", t), ("COUNT", BIGINT), ("M2", DOUBLE)))
+        return Aggregate(name, DOUBLE, shape, lambda: [zero, 0, 0.0], add, result, merge, undo)
+
+    return make
+
+
+def _java_int_div(a: int, b: int) -> int:
+    q = abs(a) // abs(b)
+    return q if (a >= 0) == (b >= 0) else -q
+
+
+_HISTOGRAM_LIMIT = 1000
+
+
+def _histogram(types: list[SqlType]) -> Aggregate:
+    """HISTOGRAM of STRING values: value -> count, at most 1000 distinct values (later new ones are not
+    counted), as ksqlDB's HistogramUdaf."""
+    if types[0] != STRING:
+        raise _reject("HISTOGRAM", types)
+
+    def add(state, v, seq):
+        if len(state) >= _HISTOGRAM_LIMIT and v not in state:
+            return state
+        return {**state, v: state.get(v, 0) + 1}
+
+    def merge(a, b):
+        out = dict(a)
+        for k, n in b.items():
+            if len(out) < _HISTOGRAM_LIMIT or k in out:
+                out[k] = out.get(k, 0) + n
+        return out
+
+    def undo(state, v):
+        if v not in state:
+            raise EvalError("NullPointerException: HISTOGRAM undo of a value it never counted")
+        out = dict(state)
+        out[v] -= 1
+        if out[v] < 1:
+            del out[v]
+        return out
+
+    shape = MapType(STRING, BIGINT)
+    return Aggregate("HISTOGRAM", shape, shape, dict, add, result=dict, merge=merge, undo=undo)
+
+
 _SIMPLE: dict[str, Callable[[list[SqlType]], Aggregate]] = {
     "COUNT": _count,
     "SUM": _sum,
@@ -383,6 +479,9 @@ _SIMPLE: dict[str, Callable[[list[SqlType]], Aggregate]] = {
     "COLLECT_LIST": _collect_list,
     "COLLECT_SET": _collect_set,
     "COUNT_DISTINCT": _count_distinct,
+    "STDDEV_SAMP": _stddev("STDDEV_SAMP", sqrt=False),
+    "STDDEV_SAMPLE": _stddev("STDDEV_SAMPLE", sqrt=True),
+    "HISTOGRAM": _histogram,
 }
 _PARAMETERISED: dict[str, Callable[[list[SqlType], list[Any]], Aggregate]] = {
     "TOPK": _topk("TOPK", False),

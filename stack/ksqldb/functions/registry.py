@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import KsqlStatementError
+from ..errors import KsqlStatementError, UnsupportedError
 from ..types import (
     BIGINT,
     INTEGER,
@@ -166,8 +166,14 @@ def _fmt_types(args: list[SqlType]) -> str:
     return ", ".join(str(a) for a in args)
 
 
+#: functions ksqlDB documents that this engine refuses, with what they are
+UNSUPPORTED_FUNCTIONS = {"EXPLODE": "table function EXPLODE", "CUBE_EXPLODE": "table function CUBE_EXPLODE"}
+
+
 def resolve(name: str, args: list[SqlType], literals: list[bool]) -> Resolved:
     fn = REGISTRY.get(name.upper())
+    if name.upper() in UNSUPPORTED_FUNCTIONS:
+        raise UnsupportedError(UNSUPPORTED_FUNCTIONS[name.upper()])
     if fn is None:
         raise KsqlStatementError(f"Can't find any functions with the name '{name.upper()}'")
     n = len(args)

@@ -16,6 +16,7 @@ from functools import lru_cache
 from .. import values as V
 from ..errors import EvalError
 from ..types import BOOLEAN, BYTES, INTEGER, STRING, ArrayType, MapType
+from .java_text import code_units, unescape_java
 from .registry import register
 
 
@@ -38,19 +39,9 @@ def trim(s):
     return _java_trim(s)
 
 
-@register("LTRIM", [STRING], STRING, deterministic=True)
-def ltrim(s):
-    return s.lstrip("".join(chr(c) for c in range(0x21)))
-
-
-@register("RTRIM", [STRING], STRING, deterministic=True)
-def rtrim(s):
-    return s.rstrip("".join(chr(c) for c in range(0x21)))
-
-
 @register("LEN", [STRING], INTEGER, deterministic=True)
 @register("LEN", [BYTES], INTEGER, deterministic=True)
-@register("LENGTH", [STRING], INTEGER, deterministic=True)
+@code_units
 def length(s):
     return len(s)
 
@@ -89,12 +80,14 @@ def _start(length: int, pos: int) -> int:
 
 @register("SUBSTRING", [STRING, INTEGER], STRING, deterministic=True)
 @register("SUBSTRING", [BYTES, INTEGER], BYTES, deterministic=True)
+@code_units
 def substring(s, pos):
     return s[_start(len(s), pos) :]
 
 
 @register("SUBSTRING", [STRING, INTEGER, INTEGER], STRING, deterministic=True)
 @register("SUBSTRING", [BYTES, INTEGER, INTEGER], BYTES, deterministic=True)
+@code_units
 def substring_len(s, pos, length):
     start = _start(len(s), pos)
     if length < 0:
@@ -103,16 +96,19 @@ def substring_len(s, pos, length):
 
 
 @register("INSTR", [STRING, STRING], INTEGER, deterministic=True)
+@code_units
 def instr(s, sub):
     return s.find(sub) + 1
 
 
 @register("INSTR", [STRING, STRING, INTEGER], INTEGER, deterministic=True)
+@code_units
 def instr_pos(s, sub, pos):
     return instr_occ(s, sub, pos, 1)
 
 
 @register("INSTR", [STRING, STRING, INTEGER, INTEGER], INTEGER, deterministic=True)
+@code_units
 def instr_occ(s, sub, pos, occurrence):
     """Oracle-style INSTR: a negative position searches backwards from that many chars from the end."""
     if occurrence <= 0 or pos == 0:
@@ -148,12 +144,14 @@ def _pad(s, length, padding, left: bool):
 
 @register("LPAD", [STRING, INTEGER, STRING], STRING, deterministic=True)
 @register("LPAD", [BYTES, INTEGER, BYTES], BYTES, deterministic=True)
+@code_units
 def lpad(s, length, padding):
     return _pad(s, length, padding, True)
 
 
 @register("RPAD", [STRING, INTEGER, STRING], STRING, deterministic=True)
 @register("RPAD", [BYTES, INTEGER, BYTES], BYTES, deterministic=True)
+@code_units
 def rpad(s, length, padding):
     return _pad(s, length, padding, False)
 
@@ -161,11 +159,6 @@ def rpad(s, length, padding):
 @register("REPLACE", [STRING, STRING, STRING], STRING, deterministic=True)
 def replace(s, old, new):
     return s.replace(old, new)
-
-
-@register("REVERSE", [STRING], STRING, deterministic=True)
-def reverse(s):
-    return s[::-1]
 
 
 @register("INITCAP", [STRING], STRING, deterministic=True)
@@ -180,8 +173,10 @@ def chr_(code):
 
 @register("CHR", [STRING], STRING, deterministic=True)
 def chr_str(text):
-    m = re.fullmatch(r"\\u([0-9a-fA-F]{4})", text)
-    return chr(int(m.group(1), 16)) if m else None
+    """Text that starts with a \\u escape, unescaped as Java text (a surrogate pair makes one character)."""
+    if len(text) < 6 or not text.startswith("\\u"):
+        return None
+    return unescape_java(text)
 
 
 @register("SPLIT", [STRING, STRING], ArrayType(STRING))
@@ -537,3 +532,78 @@ def json_items(text):
 @register("MD5", [STRING], STRING)
 def md5(s):
     return hashlib.md5(s.encode("utf-8")).hexdigest()
+
+
+_JSON = json.JSONDecoder()
+
+
+@register("JSON_ARRAY_CONTAINS", [STRING, "ANY"], BOOLEAN, null_safe=False)
+def json_array_contains(text, value):
+    """Whether a JSON array holds `value`, read element by element as ksqlDB's streaming parser does (text
+    past a match is not looked at; a malformed array is false): integers match INT or BIGINT values,
+    fractions DOUBLE values, null a NULL; anything else (a DECIMAL, a nested array) never matches."""
+    if text is None:
+        return None
+    pos = _skip_ws(text, 0)
+    if not text.startswith("[", pos):
+        return False
+    pos += 1
+    while True:
+        pos = _skip_ws(text, pos)
+        if text.startswith("]", pos):
+            return False
+        try:
+            item, pos = _JSON.raw_decode(text, pos)
+        except ValueError:
+            return False
+        if _json_matches(item, value):
+            return True
+        pos = _skip_ws(text, pos)
+        if text.startswith(",", pos):
+            pos += 1
+        elif not text.startswith("]", pos):
+            return False
+
+
+def _skip_ws(text: str, pos: int) -> int:
+    while pos < len(text) and text[pos] in " \t\r\n":
+        pos += 1
+    return pos
+
+
+def _json_matches(item, value) -> bool:
+    if item is None or value is None:
+        return item is None and value is None
+    if isinstance(value, bool) or isinstance(item, bool):
+        return isinstance(value, bool) and isinstance(item, bool) and item == value
+    if isinstance(value, int):
+        return isinstance(item, int) and item == value
+    if isinstance(value, float):
+        return isinstance(item, float) and item == value
+    if isinstance(value, str):
+        return isinstance(item, str) and item == value
+    return False
+
+
+@register("JSON_CONCAT", [STRING], STRING, variadic=True, null_safe=False)
+def json_concat(*texts):
+    """Objects merged key by key (a later key wins); otherwise everything concatenated as one array, a
+    non-array standing for an array of itself. A NULL or invalid input gives NULL (invalid ones logged)."""
+    nodes = []
+    for text in texts:
+        if text is None or not text.strip():
+            return None
+        try:
+            nodes.append(json.loads(text))
+        except ValueError:
+            raise EvalError(f"Invalid JSON format:{text}") from None
+    if not nodes:
+        return None
+    if all(isinstance(n, dict) for n in nodes):
+        merged: dict = {}
+        for n in nodes:
+            merged.update(n)
+        result: object = merged
+    else:
+        result = [x for n in nodes for x in (n if isinstance(n, list) else [n])]
+    return json.dumps(result, separators=(",", ":"), ensure_ascii=False)
