@@ -103,6 +103,11 @@ class Payment:
         return encode_delimited(self.values()).encode()
 
 
+def tagged(payment: Payment, run: str) -> Payment:
+    """The payment with its id made unique to the `run` (a second replay of a file repeats every id)."""
+    return dataclasses.replace(payment, id=f"{payment.id}-{run}")
+
+
 def sent_now(payment: Payment, run: str) -> Payment:
     """The payment as a live producer sends it: stamped with this moment, its id made unique to the `run`.
 
@@ -110,7 +115,7 @@ def sent_now(payment: Payment, run: str) -> Payment:
     the workers' event-to-score latency) 13 years old, and a second replay repeats every id. The file's own
     time stays in the Time column.
     """
-    return dataclasses.replace(payment, id=f"{payment.id}-{run}", timestamp=datetime.now(UTC))
+    return dataclasses.replace(tagged(payment, run), timestamp=datetime.now(UTC))
 
 
 def new_run() -> str:
