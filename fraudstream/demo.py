@@ -131,7 +131,7 @@ def demo_command(
 
         acknowledged = payments.acknowledged
         console.print(f"waiting for the pipeline to process the {acknowledged:,} payments sent...")
-        arrived = _wait_for(bootstrap, topics.preprocessed, before + acknowledged)
+        arrived = _wait_for(bootstrap, topics.preprocessed, before + acknowledged, quiet_seconds=60.0)
         console.print(f"[bold]{topics.preprocessed}[/]: {arrived - before:,} of {acknowledged:,} payments preprocessed")
         labels = sum(summary.labels_acknowledged for summary in payments.summaries)
         console.print(
@@ -157,6 +157,15 @@ def demo_command(
     _show_newest(addresses, topics.scores, ("score", "threshold", "is_fraud", "model_name", "model_version"))
     _show_lake(addresses)
     _show_where(stack, data_dir, ksql_dir)
+
+
+def _chunks(start: float) -> Iterator[Payment]:
+    """Generated payments without end, chunk after chunk, each going on in time from the last (a chunk that
+    started again at the same moment would put every card holder's payments on top of each other)."""
+    for seed in itertools.count(1):
+        frame = generate_payments(CHUNK, seed=seed, start_seconds=start)
+        start = float(frame["Time"].max()) + 1.0
+        yield from frame_payments(frame)
 
 
 class BackgroundPayments:
@@ -206,20 +215,17 @@ class BackgroundPayments:
         self._thread.join()
 
     def _run(self) -> None:
+        start = 0.0  # where generated payments go on in time (a file's own timeline is its own)
         try:
             if self.payments_file is not None:
                 with open(self.payments_file, encoding="utf-8", newline="") as lines:
                     self._replay(read_payments(lines, str(self.payments_file)), f"replaying {self.payments_file.name}")
             else:
-                self._replay(
-                    frame_payments(generate_payments(self.count, seed=0)),
-                    f"replaying {self.count:,} generated payments",
-                )
+                first = generate_payments(self.count, seed=0)
+                self._replay(frame_payments(first), f"replaying {self.count:,} generated payments")
+                start = float(first["Time"].max()) + 1.0 if len(first) else 0.0
             if self.rate > 0 and not self._stop.is_set():
-                generated = itertools.chain.from_iterable(
-                    frame_payments(generate_payments(CHUNK, seed=seed)) for seed in itertools.count(1)
-                )
-                self._replay(generated, f"generating {self.rate:,.0f} payments/s", rate=self.rate)
+                self._replay(_chunks(start), f"generating {self.rate:,.0f} payments/s", rate=self.rate)
             self._set_producing("done")
         except (BrokerUnavailable, PaymentFileError, OSError, UnicodeDecodeError) as error:
             self.error = f"producing payments: {error}"

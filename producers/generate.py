@@ -62,12 +62,15 @@ def _feature_cholesky() -> np.ndarray:
     return np.linalg.cholesky(correlation * np.outer(FEATURE_SCALES, FEATURE_SCALES))
 
 
-def generate_payments(n: int, seed: int = 0, fraud_rate: float = DEFAULT_FRAUD_RATE) -> pd.DataFrame:
+def generate_payments(
+    n: int, seed: int = 0, fraud_rate: float = DEFAULT_FRAUD_RATE, start_seconds: float = 0.0
+) -> pd.DataFrame:
     """`n` payments with the extended layout's columns (Id, Timestamp, User, Time, V1..V28, Amount, Class).
 
     Exactly round(n * fraud_rate) of them are frauds, at random positions, so that small samples still
-    carry the expected number. Ids are `gen<seed>-<n>`, Time counts whole seconds from the first
-    payment and Timestamp is KAGGLE_EPOCH + Time, as for a replayed Kaggle file.
+    carry the expected number. Ids are `gen<seed>-<n>`, Time counts whole seconds from `start_seconds`
+    (the first payment) and Timestamp is KAGGLE_EPOCH + Time, as for a replayed Kaggle file; a stream
+    generated in chunks goes on in time by starting each chunk after the last.
     """
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
@@ -94,7 +97,7 @@ def generate_payments(n: int, seed: int = 0, fraud_rate: float = DEFAULT_FRAUD_R
     amount = np.round(np.clip(amount, 0.0, 25_691.16), 2)
 
     gaps = rng.exponential(MEAN_SECONDS_BETWEEN, size=n)
-    time = np.floor(np.cumsum(gaps) - (gaps[0] if n else 0.0))
+    time = np.floor(start_seconds + np.cumsum(gaps) - (gaps[0] if n else 0.0))
     timestamps = pd.Timestamp(KAGGLE_EPOCH) + pd.to_timedelta(time, unit="s")
 
     frame = pd.DataFrame(

@@ -110,3 +110,10 @@ def test_generate_command_refuses_a_bad_rate_in_one_line():
     result = CliRunner().invoke(generate_command, ["-n", "5", "--fraud-rate", "2"])
     assert result.exit_code == 2
     assert "Traceback" not in result.output and "fraud-rate" in result.output
+
+
+def test_a_chunk_goes_on_in_time_from_where_the_last_ended():
+    first = generate_payments(500, seed=0)
+    second = generate_payments(500, seed=1, start_seconds=float(first["Time"].max()) + 1)
+    assert second["Time"].iloc[0] == first["Time"].max() + 1 and second["Time"].is_monotonic_increasing
+    assert second["Timestamp"].iloc[0] > first["Timestamp"].iloc[-1]  # ISO-8601 text orders as time does
