@@ -19,6 +19,7 @@ from faust.sensors.prometheus import setup_prometheus_sensors
 from threadpoolctl import threadpool_limits
 
 from fraudstream.kafka import AIOKAFKA_GROUP_DEFAULTS, end_offsets
+from fraudstream.requestbody import BadBody, read_json
 from fraudstream.topics import MODEL_UPDATES_TOPIC, ModelUpdate
 from streams import metrics
 from streams.batching import BatchApp, RawBatch
@@ -269,11 +270,11 @@ class ScoreView(faust.web.View):
 
     async def post(self, request: faust.web.Request) -> faust.web.Response:
         try:
-            body = await request.json()
-        except (ValueError, UnicodeDecodeError):
-            return self.json({"error": "the request body is not valid JSON"}, status=400)
+            body = await read_json(request)  # type: ignore[arg-type]
+        except BadBody as error:
+            return self.json({"error_code": error.status, "message": error.message}, status=error.status)
         await pipeline.start()
         try:
             return self.json(pipeline.score_rows(body))
         except ValueError as error:
-            return self.json({"error": str(error)}, status=400)
+            return self.json({"error_code": 400, "message": str(error)}, status=400)

@@ -87,3 +87,19 @@ def server(stack: EmbeddedStack, tmp_path_factory: pytest.TempPathFactory) -> It
 @pytest.fixture
 def client(server: RunningService) -> KSQLAPI:
     return KSQLAPI(server.address)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The fuzz run's counts (tests/test_fuzz_endpoints.py): requests and status codes per service."""
+    rows = [
+        value
+        for report in terminalreporter.stats.get("passed", []) + terminalreporter.stats.get("failed", [])
+        if report.when == "call"
+        for name, value in report.user_properties
+        if name == "fuzz"
+    ]
+    if rows:
+        terminalreporter.section("fuzz: requests and status codes per service")
+        for row in rows:
+            codes = ", ".join(f"{code}: {n}" for code, n in sorted(row["codes"].items()))
+            terminalreporter.write_line(f"{row['service']:<16} {row['requests']:>5} requests   {codes}")

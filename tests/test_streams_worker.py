@@ -287,11 +287,11 @@ def test_end_to_end_scores_dead_letters_and_score_view(stack, topics, registry, 
         assert status == 200 and body["model_version"] == 1
         assert body["scores"][0]["score"] == pytest.approx(expected[pid], rel=1e-9)
         status, body = worker.post("/score", b"{not json")
-        assert status == 400 and "not valid JSON" in body["error"]
+        assert status == 400 and "not valid JSON" in body["message"]
         status, body = worker.post("/score", json.dumps([{**value, "V2": "high"}]).encode())
-        assert status == 400 and "V2 must be a finite number" in body["error"]
+        assert status == 400 and "V2 must be a finite number" in body["message"]
         status, body = worker.post("/score", json.dumps({"TIME": 1}).encode())
-        assert status == 400 and "missing fields" in body["error"]
+        assert status == 400 and "missing fields" in body["message"]
 
 
 def test_hot_swap_and_shadow(stack, topics, registry, model_name, tmp_path):

@@ -17,6 +17,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from fraudstream.requestbody import BadBody, read_json
 from stack.connect import definitions as d
 from stack.connect.herder import Conflict, Herder, NotFound, plugin_class
 from stack.connect.settings import ConfigError, default_of, resolve, validate
@@ -83,9 +84,9 @@ async def _call(method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
 
 async def _json(request: web.Request) -> Any:
     try:
-        return await request.json()
-    except ValueError as exc:
-        raise ConnectError(400, f"Request body is not valid JSON: {exc}") from None
+        return await read_json(request)
+    except BadBody as exc:
+        raise ConnectError(exc.status, exc.message) from None
 
 
 def _config_map(body: Any) -> dict[str, str]:

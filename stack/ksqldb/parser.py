@@ -584,6 +584,10 @@ _UNSUPPORTED_SYNTAX = re.compile(r"(?P<struct_all>->\s*\*)|(?P<at_time_zone>\bAT
 _UNSUPPORTED_SYNTAX_NAMES = {"struct_all": "the ->* operator (all STRUCT fields)", "at_time_zone": "AT TIME ZONE"}
 
 
+#: A statement whose expressions nest deeper than Python's stack lets the parser follow (thousands of levels).
+TOO_DEEP = "Syntax Error: the statement nests too deeply to parse"
+
+
 def parse(sql: str) -> list[ast.Statement]:
     """Parse one or more `;`-separated statements; raises ParseError ('Syntax Error ...') on bad input."""
     try:
@@ -598,6 +602,8 @@ def parse(sql: str) -> list[ast.Statement]:
         raise ParseError(_syntax_error(sql, e)) from None
     except LarkError as e:
         raise ParseError(f"Syntax Error: {e}") from None
+    except RecursionError:
+        raise ParseError(TOO_DEEP) from None
     statements: list[ast.Statement] = []
     for child in tree.children:
         try:
@@ -605,7 +611,11 @@ def parse(sql: str) -> list[ast.Statement]:
         except VisitError as e:
             if isinstance(e.orig_exc, KsqlError):
                 raise e.orig_exc from None
+            if isinstance(e.orig_exc, RecursionError):
+                raise ParseError(TOO_DEEP) from None
             raise
+        except RecursionError:
+            raise ParseError(TOO_DEEP) from None
         text = sql[child.meta.start_pos : child.meta.end_pos] if not child.meta.empty else sql
         statements.append(_with_text(stmt, text.strip() + ";"))
     return statements

@@ -91,9 +91,5 @@ def store_error(detail: str) -> RegistryError:
     return RegistryError(50001, f"Error in the backend data store: {detail}")
 
 
-def bad_request(detail: str) -> RegistryError:
-    return RegistryError(400, detail)
-
-
 def store_loading(topic: str) -> RegistryError:
     return RegistryError(503, f"The schema store is still reading the {topic} topic; try again shortly")

@@ -17,6 +17,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from fraudstream.requestbody import BadBody, read_json
 from stack.registry import errors
 from stack.registry.schemas import SCHEMA_TYPES, Schema
 from stack.registry.service import Registry
@@ -49,9 +50,9 @@ def _flag(request: web.Request, name: str) -> bool:
 
 async def _body(request: web.Request) -> Any:
     try:
-        return await request.json()
-    except ValueError as exc:
-        raise errors.bad_request(f"the request body is not valid JSON: {exc}") from None
+        return await read_json(request)
+    except BadBody as exc:
+        raise errors.RegistryError(exc.status, exc.message) from None
 
 
 def _registry(request: web.Request) -> Registry:

@@ -13,9 +13,11 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from fraudstream.requestbody import MAX_BODY_BYTES, BadBody, read_body
+
 from ..pull import PullResult
 from . import streams
-from .entities import BAD_REQUEST, NOT_FOUND, error_body
+from .entities import BAD_REQUEST, NOT_FOUND, SERVER_ERROR, error_body
 from .metrics import metrics_registry
 from .service import KsqlService, StatementFailure
 
@@ -32,10 +34,20 @@ def _json(body: Any, status: int = 200) -> web.Response:
 
 @web.middleware
 async def failures(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Every failure as ksqlDB's error object: a refused request, an unknown path, and a bug (logged)."""
     try:
         return await handler(request)
     except StatementFailure as e:
         return _json(e.body, e.status)
+    except BadBody as e:
+        return _json(streams.refused(e).body, e.status)
+    except web.HTTPException as e:
+        if e.status < 400:
+            raise
+        return _json(error_body("generic_error", e.status * 100, f"HTTP {e.status} {e.reason}"), e.status)
+    except Exception as e:
+        logger.exception("error serving %s %s", request.method, request.path)
+        return _json(error_body("generic_error", SERVER_ERROR, f"Internal error: {e}"), 500)
 
 
 async def info(request: web.Request) -> web.Response:
@@ -60,11 +72,9 @@ async def healthcheck(request: web.Request) -> web.Response:
 async def ksql(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     streams.ready(service)
-    body = streams.parse_body(await request.read())
-    sql = body.get("ksql")
-    if not isinstance(sql, str) or not sql.strip():
-        raise StatementFailure(error_body("generic_error", BAD_REQUEST, "The request has no 'ksql' statement text"))
-    return _json(await asyncio.to_thread(service.execute, sql, body.get("streamsProperties") or {}))
+    body = streams.parse_body(await read_body(request))
+    sql = streams.statement_text(body, "ksql")
+    return _json(await asyncio.to_thread(service.execute, sql, streams.properties(body, "streamsProperties")))
 
 
 def _disconnected(request: web.Request) -> Callable[[], bool]:
@@ -90,7 +100,7 @@ async def query(request: web.Request) -> web.StreamResponse:
     """POST /query: a chunked JSON array: header, one {"row": ...} per row, a final message on LIMIT (push
     queries); a pull query's rows all at once."""
     service = request.app[SERVICE]
-    pq = await streams.open_push(service, await request.read(), "ksql", "streamsProperties")
+    pq = await streams.open_push(service, await read_body(request), "ksql", "streamsProperties")
     if isinstance(pq, PullResult):
         return await _chunked(request, "application/json", streams.pull_query_chunks(pq))
     return await _chunked(request, "application/json", streams.query_chunks(service, pq, _disconnected(request)))
@@ -99,7 +109,7 @@ async def query(request: web.Request) -> web.StreamResponse:
 async def query_stream(request: web.Request) -> web.StreamResponse:
     """POST /query-stream: header object then rows, newline-delimited (default) or as one JSON array."""
     service = request.app[SERVICE]
-    pq = await streams.open_push(service, await request.read(), "sql", "properties")
+    pq = await streams.open_push(service, await read_body(request), "sql", "properties")
     content_type, chunks = streams.query_stream_chunks(
         service, pq, request.headers.get("Accept", ""), _disconnected(request)
     )
@@ -108,7 +118,7 @@ async def query_stream(request: web.Request) -> web.StreamResponse:
 
 async def close_query(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
-    body = streams.parse_body(await request.read())
+    body = streams.parse_body(await read_body(request))
     if not streams.close_query(service, body.get("queryId")):
         return _json(error_body("generic_error", BAD_REQUEST, f"No query with id {body.get('queryId')}"), 400)
     return web.Response(status=200)
@@ -117,7 +127,7 @@ async def close_query(request: web.Request) -> web.Response:
 async def inserts_stream(request: web.Request) -> web.StreamResponse:
     """POST /inserts-stream: a target line, then one JSON object per row; one ack (or error) line per row."""
     service = request.app[SERVICE]
-    target, rows = streams.parse_inserts(service, await request.read())
+    target, rows = streams.parse_inserts(service, await read_body(request))
     return await _chunked(request, streams.DELIMITED, streams.insert_chunks(service, target, rows))
 
 
@@ -136,7 +146,7 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 def create_app(service: KsqlService) -> web.Application:
-    app = web.Application(middlewares=[failures], client_max_size=64 * 1024 * 1024)
+    app = web.Application(middlewares=[failures], client_max_size=MAX_BODY_BYTES)
     app[SERVICE] = service
     app[METRICS] = metrics_registry(service)
     app.router.add_get("/info", info)

@@ -265,6 +265,9 @@ class KsqlService:
                 ) from None
             except StatementFailure:
                 raise
+            except RecursionError:
+                message = "The statement nests too deeply to run"
+                raise StatementFailure(error_body("statement_error", BAD_STATEMENT, message, text, entities)) from None
             except Exception as e:  # noqa: BLE001 - a server-side failure, reported as ksqlDB does
                 logger.exception("statement failed: %s", text)
                 raise StatementFailure(error_body("generic_error", SERVER_ERROR, str(e)), 500) from None
@@ -307,6 +310,9 @@ class KsqlService:
                 result = self.engine.execute_statement(stmt, properties)
         except KsqlError as e:
             raise StatementFailure(error_body("statement_error", BAD_STATEMENT, e.message, stmt.text, [])) from None
+        except RecursionError:
+            message = "The statement nests too deeply to run"
+            raise StatementFailure(error_body("statement_error", BAD_STATEMENT, message, stmt.text, [])) from None
         if result.kind == "pullQuery":
             return result.data
         tq = result.data

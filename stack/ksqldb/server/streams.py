@@ -9,12 +9,17 @@ import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from fraudstream.requestbody import BadBody, parse_json
+
 from ..errors import KsqlError
 from ..pull import PullResult
-from .entities import BAD_REQUEST, BAD_STATEMENT, NOT_READY, error_body, json_value
+from .entities import BAD_REQUEST, BAD_STATEMENT, NOT_READY, TOO_LARGE, error_body, json_value
 from .service import KsqlService, PushQuery, StatementFailure
 
 DELIMITED = "application/vnd.ksqlapi.delimited.v1"
+#: Longest statement text taken (413 beyond): ksqlDB writes each statement as one record of its command topic,
+#: and our longest statement file is 4 KB; parsing is CPU-bound, so a huge text would stall the server.
+MAX_STATEMENT_CHARS = 64 * 1024
 
 
 def ready(service: KsqlService) -> None:
@@ -22,23 +27,45 @@ def ready(service: KsqlService) -> None:
         raise StatementFailure(error_body("generic_error", NOT_READY, "The server is replaying its command topic"), 503)
 
 
+def refused(bad: BadBody) -> StatementFailure:
+    """A body refused by fraudstream.requestbody, as ksqlDB's error object (its code is the status * 100)."""
+    return StatementFailure(error_body("generic_error", bad.status * 100, bad.message), bad.status)
+
+
 def parse_body(raw: bytes) -> dict[str, Any]:
     try:
-        body = json.loads(raw or b"{}")
-    except ValueError as e:
-        raise StatementFailure(error_body("generic_error", BAD_REQUEST, f"Invalid JSON in request: {e}")) from None
+        body = parse_json(raw, empty={})
+    except BadBody as e:
+        raise refused(e) from None
     if not isinstance(body, dict):
         raise StatementFailure(error_body("generic_error", BAD_REQUEST, "The request body must be a JSON object"))
     return body
 
 
+def statement_text(body: dict[str, Any], key: str) -> str:
+    """The statements of a request: text, not blank, at most MAX_STATEMENT_CHARS (413 beyond)."""
+    sql = body.get(key)
+    if not isinstance(sql, str) or not sql.strip():
+        raise StatementFailure(error_body("generic_error", BAD_REQUEST, f"The request has no '{key}' statement text"))
+    if len(sql) > MAX_STATEMENT_CHARS:
+        message = f"The statement text of {len(sql)} characters exceeds the limit of {MAX_STATEMENT_CHARS}"
+        raise StatementFailure(error_body("generic_error", TOO_LARGE, message), 413)
+    return sql
+
+
+def properties(body: dict[str, Any], key: str) -> dict[str, Any]:
+    """The request's properties: a JSON object, or none."""
+    found = body.get(key) or {}
+    if not isinstance(found, dict):
+        raise StatementFailure(error_body("generic_error", BAD_REQUEST, f"'{key}' must be a JSON object"))
+    return found
+
+
 async def open_push(service: KsqlService, raw: bytes, sql_key: str, props_key: str) -> PushQuery | PullResult:
     ready(service)
     body = parse_body(raw)
-    sql = body.get(sql_key)
-    if not isinstance(sql, str) or not sql.strip():
-        raise StatementFailure(error_body("generic_error", BAD_REQUEST, f"The request has no '{sql_key}' text"))
-    return await asyncio.to_thread(service.open_push, sql, body.get(props_key) or {})
+    sql = statement_text(body, sql_key)
+    return await asyncio.to_thread(service.open_push, sql, properties(body, props_key))
 
 
 async def _rows(service: KsqlService, pq: PushQuery, gone: Callable[[], bool]) -> AsyncIterator[tuple[list[Any], bool]]:
@@ -112,10 +139,14 @@ def close_query(service: KsqlService, query_id: Any) -> bool:
 
 def parse_inserts(service: KsqlService, raw: bytes) -> tuple[str, list[str]]:
     ready(service)
-    lines = [line for line in raw.decode("utf-8").split("\n") if line.strip()]
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise StatementFailure(error_body("generic_error", BAD_REQUEST, f"The body is not valid UTF-8: {e}")) from None
+    lines = [line for line in text.split("\n") if line.strip()]
     try:
         target = json.loads(lines[0])["target"] if lines else None
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):
         target = None
     if not isinstance(target, str):
         raise StatementFailure(error_body("generic_error", BAD_REQUEST, 'The first line must be {"target": STREAM}'))
@@ -130,6 +161,13 @@ async def insert_chunks(service: KsqlService, target: str, rows: list[str]) -> A
                 raise KsqlError("Each row must be a JSON object")
             await asyncio.to_thread(service.insert_row, target, row)
             ack: dict[str, Any] = {"status": "ok", "seq": seq}
+        except RecursionError:
+            ack = {
+                "status": "error",
+                "seq": seq,
+                "error_code": BAD_STATEMENT,
+                "message": "The row is nested too deeply",
+            }
         except (KsqlError, ValueError) as e:
             ack = {"status": "error", "seq": seq, "error_code": BAD_STATEMENT, "message": getattr(e, "message", str(e))}
         yield (json.dumps(ack) + "\n").encode()
