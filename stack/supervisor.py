@@ -19,6 +19,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -127,12 +128,19 @@ def port_holder(port: int) -> str:
         connections = psutil.net_connections(kind="tcp")
     except psutil.AccessDenied:
         return "another process"
+    lingering = Counter[str]()
     for connection in connections:
-        if connection.status == psutil.CONN_LISTEN and connection.laddr.port == port and connection.pid:
+        if not connection.laddr or connection.laddr.port != port:
+            continue
+        if connection.status == psutil.CONN_LISTEN and connection.pid:
             try:
                 return f"pid {connection.pid} ({psutil.Process(connection.pid).name()})"
             except psutil.Error:
                 return f"pid {connection.pid}"
+        lingering[connection.status] += 1
+    if lingering:  # a killed server's connections, closing: the kernel keeps them for up to a minute
+        states = ", ".join(f"{n} {state}" for state, n in sorted(lingering.items()))
+        return f"the closing connections of an earlier process ({states}); try again in a minute"
     return "another process"
 
 
@@ -194,7 +202,10 @@ def start(spec: ServiceSpec, log_dir: Path, outlive_caller: bool = False) -> Run
     """
     for port in spec.ports:
         if not port_released(port):
-            raise StackError(f"{spec.name}: port {port} on 127.0.0.1 is already in use by {port_holder(port)}")
+            raise StackError(
+                f"{spec.name}: port {port} on 127.0.0.1 is still in use after {PORT_RELEASE_SECONDS:.0f} s, "
+                f"by {port_holder(port)}"
+            )
     binary = spec.argv[0]
     if not (os.path.isfile(binary) and os.access(binary, os.X_OK)):
         raise StackError(f"{spec.name}: executable not found: {binary}")

@@ -90,16 +90,27 @@ def client(server: RunningService) -> KSQLAPI:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """The fuzz run's counts (tests/test_fuzz_endpoints.py): requests and status codes per service."""
-    rows = [
-        value
+    """Numbers the lead reports: the fuzz run's requests and status codes per service
+    (tests/test_fuzz_endpoints.py) and each service's time to healthy after a kill -9
+    (tests/test_restart_after_kill.py)."""
+    reports = [
+        report
         for report in terminalreporter.stats.get("passed", []) + terminalreporter.stats.get("failed", [])
         if report.when == "call"
-        for name, value in report.user_properties
-        if name == "fuzz"
     ]
-    if rows:
+    fuzz = [value for report in reports for name, value in report.user_properties if name == "fuzz"]
+    if fuzz:
         terminalreporter.section("fuzz: requests and status codes per service")
-        for row in rows:
+        for row in fuzz:
             codes = ", ".join(f"{code}: {n}" for code, n in sorted(row["codes"].items()))
             terminalreporter.write_line(f"{row['service']:<16} {row['requests']:>5} requests   {codes}")
+    restarts = [
+        (report.nodeid.rpartition("[")[2].rstrip("]"), value)
+        for report in reports
+        for name, value in report.user_properties
+        if name == "restart_seconds"
+    ]
+    if restarts:
+        terminalreporter.section("restart after kill -9: seconds from start to healthy")
+        for case, seconds in restarts:
+            terminalreporter.write_line(f"{case:<32} {seconds:>6.1f} s")

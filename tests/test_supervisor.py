@@ -9,7 +9,7 @@ import threading
 import time
 from pathlib import Path
 
-from stack.supervisor import free_port, pid_alive, port_in_use, port_released
+from stack.supervisor import free_port, pid_alive, port_holder, port_in_use, port_released
 
 
 def test_a_port_released_after_a_moment_counts_as_free() -> None:
@@ -51,3 +51,19 @@ def test_a_running_child_counts_as_alive() -> None:
         child.kill()
         child.wait()
     assert not pid_alive(child.pid)
+
+
+def test_a_port_held_by_closing_connections_is_reported_as_such() -> None:
+    """A server without SO_REUSEADDR that closed first leaves its port in TIME_WAIT for a minute: the
+    message says so, instead of blaming "another process"."""
+    port = free_port()
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", port))
+        listener.listen()
+        client = socket.create_connection(("127.0.0.1", port))
+        accepted, _ = listener.accept()
+        accepted.close()  # the server's side closes first: TIME_WAIT on its port
+        client.recv(1)
+        client.close()
+    assert port_in_use(port)
+    assert "closing connections of an earlier process (1 TIME_WAIT)" in port_holder(port)
