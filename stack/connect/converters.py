@@ -17,6 +17,7 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
 from fraudstream import wire
+from fraudstream.credentials import schema_registry_conf
 from stack.connect import definitions as d
 
 
@@ -130,7 +131,7 @@ class AvroConverter:
     """Confluent's wire format (magic byte 0, 4-byte schema id, Avro binary), schemas from the Schema Registry."""
 
     def __init__(self, settings: Mapping[str, str]) -> None:
-        self.client = SchemaRegistryClient({"url": settings["schema.registry.url"]})
+        self.client = SchemaRegistryClient(schema_registry_conf(settings["schema.registry.url"]))
         self._schemas: dict[int, Any] = {}
 
     def schema(self, schema_id: int) -> Any:

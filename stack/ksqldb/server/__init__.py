@@ -13,9 +13,11 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from fraudstream.basicauth import BasicAuth
+
 from ..pull import PullResult
 from . import streams
-from .entities import BAD_REQUEST, NOT_FOUND, error_body
+from .entities import BAD_REQUEST, NOT_FOUND, UNAUTHORIZED, error_body
 from .metrics import metrics_registry
 from .service import KsqlService, StatementFailure
 
@@ -135,8 +137,10 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-def create_app(service: KsqlService) -> web.Application:
-    app = web.Application(middlewares=[failures], client_max_size=64 * 1024 * 1024)
+def create_app(service: KsqlService, auth: BasicAuth | None = None) -> web.Application:
+    """The HTTP/1.1 application; with `auth`, every request must carry a user's credentials (HTTP basic)."""
+    middlewares = [failures] if auth is None else [auth.middleware(UNAUTHORIZED), failures]
+    app = web.Application(middlewares=middlewares, client_max_size=64 * 1024 * 1024)
     app[SERVICE] = service
     app[METRICS] = metrics_registry(service)
     app.router.add_get("/info", info)
