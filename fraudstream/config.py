@@ -77,7 +77,7 @@ def s3_credentials(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
     return {name: environ.get(name, default) for name, default in DEFAULT_S3_CREDENTIALS.items()}
 
 
-def user_state_dir() -> Path:
+def user_state_dir(environ: Mapping[str, str] = os.environ) -> Path:
     """fraudstream's per-user state directory (XDG Base Directory: $XDG_STATE_HOME, else ~/.local/state)."""
-    base = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+    base = environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
     return Path(base) / "fraudstream"

@@ -91,7 +91,7 @@ class Credentials:
             path = environ[CLIENT_CONFIG_ENV]
             return cls.from_properties(read_properties(Path(path))) if path else cls()
         bootstrap = bootstrap_servers or Addresses.from_env(environ).bootstrap_servers
-        for data_dir in _stack_data_dirs():
+        for data_dir in _stack_data_dirs(environ):
             path = data_dir / SECRETS_DIR / CLIENT_PROPERTIES
             if path.is_file():
                 properties = read_properties(path)
@@ -212,10 +212,10 @@ def write_private(path: Path, text: str) -> None:
     path.chmod(0o600)  # an existing file keeps its mode through O_CREAT
 
 
-def _stack_data_dirs() -> list[Path]:
+def _stack_data_dirs(environ: Mapping[str, str]) -> list[Path]:
     """Where a running embedded stack may keep its credentials: ./.fraudstream, then the one `up` remembers."""
     dirs = [DEFAULT_DATA_DIR.resolve()]
-    pointer = user_state_dir() / CURRENT_STACK_FILE
+    pointer = user_state_dir(environ) / CURRENT_STACK_FILE
     if pointer.is_file():
         dirs.append(Path(pointer.read_text().strip()))
     return dirs

@@ -351,7 +351,14 @@ class EmbeddedStack:
     def _prometheus_spec(self) -> ServiceSpec:
         """Debian's Prometheus scraping every service's /metrics; its port (9090 unless set) is kept in the state file."""
         port = self.ports.setdefault(PROMETHEUS, DEFAULT_PROMETHEUS_PORT)
-        return prometheus_spec(self.data_dir, port, scrape_targets(self.host, self.ports, self.data_dir), self.host)
+        targets = scrape_targets(self.host, self.ports, self.data_dir)
+        basic_auth = None
+        if self.secure:  # Prometheus reads the password from a file of its own, never from its configuration
+            credentials = self.credentials
+            password_file = self.secrets_dir / "prometheus.password"
+            write_private(password_file, credentials.sasl_password or "")
+            basic_auth = {"username": credentials.sasl_username or "", "password_file": str(password_file)}
+        return prometheus_spec(self.data_dir, port, targets, self.host, basic_auth)
 
     def _save_state(self) -> None:
         state = {
