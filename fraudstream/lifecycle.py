@@ -146,8 +146,9 @@ def start_stack(
 ) -> EmbeddedStack:
     """Start (or find running) the stack in `data_dir`, print its status and the addresses clients need.
 
-    `secure` None follows the running stack, else the data directory (`secured_data_dir`). A secured stack's credentials are put
-    in this process's environment, so that what the command does next signs in as every client does.
+    `secure` None follows the running stack, else the data directory (`secured_data_dir`). A secured
+    stack's credentials are put in this process's environment, so that what the command does next signs in
+    as every client does.
     Workers are never restarted: it says so when some ran before the last `down` (and, with
     `announce_workers`, when none runs now).
     """

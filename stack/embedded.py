@@ -216,14 +216,16 @@ class EmbeddedStack:
         return str(self.secrets_dir / PASSWORD_PROPERTIES) if self.secure else None
 
     def _ensure_credentials(self) -> None:
-        """Generate the credentials at the first secure start: one user, a random password, files only the owner reads."""
+        """Generate the credentials at the first secure start (one user, a random password, files only the owner
+        reads); later starts keep them and rewrite the client properties with the addresses of this start."""
         if (self.secrets_dir / CLIENT_PROPERTIES).exists():
-            return
-        credentials = Credentials.generate()
-        users = f"{credentials.sasl_username}: {credentials.sasl_password},admin\n"
-        write_private(self.secrets_dir / PASSWORD_PROPERTIES, users)
+            credentials = self.credentials
+        else:
+            credentials = Credentials.generate()
+            users = f"{credentials.sasl_username}: {credentials.sasl_password},admin\n"
+            write_private(self.secrets_dir / PASSWORD_PROPERTIES, users)
+            logger.info("credentials generated in %s", self.secrets_dir)
         write_private(self.secrets_dir / CLIENT_PROPERTIES, credentials.to_properties(self.addresses))
-        logger.info("credentials generated in %s", self.secrets_dir)
 
     def start(self) -> EmbeddedStack:
         """Start every service that is not already running and healthy; on failure stop what this call started."""

@@ -164,7 +164,11 @@ class Gate:
         try:
             user = await self.authenticate(reader, writer, upstream_reader, upstream_writer)
             logger.debug("%s authenticated as %s", peer, user)
-            await asyncio.gather(relay(reader, upstream_writer), relay(upstream_reader, writer))
+            relays = [asyncio.ensure_future(relay(reader, upstream_writer)),
+                      asyncio.ensure_future(relay(upstream_reader, writer))]  # fmt: skip
+            await asyncio.wait(relays, return_when=asyncio.FIRST_COMPLETED)  # one side gone: the connection is over
+            for task in relays:
+                task.cancel()
         except AuthenticationFailed as error:
             logger.info("refused %s: %s", peer, error)
         except (asyncio.IncompleteReadError, ConnectionError, struct.error, IndexError, UnicodeDecodeError):
@@ -224,15 +228,11 @@ class Gate:
 
 
 async def relay(source: asyncio.StreamReader, target: asyncio.StreamWriter) -> None:
-    try:
+    """Copy bytes one way until the source ends or fails."""
+    with contextlib.suppress(ConnectionError):
         while data := await source.read(1 << 16):
             target.write(data)
             await target.drain()
-    except ConnectionError:
-        pass
-    finally:
-        with contextlib.suppress(OSError, RuntimeError):
-            target.write_eof()
 
 
 async def serve(listen: tuple[str, int], backend: tuple[str, int], users: Users, broker_argv: list[str]) -> int:

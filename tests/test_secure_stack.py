@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import stat
+import struct
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -130,6 +132,18 @@ def test_the_broker_refuses_clients_without_or_with_wrong_credentials(
         assert "_schemas" in right.list_topics(timeout=10).topics
 
 
+def test_the_broker_hangs_up_on_anything_but_a_sasl_exchange(secured: EmbeddedStack, credentials: Credentials) -> None:
+    """Kafka requests before authentication, or not Kafka at all: the connection is closed, the broker serves on."""
+    host, port = secured.addresses.bootstrap_servers.split(":")
+    metadata_v1 = struct.pack(">hhih", 3, 1, 7, -1) + struct.pack(">i", -1)  # Metadata, all topics, no client id
+    for request in (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", struct.pack(">i", len(metadata_v1)) + metadata_v1):
+        with socket.create_connection((host, int(port)), timeout=30) as sock:
+            sock.sendall(request)
+            assert sock.recv(1024) == b""  # closed, unanswered
+    right = AdminClient({"bootstrap.servers": secured.addresses.bootstrap_servers, **sasl(credentials)})
+    assert "_schemas" in right.list_topics(timeout=10).topics
+
+
 def test_confluent_kafka_produces_and_consumes_with_the_right_credentials(
     secured: EmbeddedStack, credentials: Credentials, topic_name: str
 ) -> None:
@@ -227,7 +241,8 @@ def test_ksqlapi_signs_in_with_api_key_and_secret(secured: EmbeddedStack, creden
         with pytest.raises(KSQLError) as refused:
             KSQLAPI(url, check_version=False, **kwargs).ksql("SHOW STREAMS;")
         assert refused.value.error_code == 40100
-    assert KSQLAPI(url, **credentials.ksqlapi()).ksql("SHOW STREAMS;")[0]["@type"] == "streams"
+    signed_in = KSQLAPI(url, timeout=120, **credentials.ksqlapi())  # a first statement can be slow on a busy machine
+    assert signed_in.ksql("SHOW STREAMS;")[0]["@type"] == "streams"
 
 
 def test_ksqldb_http2_endpoints_ask_too(secured: EmbeddedStack, credentials: Credentials) -> None:
