@@ -9,8 +9,9 @@ back through it), answers `ApiVersions` with the broker's own answer, runs the S
 against the users of a Jetty-style password file, and only then relays the connection's bytes. Any
 other request before authentication closes the connection, as Kafka does.
 
-The internal port stays reachable on loopback without credentials: the gate keeps clients that follow
-the advertised address honest, not a local user who goes looking for the other port.
+The internal port stays reachable on loopback without credentials. Tansu advertises the gate, so a Kafka
+client pointed at the internal port is sent back through it after its first metadata request; a
+hand-written one that ignores advertised addresses is not stopped.
 """
 
 from __future__ import annotations
