@@ -16,6 +16,8 @@ import click
 import httpx
 
 from connectors.client import ConnectAPIError, ConnectClient
+from fraudstream.credentials import ENV_NAMES as CREDENTIAL_ENV
+from fraudstream.credentials import Credentials
 from fraudstream.options import address_option
 
 DEFAULT_DIR = Path(__file__).resolve().parent
@@ -49,9 +51,32 @@ def load(path: Path) -> ConnectorFile:
     return ConnectorFile(path, document["name"], config)
 
 
+#: Confluent's Avro converter, which reads Schema Registry and so needs its credentials on a secured cluster.
+AVRO_CONVERTER = "io.confluent.connect.avro.AvroConverter"
+
+
+def with_registry_credentials(config: dict[str, str]) -> dict[str, str]:
+    """`config`, with Schema Registry credentials for its Avro converters when this client signs in to one.
+
+    A connector that names its converter gets none of the worker's converter settings, so a secured
+    Schema Registry needs `<side>.converter.basic.auth.user.info` in the connector itself. It is added as
+    a reference to the Connect worker's own variable (`${env:SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO}`, resolved
+    by the worker's EnvVarConfigProvider), never as the secret itself, which `GET /connectors` would show.
+    """
+    if not Credentials.from_env().schema_registry_user_info:
+        return config
+    added = dict(config)
+    for side in ("key", "value"):
+        prefix = f"{side}.converter"
+        if config.get(prefix) == AVRO_CONVERTER and f"{prefix}.basic.auth.user.info" not in config:
+            added[f"{prefix}.basic.auth.credentials.source"] = "USER_INFO"
+            added[f"{prefix}.basic.auth.user.info"] = "${env:" + CREDENTIAL_ENV["schema_registry_user_info"] + "}"
+    return added
+
+
 def apply_one(client: ConnectClient, connector: ConnectorFile) -> str:
     """'created', 'updated' or 'unchanged'."""
-    desired = {**connector.config, "name": connector.name}
+    desired = {**with_registry_credentials(connector.config), "name": connector.name}
     current = client.config(connector.name)
     if current == desired:
         return "unchanged"

@@ -8,6 +8,8 @@ from typing import Any, TypeVar
 
 import httpx
 
+from fraudstream.credentials import Credentials
+
 T = TypeVar("T")
 
 
@@ -21,7 +23,12 @@ class ConnectAPIError(RuntimeError):
 
 class ConnectClient:
     def __init__(self, url: str, timeout: float = 60.0) -> None:
-        self.http = httpx.Client(base_url=url.rstrip("/"), timeout=timeout, headers={"Accept": "application/json"})
+        self.http = httpx.Client(
+            base_url=url.rstrip("/"),
+            timeout=timeout,
+            headers={"Accept": "application/json"},
+            auth=Credentials.from_env().http_auth("connect"),
+        )
 
     def request(self, method: str, path: str, body: Any = None, params: Any = None) -> Any:
         response = self.http.request(method, path, json=body, params=params)

@@ -26,6 +26,8 @@ DEFAULT_PORTS: dict[str, int] = {
 
 #: Where `fraudstream up` keeps data, logs and its state file unless `--data-dir` says otherwise.
 DEFAULT_DATA_DIR = Path(".fraudstream")
+#: The per-user file that names the data directory of the stack `fraudstream up` started last.
+CURRENT_STACK_FILE = "current-stack"
 
 #: The bucket that holds the broker's log segments, the lake and the model registry.
 DEFAULT_BUCKET = "fraudstream"
@@ -73,3 +75,9 @@ class Addresses:
 def s3_credentials(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
     """AWS-style credentials: the environment's when set, else the embedded store's static ones."""
     return {name: environ.get(name, default) for name, default in DEFAULT_S3_CREDENTIALS.items()}
+
+
+def user_state_dir(environ: Mapping[str, str] = os.environ) -> Path:
+    """fraudstream's per-user state directory (XDG Base Directory: $XDG_STATE_HOME, else ~/.local/state)."""
+    base = environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+    return Path(base) / "fraudstream"

@@ -29,8 +29,16 @@ from rich.table import Table
 from connectors.apply import apply_dir
 from connectors.lake import list_objects
 from fraudstream.config import Addresses
+from fraudstream.credentials import schema_registry_conf
 from fraudstream.kafka import admin_client, consumer_config, end_offsets
-from fraudstream.lifecycle import check_prometheus, data_dir_option, resolve_data_dir, start_prometheus, start_stack
+from fraudstream.lifecycle import (
+    check_prometheus,
+    data_dir_option,
+    resolve_data_dir,
+    secure_option,
+    start_prometheus,
+    start_stack,
+)
 from fraudstream.live import PipelineStats, TopicReader, Topics, topic_size, watch
 from fraudstream.terminal import make_console
 from fraudstream.topics import LABELS_TOPIC, PREPROCESSED_TOPIC, SCORES_TOPIC, USERS_TOPIC
@@ -77,6 +85,7 @@ CHUNK = 1000
     "--prometheus", "with_prometheus", is_flag=True, help="Also start Prometheus (Debian's `prometheus` binary)."
 )
 @click.option("--prometheus-port", type=click.IntRange(1, 65535), default=DEFAULT_PROMETHEUS_PORT, show_default=True)
+@secure_option
 def demo_command(
     data_dir: Path | None,
     payments_file: Path | None,
@@ -89,6 +98,7 @@ def demo_command(
     ephemeral: bool,
     with_prometheus: bool,
     prometheus_port: int,
+    secure: bool | None,
 ) -> None:
     """The whole pipeline, live: stack up, ksql/ and connectors/ applied, a model, a worker, payments produced and scored."""
 
@@ -96,7 +106,7 @@ def demo_command(
     if with_prometheus:
         check_prometheus()  # before starting anything
     data_dir = resolve_data_dir(data_dir)
-    stack = start_stack(data_dir, ephemeral)
+    stack = start_stack(data_dir, ephemeral, secure=secure)
     if with_prometheus:
         start_prometheus(stack, prometheus_port)
     addresses = stack.addresses
@@ -341,7 +351,7 @@ def _show_newest(addresses: Addresses, topic: str, columns: tuple[str, ...], row
     end = end_offsets(addresses.bootstrap_servers, topic).get(0, 0)
     if end == 0:
         return
-    deserialize = AvroDeserializer(SchemaRegistryClient({"url": addresses.schema_registry_url}))
+    deserialize = AvroDeserializer(SchemaRegistryClient(schema_registry_conf(addresses.schema_registry_url)))
     consumer = Consumer(consumer_config(addresses.bootstrap_servers, "fraudstream-demo", enable_auto_commit=False))
     table = Table("key", *columns, title=f"{topic}, newest records")
     try:

@@ -13,6 +13,8 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from fraudstream.credentials import Credentials
+
 logger = logging.getLogger(__name__)
 
 #: A group join takes ~23 s with librdkafka's defaults on the embedded broker, ~3 s with these.
@@ -38,24 +40,25 @@ AIOKAFKA_GROUP_DEFAULTS: dict[str, Any] = {
 }
 
 
+def client_config(bootstrap_servers: str, **overrides: Any) -> dict[str, Any]:
+    """Configuration for any confluent-kafka client: the servers and the credentials for them (`Credentials`)."""
+    security = Credentials.from_env(bootstrap_servers=bootstrap_servers).kafka()
+    return {"bootstrap.servers": bootstrap_servers, **security, **_dotted(overrides)}
+
+
 def producer_config(bootstrap_servers: str, **overrides: Any) -> dict[str, Any]:
     """Configuration for a confluent-kafka `Producer` (dots in keys may be given as underscores)."""
-    return {"bootstrap.servers": bootstrap_servers, **PRODUCER_DEFAULTS, **_dotted(overrides)}
+    return client_config(bootstrap_servers, **{**PRODUCER_DEFAULTS, **_dotted(overrides)})
 
 
 def consumer_config(bootstrap_servers: str, group_id: str, **overrides: Any) -> dict[str, Any]:
     """Configuration for a confluent-kafka `Consumer` in a group, reading from the start by default."""
-    return {
-        "bootstrap.servers": bootstrap_servers,
-        "group.id": group_id,
-        "auto.offset.reset": "earliest",
-        **GROUP_DEFAULTS,
-        **_dotted(overrides),
-    }
+    defaults = {"group.id": group_id, "auto.offset.reset": "earliest", **GROUP_DEFAULTS}
+    return client_config(bootstrap_servers, **{**defaults, **_dotted(overrides)})
 
 
 def admin_client(bootstrap_servers: str) -> AdminClient:
-    return AdminClient({"bootstrap.servers": bootstrap_servers})
+    return AdminClient(client_config(bootstrap_servers))
 
 
 def ensure_topic(
@@ -97,14 +100,16 @@ def end_offsets(bootstrap_servers: str, topic: str, timeout: float = 10.0) -> di
     give the same answer, so nothing needs to change when the broker is fixed.
     """
     consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap_servers,
-            "group.id": f"fraudstream-end-offsets-{topic}",
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-            "fetch.wait.max.ms": 10,
-            **GROUP_DEFAULTS,
-        }
+        client_config(
+            bootstrap_servers,
+            **{
+                "group.id": f"fraudstream-end-offsets-{topic}",
+                "enable.auto.commit": False,
+                "enable.partition.eof": True,
+                "fetch.wait.max.ms": 10,
+                **GROUP_DEFAULTS,
+            },
+        )
     )
     try:
         metadata = consumer.list_topics(topic, timeout=timeout).topics[topic]

@@ -19,6 +19,7 @@ from pathlib import Path
 import click
 
 from fraudstream.config import Addresses
+from fraudstream.credentials import Credentials
 
 #: Where the `librdkafka.so.1` link kcat loads is kept (the bundled file's own name carries a hash).
 LIBRARY_DIR_NAME = "librdkafka"
@@ -52,12 +53,24 @@ def kcat_command_line(args: tuple[str, ...], environ: dict[str, str]) -> tuple[l
     argv = [binary, *args]
     if "-b" not in args and not any(arg.startswith("-b") and len(arg) > 2 for arg in args) and "-V" not in args:
         argv[1:1] = ["-b", Addresses.from_env(environ).bootstrap_servers]
+        security = Credentials.from_env(environ).kafka()
+        if security["security.protocol"] != "PLAINTEXT" and "-F" not in args:
+            argv[1:1] = ["-F", _private_config(security)]
     env = dict(environ)
     library = bundled_librdkafka()
     if library is not None:
         path = env.get("LD_LIBRARY_PATH")
         env["LD_LIBRARY_PATH"] = str(library_dir(library)) + (f":{path}" if path else "")
     return argv, env
+
+
+def _private_config(settings: dict[str, str]) -> str:
+    """A librdkafka properties file kcat reads with -F: an anonymous in-memory file this process passes on
+    through execve, so that the password is neither on kcat's command line (`ps`) nor left on disk."""
+    descriptor = os.memfd_create("fraudstream-kcat", 0)
+    os.set_inheritable(descriptor, True)
+    os.write(descriptor, "".join(f"{key}={value}\n" for key, value in settings.items()).encode())
+    return f"/proc/self/fd/{descriptor}"
 
 
 @click.command(

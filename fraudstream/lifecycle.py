@@ -17,7 +17,8 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from fraudstream.config import DEFAULT_DATA_DIR, DEFAULT_PORTS, Addresses
+from fraudstream.config import CURRENT_STACK_FILE, DEFAULT_DATA_DIR, DEFAULT_PORTS, Addresses, user_state_dir
+from fraudstream.credentials import CLIENT_CONFIG_ENV, CLIENT_PROPERTIES, SECRETS_DIR
 from fraudstream.terminal import make_console
 from stack.embedded import STATE_FILE, WORKER, EmbeddedStack
 from stack.prometheus import DEFAULT_PROMETHEUS_PORT, PROMETHEUS, prometheus_binary
@@ -26,8 +27,6 @@ from streams.cli import start_worker
 
 console = make_console()
 
-#: The per-user file that names the data directory of the stack `fraudstream up` started last.
-CURRENT_STACK_FILE = "current-stack"
 #: How long a worker may take to import TensorFlow, load its model and open its web port.
 WORKER_START_SECONDS = 180.0
 
@@ -37,12 +36,6 @@ data_dir_option = click.option(
     help="Where the embedded stack keeps its data, logs and state [default: ./.fraudstream when a stack runs "
     "there, else the one `fraudstream up` started last, else ./.fraudstream].",
 )
-
-
-def user_state_dir() -> Path:
-    """fraudstream's per-user state directory (XDG Base Directory: $XDG_STATE_HOME, else ~/.local/state)."""
-    base = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
-    return Path(base) / "fraudstream"
 
 
 def remembered_data_dir() -> Path | None:
@@ -76,6 +69,20 @@ def _forget(data_dir: Path) -> None:
         pointer.unlink()
 
 
+secure_option = click.option(
+    "--secure/--no-secure",
+    default=None,
+    help="Require credentials everywhere: SASL/SCRAM on the broker, HTTP basic authentication on Schema Registry, "
+    "ksqlDB, Connect and the workers, generated at the first secure `up` into DIR/secrets/ "
+    "[default: secure when DIR/secrets/ exists, so a data directory stays secured once it is].",
+)
+
+
+def secured_data_dir(data_dir: Path) -> bool:
+    """True when a secure `up` generated credentials in `data_dir`: then it is secured unless told otherwise."""
+    return (data_dir / SECRETS_DIR / CLIENT_PROPERTIES).is_file()
+
+
 def attach(given: Path | None) -> EmbeddedStack:
     """The running stack `--data-dir` names (or `resolve_data_dir` finds), or a one-line error saying where it looked."""
     data_dir = resolve_data_dir(given)
@@ -96,7 +103,10 @@ def attach(given: Path | None) -> EmbeddedStack:
     help="Also start Prometheus (Debian's `prometheus` binary) scraping every service's /metrics.",
 )
 @click.option("--prometheus-port", type=click.IntRange(1, 65535), default=DEFAULT_PROMETHEUS_PORT, show_default=True)
-def up(data_dir: Path | None, ephemeral: bool, with_prometheus: bool, prometheus_port: int) -> None:
+@secure_option
+def up(
+    data_dir: Path | None, ephemeral: bool, with_prometheus: bool, prometheus_port: int, secure: bool | None
+) -> None:
     """Start the embedded stack on 127.0.0.1 and wait until every service is healthy.
 
     Ports follow KAFKA_BOOTSTRAP_SERVERS, SCHEMA_REGISTRY_URL, S3_ENDPOINT_URL, ... when set.
@@ -104,7 +114,7 @@ def up(data_dir: Path | None, ephemeral: bool, with_prometheus: bool, prometheus
     """
     if with_prometheus:
         check_prometheus()  # before starting anything
-    stack = start_stack(resolve_data_dir(data_dir), ephemeral, announce_workers=True)
+    stack = start_stack(resolve_data_dir(data_dir), ephemeral, announce_workers=True, secure=secure)
     if with_prometheus:
         start_prometheus(stack, prometheus_port)
 
@@ -131,14 +141,19 @@ def status(data_dir: Path | None) -> None:
         raise SystemExit(1)
 
 
-def start_stack(data_dir: Path, ephemeral: bool, announce_workers: bool = False) -> EmbeddedStack:
+def start_stack(
+    data_dir: Path, ephemeral: bool, announce_workers: bool = False, secure: bool | None = None
+) -> EmbeddedStack:
     """Start (or find running) the stack in `data_dir`, print its status and the addresses clients need.
 
+    `secure` None follows the running stack, else the data directory (`secured_data_dir`). A secured
+    stack's credentials are put in this process's environment, so that what the command does next signs in
+    as every client does.
     Workers are never restarted: it says so when some ran before the last `down` (and, with
     `announce_workers`, when none runs now).
     """
     started = time.monotonic()
-    stack = _attach_or_new(data_dir, ephemeral)
+    stack = _attach_or_new(data_dir, ephemeral, secure)
     if stack.running and all(row.healthy for row in stack.status()):
         console.print(f"the stack is already running in {stack.data_dir} (`fraudstream down` stops it)")
     try:
@@ -150,6 +165,14 @@ def start_stack(data_dir: Path, ephemeral: bool, announce_workers: bool = False)
     console.print(f"healthy in {time.monotonic() - started:.1f} s; addresses for clients:")
     for name, value in stack.addresses.to_env().items():
         console.print(f"  export {name}={value}")
+    if stack.secure:
+        os.environ.update(stack.credentials.to_env())
+        properties = stack.secrets_dir / CLIENT_PROPERTIES
+        console.print(f"  export {CLIENT_CONFIG_ENV}={properties}")
+        console.print(
+            f"secured: SASL/SCRAM and HTTP basic authentication; credentials in {properties} (owner only), "
+            "which fraudstream commands beside this stack read by themselves"
+        )
     before = stack.stopped_workers()
     if before:
         console.print(
@@ -225,7 +248,7 @@ def worker_command(
     stack = _running_stack(data_dir)
     base_env = dict(os.environ)
     if stack is not None:
-        base_env = {**stack.addresses.to_env(), **base_env}
+        base_env = {**stack.addresses.to_env(), **stack.security_env(), **base_env}
         if Addresses.from_env(base_env).bootstrap_servers != stack.addresses.bootstrap_servers:
             stack = None  # these workers read another cluster: not the stack's to stop
     ports = _worker_ports(web_port, processes, set(stack.ports.values()) if stack is not None else set())
@@ -316,13 +339,20 @@ def _wait_forwarding_signals(children: list[subprocess.Popen]) -> list[int]:
     return [child.wait() for child in children]
 
 
-def _attach_or_new(data_dir: Path, ephemeral: bool) -> EmbeddedStack:
-    """The stack already recorded in `data_dir` (so `up` twice is harmless), else a new one."""
+def _attach_or_new(data_dir: Path, ephemeral: bool, secure: bool | None) -> EmbeddedStack:
+    """The stack already recorded in `data_dir` (so `up` twice is harmless), else a new one, secured as told
+    or as the data directory is (`secured_data_dir`)."""
     try:
         stack = EmbeddedStack.attach(data_dir)
     except StackError:
         worker_port = int(os.environ.get("FRAUDSTREAM_WEB_PORT", DEFAULT_PORTS["worker"]))  # the worker's own setting
-        stack = EmbeddedStack.from_addresses(data_dir, Addresses.from_env(), worker_port, ephemeral=ephemeral)
+        secure = secured_data_dir(data_dir) if secure is None else secure
+        addresses = Addresses.from_env()
+        stack = EmbeddedStack.from_addresses(data_dir, addresses, worker_port, ephemeral=ephemeral, secure=secure)
+    else:
+        if secure is not None and stack.secure != secure:
+            state = "secured" if stack.secure else "open"
+            raise click.ClickException(f"the stack in {data_dir} runs {state}: `fraudstream down` first to change that")
     stack.outlive_caller = True  # the services keep running after this command returns
     return stack
 

@@ -34,6 +34,7 @@ from rich.live import Live
 from rich.table import Table
 
 from fraudstream.config import Addresses
+from fraudstream.credentials import schema_registry_conf
 from fraudstream.kafka import consumer_config, end_offsets
 from fraudstream.topics import DLQ_SUFFIX, PREPROCESSED_TOPIC, SCORES_TOPIC, SOURCE_TOPIC
 from stack.ksqldb.kafka_runtime import processing_log_topic
@@ -255,7 +256,7 @@ class TopicReader:
             threading.Thread(target=self._sample, name="fraudstream-live-sizes", daemon=True),
         ]
         self._assigned: set[str] = set()
-        self._deserialize = AvroDeserializer(SchemaRegistryClient({"url": addresses.schema_registry_url}))
+        self._deserialize = AvroDeserializer(SchemaRegistryClient(schema_registry_conf(addresses.schema_registry_url)))
 
     def __enter__(self) -> TopicReader:
         """Start; returns once the reader has found the topics' ends, so that nothing produced after is missed."""

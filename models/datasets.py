@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from connectors.formats import SINK_FORMATS, SinkFormat, UnsupportedFormatError, format_names, format_of_extension
+from fraudstream.credentials import schema_registry_conf
 from models.features import LABEL_COLUMN, NON_FEATURE_COLUMNS
 from models.reference import EVENT_TIME_COLUMN, ID_COLUMN, served_features
 from producers.payments import (
@@ -588,7 +589,7 @@ class KafkaSource:
         from confluent_kafka.schema_registry.avro import AvroDeserializer
         from confluent_kafka.serialization import MessageField, SerializationContext
 
-        deserializer = AvroDeserializer(SchemaRegistryClient({"url": registry_url}))
+        deserializer = AvroDeserializer(SchemaRegistryClient(schema_registry_conf(registry_url)))
         context = SerializationContext(self.topic, MessageField.VALUE)
         return lambda message: deserializer(message.value(), context)
 

@@ -5,6 +5,9 @@
 
 Services start in dependency order (the broker stores its log in the object store; the Schema
 Registry keeps its schemas in the broker), each waited on until healthy, and stop in reverse order.
+With `secure`, every service asks for credentials: the broker SASL/SCRAM, the HTTP services basic
+authentication. They are generated at the first secure start into `<data_dir>/secrets/` (owner-only):
+`client.properties` for clients (`fraudstream.credentials`), `password.properties` for the servers.
 What is running is recorded in `<data_dir>/stack.json`, so another process can find and stop it;
 processes started beside the stack (`fraudstream worker`) register in `<data_dir>/attached/`, one file
 each, so that `status` lists them and `down` stops them first.
@@ -16,12 +19,21 @@ import json
 import logging
 import sys
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from types import TracebackType
 from urllib.parse import urlsplit
 
+from fraudstream.basicauth import PASSWORD_FILE_ENV
 from fraudstream.config import DEFAULT_BUCKET, DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_PORTS, Addresses
+from fraudstream.credentials import (
+    CLIENT_PROPERTIES,
+    PASSWORD_PROPERTIES,
+    SECRETS_DIR,
+    Credentials,
+    read_properties,
+    write_private,
+)
 from fraudstream.s3 import ensure_bucket
 from fraudstream.topics import SCORES_TOPIC
 from stack import supervisor
@@ -73,9 +85,11 @@ class EmbeddedStack:
         host: str = DEFAULT_HOST,
         bucket: str = DEFAULT_BUCKET,
         outlive_caller: bool = False,
+        secure: bool = False,
     ) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.ephemeral = ephemeral
+        self.secure = secure
         self.ports = {**DEFAULT_PORTS, **(ports or {})}
         self.services = tuple(name for name in SERVICES if name in set(services))
         self.host = host
@@ -86,7 +100,9 @@ class EmbeddedStack:
         self.attached: dict[str, RunningService] = {}
         self._builders: dict[str, Callable[[], ServiceSpec]] = {
             "objectstore": lambda: seaweedfs_spec(self.data_dir, self.ports["objectstore"], host),
-            "broker": lambda: tansu_spec(self.ports["broker"], self.storage, self.addresses.s3_endpoint_url, host),
+            "broker": lambda: tansu_spec(
+                self.ports["broker"], self.storage, self.addresses.s3_endpoint_url, host, self._password_file()
+            ),
             "schema-registry": self._registry_spec,
             "ksqldb": self._ksqldb_spec,
             "connect": lambda: connect_spec(self.addresses, self.ports["connect"], host),
@@ -122,7 +138,13 @@ class EmbeddedStack:
         if not path.exists():
             raise StackError(f"no stack state in {path.parent}: run `fraudstream up` first")
         state = json.loads(path.read_text())
-        stack = cls(data_dir, ephemeral=state["ephemeral"], ports=state["ports"], bucket=state["bucket"])
+        stack = cls(
+            data_dir,
+            ephemeral=state["ephemeral"],
+            ports=state["ports"],
+            bucket=state["bucket"],
+            secure=state.get("secure", False),
+        )
         stack.running = {entry["name"]: RunningService(**entry) for entry in state["running"]}
         for path in stack._attached_files():
             service = RunningService(**json.loads(path.read_text()))
@@ -172,8 +194,43 @@ class EmbeddedStack:
             bucket=self.bucket,
         )
 
+    @property
+    def secrets_dir(self) -> Path:
+        return self.data_dir / SECRETS_DIR
+
+    @property
+    def credentials(self) -> Credentials:
+        """What clients of this stack sign in with (none for an open stack)."""
+        if not self.secure:
+            return Credentials()
+        return Credentials.from_properties(read_properties(self.secrets_dir / CLIENT_PROPERTIES))
+
+    def security_env(self) -> dict[str, str]:
+        """The environment of every process of a secured stack: the client credentials, and the users servers accept."""
+        if not self.secure:
+            return {}
+        return {**self.credentials.to_env(), PASSWORD_FILE_ENV: str(self._password_file())}
+
+    def _password_file(self) -> str | None:
+        """The users every server of a secured stack accepts (None when open)."""
+        return str(self.secrets_dir / PASSWORD_PROPERTIES) if self.secure else None
+
+    def _ensure_credentials(self) -> None:
+        """Generate the credentials at the first secure start (one user, a random password, files only the owner
+        reads); later starts keep them and rewrite the client properties with the addresses of this start."""
+        if (self.secrets_dir / CLIENT_PROPERTIES).exists():
+            credentials = self.credentials
+        else:
+            credentials = Credentials.generate()
+            users = f"{credentials.sasl_username}: {credentials.sasl_password},admin\n"
+            write_private(self.secrets_dir / PASSWORD_PROPERTIES, users)
+            logger.info("credentials generated in %s", self.secrets_dir)
+        write_private(self.secrets_dir / CLIENT_PROPERTIES, credentials.to_properties(self.addresses))
+
     def start(self) -> EmbeddedStack:
         """Start every service that is not already running and healthy; on failure stop what this call started."""
+        if self.secure:
+            self._ensure_credentials()
         missing = [name for name in self.services if name not in self.running or not self.running[name].healthy()]
         for name in missing:  # fail before starting anything rather than half-way through
             if not supervisor.port_released(self.ports[name], self.host):
@@ -194,13 +251,18 @@ class EmbeddedStack:
 
     def start_service(self, name: str) -> None:
         spec = self._builders[name]()
+        if self.secure:
+            spec = replace(spec, env={**spec.env, **self.security_env()})
+            if spec.health_url.startswith("http"):
+                spec = replace(spec, password_file=self._password_file())
         self.running[name] = supervisor.start(spec, self.data_dir / "logs", self.outlive_caller)
         if name == "objectstore":
             ensure_bucket(self.bucket, self.addresses.s3_endpoint_url)
         if name == "schema-registry":  # before any statement: ksql/090 infers the scores' columns from it
             from confluent_kafka.schema_registry import SchemaRegistryClient
 
-            register_score_schema(SchemaRegistryClient({"url": self.addresses.schema_registry_url}), SCORES_TOPIC)
+            registry = SchemaRegistryClient(self.credentials.schema_registry(self.addresses.schema_registry_url))
+            register_score_schema(registry, SCORES_TOPIC)
         self._save_state()
 
     def stop_service(self, name: str, kill: bool = False) -> None:
@@ -291,11 +353,19 @@ class EmbeddedStack:
     def _prometheus_spec(self) -> ServiceSpec:
         """Debian's Prometheus scraping every service's /metrics; its port (9090 unless set) is kept in the state file."""
         port = self.ports.setdefault(PROMETHEUS, DEFAULT_PROMETHEUS_PORT)
-        return prometheus_spec(self.data_dir, port, scrape_targets(self.host, self.ports, self.data_dir), self.host)
+        targets = scrape_targets(self.host, self.ports, self.data_dir)
+        basic_auth = None
+        if self.secure:  # Prometheus reads the password from a file of its own, never from its configuration
+            credentials = self.credentials
+            password_file = self.secrets_dir / "prometheus.password"
+            write_private(password_file, credentials.sasl_password or "")
+            basic_auth = {"username": credentials.sasl_username or "", "password_file": str(password_file)}
+        return prometheus_spec(self.data_dir, port, targets, self.host, basic_auth)
 
     def _save_state(self) -> None:
         state = {
             "ephemeral": self.ephemeral,
+            "secure": self.secure,
             "ports": self.ports,
             "bucket": self.bucket,
             "addresses": self.addresses.to_env(),

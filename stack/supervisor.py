@@ -8,6 +8,7 @@ an HTTP request, never by reading the child's logs.
 
 from __future__ import annotations
 
+import base64
 import ctypes
 import ctypes.util
 import logging
@@ -26,6 +27,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import psutil
+
+from fraudstream.basicauth import BasicAuth
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +53,7 @@ class ServiceSpec:
     cwd: Path | None = None
     start_timeout: float = 60.0
     stop_timeout: float = 40.0
+    password_file: str | None = None  # the users an HTTP service accepts: health probes sign in as the first
 
 
 @dataclass
@@ -62,12 +66,13 @@ class RunningService:
     health_url: str
     log: str
     stop_timeout: float
+    password_file: str | None = None
 
     def alive(self) -> bool:
         return pid_alive(self.pid)
 
     def healthy(self) -> bool:
-        return self.alive() and probe(self.health_url)
+        return self.alive() and probe(self.health_url, password_file=self.password_file)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -159,8 +164,11 @@ def port_released(port: int, host: str = "127.0.0.1", timeout: float = PORT_RELE
     return True
 
 
-def probe(health_url: str, timeout: float = 1.0) -> bool:
-    """True when the service answers: a TCP connection for tcp://, a 2xx for http://."""
+def probe(health_url: str, timeout: float = 1.0, password_file: str | None = None) -> bool:
+    """True when the service answers: a TCP connection for tcp://, a 2xx for http://.
+
+    A service that asks for HTTP basic authentication is asked as the first user of its `password_file`.
+    """
     parts = urlsplit(health_url)
     if parts.scheme == "tcp":
         try:
@@ -168,8 +176,16 @@ def probe(health_url: str, timeout: float = 1.0) -> bool:
                 return True
         except OSError:
             return False
+    request = urllib.request.Request(health_url)
+    if password_file is not None:
+        try:
+            user, password = next(iter(BasicAuth.from_file(Path(password_file), "").users.items()))
+        except (OSError, ValueError):
+            return False
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
     try:
-        with urllib.request.urlopen(health_url, timeout=timeout) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             return 200 <= response.status < 300
     except (urllib.error.URLError, OSError, ValueError):
         return False
@@ -224,9 +240,11 @@ def start(spec: ServiceSpec, log_dir: Path, outlive_caller: bool = False) -> Run
             start_new_session=True,
             preexec_fn=None if outlive_caller else _terminate_with_parent,
         )
-    service = RunningService(spec.name, process.pid, spec.address, spec.health_url, str(log_path), spec.stop_timeout)
+    service = RunningService(
+        spec.name, process.pid, spec.address, spec.health_url, str(log_path), spec.stop_timeout, spec.password_file
+    )
     deadline = time.monotonic() + spec.start_timeout
-    while not probe(spec.health_url):
+    while not probe(spec.health_url, password_file=spec.password_file):
         if process.poll() is not None:
             raise StackError(f"{spec.name} exited with status {process.returncode} during start-up; see {log_path}")
         if time.monotonic() > deadline:

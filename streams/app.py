@@ -18,6 +18,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.sensors.prometheus import setup_prometheus_sensors
 from threadpoolctl import threadpool_limits
 
+from fraudstream.basicauth import BasicAuth
+from fraudstream.credentials import Credentials
 from fraudstream.kafka import AIOKAFKA_GROUP_DEFAULTS, end_offsets
 from fraudstream.requestbody import BadBody, read_json
 from fraudstream.topics import MODEL_UPDATES_TOPIC, ModelUpdate
@@ -50,9 +52,19 @@ def model_source(settings: WorkerSettings) -> ModelSource:
     return RegistrySource(ModelRegistry.from_addresses(settings.addresses), settings.model_name)
 
 
+def broker_credentials(credentials: Credentials) -> faust.SASLCredentials | None:
+    """Faust's form of the SASL settings (fraudstream.credentials), or None against an open broker."""
+    if credentials.sasl_username is None:
+        return None
+    return faust.SASLCredentials(
+        username=credentials.sasl_username, password=credentials.sasl_password, mechanism=credentials.sasl_mechanism
+    )
+
+
 app = BatchApp(
     settings.group,
     broker=[f"kafka://{server}" for server in settings.addresses.bootstrap_servers.split(",")],
+    broker_credentials=broker_credentials(settings.credentials),
     max_batch=settings.max_batch,
     web_host=settings.web_host,
     web_bind=settings.web_host,
@@ -67,6 +79,10 @@ app = BatchApp(
     producer_acks=-1,
 )
 setup_prometheus_sensors(app, name_prefix="faust")
+#: The web port (POST /score, /metrics) asks for HTTP basic authentication when a password file is set.
+web_auth = BasicAuth.from_env("fraudstream-worker")
+if web_auth is not None:
+    app.web.web_app.middlewares.append(web_auth.middleware({"error_code": 401, "message": "Unauthorized"}))
 
 source = model_source(settings)
 holder = ModelHolder(source, settings.budget_ms / 1000, warmup_rows=settings.max_batch, shadow=settings.shadow)
@@ -238,7 +254,10 @@ async def follow_model_updates() -> None:
     except LookupError:
         start = 0  # created later: every event in it is news
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.addresses.bootstrap_servers, group_id=None, enable_auto_commit=False
+        bootstrap_servers=settings.addresses.bootstrap_servers,
+        group_id=None,
+        enable_auto_commit=False,
+        **settings.credentials.aiokafka(),
     )
     await consumer.start()
     try:

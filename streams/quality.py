@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from fraudstream.credentials import Credentials
 from streams import metrics
 
 logger = logging.getLogger(__name__)
@@ -63,6 +64,7 @@ def read_live_quality(ksqldb_url: str, table: str = LIVE_QUALITY_TABLE, timeout:
             json={"ksql": sql, "streamsProperties": {}},
             headers={"Accept": "application/vnd.ksql.v1+json"},
             timeout=timeout,
+            auth=Credentials.from_env().http_auth("ksqldb"),
         )
     except httpx.HTTPError as error:
         raise QualityUnavailable(f"cannot reach ksqlDB at {ksqldb_url}: {error}") from None

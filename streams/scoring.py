@@ -130,7 +130,9 @@ class Pipeline:
 
         self.settings = settings
         self.holder = holder
-        self.registry = SchemaRegistryClient({"url": settings.addresses.schema_registry_url})
+        self.registry = SchemaRegistryClient(
+            settings.credentials.schema_registry(settings.addresses.schema_registry_url)
+        )
         self.schemas: dict[int, dict[str, Any]] = {}
         self.layouts: dict[tuple[int, tuple[str, ...]], WriterLayout] = {}
         self.producer: AIOKafkaProducer | None = None
@@ -167,6 +169,7 @@ class Pipeline:
             max_batch_size=1_048_576,
             max_request_size=8_388_608,
             request_timeout_ms=30_000,
+            **s.credentials.aiokafka(),
         )
         await self.producer.start()
         for topic in score_topics:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fraudstream.config import Addresses
+from fraudstream.credentials import Credentials
 from fraudstream.topics import PREPROCESSED_TOPIC, SCORES_TOPIC, SHADOW_SCORES_TOPIC, dead_letter_topic
 from streams.quality import LIVE_QUALITY_TABLE
 
@@ -16,6 +17,8 @@ from streams.quality import LIVE_QUALITY_TABLE
 @dataclass(frozen=True)
 class WorkerSettings:
     addresses: Addresses = field(default_factory=Addresses)
+    credentials: Credentials = field(default_factory=Credentials)
+    """How the worker authenticates to Kafka, Schema Registry and ksqlDB (fraudstream.credentials)."""
     group: str = "fraudstream-scoring"
     input_topic: str = PREPROCESSED_TOPIC
     scores_topic: str = SCORES_TOPIC
@@ -56,6 +59,7 @@ class WorkerSettings:
         input_topic = str(get("INPUT_TOPIC", d.input_topic))
         return cls(
             addresses=Addresses.from_env(environ),
+            credentials=Credentials.from_env(environ),
             group=str(get("GROUP", d.group)),
             input_topic=input_topic,
             scores_topic=str(get("SCORES_TOPIC", d.scores_topic)),

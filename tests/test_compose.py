@@ -8,6 +8,7 @@ the embedded stack (fraudstream/config.py), so that client code is the same in b
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -19,6 +20,7 @@ import pytest
 import yaml
 
 from fraudstream.config import Addresses
+from fraudstream.credentials import HTTP_SERVICES, Credentials
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -220,3 +222,75 @@ def test_grafana_is_provisioned_with_the_datasource_its_dashboard_uses(
         for panel in dashboard["panels"]:
             assert panel["datasource"]["uid"] in uids, f"panel {panel['title']!r} uses an unprovisioned datasource"
             assert panel["targets"] and all(t["expr"].strip() for t in panel["targets"]), panel["title"]
+
+
+SECURE_FILE = ROOT / "docker-compose.secure.yml"
+
+
+@pytest.fixture(scope="module")
+def secured_services() -> dict[str, dict[str, Any]]:
+    """docker-compose.yml with docker-compose.secure.yml over it, as Compose merges them (needs the validator)."""
+    command = _compose_command()
+    if command is None:
+        pytest.skip("neither `docker compose` nor `docker-compose` is installed (apt-get install -y docker-compose)")
+    result = subprocess.run(
+        [*command, "-f", str(COMPOSE_FILE), "-f", str(SECURE_FILE), "config"],
+        cwd=ROOT, capture_output=True, text=True, env={**os.environ, "FRAUDSTREAM_PASSWORD": "s3cret"},
+    )  # fmt: skip
+    assert result.returncode == 0, f"{' '.join(command)} config rejected the overlay:\n{result.stderr}"
+    return yaml.safe_load(result.stdout)["services"]
+
+
+def test_the_secure_overlay_wants_a_password_and_keeps_none() -> None:
+    command = _compose_command()
+    if command is None:
+        pytest.skip("neither `docker compose` nor `docker-compose` is installed")
+    env = {k: v for k, v in os.environ.items() if k != "FRAUDSTREAM_PASSWORD"}
+    result = subprocess.run([*command, "-f", str(COMPOSE_FILE), "-f", str(SECURE_FILE), "config", "-q"],
+                            cwd=ROOT, capture_output=True, text=True, env=env)  # fmt: skip
+    assert result.returncode != 0 and "set FRAUDSTREAM_PASSWORD" in result.stderr
+    assert "password=" not in (DOCKER_DIR / "secure" / "jaas.conf").read_text().replace('password="${', "")
+
+
+def test_kafka_takes_no_client_without_sasl(secured_services: dict[str, dict[str, Any]]) -> None:
+    env = _environment(secured_services["kafka"])
+    protocols = dict(item.split(":") for item in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
+    listeners = {item.split("://")[0]: item.split("://")[1] for item in env["KAFKA_LISTENERS"].split(",")}
+    for name, protocol in protocols.items():
+        if protocol == "PLAINTEXT":  # the broker's own listeners, on the container's loopback only
+            assert listeners[name].startswith("localhost:"), f"{name} is PLAINTEXT and reachable from other containers"
+        else:
+            assert protocol == "SASL_PLAINTEXT"
+    assert "SCRAM-SHA-256" in env["KAFKA_SASL_ENABLED_MECHANISMS"]
+
+
+def test_rest_services_ask_for_basic_authentication(secured_services: dict[str, dict[str, Any]]) -> None:
+    """Confluent's documented settings: authentication.method=BASIC with a JAAS realm, or Connect's extension."""
+    registry, ksqldb = _environment(secured_services["schema-registry"]), _environment(secured_services["ksqldb"])
+    assert registry["SCHEMA_REGISTRY_AUTHENTICATION_METHOD"] == ksqldb["KSQL_AUTHENTICATION_METHOD"] == "BASIC"
+    connect = _environment(secured_services["connect"])
+    assert connect["CONNECT_REST_EXTENSION_CLASSES"].endswith("BasicAuthSecurityRestExtension")
+    jaas = (DOCKER_DIR / "secure" / "jaas.conf").read_text()
+    for realm in (
+        registry["SCHEMA_REGISTRY_AUTHENTICATION_REALM"],
+        ksqldb["KSQL_AUTHENTICATION_REALM"],
+        "KafkaConnect",
+    ):
+        assert f"{realm} {{" in jaas
+    for service, kafka_prefix in (("schema-registry", "SCHEMA_REGISTRY_KAFKASTORE_"), ("ksqldb", "KSQL_"),
+                                  ("connect", "CONNECT_"), ("connect", "CONNECT_CONSUMER_")):  # fmt: skip
+        env = _environment(secured_services[service])
+        assert env[f"{kafka_prefix}SECURITY_PROTOCOL"] == "SASL_PLAINTEXT", (service, kafka_prefix)
+        assert 'username="fraudstream" password="s3cret"' in env[f"{kafka_prefix}SASL_JAAS_CONFIG"]
+
+
+@pytest.mark.parametrize("name", ["worker", "setup", "jupyter", "ksqldb", "connect"])
+def test_fraudstream_clients_get_the_embedded_stacks_credential_variables(
+    secured_services: dict[str, dict[str, Any]], name: str
+) -> None:
+    """The same variables `fraudstream up --secure` gives its processes (fraudstream/credentials.py)."""
+    env = _environment(secured_services[name])
+    credentials = Credentials.from_env(env)
+    assert credentials.kafka() == {"security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": "SCRAM-SHA-256",
+                                   "sasl.username": "fraudstream", "sasl.password": "s3cret"}  # fmt: skip
+    assert all(credentials.http_user_info(s) == "fraudstream:s3cret" for s in HTTP_SERVICES)

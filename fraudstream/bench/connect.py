@@ -19,6 +19,7 @@ from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from fraudstream.config import Addresses
+from fraudstream.credentials import schema_registry_conf
 from fraudstream.kafka import consumer_config, ensure_topic, producer_config
 from stack.connect import definitions as d
 from stack.connect.metrics import SinkMetrics
@@ -45,7 +46,9 @@ def create_topic(addresses: Addresses, topic: str, partitions: int) -> None:
 
 def produce_payments(addresses: Addresses, topic: str, per_partition: int, partitions: int, start: int = 0) -> None:
     """`per_partition` Avro records into each partition; a record's `seq` is the offset it will get there."""
-    serializer = AvroSerializer(SchemaRegistryClient({"url": addresses.schema_registry_url}), PAYMENT_SCHEMA)
+    serializer = AvroSerializer(
+        SchemaRegistryClient(schema_registry_conf(addresses.schema_registry_url)), PAYMENT_SCHEMA
+    )
     producer = Producer(producer_config(addresses.bootstrap_servers, linger_ms=20))
     context = SerializationContext(topic, MessageField.VALUE)
     for partition in range(partitions):

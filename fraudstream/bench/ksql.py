@@ -11,7 +11,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from fraudstream.bench.passthrough import PARTITIONS, Rate, create_topics, passthrough
 from fraudstream.config import Addresses
-from fraudstream.kafka import consumer_config, end_offsets
+from fraudstream.kafka import client_config, consumer_config, end_offsets
 
 
 def ksql_rate(addresses: Addresses, count: int, ksql_dir: Path = Path("ksql")) -> list[Rate]:
@@ -41,12 +41,10 @@ def ksql_rate(addresses: Addresses, count: int, ksql_dir: Path = Path("ksql")) -
     client = KsqlRest(addresses.ksqldb_url)
     client.ksql(source_sql)
     output = Consumer(
-        {
-            "bootstrap.servers": addresses.bootstrap_servers,
-            "group.id": f"bench-{run}",
-            "enable.auto.commit": False,
-            "fetch.wait.max.ms": 10,
-        }
+        client_config(
+            addresses.bootstrap_servers,
+            **{"group.id": f"bench-{run}", "enable.auto.commit": False, "fetch.wait.max.ms": 10},
+        )
     )
     output.assign([TopicPartition(out, p, OFFSET_BEGINNING) for p in range(PARTITIONS)])  # no group join to wait for
     submitted = time.perf_counter()

@@ -20,6 +20,7 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
+from fraudstream.credentials import schema_registry_conf
 from fraudstream.kafka import producer_config
 from models.datasets import GeneratedSource, load_dataset
 from models.reference import BEHAVIOUR_COLUMNS
@@ -68,7 +69,7 @@ def generated_payments(
 
 
 def avro_serializer(schema_registry_url: str, schema: Mapping[str, Any] = PREPROCESSED_SCHEMA) -> AvroSerializer:
-    client = SchemaRegistryClient({"url": schema_registry_url})
+    client = SchemaRegistryClient(schema_registry_conf(schema_registry_url))
     return AvroSerializer(client, json.dumps(schema), conf={"auto.register.schemas": True})
 
 

@@ -33,6 +33,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from fraudstream.bench.passthrough import Rate, create_topics, passthrough
 from fraudstream.bench.replay import PREPROCESSED_SCHEMA, avro_serializer, generated_payments, replay
 from fraudstream.config import Addresses
+from fraudstream.credentials import schema_registry_conf
 from fraudstream.kafka import consumer_config, end_offsets
 from streams.batching import FETCH_MAX_WAIT_MS
 from streams.cli import start_worker
@@ -247,7 +248,7 @@ def _latency(
     from confluent_kafka.schema_registry import SchemaRegistryClient
     from confluent_kafka.schema_registry.avro import AvroDeserializer
 
-    deserialize = AvroDeserializer(SchemaRegistryClient({"url": addresses.schema_registry_url}))
+    deserialize = AvroDeserializer(SchemaRegistryClient(schema_registry_conf(addresses.schema_registry_url)))
     sctx = SerializationContext(scores, MessageField.VALUE)
     values = [deserialize(v, sctx) for _, v in _timestamps(bootstrap, scores)]
     ms = [

@@ -16,12 +16,13 @@ import threading
 
 from aiohttp import web
 
+from fraudstream.basicauth import BasicAuth
 from fraudstream.config import DEFAULT_HOST, DEFAULT_PORTS
 from fraudstream.kafka import admin_client
 from stack.connect import definitions as d
 from stack.connect.herder import Herder
 from stack.connect.metrics import SinkMetrics
-from stack.connect.rest import CONNECT_VERSION, HERDER, INFO, READY, create_app
+from stack.connect.rest import CONNECT_VERSION, HERDER, INFO, READY, REALM, create_app
 from stack.connect.storage import CONFIG_TOPIC, OFFSET_TOPIC, STATUS_TOPIC, ConnectStorage
 
 logger = logging.getLogger("stack.connect")
@@ -64,7 +65,8 @@ def main(argv: list[str] | None = None) -> None:
     herder = Herder(
         storage, args.bootstrap_servers, worker_id, worker_defaults(args.schema_registry_url), SinkMetrics()
     )
-    app = create_app(herder, {"version": CONNECT_VERSION, "commit": "fraudstream", "kafka_cluster_id": None})
+    info = {"version": CONNECT_VERSION, "commit": "fraudstream", "kafka_cluster_id": None}
+    app = create_app(herder, info, BasicAuth.from_env(REALM))
 
     async def start_herder(app: web.Application) -> None:
         async def run() -> None:

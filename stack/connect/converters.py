@@ -17,6 +17,7 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
 from fraudstream import wire
+from fraudstream.credentials import schema_registry_conf
 from stack.connect import definitions as d
 
 
@@ -130,7 +131,14 @@ class AvroConverter:
     """Confluent's wire format (magic byte 0, 4-byte schema id, Avro binary), schemas from the Schema Registry."""
 
     def __init__(self, settings: Mapping[str, str]) -> None:
-        self.client = SchemaRegistryClient({"url": settings["schema.registry.url"]})
+        """`schema.registry.url`, and credentials as Confluent's converter takes them (`basic.auth.user.info`
+        with `basic.auth.credentials.source=USER_INFO`), else the worker's own (fraudstream.credentials)."""
+        conf = schema_registry_conf(settings["schema.registry.url"])
+        if settings.get("basic.auth.credentials.source", "USER_INFO") == "USER_INFO" and settings.get(
+            "basic.auth.user.info"
+        ):
+            conf["basic.auth.user.info"] = settings["basic.auth.user.info"]
+        self.client = SchemaRegistryClient(conf)
         self._schemas: dict[int, Any] = {}
 
     def schema(self, schema_id: int) -> Any:

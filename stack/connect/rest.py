@@ -17,6 +17,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from fraudstream.basicauth import BasicAuth
 from fraudstream.requestbody import BadBody, read_json
 from stack.connect import definitions as d
 from stack.connect.herder import Conflict, Herder, NotFound, plugin_class
@@ -348,8 +349,14 @@ def validation_response(plugin: str, config: dict[str, str], herder: Herder) -> 
     }
 
 
-def create_app(herder: Herder, info: dict[str, Any]) -> web.Application:
-    app = web.Application(middlewares=[errors])
+#: Connect's answer to a request without valid credentials, and the realm of its JAAS configuration.
+UNAUTHORIZED = {"error_code": 401, "message": "Unauthorized"}
+REALM = "KafkaConnect"
+
+
+def create_app(herder: Herder, info: dict[str, Any], auth: BasicAuth | None = None) -> web.Application:
+    """The REST API; with `auth`, every request must carry a user's credentials (HTTP basic)."""
+    app = web.Application(middlewares=[errors] if auth is None else [auth.middleware(UNAUTHORIZED), errors])
     app[HERDER] = herder
     app[READY] = asyncio.Event()
     app[INFO] = info

@@ -12,8 +12,10 @@ from pathlib import Path
 
 from aiohttp import web
 
+from fraudstream.basicauth import BasicAuth
 from fraudstream.config import DEFAULT_HOST, DEFAULT_PORTS
 from stack.ksqldb.server import create_app
+from stack.ksqldb.server.entities import REALM
 from stack.ksqldb.server.h2c import protocol_factory
 from stack.ksqldb.server.service import KsqlService
 
@@ -57,14 +59,15 @@ def main(argv: list[str] | None = None) -> None:
 
 async def serve(service: KsqlService, host: str, port: int) -> None:
     """aiohttp for HTTP/1.1 and HTTP/2 cleartext for the streaming endpoints, on one port, until SIGTERM/SIGINT."""
-    runner = web.AppRunner(create_app(service), access_log=None)
+    auth = BasicAuth.from_env(REALM)
+    runner = web.AppRunner(create_app(service, auth), access_log=None)
     await runner.setup()
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        server = await loop.create_server(protocol_factory(runner.server, service), host, port)
+        server = await loop.create_server(protocol_factory(runner.server, service, auth), host, port)
     except OSError:
         await runner.cleanup()
         raise

@@ -22,6 +22,7 @@ import httpx
 from rich.table import Table
 
 from fraudstream.config import Addresses
+from fraudstream.credentials import Credentials
 from fraudstream.terminal import make_console
 
 from . import ast
@@ -45,7 +46,7 @@ class KsqlRest:
 
     def __init__(self, url: str, timeout: float = 60.0) -> None:
         self.url = url.rstrip("/")
-        self.http = httpx.Client(timeout=timeout)
+        self.http = httpx.Client(timeout=timeout, auth=Credentials.from_env().http_auth("ksqldb"))
 
     def ksql(self, sql: str, properties: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         try:

@@ -15,7 +15,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
-from fraudstream.kafka import end_offsets, producer_config
+from fraudstream.kafka import client_config, end_offsets, producer_config
 
 from .kafka_runtime import KafkaRuntime
 
@@ -59,7 +59,7 @@ class CommandLog:
         commands: list[Command] = []
         if end > 0:
             consumer = Consumer(
-                {"bootstrap.servers": self.bootstrap, "group.id": "_ksql-command-replay", "enable.auto.commit": False}
+                client_config(self.bootstrap, **{"group.id": "_ksql-command-replay", "enable.auto.commit": False})
             )
             try:
                 consumer.assign([TopicPartition(self.topic, 0, 0)])

@@ -38,7 +38,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from fraudstream.kafka import admin_client, end_offsets, ensure_topic, producer_config
+from fraudstream.kafka import admin_client, client_config, end_offsets, ensure_topic, producer_config
 
 from .durable_state import Changelog, DurableStateStores, QueryState, StateReader
 from .processing_log import ProcessingLog
@@ -197,12 +197,9 @@ def read_progress(bootstrap: str, topic: str, timeout: float = 10.0) -> Progress
     if end == 0:
         return None
     consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"{topic}-reader",
-            "enable.auto.commit": False,
-            "fetch.wait.max.ms": 10,
-        }
+        client_config(
+            bootstrap, **{"group.id": f"{topic}-reader", "enable.auto.commit": False, "fetch.wait.max.ms": 10}
+        )
     )
     try:
         consumer.assign([TopicPartition(topic, 0, end - 1)])
@@ -285,14 +282,16 @@ class QueryRunner(threading.Thread):
         "latest" are never missed, and "latest" means the same thing after a crash."""
         rt, q = self.runtime, self.query
         self.consumer = Consumer(
-            {
-                "bootstrap.servers": rt.bootstrap,
-                "group.id": query_group(q.id, rt.service_id),
-                "enable.auto.commit": False,
-                "enable.auto.offset.store": False,
-                "enable.partition.eof": True,
-                "fetch.wait.max.ms": 50,
-            }
+            client_config(
+                rt.bootstrap,
+                **{
+                    "group.id": query_group(q.id, rt.service_id),
+                    "enable.auto.commit": False,
+                    "enable.auto.offset.store": False,
+                    "enable.partition.eof": True,
+                    "fetch.wait.max.ms": 50,
+                },
+            )
         )
         self.producer = self._new_producer()
         rt.create_topic(self.progress_topic, 1, config={"cleanup.policy": "compact"})

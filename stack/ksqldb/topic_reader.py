@@ -7,7 +7,7 @@ import time
 
 from confluent_kafka import Consumer, Message, TopicPartition
 
-from fraudstream.kafka import end_offsets
+from fraudstream.kafka import client_config, end_offsets
 
 
 def read_window(bootstrap: str, topic: str, starts: dict[int, int], timeout: float = 60.0) -> list[Message]:
@@ -17,12 +17,9 @@ def read_window(bootstrap: str, topic: str, starts: dict[int, int], timeout: flo
     if not wanted:
         return []
     consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"{topic}-window-reader",
-            "enable.auto.commit": False,
-            "fetch.wait.max.ms": 10,
-        }
+        client_config(
+            bootstrap, **{"group.id": f"{topic}-window-reader", "enable.auto.commit": False, "fetch.wait.max.ms": 10}
+        )
     )
     out: list[Message] = []
     try:

@@ -7,8 +7,9 @@ import logging
 
 from aiohttp import web
 
+from fraudstream.basicauth import BasicAuth
 from fraudstream.config import DEFAULT_HOST, DEFAULT_PORTS
-from stack.registry.http import create_app
+from stack.registry.http import REALM, create_app
 from stack.registry.service import DEFAULT_TOPIC, Registry
 from stack.topiclog import TopicLog
 
@@ -25,7 +26,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--log-level", default="INFO", help="logging level (default %(default)s)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = create_app(Registry(TopicLog(args.bootstrap_servers, args.topic, timeout=args.store_timeout)))
+    store = TopicLog(args.bootstrap_servers, args.topic, timeout=args.store_timeout)
+    app = create_app(Registry(store), BasicAuth.from_env(REALM))
     logger.info(
         "schema registry on http://%s:%d, schemas in %s at %s", args.host, args.port, args.topic, args.bootstrap_servers
     )

@@ -17,6 +17,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from fraudstream.basicauth import BasicAuth
 from fraudstream.requestbody import BadBody, read_json
 from stack.registry import errors
 from stack.registry.schemas import SCHEMA_TYPES, Schema
@@ -280,8 +281,17 @@ def _error_middleware(metrics_registry: CollectorRegistry) -> Any:
     return middleware
 
 
-def create_app(registry: Registry) -> web.Application:
-    """The aiohttp application; loading the store starts with the app and runs in the background."""
+#: Schema Registry's answer to a request without valid credentials, and the realm its documentation configures.
+UNAUTHORIZED = {"error_code": 401, "message": "Unauthorized"}
+REALM = "SchemaRegistry-Props"
+
+
+def create_app(registry: Registry, auth: BasicAuth | None = None) -> web.Application:
+    """The aiohttp application; loading the store starts with the app and runs in the background.
+
+    With `auth`, every request must carry a user's credentials (HTTP basic), as with Confluent's
+    `authentication.method=BASIC`.
+    """
     metrics_registry = CollectorRegistry()
     Gauge("schema_registry_ready", "1 once the _schemas topic has been read", registry=metrics_registry).set_function(
         lambda: float(registry.ready)
@@ -292,7 +302,10 @@ def create_app(registry: Registry) -> web.Application:
     Gauge("schema_registry_schemas", "distinct schema ids", registry=metrics_registry).set_function(
         lambda: registry.state.schema_count
     )
-    app = web.Application(middlewares=[_error_middleware(metrics_registry)])
+    middlewares = [_error_middleware(metrics_registry)]
+    if auth is not None:
+        middlewares.insert(0, auth.middleware(UNAUTHORIZED))
+    app = web.Application(middlewares=middlewares)
     app[REGISTRY_KEY] = registry
     app[METRICS_KEY] = metrics_registry
     app.add_routes(_with_trailing_slashes(routes))

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any, Protocol
 
+from fraudstream.credentials import schema_registry_conf
+
 
 class SchemaRegistry(Protocol):
     def register(self, subject: str, schema: Any) -> int: ...
@@ -76,7 +78,7 @@ class HttpSchemaRegistry:
     def __init__(self, url: str) -> None:
         from confluent_kafka.schema_registry import SchemaRegistryClient  # slow to import: see the class
 
-        self._client = SchemaRegistryClient({"url": url})
+        self._client = SchemaRegistryClient(schema_registry_conf(url))
         self._by_id: dict[int, Any] = {}
 
     def register(self, subject: str, schema: Any) -> int:

@@ -13,11 +13,12 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from fraudstream.basicauth import BasicAuth
 from fraudstream.requestbody import MAX_BODY_BYTES, BadBody, read_body
 
 from ..pull import PullResult
 from . import streams
-from .entities import BAD_REQUEST, NOT_FOUND, SERVER_ERROR, error_body
+from .entities import BAD_REQUEST, NOT_FOUND, SERVER_ERROR, UNAUTHORIZED, error_body
 from .metrics import metrics_registry
 from .service import KsqlService, StatementFailure
 
@@ -145,8 +146,10 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-def create_app(service: KsqlService) -> web.Application:
-    app = web.Application(middlewares=[failures], client_max_size=MAX_BODY_BYTES)
+def create_app(service: KsqlService, auth: BasicAuth | None = None) -> web.Application:
+    """The HTTP/1.1 application; with `auth`, every request must carry a user's credentials (HTTP basic)."""
+    middlewares = [failures] if auth is None else [auth.middleware(UNAUTHORIZED), failures]
+    app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY_BYTES)
     app[SERVICE] = service
     app[METRICS] = metrics_registry(service)
     app.router.add_get("/info", info)

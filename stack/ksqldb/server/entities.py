@@ -21,6 +21,12 @@ SERVER_ERROR = 50000
 NOT_READY = 50300
 
 
+#: ksqlDB's answer to a request without valid credentials (HTTP 401; Errors.ERROR_CODE_UNAUTHORIZED is 40100).
+UNAUTHORIZED = {"@type": "generic_error", "error_code": 40100, "message": "Unauthorized"}
+#: The realm ksqlDB's documentation configures for basic authentication.
+REALM = "KsqlServer-Props"
+
+
 def error_body(
     kind: str, code: int, message: str, statement: str | None = None, entities: list[dict[str, Any]] | None = None
 ) -> dict[str, Any]:

@@ -18,8 +18,10 @@ import h2.connection
 import h2.events
 import h2.exceptions
 
+from fraudstream.basicauth import BasicAuth
+
 from . import streams
-from .entities import NOT_FOUND, error_body
+from .entities import NOT_FOUND, UNAUTHORIZED, error_body
 from .service import KsqlService, StatementFailure
 
 logger = logging.getLogger(__name__)
@@ -30,9 +32,10 @@ PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 class Sniffer(asyncio.Protocol):
     """Chooses HTTP/2 or HTTP/1.1 from a connection's first bytes, then steps aside."""
 
-    def __init__(self, http1: Callable[[], asyncio.Protocol], service: KsqlService) -> None:
+    def __init__(self, http1: Callable[[], asyncio.Protocol], service: KsqlService, auth: BasicAuth | None) -> None:
         self.http1 = http1
         self.service = service
+        self.auth = auth
         self.transport: asyncio.Transport | None = None
         self.buffer = b""
 
@@ -44,7 +47,9 @@ class Sniffer(asyncio.Protocol):
         if len(self.buffer) < len(PREFACE) and PREFACE.startswith(self.buffer):
             return
         assert self.transport is not None
-        inner: asyncio.Protocol = H2Protocol(self.service) if self.buffer.startswith(PREFACE) else self.http1()
+        inner: asyncio.Protocol = (
+            H2Protocol(self.service, self.auth) if self.buffer.startswith(PREFACE) else self.http1()
+        )
         self.transport.set_protocol(inner)
         inner.connection_made(self.transport)
         inner.data_received(self.buffer)
@@ -54,8 +59,9 @@ class Sniffer(asyncio.Protocol):
 
 
 class H2Protocol(asyncio.Protocol):
-    def __init__(self, service: KsqlService) -> None:
+    def __init__(self, service: KsqlService, auth: BasicAuth | None = None) -> None:
         self.service = service
+        self.auth = auth
         self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding="utf-8"))
         self.transport: asyncio.Transport | None = None
         self.requests: dict[int, tuple[dict[str, str], bytearray]] = {}
@@ -113,6 +119,11 @@ class H2Protocol(asyncio.Protocol):
     async def _handle(self, stream_id: int, headers: dict[str, str], body: bytes) -> None:
         path = headers.get(":path", "").split("?")[0]
         service = self.service
+        if self.auth is not None and not self.auth.allows(headers.get("authorization")):
+            body = json.dumps(UNAUTHORIZED).encode()
+            challenge = [("www-authenticate", self.auth.challenge)]
+            await self._respond(stream_id, 401, "application/json", _once(body), challenge)
+            return
         try:
             if headers.get(":method") != "POST":
                 raise StatementFailure(error_body("generic_error", NOT_FOUND, f"{path} takes POST"), 405)
@@ -137,9 +148,18 @@ class H2Protocol(asyncio.Protocol):
             return
         await self._respond(stream_id, 200, content_type, chunks)
 
-    async def _respond(self, stream_id: int, status: int, content_type: str, chunks: AsyncIterator[bytes]) -> None:
+    async def _respond(
+        self,
+        stream_id: int,
+        status: int,
+        content_type: str,
+        chunks: AsyncIterator[bytes],
+        headers: list[tuple[str, str]] | None = None,
+    ) -> None:
         try:
-            self.conn.send_headers(stream_id, [(":status", str(status)), ("content-type", content_type)])
+            self.conn.send_headers(
+                stream_id, [(":status", str(status)), ("content-type", content_type), *(headers or [])]
+            )
             self._flush()
             async for chunk in chunks:
                 await self._send(stream_id, chunk)
@@ -170,5 +190,7 @@ async def _once(data: bytes) -> AsyncIterator[bytes]:
         yield data
 
 
-def protocol_factory(http1: Callable[[], Any], service: KsqlService) -> Callable[[], asyncio.Protocol]:
-    return lambda: Sniffer(http1, service)
+def protocol_factory(
+    http1: Callable[[], Any], service: KsqlService, auth: BasicAuth | None = None
+) -> Callable[[], asyncio.Protocol]:
+    return lambda: Sniffer(http1, service, auth)

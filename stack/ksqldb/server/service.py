@@ -17,6 +17,8 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Message
 
+from fraudstream.kafka import client_config
+
 from .. import ast
 from ..commands import Command, CommandLog
 from ..engine import Engine, Result
@@ -132,13 +134,15 @@ class PushQuery:
         self.tq = tq
         self.header = Header(tq.id, [n for n, _ in tq.columns], [str(t) for _, t in tq.columns])
         self.consumer = Consumer(
-            {
-                "bootstrap.servers": bootstrap,
-                "group.id": f"_confluent-ksql-transient_{tq.id}",
-                "enable.auto.commit": False,
-                "fetch.wait.max.ms": 50,
-                "enable.partition.eof": True,
-            }
+            client_config(
+                bootstrap,
+                **{
+                    "group.id": f"_confluent-ksql-transient_{tq.id}",
+                    "enable.auto.commit": False,
+                    "fetch.wait.max.ms": 50,
+                    "enable.partition.eof": True,
+                },
+            )
         )
         assigned = [tp for topic in tq.source_topics for tp in start_offsets(bootstrap, None, topic, earliest)]
         self.consumer.assign(assigned)

@@ -1,0 +1,226 @@
+"""Client credentials for a secured cluster, in one place, as the usual client settings.
+
+Every client in fraudstream (confluent-kafka, aiokafka/Faust, SchemaRegistryClient, KSQLAPI, httpx) takes
+its credentials from `Credentials.from_env()`, found in this order:
+
+1. the environment: `KAFKA_SECURITY_PROTOCOL`, `KAFKA_SASL_MECHANISM`, `KAFKA_SASL_USERNAME`,
+   `KAFKA_SASL_PASSWORD`, and `user:password` pairs in `SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO`,
+   `KSQLDB_BASIC_AUTH_USER_INFO`, `CONNECT_BASIC_AUTH_USER_INFO`, `FRAUDSTREAM_WEB_BASIC_AUTH_USER_INFO`
+   (a stream worker's web port), as a production deployment sets them;
+2. a client properties file in Confluent's format named by `FRAUDSTREAM_CLIENT_CONFIG`;
+3. the client properties a secured embedded stack (`fraudstream up --secure`) wrote into its data
+   directory (`./.fraudstream`, else the stack `up` started last), when its bootstrap servers are the
+   ones this process uses: so a command needs no setting beside a secured stack, and never sends that
+   stack's credentials to another cluster.
+
+Nothing found means PLAINTEXT and no HTTP credentials, as against an open stack.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from fraudstream.config import CURRENT_STACK_FILE, DEFAULT_DATA_DIR, Addresses, user_state_dir
+
+#: A secured data directory keeps its credentials here (mode 0700, files 0600).
+SECRETS_DIR = "secrets"
+#: Confluent's client configuration format: what clients of the stack read.
+CLIENT_PROPERTIES = "client.properties"
+#: The users the stack's HTTP servers accept, in the format of Jetty's PropertyFileLoginModule
+#: (`name: password[,role...]`), as Confluent's components take them.
+PASSWORD_PROPERTIES = "password.properties"
+#: The environment variable naming a client properties file.
+CLIENT_CONFIG_ENV = "FRAUDSTREAM_CLIENT_CONFIG"
+#: The SCRAM mechanism clients use against the embedded broker (it holds a SHA-512 credential too).
+SCRAM_MECHANISM = "SCRAM-SHA-256"
+#: The one principal a secured embedded stack creates, for the broker and every HTTP endpoint.
+DEFAULT_USER = "fraudstream"
+
+#: The environment variable of each setting.
+ENV_NAMES = {
+    "security_protocol": "KAFKA_SECURITY_PROTOCOL",
+    "sasl_mechanism": "KAFKA_SASL_MECHANISM",
+    "sasl_username": "KAFKA_SASL_USERNAME",
+    "sasl_password": "KAFKA_SASL_PASSWORD",
+    "schema_registry_user_info": "SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO",
+    "ksqldb_user_info": "KSQLDB_BASIC_AUTH_USER_INFO",
+    "connect_user_info": "CONNECT_BASIC_AUTH_USER_INFO",
+    "worker_user_info": "FRAUDSTREAM_WEB_BASIC_AUTH_USER_INFO",
+}
+
+#: The key of each setting in a client properties file (Confluent's names where they exist).
+PROPERTY_NAMES = {
+    "security_protocol": "security.protocol",
+    "sasl_mechanism": "sasl.mechanism",
+    "sasl_username": "sasl.username",
+    "sasl_password": "sasl.password",
+    "schema_registry_user_info": "basic.auth.user.info",
+    "ksqldb_user_info": "ksqldb.basic.auth.user.info",
+    "connect_user_info": "connect.basic.auth.user.info",
+    "worker_user_info": "worker.basic.auth.user.info",
+}
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """How clients authenticate: SASL settings for Kafka, a `user:password` per REST service."""
+
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: str | None = None
+    schema_registry_user_info: str | None = None
+    ksqldb_user_info: str | None = None
+    connect_user_info: str | None = None
+    worker_user_info: str | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ, bootstrap_servers: str | None = None) -> Credentials:
+        """The environment's credentials, else a client properties file's (see the module's docstring).
+
+        A stack's own file counts for its cluster only: `bootstrap_servers` (default: the environment's).
+        """
+        given = {f.name: environ[ENV_NAMES[f.name]] for f in fields(cls) if environ.get(ENV_NAMES[f.name])}
+        if given:
+            return cls(**given)
+        if CLIENT_CONFIG_ENV in environ:
+            path = environ[CLIENT_CONFIG_ENV]
+            return cls.from_properties(read_properties(Path(path))) if path else cls()
+        bootstrap = bootstrap_servers or Addresses.from_env(environ).bootstrap_servers
+        for data_dir in _stack_data_dirs(environ):
+            path = data_dir / SECRETS_DIR / CLIENT_PROPERTIES
+            if path.is_file():
+                properties = read_properties(path)
+                if properties.get("bootstrap.servers") == bootstrap:
+                    return cls.from_properties(properties)
+        return cls()
+
+    @classmethod
+    def from_properties(cls, properties: Mapping[str, str]) -> Credentials:
+        given = {
+            f.name: properties[PROPERTY_NAMES[f.name]] for f in fields(cls) if properties.get(PROPERTY_NAMES[f.name])
+        }
+        if "sasl_mechanism" not in given and properties.get("sasl.mechanisms"):  # librdkafka's older spelling
+            given["sasl_mechanism"] = properties["sasl.mechanisms"]
+        return cls(**given)
+
+    @classmethod
+    def generate(cls, user: str = DEFAULT_USER) -> Credentials:
+        """A fresh random password for `user`, on the broker (SCRAM) and every HTTP endpoint."""
+        password = secrets.token_urlsafe(24)
+        user_info = f"{user}:{password}"
+        return cls("SASL_PLAINTEXT", SCRAM_MECHANISM, user, password, user_info, user_info, user_info, user_info)
+
+    @property
+    def secured(self) -> bool:
+        return self.security_protocol != "PLAINTEXT" or any(self.http_user_info(s) for s in HTTP_SERVICES)
+
+    def to_env(self) -> dict[str, str]:
+        """The environment variables that give a child process (or a notebook) these credentials."""
+        return {ENV_NAMES[f.name]: getattr(self, f.name) for f in fields(self) if getattr(self, f.name)}
+
+    def kafka(self) -> dict[str, str]:
+        """librdkafka settings (confluent-kafka's Producer, Consumer, AdminClient)."""
+        settings = {"security.protocol": self.security_protocol}
+        if self.sasl_mechanism:
+            settings["sasl.mechanism"] = self.sasl_mechanism
+        if self.sasl_username is not None:
+            settings |= {"sasl.username": self.sasl_username, "sasl.password": self.sasl_password or ""}
+        return settings
+
+    def aiokafka(self) -> dict[str, str]:
+        """The same for aiokafka (Faust's transport): keyword arguments of AIOKafkaConsumer/Producer."""
+        settings = {"security_protocol": self.security_protocol}
+        if self.sasl_mechanism:
+            settings["sasl_mechanism"] = self.sasl_mechanism
+        if self.sasl_username is not None:
+            settings |= {"sasl_plain_username": self.sasl_username, "sasl_plain_password": self.sasl_password or ""}
+        return settings
+
+    def schema_registry(self, url: str) -> dict[str, str]:
+        """The configuration of confluent-kafka's `SchemaRegistryClient` for `url`."""
+        conf = {"url": url}
+        if self.schema_registry_user_info:
+            conf["basic.auth.user.info"] = self.schema_registry_user_info
+        return conf
+
+    def http_user_info(self, service: str) -> str | None:
+        """`user:password` for one REST service: "schema-registry", "ksqldb", "connect" or "worker"."""
+        return getattr(self, HTTP_SERVICES[service])
+
+    def http_auth(self, service: str) -> tuple[str, str] | None:
+        """httpx's (and requests') `auth` for one REST service, or None."""
+        user_info = self.http_user_info(service)
+        if not user_info:
+            return None
+        user, _, password = user_info.partition(":")
+        return user, password
+
+    def ksqlapi(self) -> dict[str, str]:
+        """KSQLAPI's keyword arguments (`api_key`, `secret`: HTTP basic authentication)."""
+        auth = self.http_auth("ksqldb")
+        return {} if auth is None else {"api_key": auth[0], "secret": auth[1]}
+
+    def to_properties(self, addresses: Addresses) -> str:
+        """A client properties file in Confluent's format, with the addresses these credentials are for."""
+        lines = [f"bootstrap.servers={addresses.bootstrap_servers}"]
+        lines += [f"{PROPERTY_NAMES[f.name]}={getattr(self, f.name)}" for f in fields(self) if getattr(self, f.name)]
+        if self.schema_registry_user_info:
+            lines.append("basic.auth.credentials.source=USER_INFO")
+        lines += [
+            f"schema.registry.url={addresses.schema_registry_url}",
+            f"ksqldb.url={addresses.ksqldb_url}",
+            f"connect.url={addresses.connect_url}",
+        ]
+        return "# fraudstream: client settings of a secured stack (keep private)\n" + "\n".join(lines) + "\n"
+
+
+#: The field holding each REST service's `user:password`.
+HTTP_SERVICES = {
+    "schema-registry": "schema_registry_user_info",
+    "ksqldb": "ksqldb_user_info",
+    "connect": "connect_user_info",
+    "worker": "worker_user_info",
+}
+
+
+def read_properties(path: Path) -> dict[str, str]:
+    """`key=value` lines of a Java-style properties file (`#` and `!` comments, `:` separators too)."""
+    properties: dict[str, str] = {}
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if not line or line[0] in "#!":
+            continue
+        cut = min((i for i in (line.find("="), line.find(":")) if i >= 0), default=-1)
+        if cut < 0:
+            properties[line] = ""
+        else:
+            properties[line[:cut].strip()] = line[cut + 1 :].strip()
+    return properties
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write `text` to `path`, readable and writable by the owner only, from the moment it exists."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        file.write(text)
+    path.chmod(0o600)  # an existing file keeps its mode through O_CREAT
+
+
+def _stack_data_dirs(environ: Mapping[str, str]) -> list[Path]:
+    """Where a running embedded stack may keep its credentials: ./.fraudstream, then the one `up` remembers."""
+    dirs = [DEFAULT_DATA_DIR.resolve()]
+    pointer = user_state_dir(environ) / CURRENT_STACK_FILE
+    if pointer.is_file():
+        dirs.append(Path(pointer.read_text().strip()))
+    return dirs
+
+
+def schema_registry_conf(url: str) -> dict[str, str]:
+    """`SchemaRegistryClient`'s configuration for `url`, with the credentials `Credentials.from_env` finds."""
+    return Credentials.from_env().schema_registry(url)
