@@ -236,6 +236,13 @@ class _Reads:
         self.frames_made: set[int] = set()
         self.volatile = False
 
+    def add(self, other: _Reads) -> None:
+        """`other` is part of this expression."""
+        self.slots |= other.slots
+        self.frames_read |= other.frames_read
+        self.frames_made |= other.frames_made
+        self.volatile = self.volatile or other.volatile
+
     @property
     def pure(self) -> bool:
         """Its value depends on those slots alone: no lambda parameter from outside it, nothing volatile."""
@@ -254,6 +261,8 @@ class Compiler:
         self.strict = False
         #: the expressions being compiled that may be memoized, innermost last (shared with lambda bodies)
         self._tracked: list[_Reads] = []
+        #: memoized expressions compiled so far, by expression: a repeated one is computed once per row
+        self._shared: dict[Any, tuple[Compiled, _Reads]] = {}
 
     # ------------------------------------------------------------------ entry
     def compile(self, e: ast.Expr) -> Compiled:
@@ -262,6 +271,16 @@ class Compiler:
             raise UnsupportedError(f"expression {type(e).__name__}")
         if not self._worth_memoizing(e):
             return method(e)
+        try:
+            key: Any = (e, format_expr(e))  # equal nodes (locations aside) that also print alike
+            shared = self._shared.get(key)
+        except TypeError:  # a literal that cannot be hashed
+            key, shared = None, None
+        if shared is not None:  # the same expression again (a FILTER's count and its sum): one memo for both
+            c, reads = shared
+            for outer in self._tracked:
+                outer.add(reads)
+            return c
         reads = _Reads()
         self._tracked.append(reads)
         try:
@@ -270,7 +289,10 @@ class Compiler:
             self._tracked.pop()
         if c.constant or not reads.pure:
             return c
-        return _memoized(c, sorted(reads.slots), self.errors)
+        c = _memoized(c, sorted(reads.slots), self.errors)
+        if key is not None:
+            self._shared[key] = (c, reads)
+        return c
 
     def _worth_memoizing(self, e: ast.Expr) -> bool:
         """A call of FILTER, TRANSFORM or REDUCE (statements repeat them: the count and the sum of one
