@@ -56,6 +56,7 @@ class Compiled:
     fn: Callable[[Row], Any]
     constant: bool = False
     column_index: int | None = None  # set when the expression is a bare column reference
+    not_null: bool = False  # never NULL (a comparison, IS NULL, AND/OR/NOT): Java's unboxing cannot fail
 
 
 class Scope:
@@ -214,10 +215,38 @@ class ErrorSink:
 
     def __init__(self) -> None:
         self.handler: Callable[[str, str], None] | None = None
+        #: reports so far: a memoized expression keeps no value whose computation reported (see `_memoized`)
+        self.reports = 0
 
     def report(self, where: str, message: str) -> None:
+        self.reports += 1
         if self.handler is not None:
             self.handler(where, message)
+
+
+class _Reads:
+    """What an expression being compiled reads: the row's slots, the frames of lambda parameters, and whether
+    it calls a function whose value may change between calls with the same arguments (RANDOM, UUID, ...)."""
+
+    __slots__ = ("slots", "frames_read", "frames_made", "volatile")
+
+    def __init__(self) -> None:
+        self.slots: set[int] = set()
+        self.frames_read: set[int] = set()
+        self.frames_made: set[int] = set()
+        self.volatile = False
+
+    def add(self, other: _Reads) -> None:
+        """`other` is part of this expression."""
+        self.slots |= other.slots
+        self.frames_read |= other.frames_read
+        self.frames_made |= other.frames_made
+        self.volatile = self.volatile or other.volatile
+
+    @property
+    def pure(self) -> bool:
+        """Its value depends on those slots alone: no lambda parameter from outside it, nothing volatile."""
+        return not self.volatile and self.frames_read <= self.frames_made
 
 
 class Compiler:
@@ -230,13 +259,48 @@ class Compiler:
         #: compiling a lambda's body, which ksqlDB runs as Java code: a NULL that Java unboxes (arithmetic,
         #: AND/OR/NOT, a CASE condition, a FILTER predicate) throws, and fails the lambda function's call
         self.strict = False
+        #: the expressions being compiled that may be memoized, innermost last (shared with lambda bodies)
+        self._tracked: list[_Reads] = []
+        #: memoized expressions compiled so far, by expression: a repeated one is computed once per row
+        self._shared: dict[Any, tuple[Compiled, _Reads]] = {}
 
     # ------------------------------------------------------------------ entry
     def compile(self, e: ast.Expr) -> Compiled:
         method = getattr(self, "_" + type(e).__name__, None)
         if method is None:
             raise UnsupportedError(f"expression {type(e).__name__}")
-        return method(e)
+        if not self._worth_memoizing(e):
+            return method(e)
+        try:
+            key: Any = (e, format_expr(e))  # equal nodes (locations aside) that also print alike
+            shared = self._shared.get(key)
+        except TypeError:  # a literal that cannot be hashed
+            key, shared = None, None
+        if shared is not None:  # the same expression again (a FILTER's count and its sum): one memo for both
+            c, reads = shared
+            for outer in self._tracked:
+                outer.add(reads)
+            return c
+        reads = _Reads()
+        self._tracked.append(reads)
+        try:
+            c = method(e)
+        finally:
+            self._tracked.pop()
+        if c.constant or not reads.pure:
+            return c
+        c = _memoized(c, sorted(reads.slots), self.errors)
+        if key is not None:
+            self._shared[key] = (c, reads)
+        return c
+
+    def _worth_memoizing(self, e: ast.Expr) -> bool:
+        """A call of FILTER, TRANSFORM or REDUCE (statements repeat them: the count and the sum of one
+        FILTER), and in a lambda's body anything but a leaf (what does not read the lambda's parameters is
+        then computed once per call, not once per element)."""
+        if isinstance(e, ast.FunctionCall):
+            return isinstance(self.scope, LambdaScope) or any(isinstance(a, ast.Lambda) for a in e.args)
+        return isinstance(self.scope, LambdaScope) and not isinstance(e, (ast.Literal, ast.ColumnRef, ast.Lambda))
 
     def compile_predicate(self, e: ast.Expr) -> Compiled:
         c = self.compile(e)
@@ -260,6 +324,12 @@ class Compiler:
         return _const(t, e.value)
 
     def _ColumnRef(self, e: ast.ColumnRef) -> Compiled:
+        param = self.scope.param(e) if isinstance(self.scope, LambdaScope) else None
+        if param is not None:
+            frame, i, t = param
+            for reads in self._tracked:
+                reads.frames_read.add(id(frame))
+            return Compiled(t, lambda row: frame[i])
         found = self.scope.lookup(e)
         if found is None:
             name = f"{e.source}.{e.name}" if e.source else e.name
@@ -270,6 +340,8 @@ class Compiler:
                 )
             raise KsqlStatementError(f"{ast.at(e)}{self.clause} column '{name}' cannot be resolved.")
         idx, t = found
+        for reads in self._tracked:
+            reads.slots.add(idx)
         return Compiled(t, operator.itemgetter(idx), column_index=idx)
 
     # ------------------------------------------------------------------ arithmetic
@@ -452,7 +524,7 @@ class Compiler:
                     return (a is None) != (b is None)
                 return test(a, b)
 
-            return Compiled(BOOLEAN, (lambda row: not distinct(row)) if negated else distinct)
+            return Compiled(BOOLEAN, (lambda row: not distinct(row)) if negated else distinct, not_null=True)
 
         def fn(row):
             a = lf(row)
@@ -463,7 +535,7 @@ class Compiler:
                 return False
             return test(a, b)
 
-        return Compiled(BOOLEAN, fn)
+        return Compiled(BOOLEAN, fn, not_null=True)
 
     def _compare_operand(self, e: ast.Expr, target: SqlType, op: str, whole: ast.Expr) -> Compiled:
         try:
@@ -563,8 +635,8 @@ class Compiler:
         c = self.compile(e.value)
         f = c.fn
         if e.negated:
-            return Compiled(BOOLEAN, lambda row: f(row) is not None)
-        return Compiled(BOOLEAN, lambda row: f(row) is None)
+            return Compiled(BOOLEAN, lambda row: f(row) is not None, not_null=True)
+        return Compiled(BOOLEAN, lambda row: f(row) is None, not_null=True)
 
     # ------------------------------------------------------------------ logic
     def _bool(self, e: ast.Expr) -> Compiled:
@@ -579,12 +651,12 @@ class Compiler:
         TRUE as in SQL's three-valued logic, while `FALSE AND NULL` is FALSE."""
         jl, jr = _npe(self._bool(e.left)).fn, _npe(self._bool(e.right)).fn
         if e.op == "AND":
-            return Compiled(BOOLEAN, lambda row: jl(row) and jr(row))
-        return Compiled(BOOLEAN, lambda row: jl(row) or jr(row))
+            return Compiled(BOOLEAN, lambda row: jl(row) and jr(row), not_null=True)
+        return Compiled(BOOLEAN, lambda row: jl(row) or jr(row), not_null=True)
 
     def _Not(self, e: ast.Not) -> Compiled:
         jf = _npe(self._bool(e.operand)).fn  # Java's `!` unboxes its operand
-        return Compiled(BOOLEAN, lambda row: not jf(row))
+        return Compiled(BOOLEAN, lambda row: not jf(row), not_null=True)
 
     # ------------------------------------------------------------------ conditional
     def _Case(self, e: ast.Case) -> Compiled:
@@ -733,6 +805,17 @@ class Compiler:
         if ft is None:
             raise KsqlStatementError(f"Could not find field '{e.field}' in '{format_expr(e.base)}'.")
         bf, name = base.fn, e.field
+        param = (
+            self.scope.param(e.base)
+            if isinstance(self.scope, LambdaScope) and isinstance(e.base, ast.ColumnRef)
+            else None
+        )
+        if param is not None:  # a field of a lambda's parameter (`e->T`): read in one step, per element
+            frame, i, _ = param
+            return Compiled(ft, lambda row: None if (s := frame[i]) is None else s.get(name))
+        if base.column_index is not None:
+            idx = base.column_index
+            return Compiled(ft, lambda row: None if (s := row[idx]) is None else s.get(name))
         return Compiled(ft, lambda row: None if (s := bf(row)) is None else s.get(name))
 
     def _FunctionCall(self, e: ast.FunctionCall) -> Compiled:
@@ -748,6 +831,9 @@ class Compiler:
         if any(isinstance(a, ast.Lambda) for a in e.args):
             return self._higher_order(e)
         args = [self.compile(a) for a in e.args]
+        if not args and not _deterministic(e.name):
+            for reads in self._tracked:
+                reads.volatile = True
         if self.strict:
             args = [
                 _null_to_none(c, a.name.upper() if isinstance(a, ast.FunctionCall) else a.field, self.errors)
@@ -792,11 +878,16 @@ class Compiler:
         # the grammar only allows lambdas as call arguments; a function without lambda parameters refuses them
         raise KsqlStatementError("Lambda expressions are only allowed as arguments of TRANSFORM, FILTER and REDUCE")
 
-    def _lambda_body(self, lam: ast.Lambda, param_types: Sequence[SqlType]) -> Compiled:
+    def _lambda_body(self, lam: ast.Lambda, param_types: Sequence[SqlType]) -> tuple[Compiled, list[Any]]:
         """The lambda's body compiled where its parameters shadow columns, with Java's null rules (strict)."""
-        inner = Compiler(LambdaScope(self.scope, list(zip(lam.params, param_types))), self.clause, self.errors)
+        scope = LambdaScope(self.scope, list(zip(lam.params, param_types)))
+        for reads in self._tracked:
+            reads.frames_made.add(id(scope.frame))
+        inner = Compiler(scope, self.clause, self.errors)
         inner.strict = True
-        return inner.compile(lam.body)
+        inner._tracked = self._tracked
+        body = inner.compile(lam.body)
+        return body, scope.frame
 
     def _higher_order(self, e: ast.FunctionCall) -> Compiled:
         """TRANSFORM, FILTER and REDUCE, typed as ksqlDB's UDF resolution types them: a first pass picks the
@@ -825,22 +916,24 @@ class Compiler:
         if name == "FILTER":
             lam = e.args[1]
             assert isinstance(lam, ast.Lambda)
-            pred = self._lambda_body(lam, elems)
+            pred, frame = self._lambda_body(lam, elems)
             _check_lambda_return(generics, "BOOLEAN", elems, pred.type, BOOLEAN)
-            return Compiled(coll.type, guard(_filter_map(cf, pred.fn) if is_map else _filter_array(cf, pred.fn)))
+            filtered = _filter_map(cf, pred.fn, frame) if is_map else _filter_array(cf, pred.fn, frame)
+            return Compiled(coll.type, guard(filtered))
         if name == "TRANSFORM":
             if is_map:
                 k_lam, v_lam = e.args[1], e.args[2]
                 assert isinstance(k_lam, ast.Lambda) and isinstance(v_lam, ast.Lambda)
-                kc, vc = self._lambda_body(k_lam, elems), self._lambda_body(v_lam, elems)
+                (kc, k_frame), (vc, v_frame) = self._lambda_body(k_lam, elems), self._lambda_body(v_lam, elems)
                 for c in (kc, vc):
                     _check_lambda_return(generics, "R", elems, c.type, None)
-                return Compiled(MapType(kc.type, vc.type), guard(_transform_map(cf, kc.fn, vc.fn)))
+                transformed = _transform_map(cf, kc.fn, vc.fn, k_frame, v_frame)
+                return Compiled(MapType(kc.type, vc.type), guard(transformed))
             lam = e.args[1]
             assert isinstance(lam, ast.Lambda)
-            body = self._lambda_body(lam, elems)
+            body, frame = self._lambda_body(lam, elems)
             _check_lambda_return(generics, "R", elems, body.type, None)
-            return Compiled(ArrayType(body.type), guard(_transform_array(cf, body.fn)))
+            return Compiled(ArrayType(body.type), guard(_transform_array(cf, body.fn, frame)))
         if is_map:
             # ksqlDB folds a map in its Java HashMap's iteration order, which depends on how the map was built
             # (deserializer, capacity, key hashes); this engine keeps maps in record order and cannot promise
@@ -851,14 +944,15 @@ class Compiler:
             raise UnsupportedError("REDUCE with a NULL literal as its initial state")
         lam = e.args[2]
         assert isinstance(lam, ast.Lambda)
-        body = self._lambda_body(lam, [init.type, *elems])
+        body, frame = self._lambda_body(lam, [init.type, *elems])
         _check_lambda_return(["S", *generics], "S", [init.type, *elems], body.type, init.type)
-        return Compiled(init.type, guard(_reduce(cf, init.fn, body.fn, is_map)))
+        return Compiled(init.type, guard(_reduce(cf, init.fn, body.fn, frame)))
 
 
 class LambdaScope(Scope):
-    """The scope of a lambda's body: its parameters (appended to the row while the lambda runs) shadow
-    unqualified names; everything else resolves in the enclosing scope (a join's `p.AMOUNT`, ROWTIME)."""
+    """The scope of a lambda's body: its parameters shadow unqualified names; everything else resolves in the
+    enclosing scope (a join's `p.AMOUNT`, ROWTIME). The body runs over the enclosing row itself and reads its
+    parameters from `frame`, which the lambda function sets per element: no row is copied per element."""
 
     def __init__(self, parent: Scope, params: Sequence[tuple[str, SqlType]]) -> None:
         super().__init__([], ())
@@ -867,11 +961,24 @@ class LambdaScope(Scope):
         self.columns = {**parent.columns, **self.params}
         self.source_names = parent.source_names
         self.size = parent.size + len(params)
+        self.frame: list[Any] = [None] * len(params)
 
     def lookup(self, ref: ast.ColumnRef) -> tuple[int, SqlType] | None:
         if ref.source is None and ref.name in self.params:
             return self.params[ref.name]
         return self.parent.lookup(ref)
+
+    def param(self, ref: ast.ColumnRef) -> tuple[list[Any], int, SqlType] | None:
+        """(frame, position, type) of the lambda parameter `ref` names, in this lambda or an enclosing one."""
+        if ref.source is None and ref.name in self.params:
+            index, t = self.params[ref.name]
+            return self.frame, index - self.parent.size, t
+        return self.parent.param(ref) if isinstance(self.parent, LambdaScope) else None
+
+    def reads_params(self, e: ast.Expr) -> bool:
+        """Whether `e` reads a parameter of this lambda or of an enclosing one (else it is the same for every
+        element, and the lambda function may compute it once per call)."""
+        return any(isinstance(n, ast.ColumnRef) and self.param(n) is not None for n in e.walk())
 
 
 #: ksqlDB's lambda functions: per name, the overloads as (collection kind, lambda arity per argument after
@@ -938,14 +1045,15 @@ def _call_guard(name: str, errors: ErrorSink) -> Callable[[Callable[[Row], Any]]
     return wrap
 
 
-def _filter_array(cf: Callable[[Row], Any], pred: Callable[[Row], Any]) -> Callable[[Row], Any]:
+def _filter_array(cf: Callable[[Row], Any], pred: Callable[[Row], Any], frame: list[Any]) -> Callable[[Row], Any]:
     def fn(row: Row) -> Any:
         items = cf(row)
         if items is None:
             return None
         out = []
         for x in items:
-            keep = pred((*row, x))
+            frame[0] = x
+            keep = pred(row)
             if keep is None:  # Java unboxes the predicate's Boolean
                 raise EvalError("NullPointerException: FILTER's lambda returned null")
             if keep:
@@ -955,14 +1063,15 @@ def _filter_array(cf: Callable[[Row], Any], pred: Callable[[Row], Any]) -> Calla
     return fn
 
 
-def _filter_map(cf: Callable[[Row], Any], pred: Callable[[Row], Any]) -> Callable[[Row], Any]:
+def _filter_map(cf: Callable[[Row], Any], pred: Callable[[Row], Any], frame: list[Any]) -> Callable[[Row], Any]:
     def fn(row: Row) -> Any:
         m = cf(row)
         if m is None:
             return None
         out = {}
         for k, v in m.items():
-            keep = pred((*row, k, v))
+            frame[0], frame[1] = k, v
+            keep = pred(row)
             if keep is None:
                 raise EvalError("NullPointerException: FILTER's lambda returned null")
             if keep:
@@ -974,16 +1083,26 @@ def _filter_map(cf: Callable[[Row], Any], pred: Callable[[Row], Any]) -> Callabl
     return fn
 
 
-def _transform_array(cf: Callable[[Row], Any], body: Callable[[Row], Any]) -> Callable[[Row], Any]:
+def _transform_array(cf: Callable[[Row], Any], body: Callable[[Row], Any], frame: list[Any]) -> Callable[[Row], Any]:
     def fn(row: Row) -> Any:
         items = cf(row)
-        return None if items is None else [body((*row, x)) for x in items]
+        if items is None:
+            return None
+        out = []
+        for x in items:
+            frame[0] = x
+            out.append(body(row))
+        return out
 
     return fn
 
 
 def _transform_map(
-    cf: Callable[[Row], Any], kf: Callable[[Row], Any], vf: Callable[[Row], Any]
+    cf: Callable[[Row], Any],
+    kf: Callable[[Row], Any],
+    vf: Callable[[Row], Any],
+    k_frame: list[Any],
+    v_frame: list[Any],
 ) -> Callable[[Row], Any]:
     def fn(row: Row) -> Any:
         m = cf(row)
@@ -991,8 +1110,8 @@ def _transform_map(
             return None
         out: dict = {}
         for k, v in m.items():
-            args = (*row, k, v)
-            nk, nv = kf(args), vf(args)
+            k_frame[0], k_frame[1] = v_frame[0], v_frame[1] = k, v
+            nk, nv = kf(row), vf(row)
             if nv is None:  # Collectors.toMap refuses null values ...
                 raise EvalError("NullPointerException: null map value")
             if nk in out:  # ... and duplicate keys
@@ -1004,7 +1123,7 @@ def _transform_map(
 
 
 def _reduce(
-    cf: Callable[[Row], Any], init: Callable[[Row], Any], step: Callable[[Row], Any], is_map: bool
+    cf: Callable[[Row], Any], init: Callable[[Row], Any], step: Callable[[Row], Any], frame: list[Any]
 ) -> Callable[[Row], Any]:
     def fn(row: Row) -> Any:
         coll = cf(row)
@@ -1013,19 +1132,52 @@ def _reduce(
             return None
         if coll is None:
             return state
-        if is_map:
-            for k, v in coll.items():
-                state = step((*row, state, k, v))
-        else:
-            for x in coll:
-                state = step((*row, state, x))
+        for x in coll:
+            frame[0], frame[1] = state, x
+            state = step(row)
         return state
 
     return fn
 
 
+def _deterministic(name: str) -> bool:
+    """Whether a call without arguments gives the same value every time (PI does; RANDOM, UUID and the
+    current time do not). A call with arguments depends on them alone."""
+    function = REGISTRY.get(name.upper())
+    return function is not None and function.deterministic
+
+
+def _memoized(c: Compiled, slots: Sequence[int], errors: ErrorSink) -> Compiled:
+    """`c`, computed again only when a row slot it reads holds another object than the last time: the same
+    FILTER in several columns of a row, or a lambda's body's part that does not read its parameters, runs
+    once. Sound because the values in rows are never changed in place (functions and aggregates make new
+    lists, maps and structs). A value whose computation reported an error is not kept (each call reports)."""
+    fn = c.fn
+    unset = object()
+    memo: tuple[Any, Any] = (unset, None)  # (the slots' objects, the value): swapped as one
+    single = len(slots) == 1
+    get = operator.itemgetter(*slots) if slots else (lambda row: ())
+    same = operator.is_
+
+    def memoized(row: Row) -> Any:
+        nonlocal memo
+        key = get(row)
+        last = memo
+        if last[0] is not unset and (last[0] is key if single else all(map(same, key, last[0]))):
+            return last[1]
+        before = errors.reports
+        value = fn(row)
+        if errors.reports == before:
+            memo = (key, value)
+        return value
+
+    return Compiled(c.type, memoized, not_null=c.not_null)
+
+
 def _npe(c: Compiled) -> Compiled:
     """An operand Java unboxes (arithmetic, AND/OR/NOT, a CASE condition in lambda code): null throws."""
+    if c.not_null:
+        return c
     f = c.fn
 
     def fn(row: Row) -> Any:

@@ -37,7 +37,7 @@ from ..types import (
     nested,
 )
 from .base import Serde
-from .coerce import coerce, lookup_field
+from .coerce import coercer, row_coercer
 from .registry import SchemaRegistry
 
 DEFAULT_NAME = "KsqlDataSourceSchema"
@@ -153,8 +153,10 @@ def _zigzag(n: int) -> bytes:
 _PACK_DOUBLE = struct.Struct("<d").pack
 
 
-def _field_encoder(t: SqlType):
-    """Binary Avro for one ["null", <primitive>] field, or None when fastavro must do it."""
+def _field_encoder(t: SqlType, nested: bool = False):
+    """Binary Avro for one ["null", <primitive>] field (with `nested`, also ["null", array] and ["null",
+    record] of such fields: a history of a hundred structs is written without fastavro's per-datum union
+    resolution), or None when fastavro must do it."""
     if t == DOUBLE:
         return lambda v: b"\x02" + _PACK_DOUBLE(v)
     if t in (INTEGER, BIGINT):
@@ -170,13 +172,34 @@ def _field_encoder(t: SqlType):
         return lambda v: b"\x02\x01" if v else b"\x02\x00"
     if t == BYTES:
         return lambda v: b"\x02" + _zigzag(len(v)) + v
+    if nested and isinstance(t, ArrayType):
+        item = _field_encoder(t.item, nested)
+        if item is None:
+            return None
+
+        def enc_array(v):
+            if not v:
+                return b"\x02\x00"
+            return b"\x02" + _zigzag(len(v)) + b"".join(b"\x00" if x is None else item(x) for x in v) + b"\x00"
+
+        return enc_array
+    if nested and isinstance(t, StructType):
+        fields = [(n, _field_encoder(ft, nested)) for n, ft in t.fields]
+        if not fields or any(e is None for _, e in fields):
+            return None
+
+        def enc_struct(v):
+            return b"\x02" + b"".join(b"\x00" if (x := v.get(n)) is None else e(x) for n, e in fields)
+
+        return enc_struct
     return None
 
 
-def record_encoder(columns: list[tuple[str, SqlType]]):
-    """A compiled encoder for a record of optional primitive fields (ksqlDB's usual value schema), writing
-    the same bytes as fastavro for the schema `schema_for` generates; None when a field needs fastavro."""
-    encoders = [_field_encoder(t) for _, t in columns]
+def record_encoder(columns: list[tuple[str, SqlType]], nested: bool = False):
+    """A compiled encoder for a record of optional primitive fields (ksqlDB's usual value schema; with
+    `nested`, also arrays and structs of them), writing the same bytes as fastavro for the schema
+    `schema_for` generates; None when a field needs fastavro."""
+    encoders = [_field_encoder(t, nested) for _, t in columns]
     if not encoders or any(e is None for e in encoders):
         return None
 
@@ -274,7 +297,11 @@ class AvroSerde(Serde):
         # per-column converters, only where a value needs one (timestamps, containers)
         self._converters = [None if _plain_avro(t) else (lambda v, _t=t: _to_avro(v, _t)) for _, t in columns]
         self._all_plain = all(c is None for c in self._converters)
-        self._fast = None if unwrapped or full_name is not None or schema_id is not None else record_encoder(columns)
+        own_schema = not unwrapped and full_name is None and schema_id is None
+        self._fast = record_encoder(columns, nested=True) if own_schema else None
+        self._plain = own_schema and record_encoder(columns) is not None
+        self._row = row_coercer(columns)
+        self._first = coercer(columns[0][1]) if columns else None
 
     def deserialize(self, data: bytes | None) -> list[Any] | None:
         if data is None:
@@ -283,18 +310,18 @@ class AvroSerde(Serde):
         if datum is None and not self.unwrapped:
             return None
         if self.unwrapped:
-            return [coerce(datum, self.columns[0][1])]
+            return [self._first(datum)]
         if not isinstance(datum, dict):
             if len(self.columns) == 1:
-                return [coerce(datum, self.columns[0][1])]
+                return [self._first(datum)]
             raise SerdeError(f"Expected an Avro record, got {type(datum).__name__}")
-        return [coerce(lookup_field(datum, n), t) for n, t in self.columns]
+        return self._row(datum)
 
     @property
     def plain_record(self) -> bool:
         """True when records are written by the compiled encoder of optional primitive fields (what the
         vectorized path reproduces column-wise)."""
-        return self._fast is not None
+        return self._plain
 
     def writer_id(self) -> int:
         """The schema id written in front of every record (the schema is registered on first use)."""

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 import json
+from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -16,7 +18,11 @@ from ..types import (
     BYTES,
     DATE,
     DOUBLE,
+    INT_MAX,
+    INT_MIN,
     INTEGER,
+    LONG_MAX,
+    LONG_MIN,
     STRING,
     TIME,
     TIMESTAMP,
@@ -143,3 +149,55 @@ def coerce(value: Any, t: SqlType) -> Any:
     except (ValueError, InvalidOperation, EvalError, ArithmeticError) as e:
         raise SerdeError(f"Can't coerce {value!r} to {t}: {e}") from None
     raise _fail(value, t)
+
+
+Coercer = Callable[[Any], Any]
+
+
+@functools.cache
+def coercer(t: SqlType) -> Coercer:
+    """`coerce` for one type, decided once: the values a deserializer usually meets (a float for a DOUBLE, a
+    dict for a STRUCT, ...) go straight through, anything else takes `coerce` and its errors. A STRUCT or
+    ARRAY of a hundred entries is converted without deciding its type again for every entry."""
+    if t == STRING:
+        return lambda v: v if type(v) is str else coerce(v, t)
+    if t == BOOLEAN:
+        return lambda v: v if type(v) is bool else coerce(v, t)
+    if t in (INTEGER, BIGINT):
+        low, high = (INT_MIN, INT_MAX) if t == INTEGER else (LONG_MIN, LONG_MAX)
+        return lambda v: v if type(v) is int and low <= v <= high else coerce(v, t)
+    if t == DOUBLE:
+
+        def double(v: Any) -> Any:
+            if type(v) is float:
+                return v
+            if type(v) is Decimal:  # JSON numbers are read as decimals
+                try:
+                    return float(v)
+                except (ValueError, ArithmeticError) as e:
+                    raise SerdeError(f"Can't coerce {v!r} to {t}: {e}") from None
+            return coerce(v, t)
+
+        return double
+    if isinstance(t, ArrayType):
+        item = coercer(t.item)
+        return lambda v: [item(x) for x in v] if type(v) is list else coerce(v, t)
+    if isinstance(t, MapType):
+        key, value = coercer(t.key), coercer(t.value)
+        return lambda v: {key(k): value(x) for k, x in v.items()} if isinstance(v, dict) else coerce(v, t)
+    if isinstance(t, StructType):
+        fields = [(n, coercer(ft)) for n, ft in t.fields]
+
+        def struct(v: Any) -> Any:
+            if not isinstance(v, dict):
+                return coerce(v, t)
+            return {n: f(v[n]) if n in v else f(lookup_field(v, n)) for n, f in fields}
+
+        return struct
+    return lambda v: coerce(v, t)
+
+
+def row_coercer(columns: list[tuple[str, SqlType]]) -> Callable[[dict], list[Any]]:
+    """A decoded record (a dict, field names matched as `lookup_field` does) -> its columns' values."""
+    fields = [(n, coercer(t)) for n, t in columns]
+    return lambda node: [f(node[n]) if n in node else f(lookup_field(node, n)) for n, f in fields]

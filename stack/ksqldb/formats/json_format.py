@@ -12,7 +12,7 @@ from .. import values as V
 from ..errors import KsqlStatementError, SerdeError
 from ..types import BYTES, DATE, DOUBLE, STRING, TIME, TIMESTAMP, ArrayType, MapType, SqlType, StructType, nested
 from .base import Serde
-from .coerce import coerce, lookup_field
+from .coerce import coercer, row_coercer
 
 
 def validate(columns: list[tuple[str, SqlType]]) -> None:
@@ -105,6 +105,8 @@ class JsonSerde(Serde):
         self._names = [n for n, _ in columns]
         simple = all(t.name in ("STRING", "INTEGER", "BIGINT", "DOUBLE", "BOOLEAN") for _, t in columns)
         self._simple = [i for i, (_, t) in enumerate(columns) if t == DOUBLE] if simple else None
+        self._row = row_coercer(columns)
+        self._first = coercer(columns[0][1]) if columns else None
 
     def deserialize(self, data: bytes | None) -> list[Any] | None:
         if data is None:
@@ -115,12 +117,12 @@ class JsonSerde(Serde):
         if node is None:
             return None
         if self.unwrapped:
-            return [coerce(node, self.columns[0][1])]
+            return [self._first(node)]
         if not isinstance(node, dict):
             if len(self.columns) == 1:
-                return [coerce(node, self.columns[0][1])]
+                return [self._first(node)]
             raise SerdeError(f"Can't convert type. sourceType: {type(node).__name__}, requiredType: {self.struct}")
-        return [coerce(lookup_field(node, n), t) for n, t in self.columns]
+        return self._row(node)
 
     def serialize(self, values: list[Any] | None) -> bytes | None:
         if values is None:
