@@ -1,0 +1,312 @@
+"""`fraudstream bench latency`: how long a payment takes to become a score, hop by hop, on the whole pipeline.
+
+Payments are offered at a fixed rate for a fixed time to a stack running everything the demo runs (every
+statement of `ksql/`, the `connectors/` S3 sinks, a scoring worker). Each record is timed when it becomes
+readable on its topic: the source, the preprocessed features, the scores. Kafka gives that moment as the
+record's timestamp on a topic with `message.timestamp.type=LogAppendTime`; the embedded broker (Tansu 0.6)
+stamps append time only when the producer asks for it in the batch, which no client does, and ignores the
+topic setting. So where a record carries no broker time, the moment a dedicated reader sees it stands in:
+one consumer that does nothing else, polling all three topics with a 5 ms fetch wait, the same for every
+hop, so that its own delay cancels out of the hops between topics. Its floor shows in the first hop
+(producer's send -> readable), where the send time is the record's CreateTime, stamped by our producer.
+
+The same run on the in-memory broker is the floor: what the pipeline costs without the object store.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from confluent_kafka import TIMESTAMP_LOG_APPEND_TIME, Consumer, KafkaException, TopicPartition
+from rich.table import Table
+
+from fraudstream.config import Addresses
+from fraudstream.kafka import consumer_config, end_offsets
+from fraudstream.live import topic_size
+from fraudstream.topics import PREPROCESSED_TOPIC, SCORES_TOPIC, SOURCE_TOPIC
+from producers.replay import RDKAFKA_LOG
+
+logger = logging.getLogger(__name__)
+
+#: The model the workers score with (streams/settings.py's default).
+MODEL_NAME = "fraud"
+
+#: The hops, in pipeline order, then the whole way.
+HOPS: tuple[str, ...] = ("sent -> source", "source -> preprocessed", "preprocessed -> scored", "end to end")
+#: The reader's fetch wait: short, so that it adds little to what it measures (Kafka's default is 500 ms).
+TAP_FETCH_WAIT_MS = 5
+#: Payments sent, and awaited until scored, before the measurement starts (group joins, model load).
+WARM_UP = 20
+
+
+@dataclass(frozen=True)
+class Percentiles:
+    count: int
+    p50: float
+    p99: float
+    max: float
+
+    @classmethod
+    def of(cls, values_ms: Iterable[float]) -> Percentiles | None:
+        values = np.fromiter(values_ms, float)
+        if not len(values):
+            return None
+        p50, p99 = np.percentile(values, [50, 99])
+        return cls(len(values), float(p50), float(p99), float(values.max()))
+
+
+@dataclass
+class Seen:
+    """When each payment (by key) was sent, and when it became readable on each topic, in epoch milliseconds."""
+
+    sent: dict[bytes, float] = field(default_factory=dict)
+    readable: dict[str, dict[bytes, float]] = field(default_factory=dict)
+    #: How many of the readable times the broker stamped itself (LogAppendTime), per topic.
+    broker_stamped: dict[str, int] = field(default_factory=dict)
+
+
+def hop_latencies(seen: Seen, topics: tuple[str, str, str]) -> dict[str, list[float]]:
+    """Per hop, the milliseconds each payment spent in it, for the payments that made it through that hop."""
+    source, preprocessed, scores = (seen.readable.get(topic, {}) for topic in topics)
+    hops: dict[str, list[float]] = {hop: [] for hop in HOPS}
+    for key, sent in seen.sent.items():
+        points = (sent, source.get(key), preprocessed.get(key), scores.get(key))
+        for hop, start, end in zip(HOPS[:3], points, points[1:]):
+            if start is not None and end is not None:
+                hops[hop].append(max(0.0, end - start))
+        if points[3] is not None:
+            hops[HOPS[3]].append(max(0.0, points[3] - sent))
+    return hops
+
+
+@dataclass(frozen=True)
+class LatencyRun:
+    broker: str
+    offered_per_second: float
+    seconds: float
+    sent: int
+    scored: int
+    hops: dict[str, Percentiles | None]
+    #: "broker" when every record carried a LogAppendTime, else "reader".
+    clock: str
+
+
+class Tap:
+    """One consumer reading the pipeline's topics from their true ends, noting when each key becomes readable.
+
+    The first topic is the source: its records' CreateTime (stamped by the producer at send) is the send time.
+    """
+
+    def __init__(self, bootstrap_servers: str, topics: Iterable[str]) -> None:
+        self.topics = tuple(topics)
+        self.lock = threading.Lock()
+        self.seen = self._fresh()
+        self._stop = threading.Event()
+        partitions = [
+            TopicPartition(topic, partition, end)
+            for topic in self.topics
+            for partition, end in end_offsets(bootstrap_servers, topic, timeout=60.0).items()
+        ]
+        group = f"fraudstream-bench-latency-{uuid.uuid4().hex[:8]}"  # assign() only: never joins, never commits
+        self._consumer = Consumer(
+            consumer_config(
+                bootstrap_servers,
+                group,
+                enable_auto_commit=False,
+                fetch_wait_max_ms=TAP_FETCH_WAIT_MS,
+                logger=RDKAFKA_LOG,
+            )
+        )
+        self._consumer.assign(partitions)
+        self._thread = threading.Thread(target=self._read, name="fraudstream-bench-tap", daemon=True)
+
+    def _fresh(self) -> Seen:
+        return Seen(readable={topic: {} for topic in self.topics}, broker_stamped=dict.fromkeys(self.topics, 0))
+
+    def __enter__(self) -> Tap:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+        self._consumer.close()
+
+    def count(self, topic: str) -> int:
+        with self.lock:
+            return len(self.seen.readable[topic])
+
+    def _read(self) -> None:
+        source = self.topics[0]
+        while not self._stop.is_set():
+            messages = self._consumer.consume(num_messages=10_000, timeout=0.05)
+            now = time.time() * 1000
+            with self.lock:
+                for message in messages:
+                    key = message.key()
+                    if message.error() is not None or key is None:
+                        continue
+                    kind, stamp = message.timestamp()
+                    topic = message.topic()
+                    if kind == TIMESTAMP_LOG_APPEND_TIME:
+                        self.seen.broker_stamped[topic] += 1
+                        self.seen.readable[topic].setdefault(key, float(stamp))
+                    else:
+                        self.seen.readable[topic].setdefault(key, now)
+                        if topic == source:
+                            self.seen.sent.setdefault(key, float(stamp))
+
+
+def _size(bootstrap: str, topic: str) -> int:
+    """The topic's size, or -1 while a loaded broker does not answer in time (the caller asks again)."""
+    try:
+        return topic_size(bootstrap, topic)
+    except (KafkaException, TimeoutError) as error:
+        logger.debug("%s: size not known yet: %s", topic, error)
+        return -1
+
+
+def _wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(what)
+        time.sleep(0.1)
+
+
+def _wait_quiet(count: Callable[[], int], expected: int, quiet_seconds: float) -> int:
+    """Wait until `count()` reaches `expected` or stops growing for `quiet_seconds`; return it."""
+    last, changed = count(), time.monotonic()
+    while last < expected and time.monotonic() - changed < quiet_seconds:
+        time.sleep(0.2)
+        now = count()
+        if now != last:
+            last, changed = now, time.monotonic()
+    return last
+
+
+def measure(
+    addresses: Addresses,
+    broker: str,
+    rate: float,
+    seconds: float,
+    topics: tuple[str, str, str] = (SOURCE_TOPIC, PREPROCESSED_TOPIC, SCORES_TOPIC),
+    warm_up_seconds: float = 240.0,
+    seed: int = 11,
+) -> LatencyRun:
+    """Offer `rate` payments a second for `seconds` to a running pipeline and time each through every hop.
+
+    First a few payments go through and are awaited until scored, so that group joins and the model's
+    loading are not measured.
+    """
+    from producers.generate import generate_payments
+    from producers.replay import replay
+
+    bootstrap = addresses.bootstrap_servers
+    count = max(1, round(rate * seconds))
+    warm_up, payments = generate_payments(WARM_UP, seed=seed), generate_payments(count, seed=seed + 1)
+    scored_before = _size(bootstrap, topics[2])
+    first = replay(warm_up, bootstrap_servers=bootstrap, topic=topics[0], labels_topic=None, live=True)
+    _wait_until(
+        lambda: _size(bootstrap, topics[2]) >= scored_before + first.acknowledged,
+        warm_up_seconds,
+        f"{broker}: the warm-up payments were not scored within {warm_up_seconds:.0f} s; is a worker running?",
+    )
+    with Tap(bootstrap, topics) as tap:
+        summary = replay(
+            payments, bootstrap_servers=bootstrap, topic=topics[0], labels_topic=None, live=True, rate=rate
+        )
+        if summary.failed:
+            raise RuntimeError(f"{broker}: payments not delivered: {'; '.join(summary.errors)}")
+        scored = _wait_quiet(lambda: tap.count(topics[2]), summary.acknowledged, quiet_seconds=30.0)
+        with tap.lock:
+            seen = tap.seen
+    hops = {hop: Percentiles.of(values) for hop, values in hop_latencies(seen, topics).items()}
+    stamped = all(seen.readable[t] and seen.broker_stamped[t] == len(seen.readable[t]) for t in topics)
+    return LatencyRun(broker, rate, seconds, summary.acknowledged, scored, hops, "broker" if stamped else "reader")
+
+
+def train_bench_model(output_dir: Path) -> Path:
+    """A small autoencoder for the runs: scoring costs the same whatever it learnt, so it learns little."""
+    from models.autoencoder import Autoencoder
+    from models.datasets import GeneratedSource
+    from models.training import train
+
+    return Path(
+        train(GeneratedSource(10_000, seed=0, fraud_rate=0.01), Autoencoder(epochs=2), output_dir=output_dir).output_dir
+    )
+
+
+def prepare_pipeline(addresses: Addresses, ksql_dir: Path, connectors_dir: Path, model_dir: Path | None) -> None:
+    """What the demo runs, minus its payments: every statement, the S3 sinks, the card holders, a production model."""
+    from connectors.apply import apply_dir
+    from models.registry import ModelRegistry, RegistryError
+    from producers.users import produce_users
+    from stack.ksqldb.apply import KsqlRest, apply_directory
+
+    errors = [o for o in apply_directory(KsqlRest(addresses.ksqldb_url), ksql_dir) if o.status == "error"]
+    if errors:
+        raise RuntimeError(f"{errors[0].file}: {errors[0].detail.splitlines()[0]}")
+    apply_dir(addresses.connect_url, connectors_dir)
+    produce_users(addresses.bootstrap_servers)
+    if model_dir is None:
+        return
+    registry = ModelRegistry.from_addresses(addresses)
+    try:
+        registry.version(MODEL_NAME)
+    except RegistryError:
+        registry.promote(MODEL_NAME, registry.register(MODEL_NAME, model_dir)["version"])
+
+
+@contextmanager
+def pipeline_stack(ephemeral: bool, ksql_dir: Path, connectors_dir: Path, model_dir: Path) -> Iterator[Addresses]:
+    """A throwaway stack on free ports running the whole demo pipeline, with one scoring worker."""
+    from stack.embedded import WORKER, EmbeddedStack
+
+    with tempfile.TemporaryDirectory(prefix="fraudstream-bench-latency-") as data_dir:
+        with EmbeddedStack.on_free_ports(data_dir, ephemeral=ephemeral) as stack:
+            prepare_pipeline(stack.addresses, ksql_dir, connectors_dir, model_dir)
+            stack.start_service(WORKER)
+            yield stack.addresses
+
+
+def _cells(value: Percentiles | None) -> list[str]:
+    if value is None:
+        return ["-", "-", "-"]
+    return [f"{value.p50:,.0f}", f"{value.p99:,.0f}", f"{value.max:,.0f}"]
+
+
+def latency_table(runs: list[LatencyRun]) -> Table:
+    """One table per offered rate: hops down, each broker's p50, p99 and max (ms) across."""
+    rate = runs[0].offered_per_second
+    table = Table(
+        title=f"payment -> score at {rate:,.0f} payments/s, {runs[0].seconds:,.0f} s (ms)", title_justify="left"
+    )
+    table.add_column("hop")
+    for run in runs:
+        for name in ("p50", "p99", "max"):
+            table.add_column(f"{run.broker}\n{name}", justify="right")
+    for hop in HOPS:
+        table.add_row(hop, *(cell for run in runs for cell in _cells(run.hops[hop])))
+    table.add_section()
+    table.add_row("scored / sent", *(cell for run in runs for cell in (f"{run.scored:,} / {run.sent:,}", "", "")))
+    return table
+
+
+def summary_line(run: LatencyRun) -> str:
+    total = run.hops[HOPS[-1]]
+    latency = (
+        "no scores" if total is None else f"p50 {total.p50:,.0f} ms, p99 {total.p99:,.0f} ms, max {total.max:,.0f} ms"
+    )
+    return (
+        f"{run.broker}, {run.offered_per_second:,.0f}/s: end to end {latency} ({run.scored:,} of {run.sent:,} scored)"
+    )
