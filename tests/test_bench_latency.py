@@ -60,7 +60,7 @@ def test_bench_latency_times_every_hop_on_the_durable_broker_and_the_in_memory_f
     out = result.stdout
     assert "Traceback" not in result.stderr
     lines = re.findall(r"^(durable|memory), 20/s: end to end p50 ([\d,]+) ms, p99 ([\d,]+) ms, max ([\d,]+) ms "
-                       r"\((\d+) of (\d+) scored\)$", out, re.MULTILINE)  # fmt: skip
+                       r"\((\d+) of (\d+) scored;", out, re.MULTILINE)  # fmt: skip
     assert [line[0] for line in lines] == ["durable", "memory"], out
     for _, p50, p99, largest, scored, sent in lines:
         p50, p99, largest = (int(v.replace(",", "")) for v in (p50, p99, largest))
