@@ -83,3 +83,9 @@ def seaweedfs_spec(data_dir: Path, s3_port: int, host: str = "127.0.0.1") -> Ser
         address=endpoint,
         stop_timeout=40.0,
     )
+
+
+def metrics_url(data_dir: Path, host: str = "127.0.0.1") -> str | None:
+    """SeaweedFS's Prometheus metrics (S3 requests by type, their seconds, bytes received), once it has run in `data_dir`."""
+    saved = data_dir / "objectstore" / "ports.json"
+    return f"http://{host}:{json.loads(saved.read_text())['metricsPort']}/metrics" if saved.exists() else None

@@ -194,10 +194,10 @@ def bench_latency(
 
     runs: dict[float, list] = {rate: [] for rate in rates}
 
-    def measure_all(addresses: Addresses, broker: str) -> None:
+    def measure_all(addresses: Addresses, broker: str, metrics_url: str | None = None) -> None:
         for rate in rates:
             console.print(f"{broker}: offering {rate:,.0f} payments/s for {seconds:,.0f} s...")
-            run = measure(addresses, broker, rate, seconds)
+            run = measure(addresses, broker, rate, seconds, metrics_url=metrics_url)
             console.print(summary_line(run))
             runs[rate].append(run)
 
@@ -212,8 +212,8 @@ def bench_latency(
                 model = train_bench_model(Path(model_dir))
                 for broker, ephemeral in (("durable", False), ("memory", True))[: 2 if floor else 1]:
                     console.print(f"starting a throwaway {broker} stack with the whole pipeline...")
-                    with pipeline_stack(ephemeral, ksql_dir, connectors_dir, model) as addresses:
-                        measure_all(addresses, broker)
+                    with pipeline_stack(ephemeral, ksql_dir, connectors_dir, model) as (addresses, metrics):
+                        measure_all(addresses, broker, metrics)
     except (RuntimeError, TimeoutError) as error:
         raise click.ClickException(str(error)) from None
     for rate in rates:

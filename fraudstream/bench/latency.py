@@ -25,8 +25,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import numpy as np
 from confluent_kafka import TIMESTAMP_LOG_APPEND_TIME, Consumer, KafkaException, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
 from rich.table import Table
 
 from fraudstream.config import Addresses
@@ -87,6 +89,50 @@ def hop_latencies(seen: Seen, topics: tuple[str, str, str]) -> dict[str, list[fl
 
 
 @dataclass(frozen=True)
+class Requests:
+    """The object store's S3 requests of one type over a run."""
+
+    per_second: float
+    mean_ms: float
+
+
+def object_store_totals(metrics_url: str) -> dict[str, tuple[float, float]]:
+    """(count, seconds) of SeaweedFS's S3 requests by type, and ("received bytes", 0) for what was uploaded."""
+    totals: dict[str, tuple[float, float]] = {}
+    for family in text_string_to_metric_families(httpx.get(metrics_url, timeout=10).text):
+        for sample in family.samples:
+            if sample.name in ("SeaweedFS_s3_request_seconds_count", "SeaweedFS_s3_request_seconds_sum"):
+                kind = sample.labels.get("type", "?")
+                count, seconds = totals.get(kind, (0.0, 0.0))
+                if sample.name.endswith("_count"):
+                    count += sample.value
+                else:
+                    seconds += sample.value
+                totals[kind] = (count, seconds)
+            elif sample.name == "SeaweedFS_s3_bucket_traffic_received_bytes_total":
+                totals[RECEIVED] = (totals.get(RECEIVED, (0.0, 0.0))[0] + sample.value, 0.0)
+    return totals
+
+
+#: The key of the uploaded bytes in `object_store_totals`.
+RECEIVED = "received bytes"
+
+
+def requests_between(
+    before: dict[str, tuple[float, float]], after: dict[str, tuple[float, float]], seconds: float
+) -> dict[str, Requests]:
+    out = {}
+    for kind, (count, total) in after.items():
+        count0, total0 = before.get(kind, (0.0, 0.0))
+        if kind != RECEIVED and count > count0:
+            out[kind] = Requests((count - count0) / seconds, 1000 * (total - total0) / (count - count0))
+    received = after.get(RECEIVED, (0.0, 0.0))[0] - before.get(RECEIVED, (0.0, 0.0))[0]
+    if "PUT" in out and received > 0:
+        out["PUT bytes"] = Requests(received / seconds, 0.0)
+    return out
+
+
+@dataclass(frozen=True)
 class LatencyRun:
     broker: str
     offered_per_second: float
@@ -98,6 +144,8 @@ class LatencyRun:
     clock: str
     #: Payments of the run seen on each topic.
     readable: dict[str, int] = field(default_factory=dict)
+    #: The object store's requests from the first payment sent to the last score seen (durable broker only).
+    object_store: dict[str, Requests] = field(default_factory=dict)
 
 
 class Tap:
@@ -209,6 +257,7 @@ def measure(
     rate: float,
     seconds: float,
     topics: tuple[str, str, str] = (SOURCE_TOPIC, PREPROCESSED_TOPIC, SCORES_TOPIC),
+    metrics_url: str | None = None,
     warm_up_seconds: float = 240.0,
     drain_seconds: float = 300.0,
     seed: int = 11,
@@ -234,6 +283,7 @@ def measure(
     )
     wait_ms = reader_fetch_wait_ms(durable=broker != "memory")
     with Tap(bootstrap, topics, wait_ms) as tap:
+        began, before = time.monotonic(), object_store_totals(metrics_url) if metrics_url else {}
         summary = replay(
             payments, bootstrap_servers=bootstrap, topic=topics[0], labels_topic=None, live=True, rate=rate
         )
@@ -248,11 +298,14 @@ def measure(
         )
         with tap.lock:
             seen = tap.seen
+        store = (
+            requests_between(before, object_store_totals(metrics_url), time.monotonic() - began) if metrics_url else {}
+        )
     hops = {hop: Percentiles.of(values) for hop, values in hop_latencies(seen, topics).items()}
     stamped = all(seen.readable[t] and seen.broker_stamped[t] == len(seen.readable[t]) for t in topics)
     readable = {topic: len(seen.readable[topic]) for topic in topics}
     clock = "broker" if stamped else f"reader, {wait_ms} ms fetch wait"
-    return LatencyRun(broker, rate, seconds, summary.acknowledged, scored, hops, clock, readable)
+    return LatencyRun(broker, rate, seconds, summary.acknowledged, scored, hops, clock, readable, store)
 
 
 def train_bench_model(output_dir: Path) -> Path:
@@ -288,15 +341,19 @@ def prepare_pipeline(addresses: Addresses, ksql_dir: Path, connectors_dir: Path,
 
 
 @contextmanager
-def pipeline_stack(ephemeral: bool, ksql_dir: Path, connectors_dir: Path, model_dir: Path) -> Iterator[Addresses]:
-    """A throwaway stack on free ports running the whole demo pipeline, with one scoring worker."""
+def pipeline_stack(
+    ephemeral: bool, ksql_dir: Path, connectors_dir: Path, model_dir: Path
+) -> Iterator[tuple[Addresses, str | None]]:
+    """A throwaway stack on free ports running the whole demo pipeline, with one scoring worker; yields its
+    addresses and, when the broker is durable, where its object store's metrics are."""
     from stack.embedded import WORKER, EmbeddedStack
+    from stack.objectstore import metrics_url
 
     with tempfile.TemporaryDirectory(prefix="fraudstream-bench-latency-") as data_dir:
         with EmbeddedStack.on_free_ports(data_dir, ephemeral=ephemeral) as stack:
             prepare_pipeline(stack.addresses, ksql_dir, connectors_dir, model_dir)
             stack.start_service(WORKER)
-            yield stack.addresses
+            yield stack.addresses, None if ephemeral else metrics_url(stack.data_dir, stack.host)
 
 
 def _cells(value: Percentiles | None) -> list[str]:
