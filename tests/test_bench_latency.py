@@ -13,7 +13,17 @@ import pytest
 from cli_helpers import fraudstream
 from rich.console import Console
 
-from fraudstream.bench.latency import HOPS, LatencyRun, Percentiles, Seen, hop_latencies, latency_table
+from fraudstream.bench.latency import (
+    HOPS,
+    LatencyRun,
+    Percentiles,
+    Requests,
+    Seen,
+    hop_latencies,
+    latency_table,
+    requests_between,
+    summary_line,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 TOPICS = ("source", "features", "scores")
@@ -51,6 +61,19 @@ def test_percentiles_and_the_table_show_every_hop_per_broker() -> None:
     for hop in HOPS:
         assert re.search(rf"{hop}\s+│\s+50\s+│\s+99\s+│\s+100\s+│\s+50\s+│\s+99\s+│\s+100", text), text
     assert "2,000 / 2,000" in text
+
+
+def test_the_object_store_work_of_a_run_is_per_second_and_per_request() -> None:
+    before = {"PUT": (10.0, 1.0), "LIST": (5.0, 0.5), "received bytes": (100.0, 0.0)}
+    after = {"PUT": (30.0, 1.4), "LIST": (5.0, 0.5), "GET": (4.0, 0.04), "received bytes": (20_580.0, 0.0)}
+    store = requests_between(before, after, seconds=2.0)
+    assert store.keys() == {"PUT", "GET", "PUT bytes"}  # no LIST in the run: not shown
+    assert store["PUT"].per_second == 10.0 and round(store["PUT"].mean_ms) == 20
+    assert store["PUT bytes"].per_second == 10_240.0
+    run = LatencyRun("durable", 200.0, 10.0, 3, 2, dict.fromkeys(HOPS), "reader", {"in": 3, "out": 2}, store)
+    line = summary_line(run)
+    assert line.startswith("durable, 200/s: end to end no scores (2 of 3 scored; seen: in 3, out 2; clock: reader)")
+    assert "PUT 10/s (20 ms)" in line and "PUT bytes 10 KB/s" in line
 
 
 @pytest.mark.integration  # starts its own stacks

@@ -380,10 +380,22 @@ def latency_table(runs: list[LatencyRun]) -> Table:
 
 
 def summary_line(run: LatencyRun) -> str:
+    """One run in a line: end to end, how many were scored, where they got to, and the object store's work."""
     total = run.hops[HOPS[-1]]
     latency = (
         "no scores" if total is None else f"p50 {total.p50:,.0f} ms, p99 {total.p99:,.0f} ms, max {total.max:,.0f} ms"
     )
-    return (
-        f"{run.broker}, {run.offered_per_second:,.0f}/s: end to end {latency} ({run.scored:,} of {run.sent:,} scored)"
+    seen = ", ".join(f"{topic} {count:,}" for topic, count in run.readable.items())
+    line = (
+        f"{run.broker}, {run.offered_per_second:,.0f}/s: end to end {latency} ({run.scored:,} of {run.sent:,} scored; "
+        f"seen: {seen}; clock: {run.clock})"
     )
+    if run.object_store:
+        store = ", ".join(
+            f"{kind} {r.per_second / 1024:,.0f} KB/s"
+            if kind == "PUT bytes"
+            else f"{kind} {r.per_second:,.0f}/s ({r.mean_ms:,.0f} ms)"
+            for kind, r in sorted(run.object_store.items())
+        )
+        line += f"\n  object store, S3 requests a second (mean time): {store}"
+    return line
