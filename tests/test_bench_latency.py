@@ -17,7 +17,6 @@ from fraudstream.bench.latency import (
     HOPS,
     LatencyRun,
     Percentiles,
-    Requests,
     Seen,
     hop_latencies,
     latency_table,
