@@ -88,6 +88,8 @@ def test_bench_latency_times_every_hop_on_the_durable_broker_and_the_in_memory_f
         p50, p99, largest = (int(v.replace(",", "")) for v in (p50, p99, largest))
         assert 0 <= p50 <= p99 <= largest
         assert int(sent) == 60 and int(scored) == 60  # every payment offered is scored
-    for hop in HOPS:  # one row per hop, three numbers per broker
-        row = re.search(rf"^\s*{hop}\s+((?:│?\s*[\d,]+\s+){{6}})", out, re.MULTILINE)
-        assert row, (hop, out)
+    for hop in HOPS:  # one row per hop: p50, p99 and max for each broker, in that order
+        rows = re.findall(rf"^│ {hop}\s+((?:│\s+[\d,]+\s+){{6}})│$", out, re.MULTILINE)
+        assert len(rows) == 1, (hop, out)
+        numbers = [int(cell.strip().replace(",", "")) for cell in rows[0].split("│")[1:]]
+        assert numbers[0] <= numbers[1] <= numbers[2] and numbers[3] <= numbers[4] <= numbers[5], (hop, numbers)
