@@ -39,7 +39,7 @@ from fraudstream.lifecycle import (
     start_prometheus,
     start_stack,
 )
-from fraudstream.live import PipelineStats, TopicReader, Topics, topic_size, watch
+from fraudstream.live import PipelineStats, TopicReader, Topics, reader_fetch_wait_ms, topic_size, watch
 from fraudstream.terminal import make_console
 from fraudstream.topics import LABELS_TOPIC, PREPROCESSED_TOPIC, SCORES_TOPIC, USERS_TOPIC
 from producers.generate import generate_payments
@@ -126,7 +126,9 @@ def demo_command(
     stats = PipelineStats(topics, started=started)
     bootstrap = addresses.bootstrap_servers
     before, scored_before = topic_size(bootstrap, topics.preprocessed), topic_size(bootstrap, topics.scores)
-    with TopicReader(addresses, stats, lock):  # reading on while the pipeline catches up, so the first score is seen
+    with TopicReader(
+        addresses, stats, lock, fetch_wait_ms=reader_fetch_wait_ms(durable=not stack.ephemeral)
+    ):  # reading on while the pipeline catches up, so the first score is seen
         with BackgroundPayments(bootstrap, payments_file, count, rate, label_delay, stats, lock) as payments:
             deadline = None if duration is None else time.monotonic() + duration
             watch(

@@ -7,6 +7,7 @@ settings the embedded broker needs (short group session timeouts) live in one pl
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -44,6 +45,23 @@ def client_config(bootstrap_servers: str, **overrides: Any) -> dict[str, Any]:
     """Configuration for any confluent-kafka client: the servers and the credentials for them (`Credentials`)."""
     security = Credentials.from_env(bootstrap_servers=bootstrap_servers).kafka()
     return {"bootstrap.servers": bootstrap_servers, **security, **_dotted(overrides)}
+
+
+#: The embedded broker's s3:// engine lists a partition's objects (all of them) within a fetch's wait and
+#: answers with nothing when the listing takes longer, so on the durable broker a short fetch.wait.max.ms
+#: starves a consumer. Reading records that are already there costs no wait (a fetch returns once it has
+#: data), so reads of existing records use this one everywhere.
+READ_FETCH_WAIT_MS = 500
+#: The variable that sets a streaming consumer's fetch wait (the engine's queries, the workers): the stack
+#: sets it for its services when the broker is durable. In memory a short wait keeps a trickle fast (the
+#: broker looks again at halves of the wait left, so a record may wait up to half of it).
+FETCH_WAIT_ENV = "FRAUDSTREAM_FETCH_WAIT_MS"
+
+
+def fetch_wait_ms(default: int) -> int:
+    """A streaming consumer's fetch.wait.max.ms: FRAUDSTREAM_FETCH_WAIT_MS when set, else `default`."""
+    value = os.environ.get(FETCH_WAIT_ENV, "")
+    return int(value) if value.strip().isdigit() else default
 
 
 def producer_config(bootstrap_servers: str, **overrides: Any) -> dict[str, Any]:
@@ -106,7 +124,7 @@ def end_offsets(bootstrap_servers: str, topic: str, timeout: float = 10.0) -> di
                 "group.id": f"fraudstream-end-offsets-{topic}",
                 "enable.auto.commit": False,
                 "enable.partition.eof": True,
-                "fetch.wait.max.ms": 10,
+                "fetch.wait.max.ms": READ_FETCH_WAIT_MS,
                 **GROUP_DEFAULTS,
             },
         )

@@ -2,11 +2,14 @@
 
 Everything comes from the topics, read the way any downstream consumer reads them: topic sizes from
 `fraudstream.kafka.end_offsets` (the embedded broker's "latest" offset is wrong), scores decoded with
-confluent-kafka's AvroDeserializer. Latency is measured end to end and per payment: from the Kafka
-timestamp its producer gave it in the source topic to the `scored_at` of its score, joined on the payment
-id. The worker's own event-to-score histogram (/metrics) cannot stand in for it: it starts at the
-preprocessed record's timestamp, which `ksql/010-source.sql` takes from the payment's own Timestamp
-(September 2013 for a replayed Kaggle file), and its buckets give only coarse quantiles.
+confluent-kafka's AvroDeserializer. Every count is of what happened since the view started (topic sizes
+less their size then), so that the rows add up: events in, preprocessed, scores out, and the flagged
+share of the scores read. Latency is what `fraudstream bench latency` calls end to end, per payment: from
+the Kafka timestamp its producer gave it in the source topic to the moment its score became readable to a
+consumer (this one), joined on the payment id. The worker's own event-to-score histogram (/metrics) cannot
+stand in for it: it starts at the preprocessed record's timestamp, which `ksql/010-source.sql` takes from
+the payment's own Timestamp (September 2013 for a replayed Kaggle file), it ends before the score is
+acknowledged, and its buckets give only coarse quantiles.
 
 `PipelineStats` and the two renderings (a rich table, a plain line) are pure, so they are unit-tested on
 data; `TopicReader` feeds the stats from Kafka in a thread; `watch()` draws them until a deadline or Ctrl-C.
@@ -21,7 +24,6 @@ import uuid
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from types import TracebackType
 
 import numpy as np
@@ -35,11 +37,22 @@ from rich.table import Table
 
 from fraudstream.config import Addresses
 from fraudstream.credentials import schema_registry_conf
-from fraudstream.kafka import consumer_config, end_offsets
+from fraudstream.kafka import READ_FETCH_WAIT_MS, consumer_config, end_offsets
 from fraudstream.topics import DLQ_SUFFIX, PREPROCESSED_TOPIC, SCORES_TOPIC, SOURCE_TOPIC
 from stack.ksqldb.kafka_runtime import processing_log_topic
 
 logger = logging.getLogger(__name__)
+
+
+#: A reader's fetch wait in memory: short, so that it adds little to the latency it measures.
+MEMORY_READ_FETCH_WAIT_MS = 5
+
+
+def reader_fetch_wait_ms(durable: bool) -> int:
+    """The fetch wait of a reader that times records as they become readable: short, except on the durable
+    broker, whose fetches answer nothing when the wait is shorter than its object listing
+    (`fraudstream.kafka.READ_FETCH_WAIT_MS`)."""
+    return READ_FETCH_WAIT_MS if durable else MEMORY_READ_FETCH_WAIT_MS
 
 
 #: Refreshes of the live view per second.
@@ -94,10 +107,14 @@ class PipelineStats:
     model: tuple[str, int] | None = None
     first_score_after: float | None = None
     samples: deque[tuple[float, dict[str, int]]] = field(default_factory=deque)
+    #: Each topic's size in the first sample (a topic missing from it counts from 0): counts start there.
+    baseline: dict[str, int] = field(default_factory=dict)
     latencies_ms: deque[tuple[float, float]] = field(default_factory=deque)
     pending: OrderedDict[str, int] = field(default_factory=OrderedDict)
 
     def observe_sizes(self, now: float, sizes: Mapping[str, int]) -> None:
+        if not self.samples:
+            self.baseline = dict(sizes)
         self.samples.append((now, dict(sizes)))
         while len(self.samples) > 2 and now - self.samples[1][0] >= self.window:
             self.samples.popleft()
@@ -108,8 +125,9 @@ class PipelineStats:
             self.pending.popitem(last=False)
 
     def observe_score(
-        self, now: float, payment_id: str | None, is_fraud: bool, model: tuple[str, int], scored_at_ms: int
+        self, now: float, payment_id: str | None, is_fraud: bool, model: tuple[str, int], seen_ms: float
     ) -> None:
+        """A score read at `now` (monotonic) and `seen_ms` (epoch milliseconds, the latency's end)."""
         self.scores += 1
         self.flagged += bool(is_fraud)
         self.model = model
@@ -117,12 +135,13 @@ class PipelineStats:
             self.first_score_after = now - self.started
         produced_ms = self.pending.pop(payment_id, None) if payment_id is not None else None
         if produced_ms is not None:
-            self.latencies_ms.append((now, max(0.0, float(scored_at_ms - produced_ms))))
+            self.latencies_ms.append((now, max(0.0, float(seen_ms - produced_ms))))
             if len(self.latencies_ms) > self.latency_limit:
                 self.latencies_ms.popleft()
 
     def size(self, topic: str) -> int:
-        return self.samples[-1][1].get(topic, 0) if self.samples else 0
+        """Records added to `topic` since the view started."""
+        return self.samples[-1][1].get(topic, 0) - self.baseline.get(topic, 0) if self.samples else 0
 
     def rate(self, topic: str) -> float:
         """Records per second into `topic` over the rate window (0 until two samples exist)."""
@@ -171,7 +190,9 @@ def render(stats: PipelineStats, now: float) -> Table:
     """The live view: one row per measure."""
     topics = stats.topics
     table = Table(
-        title=f"fraudstream demo, {now - stats.started:,.0f} s (Ctrl-C to stop)", show_header=True, title_justify="left"
+        title=f"fraudstream demo, {now - stats.started:,.0f} s (Ctrl-C to stop); counts since the start",
+        show_header=True,
+        title_justify="left",
     )
     table.add_column("")
     table.add_column("records", justify="right")
@@ -188,9 +209,9 @@ def render(stats: PipelineStats, now: float) -> Table:
         "dead letters", f"{sum(dead.values()):,}", "", ", ".join(f"{t} {n:,}" for t, n in dead.items()) or "none"
     )
     table.add_section()
-    table.add_row("fraud rate", _fraud_text(stats), "", "is_fraud share of the scores read since the start")
+    table.add_row("fraud rate", _fraud_text(stats), "", "is_fraud share of the scores read")
     table.add_row(
-        "latency", _latency_text(stats, now), "", f"payment produced -> scored, scores of the last {stats.window:.0f} s"
+        "latency", _latency_text(stats, now), "", f"payment sent -> score readable, the last {stats.window:.0f} s"
     )
     table.add_row("model", _model_text(stats), "", "as the newest score names it")
     first = "-" if stats.first_score_after is None else f"{stats.first_score_after:,.1f} s after start"
@@ -220,11 +241,6 @@ def topic_size(bootstrap_servers: str, topic: str) -> int:
         return 0
 
 
-def _millis(value: datetime | int) -> int:
-    """An Avro timestamp-millis as fastavro decodes it (an aware datetime) or as a number."""
-    return int(value.timestamp() * 1000) if isinstance(value, datetime) else int(value)
-
-
 class TopicReader:
     """Feeds `stats` from Kafka in two threads: one samples topic sizes, one reads payments and scores as they come.
 
@@ -240,6 +256,7 @@ class TopicReader:
         stats: PipelineStats,
         lock: threading.Lock,
         size_every: float = 1.0,
+        fetch_wait_ms: int = MEMORY_READ_FETCH_WAIT_MS,
         dead_letters_every: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -251,6 +268,8 @@ class TopicReader:
         self.clock = clock
         self._stop = threading.Event()
         self._ready = threading.Event()
+        self._sampled = threading.Event()  # the first sizes, where the counts start
+        self.fetch_wait_ms = fetch_wait_ms
         self._threads = [
             threading.Thread(target=self._read, name="fraudstream-live-reader", daemon=True),
             threading.Thread(target=self._sample, name="fraudstream-live-sizes", daemon=True),
@@ -263,6 +282,7 @@ class TopicReader:
         for thread in self._threads:
             thread.start()
         self._ready.wait(timeout=60)
+        self._sampled.wait(timeout=60)
         return self
 
     def __exit__(
@@ -290,12 +310,15 @@ class TopicReader:
             else:
                 with self.lock:
                     self.stats.observe_sizes(self.clock(), sizes)
+                self._sampled.set()
             self._stop.wait(max(0.0, began + self.size_every - self.clock()))
 
     def _read(self) -> None:
         bootstrap = self.addresses.bootstrap_servers
         group = f"fraudstream-live-{uuid.uuid4().hex[:8]}"  # assign() only: the group never joins or commits
-        consumer = Consumer(consumer_config(bootstrap, group, enable_auto_commit=False))
+        consumer = Consumer(
+            consumer_config(bootstrap, group, enable_auto_commit=False, fetch_wait_max_ms=self.fetch_wait_ms)
+        )
         wanted = (self.stats.topics.source, self.stats.topics.scores)
         next_check = self.clock()
         try:
@@ -342,7 +365,7 @@ class TopicReader:
         try:
             score = self._deserialize(message.value(), SerializationContext(message.topic(), MessageField.VALUE))
             model = (str(score["model_name"]), int(score["model_version"]))
-            scored_at = _millis(score["scored_at"])
+            seen_ms = time.time() * 1000
         except (KafkaException, KeyError, TypeError, ValueError) as error:
             logger.debug(
                 "live view: unreadable score at %s[%d]@%d: %s",
@@ -356,7 +379,7 @@ class TopicReader:
             return
         with self.lock:
             self.stats.observe_score(
-                self.clock(), score.get("payment_id") or key, bool(score["is_fraud"]), model, scored_at
+                self.clock(), score.get("payment_id") or key, bool(score["is_fraud"]), model, seen_ms
             )
 
 

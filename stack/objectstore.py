@@ -16,6 +16,9 @@ def weed_binary() -> str:
     return str(beside) if beside.exists() else (shutil.which("weed") or "weed")
 
 
+#: Objects up to this size live in the filer's store (on disk, with the metadata) instead of a volume.
+SMALL_OBJECT_BYTES = 256 * 1024
+
 _INTERNAL_PORT_FLAGS = (
     "master.port",
     "master.port.grpc",
@@ -61,6 +64,10 @@ def seaweedfs_spec(data_dir: Path, s3_port: int, host: str = "127.0.0.1") -> Ser
         # Volumes are sparse files, so many small ones cost nothing until written.
         "-volume.max=1000",
         "-master.volumeSizeLimitMB=1024",
+        # The broker writes every produce batch, watermark and producer table as an object of a few KB, and
+        # reads them back on every fetch: kept in the filer's own store they skip the master's file-id
+        # assignment and the volume server, which took a PUT from ~36 to ~22 ms and a GET from ~27 to ~18 ms here.
+        f"-filer.saveToFilerLimit={SMALL_OBJECT_BYTES}",
         "-s3",
         f"-s3.port={s3_port}",
         "-s3.port.iceberg=0",
@@ -76,3 +83,9 @@ def seaweedfs_spec(data_dir: Path, s3_port: int, host: str = "127.0.0.1") -> Ser
         address=endpoint,
         stop_timeout=40.0,
     )
+
+
+def metrics_url(data_dir: Path, host: str = "127.0.0.1") -> str | None:
+    """SeaweedFS's Prometheus metrics (S3 requests by type, their seconds, bytes received), once it has run in `data_dir`."""
+    saved = data_dir / "objectstore" / "ports.json"
+    return f"http://{host}:{json.loads(saved.read_text())['metricsPort']}/metrics" if saved.exists() else None

@@ -32,6 +32,8 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 from faust.types.tuples import ConsumerMessage
 
+from fraudstream.kafka import fetch_wait_ms
+
 logger = logging.getLogger(__name__)
 
 
@@ -84,7 +86,7 @@ FETCH_MAX_WAIT_MS = 10
 class FetchThread(faust_aiokafka.AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
-        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # read when the consumer starts its fetcher
+        consumer._fetch_max_wait_ms = fetch_wait_ms(FETCH_MAX_WAIT_MS)  # read when the consumer starts its fetcher
         return consumer
 
 

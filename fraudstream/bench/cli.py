@@ -161,3 +161,65 @@ def bench_handbook(customers: int, days: int, seed: int, use_env: bool) -> None:
     items = list(frame_transactions(generate_transactions(customers, days, seed)))
     with bench_stack(use_env, SERVICES) as addresses:
         print_ratios(stream_features(addresses, items).rates)
+
+
+@bench_command.command("latency")
+@click.option("--rate", "rates", type=click.FloatRange(min=0, min_open=True), multiple=True, default=(200.0, 2000.0),
+              show_default=True, help="Payments per second offered; repeat for several runs on the same stacks.")  # fmt: skip
+@click.option("--seconds", type=click.FloatRange(min=0, min_open=True), default=20.0, show_default=True,
+              help="How long each rate is offered.")  # fmt: skip
+@click.option("--floor/--no-floor", default=True, show_default=True,
+              help="Also run on a throwaway stack with the in-memory broker, the floor.")  # fmt: skip
+@USE_ENV
+@KSQL_DIR
+@click.option("--connectors-dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              default=Path("connectors"), show_default=True)  # fmt: skip
+def bench_latency(
+    rates: tuple[float, ...], seconds: float, floor: bool, use_env: bool, ksql_dir: Path, connectors_dir: Path
+) -> None:
+    """Payment to score, hop by hop (p50, p99, max), on the whole demo pipeline: durable broker and in-memory floor.
+
+    Without --use-env it starts a throwaway durable stack (and, with --floor, an in-memory one) running every
+    statement of ksql/, the S3 sinks and a worker; with --use-env it measures the running stack, which must
+    have them (`fraudstream demo` leaves it so).
+    """
+    from fraudstream.bench.latency import (
+        latency_table,
+        measure,
+        pipeline_stack,
+        prepare_pipeline,
+        summary_line,
+        train_bench_model,
+    )
+
+    runs: dict[float, list] = {rate: [] for rate in rates}
+
+    def measure_all(addresses: Addresses, broker: str, metrics_url: str | None = None) -> None:
+        for rate in rates:
+            console.print(f"{broker}: offering {rate:,.0f} payments/s for {seconds:,.0f} s...")
+            run = measure(addresses, broker, rate, seconds, metrics_url=metrics_url)
+            console.print(summary_line(run))
+            runs[rate].append(run)
+
+    try:
+        if use_env:
+            addresses = Addresses.from_env()
+            prepare_pipeline(addresses, ksql_dir, connectors_dir, model_dir=None)
+            measure_all(addresses, "this stack")
+        else:
+            with tempfile.TemporaryDirectory(prefix="fraudstream-bench-model-") as model_dir:
+                console.print("training a small model for the runs...")
+                model = train_bench_model(Path(model_dir))
+                for broker, ephemeral in (("durable", False), ("memory", True))[: 2 if floor else 1]:
+                    console.print(f"starting a throwaway {broker} stack with the whole pipeline...")
+                    with pipeline_stack(ephemeral, ksql_dir, connectors_dir, model) as (addresses, metrics):
+                        measure_all(addresses, broker, metrics)
+    except (RuntimeError, TimeoutError) as error:
+        raise click.ClickException(str(error)) from None
+    for rate in rates:
+        console.print(latency_table(runs[rate]))
+    if any(run.clock != "broker" for rate in rates for run in runs[rate]):
+        console.print(
+            "times: when a reader first saw each record (the broker stamps no LogAppendTime); sent: the producer's "
+            "CreateTime"
+        )

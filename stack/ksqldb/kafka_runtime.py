@@ -38,7 +38,15 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from fraudstream.kafka import admin_client, client_config, end_offsets, ensure_topic, producer_config
+from fraudstream.kafka import (
+    READ_FETCH_WAIT_MS,
+    admin_client,
+    client_config,
+    end_offsets,
+    ensure_topic,
+    fetch_wait_ms,
+    producer_config,
+)
 
 from .durable_state import Changelog, DurableStateStores, QueryState, StateReader
 from .processing_log import ProcessingLog
@@ -53,6 +61,12 @@ DEFAULT_SERVICE_ID = "default_"
 PARTITIONER = "murmur2_random"
 #: Records per batch: large batches make the vectorized path fast; a crash re-evaluates at most one.
 BATCH_SIZE = 10_000
+#: Input offsets are committed at most this often: lag tools read them, a restart trusts the progress log, and
+#: on the durable broker each commit is an object written per partition.
+COMMIT_INTERVAL = 1.0
+#: An idle query records that its last batch is settled once it has been idle this long (a restart then has
+#: nothing to re-check). Written after every batch, under a trickle it doubled the broker round trips a batch.
+SETTLE_AFTER_IDLE = 1.0
 #: How long a batch's records may take to be acknowledged before the batch counts as failed (and is
 #: recovered like a crash). Well below librdkafka's message.timeout.ms, so an acknowledged batch has no
 #: timed-out record in it.
@@ -198,7 +212,8 @@ def read_progress(bootstrap: str, topic: str, timeout: float = 10.0) -> Progress
         return None
     consumer = Consumer(
         client_config(
-            bootstrap, **{"group.id": f"{topic}-reader", "enable.auto.commit": False, "fetch.wait.max.ms": 10}
+            bootstrap,
+            **{"group.id": f"{topic}-reader", "enable.auto.commit": False, "fetch.wait.max.ms": READ_FETCH_WAIT_MS},
         )
     )
     try:
@@ -268,6 +283,9 @@ class QueryRunner(threading.Thread):
         self.consumer: Consumer
         self.producer: Producer
         self._acked: dict[int, int] = {}  # sink partition -> offset of the last acknowledged record
+        self._uncommitted: list[TopicPartition] = []  # input offsets settled, not yet committed
+        self._committed_at = 0.0
+        self._busy_at = 0.0  # when the last batch was settled
         self._failures: list[KafkaError] = []
         self._progress_failures: list[KafkaError] = []
         self._recorded: Progress | None = None  # the last progress record written
@@ -289,7 +307,7 @@ class QueryRunner(threading.Thread):
                     "enable.auto.commit": False,
                     "enable.auto.offset.store": False,
                     "enable.partition.eof": True,
-                    "fetch.wait.max.ms": 50,
+                    "fetch.wait.max.ms": fetch_wait_ms(50),
                 },
             )
         )
@@ -347,6 +365,7 @@ class QueryRunner(threading.Thread):
         finally:
             try:
                 self._write_settled()
+                self._commit(force=True)
             except Exception as e:  # noqa: BLE001 - a stale progress record only costs a re-check on restart
                 logger.warning("query %s: cannot record its final progress: %s", self.query.id, e)
             self.consumer.close()
@@ -359,7 +378,7 @@ class QueryRunner(threading.Thread):
         while not self.stopping.is_set():  # a stateful query: one batch at a time, its state committed with it
             messages = self._next_messages()
             if not messages:
-                self._write_settled()
+                self._idle()
                 continue
             end = self._ends(messages)
             self.progress = Progress(dict(self.progress.start), end, dict(self.progress.sink))
@@ -399,7 +418,7 @@ class QueryRunner(threading.Thread):
                         produced = evaluating[1]
                 evaluating = following
                 if evaluating is None and produced is None:
-                    self._write_settled()
+                    self._idle()
             if produced is not None:  # stopping: settle what is produced; a batch still evaluating waits for a restart
                 self._await_acks()
                 self._settle(produced, Progress(produced, self.progress.end, self._sink_ends()))
@@ -412,11 +431,23 @@ class QueryRunner(threading.Thread):
         """A batch's records are all acknowledged: `progress` is where the query stands now."""
         self.runtime.plog_producer.flush()
         self.progress = progress
-        self.consumer.commit(
-            offsets=[TopicPartition(*self.sources.tp(k), o) for k, o in end.items()], asynchronous=True
-        )
+        self._uncommitted = [TopicPartition(*self.sources.tp(k), o) for k, o in end.items()]
+        self._commit()
         self.committed_batches += 1
+        self._busy_at = time.monotonic()
         self.error = None
+
+    def _commit(self, force: bool = False) -> None:
+        """Commit the settled input offsets, at most every COMMIT_INTERVAL unless `force`."""
+        if self._uncommitted and (force or time.monotonic() - self._committed_at >= COMMIT_INTERVAL):
+            self.consumer.commit(offsets=self._uncommitted, asynchronous=True)
+            self._uncommitted, self._committed_at = [], time.monotonic()
+
+    def _idle(self) -> None:
+        """Nothing to do: commit what waits, and once idle a while, record that the last batch is settled."""
+        self._commit()
+        if time.monotonic() - self._busy_at >= SETTLE_AFTER_IDLE:
+            self._write_settled()
 
     def _ends(self, messages: list[Message]) -> dict[Any, int]:
         """Where the source partitions stand after `messages` (those of a partition arrive in order)."""

@@ -7,7 +7,7 @@ import time
 
 from confluent_kafka import Consumer, Message, TopicPartition
 
-from fraudstream.kafka import client_config, end_offsets
+from fraudstream.kafka import READ_FETCH_WAIT_MS, client_config, end_offsets
 
 
 def read_window(bootstrap: str, topic: str, starts: dict[int, int], timeout: float = 60.0) -> list[Message]:
@@ -18,7 +18,12 @@ def read_window(bootstrap: str, topic: str, starts: dict[int, int], timeout: flo
         return []
     consumer = Consumer(
         client_config(
-            bootstrap, **{"group.id": f"{topic}-window-reader", "enable.auto.commit": False, "fetch.wait.max.ms": 10}
+            bootstrap,
+            **{
+                "group.id": f"{topic}-window-reader",
+                "enable.auto.commit": False,
+                "fetch.wait.max.ms": READ_FETCH_WAIT_MS,
+            },
         )
     )
     out: list[Message] = []

@@ -17,7 +17,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Message
 
-from fraudstream.kafka import client_config
+from fraudstream.kafka import client_config, fetch_wait_ms
 
 from .. import ast
 from ..commands import Command, CommandLog
@@ -139,7 +139,7 @@ class PushQuery:
                 **{
                     "group.id": f"_confluent-ksql-transient_{tq.id}",
                     "enable.auto.commit": False,
-                    "fetch.wait.max.ms": 50,
+                    "fetch.wait.max.ms": fetch_wait_ms(50),
                     "enable.partition.eof": True,
                 },
             )
