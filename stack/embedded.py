@@ -106,7 +106,7 @@ class EmbeddedStack:
             "schema-registry": self._registry_spec,
             "ksqldb": self._ksqldb_spec,
             "connect": lambda: connect_spec(self.addresses, self.ports["connect"], host),
-            WORKER: self._worker_spec,
+            WORKER: self.worker_spec,
             PROMETHEUS: self._prometheus_spec,
         }
 
@@ -160,6 +160,12 @@ class EmbeddedStack:
         directory.mkdir(parents=True, exist_ok=True)
         (directory / f"{service.name}.json").write_text(json.dumps(asdict(service)))
         self.attached[service.name] = service
+
+    def start_beside(self, spec: ServiceSpec) -> RunningService:
+        """Start a process beside the stack (another pipeline's worker) and register it, once it is healthy."""
+        service = supervisor.start(spec, self.data_dir / "logs", self.outlive_caller)
+        self.register(service)
+        return service
 
     def unregister(self, name: str) -> None:
         (self.data_dir / ATTACHED_DIR / f"{name}.json").unlink(missing_ok=True)
@@ -337,10 +343,17 @@ class EmbeddedStack:
             env=consumer_env(self.storage),
         )
 
-    def _worker_spec(self) -> ServiceSpec:
-        """A Faust scoring worker (streams/) scoring with the registry's production model."""
-        port = self.ports[WORKER]
-        overrides = {"WEB_HOST": self.host, "WEB_PORT": port, "DATA_DIR": self.data_dir / "workers"}
+    def worker_spec(
+        self, name: str = WORKER, port: int | None = None, settings: Mapping[str, str | int | Path] | None = None
+    ) -> ServiceSpec:
+        """A Faust scoring worker (streams/) scoring with the registry's production model.
+
+        The stack's own worker serves the flagship pipeline; another pipeline's worker (the handbook's, which
+        `fraudstream demo --pipeline handbook` starts and registers) gives its own name, port and `settings`
+        (streams/settings.py names without the FRAUDSTREAM_ prefix: input and scores topics, model, ...).
+        """
+        port = self.ports[WORKER] if port is None else port
+        overrides = {"WEB_HOST": self.host, "WEB_PORT": port, "DATA_DIR": self.data_dir / "workers", **(settings or {})}
         base = {
             **self.addresses.to_env(),
             **consumer_env(self.storage),
@@ -349,7 +362,7 @@ class EmbeddedStack:
         env = worker_env(overrides, base)
         url = f"http://{self.host}:{port}"
         return ServiceSpec(
-            name=WORKER,
+            name=name,
             argv=worker_argv(),
             ports=[port],
             health_url=f"{url}/metrics",

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 from cli_helpers import fraudstream
+from confluent_kafka import Consumer, TopicPartition
 
+from fraudstream.kafka import consumer_config, end_offsets
 from fraudstream.live import topic_size
 
 pytestmark = pytest.mark.integration  # starts its own servers
@@ -64,4 +66,63 @@ def test_demo_scores_payments_live_and_says_where_everything_is(data_dir: Path, 
     assert "fraud version 1 is in production" in again.stdout
     assert counts(again.stdout) == (10, 10, 10)
     fraudstream("down", "--data-dir", str(data_dir), env=cli_env)
+    assert not (data_dir / "stack.json").exists()
+
+
+def keys(bootstrap: str, topic: str) -> list[str]:
+    """Every record key of `topic`, read from the start of each partition to its true end."""
+    ends = end_offsets(bootstrap, topic)
+    consumer = Consumer(consumer_config(bootstrap, f"test-demo-{topic}", enable_auto_commit=False))
+    found: list[str] = []
+    try:
+        consumer.assign([TopicPartition(topic, p, 0) for p in ends])
+        while len(found) < sum(ends.values()):
+            message = consumer.poll(10)
+            assert message is not None and not message.error(), f"{topic}: {len(found)} of {sum(ends.values())} read"
+            found.append(message.key().decode())
+    finally:
+        consumer.close()
+    return found
+
+
+def test_demo_runs_the_handbook_pipeline_and_scores_every_transaction(data_dir: Path, cli_env: dict[str, str]) -> None:
+    dirs = ("--ksql-dir", str(REPO / "ksql" / "handbook"), "--connectors-dir", str(REPO / "connectors" / "handbook"))
+    small = ("--pipeline", "handbook", "--data-dir", str(data_dir), "--customers", "64", "--days", "5")
+    result = fraudstream("demo", *small, "--ephemeral", "-n", "300", "--rate", "50", "--duration", "5", *dirs,
+                         env=cli_env)  # fmt: skip
+    out = " ".join(result.stdout.split())  # rich wraps long lines at the console's width
+    assert "Traceback" not in result.stderr
+    assert "STREAM HANDBOOK_FEATURES created" in out and "TABLE HANDBOOK_LIVE_QUALITY created" in out
+    assert "s3-sink-handbook-features created" in out
+    assert "handbook version 1 promoted" in out
+    assert "creditcardfraud" not in out.split("ksql/:")[1].split("connectors/:")[0]  # the handbook's statements only
+    assert re.search(r"^\[\d+ s\] in [\d,]+ \(", result.stdout, re.MULTILINE), out
+    served = re.search(r"handbook_features: ([\d,]+) of ([\d,]+) transactions preprocessed", out)
+    scored = re.search(r"handbook-scores: ([\d,]+) transactions scored", out)
+    labels = re.search(r"handbook_labels: ([\d,]+) labels sent, each 7 days \(event time\)", out)
+    assert served and scored and labels, out
+    preprocessed, sent = (int(text.replace(",", "")) for text in served.groups())
+    assert sent >= 300  # the first 300 at once, then more at --rate until the view ended
+    assert preprocessed == sent == int(scored[1].replace(",", ""))
+    assert int(labels[1].replace(",", "")) == sent  # the simulator labels every transaction
+    # Every transaction has its score, read back as a consumer would; none is scored twice.
+    bootstrap = cli_env["KAFKA_BOOTSTRAP_SERVERS"]
+    transactions, scores = keys(bootstrap, "handbook_transactions"), keys(bootstrap, "handbook-scores")
+    assert len(transactions) == sent and sorted(scores) == sorted(transactions)
+    assert topic_size(bootstrap, "creditcardfraud_source") == 0  # the flagship's pipeline was not run
+    assert (
+        f"http://127.0.0.1:{cli_env['FRAUDSTREAM_WEB_PORT']}/metrics" in out
+    )  # the handbook's worker, beside the stack
+
+    # Again on the running stack: nothing re-created, the model and worker kept, the days after the last ones.
+    again = " ".join(
+        fraudstream("demo", *small, "-n", "10", "--rate", "0", "--duration", "1", *dirs, env=cli_env).stdout.split()
+    )
+    assert "STREAM HANDBOOK_FEATURES unchanged" in again
+    assert "handbook version 1 is in production" in again
+    assert "starting the handbook's stream worker" not in again
+    assert "handbook_features: 10 of 10 transactions preprocessed" in again, again
+    assert "handbook-scores: 10 transactions scored" in again
+    down = fraudstream("down", "--data-dir", str(data_dir), env=cli_env)
+    assert "1 worker(s) with it" in down.stdout
     assert not (data_dir / "stack.json").exists()

@@ -89,8 +89,12 @@ def test_committed_notebooks_carry_no_outputs(path: Path) -> None:
     )
 
 
-def test_both_notebooks_are_committed() -> None:
-    assert [p.name for p in committed_notebooks()] == ["01-explore-with-ksql.ipynb", "02-train-autoencoder.ipynb"]
+def test_the_notebooks_are_committed() -> None:
+    assert [p.name for p in committed_notebooks()] == [
+        "01-explore-with-ksql.ipynb",
+        "02-train-autoencoder.ipynb",
+        "03-handbook-pipeline.ipynb",
+    ]
 
 
 def test_the_kernel_is_this_environments_python() -> None:
@@ -170,3 +174,55 @@ def test_notebooks_explore_then_train_and_promote(stack, tmp_path) -> None:
     assert promoted != refused, retrained
     assert registry.index(model)["production"] == (2 if promoted else 1)
     assert registry.version(model, 2)["stage"] == ("production" if promoted else "candidate")
+
+
+def test_the_handbook_notebook_explores_evaluates_by_the_protocol_and_promotes(stack, tmp_path) -> None:
+    prefix = f"nb{uuid.uuid4().hex[:8]}"
+    model = f"notebook-{prefix}"
+    env = {**stack.addresses.to_env(), "FRAUDSTREAM_MODEL_CACHE": str(tmp_path / "cache")}
+    ran = execute(
+        NOTEBOOKS / "03-handbook-pipeline.ipynb",
+        env,
+        PREFIX=prefix,
+        MODEL_NAME=model,
+        CUSTOMERS=64,
+        DAYS=24,
+        WARMUP_DAYS=5,
+        TRAIN_DAYS=7,
+        TEST_DAYS=5,
+        EPOCHS=2,
+        FLUSH_SIZE=500,
+        WAIT_SECONDS=600,
+    )
+    bootstrap = stack.addresses.bootstrap_servers
+    sent, served, labelled = (
+        sum(end_offsets(bootstrap, f"{prefix}_handbook_{name}").values())
+        for name in ("transactions", "features", "labels")
+    )
+    assert sent > 1000 and served == sent and labelled == sent  # every transaction served; the simulator labels all
+    shown = text_outputs(ran)
+    counted = re.search(r"(\d+) transactions, (\d+) labels, (\d+) frauds", shown)
+    assert counted is not None, shown
+    assert (int(counted[1]), int(counted[2])) == (sent, sent) and int(counted[3]) > 0
+    assert re.search(r"streamed features equal to the offline reference: transactions matched 100\.0%", shown), shown
+    assert re.search(rf"lake: {sent} transactions; labels known at \S+: \d+ examples", shown), shown
+    # Each kind on each feature set, by the protocol; the numbers are the run's own (between 0 and 1).
+    measured = re.findall(
+        r"(logistic-baseline|autoencoder) on ([^:]+): ROC-AUC ([\d.]+), AP ([\d.]+), CP@100 ([\d.]+)", shown
+    )
+    assert {(kind, features) for kind, features, *_ in measured} == {
+        (kind, features)
+        for kind in ("logistic-baseline", "autoencoder")
+        for features in ("ksql/handbook (lake)", "raw fields", "offline reference")
+    }, shown
+    assert all(0 <= float(v) <= 1 for *_, auc, ap, cp in measured for v in (auc, ap, cp))
+    assert images(ran) >= 3
+
+    registry = ModelRegistry.from_addresses(stack.addresses, cache_dir=tmp_path / "cache")
+    assert "logistic-baseline version 1 promoted (first model)" in shown
+    assert registry.index(model)["production"] in (1, 2)
+    promoted = "autoencoder version 2 promoted over version 1" in shown
+    refused = "autoencoder version 2 stays a candidate" in shown and "does not beat production version 1" in shown
+    assert promoted != refused, shown
+    assert registry.index(model)["production"] == (2 if promoted else 1)
+    assert registry.version(model, 1)["kind"] == "logistic-baseline"
