@@ -8,6 +8,11 @@
 -- this one: how many and how much in the last hour and day, this amount over the holder's average
 -- (1 when there is no earlier payment), and the seconds since the previous payment (-1 when none).
 -- A payment without a user, or the holder's first, gets those defaults; every payment is served.
+-- Each payment waits (up to 10 s once the history table is read to its end, as Kafka Streams'
+-- max.task.idle.ms) for the history (014) to be read up to the payment's time: a burst of payments is not
+-- joined with a history that is still catching up, so what is served is what the offline reference and
+-- training compute.
+SET 'ksql.streams.max.task.idle.ms' = '10000';
 CREATE STREAM IF NOT EXISTS creditcardfraud_preprocessed_avro WITH (
   KAFKA_TOPIC = 'creditcardfraud_preprocessed_avro',
   KEY_FORMAT = 'KAFKA',
@@ -43,3 +48,4 @@ FROM creditcardfraud_source p
 LEFT JOIN creditcardfraud_user_history h ON p.`USER` = h.`USER`
 PARTITION BY p.PAYMENT_ID
 EMIT CHANGES;
+UNSET 'ksql.streams.max.task.idle.ms';

@@ -32,6 +32,7 @@ from .processing_log import ProcessingLog
 from .pull import plan_pull, run_pull
 from .records import Record
 from .runtime import InMemoryRuntime, Query, Runtime
+from .stream_time import max_task_idle_ms, record_cache
 from .tables import TableQuery
 from .types import BYTES, STRING, ArrayType, DecimalType, MapType, StructType, can_implicitly_cast
 from .windows import WindowedKeySerde, parse_window_source
@@ -478,6 +479,8 @@ class Engine:
         """Register and run a query; `auto.offset.reset` (session or request property) picks where it starts."""
         self.queries[query.id] = query
         replay = str(props.get("auto.offset.reset", "latest")).lower() == "earliest"
+        query.max_task_idle_ms = max_task_idle_ms(props)  # type: ignore[attr-defined]
+        query.record_cache = record_cache(props)  # type: ignore[attr-defined]
         self.runtime.add_query(query, replay=replay)
 
     def _InsertInto(self, stmt: ast.InsertInto, props: dict[str, Any]) -> Result:

@@ -516,6 +516,7 @@ class JoinFlow:
         self.reload_state()
         first = plan.inputs[0]
         self._first_key = first.offset + 3 if len(first.source.schema.key) == 1 else None
+        self._located: dict[tuple[str, int, int], tuple[Any, Any]] = {}  # read ahead by `locate`, for `feed`
         plan.errors.handler = self.expression_error
 
     def reload_state(self) -> None:
@@ -540,21 +541,56 @@ class JoinFlow:
             self.expression_error("JOIN ON", str(e))
             return None
 
+    def table_lookup(self) -> tuple[str, str] | None:
+        """(stream topic, table topic) when the first join looks each stream record up in a table, which
+        must then be current at the record's time (see stream_time.TableGate)."""
+        steps = self.plan.steps
+        if not steps or steps[0].op != "stream-table" or len(steps[0].right.source.schema.key) != 1:
+            return None
+        return self.plan.inputs[0].source.topic, steps[0].right.source.topic
+
+    def locate(self, rec: Any) -> tuple[int, bytes | None] | None:
+        """A stream record's event time and its join key as the table's topic keys it (None when the record
+        is skipped, or has no key to look up). Kept for `feed`, so that the record is read once."""
+        self.current = rec
+        got = self.readers[rec.topic][1].read(rec)
+        key = None
+        if got is not None:
+            row = got[0]
+            own_key = row[self._first_key] if self._first_key is not None else None
+            key = self._left_key(self.plan.steps[0], own_key, row)
+        self.current = None
+        self._located[(rec.topic, rec.partition, rec.offset)] = (got, key)
+        if got is None:
+            return None
+        if key is None:
+            return got[2], None
+        table_key = self.readers[self.plan.steps[0].right.source.topic][1].key_in
+        try:
+            return got[2], table_key.serialize([key])
+        except Exception:  # noqa: BLE001 - a key the table could not hold: wait for every partition instead
+            return got[2], None
+
     def feed(self, rec: Any) -> list[Event]:
         entry = self.readers.get(rec.topic)
         if entry is None:
             return []
         index, reader = entry
         self.current = rec
-        got = reader.read(rec)
+        located = self._located.pop((rec.topic, rec.partition, rec.offset), None)
+        got = reader.read(rec) if located is None else located[0]
         if got is None:
             return []
         self.processed += 1
         row, deleted, ts = got
         steps = self.plan.steps
         if index == 0:
-            own_key = row[self._first_key] if self._first_key is not None else None
-            events = self.ops[0].left(self._left_key(steps[0], own_key, row), row, deleted, ts)
+            if located is not None:
+                key = located[1]
+            else:
+                own_key = row[self._first_key] if self._first_key is not None else None
+                key = self._left_key(steps[0], own_key, row)
+            events = self.ops[0].left(key, row, deleted, ts)
         else:
             events = self.ops[index - 1].right(self._key(steps[index - 1].right_key, row), row, deleted, ts)
         for j in range(max(index, 1), len(self.ops)):

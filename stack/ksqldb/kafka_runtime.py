@@ -24,7 +24,6 @@ acknowledged. A stateful query goes one batch at a time, its state committed wit
 
 from __future__ import annotations
 
-import heapq
 import json
 import logging
 import tempfile
@@ -52,6 +51,7 @@ from .durable_state import Changelog, DurableStateStores, QueryState, StateReade
 from .processing_log import ProcessingLog
 from .records import Columns, Output, Record
 from .runtime import Query, evaluate
+from .stream_time import TableGate, TimeOrder, in_time_order, key_partition
 from .topic_reader import read_window
 
 logger = logging.getLogger(__name__)
@@ -67,6 +67,8 @@ COMMIT_INTERVAL = 1.0
 #: An idle query records that its last batch is settled once it has been idle this long (a restart then has
 #: nothing to re-check). Written after every batch, under a trickle it doubled the broker round trips a batch.
 SETTLE_AFTER_IDLE = 1.0
+#: Stream records a join holds back per partition, waiting for its table, before it stops fetching more.
+MAX_HELD = 50_000
 #: How long a batch's records may take to be acknowledged before the batch counts as failed (and is
 #: recovered like a crash). Well below librdkafka's message.timeout.ms, so an acknowledged batch has no
 #: timed-out record in it.
@@ -195,16 +197,6 @@ class Sources:
         return topic, int(partition)
 
 
-def in_time_order(messages: list[Message]) -> list[Message]:
-    """A batch of several topics as Kafka Streams feeds a task: each partition in offset order, and the
-    partitions merged by timestamp (the lowest head first), so that, e.g., a table update is joined before a
-    later stream record. Deterministic for the same records, as recovery needs."""
-    parts: dict[tuple[str, int], list[Message]] = {}
-    for m in messages:
-        parts.setdefault((m.topic(), m.partition()), []).append(m)
-    return list(heapq.merge(*(parts[k] for k in sorted(parts)), key=lambda m: m.timestamp()[1]))
-
-
 def read_progress(bootstrap: str, topic: str, timeout: float = 10.0) -> Progress | None:
     """The last record of a progress topic (one partition), or None when it is empty."""
     end = end_offsets(bootstrap, topic, timeout).get(0, 0)
@@ -291,10 +283,65 @@ class QueryRunner(threading.Thread):
         self._recorded: Progress | None = None  # the last progress record written
         self.state = QueryState(query, runtime.state_stores(query.id))
         self.sources = Sources(list(getattr(query, "source_topics", None) or [query.source.topic]))
+        self.gate = self._table_gate()
+        self.merge: TimeOrder | None = None  # a stateful query's partitions, merged in time (set when positioned)
+        self._paused: set[tuple[str, int]] = set()  # partitions not fetched while many of their records wait
+        #: Nothing read is waiting to be processed and the last look found nothing new: a join gated on this
+        #: query's sink may stop waiting for it (KafkaRuntime.behind).
+        self.caught_up = False
         if hasattr(query, "coalesce"):  # ksqlDB's record cache, on by default: a key's last change per commit
-            query.coalesce = True
+            query.coalesce = getattr(query, "record_cache", True)
 
     # ---------------------------------------------------------------- set-up
+    def _table_gate(self) -> TableGate | None:
+        """A stream-table join's gate (stream_time): each stream record waits for the table to be read up
+        to its time."""
+        flow = getattr(self.query, "flow", None)
+        lookup = flow.table_lookup() if flow is not None else None
+        if lookup is None:
+            return None
+        stream_topic, table_topic = lookup
+        partitions = self.runtime.partition_count(table_topic)
+
+        def locate(m: Message) -> tuple[int, int | None] | None:
+            located = flow.locate(to_record(m))
+            if located is None:
+                return None
+            ts, key = located
+            return ts, key_partition(key, partitions) if key is not None else None
+
+        def more_coming(partition: int) -> bool:
+            return self._more_coming(table_topic, partition)
+
+        idle = getattr(self.query, "max_task_idle_ms", 0)
+        logger.info(
+            "query %s: %s records wait for %s to be read up to their time (max.task.idle.ms %d)",
+            self.query.id,
+            stream_topic,
+            table_topic,
+            idle,
+        )
+        return TableGate(stream_topic, table_topic, locate, more_coming, idle)
+
+    def _read_to_end(self) -> bool:
+        """Every source partition is read up to the end the broker last reported (unknown before the first
+        fetch: not yet)."""
+        for topic in self.sources.topics:
+            for partition in range(self.runtime.partition_count(topic)):
+                tp = TopicPartition(topic, partition)
+                _, high = self.consumer.get_watermark_offsets(tp, cached=True)
+                if high < 0 or self.consumer.position([tp])[0].offset < high:
+                    return False
+        return True
+
+    def _more_coming(self, topic: str, partition: int) -> bool:
+        """A partition read to its end has more on its way: on the broker beyond what the consumer returned,
+        or still to be written by a query of this engine that is behind."""
+        tp = TopicPartition(topic, partition)
+        _, high = self.consumer.get_watermark_offsets(tp, cached=True)
+        position = self.consumer.position([tp])[0].offset
+        return (high >= 0 and position >= 0 and high > position) or self.runtime.behind(topic)
+
     def position(self) -> None:
         """Find where to start, before the statement returns: rows produced after a CREATE ... AS SELECT with
         "latest" are never missed, and "latest" means the same thing after a crash."""
@@ -376,7 +423,9 @@ class QueryRunner(threading.Thread):
             self._pipelined_loop()
             return
         while not self.stopping.is_set():  # a stateful query: one batch at a time, its state committed with it
-            messages = self._next_messages()
+            read = self._next_messages()
+            messages = self._in_time(read) if self.gate is not None or self.merge is not None else read
+            self.caught_up = not read and not messages and not self._waiting() and self._read_to_end()
             if not messages:
                 self._idle()
                 continue
@@ -401,6 +450,7 @@ class QueryRunner(threading.Thread):
         try:
             while not self.stopping.is_set():
                 messages = self._next_messages(wait=evaluating is None and produced is None)
+                self.caught_up = not messages and evaluating is None and produced is None and self._read_to_end()
                 following = None
                 if messages:
                     end = self._ends(messages)
@@ -475,7 +525,31 @@ class QueryRunner(threading.Thread):
             for m in messages:
                 if m.error() is not None and m.error().code() != KafkaError._PARTITION_EOF:
                     logger.warning("query %s: consume error: %s", self.query.id, m.error())
+            if self.gate is not None or self.merge is not None:  # they need to know where a partition ends
+                return [m for m in messages if m.error() is None or m.error().code() == KafkaError._PARTITION_EOF]
         return good
+
+    def _waiting(self) -> bool:
+        """Records read but held back (stream_time)."""
+        holder = self.gate if self.gate is not None else self.merge
+        return holder is not None and holder.holding > 0
+
+    def _in_time(self, messages: list[Message]) -> list[Message]:
+        """What may be processed now, in event time (stream_time): a stateful query's partitions merged in
+        time, a join's stream records once its table is read up to their time. A partition with many
+        records waiting stops being fetched until they go (Kafka Streams' buffered.records.per.partition)."""
+        holder: TableGate | TimeOrder = self.gate if self.gate is not None else self.merge  # type: ignore[assignment]
+        released = holder.release(messages)
+        for topic in self.sources.topics:
+            for partition in range(self.runtime.partition_count(topic)):
+                backlog, tp = holder.backlog(topic, partition), (topic, partition)
+                if backlog >= MAX_HELD and tp not in self._paused:
+                    self.consumer.pause([TopicPartition(topic, partition)])
+                    self._paused.add(tp)
+                elif backlog < MAX_HELD // 2 and tp in self._paused:
+                    self.consumer.resume([TopicPartition(topic, partition)])
+                    self._paused.discard(tp)
+        return released
 
     def _evaluate(self, messages: list[Message]) -> Output:
         """A batch through the query: column-wise (the vectorized path where the query has one) for one
@@ -483,7 +557,8 @@ class QueryRunner(threading.Thread):
         q = self.query
         if self.sources.single:
             return evaluate(q, to_columns(self.sources.topics[0], messages, bool(q.source.schema.headers)))
-        return Output.from_records(q.process([to_record(m) for m in in_time_order(messages)]))
+        ordered = self.gate.in_order(messages) if self.gate is not None else in_time_order(messages)
+        return Output.from_records(q.process([to_record(m) for m in ordered]))
 
     def _positions(self, end: dict[Any, int]) -> dict[str, dict[int, int]]:
         """Input positions as the state records them (per source topic)."""
@@ -574,6 +649,13 @@ class QueryRunner(threading.Thread):
     def _recover(self) -> None:
         """Finish the batch in flight (after a crash or a failed batch) and position the consumer after it."""
         q = self.query
+        if self.gate is not None:  # the consumer reads again from the end of what is processed
+            self.gate.reset()
+        if self.state.active and self.gate is None and self.sources.single:
+            topic = self.sources.topics[0]
+            partitions = [(topic, p) for p in range(self.runtime.partition_count(topic))]
+            self.merge = TimeOrder(partitions, self._more_coming)
+        self._paused.clear()
         in_flight = self.progress.in_flight
         if in_flight and self.state.includes(self._positions(self.progress.end)):
             # the state was committed after the batch's output was acknowledged: nothing to redo
@@ -724,6 +806,18 @@ class KafkaRuntime:
         runner.position()
         self.runners[q.id] = runner
         runner.start()
+
+    def behind(self, topic: str, seen: frozenset[str] = frozenset()) -> bool:
+        """Whether a running query writing `topic`, or one upstream of it, has records still to process."""
+        for runner in list(self.runners.values()):
+            if runner.query.sink.topic != topic or not runner.is_alive() or runner.error is not None:
+                continue
+            if not runner.caught_up:
+                return True
+            upstream = [t for t in runner.sources.topics if t not in seen]
+            if any(self.behind(t, seen | {topic}) for t in upstream):
+                return True
+        return False
 
     def remove_query(self, query_id: str) -> None:
         """TERMINATE: stop the query and drop its progress log and state (as ksqlDB drops a query's internal

@@ -10,12 +10,11 @@ import itertools
 import logging
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, Message
+from confluent_kafka import Consumer
 
 from fraudstream.kafka import client_config, fetch_wait_ms
 
@@ -36,6 +35,7 @@ from ..kafka_runtime import (
 from ..parser import parse
 from ..pull import PullResult
 from ..records import Record
+from ..stream_time import TimeOrder
 from .entities import BAD_STATEMENT, QUERY_ENDPOINT, SERVER_ERROR, command_status, entity, error_body, json_value
 
 logger = logging.getLogger(__name__)
@@ -92,34 +92,6 @@ class Header:
     @property
     def schema(self) -> str:
         return ", ".join(f"`{n}` {t}" for n, t in zip(self.names, self.types))
-
-
-class TimeOrder:
-    """Records of several topics in the order Kafka Streams feeds a join (its max.task.idle.ms): each partition
-    in offset order, the buffered head with the lowest timestamp first, and only while every partition has a
-    buffered record or has been read to its end, so that, e.g., a table's rows are joined before the later
-    stream records they match whichever topic the consumer fetched first."""
-
-    def __init__(self, partitions: list[tuple[str, int]]) -> None:
-        self.buffers: dict[tuple[str, int], deque[Message]] = {tp: deque() for tp in partitions}
-        self.at_end: set[tuple[str, int]] = set()
-
-    def release(self, messages: list[Message]) -> list[Message]:
-        """Buffer `messages` (end-of-partition events included); return those that may go now, in order."""
-        for m in messages:
-            tp = (m.topic(), m.partition())
-            if m.error() is None:
-                self.buffers[tp].append(m)
-                self.at_end.discard(tp)
-            elif m.error().code() == KafkaError._PARTITION_EOF:
-                self.at_end.add(tp)
-        out = []
-        while all(buffer or tp in self.at_end for tp, buffer in self.buffers.items()):
-            heads = [buffer for buffer in self.buffers.values() if buffer]
-            if not heads:
-                break
-            out.append(min(heads, key=lambda buffer: buffer[0].timestamp()[1]).popleft())
-        return out
 
 
 class PushQuery:
