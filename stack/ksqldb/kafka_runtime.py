@@ -328,19 +328,22 @@ class QueryRunner(threading.Thread):
         fetch: not yet)."""
         for topic in self.sources.topics:
             for partition in range(self.runtime.partition_count(topic)):
-                tp = TopicPartition(topic, partition)
-                _, high = self.consumer.get_watermark_offsets(tp, cached=True)
-                if high < 0 or self.consumer.position([tp])[0].offset < high:
+                _, high = self.consumer.get_watermark_offsets(TopicPartition(topic, partition), cached=True)
+                if high < 0 or self._position(topic, partition) < high:
                     return False
         return True
+
+    def _position(self, topic: str, partition: int) -> int:
+        """The next offset the consumer returns of a partition: its position, else (nothing returned since it
+        was assigned) where the query's processing ends."""
+        position = self.consumer.position([TopicPartition(topic, partition)])[0].offset
+        return position if position >= 0 else self.progress.end.get(self.sources.key(topic, partition), 0)
 
     def _more_coming(self, topic: str, partition: int) -> bool:
         """A partition read to its end has more on its way: on the broker beyond what the consumer returned,
         or still to be written by a query of this engine that is behind."""
-        tp = TopicPartition(topic, partition)
-        _, high = self.consumer.get_watermark_offsets(tp, cached=True)
-        position = self.consumer.position([tp])[0].offset
-        return (high >= 0 and position >= 0 and high > position) or self.runtime.behind(topic)
+        _, high = self.consumer.get_watermark_offsets(TopicPartition(topic, partition), cached=True)
+        return (high >= 0 and high > self._position(topic, partition)) or self.runtime.behind(topic)
 
     def position(self) -> None:
         """Find where to start, before the statement returns: rows produced after a CREATE ... AS SELECT with
