@@ -150,7 +150,7 @@ class TableGate:
 
     def release(self, messages: Iterable[Message]) -> list[Message]:
         """Take what the consumer returned (end-of-partition events included, in the order they came);
-        return what may be processed now, in event-time order."""
+        return what may be processed now, each partition in offset order (`in_order` merges them)."""
         out: list[Message] = []
         for m in messages:
             topic, partition = m.topic(), m.partition()
@@ -173,17 +173,18 @@ class TableGate:
                 m, ts, _ = queue.popleft()
                 self.times[(m.topic(), m.partition(), m.offset())] = ts
                 out.append(m)
-        return self.in_order(out)
+        return out
 
     def in_order(self, messages: list[Message]) -> list[Message]:
-        """`messages` in event-time order: stream records by the time their query extracts."""
+        """`messages` in event-time order: stream records by the time their query extracts (known from
+        `release`; a batch read again after a crash is placed anew)."""
         times = self.times
 
         def time_of(m: Message) -> int:
             if m.topic() != self.stream_topic:
                 return m.timestamp()[1]
             ts = times.pop((m.topic(), m.partition(), m.offset()), None)
-            if ts is None:  # a batch read again after a crash
+            if ts is None:
                 ts = (self.locate(m) or (m.timestamp()[1], None))[0]
             return ts
 
