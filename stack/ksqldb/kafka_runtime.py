@@ -326,24 +326,27 @@ class QueryRunner(threading.Thread):
     def _read_to_end(self) -> bool:
         """Every source partition is read up to the end the broker last reported (unknown before the first
         fetch: not yet)."""
-        for topic in self.sources.topics:
-            for partition in range(self.runtime.partition_count(topic)):
-                _, high = self.consumer.get_watermark_offsets(TopicPartition(topic, partition), cached=True)
-                if high < 0 or self._position(topic, partition) < high:
-                    return False
-        return True
+        return all(
+            self._unread(topic, partition) == 0
+            for topic in self.sources.topics
+            for partition in range(self.runtime.partition_count(topic))
+        )
 
-    def _position(self, topic: str, partition: int) -> int:
-        """The next offset the consumer returns of a partition: its position, else (nothing returned since it
-        was assigned) where the query's processing ends."""
+    def _unread(self, topic: str, partition: int) -> int | None:
+        """Records of a partition on the broker beyond those the consumer returned (None before its first
+        fetch). With nothing returned since it was assigned, the consumer stands where processing ends."""
+        _, high = self.consumer.get_watermark_offsets(TopicPartition(topic, partition), cached=True)
+        if high < 0:
+            return None
         position = self.consumer.position([TopicPartition(topic, partition)])[0].offset
-        return position if position >= 0 else self.progress.end.get(self.sources.key(topic, partition), 0)
+        if position < 0:
+            position = self.progress.end.get(self.sources.key(topic, partition), 0)
+        return max(high - position, 0)
 
     def _more_coming(self, topic: str, partition: int) -> bool:
         """A partition read to its end has more on its way: on the broker beyond what the consumer returned,
         or still to be written by a query of this engine that is behind."""
-        _, high = self.consumer.get_watermark_offsets(TopicPartition(topic, partition), cached=True)
-        return (high >= 0 and high > self._position(topic, partition)) or self.runtime.behind(topic)
+        return bool(self._unread(topic, partition)) or self.runtime.behind(topic)
 
     def position(self) -> None:
         """Find where to start, before the statement returns: rows produced after a CREATE ... AS SELECT with
