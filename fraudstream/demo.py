@@ -209,6 +209,9 @@ def demo_command(
         raise click.UsageError("--file replays the flagship's payments; the handbook's transactions are simulated")
     ksql_dir = ksql_dir or pipeline.ksql_dir
     connectors_dir = connectors_dir or pipeline.connectors_dir
+    for option, directory in (("--ksql-dir", ksql_dir), ("--connectors-dir", connectors_dir)):
+        if not directory.is_dir():  # a default, which click did not check: run from the checkout, or give one
+            raise click.BadParameter(f"Directory '{directory}' does not exist.", param_hint=f"'{option}'")
     label_delay = label_delay or Duration().convert(pipeline.label_delay, None, None)
     if with_prometheus:
         check_prometheus()  # before starting anything
