@@ -11,12 +11,15 @@ from __future__ import annotations
 import base64
 import ctypes
 import ctypes.util
+import fcntl
 import logging
 import os
 import random
 import signal
 import socket
 import subprocess
+import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -76,27 +79,50 @@ class RunningService:
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A port nothing uses now, below the kernel's ephemeral range.
+    """A port nothing uses now, below the kernel's ephemeral range, and handed out once per machine.
 
     Ports the OS hands out for `bind(0)` come from the same range as the local ports of outgoing
     connections, so a service restarted on such a port can find it taken by some client's socket.
+    A port is bound only later, by the service it is for: the reservation keeps two processes that
+    pick ports at the same time (parallel test workers, a bench beside a test) from picking the same.
     """
     low, _ = _ephemeral_range()
     for _ in range(1000):
         port = random.randint(max(1024, low - 12_000), low - 1)
-        if not port_in_use(port, host):
+        if _reserve(port) and not port_in_use(port, host):
             return port
     raise StackError(f"no free port below {low} on {host}")
 
 
 def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
-    """`count` distinct free ports (nothing is bound in between, so each pick must differ from the others)."""
-    ports: list[int] = []
-    while len(ports) < count:
-        port = free_port(host)
-        if port not in ports:
-            ports.append(port)
-    return ports
+    """`count` distinct free ports."""
+    return [free_port(host) for _ in range(count)]
+
+
+_RESERVATIONS = Path(tempfile.gettempdir()) / f"fraudstream-ports-{os.getuid()}.lock"
+_reserved: set[int] = set()
+_reserving = threading.Lock()
+_reservations_fd: int | None = None
+
+
+def _reserve(port: int) -> bool:
+    """Claim `port` for the life of this process; False when this or another process claimed it first.
+
+    The claim is a POSIX record lock on byte `port` of one shared file: the kernel drops it when the
+    process exits, however it exits, so nothing is left to clean up.
+    """
+    global _reservations_fd
+    with _reserving:
+        if port in _reserved:
+            return False
+        if _reservations_fd is None:
+            _reservations_fd = os.open(_RESERVATIONS, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.lockf(_reservations_fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, port)
+        except OSError:
+            return False
+        _reserved.add(port)
+        return True
 
 
 def _ephemeral_range() -> tuple[int, int]:

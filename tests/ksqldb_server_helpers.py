@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 from confluent_kafka import Consumer
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
@@ -50,13 +51,21 @@ def server_spec(addresses: Addresses, port: int, service_id: str = "default_") -
 
 @contextmanager
 def running_server(
-    addresses: Addresses, log_dir: Path, port: int | None = None, service_id: str = "default_"
+    addresses: Addresses, log_dir: Path, port: int | None = None, service_id: str | None = None
 ) -> Iterator[RunningService]:
+    """A server of its own `ksql.service.id` (a fresh one by default): it starts with an empty command topic,
+    not replaying every statement that earlier tests ran on the session stack."""
+    service_id = service_id or f"t{uuid.uuid4().hex[:8]}_"
     service = supervisor.start(server_spec(addresses, port or supervisor.free_port(), service_id), log_dir)
     try:
         yield service
     finally:
         supervisor.stop(service)
+
+
+def service_id_of(server: RunningService) -> str:
+    """The server's `ksql.service.id`, as its /info says: it names the processing log and the query groups."""
+    return httpx.get(f"{server.address}/info").json()["KsqlServerInfo"]["ksqlServiceId"]
 
 
 def registry_with_scores() -> InMemorySchemaRegistry:

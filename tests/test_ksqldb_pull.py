@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from confluent_kafka import Consumer, Producer
-from ksqldb_server_helpers import labelled_payments, prefixed_statements, running_server
+from ksqldb_server_helpers import labelled_payments, prefixed_statements, running_server, service_id_of
 
 from fraudstream.kafka import committed_offsets, end_offsets, producer_config
 from ksql import KSQLAPI
@@ -232,7 +232,7 @@ def test_fraud_features_from_the_ksql_files(stack, server: RunningService, tmp_p
             timestamp=1,
         )
     assert producer.flush(30) == 0
-    group = query_group(join_query, _service_id(server))
+    group = query_group(join_query, service_id_of(server))
     while not _committed_to_end(bootstrap, group, users_topic):
         time.sleep(0.2)  # the join has read every user before the first payment arrives
 
@@ -263,10 +263,6 @@ def test_fraud_features_from_the_ksql_files(stack, server: RunningService, tmp_p
         time.sleep(0.2)
     for start, _count, total, biggest in rows:
         assert total == pytest.approx(sum(expected[start])) and biggest == pytest.approx(max(expected[start]))
-
-
-def _service_id(server: RunningService) -> str:
-    return httpx.get(f"{server.address}/info").json()["KsqlServerInfo"]["ksqlServiceId"]
 
 
 def _committed_to_end(bootstrap: str, group: str, topic: str) -> bool:

@@ -10,6 +10,7 @@ import httpx
 import pytest
 from confluent_kafka import Consumer, Producer
 from ksql.errors import KSQLError
+from ksqldb_server_helpers import service_id_of
 
 from fraudstream.kafka import producer_config
 from ksql import KSQLAPI
@@ -167,7 +168,7 @@ def test_query_stream_formats_and_close(stack, server: RunningService, client: K
     assert client.close_query("no_such_query") is False
 
 
-def test_bad_records_go_to_the_processing_log(stack, client: KSQLAPI, topic_name: str) -> None:
+def test_bad_records_go_to_the_processing_log(stack, server, client: KSQLAPI, topic_name: str) -> None:
     name = "PL_" + topic_name.upper().replace("-", "_")
     client.ksql(f"CREATE STREAM {name} (N INT) WITH (KAFKA_TOPIC='{topic_name}', VALUE_FORMAT='JSON', PARTITIONS=1)")
     client.ksql(f"CREATE STREAM {name}_OUT WITH (KAFKA_TOPIC='{topic_name}-out') AS SELECT N * 10 AS N10 FROM {name};")
@@ -175,7 +176,7 @@ def test_bad_records_go_to_the_processing_log(stack, client: KSQLAPI, topic_name
     assert _read(stack.addresses.bootstrap_servers, f"{topic_name}-out", 1) == [(None, b'{"N10":40}')]
     entry = _first(
         stack.addresses.bootstrap_servers,
-        "default_ksql_processing_log",
+        f"{service_id_of(server)}ksql_processing_log",
         lambda value: json.loads(value).get("topic") == topic_name,
     )
     assert entry["target"] == "value" and "JSON" in entry["errorMessage"] and entry["offset"] == 0

@@ -9,7 +9,7 @@ import threading
 import time
 from pathlib import Path
 
-from stack.supervisor import free_port, pid_alive, port_holder, port_in_use, port_released
+from stack.supervisor import free_port, free_ports, pid_alive, port_holder, port_in_use, port_released
 
 
 def test_a_port_released_after_a_moment_counts_as_free() -> None:
@@ -67,3 +67,23 @@ def test_a_port_held_by_closing_connections_is_reported_as_such() -> None:
         client.close()
     assert port_in_use(port)
     assert "closing connections of an earlier process (1 TIME_WAIT)" in port_holder(port)
+
+
+def test_processes_picking_ports_at_once_never_pick_the_same() -> None:
+    """Parallel test workers pick ports long before their services bind them: each port goes to one picker."""
+    # each child holds its picks until told to exit, as a test worker holds them while its services run
+    picker = (
+        "import sys; from stack.supervisor import free_ports; print(*free_ports(300), flush=True); sys.stdin.read()"
+    )
+    children = [
+        subprocess.Popen([sys.executable, "-c", picker], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]
+    try:
+        mine = free_ports(300)
+        theirs = [int(port) for child in children for port in child.stdout.readline().split()]
+    finally:
+        for child in children:
+            child.communicate(timeout=60)
+    assert len(theirs) == 900
+    assert len(set(mine + theirs)) == 1200  # about 60 would repeat among 1,200 random picks from 12,000 ports

@@ -172,6 +172,7 @@ class KsqlService:
         self._insert_serdes: dict[str, tuple[Any, Any]] = {}
         #: GET /status/<commandId>: every command this server ran, replayed at start-up or received since.
         self.command_statuses: dict[str, dict[str, Any]] = {}
+        self._closing = threading.Event()
 
     # ---------------------------------------------------------------- start-up
     def start(self) -> None:
@@ -184,7 +185,8 @@ class KsqlService:
                 break
             except Exception as e:  # noqa: BLE001 - the broker may still be starting
                 logger.warning("waiting for the broker: %s", e)
-                time.sleep(1.0)
+                if self._closing.wait(1.0):  # stopped before the broker ever answered: exit, do not wait on
+                    return
         self.runtime.deferring = True
         with self.lock:
             for cmd in history:
@@ -202,6 +204,7 @@ class KsqlService:
         self.ready = True
 
     def close(self) -> None:
+        self._closing.set()
         for pq in list(self.push_queries.values()):
             pq.close()
         self.runtime.close()
