@@ -94,6 +94,11 @@ COMMANDS: dict[str, LazyCommand] = {
             "fraudstream.handbook:evaluate_command",
         ),
     ),
+    "chaos": LazyCommand(
+        "fraudstream.chaos:chaos_command",
+        "Replay payments through a throwaway durable pipeline while killing (kill -9) and restarting the broker, "
+        "the object store, ksqlDB, Connect and the stream worker; report what was lost (exit 1 if anything).",
+    ),
     "bench": LazyCommand(
         "fraudstream.bench.cli:bench_command",
         "Throughput and latency benchmarks, each printed as a ratio to a raw passthrough on the same broker.",

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Mapping
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from fraudstream.credentials import Credentials
@@ -162,3 +163,31 @@ def _partition_end(consumer: Consumer, topic: str, partition: int, timeout: floa
         return max(high, listed)
     finally:
         consumer.unassign()
+
+
+def read_topic(bootstrap_servers: str, topic: str, timeout: float = 300.0) -> list[Message]:
+    """Every record of `topic` from its start to its end now, partition by partition in offset order."""
+    ends = {p: end for p, end in end_offsets(bootstrap_servers, topic, timeout=60.0).items() if end > 0}
+    read: dict[int, list[Message]] = {p: [] for p in ends}
+    consumer = Consumer(
+        consumer_config(
+            bootstrap_servers,
+            f"fraudstream-read-{topic}",
+            enable_auto_commit=False,
+            fetch_wait_max_ms=READ_FETCH_WAIT_MS,
+        )
+    )
+    try:
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
+        deadline = time.monotonic() + timeout
+        while any(not records or records[-1].offset() < ends[p] - 1 for p, records in read.items()):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{topic} not read to its end within {timeout:.0f} s")
+            for message in consumer.consume(num_messages=10_000, timeout=1.0):
+                if message.error() is not None:
+                    raise KafkaException(message.error())
+                if message.offset() < ends[message.partition()]:
+                    read[message.partition()].append(message)
+    finally:
+        consumer.close()
+    return [message for p in sorted(read) for message in read[p]]

@@ -88,7 +88,7 @@ def free_port(host: str = "127.0.0.1") -> int:
     """
     low, _ = _ephemeral_range()
     for _ in range(1000):
-        port = random.randint(max(1024, low - 12_000), low - 1)
+        port = _ports_drawn.randint(max(1024, low - 12_000), low - 1)
         if _reserve(port) and not port_in_use(port, host):
             return port
     raise StackError(f"no free port below {low} on {host}")
@@ -99,6 +99,9 @@ def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
     return [free_port(host) for _ in range(count)]
 
 
+#: Its own generator: a program that seeds `random` (Keras' `set_random_seed` does) must not make every
+#: process draw the same ports.
+_ports_drawn = random.SystemRandom()
 _RESERVATIONS = Path(tempfile.gettempdir()) / f"fraudstream-ports-{os.getuid()}.lock"
 _reserved: set[int] = set()
 _reserving = threading.Lock()
@@ -240,7 +243,8 @@ def start(spec: ServiceSpec, log_dir: Path, outlive_caller: bool = False) -> Run
     """Start `spec` and wait until it is healthy; a busy port, a missing binary or an early exit is a StackError.
 
     With `outlive_caller` false the service gets SIGTERM when the calling process dies, however it dies:
-    a test run that is killed leaves no servers behind.
+    a test run that is killed leaves no servers behind. Linux sends that signal when the *thread* that
+    started the service ends, so start services from a thread that lives as long as they should (the main one).
     """
     for port in spec.ports:
         if not port_released(port):
