@@ -38,6 +38,7 @@ from fraudstream.s3 import ensure_bucket
 from fraudstream.topics import SCORES_TOPIC
 from stack import supervisor
 from stack.broker import consumer_env, tansu_spec
+from stack.broker_recovery import ObjectLog, recover
 from stack.connect.process import connect_spec
 from stack.objectstore import seaweedfs_spec
 from stack.prometheus import DEFAULT_PROMETHEUS_PORT, PROMETHEUS, prometheus_spec, scrape_targets
@@ -261,15 +262,33 @@ class EmbeddedStack:
             spec = replace(spec, env={**spec.env, **self.security_env()})
             if spec.health_url.startswith("http"):
                 spec = replace(spec, password_file=self._password_file())
+        if name == "broker" and not self.ephemeral:
+            self._recover_broker_log()
         self.running[name] = supervisor.start(spec, self.data_dir / "logs", self.outlive_caller)
         if name == "objectstore":
             ensure_bucket(self.bucket, self.addresses.s3_endpoint_url)
+            broker = self.running.get("broker")
+            if broker is not None and broker.alive() and not self.ephemeral:
+                # The broker's writes failed while the store was gone, and a batch write that failed after its
+                # watermark's leaves a hole only log recovery repairs: restart the broker, as Kafka halts a
+                # broker whose log directory failed.
+                logger.warning("the object store was restarted under the broker: restarting the broker too")
+                self.stop_service("broker")
+                self.start_service("broker")
         if name == "schema-registry":  # before any statement: ksql/090 infers the scores' columns from it
             from confluent_kafka.schema_registry import SchemaRegistryClient
 
             registry = SchemaRegistryClient(self.credentials.schema_registry(self.addresses.schema_registry_url))
             register_score_schema(registry, SCORES_TOPIC)
         self._save_state()
+
+    def _recover_broker_log(self) -> None:
+        """Put back partitions a crashed broker left with a watermark past their last stored batch
+        (`stack.broker_recovery`); a recovery that fails is logged, and the broker starts as it would without it."""
+        try:
+            recover(ObjectLog(self.addresses.s3_endpoint_url, self.bucket))
+        except Exception:  # noqa: BLE001 - recovery is a repair on top: never the reason the broker is down
+            logger.exception("broker log recovery failed; starting the broker without it")
 
     def stop_service(self, name: str, kill: bool = False) -> None:
         """Stop one service (SIGKILL when `kill`, as a crash test wants); the others keep running."""

@@ -45,9 +45,9 @@ def test_offline_hopping_windows_hold_each_payment_in_every_window_that_covers_i
     assert len(windows) == 6  # none starts below 0
 
 
-#: The components this test kills. The broker and the object store are left to `fraudstream chaos`: a broker
-#: killed mid-produce, or an object store gone under it, leaves a partition whose watermark is past its last
-#: stored batch (Tansu 0.6 moves the watermark before it writes the batch), and readers stall at that hole.
+#: The components this test kills. The broker and the object store are left to `fraudstream chaos`: while the
+#: object store is down the broker answers produce requests with UNKNOWN_SERVER_ERROR, which Kafka clients do not
+#: retry, so a producer gives up on what it has not yet sent (README, "Crashes").
 SURVIVED = ("ksqldb", "connect", WORKER)
 
 
