@@ -146,12 +146,18 @@ class LakeCheck:
     landed: int
     missing: int
     duplicates: int
+    dead_lettered: int  # records of the connector's dead-letter topic: what it could not convert
 
 
-def lake_check(addresses: Addresses, topic: str) -> LakeCheck:
+def lake_check(addresses: Addresses, sink: Sink, topic: str) -> LakeCheck:
     from connectors.lake import list_objects, read_object
 
     ends = end_offsets(addresses.bootstrap_servers, topic, timeout=60.0)
+    dead = (
+        sum(end_offsets(addresses.bootstrap_servers, sink.dead_letters, timeout=60.0).values())
+        if sink.dead_letters
+        else 0
+    )
     copies = Counter[tuple[int, int]]()
     for obj in list_objects(addresses.bucket, topic, endpoint_url=addresses.s3_endpoint_url):
         count = len(read_object(addresses.bucket, obj, addresses.s3_endpoint_url))
@@ -163,6 +169,7 @@ def lake_check(addresses: Addresses, topic: str) -> LakeCheck:
         landed=sum(copies.values()),
         missing=len(expected - copies.keys()),
         duplicates=sum(count - 1 for count in copies.values()),
+        dead_lettered=dead,
     )
 
 
@@ -254,39 +261,51 @@ class ChaosReport:
     recoveries: dict[str, Recovery]
     collateral: Counter[str]
     settled_seconds: float
+    caught_up: bool  # False: the scores or the sinks were still behind when the settle time ran out
 
     @property
     def lost(self) -> int:
         return self.lost_at_broker + self.unscored + sum(check.missing for check in self.lake)
 
 
-def connector_topics(connectors_dir: Path) -> dict[str, list[str]]:
-    """Each connector config of `connectors_dir` by name, with the topics it lands in the lake."""
-    named = {}
+@dataclass(frozen=True)
+class Sink:
+    """A connector of `connectors/`: the topics it lands in the lake, and its dead-letter topic."""
+
+    name: str
+    topics: list[str]
+    dead_letters: str | None
+
+
+def sinks(connectors_dir: Path) -> list[Sink]:
+    """The connector configs of `connectors_dir`."""
+    found = []
     for path in sorted(connectors_dir.glob("*.json")):
         body = json.loads(path.read_text())
-        topics = body.get("config", {}).get("topics", "")
-        named[body["name"]] = [topic.strip() for topic in topics.split(",") if topic.strip()]
-    return named
+        config = body.get("config", {})
+        topics = [topic.strip() for topic in config.get("topics", "").split(",") if topic.strip()]
+        found.append(Sink(body["name"], topics, config.get("errors.deadletterqueue.topic.name") or None))
+    return found
 
 
 def settle(
     addresses: Addresses, connectors_dir: Path, payments: int, quiet: float, at_most: float, killer: Killer
-) -> float:
+) -> tuple[float, bool]:
     """Wait until every payment reached the scores and the sinks committed every record they read, and nothing
-    has moved for `quiet` seconds (the aggregate's last updates); at most `at_most` seconds. Returns the wait."""
+    has moved for `quiet` seconds (the aggregate's last updates); at most `at_most` seconds. Returns the wait
+    and whether everything caught up."""
     bootstrap = addresses.bootstrap_servers
     watched = [SOURCE_TOPIC, PREPROCESSED_TOPIC, SCORES_TOPIC, AGGREGATE_TOPIC]
     began = time.monotonic()
-    last, changed = None, began
+    last, changed, caught_up = None, began, False
     while time.monotonic() - began < at_most:
         killer.revive()
         try:
             sizes = {topic: sum(end_offsets(bootstrap, topic, timeout=30.0).values()) for topic in watched}
             landed = all(
-                _committed_to_end(bootstrap, f"connect-{name}", topic)
-                for name, topics in connector_topics(connectors_dir).items()
-                for topic in topics
+                _committed_to_end(bootstrap, f"connect-{sink.name}", topic)
+                for sink in sinks(connectors_dir)
+                for topic in sink.topics
             )
         except Exception as error:  # noqa: BLE001 - a loaded broker may time out: ask again
             logger.debug("chaos: not settled yet: %s", error)
@@ -298,7 +317,7 @@ def settle(
         if caught_up and time.monotonic() - changed >= quiet:
             break
         time.sleep(2.0)
-    return time.monotonic() - began
+    return time.monotonic() - began, caught_up
 
 
 def _committed_to_end(bootstrap: str, group: str, topic: str) -> bool:
@@ -332,7 +351,9 @@ def run_chaos(
         )
         killer.run(schedule, until_done=replaying.done)
         summary = replaying.result()
-    settled = settle(addresses, connectors_dir, summary.acknowledged, quiet=20.0, at_most=settle_seconds, killer=killer)
+    settled, caught_up = settle(
+        addresses, connectors_dir, summary.acknowledged, quiet=20.0, at_most=settle_seconds, killer=killer
+    )
     source = read_topic(addresses.bootstrap_servers, SOURCE_TOPIC)
     on_source = {record.key().decode() for record in source}
     acknowledged = {f"{payment}-{run}" for payment in frame["Id"]} if not summary.failed else on_source
@@ -346,11 +367,12 @@ def run_chaos(
         scored=len(on_source & scores.keys()),
         unscored=len(on_source - scores.keys()),
         duplicate_scores=sum(count - 1 for count in scores.values()),
-        lake=[lake_check(addresses, t) for topics in connector_topics(connectors_dir).values() for t in topics],
+        lake=[lake_check(addresses, sink, topic) for sink in sinks(connectors_dir) for topic in sink.topics],
         aggregate=aggregate_check(addresses, source, (ksql_dir / AGGREGATE_STATEMENT).read_text()),
         recoveries=killer.recoveries,
         collateral=killer.collateral,
         settled_seconds=settled,
+        caught_up=caught_up,
     )
 
 
@@ -377,22 +399,32 @@ def report_tables(report: ChaosReport) -> list[Table]:
             f"{seconds[-1]:.1f}",
             str(report.collateral.get(name, 0)),
         )
-    outcome = Table("check", "records", "lost", "duplicates", title="what the pipeline kept")
+    caption = "" if report.caught_up else f"not caught up after {report.settled_seconds:.0f} s of settling"
+    outcome = Table("check", "records", "lost", "duplicates", "dead letters", title="what the pipeline kept",
+                    caption=caption)  # fmt: skip
     outcome.add_row(
         "payments acknowledged -> on the source topic",
         f"{report.acknowledged:,}",
         f"{report.lost_at_broker:,}",
         f"{report.source_duplicates:,}",
+        "",
     )
     outcome.add_row(
-        "payments -> a score", f"{report.on_source:,}", f"{report.unscored:,}", f"{report.duplicate_scores:,}"
+        "payments -> a score", f"{report.on_source:,}", f"{report.unscored:,}", f"{report.duplicate_scores:,}", ""
     )
     for check in report.lake:
-        outcome.add_row(f"{check.topic} -> lake", f"{check.records:,}", f"{check.missing:,}", f"{check.duplicates:,}")
+        outcome.add_row(
+            f"{check.topic} -> lake",
+            f"{check.records:,}",
+            f"{check.missing:,}",
+            f"{check.duplicates:,}",
+            f"{check.dead_lettered:,}",
+        )
     outcome.add_row(
         f"{AGGREGATE_TOPIC} windows = uninterrupted",
         f"{report.aggregate.windows:,}",
         f"{report.aggregate.differing:,} differ",
+        "",
         "",
     )
     return [kills, outcome]

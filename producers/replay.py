@@ -8,6 +8,8 @@ record headers, so that nothing is lost.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
 import sys
 import time
@@ -55,6 +57,12 @@ KEPT_REJECTIONS = 100
 DEAD_LETTER_MAX_BYTES = 256 * 1024
 #: Progress is reported every this many lines (and at every rejected line).
 PROGRESS_EVERY = 200
+#: Delivery errors after which the replay sends the record again. A Kafka broker whose log storage fails
+#: answers KAFKA_STORAGE_ERROR, which the client retries by itself; the embedded broker answers
+#: UNKNOWN_SERVER_ERROR while its object store is down, which clients give up on at once.
+RESENT_ERRORS = frozenset({KafkaError.UNKNOWN})
+#: How often one record is sent again, the first pause before that (it doubles), and the longest pause.
+RESENDS, RESEND_BACKOFF_SECONDS, RESEND_BACKOFF_MAX_SECONDS = 10, 0.5, 5.0
 #: How long to wait for the broker to answer before calling it unreachable.
 CONNECT_TIMEOUT = 5.0
 
@@ -85,6 +93,9 @@ class ReplaySummary:
     rejections: list[Rejected] = field(default_factory=list)
     #: Delivery errors by message (the broker refused or timed out), counted in `failed`.
     errors: dict[str, int] = field(default_factory=dict)
+    #: Sends again of records the broker failed with an error it recovers from (RESENT_ERRORS); each such
+    #: record may be stored twice (the broker may have stored it before failing), as with any retry.
+    resent: int = 0
     #: Characters of the input consumed so far (for a progress bar over a file's size).
     position: int = 0
     interrupted: bool = False
@@ -161,6 +172,54 @@ def create_topic(bootstrap_servers: str, topic: str, partitions: int = DEFAULT_P
     ensure_topic(bootstrap_servers, topic, partitions, timeout=CONNECT_TIMEOUT)
 
 
+Delivery = Callable[[KafkaError | None, Message], None]
+
+
+class Resends:
+    """Produces records, and sends again after a pause those the broker failed with an error it recovers
+    from (RESENT_ERRORS), with the same key, headers and timestamp: a delivery report carries neither of
+    the last two, so each send keeps its own arguments."""
+
+    def __init__(self, producer: Producer, summary: ReplaySummary) -> None:
+        self.producer = producer
+        self.summary = summary
+        self._waiting: list[tuple[float, int, tuple]] = []  # (due, order, the arguments of produce)
+        self._order = itertools.count()
+
+    def __len__(self) -> int:
+        return len(self._waiting)
+
+    def produce(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        headers: list[tuple[str, bytes]] | None,
+        on_delivery: Delivery,
+        timestamp_ms: int = 0,
+        attempt: int = 0,
+    ) -> None:
+        """Produce as `_produce` does; `on_delivery` hears of the last attempt only."""
+
+        def delivered(error: KafkaError | None, message: Message) -> None:
+            if error is not None and error.code() in RESENT_ERRORS and attempt < RESENDS:
+                pause = min(RESEND_BACKOFF_SECONDS * 2**attempt, RESEND_BACKOFF_MAX_SECONDS)
+                logger.warning("%s: %s; sending the record again in %.1f s", topic, error.str(), pause)
+                again = (topic, key, value, headers, on_delivery, timestamp_ms, attempt + 1)
+                heapq.heappush(self._waiting, (time.monotonic() + pause, next(self._order), again))
+            else:
+                on_delivery(error, message)
+
+        _produce(self.producer, topic, key, value, headers, delivered, timestamp_ms)
+
+    def send_due(self) -> None:
+        """Send again every record whose pause is over."""
+        while self._waiting and self._waiting[0][0] <= time.monotonic():
+            _, _, arguments = heapq.heappop(self._waiting)
+            self.summary.resent += 1
+            self.produce(*arguments)
+
+
 def replay(
     source: ReplaySource,
     *,
@@ -206,6 +265,7 @@ def replay(
         create_topic(bootstrap_servers, topic, partitions)
     bucket = TokenBucket(rate, wait=producer.poll) if rate else None
     pending = PendingLabels(label_delay)
+    resends = Resends(producer, summary)
     clock: datetime | None = None  # the replay's event time: the latest payment timestamp sent
     if labels_topic is not None and labels_topic not in topics:
         create_topic(bootstrap_servers, labels_topic, partitions)
@@ -224,7 +284,7 @@ def replay(
 
     def send_labels(labels: Iterable[Label]) -> None:
         for label in labels:
-            _produce(producer, labels_topic, label.key(), label.encode(), None, label_delivered, label.timestamp_ms)
+            resends.produce(labels_topic, label.key(), label.encode(), None, label_delivered, label.timestamp_ms)
             summary.labels_sent += 1
 
     def dead_lettered(error: KafkaError | None, message: Message) -> None:
@@ -252,7 +312,7 @@ def replay(
                         if dlq_topic not in topics:
                             create_topic(bootstrap_servers, dlq_topic, partitions=1)
                             topics.add(dlq_topic)
-                        _produce(producer, dlq_topic, None, *_dead_letter(item), dead_lettered)
+                        resends.produce(dlq_topic, None, *_dead_letter(item), dead_lettered)
                 else:
                     if bucket is not None:
                         bucket.take()
@@ -261,7 +321,7 @@ def replay(
                     if labels_topic is not None:  # labels known by this payment's time go out before it
                         send_labels(pending.due(item.timestamp))
                     try:
-                        _produce(producer, topic, item.key(), item.encode(value_format), None, delivered)
+                        resends.produce(topic, item.key(), item.encode(value_format), None, delivered)
                     except KafkaException as error:  # refused before sending, e.g. larger than message.max.bytes
                         _failed(summary, error.args[0], f"payment {item.id!r}")
                         continue
@@ -271,6 +331,7 @@ def replay(
                         clock = item.timestamp if clock is None else max(clock, item.timestamp)
                         send_labels(pending.due(clock))
                 producer.poll(0)
+                resends.send_due()
                 if on_progress is not None and (summary.read % PROGRESS_EVERY == 0 or isinstance(item, Rejected)):
                     on_progress(summary)
             send_labels(pending.drain())
@@ -278,7 +339,8 @@ def replay(
             summary.interrupted = True
             summary.labels_pending = len(pending)
             logger.warning("interrupted: waiting for %d records in flight", len(producer))
-        while producer.flush(1.0) > 0:
+        while producer.flush(1.0) > 0 or resends:
+            resends.send_due()
             if on_progress is not None:
                 on_progress(summary)
     if on_progress is not None:
@@ -394,6 +456,7 @@ def run_with_progress(source: ReplaySource, *, total: int | None, quiet: bool, *
         f"rejected {summary.rejected:,}"
         + (f" (dead-lettered {summary.dead_lettered:,} to {topic}{DLQ_SUFFIX})" if summary.rejected else "")
         + (f", failed {summary.failed:,} ({'; '.join(summary.errors)}; stopped there)" if summary.failed else "")
+        + (f", sent again {summary.resent:,} (the broker failed them and recovered)" if summary.resent else "")
         + (" (interrupted)" if summary.interrupted else "")
     )
     if summary.run is not None and summary.sent:

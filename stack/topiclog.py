@@ -4,12 +4,14 @@
 Its one writer reads the topic to its true end on start (found with `fraudstream.kafka.end_offsets`, as the
 embedded broker's "latest" offset is wrong), and afterwards applies a change to memory only once the
 broker has acknowledged it with acks=all, so memory never runs ahead of the log. Calls block; async
-callers run them in a thread.
+callers run them in a thread. Appends from several threads (Connect's tasks writing their statuses) take
+turns.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator, Sequence
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
@@ -34,6 +36,7 @@ class TopicLog:
         self.topic = topic
         self.timeout = timeout
         self._producer: Producer | None = None
+        self._appending = threading.Lock()  # one write at a time: a failed write replaces the producer
 
     def ensure_topic(self) -> None:
         """Create the topic (compacted, one partition so that order is total) unless it exists."""
@@ -78,6 +81,10 @@ class TopicLog:
 
     def append(self, records: Sequence[Record]) -> None:
         """Produce records with acks=all and return once the broker acknowledged every one of them."""
+        with self._appending:
+            self._append(records)
+
+    def _append(self, records: Sequence[Record]) -> None:
         if self._producer is None:
             self._producer = Producer(producer_config(self.bootstrap_servers))
         failures: list[str] = []
@@ -101,6 +108,7 @@ class TopicLog:
             raise TopicLogError(f"the broker refused a write: {failures[0]}")
 
     def close(self) -> None:
-        if self._producer is not None:
-            self._producer.flush(self.timeout)
-            self._producer = None
+        with self._appending:
+            if self._producer is not None:
+                self._producer.flush(self.timeout)
+                self._producer = None

@@ -9,13 +9,21 @@ from datetime import UTC, datetime, timedelta
 import click
 import pytest
 from click.testing import CliRunner, Result
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    Message,
+    Producer,
+    TopicPartition,
+)
 
 from fraudstream.kafka import admin_client, end_offsets
+from producers import replay as replay_module
 from producers.generate import generate_command, generate_payments
 from producers.labels import DEFAULT_LABEL_DELAY
 from producers.payments import JSON_FIELDS, Payment, format_timestamp, frame_payments, read_payments
-from producers.replay import BrokerUnavailable, TokenBucket, produce_command, replay
+from producers.replay import BrokerUnavailable, ReplaySummary, Resends, TokenBucket, produce_command, replay
 from stack.supervisor import free_port
 
 KAGGLE_HEADER = ",".join(f'"{name}"' for name in ("Time", *(f"V{i}" for i in range(1, 29)), "Amount", "Class"))
@@ -52,6 +60,25 @@ def payments_in(records: list[Message]) -> list[Payment]:
 def file_payments(path) -> list[Payment]:
     with open(path, newline="") as lines:
         return list(read_payments(lines, str(path)))  # type: ignore[arg-type]
+
+
+def test_a_record_the_broker_failed_with_an_error_it_recovers_from_is_sent_again_a_bounded_number_of_times(
+    monkeypatch,
+):
+    # The embedded broker answers UNKNOWN_SERVER_ERROR while its object store is down (the chaos run), which Kafka
+    # clients do not retry: the replay sends such a record again. Here nothing listens, so every attempt times
+    # out, and the test counts a time-out as such an error.
+    monkeypatch.setattr(replay_module, "RESENT_ERRORS", frozenset({KafkaError._MSG_TIMED_OUT}))
+    monkeypatch.setattr(replay_module, "RESEND_BACKOFF_SECONDS", 0.0)
+    monkeypatch.setattr(replay_module, "RESENDS", 2)
+    producer = Producer({"bootstrap.servers": f"127.0.0.1:{free_port()}", "message.timeout.ms": 200, "log_level": 0})
+    summary, heard = ReplaySummary(), []
+    resends = Resends(producer, summary)
+    resends.produce("t", b"p1", b"v", [("h", b"1")], lambda error, message: heard.append((error.code(), message.key())))
+    while producer.flush(5) or resends:
+        resends.send_due()
+    assert summary.resent == 2  # sent three times in all
+    assert heard == [(KafkaError._MSG_TIMED_OUT, b"p1")]  # the caller hears of the last attempt only
 
 
 def test_token_bucket_waits_for_tokens_at_the_rate():

@@ -92,6 +92,9 @@ class CommandLog:
         self.producer.produce(self.topic, value=command.to_json(), partition=0, on_delivery=delivered)
         self.producer.flush(30)
         if result.get("err") is not None or result.get("offset") is None:
+            # a fresh producer for the next statement: an idempotent producer's error can be fatal to it
+            self.producer.purge()
+            self.producer = Producer(producer_config(self.bootstrap))
             raise KafkaException(result.get("err") or KafkaError(KafkaError._MSG_TIMED_OUT))
         command.offset = result["offset"]
         self.next_offset = command.offset + 1

@@ -342,6 +342,10 @@ class Changelog:
         if remaining or self._failures:
             failure = self._failures[0] if self._failures else KafkaError(KafkaError._MSG_TIMED_OUT)
             self._failures.clear()
+            # The caller writes the whole commit again. A new producer gets a new id: an idempotent producer's
+            # errors after a broker restart (PRODUCER_FENCED, out-of-order sequence) are fatal to that producer.
+            self._producer.purge()
+            self._producer = None
             raise KafkaException(failure)
 
     def write(
