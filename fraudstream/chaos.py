@@ -20,6 +20,7 @@ import json
 import logging
 import random
 import re
+import statistics
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
@@ -391,12 +392,11 @@ def report_tables(report: ChaosReport) -> list[Table]:
     """The kills (component, kills, seconds from restart to healthy, deaths it caused) and what was lost."""
     kills = Table("component", "kills", "recovery p50 (s)", "recovery max (s)", "also died", title="kills survived")
     for name, recovery in sorted(report.recoveries.items()):
-        seconds = sorted(recovery.seconds)
         kills.add_row(
             name,
             str(recovery.kills),
-            f"{seconds[len(seconds) // 2]:.1f}",
-            f"{seconds[-1]:.1f}",
+            f"{statistics.median(recovery.seconds):.1f}",
+            f"{max(recovery.seconds):.1f}",
             str(report.collateral.get(name, 0)),
         )
     caption = "" if report.caught_up else f"not caught up after {report.settled_seconds:.0f} s of settling"

@@ -96,6 +96,8 @@ class ReplaySummary:
     #: Sends again of records the broker failed with an error it recovers from (RESENT_ERRORS); each such
     #: record may be stored twice (the broker may have stored it before failing), as with any retry.
     resent: int = 0
+    #: Producers replaced after the broker fenced them (see `Sender`).
+    producers_replaced: int = 0
     #: Characters of the input consumed so far (for a progress bar over a file's size).
     position: int = 0
     interrupted: bool = False
@@ -175,19 +177,30 @@ def create_topic(bootstrap_servers: str, topic: str, partitions: int = DEFAULT_P
 Delivery = Callable[[KafkaError | None, Message], None]
 
 
-class Resends:
-    """Produces records, and sends again after a pause those the broker failed with an error it recovers
-    from (RESENT_ERRORS), with the same key, headers and timestamp: a delivery report carries neither of
-    the last two, so each send keeps its own arguments."""
+class Sender:
+    """The replay's producer, kept sending through a broker's failures it recovers from.
 
-    def __init__(self, producer: Producer, summary: ReplaySummary) -> None:
-        self.producer = producer
+    A record the broker failed with one of RESENT_ERRORS is sent again after a pause, with the same key,
+    headers and timestamp (a delivery report carries neither of the last two, so each send keeps its own
+    arguments). After such an error librdkafka's idempotent producer bumps its epoch locally (KIP-360), which
+    the embedded broker does not know and answers with PRODUCER_FENCED, fatal to that producer: then a new
+    producer (a new producer id) takes over, and the fenced records are sent again.
+    """
+
+    def __init__(self, config: dict[str, object], summary: ReplaySummary) -> None:
+        self.config = config
+        self.producer = Producer(config)
         self.summary = summary
         self._waiting: list[tuple[float, int, tuple]] = []  # (due, order, the arguments of produce)
         self._order = itertools.count()
+        self._fenced = False
 
     def __len__(self) -> int:
+        """Records waiting to be sent again."""
         return len(self._waiting)
+
+    def poll(self, timeout: float) -> None:
+        self.producer.poll(timeout)
 
     def produce(
         self,
@@ -200,24 +213,46 @@ class Resends:
         attempt: int = 0,
     ) -> None:
         """Produce as `_produce` does; `on_delivery` hears of the last attempt only."""
+        producer = self.producer
 
         def delivered(error: KafkaError | None, message: Message) -> None:
-            if error is not None and error.code() in RESENT_ERRORS and attempt < RESENDS:
+            fenced = error is not None and (error.code() == KafkaError.PRODUCER_FENCED or error.fatal())
+            if error is not None and (fenced or error.code() in RESENT_ERRORS) and attempt < RESENDS:
+                self._fenced |= fenced and producer is self.producer  # a replaced one's records fail too
                 pause = min(RESEND_BACKOFF_SECONDS * 2**attempt, RESEND_BACKOFF_MAX_SECONDS)
-                logger.warning("%s: %s; sending the record again in %.1f s", topic, error.str(), pause)
+                logger.debug("%s: %s; sending the record again in %.1f s", topic, error.str(), pause)
                 again = (topic, key, value, headers, on_delivery, timestamp_ms, attempt + 1)
                 heapq.heappush(self._waiting, (time.monotonic() + pause, next(self._order), again))
             else:
                 on_delivery(error, message)
 
-        _produce(self.producer, topic, key, value, headers, delivered, timestamp_ms)
+        try:
+            _produce(self.producer, topic, key, value, headers, delivered, timestamp_ms)
+        except KafkaException as error:
+            if not error.args[0].fatal():
+                raise
+            self._replace()
+            _produce(self.producer, topic, key, value, headers, delivered, timestamp_ms)
 
     def send_due(self) -> None:
-        """Send again every record whose pause is over."""
+        """Send again every record whose pause is over (on a new producer if the broker fenced the old one)."""
+        if self._fenced:
+            self._replace()
         while self._waiting and self._waiting[0][0] <= time.monotonic():
             _, _, arguments = heapq.heappop(self._waiting)
             self.summary.resent += 1
             self.produce(*arguments)
+
+    def flush(self, timeout: float) -> int:
+        """What is still in flight or waiting to be sent again, after sending what is due and waiting."""
+        self.send_due()
+        return self.producer.flush(timeout) + len(self._waiting)
+
+    def _replace(self) -> None:
+        fenced, self.producer, self._fenced = self.producer, Producer(self.config), False
+        self.summary.producers_replaced += 1
+        logger.warning("the broker fenced the producer: sending again on a new one")
+        fenced.flush(CONNECT_TIMEOUT)  # the rest of its records fail too, and wait to be sent again
 
 
 def replay(
@@ -259,13 +294,12 @@ def replay(
     value_format = ValueFormat(value_format)
     dlq_topic = topic + DLQ_SUFFIX
     summary = ReplaySummary(run=(run or new_run()) if live else None)
-    producer = Producer(producer_config(bootstrap_servers, logger=RDKAFKA_LOG))
-    topics = existing_topics(producer, bootstrap_servers)
+    sender = Sender(producer_config(bootstrap_servers, logger=RDKAFKA_LOG), summary)
+    topics = existing_topics(sender.producer, bootstrap_servers)
     if topic not in topics:
         create_topic(bootstrap_servers, topic, partitions)
-    bucket = TokenBucket(rate, wait=producer.poll) if rate else None
+    bucket = TokenBucket(rate, wait=sender.poll) if rate else None
     pending = PendingLabels(label_delay)
-    resends = Resends(producer, summary)
     clock: datetime | None = None  # the replay's event time: the latest payment timestamp sent
     if labels_topic is not None and labels_topic not in topics:
         create_topic(bootstrap_servers, labels_topic, partitions)
@@ -284,7 +318,7 @@ def replay(
 
     def send_labels(labels: Iterable[Label]) -> None:
         for label in labels:
-            resends.produce(labels_topic, label.key(), label.encode(), None, label_delivered, label.timestamp_ms)
+            sender.produce(labels_topic, label.key(), label.encode(), None, label_delivered, label.timestamp_ms)
             summary.labels_sent += 1
 
     def dead_lettered(error: KafkaError | None, message: Message) -> None:
@@ -312,7 +346,7 @@ def replay(
                         if dlq_topic not in topics:
                             create_topic(bootstrap_servers, dlq_topic, partitions=1)
                             topics.add(dlq_topic)
-                        resends.produce(dlq_topic, None, *_dead_letter(item), dead_lettered)
+                        sender.produce(dlq_topic, None, *_dead_letter(item), dead_lettered)
                 else:
                     if bucket is not None:
                         bucket.take()
@@ -321,7 +355,7 @@ def replay(
                     if labels_topic is not None:  # labels known by this payment's time go out before it
                         send_labels(pending.due(item.timestamp))
                     try:
-                        resends.produce(topic, item.key(), item.encode(value_format), None, delivered)
+                        sender.produce(topic, item.key(), item.encode(value_format), None, delivered)
                     except KafkaException as error:  # refused before sending, e.g. larger than message.max.bytes
                         _failed(summary, error.args[0], f"payment {item.id!r}")
                         continue
@@ -330,17 +364,16 @@ def replay(
                         pending.hold(item)
                         clock = item.timestamp if clock is None else max(clock, item.timestamp)
                         send_labels(pending.due(clock))
-                producer.poll(0)
-                resends.send_due()
+                sender.poll(0)
+                sender.send_due()
                 if on_progress is not None and (summary.read % PROGRESS_EVERY == 0 or isinstance(item, Rejected)):
                     on_progress(summary)
             send_labels(pending.drain())
         except KeyboardInterrupt:
             summary.interrupted = True
             summary.labels_pending = len(pending)
-            logger.warning("interrupted: waiting for %d records in flight", len(producer))
-        while producer.flush(1.0) > 0 or resends:
-            resends.send_due()
+            logger.warning("interrupted: waiting for %d records in flight", len(sender.producer) + len(sender))
+        while sender.flush(1.0) > 0:
             if on_progress is not None:
                 on_progress(summary)
     if on_progress is not None:

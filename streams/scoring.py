@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import murmur2
+from confluent_kafka import KafkaException
 
 from fraudstream.kafka import admin_client, ensure_topic
 from fraudstream.statements import statements_hash
@@ -57,11 +58,18 @@ KSQL_HASH = statements_hash()
 
 
 def ensure_topics(bootstrap: str, source: str, names: Sequence[str], timeout: float = 30.0) -> int:
-    """Create missing output topics with the input's partition count; returns that count."""
+    """Create missing output topics with the input's partition count; returns that count. A broker that
+    does not answer (restarting) is asked again until `timeout`."""
     admin = admin_client(bootstrap)
     deadline = time.monotonic() + timeout
     while True:
-        topics = admin.list_topics(timeout=10).topics
+        try:
+            topics = admin.list_topics(timeout=10).topics
+        except KafkaException as error:
+            if time.monotonic() > deadline:
+                raise
+            logger.warning("cannot list topics yet: %s", error.args[0].str())
+            topics = {}
         if source in topics and topics[source].partitions:
             break
         if time.monotonic() > deadline:
@@ -145,11 +153,23 @@ class Pipeline:
         self._starting = False
 
     async def start(self) -> None:
-        """Topics, schemas, producer and the production model; idempotent, and awaited by every user."""
+        """Topics, schemas, producer and the production model; idempotent, and awaited by every user. A start
+        that fails (the broker restarting) can be tried again: Faust restarts the agent that called it."""
         if self._starting:
             await self._started.wait()
             return
         self._starting = True
+        try:
+            await self._start()
+        except BaseException:
+            self._starting = False  # else the restarted agent would wait for this start for ever
+            if self.producer is not None:
+                producer, self.producer = self.producer, None
+                await producer.stop()
+            raise
+        self._started.set()
+
+    async def _start(self) -> None:
         s = self.settings
         loop = asyncio.get_running_loop()
         outputs = [s.scores_topic, s.dlq_topic] + ([s.shadow_topic] if s.shadow != "off" else [])
@@ -175,7 +195,6 @@ class Pipeline:
         for topic in score_topics:
             self.out_partitions[topic] = len(await self.producer.partitions_for(topic))
         self.dead_letters = DeadLetters(self.producer, s.dlq_topic, s.worker)
-        self._started.set()
 
     def _register(self, topic: str) -> int:
         return register_score_schema(self.registry, topic)

@@ -6,11 +6,16 @@ AvroSerializer against the embedded Schema Registry, and objects are read back f
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import socket
+import socketserver
+import threading
 import uuid
 from collections.abc import Iterator, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pandas as pd
@@ -393,6 +398,59 @@ def _metric(worker: ConnectClient, name: str, connector: str) -> float:
         if line.startswith(f'{name}{{connector="{connector}"}} '):
             return float(line.rsplit(" ", 1)[1])
     return 0.0
+
+
+class Forwarder(socketserver.ThreadingTCPServer):
+    """Forwards every connection to `target`: an object store that starts answering at a new address."""
+
+    daemon_threads = True
+
+    def __init__(self, port: int, target: tuple[str, int]) -> None:
+        super().__init__(("127.0.0.1", port), _Pipe)
+        self.target = target
+
+
+class _Pipe(socketserver.BaseRequestHandler):
+    def handle(self) -> None:
+        upstream = socket.create_connection(self.server.target)  # type: ignore[attr-defined]
+
+        def pump(source: socket.socket, sink: socket.socket) -> None:
+            with contextlib.suppress(OSError):
+                while data := source.recv(65536):
+                    sink.sendall(data)
+                sink.shutdown(socket.SHUT_WR)
+
+        back = threading.Thread(target=pump, args=(upstream, self.request), daemon=True)
+        back.start()
+        pump(self.request, upstream)
+        back.join()
+        upstream.close()
+
+
+def test_a_store_that_does_not_answer_at_start_stalls_the_task_until_it_does(
+    worker: ConnectClient, addresses: Addresses, topic_name: str
+) -> None:
+    """A task started while the object store restarts waits for it (the chaos run's Connect came back before
+    SeaweedFS did, and its task failed for good); a missing bucket still fails it (the test below)."""
+    create_topic(addresses, topic_name)
+    produce_avro(addresses, topic_name, payments(0, 5))
+    port = supervisor.free_port()  # nothing listens there yet
+    worker.create(
+        topic_name, sink_config(addresses, topic_name, flush_size="5", **{"store.url": f"http://127.0.0.1:{port}"})
+    )
+    wait_until(
+        lambda: _metric(worker, "connect_sink_store_unanswered_total", topic_name) > 0, 60, what="an unanswered check"
+    )
+    assert worker.status(topic_name)["tasks"][0]["state"] != "FAILED"
+    target = urlsplit(addresses.s3_endpoint_url)
+    with Forwarder(port, (target.hostname, target.port)) as store:
+        threading.Thread(target=store.serve_forever, daemon=True).start()
+        wait_committed(worker, topic_name, topic_name, 5)
+        assert worker.status(topic_name)["tasks"][0]["state"] == "RUNNING"
+        assert worker.http.delete(f"/connectors/{topic_name}").status_code == 204  # before the store goes
+        store.shutdown()
+    (obj,) = list_objects(addresses.bucket, topic_name, endpoint_url=addresses.s3_endpoint_url)
+    assert [r["seq"] for r in read_object(addresses.bucket, obj, addresses.s3_endpoint_url)] == list(range(5))
 
 
 def test_a_missing_bucket_stalls_the_task_until_it_is_back(

@@ -14,7 +14,6 @@ from confluent_kafka import (
     Consumer,
     KafkaError,
     Message,
-    Producer,
     TopicPartition,
 )
 
@@ -23,7 +22,7 @@ from producers import replay as replay_module
 from producers.generate import generate_command, generate_payments
 from producers.labels import DEFAULT_LABEL_DELAY
 from producers.payments import JSON_FIELDS, Payment, format_timestamp, frame_payments, read_payments
-from producers.replay import BrokerUnavailable, ReplaySummary, Resends, TokenBucket, produce_command, replay
+from producers.replay import BrokerUnavailable, ReplaySummary, Sender, TokenBucket, produce_command, replay
 from stack.supervisor import free_port
 
 KAGGLE_HEADER = ",".join(f'"{name}"' for name in ("Time", *(f"V{i}" for i in range(1, 29)), "Amount", "Class"))
@@ -71,12 +70,13 @@ def test_a_record_the_broker_failed_with_an_error_it_recovers_from_is_sent_again
     monkeypatch.setattr(replay_module, "RESENT_ERRORS", frozenset({KafkaError._MSG_TIMED_OUT}))
     monkeypatch.setattr(replay_module, "RESEND_BACKOFF_SECONDS", 0.0)
     monkeypatch.setattr(replay_module, "RESENDS", 2)
-    producer = Producer({"bootstrap.servers": f"127.0.0.1:{free_port()}", "message.timeout.ms": 200, "log_level": 0})
     summary, heard = ReplaySummary(), []
-    resends = Resends(producer, summary)
-    resends.produce("t", b"p1", b"v", [("h", b"1")], lambda error, message: heard.append((error.code(), message.key())))
-    while producer.flush(5) or resends:
-        resends.send_due()
+    sender = Sender(
+        {"bootstrap.servers": f"127.0.0.1:{free_port()}", "message.timeout.ms": 200, "log_level": 0}, summary
+    )
+    sender.produce("t", b"p1", b"v", [("h", b"1")], lambda error, message: heard.append((error.code(), message.key())))
+    while sender.flush(5):
+        pass
     assert summary.resent == 2  # sent three times in all
     assert heard == [(KafkaError._MSG_TIMED_OUT, b"p1")]  # the caller hears of the last attempt only
 

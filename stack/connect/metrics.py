@@ -28,6 +28,12 @@ class SinkMetrics:
             labels,
             registry=self.registry,
         )
+        self.store_unanswered = Counter(
+            "connect_sink_store_unanswered_total",
+            "Checks of the bucket at task start that the object store did not answer (and were retried)",
+            labels,
+            registry=self.registry,
+        )
         self.task_failures = Counter(
             "connect_sink_task_failures_total", "Tasks that failed", labels, registry=self.registry
         )

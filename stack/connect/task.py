@@ -126,11 +126,7 @@ class SinkTask(threading.Thread):
         values = self.settings.values
         with _BOTO_LOCK:
             self.s3 = s3_client(values["store.url"] or None)
-        bucket = values["s3.bucket.name"]
-        try:
-            self.s3.head_bucket(Bucket=bucket)
-        except (ClientError, BotoCoreError) as exc:
-            raise TaskFailure(f"S3 bucket {bucket} is not reachable at {values['store.url'] or 'AWS'}: {exc}") from exc
+        self._check_bucket(values["s3.bucket.name"], values["store.url"] or "AWS")
         if values["errors.tolerance"] == "all" and values["errors.deadletterqueue.topic.name"]:
             self.dlq = DeadLetterQueue(
                 self.bootstrap_servers,
@@ -148,6 +144,22 @@ class SinkTask(threading.Thread):
             )
         )
         self._refresh_assignment()
+
+    def _check_bucket(self, bucket: str, store: str) -> None:
+        """Fail on a bucket the store says it lacks or refuses, as Confluent's connector does; wait for a store
+        that does not answer (restarting), as uploads do."""
+        for attempt in itertools.count():
+            try:
+                self.s3.head_bucket(Bucket=bucket)
+                return
+            except ClientError as exc:
+                if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) < 500:
+                    raise TaskFailure(f"S3 bucket {bucket} is not reachable at {store}: {exc}") from exc
+                error: Exception = exc
+            except BotoCoreError as exc:
+                error = exc
+            self.metrics.store_unanswered.labels(self.connector).inc()
+            self._back_off(attempt, error, f"S3 at {store} does not answer")
 
     def owned(self, available: list[tuple[str, int]]) -> list[tuple[str, int]]:
         """This task's share of the connector's partitions: every tasks.max-th one, in a stable order."""
@@ -260,15 +272,20 @@ class SinkTask(threading.Thread):
     def _retrying(self, convert: Callable[[], Converted], error: TransientError) -> Converted:
         """Convert again until the Schema Registry answers (as Connect retries retriable errors)."""
         for attempt in itertools.count():
-            backoff = min(UPLOAD_BACKOFF_SECONDS * 2**attempt, 30.0)
-            logger.warning("%s-%d: %s (retrying in %.1f s)", self.connector, self.task_id, error, backoff)
-            if self._stopping.wait(backoff):
-                raise TaskStopped from error
+            self._back_off(attempt, error, "no schema from the Schema Registry")
             try:
                 return convert()
             except TransientError as exc:
                 error = exc
         raise AssertionError("unreachable")
+
+    def _back_off(self, attempt: int, error: Exception, what: str) -> None:
+        """Wait before the next try (UPLOAD_BACKOFF_SECONDS, doubling up to 30 s); a stop request ends the wait
+        and the task."""
+        backoff = min(UPLOAD_BACKOFF_SECONDS * 2**attempt, 30.0)
+        logger.warning("%s-%d: %s (retrying in %.1f s): %s", self.connector, self.task_id, what, backoff, error)
+        if self._stopping.wait(backoff):
+            raise TaskStopped from error
 
     def _tolerate(self, message: Message, failure: Failure) -> None:
         where = f"{message.topic()}[{message.partition()}]@{message.offset()}"
@@ -320,17 +337,7 @@ class SinkTask(threading.Thread):
                 self.s3.put_object(Bucket=bucket, Key=key, Body=body)
             except (ClientError, BotoCoreError) as exc:
                 self.metrics.upload_failures.labels(self.connector).inc()
-                backoff = min(UPLOAD_BACKOFF_SECONDS * 2**attempt, 30.0)
-                logger.warning(
-                    "%s-%d: upload of %s failed (retrying in %.1f s): %s",
-                    self.connector,
-                    self.task_id,
-                    key,
-                    backoff,
-                    exc,
-                )
-                if self._stopping.wait(backoff):
-                    raise TaskStopped from exc
+                self._back_off(attempt, exc, f"upload of {key} failed")
                 continue
             self.metrics.upload_seconds.labels(self.connector).observe(time.perf_counter() - started)
             return

@@ -629,6 +629,10 @@ class QueryRunner(threading.Thread):
             self.producer.flush(ACK_TIMEOUT)
         except Exception as e:  # noqa: BLE001
             logger.warning("query %s: cannot drain the producer: %s", self.query.id, e)
+        # Its failures are spent: the batch is done again. A progress write's failure kept would fail every
+        # later batch (recovery produces before it writes progress), and the query would retry without end.
+        self._failures.clear()
+        self._progress_failures.clear()
         self.producer = self._new_producer()
 
     # ---------------------------------------------------------------- progress
