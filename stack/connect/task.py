@@ -108,7 +108,7 @@ class SinkTask(threading.Thread):
 
     def run(self) -> None:
         try:
-            self._start()
+            self._start_when_reachable()
             self.on_state(self, "RUNNING", None)
             while not self._stopping.is_set():
                 self.poll_once()
@@ -121,6 +121,22 @@ class SinkTask(threading.Thread):
         finally:
             if self.consumer is not None:
                 self.consumer.close()  # no commit: uncommitted files are simply written again by the next owner
+
+    def _start_when_reachable(self) -> None:
+        """Start, trying again while the broker does not answer (restarting), as Connect's consumer waits for it."""
+        for attempt in itertools.count():
+            try:
+                self._start()
+                return
+            except KafkaException as exc:
+                if exc.args[0].fatal():
+                    raise
+                if self.consumer is not None:
+                    self.consumer.close()
+                    self.consumer = None
+                self.writers.clear()  # assigned afresh to the next consumer
+                self.committed.clear()
+                self._back_off(attempt, exc, "the broker did not answer")
 
     def _start(self) -> None:
         values = self.settings.values
@@ -212,7 +228,12 @@ class SinkTask(threading.Thread):
     def poll_once(self, max_records: int = 2000, timeout: float = 0.2) -> None:
         assert self.consumer is not None
         if time.monotonic() - self._refreshed_at > METADATA_REFRESH_SECONDS:
-            self._refresh_assignment()  # new partitions, or new topics matching topics.regex
+            try:
+                self._refresh_assignment()  # new partitions, or new topics matching topics.regex
+            except KafkaException as exc:  # the broker restarting: keep what is assigned, ask again later
+                if exc.args[0].fatal():
+                    raise
+                logger.warning("%s-%d: cannot refresh the assignment: %s", self.connector, self.task_id, exc)
         for message in self.consumer.consume(max_records, timeout):
             error = message.error()
             if error is not None:
