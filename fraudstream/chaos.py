@@ -290,7 +290,7 @@ def sinks(connectors_dir: Path) -> list[Sink]:
 
 
 def settle(
-    addresses: Addresses, connectors_dir: Path, payments: int, quiet: float, at_most: float, killer: Killer
+    addresses: Addresses, sunk: list[Sink], payments: int, quiet: float, at_most: float, killer: Killer
 ) -> tuple[float, bool]:
     """Wait until every payment reached the scores and the sinks committed every record they read, and nothing
     has moved for `quiet` seconds (the aggregate's last updates); at most `at_most` seconds. Returns the wait
@@ -304,9 +304,7 @@ def settle(
         try:
             sizes = {topic: sum(end_offsets(bootstrap, topic, timeout=30.0).values()) for topic in watched}
             landed = all(
-                _committed_to_end(bootstrap, f"connect-{sink.name}", topic)
-                for sink in sinks(connectors_dir)
-                for topic in sink.topics
+                _committed_to_end(bootstrap, f"connect-{sink.name}", topic) for sink in sunk for topic in sink.topics
             )
         except Exception as error:  # noqa: BLE001 - a loaded broker may time out: ask again
             logger.debug("chaos: not settled yet: %s", error)
@@ -352,8 +350,9 @@ def run_chaos(
         )
         killer.run(schedule, until_done=replaying.done)
         summary = replaying.result()
+    sunk = sinks(connectors_dir)
     settled, caught_up = settle(
-        addresses, connectors_dir, summary.acknowledged, quiet=20.0, at_most=settle_seconds, killer=killer
+        addresses, sunk, summary.acknowledged, quiet=20.0, at_most=settle_seconds, killer=killer
     )
     source = read_topic(addresses.bootstrap_servers, SOURCE_TOPIC)
     on_source = {record.key().decode() for record in source}
@@ -368,7 +367,7 @@ def run_chaos(
         scored=len(on_source & scores.keys()),
         unscored=len(on_source - scores.keys()),
         duplicate_scores=sum(count - 1 for count in scores.values()),
-        lake=[lake_check(addresses, sink, topic) for sink in sinks(connectors_dir) for topic in sink.topics],
+        lake=[lake_check(addresses, sink, topic) for sink in sunk for topic in sink.topics],
         aggregate=aggregate_check(addresses, source, (ksql_dir / AGGREGATE_STATEMENT).read_text()),
         recoveries=killer.recoveries,
         collateral=killer.collateral,
