@@ -262,7 +262,11 @@ class ChaosReport:
     recoveries: dict[str, Recovery]
     collateral: Counter[str]
     settled_seconds: float
-    caught_up: bool  # False: the scores or the sinks were still behind when the settle time ran out
+    behind: str | None  # what was still behind when the settle time ran out; None: everything caught up
+
+    @property
+    def caught_up(self) -> bool:
+        return self.behind is None
 
     @property
     def lost(self) -> int:
@@ -291,37 +295,46 @@ def sinks(connectors_dir: Path) -> list[Sink]:
 
 def settle(
     addresses: Addresses, sunk: list[Sink], payments: int, quiet: float, at_most: float, killer: Killer
-) -> tuple[float, bool]:
+) -> tuple[float, str | None]:
     """Wait until every payment reached the scores and the sinks committed every record they read, and nothing
     has moved for `quiet` seconds (the aggregate's last updates); at most `at_most` seconds. Returns the wait
-    and whether everything caught up."""
+    and, if it ran out, what was still behind (or the last error reading it, such as a partition whose end
+    no fetch reached)."""
     bootstrap = addresses.bootstrap_servers
-    watched = [SOURCE_TOPIC, PREPROCESSED_TOPIC, SCORES_TOPIC, AGGREGATE_TOPIC]
+    watched = {SOURCE_TOPIC, PREPROCESSED_TOPIC, SCORES_TOPIC, AGGREGATE_TOPIC}
+    watched |= {topic for sink in sunk for topic in sink.topics}
     began = time.monotonic()
-    last, changed, caught_up = None, began, False
+    last, changed, behind = None, began, "nothing read yet"
     while time.monotonic() - began < at_most:
         killer.revive()
         try:
-            sizes = {topic: sum(end_offsets(bootstrap, topic, timeout=30.0).values()) for topic in watched}
-            landed = all(
-                _committed_to_end(bootstrap, f"connect-{sink.name}", topic) for sink in sunk for topic in sink.topics
-            )
-        except Exception as error:  # noqa: BLE001 - a loaded broker may time out: ask again
-            logger.debug("chaos: not settled yet: %s", error)
+            ends = {topic: end_offsets(bootstrap, topic, timeout=30.0) for topic in sorted(watched)}
+            behind = _behind(bootstrap, sunk, payments, ends)
+        except Exception as error:  # noqa: BLE001 - a loaded broker may time out: ask again, say so if it lasts
+            behind = f"{type(error).__name__}: {error}"
+            logger.info("chaos: not settled yet: %s", behind)
             time.sleep(2.0)
             continue
-        if sizes != last:
-            last, changed = sizes, time.monotonic()
-        caught_up = sizes[PREPROCESSED_TOPIC] >= payments and sizes[SCORES_TOPIC] >= payments and landed
-        if caught_up and time.monotonic() - changed >= quiet:
+        if ends != last:
+            last, changed = ends, time.monotonic()
+        if behind is None and time.monotonic() - changed >= quiet:
             break
         time.sleep(2.0)
-    return time.monotonic() - began, caught_up
+    return time.monotonic() - began, behind
 
 
-def _committed_to_end(bootstrap: str, group: str, topic: str) -> bool:
-    committed = committed_offsets(bootstrap, group, topic, timeout=30.0)
-    return all(committed.get(p, 0) >= end for p, end in end_offsets(bootstrap, topic, timeout=30.0).items())
+def _behind(bootstrap: str, sunk: list[Sink], payments: int, ends: dict[str, dict[int, int]]) -> str | None:
+    """What has not caught up yet: the preprocessed payments or their scores, or a sink's committed offsets."""
+    for topic in (PREPROCESSED_TOPIC, SCORES_TOPIC):
+        if (records := sum(ends[topic].values())) < payments:
+            return f"{topic}: {records:,} of {payments:,} payments"
+    for sink in sunk:
+        for topic in sink.topics:
+            committed = committed_offsets(bootstrap, f"connect-{sink.name}", topic, timeout=30.0)
+            late = {p: end for p, end in ends[topic].items() if committed.get(p, 0) < end}
+            if late:
+                return f"{sink.name}: {topic} committed {committed} of {late}"
+    return None
 
 
 def run_chaos(
@@ -351,9 +364,7 @@ def run_chaos(
         killer.run(schedule, until_done=replaying.done)
         summary = replaying.result()
     sunk = sinks(connectors_dir)
-    settled, caught_up = settle(
-        addresses, sunk, summary.acknowledged, quiet=20.0, at_most=settle_seconds, killer=killer
-    )
+    settled, behind = settle(addresses, sunk, summary.acknowledged, quiet=20.0, at_most=settle_seconds, killer=killer)
     source = read_topic(addresses.bootstrap_servers, SOURCE_TOPIC)
     on_source = {record.key().decode() for record in source}
     acknowledged = {f"{payment}-{run}" for payment in frame["Id"]} if not summary.failed else on_source
@@ -372,7 +383,7 @@ def run_chaos(
         recoveries=killer.recoveries,
         collateral=killer.collateral,
         settled_seconds=settled,
-        caught_up=caught_up,
+        behind=behind,
     )
 
 
@@ -398,7 +409,7 @@ def report_tables(report: ChaosReport) -> list[Table]:
             f"{max(recovery.seconds):.1f}",
             str(report.collateral.get(name, 0)),
         )
-    caption = "" if report.caught_up else f"not caught up after {report.settled_seconds:.0f} s of settling"
+    caption = "" if report.caught_up else f"not caught up after {report.settled_seconds:.0f} s: {report.behind}"
     outcome = Table("check", "records", "lost", "duplicates", "dead letters", title="what the pipeline kept",
                     caption=caption)  # fmt: skip
     outcome.add_row(

@@ -141,10 +141,12 @@ def end_offsets(bootstrap_servers: str, topic: str, timeout: float = 10.0) -> di
 
 def committed_offsets(bootstrap_servers: str, group: str, topic: str, timeout: float = 10.0) -> dict[int, int]:
     """`group`'s committed offset per partition of `topic`; partitions without a commit are left out."""
-    partitions = [TopicPartition(topic, p) for p in end_offsets(bootstrap_servers, topic, timeout)]
     consumer = Consumer(consumer_config(bootstrap_servers, group, enable_auto_commit=False))
     try:
-        found = consumer.committed(partitions, timeout=timeout)
+        metadata = consumer.list_topics(topic, timeout=timeout).topics[topic]
+        if metadata.error is not None:
+            raise LookupError(f"topic {topic!r}: {metadata.error.str()}")
+        found = consumer.committed([TopicPartition(topic, p) for p in sorted(metadata.partitions)], timeout=timeout)
     finally:
         consumer.close()
     return {tp.partition: tp.offset for tp in found if tp.offset >= 0}

@@ -61,8 +61,9 @@ PROGRESS_EVERY = 200
 #: answers KAFKA_STORAGE_ERROR, which the client retries by itself; the embedded broker answers
 #: UNKNOWN_SERVER_ERROR while its object store is down, which clients give up on at once.
 RESENT_ERRORS = frozenset({KafkaError.UNKNOWN})
-#: How often one record is sent again, the first pause before that (it doubles), and the longest pause.
-RESENDS, RESEND_BACKOFF_SECONDS, RESEND_BACKOFF_MAX_SECONDS = 10, 0.5, 5.0
+#: How long after its first send a record is still sent again (Kafka's `delivery.timeout.ms`: an object
+#: store restarting takes tens of seconds), the first pause before a resend (it doubles), the longest pause.
+RESEND_SECONDS, RESEND_BACKOFF_SECONDS, RESEND_BACKOFF_MAX_SECONDS = 120.0, 0.5, 5.0
 #: How long to wait for the broker to answer before calling it unreachable.
 CONNECT_TIMEOUT = 5.0
 
@@ -211,18 +212,21 @@ class Sender:
         on_delivery: Delivery,
         timestamp_ms: int = 0,
         attempt: int = 0,
+        deadline: float | None = None,
     ) -> None:
-        """Produce as `_produce` does; `on_delivery` hears of the last attempt only."""
+        """Produce as `_produce` does; `on_delivery` hears of the last attempt only, at most RESEND_SECONDS on."""
         producer = self.producer
+        deadline = time.monotonic() + RESEND_SECONDS if deadline is None else deadline
 
         def delivered(error: KafkaError | None, message: Message) -> None:
             fenced = error is not None and (error.code() == KafkaError.PRODUCER_FENCED or error.fatal())
-            if error is not None and (fenced or error.code() in RESENT_ERRORS) and attempt < RESENDS:
+            pause = min(RESEND_BACKOFF_SECONDS * 2**attempt, RESEND_BACKOFF_MAX_SECONDS)
+            due = time.monotonic() + pause
+            if error is not None and (fenced or error.code() in RESENT_ERRORS) and due < deadline:
                 self._fenced |= fenced and producer is self.producer  # a replaced one's records fail too
-                pause = min(RESEND_BACKOFF_SECONDS * 2**attempt, RESEND_BACKOFF_MAX_SECONDS)
                 logger.debug("%s: %s; sending the record again in %.1f s", topic, error.str(), pause)
-                again = (topic, key, value, headers, on_delivery, timestamp_ms, attempt + 1)
-                heapq.heappush(self._waiting, (time.monotonic() + pause, next(self._order), again))
+                again = (topic, key, value, headers, on_delivery, timestamp_ms, attempt + 1, deadline)
+                heapq.heappush(self._waiting, (due, next(self._order), again))
             else:
                 on_delivery(error, message)
 
