@@ -33,7 +33,7 @@ import click
 from rich.table import Table
 
 from fraudstream.config import Addresses
-from fraudstream.kafka import committed_offsets, end_offsets, read_topic
+from fraudstream.kafka import committed_offsets, end_offsets, read_topic, topic_ends
 from fraudstream.terminal import make_console
 from fraudstream.topics import PREPROCESSED_TOPIC, SCORES_TOPIC, SOURCE_TOPIC
 from stack.embedded import WORKER, EmbeddedStack
@@ -308,7 +308,7 @@ def settle(
     while time.monotonic() - began < at_most:
         killer.revive()
         try:
-            ends = {topic: end_offsets(bootstrap, topic, timeout=30.0) for topic in sorted(watched)}
+            ends = topic_ends(bootstrap, sorted(watched), timeout=30.0)
             behind = _behind(bootstrap, sunk, payments, ends)
         except Exception as error:  # noqa: BLE001 - a loaded broker may time out: ask again, say so if it lasts
             behind = f"{type(error).__name__}: {error}"

@@ -35,7 +35,7 @@ from connectors.apply import apply_dir
 from connectors.lake import list_objects
 from fraudstream.config import Addresses
 from fraudstream.credentials import schema_registry_conf
-from fraudstream.kafka import admin_client, consumer_config, end_offsets
+from fraudstream.kafka import admin_client, consumer_config, end_offsets, topic_ends
 from fraudstream.lifecycle import (
     check_prometheus,
     data_dir_option,
@@ -598,8 +598,8 @@ def _show_where(stack: EmbeddedStack, data_dir: Path, ksql_dir: Path, worker: Ru
     bootstrap = stack.addresses.bootstrap_servers
     topics = Table("topic", "records", title="topics")
     names = sorted(name for name in admin_client(bootstrap).list_topics(timeout=10).topics if not name.startswith("_"))
-    for name in names:
-        topics.add_row(name, f"{topic_size(bootstrap, name):,}")
+    for name, ends in topic_ends(bootstrap, names).items():
+        topics.add_row(name, f"{sum(ends.values()):,}")
     console.print(topics)
     # the notebooks sit beside ksql/ (the handbook's statements are one folder deeper)
     notebooks = next((d / "notebooks" for d in ksql_dir.resolve().parents if (d / "notebooks").is_dir()),

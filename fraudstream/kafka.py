@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
@@ -110,19 +110,25 @@ def _dotted(overrides: dict[str, Any]) -> dict[str, Any]:
 
 
 def end_offsets(bootstrap_servers: str, topic: str, timeout: float = 10.0) -> dict[int, int]:
-    """The true end (the offset the next record will get) of every partition of `topic`.
+    """The true end (the offset the next record will get) of every partition of `topic`."""
+    return topic_ends(bootstrap_servers, [topic], timeout)[topic]
+
+
+def topic_ends(bootstrap_servers: str, topics: Iterable[str], timeout: float = 10.0) -> dict[str, dict[int, int]]:
+    """The true end of every partition of each of `topics`, with one consumer and one round of fetches.
 
     The embedded broker answers ListOffsets(latest) with the last batch's base offset + 1, which
     undercounts whenever the last batch holds more than one record. The high watermark carried in
     fetch responses is right, so this reads one record at the listed "latest" - 1 (the start of the
-    last batch) and takes the watermark that came with it. Against a correct broker the same steps
-    give the same answer, so nothing needs to change when the broker is fixed.
+    last batch) of every partition at once and takes the watermark that came with it. Against a correct
+    broker the same steps give the same answer, so nothing needs to change when the broker is fixed.
     """
+    topics = list(topics)
     consumer = Consumer(
         client_config(
             bootstrap_servers,
             **{
-                "group.id": f"fraudstream-end-offsets-{topic}",
+                "group.id": f"fraudstream-end-offsets-{topics[0] if len(topics) == 1 else 'topics'}",
                 "enable.auto.commit": False,
                 "enable.partition.eof": True,
                 "fetch.wait.max.ms": READ_FETCH_WAIT_MS,
@@ -131,12 +137,45 @@ def end_offsets(bootstrap_servers: str, topic: str, timeout: float = 10.0) -> di
         )
     )
     try:
-        metadata = consumer.list_topics(topic, timeout=timeout).topics[topic]
-        if metadata.error is not None:
-            raise LookupError(f"topic {topic!r}: {metadata.error.str()}")
-        return {p: _partition_end(consumer, topic, p, timeout) for p in sorted(metadata.partitions)}
+        ends: dict[str, dict[int, int]] = {}
+        listed: dict[tuple[str, int], int] = {}  # partitions whose end a fetch must confirm
+        for topic in topics:
+            metadata = consumer.list_topics(topic, timeout=timeout).topics[topic]
+            if metadata.error is not None:
+                raise LookupError(f"topic {topic!r}: {metadata.error.str()}")
+            ends[topic] = {}
+            for partition in sorted(metadata.partitions):
+                low, latest = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
+                ends[topic][partition] = latest
+                if latest > low:
+                    listed[(topic, partition)] = latest
+        for (topic, partition), high in _fetched_watermarks(consumer, listed, timeout).items():
+            ends[topic][partition] = max(high, listed[(topic, partition)])
+        return ends
     finally:
         consumer.close()
+
+
+def _fetched_watermarks(
+    consumer: Consumer, listed: dict[tuple[str, int], int], timeout: float
+) -> dict[tuple[str, int], int]:
+    """The high watermark of the first fetch response for each partition, read from its listed end - 1."""
+    if not listed:
+        return {}
+    consumer.assign([TopicPartition(topic, partition, end - 1) for (topic, partition), end in listed.items()])
+    found: dict[tuple[str, int], int] = {}
+    deadline = time.monotonic() + timeout
+    while len(found) < len(listed):
+        remaining = deadline - time.monotonic()
+        message = consumer.poll(remaining) if remaining > 0 else None
+        if message is None:
+            missing = sorted(f"{topic}[{partition}]" for topic, partition in listed.keys() - found.keys())
+            raise TimeoutError(f"no fetch response from {', '.join(missing)} within {timeout} s")
+        tp = (message.topic(), message.partition())
+        if tp in listed and tp not in found:
+            found[tp] = consumer.get_watermark_offsets(TopicPartition(*tp), cached=True)[1]
+            consumer.pause([TopicPartition(*tp)])
+    return found
 
 
 def committed_offsets(bootstrap_servers: str, group: str, topic: str, timeout: float = 10.0) -> dict[int, int]:
@@ -150,21 +189,6 @@ def committed_offsets(bootstrap_servers: str, group: str, topic: str, timeout: f
     finally:
         consumer.close()
     return {tp.partition: tp.offset for tp in found if tp.offset >= 0}
-
-
-def _partition_end(consumer: Consumer, topic: str, partition: int, timeout: float) -> int:
-    low, listed = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
-    if listed <= low:
-        return listed
-    consumer.assign([TopicPartition(topic, partition, listed - 1)])
-    try:
-        message = consumer.poll(timeout)
-        if message is None:
-            raise TimeoutError(f"no fetch response from {topic}[{partition}] within {timeout} s")
-        _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), cached=True)
-        return max(high, listed)
-    finally:
-        consumer.unassign()
 
 
 def read_topic(bootstrap_servers: str, topic: str, timeout: float = 300.0) -> list[Message]:

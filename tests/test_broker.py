@@ -14,7 +14,7 @@ import pytest
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import ConfigResource, NewTopic
 
-from fraudstream.kafka import admin_client, consumer_config, end_offsets, producer_config
+from fraudstream.kafka import admin_client, consumer_config, end_offsets, producer_config, topic_ends
 from stack.embedded import EmbeddedStack
 
 pytestmark = pytest.mark.integration  # starts its own servers
@@ -186,6 +186,13 @@ def test_list_offsets_and_the_true_end(bootstrap: str, topic_name: str) -> None:
         producer.produce(topic_name, value=b"y", partition=1)
         producer.flush(30)
     assert end_offsets(bootstrap, topic_name) == {0: 1000, 1: 7, 2: 0}
+    other = f"{topic_name}-other"
+    create_topic(bootstrap, other, partitions=2)
+    for _ in range(300):
+        producer.produce(other, value=b"z", partition=1)
+    producer.flush(30)
+    # several topics at once, in one round of fetches
+    assert topic_ends(bootstrap, [topic_name, other]) == {topic_name: {0: 1000, 1: 7, 2: 0}, other: {0: 0, 1: 300}}
 
     consumer = Consumer(consumer_config(bootstrap, f"g-{topic_name}"))
     low, _ = consumer.get_watermark_offsets(TopicPartition(topic_name, 0), timeout=10)
