@@ -192,11 +192,15 @@ class Credentials:
         """KSQLAPI's keyword arguments (`api_key`, `secret`: HTTP basic authentication).
 
         KSQLAPI (ksql-python-ng) takes no CA setting: it verifies with httpx's defaults, which read
-        `SSL_CERT_FILE`. With a CA, and that variable unset, this points it at the public roots plus the CA
-        (`fraudstream.tls.trust_bundle`), so that the process trusts the cluster and still every public server.
+        `SSL_CERT_FILE`. With a CA, this points that variable at the roots it named (else certifi's) plus the
+        CA (`fraudstream.tls.trust_bundle`), so that the process trusts the cluster and still every server it
+        trusted before; a file that holds the CA already is left as it is.
         """
-        if self.ssl_ca_location and not os.environ.get("SSL_CERT_FILE"):
-            os.environ["SSL_CERT_FILE"] = str(trust_bundle(self.ssl_ca_location))
+        if self.ssl_ca_location:
+            roots = os.environ.get("SSL_CERT_FILE") or None
+            ca = Path(self.ssl_ca_location).read_text().strip()
+            if roots is None or ca not in Path(roots).read_text():
+                os.environ["SSL_CERT_FILE"] = str(trust_bundle(self.ssl_ca_location, roots))
         auth = self.http_auth("ksqldb")
         return {} if auth is None else {"api_key": auth[0], "secret": auth[1]}
 

@@ -49,14 +49,15 @@ def client_context(ca_location: str | None = None) -> ssl.SSLContext:
     return context
 
 
-def trust_bundle(ca_location: str) -> Path:
-    """A PEM file of the public roots (certifi's, as httpx trusts by default) and the CA at `ca_location`.
+def trust_bundle(ca_location: str, roots: str | None = None) -> Path:
+    """A PEM file of the roots already trusted (`roots`, else certifi's, as httpx trusts by default) and the CA
+    at `ca_location`.
 
     For clients that take no CA setting and verify against `SSL_CERT_FILE` (httpx's default, so KSQLAPI):
     pointing that variable at the CA alone would make the process distrust every other server. Kept in the
     user's cache directory (owner only), named after its content.
     """
-    text = Path(certifi.where()).read_text() + "\n" + Path(ca_location).read_text()
+    text = Path(roots or certifi.where()).read_text() + "\n" + Path(ca_location).read_text()
     digest = hashlib.sha256(text.encode()).hexdigest()[:16]
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fraudstream" / "trust"
     base.mkdir(mode=0o700, parents=True, exist_ok=True)

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import certifi
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -206,7 +207,7 @@ def test_every_rest_endpoint_serves_tls_only_and_to_clients_that_trust_its_ca(
     secured: EmbeddedStack, credentials: Credentials, other_ca: str, service: str
 ) -> None:
     url, auth = rest_urls(secured)[service], credentials.http_auth(service)
-    for verify in (True, client_context(other_ca)):  # httpx's own roots (certifi), another CA
+    for verify in (client_context(certifi.where()), client_context(other_ca)):  # the public roots, another CA
         with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
             httpx.get(url, auth=auth, verify=verify)  # type: ignore[arg-type]
     with pytest.raises(httpx.TransportError):  # plaintext HTTP to the TLS port: the handshake fails, closed
@@ -229,15 +230,19 @@ def test_the_rest_clients_refuse_a_stack_whose_ca_they_do_not_trust(
 
 
 def test_ksqldb_negotiates_http2_or_http1_over_tls(secured: EmbeddedStack, credentials: Credentials) -> None:
-    """A client offering both protocols gets HTTP/2 (ALPN `h2`) and is routed by it; one offering HTTP/1.1 only
-    gets aiohttp."""
+    """ALPN routes each connection: a client offering only `h2` (ksql-python's streams) gets the HTTP/2 endpoints;
+    one offering both (curl, Prometheus) or HTTP/1.1 alone gets every endpoint over HTTP/1.1."""
     auth, verify = credentials.http_auth("ksqldb"), credentials.http_verify()
-    with httpx.Client(http2=True, base_url=secured.addresses.ksqldb_url, verify=verify, auth=auth) as client:  # type: ignore[arg-type]
+    with httpx.Client(
+        http1=False, http2=True, base_url=secured.addresses.ksqldb_url, verify=verify, auth=auth
+    ) as client:  # type: ignore[arg-type]
         streamed = client.post("/inserts-stream", content=b'{"target": "NO_SUCH_STREAM"}\n')
         assert streamed.http_version == "HTTP/2" and streamed.status_code != 401
-    with httpx.Client(base_url=secured.addresses.ksqldb_url, verify=verify, auth=auth) as client:  # type: ignore[arg-type]
-        info = client.get("/info")
-        assert info.http_version == "HTTP/1.1" and info.status_code == 200 and "KsqlServerInfo" in info.json()
+    for http2 in (True, False):
+        with httpx.Client(http2=http2, base_url=secured.addresses.ksqldb_url, verify=verify, auth=auth) as client:  # type: ignore[arg-type]
+            for path in ("/info", "/metrics"):
+                answer = client.get(path)
+                assert answer.http_version == "HTTP/1.1" and answer.status_code == 200, (http2, path, answer.text)
 
 
 @pytest.mark.skipif(shutil.which("kcat") is None, reason="kcat is not installed (apt-get install kcat)")
@@ -448,7 +453,7 @@ def test_the_whole_pipeline_runs_secured(pipeline: Pipeline, secured: EmbeddedSt
     assert httpx.post(f"{web}/score", json=one, verify=verify).status_code == 401
     assert httpx.get(f"{web}/metrics", auth=(credentials.sasl_username, WRONG), verify=verify).status_code == 401  # type: ignore[arg-type]
     with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):  # the public roots: not the stack's CA
-        httpx.get(f"{web}/metrics", auth=credentials.http_auth("worker"))
+        httpx.get(f"{web}/metrics", auth=credentials.http_auth("worker"), verify=client_context(certifi.where()))
     with pytest.raises(httpx.TransportError):  # plaintext to the TLS port
         httpx.get(f"http://127.0.0.1:{port}/metrics", auth=credentials.http_auth("worker"))
     answer = httpx.post(f"{web}/score", json=one, auth=credentials.http_auth("worker"), verify=verify)

@@ -11,6 +11,7 @@ import stat
 import threading
 from pathlib import Path
 
+import certifi
 import pytest
 from cryptography import x509
 
@@ -122,9 +123,16 @@ def test_ksqlapi_trusts_the_ca_through_httpx_defaults_and_keeps_the_public_roots
     assert bundle == trust_bundle(str(certificates.ca)) and certificates.ca.read_text() in bundle.read_text()
     assert bundle.read_text().count("BEGIN CERTIFICATE") > 100  # certifi's roots too
     assert stat.S_IMODE(bundle.parent.stat().st_mode) == 0o700
-    monkeypatch.setenv("SSL_CERT_FILE", "/elsewhere.pem")
     credentials.ksqlapi()
-    assert os.environ["SSL_CERT_FILE"] == "/elsewhere.pem"  # the user's own setting stays
+    assert os.environ["SSL_CERT_FILE"] == str(bundle)  # holds the CA already: left as it is
+    own = tmp_path / "own-roots.pem"
+    own.write_text(
+        Path(certifi.where()).read_text().split("-----END CERTIFICATE-----")[0] + "-----END CERTIFICATE-----\n"
+    )
+    monkeypatch.setenv("SSL_CERT_FILE", str(own))  # the user's own roots: kept, the CA added
+    credentials.ksqlapi()
+    extended = Path(os.environ["SSL_CERT_FILE"]).read_text()
+    assert extended.startswith(own.read_text()) and certificates.ca.read_text() in extended
 
 
 def test_a_secured_stacks_https_addresses_are_the_default_for_its_cluster(tmp_path: Path) -> None:

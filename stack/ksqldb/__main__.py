@@ -51,7 +51,9 @@ def main(argv: list[str] | None = None) -> None:
     service = KsqlService(
         args.bootstrap_servers, args.schema_registry_url, service_id=args.service_id, state_dir=args.state_dir
     )
-    tls = server_context(alpn=ALPN_PROTOCOLS)  # https (HTTP/2 by ALPN) when the environment names a certificate
+    tls = server_context(
+        alpn=ALPN_PROTOCOLS
+    )  # https (HTTP/2 to h2-only clients) when the environment names a certificate
     scheme = "http" if tls is None else "https"
     logger.info("ksqlDB-compatible server on %s://%s:%d, Kafka at %s", scheme, args.host, args.port,
                 args.bootstrap_servers)  # fmt: skip

@@ -1,10 +1,10 @@
 """HTTP/2 (cleartext with prior knowledge, or negotiated over TLS) beside aiohttp's HTTP/1.1 on the same port.
 
 ksql-python sends `inserts_stream` (and queries with `use_http2=True`) as HTTP/2, without TLS as a real
-ksqlDB accepts, or over TLS; aiohttp only speaks HTTP/1.1. Over TLS the protocol the handshake selected
-(ALPN `h2` or `http/1.1`) routes the connection; in cleartext (or when the client offered no ALPN) its first
-bytes do: the HTTP/2 preface goes to a small h2 (the `h2` library) handler for the streaming endpoints,
-anything else to aiohttp.
+ksqlDB accepts, or over TLS; aiohttp only speaks HTTP/1.1. A TLS connection whose handshake selected `h2`
+(ALPN) is HTTP/2; any other connection is routed by its first bytes: the HTTP/2 preface goes to a small h2
+(the `h2` library) handler for the streaming endpoints, anything else to aiohttp. (httpx with `http1=False`,
+as ksql-python uses it, offers `http/1.1` too and speaks HTTP/2 whatever the server selects.)
 """
 
 from __future__ import annotations
@@ -29,8 +29,10 @@ from .service import KsqlService, StatementFailure
 logger = logging.getLogger(__name__)
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-#: The application protocols a TLS handshake may select (ALPN), the preferred first.
-ALPN_PROTOCOLS = ("h2", "http/1.1")
+#: The application protocols a TLS handshake may select (ALPN), the server's preferred first. HTTP/1.1 first:
+#: the HTTP/2 handler serves the streaming endpoints only, so a client that offers both (curl, Prometheus,
+#: browsers) gets every endpoint over HTTP/1.1; one that offers only `h2`, or sends the HTTP/2 preface, HTTP/2.
+ALPN_PROTOCOLS = ("http/1.1", "h2")
 
 
 class Sniffer(asyncio.Protocol):
@@ -46,9 +48,8 @@ class Sniffer(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         tls = transport.get_extra_info("ssl_object")
-        selected = tls.selected_alpn_protocol() if tls is not None else None
-        if selected is not None:  # negotiated: no need to wait for bytes
-            self._hand_over(H2Protocol(self.service, self.auth) if selected == "h2" else self.http1())
+        if tls is not None and tls.selected_alpn_protocol() == "h2":  # negotiated: no need to wait for bytes
+            self._hand_over(H2Protocol(self.service, self.auth))
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
