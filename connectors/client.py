@@ -23,11 +23,13 @@ class ConnectAPIError(RuntimeError):
 
 class ConnectClient:
     def __init__(self, url: str, timeout: float = 60.0) -> None:
+        credentials = Credentials.from_env()
         self.http = httpx.Client(
             base_url=url.rstrip("/"),
             timeout=timeout,
             headers={"Accept": "application/json"},
-            auth=Credentials.from_env().http_auth("connect"),
+            auth=credentials.http_auth("connect"),
+            verify=credentials.http_verify(),
         )
 
     def request(self, method: str, path: str, body: Any = None, params: Any = None) -> Any:

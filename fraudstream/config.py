@@ -50,6 +50,10 @@ ENV_NAMES = {
 }
 
 
+#: The REST addresses a secured embedded stack records in its client properties, by their key there.
+STACK_URLS = {"schema_registry_url": "schema.registry.url", "ksqldb_url": "ksqldb.url", "connect_url": "connect.url"}
+
+
 @dataclass(frozen=True)
 class Addresses:
     """Where each service listens; the only thing that differs between embedded and production."""
@@ -63,8 +67,18 @@ class Addresses:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Addresses:
-        """Defaults for the embedded stack, overridden by the usual environment variables."""
+        """Defaults for the embedded stack, overridden by the usual environment variables.
+
+        A REST URL the environment does not name is a secured embedded stack's own (https) when one runs
+        for these bootstrap servers: its client properties list them (`fraudstream.credentials`).
+        """
         given = {f.name: environ[ENV_NAMES[f.name]] for f in fields(cls) if ENV_NAMES[f.name] in environ}
+        if any(name not in given for name in STACK_URLS):
+            from fraudstream.credentials import running_stack_properties  # it builds on this module
+
+            bootstrap = given.get("bootstrap_servers", cls.bootstrap_servers)
+            recorded = running_stack_properties(environ, bootstrap) or {}
+            given |= {name: recorded[key] for name, key in STACK_URLS.items() if name not in given and key in recorded}
         return cls(**given)
 
     def to_env(self) -> dict[str, str]:

@@ -4,7 +4,8 @@ Every client in fraudstream (confluent-kafka, aiokafka/Faust, SchemaRegistryClie
 its credentials from `Credentials.from_env()`, found in this order:
 
 1. the environment: `KAFKA_SECURITY_PROTOCOL`, `KAFKA_SASL_MECHANISM`, `KAFKA_SASL_USERNAME`,
-   `KAFKA_SASL_PASSWORD`, and `user:password` pairs in `SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO`,
+   `KAFKA_SASL_PASSWORD`, `KAFKA_SSL_CA_LOCATION` (the CA that signed the cluster's certificates, the
+   broker's and the REST services'; unset: the system's trust store), and `user:password` pairs in `SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO`,
    `KSQLDB_BASIC_AUTH_USER_INFO`, `CONNECT_BASIC_AUTH_USER_INFO`, `FRAUDSTREAM_WEB_BASIC_AUTH_USER_INFO`
    (a stream worker's web port), as a production deployment sets them;
 2. a client properties file in Confluent's format named by `FRAUDSTREAM_CLIENT_CONFIG`;
@@ -13,18 +14,25 @@ its credentials from `Credentials.from_env()`, found in this order:
    ones this process uses: so a command needs no setting beside a secured stack, and never sends that
    stack's credentials to another cluster.
 
-Nothing found means PLAINTEXT and no HTTP credentials, as against an open stack.
+Nothing found means PLAINTEXT and no HTTP credentials, as against an open stack. A secured embedded stack's
+clients speak SASL_SSL to the broker and https to the REST services, trusting the stack's own CA.
+
+A secured stack's REST addresses are https: `running_stack_properties` gives the client properties of the
+stack this process would use, so that `Addresses.from_env` takes its URLs when the environment names none.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 from fraudstream.config import CURRENT_STACK_FILE, DEFAULT_DATA_DIR, Addresses, user_state_dir
+from fraudstream.tls import client_context, trust_bundle
 
 #: A secured data directory keeps its credentials here (mode 0700, files 0600).
 SECRETS_DIR = "secrets"
@@ -46,6 +54,7 @@ ENV_NAMES = {
     "sasl_mechanism": "KAFKA_SASL_MECHANISM",
     "sasl_username": "KAFKA_SASL_USERNAME",
     "sasl_password": "KAFKA_SASL_PASSWORD",
+    "ssl_ca_location": "KAFKA_SSL_CA_LOCATION",
     "schema_registry_user_info": "SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO",
     "ksqldb_user_info": "KSQLDB_BASIC_AUTH_USER_INFO",
     "connect_user_info": "CONNECT_BASIC_AUTH_USER_INFO",
@@ -58,6 +67,7 @@ PROPERTY_NAMES = {
     "sasl_mechanism": "sasl.mechanism",
     "sasl_username": "sasl.username",
     "sasl_password": "sasl.password",
+    "ssl_ca_location": "ssl.ca.location",
     "schema_registry_user_info": "basic.auth.user.info",
     "ksqldb_user_info": "ksqldb.basic.auth.user.info",
     "connect_user_info": "connect.basic.auth.user.info",
@@ -73,6 +83,7 @@ class Credentials:
     sasl_mechanism: str | None = None
     sasl_username: str | None = None
     sasl_password: str | None = None
+    ssl_ca_location: str | None = None
     schema_registry_user_info: str | None = None
     ksqldb_user_info: str | None = None
     connect_user_info: str | None = None
@@ -91,13 +102,8 @@ class Credentials:
             path = environ[CLIENT_CONFIG_ENV]
             return cls.from_properties(read_properties(Path(path))) if path else cls()
         bootstrap = bootstrap_servers or Addresses.from_env(environ).bootstrap_servers
-        for data_dir in _stack_data_dirs(environ):
-            path = data_dir / SECRETS_DIR / CLIENT_PROPERTIES
-            if path.is_file():
-                properties = read_properties(path)
-                if properties.get("bootstrap.servers") == bootstrap:
-                    return cls.from_properties(properties)
-        return cls()
+        properties = running_stack_properties(environ, bootstrap)
+        return cls() if properties is None else cls.from_properties(properties)
 
     @classmethod
     def from_properties(cls, properties: Mapping[str, str]) -> Credentials:
@@ -109,11 +115,13 @@ class Credentials:
         return cls(**given)
 
     @classmethod
-    def generate(cls, user: str = DEFAULT_USER) -> Credentials:
-        """A fresh random password for `user`, on the broker (SCRAM) and every HTTP endpoint."""
+    def generate(cls, user: str = DEFAULT_USER, ssl_ca_location: str | None = None) -> Credentials:
+        """A fresh random password for `user`, on the broker (SCRAM) and every HTTP endpoint; with
+        `ssl_ca_location`, over TLS verified against that CA (SASL_SSL), else in the clear (SASL_PLAINTEXT)."""
         password = secrets.token_urlsafe(24)
         user_info = f"{user}:{password}"
-        return cls("SASL_PLAINTEXT", SCRAM_MECHANISM, user, password, user_info, user_info, user_info, user_info)
+        protocol = "SASL_PLAINTEXT" if ssl_ca_location is None else "SASL_SSL"
+        return cls(protocol, SCRAM_MECHANISM, user, password, ssl_ca_location, *[user_info] * len(HTTP_SERVICES))
 
     @property
     def secured(self) -> bool:
@@ -123,6 +131,11 @@ class Credentials:
         """The environment variables that give a child process (or a notebook) these credentials."""
         return {ENV_NAMES[f.name]: getattr(self, f.name) for f in fields(self) if getattr(self, f.name)}
 
+    @property
+    def tls(self) -> bool:
+        """True when the broker is reached over TLS (`SSL` or `SASL_SSL`)."""
+        return self.security_protocol.upper().endswith("SSL")
+
     def kafka(self) -> dict[str, str]:
         """librdkafka settings (confluent-kafka's Producer, Consumer, AdminClient)."""
         settings = {"security.protocol": self.security_protocol}
@@ -130,15 +143,23 @@ class Credentials:
             settings["sasl.mechanism"] = self.sasl_mechanism
         if self.sasl_username is not None:
             settings |= {"sasl.username": self.sasl_username, "sasl.password": self.sasl_password or ""}
+        if self.ssl_ca_location:
+            settings["ssl.ca.location"] = self.ssl_ca_location
         return settings
 
-    def aiokafka(self) -> dict[str, str]:
+    def ssl_context(self) -> ssl.SSLContext:
+        """A client TLS context trusting the cluster's CA (`ssl_ca_location`), else the system's trust store."""
+        return client_context(self.ssl_ca_location)
+
+    def aiokafka(self) -> dict[str, Any]:
         """The same for aiokafka (Faust's transport): keyword arguments of AIOKafkaConsumer/Producer."""
-        settings = {"security_protocol": self.security_protocol}
+        settings: dict[str, Any] = {"security_protocol": self.security_protocol}
         if self.sasl_mechanism:
             settings["sasl_mechanism"] = self.sasl_mechanism
         if self.sasl_username is not None:
             settings |= {"sasl_plain_username": self.sasl_username, "sasl_plain_password": self.sasl_password or ""}
+        if self.tls:  # aiokafka requires a context for SSL and SASL_SSL
+            settings["ssl_context"] = self.ssl_context()
         return settings
 
     def schema_registry(self, url: str) -> dict[str, str]:
@@ -146,7 +167,14 @@ class Credentials:
         conf = {"url": url}
         if self.schema_registry_user_info:
             conf["basic.auth.user.info"] = self.schema_registry_user_info
+        if self.ssl_ca_location and url.startswith("https:"):
+            conf["ssl.ca.location"] = self.ssl_ca_location
         return conf
+
+    def http_verify(self) -> ssl.SSLContext | bool:
+        """httpx's `verify` for the REST services: a context trusting the cluster's CA, else True (httpx's own
+        default: certifi's roots, or `SSL_CERT_FILE`)."""
+        return self.ssl_context() if self.ssl_ca_location else True
 
     def http_user_info(self, service: str) -> str | None:
         """`user:password` for one REST service: "schema-registry", "ksqldb", "connect" or "worker"."""
@@ -161,7 +189,18 @@ class Credentials:
         return user, password
 
     def ksqlapi(self) -> dict[str, str]:
-        """KSQLAPI's keyword arguments (`api_key`, `secret`: HTTP basic authentication)."""
+        """KSQLAPI's keyword arguments (`api_key`, `secret`: HTTP basic authentication).
+
+        KSQLAPI (ksql-python-ng) takes no CA setting: it verifies with httpx's defaults, which read
+        `SSL_CERT_FILE`. With a CA, this points that variable at the roots it named (else certifi's) plus the
+        CA (`fraudstream.tls.trust_bundle`), so that the process trusts the cluster and still every server it
+        trusted before; a file that holds the CA already is left as it is.
+        """
+        if self.ssl_ca_location:
+            roots = os.environ.get("SSL_CERT_FILE") or None
+            ca = Path(self.ssl_ca_location).read_text().strip()
+            if roots is None or ca not in Path(roots).read_text():
+                os.environ["SSL_CERT_FILE"] = str(trust_bundle(self.ssl_ca_location, roots))
         auth = self.http_auth("ksqldb")
         return {} if auth is None else {"api_key": auth[0], "secret": auth[1]}
 
@@ -210,6 +249,18 @@ def write_private(path: Path, text: str) -> None:
     with os.fdopen(descriptor, "w") as file:
         file.write(text)
     path.chmod(0o600)  # an existing file keeps its mode through O_CREAT
+
+
+def running_stack_properties(environ: Mapping[str, str], bootstrap_servers: str) -> dict[str, str] | None:
+    """The client properties a secured embedded stack wrote for `bootstrap_servers` (./.fraudstream's, else
+    those of the stack `up` started last), or None."""
+    for data_dir in _stack_data_dirs(environ):
+        path = data_dir / SECRETS_DIR / CLIENT_PROPERTIES
+        if path.is_file():
+            properties = read_properties(path)
+            if properties.get("bootstrap.servers") == bootstrap_servers:
+                return properties
+    return None
 
 
 def _stack_data_dirs(environ: Mapping[str, str]) -> list[Path]:

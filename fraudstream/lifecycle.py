@@ -20,6 +20,7 @@ from rich.table import Table
 from fraudstream.config import CURRENT_STACK_FILE, DEFAULT_DATA_DIR, DEFAULT_PORTS, Addresses, user_state_dir
 from fraudstream.credentials import CLIENT_CONFIG_ENV, CLIENT_PROPERTIES, SECRETS_DIR
 from fraudstream.terminal import make_console
+from fraudstream.tls import CERT_FILE_ENV
 from stack.embedded import STATE_FILE, WORKER, EmbeddedStack
 from stack.prometheus import DEFAULT_PROMETHEUS_PORT, PROMETHEUS, prometheus_binary
 from stack.supervisor import RunningService, StackError, listens_on, port_holder, port_in_use
@@ -72,8 +73,9 @@ def _forget(data_dir: Path) -> None:
 secure_option = click.option(
     "--secure/--no-secure",
     default=None,
-    help="Require credentials everywhere: SASL/SCRAM on the broker, HTTP basic authentication on Schema Registry, "
-    "ksqlDB, Connect and the workers, generated at the first secure `up` into DIR/secrets/ "
+    help="Require credentials and TLS everywhere: SASL/SCRAM over TLS (SASL_SSL) on the broker, HTTP basic "
+    "authentication over https on Schema Registry, ksqlDB, Connect and the workers; credentials, a private CA and "
+    "the servers' certificate are generated at the first secure `up` into DIR/secrets/ "
     "[default: secure when DIR/secrets/ exists, so a data directory stays secured once it is].",
 )
 
@@ -170,8 +172,9 @@ def start_stack(
         properties = stack.secrets_dir / CLIENT_PROPERTIES
         console.print(f"  export {CLIENT_CONFIG_ENV}={properties}")
         console.print(
-            f"secured: SASL/SCRAM and HTTP basic authentication; credentials in {properties} (owner only), "
-            "which fraudstream commands beside this stack read by themselves"
+            f"secured: SASL/SCRAM over TLS (SASL_SSL) and HTTP basic authentication over https; credentials in "
+            f"{properties} and the CA to trust in {stack.certificates.ca} (owner only), which fraudstream commands "
+            "beside this stack read by themselves"
         )
     before = stack.stopped_workers()
     if before:
@@ -263,10 +266,12 @@ def worker_command(
             children.append((start_worker(overrides, base_env=base_env, loglevel=loglevel), port))
         for i, (child, port) in enumerate(children, start=1):
             _wait_listening(child, port, f"worker {i}/{processes}")
-            address = f"http://127.0.0.1:{port}"
+            scheme = "https" if base_env.get(CERT_FILE_ENV) else "http"  # a secured stack's workers serve TLS
+            address = f"{scheme}://127.0.0.1:{port}"
             if stack is not None:
                 stack.register(RunningService(f"{WORKER}-{port}", child.pid, address, f"{address}/metrics",
-                                              f"the output of `fraudstream worker` (pid {os.getpid()})", 60.0))  # fmt: skip
+                                              f"the output of `fraudstream worker` (pid {os.getpid()})", 60.0,
+                                              stack.password_file(), stack.ca_file))  # fmt: skip
             click.echo(f"worker {i}/{processes}: pid {child.pid}, {address}/metrics")
         codes = _wait_forwarding_signals([child for child, _ in children])
     finally:

@@ -1,7 +1,8 @@
 """Command-line options for the service addresses, each read from its usual environment variable.
 
 Every command that talks to a service takes its address the same way: the option, else the variable
-(`KAFKA_BOOTSTRAP_SERVERS`, `KSQLDB_URL`, ...), else the embedded stack's default, as `Addresses` has it.
+(`KAFKA_BOOTSTRAP_SERVERS`, `KSQLDB_URL`, ...), else the embedded stack's default, as `Addresses.from_env`
+has it (a secured stack's https URLs for its cluster).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def address_option(field: str, *flags: str) -> Callable[[Any], Any]:
         *(flags or ("--" + field.replace("_", "-"),)),
         field,
         envvar=env,
-        default=default,
+        default=lambda: getattr(Addresses.from_env(), field),
         show_default=f"${env} or {default}",
         help=_HELP[field],
     )

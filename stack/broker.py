@@ -38,14 +38,20 @@ def tansu_binary() -> str:
 
 
 def tansu_spec(
-    port: int, storage: str, s3_endpoint_url: str, host: str = "127.0.0.1", password_file: str | None = None
+    port: int,
+    storage: str,
+    s3_endpoint_url: str,
+    host: str = "127.0.0.1",
+    password_file: str | None = None,
+    tls: tuple[str, str] | None = None,
 ) -> ServiceSpec:
     """Tansu on `host:port`; `storage` is `s3://<bucket>/` (durable, on the object store) or `memory://tansu/`.
 
     Tansu's s3:// engine takes the object store from AWS_* variables, and refuses plain HTTP unless told.
     With a `password_file`, clients must sign in with SASL/SCRAM as one of its users: the SASL gate
-    (stack/saslgate.py) holds `host:port` and runs Tansu behind it on a free loopback port. (TLS is not
-    offered: Tansu 0.6 declares --cert and --key mutually exclusive, and serves TLS only with both.)
+    (stack/saslgate.py) holds `host:port` and runs Tansu behind it on a free loopback port; with `tls`
+    (certificate chain and key files) the gate serves SASL_SSL. Tansu 0.6 serves no TLS itself: it declares
+    --cert and --key mutually exclusive, and serves TLS only with both.
     """
     listener = f"tcp://{host}:{port}"
     env = {"AWS_ENDPOINT": s3_endpoint_url, "AWS_ALLOW_HTTP": "true", **s3_credentials()}
@@ -54,8 +60,10 @@ def tansu_spec(
     argv += ["--storage-engine", storage]
     if password_file is not None:
         gate = [sys.executable, "-m", "stack.saslgate", "--listen", f"{host}:{port}"]
-        gate += ["--backend", internal.removeprefix("tcp://"), "--password-file", password_file, "--"]
-        argv = gate + argv
+        gate += ["--backend", internal.removeprefix("tcp://"), "--password-file", password_file]
+        if tls is not None:
+            gate += ["--certfile", tls[0], "--keyfile", tls[1]]
+        argv = [*gate, "--", *argv]
     return ServiceSpec(
         name="broker",
         argv=argv,

@@ -5,9 +5,11 @@
 
 Services start in dependency order (the broker stores its log in the object store; the Schema
 Registry keeps its schemas in the broker), each waited on until healthy, and stop in reverse order.
-With `secure`, every service asks for credentials: the broker SASL/SCRAM, the HTTP services basic
-authentication. They are generated at the first secure start into `<data_dir>/secrets/` (owner-only):
-`client.properties` for clients (`fraudstream.credentials`), `password.properties` for the servers.
+With `secure`, every service asks for credentials over TLS: the broker SASL/SCRAM on a SASL_SSL listener,
+the HTTP services basic authentication over https. They are generated at the first secure start into
+`<data_dir>/secrets/` (owner-only): `client.properties` for clients (`fraudstream.credentials`),
+`password.properties` for the servers, and a private CA (`ca.pem`) with the server certificate it signed
+(`server.pem`, `server-key.pem`; `stack.certificates`).
 What is running is recorded in `<data_dir>/stack.json`, so another process can find and stop it;
 processes started beside the stack (`fraudstream worker`) register in `<data_dir>/attached/`, one file
 each, so that `status` lists them and `down` stops them first.
@@ -35,10 +37,12 @@ from fraudstream.credentials import (
     write_private,
 )
 from fraudstream.s3 import ensure_bucket
+from fraudstream.tls import CERT_FILE_ENV, KEY_FILE_ENV
 from fraudstream.topics import SCORES_TOPIC
 from stack import supervisor
 from stack.broker import consumer_env, tansu_spec
 from stack.broker_recovery import ObjectLog, recover
+from stack.certificates import CA_FILE, SERVER_FILE, SERVER_KEY_FILE, Certificates, ensure_certificates
 from stack.connect.process import connect_spec
 from stack.objectstore import seaweedfs_spec
 from stack.prometheus import DEFAULT_PROMETHEUS_PORT, PROMETHEUS, prometheus_spec, scrape_targets
@@ -102,11 +106,16 @@ class EmbeddedStack:
         self._builders: dict[str, Callable[[], ServiceSpec]] = {
             "objectstore": lambda: seaweedfs_spec(self.data_dir, self.ports["objectstore"], host),
             "broker": lambda: tansu_spec(
-                self.ports["broker"], self.storage, self.addresses.s3_endpoint_url, host, self._password_file()
+                self.ports["broker"],
+                self.storage,
+                self.addresses.s3_endpoint_url,
+                host,
+                self.password_file(),
+                self._tls_files(),
             ),
             "schema-registry": self._registry_spec,
             "ksqldb": self._ksqldb_spec,
-            "connect": lambda: connect_spec(self.addresses, self.ports["connect"], host),
+            "connect": lambda: connect_spec(self.addresses, self.ports["connect"], host, scheme=self.scheme),
             WORKER: self.worker_spec,
             PROMETHEUS: self._prometheus_spec,
         }
@@ -164,7 +173,7 @@ class EmbeddedStack:
 
     def start_beside(self, spec: ServiceSpec) -> RunningService:
         """Start a process beside the stack (another pipeline's worker) and register it, once it is healthy."""
-        service = supervisor.start(spec, self.data_dir / "logs", self.outlive_caller)
+        service = supervisor.start(self._secured(spec), self.data_dir / "logs", self.outlive_caller)
         self.register(service)
         return service
 
@@ -190,13 +199,18 @@ class EmbeddedStack:
         return "memory://tansu/" if self.ephemeral else f"s3://{self.bucket}/"
 
     @property
+    def scheme(self) -> str:
+        """The HTTP services' scheme: https on a secured stack."""
+        return "https" if self.secure else "http"
+
+    @property
     def addresses(self) -> Addresses:
-        host, ports = self.host, self.ports
+        host, ports, scheme = self.host, self.ports, self.scheme
         return Addresses(
             bootstrap_servers=f"{host}:{ports['broker']}",
-            schema_registry_url=f"http://{host}:{ports['schema-registry']}",
-            ksqldb_url=f"http://{host}:{ports['ksqldb']}",
-            connect_url=f"http://{host}:{ports['connect']}",
+            schema_registry_url=f"{scheme}://{host}:{ports['schema-registry']}",
+            ksqldb_url=f"{scheme}://{host}:{ports['ksqldb']}",
+            connect_url=f"{scheme}://{host}:{ports['connect']}",
             s3_endpoint_url=f"http://{host}:{ports['objectstore']}",
             bucket=self.bucket,
         )
@@ -213,22 +227,47 @@ class EmbeddedStack:
         return Credentials.from_properties(read_properties(self.secrets_dir / CLIENT_PROPERTIES))
 
     def security_env(self) -> dict[str, str]:
-        """The environment of every process of a secured stack: the client credentials, and the users servers accept."""
+        """The environment of every process of a secured stack: the client credentials, the users servers
+        accept, and the certificate they serve TLS with."""
         if not self.secure:
             return {}
-        return {**self.credentials.to_env(), PASSWORD_FILE_ENV: str(self._password_file())}
+        certificates = self.certificates
+        return {
+            **self.credentials.to_env(),
+            PASSWORD_FILE_ENV: str(self.password_file()),
+            CERT_FILE_ENV: str(certificates.server),
+            KEY_FILE_ENV: str(certificates.server_key),
+        }
 
-    def _password_file(self) -> str | None:
+    @property
+    def certificates(self) -> Certificates:
+        """Where a secured stack keeps its CA and server certificate (made by `start`)."""
+        return Certificates(*(self.secrets_dir / name for name in (CA_FILE, SERVER_FILE, SERVER_KEY_FILE)))
+
+    @property
+    def ca_file(self) -> str | None:
+        """The CA clients of a secured stack verify its certificate against (None when open)."""
+        return str(self.certificates.ca) if self.secure else None
+
+    def password_file(self) -> str | None:
         """The users every server of a secured stack accepts (None when open)."""
         return str(self.secrets_dir / PASSWORD_PROPERTIES) if self.secure else None
 
+    def _tls_files(self) -> tuple[str, str] | None:
+        """The certificate chain and key a secured stack serves TLS with (None when open)."""
+        if not self.secure:
+            return None
+        return str(self.certificates.server), str(self.certificates.server_key)
+
     def _ensure_credentials(self) -> None:
-        """Generate the credentials at the first secure start (one user, a random password, files only the owner
-        reads); later starts keep them and rewrite the client properties with the addresses of this start."""
+        """Generate the credentials, CA and server certificate at the first secure start (one user, a random
+        password, files only the owner reads); later starts keep them and rewrite the client properties with
+        the addresses of this start (a directory secured before TLS gets its CA and SASL_SSL then)."""
+        ca = str(ensure_certificates(self.secrets_dir).ca)
         if (self.secrets_dir / CLIENT_PROPERTIES).exists():
-            credentials = self.credentials
+            credentials = replace(self.credentials, security_protocol="SASL_SSL", ssl_ca_location=ca)
         else:
-            credentials = Credentials.generate()
+            credentials = Credentials.generate(ssl_ca_location=ca)
             users = f"{credentials.sasl_username}: {credentials.sasl_password},admin\n"
             write_private(self.secrets_dir / PASSWORD_PROPERTIES, users)
             logger.info("credentials generated in %s", self.secrets_dir)
@@ -256,12 +295,18 @@ class EmbeddedStack:
             raise
         return self
 
+    def _secured(self, spec: ServiceSpec) -> ServiceSpec:
+        """`spec` as a secured stack runs it: with the credentials and certificate in its environment, and
+        health probes that sign in and verify the certificate."""
+        if not self.secure:
+            return spec
+        spec = replace(spec, env={**spec.env, **self.security_env()})
+        if spec.health_url.startswith("http"):
+            spec = replace(spec, password_file=self.password_file(), ca_file=self.ca_file)
+        return spec
+
     def start_service(self, name: str) -> None:
-        spec = self._builders[name]()
-        if self.secure:
-            spec = replace(spec, env={**spec.env, **self.security_env()})
-            if spec.health_url.startswith("http"):
-                spec = replace(spec, password_file=self._password_file())
+        spec = self._secured(self._builders[name]())
         if name == "broker" and not self.ephemeral:
             self._recover_broker_log()
         self.running[name] = supervisor.start(spec, self.data_dir / "logs", self.outlive_caller)
@@ -336,14 +381,14 @@ class EmbeddedStack:
 
     def _registry_spec(self) -> ServiceSpec:
         port = self.ports["schema-registry"]
-        url = f"http://{self.host}:{port}"
+        url = f"{self.scheme}://{self.host}:{port}"
         argv = [sys.executable, "-m", "stack.registry", "--host", self.host, "--port", str(port)]
         argv += ["--bootstrap-servers", self.addresses.bootstrap_servers]
         return ServiceSpec(name="schema-registry", argv=argv, ports=[port], health_url=f"{url}/subjects", address=url)
 
     def _ksqldb_spec(self) -> ServiceSpec:
         port = self.ports["ksqldb"]
-        url = f"http://{self.host}:{port}"
+        url = f"{self.scheme}://{self.host}:{port}"
         argv = [sys.executable, "-m", "stack.ksqldb", "--host", self.host, "--port", str(port)]
         argv += [
             "--bootstrap-servers",
@@ -379,7 +424,7 @@ class EmbeddedStack:
             "FRAUDSTREAM_MODEL_CACHE": str(self.data_dir / "model-cache"),
         }
         env = worker_env(overrides, base)
-        url = f"http://{self.host}:{port}"
+        url = f"{self.scheme}://{self.host}:{port}"
         return ServiceSpec(
             name=name,
             argv=worker_argv(),
@@ -402,7 +447,7 @@ class EmbeddedStack:
             password_file = self.secrets_dir / "prometheus.password"
             write_private(password_file, credentials.sasl_password or "")
             basic_auth = {"username": credentials.sasl_username or "", "password_file": str(password_file)}
-        return prometheus_spec(self.data_dir, port, targets, self.host, basic_auth)
+        return prometheus_spec(self.data_dir, port, targets, self.host, basic_auth, self.ca_file)
 
     def _save_state(self) -> None:
         state = {

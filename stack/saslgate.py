@@ -1,4 +1,4 @@
-"""SASL/SCRAM in front of the embedded broker: `python -m stack.saslgate --listen HOST:PORT ... -- TANSU ARGV`.
+"""SASL/SCRAM (and TLS) in front of the embedded broker: `python -m stack.saslgate --listen HOST:PORT ... -- TANSU ARGV`.
 
 Tansu 0.6 takes `--authentication`, but its only storage engine here (dynostore, for memory:// and
 s3://) keeps no SCRAM credentials (storing one is a no-op, looking one up finds none), so every client is
@@ -8,6 +8,9 @@ back through it), answers `ApiVersions` with the broker's own answer, runs the S
 (`SaslHandshake` v0/v1, `SaslAuthenticate` v0-v2, SCRAM-SHA-256 and -512 with the `scramp` library)
 against the users of a Jetty-style password file, and only then relays the connection's bytes. Any
 other request before authentication closes the connection, as Kafka does.
+
+With `--certfile` and `--keyfile` the listener is `SASL_SSL`: the gate terminates TLS (Tansu 0.6 cannot
+serve it: its `--cert` and `--key` options exclude each other) and relays plaintext to the broker on loopback.
 
 The internal port stays reachable on loopback without credentials. Tansu advertises the gate, so a Kafka
 client pointed at the internal port is sent back through it after its first metadata request; a
@@ -21,6 +24,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import ssl
 import struct
 import sys
 from collections.abc import Callable, Mapping
@@ -30,6 +34,7 @@ from typing import Any
 from scramp import ScramException, ScramMechanism
 
 from fraudstream.basicauth import BasicAuth
+from fraudstream.tls import load_server_context
 
 logger = logging.getLogger("stack.saslgate")
 
@@ -236,8 +241,15 @@ async def relay(source: asyncio.StreamReader, target: asyncio.StreamWriter) -> N
             await target.drain()
 
 
-async def serve(listen: tuple[str, int], backend: tuple[str, int], users: Users, broker_argv: list[str]) -> int:
-    """Start the broker, wait for its port, serve the gate until SIGTERM/SIGINT or the broker's exit."""
+async def serve(
+    listen: tuple[str, int],
+    backend: tuple[str, int],
+    users: Users,
+    broker_argv: list[str],
+    tls: ssl.SSLContext | None = None,
+) -> int:
+    """Start the broker, wait for its port, serve the gate (over TLS with `tls`) until SIGTERM/SIGINT or the
+    broker's exit."""
     broker = await asyncio.create_subprocess_exec(*broker_argv)
     deadline = asyncio.get_running_loop().time() + 60
     while True:
@@ -251,8 +263,11 @@ async def serve(listen: tuple[str, int], backend: tuple[str, int], users: Users,
                 return broker.returncode or 1
             await asyncio.sleep(0.05)
     gate = Gate(users, backend)
-    server = await asyncio.start_server(gate.handle, *listen, reuse_address=True)
-    logger.info("SASL/SCRAM on %s:%d in front of the broker on %s:%d", *listen, *backend)
+    server = await asyncio.start_server(
+        gate.handle, *listen, reuse_address=True, ssl=tls, ssl_handshake_timeout=None if tls is None else 10.0
+    )
+    protocol = "SASL_PLAINTEXT" if tls is None else "SASL_SSL"
+    logger.info("%s (SCRAM) on %s:%d in front of the broker on %s:%d", protocol, *listen, *backend)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)
@@ -275,12 +290,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--listen", type=address, required=True, help="HOST:PORT clients connect to")
     parser.add_argument("--backend", type=address, required=True, help="HOST:PORT the broker listens on")
     parser.add_argument("--password-file", type=Path, required=True, help="users, as `name: password[,role]` lines")
+    parser.add_argument("--certfile", type=Path, help="the listener's certificate chain (PEM): serve SASL_SSL")
+    parser.add_argument("--keyfile", type=Path, help="its private key (PEM)")
     parser.add_argument("broker", nargs=argparse.REMAINDER, help="-- then the broker's command line")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     broker_argv = args.broker[1:] if args.broker[:1] == ["--"] else args.broker
     users = Users(BasicAuth.from_file(args.password_file, "kafka").users)
-    sys.exit(asyncio.run(serve(args.listen, args.backend, users, broker_argv)))
+    tls = None if args.certfile is None else load_server_context(args.certfile, args.keyfile)
+    sys.exit(asyncio.run(serve(args.listen, args.backend, users, broker_argv, tls)))
 
 
 if __name__ == "__main__":

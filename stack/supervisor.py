@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 import psutil
 
 from fraudstream.basicauth import BasicAuth
+from fraudstream.tls import client_context
 
 logger = logging.getLogger(__name__)
 
@@ -50,13 +51,14 @@ class ServiceSpec:
     name: str
     argv: Sequence[str]
     ports: Sequence[int]
-    health_url: str  # tcp://host:port or http://host:port/path
+    health_url: str  # tcp://host:port or http(s)://host:port/path
     address: str  # what clients are told to connect to
     env: Mapping[str, str] = field(default_factory=dict)
     cwd: Path | None = None
     start_timeout: float = 60.0
     stop_timeout: float = 40.0
     password_file: str | None = None  # the users an HTTP service accepts: health probes sign in as the first
+    ca_file: str | None = None  # the CA an https service's certificate is verified against (else the system's)
 
 
 @dataclass
@@ -70,12 +72,13 @@ class RunningService:
     log: str
     stop_timeout: float
     password_file: str | None = None
+    ca_file: str | None = None
 
     def alive(self) -> bool:
         return pid_alive(self.pid)
 
     def healthy(self) -> bool:
-        return self.alive() and probe(self.health_url, password_file=self.password_file)
+        return self.alive() and probe(self.health_url, password_file=self.password_file, ca_file=self.ca_file)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -193,10 +196,11 @@ def port_released(port: int, host: str = "127.0.0.1", timeout: float = PORT_RELE
     return True
 
 
-def probe(health_url: str, timeout: float = 1.0, password_file: str | None = None) -> bool:
-    """True when the service answers: a TCP connection for tcp://, a 2xx for http://.
+def probe(health_url: str, timeout: float = 1.0, password_file: str | None = None, ca_file: str | None = None) -> bool:
+    """True when the service answers: a TCP connection for tcp://, a 2xx for http:// and https://.
 
-    A service that asks for HTTP basic authentication is asked as the first user of its `password_file`.
+    A service that asks for HTTP basic authentication is asked as the first user of its `password_file`;
+    an https service must present a certificate `ca_file` signed (else one the system trusts).
     """
     parts = urlsplit(health_url)
     if parts.scheme == "tcp":
@@ -213,8 +217,9 @@ def probe(health_url: str, timeout: float = 1.0, password_file: str | None = Non
             return False
         token = base64.b64encode(f"{user}:{password}".encode()).decode()
         request.add_header("Authorization", f"Basic {token}")
+    context = client_context(ca_file) if parts.scheme == "https" else None
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
             return 200 <= response.status < 300
     except (urllib.error.URLError, OSError, ValueError):
         return False
@@ -271,10 +276,17 @@ def start(spec: ServiceSpec, log_dir: Path, outlive_caller: bool = False) -> Run
             preexec_fn=None if outlive_caller else _terminate_with_parent,
         )
     service = RunningService(
-        spec.name, process.pid, spec.address, spec.health_url, str(log_path), spec.stop_timeout, spec.password_file
+        spec.name,
+        process.pid,
+        spec.address,
+        spec.health_url,
+        str(log_path),
+        spec.stop_timeout,
+        spec.password_file,
+        spec.ca_file,
     )
     deadline = time.monotonic() + spec.start_timeout
-    while not probe(spec.health_url, password_file=spec.password_file):
+    while not probe(spec.health_url, password_file=spec.password_file, ca_file=spec.ca_file):
         if process.poll() is not None:
             raise StackError(f"{spec.name} exited with status {process.returncode} during start-up; see {log_path}")
         if time.monotonic() > deadline:

@@ -22,6 +22,7 @@ from fraudstream.basicauth import BasicAuth
 from fraudstream.credentials import Credentials
 from fraudstream.kafka import AIOKAFKA_GROUP_DEFAULTS, end_offsets
 from fraudstream.requestbody import BadBody, read_json
+from fraudstream.tls import server_context
 from fraudstream.topics import MODEL_UPDATES_TOPIC, ModelUpdate
 from streams import metrics
 from streams.batching import BatchApp, RawBatch
@@ -52,12 +53,19 @@ def model_source(settings: WorkerSettings) -> ModelSource:
     return RegistrySource(ModelRegistry.from_addresses(settings.addresses), settings.model_name)
 
 
-def broker_credentials(credentials: Credentials) -> faust.SASLCredentials | None:
-    """Faust's form of the SASL settings (fraudstream.credentials), or None against an open broker."""
+def broker_credentials(credentials: Credentials) -> faust.SASLCredentials | faust.SSLCredentials | None:
+    """Faust's form of the SASL and TLS settings (fraudstream.credentials), or None against an open broker.
+
+    Faust speaks SASL_SSL when its SASL credentials carry an SSL context, SSL with SSL credentials alone.
+    """
+    context = credentials.ssl_context() if credentials.tls else None
     if credentials.sasl_username is None:
-        return None
+        return None if context is None else faust.SSLCredentials(context)
     return faust.SASLCredentials(
-        username=credentials.sasl_username, password=credentials.sasl_password, mechanism=credentials.sasl_mechanism
+        username=credentials.sasl_username,
+        password=credentials.sasl_password,
+        mechanism=credentials.sasl_mechanism,
+        ssl_context=context,
     )
 
 
@@ -69,6 +77,7 @@ app = BatchApp(
     web_host=settings.web_host,
     web_bind=settings.web_host,
     web_port=settings.web_port,
+    web_ssl_context=server_context(),  # https when the environment names a certificate (fraudstream.tls)
     datadir=str(settings.data_dir / f"{settings.group}-{settings.web_port}"),
     broker_session_timeout=AIOKAFKA_GROUP_DEFAULTS["session_timeout_ms"] / 1000,
     broker_heartbeat_interval=AIOKAFKA_GROUP_DEFAULTS["heartbeat_interval_ms"] / 1000,

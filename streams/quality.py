@@ -58,13 +58,15 @@ class QualityUnavailable(RuntimeError):
 def read_live_quality(ksqldb_url: str, table: str = LIVE_QUALITY_TABLE, timeout: float = 10.0) -> list[Quality]:
     """Every row of the live-quality table, through ksqlDB's REST API (`POST /query`, a pull query)."""
     sql = f"SELECT MODEL_NAME, MODEL_VERSION, {', '.join(OUTCOMES)} FROM {table};"
+    credentials = Credentials.from_env()
     try:
         response = httpx.post(
             f"{ksqldb_url.rstrip('/')}/query",
             json={"ksql": sql, "streamsProperties": {}},
             headers={"Accept": "application/vnd.ksql.v1+json"},
             timeout=timeout,
-            auth=Credentials.from_env().http_auth("ksqldb"),
+            auth=credentials.http_auth("ksqldb"),
+            verify=credentials.http_verify(),
         )
     except httpx.HTTPError as error:
         raise QualityUnavailable(f"cannot reach ksqlDB at {ksqldb_url}: {error}") from None

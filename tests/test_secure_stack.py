@@ -1,5 +1,6 @@
-"""`fraudstream up --secure`: every endpoint refuses a client without credentials or with a wrong password,
-and serves one with the right ones, through the clients users use; the whole pipeline runs secured.
+"""`fraudstream up --secure`: every endpoint serves TLS only, refuses a client that does not trust the stack's CA,
+a client without credentials or with a wrong password, and serves one with the right CA and credentials, through
+the clients users use; the whole pipeline runs secured.
 
 One secured stack for the module, started as a user starts it (`fraudstream up --secure`); the tests sign
 in with what it generated in its data directory.
@@ -9,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import socket
+import ssl
 import stat
 import struct
 import uuid
@@ -17,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import certifi
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -38,12 +42,14 @@ from fraudstream.config import Addresses
 from fraudstream.credentials import CLIENT_PROPERTIES, Credentials
 from fraudstream.kafka import consumer_config, end_offsets
 from fraudstream.lifecycle import _attach_or_new
+from fraudstream.tls import client_context
 from ksql import KSQLAPI
 from models.autoencoder import Autoencoder
 from models.datasets import GeneratedSource
 from models.training import train
 from producers.generate import generate_payments
 from producers.replay import replay
+from stack.certificates import ensure_certificates
 from stack.embedded import EmbeddedStack
 from stack.supervisor import free_ports
 
@@ -59,9 +65,9 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     broker, registry, ksqldb, connect, objectstore, worker = free_ports(6)
     addresses = Addresses(
         bootstrap_servers=f"127.0.0.1:{broker}",
-        schema_registry_url=f"http://127.0.0.1:{registry}",
-        ksqldb_url=f"http://127.0.0.1:{ksqldb}",
-        connect_url=f"http://127.0.0.1:{connect}",
+        schema_registry_url=f"https://127.0.0.1:{registry}",  # a secured stack serves https
+        ksqldb_url=f"https://127.0.0.1:{ksqldb}",
+        connect_url=f"https://127.0.0.1:{connect}",
         s3_endpoint_url=f"http://127.0.0.1:{objectstore}",
     )
     state = tmp_path_factory.mktemp("state")
@@ -105,10 +111,15 @@ def auth_errors(config: dict[str, Any]) -> tuple[AdminClient, list[KafkaError]]:
 def test_credentials_are_generated_for_the_owner_only(secured: EmbeddedStack, credentials: Credentials) -> None:
     assert stat.S_IMODE(secured.secrets_dir.stat().st_mode) == 0o700
     files = sorted(secured.secrets_dir.iterdir())
-    assert [f.name for f in files] == ["client.properties", "password.properties"]
+    assert [f.name for f in files] == ["ca-key.pem", "ca.pem", "client.properties", "password.properties",
+                                       "server-key.pem", "server.pem"]  # fmt: skip
     assert all(stat.S_IMODE(f.stat().st_mode) == 0o600 for f in files)
-    assert credentials.security_protocol == "SASL_PLAINTEXT" and credentials.sasl_mechanism == "SCRAM-SHA-256"
+    assert credentials.security_protocol == "SASL_SSL" and credentials.sasl_mechanism == "SCRAM-SHA-256"
+    assert credentials.ssl_ca_location == str(secured.secrets_dir / "ca.pem")
     assert len(credentials.sasl_password or "") >= 32
+    addresses = secured.addresses
+    assert all(url.startswith("https://") for url in (addresses.schema_registry_url, addresses.ksqldb_url,
+                                                     addresses.connect_url))  # fmt: skip
 
 
 def test_the_broker_refuses_clients_without_or_with_wrong_credentials(
@@ -137,11 +148,108 @@ def test_the_broker_hangs_up_on_anything_but_a_sasl_exchange(secured: EmbeddedSt
     host, port = secured.addresses.bootstrap_servers.split(":")
     metadata_v1 = struct.pack(">hhih", 3, 1, 7, -1) + struct.pack(">i", -1)  # Metadata, all topics, no client id
     for request in (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", struct.pack(">i", len(metadata_v1)) + metadata_v1):
-        with socket.create_connection((host, int(port)), timeout=30) as sock:
-            sock.sendall(request)
-            assert sock.recv(1024) == b""  # closed, unanswered
+        with socket.create_connection((host, int(port)), timeout=30) as raw:
+            with credentials.ssl_context().wrap_socket(raw, server_hostname=host) as sock:  # past TLS: the gate
+                sock.sendall(request)
+                assert sock.recv(1024) == b""  # closed, unanswered
     right = AdminClient({"bootstrap.servers": secured.addresses.bootstrap_servers, **sasl(credentials)})
     assert "_schemas" in right.list_topics(timeout=10).topics
+
+
+@pytest.fixture(scope="module")
+def other_ca(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Another private CA, as a client configured for some other cluster trusts."""
+    return str(ensure_certificates(tmp_path_factory.mktemp("other-ca")).ca)
+
+
+def test_the_broker_serves_tls_only_and_to_clients_that_trust_its_ca(
+    secured: EmbeddedStack, credentials: Credentials, other_ca: str
+) -> None:
+    """confluent-kafka with the right credentials but another CA (or the system's roots) fails verification;
+    SASL_PLAINTEXT to the TLS listener gets nowhere; aiokafka likewise."""
+    bootstrap = secured.addresses.bootstrap_servers
+    for ca in (other_ca, None):
+        config = {k: v for k, v in {**sasl(credentials), "ssl.ca.location": ca}.items() if v is not None}
+        untrusting, errors = auth_errors({"bootstrap.servers": bootstrap, **config})
+        with pytest.raises(KafkaException):
+            untrusting.list_topics(timeout=5)
+
+        def verify_failed(client: AdminClient = untrusting, seen: list[KafkaError] = errors) -> bool:
+            return client.poll(0.2) >= 0 and any("certificate verify failed" in e.str() for e in seen)
+
+        wait_until(verify_failed, "a certificate verification error")
+    plaintext, _ = auth_errors(
+        {"bootstrap.servers": bootstrap, **sasl(credentials), "security.protocol": "SASL_PLAINTEXT"}
+    )
+    with pytest.raises(KafkaException):
+        plaintext.list_topics(timeout=5)
+
+    async def connect(settings: dict[str, Any]) -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, request_timeout_ms=5000, **settings)
+        try:
+            await producer.start()
+        finally:
+            await producer.stop()
+
+    with pytest.raises((AIOKafkaError, ssl.SSLCertVerificationError)):
+        asyncio.run(connect({**credentials.aiokafka(), "ssl_context": client_context(other_ca)}))
+    asyncio.run(connect(credentials.aiokafka()))  # the right CA: signed in
+
+
+def rest_urls(stack: EmbeddedStack) -> dict[str, str]:
+    addresses = stack.addresses
+    return {"schema-registry": f"{addresses.schema_registry_url}/subjects", "ksqldb": f"{addresses.ksqldb_url}/info",
+            "connect": f"{addresses.connect_url}/connectors"}  # fmt: skip
+
+
+@pytest.mark.parametrize("service", ["schema-registry", "ksqldb", "connect"])
+def test_every_rest_endpoint_serves_tls_only_and_to_clients_that_trust_its_ca(
+    secured: EmbeddedStack, credentials: Credentials, other_ca: str, service: str
+) -> None:
+    url, auth = rest_urls(secured)[service], credentials.http_auth(service)
+    for verify in (client_context(certifi.where()), client_context(other_ca)):  # the public roots, another CA
+        with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+            httpx.get(url, auth=auth, verify=verify)  # type: ignore[arg-type]
+    with pytest.raises(httpx.TransportError):  # plaintext HTTP to the TLS port: the handshake fails, closed
+        httpx.get(url.replace("https://", "http://"), auth=auth)  # type: ignore[arg-type]
+    answer = httpx.get(url, auth=auth, verify=credentials.http_verify())  # type: ignore[arg-type]
+    assert answer.status_code == 200 and answer.http_version == "HTTP/1.1"
+
+
+def test_the_rest_clients_refuse_a_stack_whose_ca_they_do_not_trust(
+    secured: EmbeddedStack, credentials: Credentials, other_ca: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SchemaRegistryClient with another CA, KSQLAPI with httpx's default roots: verification fails."""
+    registry = {"url": secured.addresses.schema_registry_url, "basic.auth.user.info": user_info(credentials)}
+    with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+        SchemaRegistryClient({**registry, "ssl.ca.location": other_ca}).get_subjects()
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    auth = credentials.http_auth("ksqldb") or ("", "")
+    with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+        KSQLAPI(secured.addresses.ksqldb_url, api_key=auth[0], secret=auth[1])
+
+
+def test_ksqldb_negotiates_http2_or_http1_over_tls(secured: EmbeddedStack, credentials: Credentials) -> None:
+    """ALPN routes each connection: a client offering only `h2` (ksql-python's streams) gets the HTTP/2 endpoints;
+    one offering both (curl, Prometheus) or HTTP/1.1 alone gets every endpoint over HTTP/1.1."""
+    auth, verify = credentials.http_auth("ksqldb"), credentials.http_verify()
+    with httpx.Client(
+        http1=False, http2=True, base_url=secured.addresses.ksqldb_url, verify=verify, auth=auth
+    ) as client:  # type: ignore[arg-type]
+        streamed = client.post("/inserts-stream", content=b'{"target": "NO_SUCH_STREAM"}\n')
+        assert streamed.http_version == "HTTP/2" and streamed.status_code != 401
+    for http2 in (True, False):
+        with httpx.Client(http2=http2, base_url=secured.addresses.ksqldb_url, verify=verify, auth=auth) as client:  # type: ignore[arg-type]
+            for path in ("/info", "/metrics"):
+                answer = client.get(path)
+                assert answer.http_version == "HTTP/1.1" and answer.status_code == 200, (http2, path, answer.text)
+
+
+@pytest.mark.skipif(shutil.which("kcat") is None, reason="kcat is not installed (apt-get install kcat)")
+def test_kcat_lists_a_secured_broker_with_nothing_set(secured: EmbeddedStack, env: dict[str, str]) -> None:
+    """`fraudstream kcat` takes the stack's SASL_SSL settings (CA included) from its client properties."""
+    listed = fraudstream("kcat", "-L", "-t", "_schemas", env=env)
+    assert "_schemas" in listed.stdout, listed.stdout + listed.stderr
 
 
 def test_confluent_kafka_produces_and_consumes_with_the_right_credentials(
@@ -214,41 +322,50 @@ def test_every_rest_endpoint_asks_for_basic_authentication(
     url = {"schema-registry": secured.addresses.schema_registry_url, "ksqldb": secured.addresses.ksqldb_url,
            "connect": secured.addresses.connect_url}[service] + path  # fmt: skip
     for auth in (None, (credentials.sasl_username, WRONG), ("someone", "else")):
-        answer = httpx.get(url, auth=auth)  # type: ignore[arg-type]
+        answer = httpx.get(url, auth=auth, verify=credentials.http_verify())  # type: ignore[arg-type]
         assert answer.status_code == 401, (auth, answer.text)
         assert answer.headers["WWW-Authenticate"] == f'Basic realm="{realm}"'
         assert answer.json() == body
-    assert httpx.get(url, auth=credentials.http_auth(service)).status_code == 200
+    assert httpx.get(url, auth=credentials.http_auth(service), verify=credentials.http_verify()).status_code == 200
 
 
 def test_schema_registry_client_signs_in_with_basic_auth_user_info(
     secured: EmbeddedStack, credentials: Credentials
 ) -> None:
-    url = secured.addresses.schema_registry_url
+    url, ca = secured.addresses.schema_registry_url, credentials.ssl_ca_location or ""
     for conf in ({"url": url}, {"url": url, "basic.auth.user.info": user_info(credentials, WRONG)}):
         with pytest.raises(SchemaRegistryError) as refused:
-            SchemaRegistryClient(conf).get_subjects()
+            SchemaRegistryClient({**conf, "ssl.ca.location": ca}).get_subjects()
         assert refused.value.http_status_code == 401
-    signed_in = SchemaRegistryClient({"url": url, "basic.auth.user.info": user_info(credentials)})
+    signed_in = SchemaRegistryClient(
+        {"url": url, "basic.auth.user.info": user_info(credentials), "ssl.ca.location": ca}
+    )
     assert "fraud-scores-value" in signed_in.get_subjects()  # registered by the stack itself, signed in
 
 
-def test_ksqlapi_signs_in_with_api_key_and_secret(secured: EmbeddedStack, credentials: Credentials) -> None:
+def test_ksqlapi_signs_in_with_api_key_and_secret(
+    secured: EmbeddedStack, credentials: Credentials, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """KSQLAPI takes no CA setting: `ksqlapi()` points httpx's SSL_CERT_FILE at the public roots and the CA."""
     url = secured.addresses.ksqldb_url
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)  # set by ksqlapi() below; put back after the test
+    signed_in_kwargs = credentials.ksqlapi()
     for kwargs in ({}, {"api_key": credentials.sasl_username, "secret": WRONG}):
         with pytest.raises(ValueError, match="Status Code: 401"):  # the client asks /info as it is made
             KSQLAPI(url, **kwargs)
         with pytest.raises(KSQLError) as refused:
             KSQLAPI(url, check_version=False, **kwargs).ksql("SHOW STREAMS;")
         assert refused.value.error_code == 40100
-    signed_in = KSQLAPI(url, timeout=120, **credentials.ksqlapi())  # a first statement can be slow on a busy machine
+    signed_in = KSQLAPI(url, timeout=120, **signed_in_kwargs)  # a first statement can be slow on a busy machine
     assert signed_in.ksql("SHOW STREAMS;")[0]["@type"] == "streams"
 
 
 def test_ksqldb_http2_endpoints_ask_too(secured: EmbeddedStack, credentials: Credentials) -> None:
-    """`/query-stream` and `/inserts-stream` over HTTP/2 cleartext, as ksql-python sends them."""
+    """`/query-stream` and `/inserts-stream` over HTTP/2 (TLS, ALPN `h2`), as ksql-python sends them."""
     body = json.dumps({"sql": "SELECT * FROM KSQL_PROCESSING_LOG EMIT CHANGES LIMIT 1;", "properties": {}})
-    with httpx.Client(http1=False, http2=True, base_url=secured.addresses.ksqldb_url) as client:
+    with httpx.Client(
+        http1=False, http2=True, base_url=secured.addresses.ksqldb_url, verify=credentials.http_verify()
+    ) as client:
         refused = client.post("/query-stream", content=body, auth=(credentials.sasl_username, WRONG))  # type: ignore[arg-type]
         assert refused.http_version == "HTTP/2" and refused.status_code == 401
         assert refused.headers["www-authenticate"] == 'Basic realm="KsqlServer-Props"'
@@ -331,11 +448,15 @@ def test_the_whole_pipeline_runs_secured(pipeline: Pipeline, secured: EmbeddedSt
     assert len({s["payment_id"] for s in scores}) == 200 and {s["model_version"] for s in scores} == {1}
     assert size(secured, f"{pipeline.features}-dlq") == 0
 
-    web = f"http://127.0.0.1:{port}"
+    web, verify = f"https://127.0.0.1:{port}", credentials.http_verify()
     one = {column: 0.0 for column in model.model.feature_names}
-    assert httpx.post(f"{web}/score", json=one).status_code == 401
-    assert httpx.get(f"{web}/metrics", auth=(credentials.sasl_username, WRONG)).status_code == 401  # type: ignore[arg-type]
-    answer = httpx.post(f"{web}/score", json=one, auth=credentials.http_auth("worker"))
+    assert httpx.post(f"{web}/score", json=one, verify=verify).status_code == 401
+    assert httpx.get(f"{web}/metrics", auth=(credentials.sasl_username, WRONG), verify=verify).status_code == 401  # type: ignore[arg-type]
+    with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):  # the public roots: not the stack's CA
+        httpx.get(f"{web}/metrics", auth=credentials.http_auth("worker"), verify=client_context(certifi.where()))
+    with pytest.raises(httpx.TransportError):  # plaintext to the TLS port
+        httpx.get(f"http://127.0.0.1:{port}/metrics", auth=credentials.http_auth("worker"))
+    answer = httpx.post(f"{web}/score", json=one, auth=credentials.http_auth("worker"), verify=verify)
     assert answer.status_code == 200 and len(answer.json()["scores"]) == 1
 
     bucket = secured.addresses.bucket

@@ -19,6 +19,7 @@ from aiohttp import web
 from fraudstream.basicauth import BasicAuth
 from fraudstream.config import DEFAULT_HOST, DEFAULT_PORTS
 from fraudstream.kafka import admin_client
+from fraudstream.tls import server_context
 from stack.connect import definitions as d
 from stack.connect.herder import Herder
 from stack.connect.metrics import SinkMetrics
@@ -67,6 +68,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     info = {"version": CONNECT_VERSION, "commit": "fraudstream", "kafka_cluster_id": None}
     app = create_app(herder, info, BasicAuth.from_env(REALM))
+    tls = server_context()  # https when the environment names a certificate
+    scheme = "http" if tls is None else "https"
 
     async def start_herder(app: web.Application) -> None:
         async def run() -> None:
@@ -81,7 +84,9 @@ def main(argv: list[str] | None = None) -> None:
                 os.kill(os.getpid(), signal.SIGTERM)  # run_app stops gracefully on it
                 return
             app[READY].set()
-            logger.info("connect worker ready on http://%s (cluster %s)", worker_id, app[INFO]["kafka_cluster_id"])
+            logger.info(
+                "connect worker ready on %s://%s (cluster %s)", scheme, worker_id, app[INFO]["kafka_cluster_id"]
+            )
 
         app[STARTER] = asyncio.create_task(run())
 
@@ -92,7 +97,7 @@ def main(argv: list[str] | None = None) -> None:
     app.on_startup.append(start_herder)
     app.on_cleanup.append(stop_herder)
     try:
-        web.run_app(app, host=args.host, port=args.port, print=None, access_log=None)
+        web.run_app(app, host=args.host, port=args.port, print=None, access_log=None, ssl_context=tls)
     except OSError as exc:  # a busy port: one line, not a traceback
         logger.error("cannot serve on %s:%d: %s", args.host, args.port, exc.strerror or exc)
         raise SystemExit(1) from None

@@ -9,13 +9,16 @@ from stack.connect.storage import CONFIG_TOPIC, OFFSET_TOPIC, STATUS_TOPIC
 from stack.supervisor import ServiceSpec
 
 
-def connect_spec(addresses: Addresses, port: int, host: str = DEFAULT_HOST, storage_prefix: str = "") -> ServiceSpec:
+def connect_spec(
+    addresses: Addresses, port: int, host: str = DEFAULT_HOST, storage_prefix: str = "", scheme: str = "http"
+) -> ServiceSpec:
     """The Connect worker against `addresses`; its environment carries them, so `${env:S3_BUCKET}` and friends resolve.
 
     `storage_prefix` gives the worker storage topics of its own (`<prefix>connect-configs`, ...), as a
     separate Connect cluster would have: tests use it so that workers sharing a broker do not share connectors.
+    `scheme` https: the worker serves TLS with the certificate its environment names (fraudstream.tls).
     """
-    url = f"http://{host}:{port}"
+    url = f"{scheme}://{host}:{port}"
     argv = [
         sys.executable,
         "-m",

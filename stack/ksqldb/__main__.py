@@ -8,15 +8,17 @@ import asyncio
 import gc
 import logging
 import signal
+import ssl
 from pathlib import Path
 
 from aiohttp import web
 
 from fraudstream.basicauth import BasicAuth
 from fraudstream.config import DEFAULT_HOST, DEFAULT_PORTS
+from fraudstream.tls import server_context
 from stack.ksqldb.server import create_app
 from stack.ksqldb.server.entities import REALM
-from stack.ksqldb.server.h2c import protocol_factory
+from stack.ksqldb.server.h2c import ALPN_PROTOCOLS, protocol_factory
 from stack.ksqldb.server.service import KsqlService
 
 logger = logging.getLogger(__name__)
@@ -49,16 +51,22 @@ def main(argv: list[str] | None = None) -> None:
     service = KsqlService(
         args.bootstrap_servers, args.schema_registry_url, service_id=args.service_id, state_dir=args.state_dir
     )
-    logger.info("ksqlDB-compatible server on http://%s:%d, Kafka at %s", args.host, args.port, args.bootstrap_servers)
+    tls = server_context(
+        alpn=ALPN_PROTOCOLS
+    )  # https (HTTP/2 to h2-only clients) when the environment names a certificate
+    scheme = "http" if tls is None else "https"
+    logger.info("ksqlDB-compatible server on %s://%s:%d, Kafka at %s", scheme, args.host, args.port,
+                args.bootstrap_servers)  # fmt: skip
     try:
-        asyncio.run(serve(service, args.host, args.port))
+        asyncio.run(serve(service, args.host, args.port, tls))
     except OSError as exc:  # a busy port: one line, not a traceback
         logger.error("cannot serve on %s:%d: %s", args.host, args.port, exc.strerror or exc)
         raise SystemExit(1) from None
 
 
-async def serve(service: KsqlService, host: str, port: int) -> None:
-    """aiohttp for HTTP/1.1 and HTTP/2 cleartext for the streaming endpoints, on one port, until SIGTERM/SIGINT."""
+async def serve(service: KsqlService, host: str, port: int, tls: ssl.SSLContext | None = None) -> None:
+    """aiohttp for HTTP/1.1 and HTTP/2 for the streaming endpoints, on one port (over TLS with `tls`), until
+    SIGTERM/SIGINT."""
     auth = BasicAuth.from_env(REALM)
     runner = web.AppRunner(create_app(service, auth), access_log=None)
     await runner.setup()
@@ -67,7 +75,7 @@ async def serve(service: KsqlService, host: str, port: int) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        server = await loop.create_server(protocol_factory(runner.server, service, auth), host, port)
+        server = await loop.create_server(protocol_factory(runner.server, service, auth), host, port, ssl=tls)
     except OSError:
         await runner.cleanup()
         raise

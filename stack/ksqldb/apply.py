@@ -46,7 +46,10 @@ class KsqlRest:
 
     def __init__(self, url: str, timeout: float = 60.0) -> None:
         self.url = url.rstrip("/")
-        self.http = httpx.Client(timeout=timeout, auth=Credentials.from_env().http_auth("ksqldb"))
+        credentials = Credentials.from_env()
+        self.http = httpx.Client(
+            timeout=timeout, auth=credentials.http_auth("ksqldb"), verify=credentials.http_verify()
+        )
 
     def ksql(self, sql: str, properties: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         try:

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from fraudstream.basicauth import BasicAuth
 from fraudstream.config import DEFAULT_HOST, DEFAULT_PORTS
+from fraudstream.tls import server_context
 from stack.registry.http import REALM, create_app
 from stack.registry.service import DEFAULT_TOPIC, Registry
 from stack.topiclog import TopicLog
@@ -28,12 +29,13 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     store = TopicLog(args.bootstrap_servers, args.topic, timeout=args.store_timeout)
     app = create_app(Registry(store), BasicAuth.from_env(REALM))
-    logger.info(
-        "schema registry on http://%s:%d, schemas in %s at %s", args.host, args.port, args.topic, args.bootstrap_servers
-    )
+    tls = server_context()  # https when the environment names a certificate
+    scheme = "http" if tls is None else "https"
+    logger.info("schema registry on %s://%s:%d, schemas in %s at %s", scheme, args.host, args.port, args.topic,
+                args.bootstrap_servers)  # fmt: skip
     # run_app stops gracefully on SIGTERM and SIGINT: it closes the listener and runs the cleanup hooks.
     try:
-        web.run_app(app, host=args.host, port=args.port, print=None, access_log=None)
+        web.run_app(app, host=args.host, port=args.port, print=None, access_log=None, ssl_context=tls)
     except OSError as exc:  # a busy port: one line, not a traceback
         logger.error("cannot serve on %s:%d: %s", args.host, args.port, exc.strerror or exc)
         raise SystemExit(1) from None

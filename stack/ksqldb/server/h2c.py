@@ -1,8 +1,10 @@
-"""HTTP/2 cleartext (prior knowledge) beside aiohttp's HTTP/1.1 on the same port.
+"""HTTP/2 (cleartext with prior knowledge, or negotiated over TLS) beside aiohttp's HTTP/1.1 on the same port.
 
-ksql-python sends `inserts_stream` (and queries with `use_http2=True`) as HTTP/2 without TLS, as a
-real ksqlDB accepts; aiohttp only speaks HTTP/1.1. Each connection is sniffed: the HTTP/2 preface
-goes to a small h2 (the `h2` library) handler for the streaming endpoints, anything else to aiohttp.
+ksql-python sends `inserts_stream` (and queries with `use_http2=True`) as HTTP/2, without TLS as a real
+ksqlDB accepts, or over TLS; aiohttp only speaks HTTP/1.1. A TLS connection whose handshake selected `h2`
+(ALPN) is HTTP/2; any other connection is routed by its first bytes: the HTTP/2 preface goes to a small h2
+(the `h2` library) handler for the streaming endpoints, anything else to aiohttp. (httpx with `http1=False`,
+as ksql-python uses it, offers `http/1.1` too and speaks HTTP/2 whatever the server selects.)
 """
 
 from __future__ import annotations
@@ -27,6 +29,10 @@ from .service import KsqlService, StatementFailure
 logger = logging.getLogger(__name__)
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+#: The application protocols a TLS handshake may select (ALPN), the server's preferred first. HTTP/1.1 first:
+#: the HTTP/2 handler serves the streaming endpoints only, so a client that offers both (curl, Prometheus,
+#: browsers) gets every endpoint over HTTP/1.1; one that offers only `h2`, or sends the HTTP/2 preface, HTTP/2.
+ALPN_PROTOCOLS = ("http/1.1", "h2")
 
 
 class Sniffer(asyncio.Protocol):
@@ -41,18 +47,22 @@ class Sniffer(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        tls = transport.get_extra_info("ssl_object")
+        if tls is not None and tls.selected_alpn_protocol() == "h2":  # negotiated: no need to wait for bytes
+            self._hand_over(H2Protocol(self.service, self.auth))
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
         if len(self.buffer) < len(PREFACE) and PREFACE.startswith(self.buffer):
             return
+        self._hand_over(H2Protocol(self.service, self.auth) if self.buffer.startswith(PREFACE) else self.http1())
+
+    def _hand_over(self, inner: asyncio.Protocol) -> None:
         assert self.transport is not None
-        inner: asyncio.Protocol = (
-            H2Protocol(self.service, self.auth) if self.buffer.startswith(PREFACE) else self.http1()
-        )
         self.transport.set_protocol(inner)
         inner.connection_made(self.transport)
-        inner.data_received(self.buffer)
+        if self.buffer:
+            inner.data_received(self.buffer)
 
     def connection_lost(self, exc: Exception | None) -> None:
         pass
