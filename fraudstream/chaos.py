@@ -441,8 +441,8 @@ def report_tables(report: ChaosReport) -> list[Table]:
 
 
 @click.command("chaos")
-@click.option("-n", "--payments", type=click.IntRange(min=1), default=100_000, show_default=True)
-@click.option("--rate", type=click.FloatRange(min=0, min_open=True), default=500.0, show_default=True,
+@click.option("-n", "--payments", type=click.IntRange(min=1), default=10_000, show_default=True)
+@click.option("--rate", type=click.FloatRange(min=0, min_open=True), default=250.0, show_default=True,
               help="Payments offered per second.")  # fmt: skip
 @click.option("--kills", type=click.IntRange(min=0), default=2, show_default=True,
               help="Kills of each component during the replay.")  # fmt: skip

@@ -25,6 +25,11 @@ GROUP_DEFAULTS: dict[str, Any] = {
     "heartbeat.interval.ms": 1000,
 }
 
+#: The short-lived consumers that only look (ends, committed offsets) log nothing themselves: closed a moment
+#: after they start, they cut their group coordinator's connection mid-handshake, which librdkafka reports as
+#: a SASL or TLS failure on a secured cluster. Their real failures raise (a time-out, a missing topic).
+PROBE_LOGGING: dict[str, Any] = {"log_level": 2}
+
 #: Durable, ordered and free of retry duplicates: what "acknowledged" means everywhere in fraudstream. Keyed
 #: records go where Java clients and Kafka Streams put them (murmur2, not librdkafka's CRC32 default), so
 #: that a label and its payment's features share a partition number and a real ksqlDB can join them.
@@ -135,6 +140,7 @@ def topic_ends(bootstrap_servers: str, topics: Iterable[str], timeout: float = 1
                 **GROUP_DEFAULTS,
             },
         )
+        | PROBE_LOGGING
     )
     try:
         ends: dict[str, dict[int, int]] = {}
@@ -164,7 +170,7 @@ def _fetched_watermarks(
         return {}
     consumer.assign([TopicPartition(topic, partition, end - 1) for (topic, partition), end in listed.items()])
     found: dict[tuple[str, int], int] = {}
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + timeout  # for the next partition: a broker may answer them one by one
     while len(found) < len(listed):
         remaining = deadline - time.monotonic()
         message = consumer.poll(remaining) if remaining > 0 else None
@@ -175,12 +181,13 @@ def _fetched_watermarks(
         if tp in listed and tp not in found:
             found[tp] = consumer.get_watermark_offsets(TopicPartition(*tp), cached=True)[1]
             consumer.pause([TopicPartition(*tp)])
+            deadline = time.monotonic() + timeout
     return found
 
 
 def committed_offsets(bootstrap_servers: str, group: str, topic: str, timeout: float = 10.0) -> dict[int, int]:
     """`group`'s committed offset per partition of `topic`; partitions without a commit are left out."""
-    consumer = Consumer(consumer_config(bootstrap_servers, group, enable_auto_commit=False))
+    consumer = Consumer(consumer_config(bootstrap_servers, group, enable_auto_commit=False) | PROBE_LOGGING)
     try:
         metadata = consumer.list_topics(topic, timeout=timeout).topics[topic]
         if metadata.error is not None:

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import socket
 import ssl
 import stat
 import struct
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -385,6 +388,19 @@ def test_commands_beside_a_secured_stack_need_no_settings(secured: EmbeddedStack
     assert Credentials.from_env(env) == secured.credentials
     elsewhere = Credentials.from_env({**env, "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"})
     assert elsewhere == Credentials()  # another cluster never gets this stack's password
+
+
+def test_looking_at_a_secured_topic_prints_nothing(secured: EmbeddedStack, env: dict[str, str]) -> None:
+    """The live view and the demo read topic ends every second: closed at once, each short-lived consumer cut
+    its group coordinator's SASL/TLS handshake, and librdkafka printed that as an authentication failure."""
+    b = secured.addresses.bootstrap_servers
+    look = (
+        "from fraudstream.kafka import committed_offsets, end_offsets\n"
+        "for _ in range(10):\n"
+        f"    end_offsets({b!r}, '_schemas'); committed_offsets({b!r}, 'nobody', '_schemas')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", look], env={**os.environ, **env}, capture_output=True, text=True)
+    assert result.returncode == 0 and result.stderr == "", result.stderr
 
 
 def test_a_data_dir_once_secured_stays_secured(tmp_path: Path) -> None:
