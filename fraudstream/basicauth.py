@@ -21,7 +21,7 @@ from typing import Any
 
 from aiohttp import web
 
-from fraudstream.credentials import read_properties
+from fraudstream.config import read_properties
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,9 @@
-"""Addresses of every service, in one place.
+"""Addresses of every service, in one place, and where a running embedded stack keeps its client settings.
 
 Client code is the same against the embedded stack and a production cluster: only these addresses
-differ, and they come from the environment variables a Confluent Platform user already knows.
+differ, and they come from the environment variables a Confluent Platform user already knows. A secured
+embedded stack's client properties (`fraudstream.credentials` reads its credentials from them) also give
+its https addresses.
 """
 
 from __future__ import annotations
@@ -54,6 +56,12 @@ ENV_NAMES = {
 STACK_URLS = {"schema_registry_url": "schema.registry.url", "ksqldb_url": "ksqldb.url", "connect_url": "connect.url"}
 
 
+#: A secured data directory keeps its credentials here (mode 0700, files 0600).
+SECRETS_DIR = "secrets"
+#: Confluent's client configuration format: what clients of the stack read.
+CLIENT_PROPERTIES = "client.properties"
+
+
 @dataclass(frozen=True)
 class Addresses:
     """Where each service listens; the only thing that differs between embedded and production."""
@@ -70,12 +78,10 @@ class Addresses:
         """Defaults for the embedded stack, overridden by the usual environment variables.
 
         A REST URL the environment does not name is a secured embedded stack's own (https) when one runs
-        for these bootstrap servers: its client properties list them (`fraudstream.credentials`).
+        for these bootstrap servers: its client properties list them (`running_stack_properties`).
         """
         given = {f.name: environ[ENV_NAMES[f.name]] for f in fields(cls) if ENV_NAMES[f.name] in environ}
         if any(name not in given for name in STACK_URLS):
-            from fraudstream.credentials import running_stack_properties  # it builds on this module
-
             bootstrap = given.get("bootstrap_servers", cls.bootstrap_servers)
             recorded = running_stack_properties(environ, bootstrap) or {}
             given |= {name: recorded[key] for name, key in STACK_URLS.items() if name not in given and key in recorded}
@@ -95,3 +101,39 @@ def user_state_dir(environ: Mapping[str, str] = os.environ) -> Path:
     """fraudstream's per-user state directory (XDG Base Directory: $XDG_STATE_HOME, else ~/.local/state)."""
     base = environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
     return Path(base) / "fraudstream"
+
+
+def read_properties(path: Path) -> dict[str, str]:
+    """`key=value` lines of a Java-style properties file (`#` and `!` comments, `:` separators too)."""
+    properties: dict[str, str] = {}
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if not line or line[0] in "#!":
+            continue
+        cut = min((i for i in (line.find("="), line.find(":")) if i >= 0), default=-1)
+        if cut < 0:
+            properties[line] = ""
+        else:
+            properties[line[:cut].strip()] = line[cut + 1 :].strip()
+    return properties
+
+
+def running_stack_properties(environ: Mapping[str, str], bootstrap_servers: str) -> dict[str, str] | None:
+    """The client properties a secured embedded stack wrote for `bootstrap_servers` (./.fraudstream's, else
+    those of the stack `up` started last), or None."""
+    for data_dir in _stack_data_dirs(environ):
+        path = data_dir / SECRETS_DIR / CLIENT_PROPERTIES
+        if path.is_file():
+            properties = read_properties(path)
+            if properties.get("bootstrap.servers") == bootstrap_servers:
+                return properties
+    return None
+
+
+def _stack_data_dirs(environ: Mapping[str, str]) -> list[Path]:
+    """Where a running embedded stack may keep its credentials: ./.fraudstream, then the one `up` remembers."""
+    dirs = [DEFAULT_DATA_DIR.resolve()]
+    pointer = user_state_dir(environ) / CURRENT_STACK_FILE
+    if pointer.is_file():
+        dirs.append(Path(pointer.read_text().strip()))
+    return dirs

@@ -31,13 +31,13 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from fraudstream.config import CURRENT_STACK_FILE, DEFAULT_DATA_DIR, Addresses, user_state_dir
+from fraudstream.config import (
+    Addresses,
+    read_properties,
+    running_stack_properties,
+)
 from fraudstream.tls import client_context, trust_bundle
 
-#: A secured data directory keeps its credentials here (mode 0700, files 0600).
-SECRETS_DIR = "secrets"
-#: Confluent's client configuration format: what clients of the stack read.
-CLIENT_PROPERTIES = "client.properties"
 #: The users the stack's HTTP servers accept, in the format of Jetty's PropertyFileLoginModule
 #: (`name: password[,role...]`), as Confluent's components take them.
 PASSWORD_PROPERTIES = "password.properties"
@@ -227,21 +227,6 @@ HTTP_SERVICES = {
 }
 
 
-def read_properties(path: Path) -> dict[str, str]:
-    """`key=value` lines of a Java-style properties file (`#` and `!` comments, `:` separators too)."""
-    properties: dict[str, str] = {}
-    for raw in path.read_text().splitlines():
-        line = raw.strip()
-        if not line or line[0] in "#!":
-            continue
-        cut = min((i for i in (line.find("="), line.find(":")) if i >= 0), default=-1)
-        if cut < 0:
-            properties[line] = ""
-        else:
-            properties[line[:cut].strip()] = line[cut + 1 :].strip()
-    return properties
-
-
 def write_private(path: Path, text: str) -> None:
     """Write `text` to `path`, readable and writable by the owner only, from the moment it exists."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -249,27 +234,6 @@ def write_private(path: Path, text: str) -> None:
     with os.fdopen(descriptor, "w") as file:
         file.write(text)
     path.chmod(0o600)  # an existing file keeps its mode through O_CREAT
-
-
-def running_stack_properties(environ: Mapping[str, str], bootstrap_servers: str) -> dict[str, str] | None:
-    """The client properties a secured embedded stack wrote for `bootstrap_servers` (./.fraudstream's, else
-    those of the stack `up` started last), or None."""
-    for data_dir in _stack_data_dirs(environ):
-        path = data_dir / SECRETS_DIR / CLIENT_PROPERTIES
-        if path.is_file():
-            properties = read_properties(path)
-            if properties.get("bootstrap.servers") == bootstrap_servers:
-                return properties
-    return None
-
-
-def _stack_data_dirs(environ: Mapping[str, str]) -> list[Path]:
-    """Where a running embedded stack may keep its credentials: ./.fraudstream, then the one `up` remembers."""
-    dirs = [DEFAULT_DATA_DIR.resolve()]
-    pointer = user_state_dir(environ) / CURRENT_STACK_FILE
-    if pointer.is_file():
-        dirs.append(Path(pointer.read_text().strip()))
-    return dirs
 
 
 def schema_registry_conf(url: str) -> dict[str, str]:

@@ -13,11 +13,13 @@ sink, transactions, model and worker: `fraudstream.demo_handbook`).
 from __future__ import annotations
 
 import itertools
+import shutil
 import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -35,7 +37,7 @@ from connectors.apply import apply_dir
 from connectors.lake import list_objects
 from fraudstream.config import Addresses
 from fraudstream.credentials import schema_registry_conf
-from fraudstream.kafka import admin_client, consumer_config, end_offsets, topic_ends
+from fraudstream.kafka import PROBE_LOGGING, admin_client, consumer_config, end_offsets, topic_ends
 from fraudstream.lifecycle import (
     check_prometheus,
     data_dir_option,
@@ -283,6 +285,7 @@ def _start_flagship(
 ) -> tuple[RunningService, Feed]:
     """Statements, sinks, card holders, a production model and the stack's worker; the payments to send."""
     addresses = stack.addresses
+    promote = _first_model(addresses, MODEL_NAME, "a first autoencoder on generated payments", _first_autoencoder)
     _apply(addresses, ksql_dir, connectors_dir)
     try:
         console.print(
@@ -290,7 +293,7 @@ def _start_flagship(
         )
     except BrokerUnavailable as error:
         raise click.ClickException(str(error)) from None
-    _ensure_production_model(addresses, MODEL_NAME, "a first autoencoder on generated payments", _first_autoencoder)
+    promote()
     if WORKER not in stack.running or not stack.running[WORKER].healthy():
         console.print("starting a stream worker (Faust, scoring with the production model)...")
         stack.start_service(WORKER)
@@ -301,18 +304,19 @@ def _start_handbook(
     stack: EmbeddedStack, ksql_dir: Path, connectors_dir: Path, customers: int, days: int, count: int
 ) -> tuple[RunningService, Feed]:
     """Statements, sink, a production model and the handbook's worker; the transactions to send."""
-    from confluent_kafka.schema_registry import SchemaRegistryClient
-
     from fraudstream.demo_handbook import HISTORY_DAYS, TransactionFeed, ensure_worker, resume_date, train_first_model
     from streams.records import register_score_schema
 
     addresses = stack.addresses
     # ksql/handbook/090 reads the scores: their schema first, as the stack registers the flagship's.
-    register_score_schema(SchemaRegistryClient({"url": addresses.schema_registry_url}), HANDBOOK_SCORES_TOPIC)
-    _apply(addresses, ksql_dir, connectors_dir)
+    register_score_schema(
+        SchemaRegistryClient(schema_registry_conf(addresses.schema_registry_url)), HANDBOOK_SCORES_TOPIC
+    )
     start = resume_date(addresses.bootstrap_servers)
     what = f"the supervised baseline on the offline features of the {HISTORY_DAYS} simulated days before {start}"
-    _ensure_production_model(addresses, HANDBOOK_MODEL, what, lambda out: train_first_model(customers, start, out))
+    _apply(addresses, ksql_dir, connectors_dir)
+    # Not in the background: the simulator's chatter is silenced by redirecting the process's stdout.
+    _first_model(addresses, HANDBOOK_MODEL, what, lambda out: train_first_model(customers, start, out))()
     try:
         worker = ensure_worker(stack, console)
     except StackError as error:
@@ -464,29 +468,40 @@ def _duration(delay: timedelta) -> str:
     return f"{seconds:,.0f} s" if seconds < 3600 else f"{seconds / 3600:,.1f} h"
 
 
-def _ensure_production_model(
+def _first_model(
     addresses: Addresses, name: str, what: str, train_first: Callable[[Path], TrainingResult]
-) -> None:
-    """Train (``what``), register and promote a first model when the registry has no production version of ``name``."""
+) -> Callable[[], None]:
+    """When the registry has no production version of ``name``, start training one (``what``) in the background,
+    so that it overlaps applying the statements; the returned call waits for it, registers and promotes it."""
     from models.registry import ModelRegistry, RegistryError
 
     registry = ModelRegistry.from_addresses(addresses)
     try:
         version = registry.version(name)
         console.print(f"model: {name} version {version['version']} is in production")
-        return
+        return lambda: None
     except RegistryError:
         pass
     console.print(f"model: no production {name!r} yet; training {what}...")
-    with tempfile.TemporaryDirectory(prefix="fraudstream-demo-") as output_dir:
-        result = train_first(Path(output_dir))
-        version = registry.register(name, result.output_dir, note=f"fraudstream demo: {what}")["version"]
-    registry.promote(name, version)
-    metrics = result.metrics
-    console.print(
-        f"model: {name} version {version} promoted (test ROC-AUC {metrics.roc_auc:.4f}, "
-        f"average precision {metrics.average_precision:.4f})"
-    )
+    output_dir = Path(tempfile.mkdtemp(prefix="fraudstream-demo-"))
+    pool = ThreadPoolExecutor(1, thread_name_prefix="fraudstream-first-model")
+    training = pool.submit(train_first, output_dir)
+    pool.shutdown(wait=False)  # the thread ends with the training
+
+    def promote() -> None:
+        try:
+            result = training.result()
+            version = registry.register(name, result.output_dir, note=f"fraudstream demo: {what}")["version"]
+        finally:
+            shutil.rmtree(output_dir, ignore_errors=True)
+        registry.promote(name, version)
+        metrics = result.metrics
+        console.print(
+            f"model: {name} version {version} promoted (test ROC-AUC {metrics.roc_auc:.4f}, "
+            f"average precision {metrics.average_precision:.4f})"
+        )
+
+    return promote
 
 
 def _first_autoencoder(output_dir: Path) -> TrainingResult:
@@ -544,7 +559,9 @@ def _show_newest(addresses: Addresses, topic: str, columns: tuple[str, ...], row
     if end == 0:
         return
     deserialize = AvroDeserializer(SchemaRegistryClient(schema_registry_conf(addresses.schema_registry_url)))
-    consumer = Consumer(consumer_config(addresses.bootstrap_servers, "fraudstream-demo", enable_auto_commit=False))
+    consumer = Consumer(
+        consumer_config(addresses.bootstrap_servers, "fraudstream-demo", enable_auto_commit=False) | PROBE_LOGGING
+    )
     table = Table("key", *columns, title=f"{topic}, newest records")
     try:
         consumer.assign([TopicPartition(topic, 0, max(0, end - rows))])

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from confluent_kafka import Consumer, TopicPartition
 from rich.console import Console
 
-from fraudstream.kafka import consumer_config, end_offsets
+from fraudstream.kafka import PROBE_LOGGING, consumer_config, end_offsets
 from fraudstream.topics import (
     HANDBOOK_FEATURES_TOPIC,
     HANDBOOK_MODEL,
@@ -105,7 +105,9 @@ def resume_date(bootstrap_servers: str, topic: str = HANDBOOK_TRANSACTIONS_TOPIC
         ends = {}
     newest: datetime | None = None
     if any(ends.values()):
-        consumer = Consumer(consumer_config(bootstrap_servers, "fraudstream-demo", enable_auto_commit=False))
+        consumer = Consumer(
+            consumer_config(bootstrap_servers, "fraudstream-demo", enable_auto_commit=False) | PROBE_LOGGING
+        )
         try:
             consumer.assign([TopicPartition(topic, p, end - 1) for p, end in ends.items() if end > 0])
             for _ in range(sum(end > 0 for end in ends.values())):

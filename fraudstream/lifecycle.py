@@ -17,8 +17,16 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from fraudstream.config import CURRENT_STACK_FILE, DEFAULT_DATA_DIR, DEFAULT_PORTS, Addresses, user_state_dir
-from fraudstream.credentials import CLIENT_CONFIG_ENV, CLIENT_PROPERTIES, SECRETS_DIR
+from fraudstream.config import (
+    CLIENT_PROPERTIES,
+    CURRENT_STACK_FILE,
+    DEFAULT_DATA_DIR,
+    DEFAULT_PORTS,
+    SECRETS_DIR,
+    Addresses,
+    user_state_dir,
+)
+from fraudstream.credentials import CLIENT_CONFIG_ENV
 from fraudstream.terminal import make_console
 from fraudstream.tls import CERT_FILE_ENV
 from stack.embedded import STATE_FILE, WORKER, EmbeddedStack

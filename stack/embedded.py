@@ -27,15 +27,17 @@ from types import TracebackType
 from urllib.parse import urlsplit
 
 from fraudstream.basicauth import PASSWORD_FILE_ENV
-from fraudstream.config import DEFAULT_BUCKET, DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_PORTS, Addresses
-from fraudstream.credentials import (
+from fraudstream.config import (
     CLIENT_PROPERTIES,
-    PASSWORD_PROPERTIES,
+    DEFAULT_BUCKET,
+    DEFAULT_DATA_DIR,
+    DEFAULT_HOST,
+    DEFAULT_PORTS,
     SECRETS_DIR,
-    Credentials,
+    Addresses,
     read_properties,
-    write_private,
 )
+from fraudstream.credentials import PASSWORD_PROPERTIES, Credentials, write_private
 from fraudstream.s3 import ensure_bucket
 from fraudstream.tls import CERT_FILE_ENV, KEY_FILE_ENV
 from fraudstream.topics import SCORES_TOPIC

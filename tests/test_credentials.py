@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from fraudstream.basicauth import BasicAuth
-from fraudstream.config import Addresses
-from fraudstream.credentials import CLIENT_CONFIG_ENV, Credentials, read_properties, write_private
+from fraudstream.config import Addresses, read_properties
+from fraudstream.credentials import CLIENT_CONFIG_ENV, Credentials, write_private
 from stack.prometheus import scrape_config
 
 

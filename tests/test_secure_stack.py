@@ -41,8 +41,8 @@ from test_features_end_to_end import FEATURE_STATEMENTS, Pipeline, size, wait_un
 
 from connectors.client import ConnectClient
 from connectors.lake import list_objects
-from fraudstream.config import Addresses
-from fraudstream.credentials import CLIENT_PROPERTIES, Credentials
+from fraudstream.config import CLIENT_PROPERTIES, Addresses
+from fraudstream.credentials import Credentials
 from fraudstream.kafka import consumer_config, end_offsets
 from fraudstream.lifecycle import _attach_or_new
 from fraudstream.tls import client_context
