@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from fraudstream.config import (
+    STACK_URLS,
     Addresses,
     read_properties,
     running_stack_properties,
@@ -210,11 +211,7 @@ class Credentials:
         lines += [f"{PROPERTY_NAMES[f.name]}={getattr(self, f.name)}" for f in fields(self) if getattr(self, f.name)]
         if self.schema_registry_user_info:
             lines.append("basic.auth.credentials.source=USER_INFO")
-        lines += [
-            f"schema.registry.url={addresses.schema_registry_url}",
-            f"ksqldb.url={addresses.ksqldb_url}",
-            f"connect.url={addresses.connect_url}",
-        ]
+        lines += [f"{key}={getattr(addresses, name)}" for name, key in STACK_URLS.items()]
         return "# fraudstream: client settings of a secured stack (keep private)\n" + "\n".join(lines) + "\n"
 
 
